@@ -1,0 +1,333 @@
+//! Identities: [`FeedId`], [`Keypair`], [`Signature`] and the one canonical signature check.
+//!
+//! Every signature in scrip is made over domain-separated bytes, `domain || 0x00 || message`,
+//! and checked by [`verify_signature`] (or [`AuthorKey::verify`], the same check with the public
+//! key decompressed once): ed25519 `verify_strict`, which rejects weak (small-order) keys,
+//! small-order `R` and non-canonical `S`. No other check is used anywhere.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use serde::de::{self, SeqAccess, Visitor};
+use serde::ser::SerializeTuple;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, clip};
+use crate::hash::parse_prefixed_base58;
+
+/// Signature domains: every signed message in scrip starts with one of these tags.
+pub mod domain {
+    /// Entry headers.
+    pub const ENTRY: &[u8] = b"scrip/entry/v1";
+}
+
+/// A feed's identity: its author's ed25519 public key.
+///
+/// Text form: `@` followed by the base58 (bitcoin alphabet) encoding of the 32 key bytes, parsed
+/// strictly (exactly one text form per key).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FeedId([u8; 32]);
+
+impl FeedId {
+    /// The text form's prefix.
+    pub const PREFIX: char = '@';
+
+    /// Wraps raw public key bytes. The bytes are not checked here; signature checks reject keys
+    /// that are not valid or are weak.
+    pub const fn from_bytes(bytes: [u8; 32]) -> FeedId {
+        FeedId(bytes)
+    }
+
+    /// The raw public key bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A short form for humans (`@` and the first 8 base58 characters).
+    pub fn short(&self) -> String {
+        let full = self.to_string();
+        full.chars().take(9).collect()
+    }
+}
+
+impl fmt::Display for FeedId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", Self::PREFIX, bs58::encode(self.0).into_string())
+    }
+}
+
+impl fmt::Debug for FeedId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FeedId({self})")
+    }
+}
+
+impl FromStr for FeedId {
+    type Err = Error;
+
+    /// Parses the text form and also checks that the key is a valid, non-weak ed25519 point, so
+    /// that a typo is caught at the prompt rather than by a later signature check.
+    fn from_str(input: &str) -> Result<Self, Error> {
+        let invalid = |reason| Error::InvalidFeedId {
+            input: clip(input),
+            reason,
+        };
+        let bytes = parse_prefixed_base58(input, FeedId::PREFIX).map_err(invalid)?;
+        let key = VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| invalid("not a valid ed25519 public key"))?;
+        if key.is_weak() {
+            return Err(invalid("a weak (small-order) ed25519 key"));
+        }
+        Ok(FeedId(bytes))
+    }
+}
+
+/// An ed25519 signature (64 bytes), encoded as 64 raw bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Signature([u8; 64]);
+
+impl Signature {
+    /// Wraps raw signature bytes.
+    pub const fn from_bytes(bytes: [u8; 64]) -> Signature {
+        Signature(bytes)
+    }
+
+    /// The raw bytes.
+    pub const fn as_bytes(&self) -> &[u8; 64] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({})", hex::encode(self.0))
+    }
+}
+
+impl Serialize for Signature {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut tuple = serializer.serialize_tuple(64)?;
+        for byte in &self.0 {
+            tuple.serialize_element(byte)?;
+        }
+        tuple.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SignatureVisitor;
+        impl<'de> Visitor<'de> for SignatureVisitor {
+            type Value = Signature;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("64 signature bytes")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Signature, A::Error> {
+                let mut bytes = [0u8; 64];
+                for (i, slot) in bytes.iter_mut().enumerate() {
+                    *slot = seq
+                        .next_element()?
+                        .ok_or_else(|| de::Error::invalid_length(i, &self))?;
+                }
+                Ok(Signature(bytes))
+            }
+        }
+        deserializer.deserialize_tuple(64, SignatureVisitor)
+    }
+}
+
+/// Builds the bytes actually signed: `domain || 0x00 || message`. The zero byte keeps one
+/// domain from being a prefix of another.
+pub fn signing_bytes(domain: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(domain.len() + 1 + message.len());
+    bytes.extend_from_slice(domain);
+    bytes.push(0);
+    bytes.extend_from_slice(message);
+    bytes
+}
+
+/// A public key decompressed and checked once, for verifying many signatures by one author.
+#[derive(Clone, Copy)]
+pub struct AuthorKey {
+    id: FeedId,
+    key: VerifyingKey,
+}
+
+impl fmt::Debug for AuthorKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AuthorKey({})", self.id)
+    }
+}
+
+impl AuthorKey {
+    /// Decompresses `author`.
+    ///
+    /// Rules: the bytes are a valid ed25519 point ([`Error::InvalidAuthorKey`]); the point does
+    /// not have small order ([`Error::WeakAuthorKey`]).
+    pub fn new(author: &FeedId) -> Result<AuthorKey, Error> {
+        let key = VerifyingKey::from_bytes(author.as_bytes())
+            .map_err(|_| Error::InvalidAuthorKey { author: *author })?;
+        if key.is_weak() {
+            return Err(Error::WeakAuthorKey { author: *author });
+        }
+        Ok(AuthorKey { id: *author, key })
+    }
+
+    /// The author.
+    pub fn id(&self) -> &FeedId {
+        &self.id
+    }
+
+    /// True iff `signature` is this author's strict ed25519 signature of `domain || 0 || message`.
+    pub fn verify(&self, domain: &[u8], message: &[u8], signature: &Signature) -> bool {
+        let signed = signing_bytes(domain, message);
+        self.verify_prepared(&signed, signature)
+    }
+
+    /// As [`AuthorKey::verify`], for bytes already built by [`signing_bytes`].
+    pub fn verify_prepared(&self, signed: &[u8], signature: &Signature) -> bool {
+        let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
+        self.key.verify_strict(signed, &signature).is_ok()
+    }
+}
+
+/// The one canonical signature check of scrip.
+///
+/// Rules: the key is a valid, non-weak ed25519 point; the signature passes `verify_strict` over
+/// `domain || 0x00 || message`. Returns `Ok(true)` if it verifies, `Ok(false)` if it does not, and
+/// an error when the key itself is unusable.
+pub fn verify_signature(
+    author: &FeedId,
+    domain: &[u8],
+    message: &[u8],
+    signature: &Signature,
+) -> Result<bool, Error> {
+    Ok(AuthorKey::new(author)?.verify(domain, message, signature))
+}
+
+/// A secret signing key and its feed id. The secret is zeroized when dropped and never printed.
+pub struct Keypair {
+    signing: SigningKey,
+    id: FeedId,
+}
+
+impl Keypair {
+    /// A new key from the operating system's random number generator.
+    pub fn generate() -> Result<Keypair, Error> {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        getrandom::fill(seed.as_mut()).map_err(|e| Error::Randomness(e.to_string()))?;
+        Ok(Keypair::from_seed(&seed))
+    }
+
+    /// The key whose 32-byte secret seed is `seed` (deterministic: for key files and test
+    /// vectors).
+    pub fn from_seed(seed: &[u8; 32]) -> Keypair {
+        let signing = SigningKey::from_bytes(seed);
+        let id = FeedId(signing.verifying_key().to_bytes());
+        Keypair { signing, id }
+    }
+
+    /// The secret seed, for writing a key file.
+    pub fn seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signing.to_bytes())
+    }
+
+    /// This key's feed id.
+    pub fn id(&self) -> FeedId {
+        self.id
+    }
+
+    /// Signs `domain || 0x00 || message`.
+    pub fn sign(&self, domain: &[u8], message: &[u8]) -> Signature {
+        self.sign_prepared(&signing_bytes(domain, message))
+    }
+
+    /// Signs bytes already built by [`signing_bytes`].
+    pub fn sign_prepared(&self, signed: &[u8]) -> Signature {
+        Signature(self.signing.sign(signed).to_bytes())
+    }
+}
+
+impl fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keypair")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feed_id_text_round_trips() {
+        let key = Keypair::from_seed(&[7; 32]);
+        let text = key.id().to_string();
+        assert!(text.starts_with('@'));
+        assert_eq!(text.parse::<FeedId>().unwrap(), key.id());
+    }
+
+    #[test]
+    fn feed_id_parse_is_strict() {
+        let text = Keypair::from_seed(&[7; 32]).id().to_string();
+        for bad in [
+            String::new(),
+            "@".into(),
+            text[1..].to_string(),
+            format!("%{}", &text[1..]),
+            format!("{text} "),
+            format!("{text}x"),
+            format!("@1{}", &text[1..]),
+            "@0OIl".into(),
+            format!("@{}", "z".repeat(200)),
+        ] {
+            assert!(bad.parse::<FeedId>().is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn feed_id_parse_rejects_weak_and_invalid_points() {
+        // The identity point (y = 1) is small-order.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let text = FeedId::from_bytes(identity).to_string();
+        let err = text.parse::<FeedId>().unwrap_err();
+        assert!(err.to_string().contains("weak"), "{err}");
+        // y = 2 is not on the curve.
+        let mut off_curve = [0u8; 32];
+        off_curve[0] = 2;
+        let text = FeedId::from_bytes(off_curve).to_string();
+        let err = text.parse::<FeedId>().unwrap_err();
+        assert!(err.to_string().contains("not a valid"), "{err}");
+    }
+
+    #[test]
+    fn keypair_debug_is_redacted() {
+        let key = Keypair::from_seed(&[9; 32]);
+        let debug = format!("{key:?}");
+        assert!(debug.contains("<redacted>"));
+        assert!(!debug.contains(&hex::encode([9u8; 32])));
+        assert!(!debug.contains("9, 9, 9"));
+    }
+
+    #[test]
+    fn signatures_are_domain_separated() {
+        let key = Keypair::from_seed(&[1; 32]);
+        let sig = key.sign(b"scrip/test/v1", b"message");
+        assert!(verify_signature(&key.id(), b"scrip/test/v1", b"message", &sig).unwrap());
+        assert!(!verify_signature(&key.id(), b"scrip/other/v1", b"message", &sig).unwrap());
+        // Moving bytes between domain and message does not keep the signature valid.
+        assert!(!verify_signature(&key.id(), b"scrip/test/v1m", b"essage", &sig).unwrap());
+    }
+
+    #[test]
+    fn generated_keys_differ() {
+        let a = Keypair::generate().unwrap();
+        let b = Keypair::generate().unwrap();
+        assert_ne!(a.id(), b.id());
+    }
+}

@@ -1,0 +1,45 @@
+//! Every size bound of the feed format, as named constants.
+//!
+//! Bounds are enforced both when encoding (so we never produce what peers must refuse) and when
+//! decoding (so a peer cannot make us allocate or store more than this).
+
+/// Largest encoded payload, in bytes.
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// Largest postcard varint encoding of a `u64`.
+const MAX_U64_VARINT: usize = 10;
+/// Largest postcard varint encoding of a `u32`.
+const MAX_U32_VARINT: usize = 5;
+
+/// Largest signed entry header, in bytes: version (1) + author (32) + seq (varint u64) +
+/// prev (1 tag + 32) + timestamp (varint u64) + payload length (varint u32) + payload hash (32) +
+/// signature (64).
+pub const MAX_HEADER_BYTES: usize =
+    1 + 32 + MAX_U64_VARINT + (1 + 32) + MAX_U64_VARINT + MAX_U32_VARINT + 32 + 64;
+
+/// Longest nickname, in bytes of UTF-8.
+pub const MAX_NICK_BYTES: usize = 64;
+
+/// Longest `Pub` address (`host:port`), in bytes.
+pub const MAX_ADDRESS_BYTES: usize = 255;
+
+/// Longest `App` kind tag, in bytes.
+pub const MAX_APP_KIND_BYTES: usize = 32;
+
+/// Largest encoded fork proof: version (1) + two length-prefixed headers.
+pub const MAX_FORK_PROOF_BYTES: usize = 1 + 2 * (3 + MAX_HEADER_BYTES);
+
+/// Largest key file, in bytes (a key file is three short lines).
+pub const MAX_KEY_FILE_BYTES: usize = 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_bound_is_the_sum_of_its_fields() {
+        assert_eq!(MAX_HEADER_BYTES, 187);
+        // A fork-proof header is length-prefixed with a varint; 187 needs two bytes, three is safe.
+        const { assert!(MAX_HEADER_BYTES < 1 << 14) };
+    }
+}

@@ -1,0 +1,141 @@
+//! The feed store: per-author chains of validated entries, fork proofs and payload policies.
+//!
+//! [`Store`] is implemented by [`SledStore`] (durable, on disk) and [`MemoryStore`] (the simple
+//! reference the sled store is tested against). Both decide what to store with the same planner
+//! ([`plan`]): only their tables differ.
+//!
+//! # Durability contract
+//!
+//! When [`Store::ingest`], [`Store::append`], [`Store::set_payload_policy`] or
+//! [`Store::add_fork_proof`] returns `Ok`, what it stored survives `kill -9` and power loss: the
+//! sled store applies each call's writes as one atomic batch and flushes (fsync) before returning.
+//! A crash during a call leaves the store as it was before the call or as it is after it, never in
+//! between, so a reopened store never holds a broken chain. Opening a store checks its format
+//! marker and the consistency of every feed's head, and reports damage as [`Error::Corrupt`].
+
+mod memory;
+mod plan;
+mod sled_store;
+
+pub use memory::MemoryStore;
+pub use plan::verify_parallel;
+pub use sled_store::{IntegrityReport, SledOptions, SledStore};
+
+use crate::entry::{Entry, Head, Seq};
+use crate::error::{Error, Result};
+use crate::fork::ForkProof;
+use crate::hash::EntryId;
+use crate::identity::FeedId;
+
+/// What happened to an entry offered to a store.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Appended {
+    /// The entry was new and is now stored.
+    Stored,
+    /// The store already held this exact entry; nothing changed.
+    Duplicate,
+}
+
+/// Whether a store keeps the payloads of an author's entries.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum PayloadPolicy {
+    /// Keep payloads (the default).
+    #[default]
+    Keep,
+    /// Drop payloads: stored ones are deleted, new ones are not stored. Headers are kept, so the
+    /// chain still verifies.
+    Drop,
+}
+
+/// The result of a batch ingest: one outcome per offered entry, in the order offered.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct IngestReport {
+    /// For each offered entry: stored, duplicate, or why it was refused.
+    pub outcomes: Vec<Result<Appended>>,
+}
+
+impl IngestReport {
+    /// How many entries were newly stored.
+    pub fn stored(&self) -> usize {
+        self.count(|o| matches!(o, Ok(Appended::Stored)))
+    }
+
+    /// How many entries were already held.
+    pub fn duplicates(&self) -> usize {
+        self.count(|o| matches!(o, Ok(Appended::Duplicate)))
+    }
+
+    /// How many entries were refused.
+    pub fn refused(&self) -> usize {
+        self.count(Result::is_err)
+    }
+
+    fn count(&self, pred: impl Fn(&Result<Appended>) -> bool) -> usize {
+        self.outcomes.iter().filter(|o| pred(o)).count()
+    }
+}
+
+/// A store of feeds. All methods are synchronous; async callers run them on a blocking thread.
+///
+/// Every stored entry passed [`crate::validate::validate_entry`] against the feed's head at the
+/// time; every feed is a contiguous chain from seq 1.
+pub trait Store: Send + Sync {
+    /// Validates each entry against its feed (including entries earlier in the same batch) and
+    /// stores the valid ones, durably, with one flush. Entries may be of many authors, in any
+    /// order. Returns `Err` only if storage failed (then nothing of this call was stored);
+    /// invalid entries are refused in the report.
+    ///
+    /// An entry that differs from a stored one at the same seq yields a fork proof, which is
+    /// stored (freezing the feed) and reported as [`Error::Fork`].
+    fn ingest(&self, entries: Vec<Entry>) -> Result<IngestReport>;
+
+    /// Validates and durably stores one entry. See [`Store::ingest`].
+    fn append(&self, entry: Entry) -> Result<Appended> {
+        let mut report = self.ingest(vec![entry])?;
+        report.outcomes.pop().unwrap_or(Err(Error::Storage {
+            detail: "ingest returned no outcome".into(),
+        }))
+    }
+
+    /// The entry at `seq` in `author`'s feed, with its payload if held.
+    fn get(&self, author: &FeedId, seq: Seq) -> Result<Option<Entry>>;
+
+    /// The entry with id `id`, with its payload if held.
+    fn get_by_id(&self, id: &EntryId) -> Result<Option<Entry>>;
+
+    /// The latest entry of `author`'s feed.
+    fn head(&self, author: &FeedId) -> Result<Option<Head>>;
+
+    /// Up to `limit` entries of `author`'s feed from `from` on, in seq order.
+    fn range(&self, author: &FeedId, from: Seq, limit: usize) -> Result<Vec<Entry>>;
+
+    /// Every author with at least one stored entry, in id order.
+    fn authors(&self) -> Result<Vec<FeedId>>;
+
+    /// Sets whether `author`'s payloads are kept. [`PayloadPolicy::Drop`] also deletes the
+    /// payloads already stored.
+    fn set_payload_policy(&self, author: &FeedId, policy: PayloadPolicy) -> Result<()>;
+
+    /// Whether `author`'s payloads are kept.
+    fn payload_policy(&self, author: &FeedId) -> Result<PayloadPolicy>;
+
+    /// Stores a (verified) fork proof, freezing the author's feed at the fork point. Returns
+    /// `false` if a proof for that author was already held (one proof is enough).
+    fn add_fork_proof(&self, proof: &ForkProof) -> Result<bool>;
+
+    /// The fork proof held for `author`, if any.
+    fn fork_proof(&self, author: &FeedId) -> Result<Option<ForkProof>>;
+
+    /// Every fork proof held, in author order.
+    fn fork_proofs(&self) -> Result<Vec<ForkProof>>;
+
+    /// Signs `payload` as the next entry of `keypair`'s feed and durably appends it, holding the
+    /// store's write lock from reading the head to storing the entry, so that two concurrent
+    /// publishes can never sign two entries for one seq. Returns the entry.
+    fn publish(
+        &self,
+        keypair: &crate::Keypair,
+        timestamp: crate::Timestamp,
+        payload: Vec<u8>,
+    ) -> Result<Entry>;
+}

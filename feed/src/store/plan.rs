@@ -1,0 +1,222 @@
+//! The store's decision procedure, shared by every [`Store`](super::Store) implementation: which
+//! offered entries are stored, which are duplicates, which prove forks and which are refused.
+//!
+//! 1. [`verify_parallel`] runs the stateless checks (payload, signature) on all cores, before any
+//!    lock is taken.
+//! 2. [`plan_ingest`] walks the entries in (author, seq) order against the store's tables and the
+//!    entries planned so far in the batch, and produces the writes to apply atomically.
+
+use std::collections::{BTreeMap, HashMap};
+use std::thread;
+
+use super::{Appended, IngestReport, PayloadPolicy};
+use crate::entry::{Entry, Head, Seq};
+use crate::error::{Error, Result};
+use crate::fork::ForkProof;
+use crate::identity::{AuthorKey, FeedId};
+use crate::validate::{validate_link, validate_stateless};
+
+/// Below this many entries per thread, spawning threads costs more than it saves.
+const MIN_ENTRIES_PER_THREAD: usize = 64;
+
+/// What a planner reads from a store.
+pub(crate) trait Tables {
+    /// The latest stored entry of `author`.
+    fn head(&self, author: &FeedId) -> Result<Option<Head>>;
+    /// The stored entry (header only is enough) at `seq`.
+    fn header_at(&self, author: &FeedId, seq: Seq) -> Result<Option<Entry>>;
+    /// The fork proof held for `author`.
+    fn fork_proof(&self, author: &FeedId) -> Result<Option<ForkProof>>;
+    /// Whether `author`'s payloads are kept.
+    fn payload_policy(&self, author: &FeedId) -> Result<PayloadPolicy>;
+}
+
+/// A write the planner asks the store to apply.
+// Nearly every write is an entry; boxing them would add an allocation per stored entry.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Write {
+    /// Store this entry (its payload already removed if the policy drops it) and make it the
+    /// feed's head.
+    Entry(Entry),
+    /// Store this fork proof.
+    ForkProof(Box<ForkProof>),
+}
+
+/// The writes to apply atomically, and the report to return once they are durable.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub writes: Vec<Write>,
+    pub report: IngestReport,
+}
+
+/// Runs the stateless checks ([`validate_stateless`]) over `entries`, in parallel across the
+/// machine's cores, decompressing each author's key once per run of consecutive entries.
+/// Returns one result per entry, in order.
+pub fn verify_parallel(entries: &[Entry]) -> Vec<Result<()>> {
+    let cores = thread::available_parallelism().map_or(1, usize::from);
+    let threads = cores
+        .min(entries.len().div_ceil(MIN_ENTRIES_PER_THREAD))
+        .max(1);
+    if threads == 1 {
+        return verify_run(entries);
+    }
+    let chunk = entries.len().div_ceil(threads);
+    thread::scope(|scope| {
+        let handles: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || verify_run(part)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| match handle.join() {
+                Ok(results) => results,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
+fn verify_run(entries: &[Entry]) -> Vec<Result<()>> {
+    let mut cached: Option<(FeedId, Result<AuthorKey>)> = None;
+    entries
+        .iter()
+        .map(|entry| {
+            let author = entry.author();
+            let key = match &cached {
+                Some((id, key)) if *id == author => key,
+                _ => &cached.insert((author, AuthorKey::new(&author))).1,
+            };
+            match key {
+                Ok(key) => validate_stateless(key, entry),
+                Err(err) => Err(err.clone()),
+            }
+        })
+        .collect()
+}
+
+/// What the planner knows about one feed during a batch.
+struct FeedState {
+    head: Option<Head>,
+    frozen_at: Option<Seq>,
+    has_proof: bool,
+    policy: PayloadPolicy,
+    /// Entries of this feed planned in this batch: seq -> index in `writes`.
+    planned: BTreeMap<Seq, usize>,
+}
+
+impl FeedState {
+    fn load(tables: &impl Tables, author: &FeedId) -> Result<FeedState> {
+        let proof = tables.fork_proof(author)?;
+        Ok(FeedState {
+            head: tables.head(author)?,
+            frozen_at: proof.as_ref().map(ForkProof::seq),
+            has_proof: proof.is_some(),
+            policy: tables.payload_policy(author)?,
+            planned: BTreeMap::new(),
+        })
+    }
+}
+
+/// Decides the fate of every entry. `checked[i]` is the stateless check result of `entries[i]`
+/// (from [`verify_parallel`]). Returns `Err` only when reading the tables fails.
+pub(crate) fn plan_ingest(
+    tables: &impl Tables,
+    entries: Vec<Entry>,
+    checked: Vec<Result<()>>,
+) -> Result<Plan> {
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by_key(|&i| (entries[i].author(), entries[i].seq()));
+    let mut outcomes: Vec<Option<Result<Appended>>> = vec![None; entries.len()];
+    let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+    let mut writes = Vec::new();
+    let mut feeds: HashMap<FeedId, FeedState> = HashMap::new();
+
+    for i in order {
+        let Some(entry) = slots[i].take() else {
+            continue;
+        };
+        if let Some(Err(err)) = checked.get(i) {
+            outcomes[i] = Some(Err(err.clone()));
+            continue;
+        }
+        let author = entry.author();
+        let state = match feeds.entry(author) {
+            std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(FeedState::load(tables, &author)?)
+            }
+        };
+        outcomes[i] = Some(decide(tables, state, entry, &mut writes)?);
+    }
+
+    let outcomes = outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or(Err(Error::Storage {
+                detail: "planner skipped an entry".into(),
+            }))
+        })
+        .collect();
+    Ok(Plan {
+        writes,
+        report: IngestReport { outcomes },
+    })
+}
+
+fn decide(
+    tables: &impl Tables,
+    state: &mut FeedState,
+    mut entry: Entry,
+    writes: &mut Vec<Write>,
+) -> Result<Result<Appended>> {
+    let author = entry.author();
+    let seq = entry.seq();
+
+    if let Some(head) = state.head
+        && seq <= head.seq
+    {
+        let existing = match state.planned.get(&seq) {
+            Some(&index) => match &writes[index] {
+                Write::Entry(planned) => Some(planned.without_payload()),
+                Write::ForkProof(_) => None,
+            },
+            None => tables.header_at(&author, seq)?,
+        };
+        let existing = existing.ok_or_else(|| Error::Storage {
+            detail: format!("feed {author} has head {} but no entry at {seq}", head.seq),
+        })?;
+        if existing.id() == entry.id() {
+            return Ok(Ok(Appended::Duplicate));
+        }
+        let proof = match ForkProof::new(&existing, &entry) {
+            Ok(proof) => proof,
+            Err(err) => return Ok(Err(err)),
+        };
+        if !state.has_proof {
+            writes.push(Write::ForkProof(Box::new(proof)));
+            state.has_proof = true;
+            state.frozen_at = Some(seq);
+        }
+        return Ok(Err(Error::Fork { author, seq }));
+    }
+
+    if let Some(frozen_at) = state.frozen_at
+        && seq >= frozen_at
+    {
+        return Ok(Err(Error::Frozen {
+            author,
+            seq: frozen_at,
+        }));
+    }
+    if let Err(err) = validate_link(&author, state.head.as_ref(), &entry) {
+        return Ok(Err(err));
+    }
+    if state.policy == PayloadPolicy::Drop {
+        entry.take_payload();
+    }
+    state.head = Some(entry.head());
+    state.planned.insert(seq, writes.len());
+    writes.push(Write::Entry(entry));
+    Ok(Ok(Appended::Stored))
+}

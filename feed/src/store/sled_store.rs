@@ -1,0 +1,582 @@
+//! The durable store, on sled 0.34.
+//!
+//! One sled tree holds everything, so that each call's writes go into one atomic
+//! `apply_batch`, followed by one `flush` (fsync) before the call returns. Keys (big-endian
+//! numbers sort numerically):
+//!
+//! | key | value |
+//! |---|---|
+//! | `M` `format` | store format version ([`STORE_FORMAT_VERSION`]) |
+//! | `H` author(32) | head: seq (u64 BE) ‖ entry id (32) |
+//! | `E` author(32) seq(8 BE) | signed header bytes |
+//! | `P` author(32) seq(8 BE) | payload bytes (absent if dropped or never received) |
+//! | `I` id(32) | author(32) ‖ seq(8 BE) |
+//! | `F` author(32) | fork proof (canonical encoding) |
+//! | `D` author(32) | empty: this author's payloads are dropped |
+//!
+//! Every stored header is self-verifying (its id is its hash, and it carries its signature), so
+//! [`SledStore::verify_integrity`] can re-check the whole store from its own bytes.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::plan::{Plan, Tables, Write, plan_ingest, verify_parallel};
+use super::{IngestReport, PayloadPolicy, Store};
+use crate::entry::{Entry, Head, Seq, Timestamp};
+use crate::error::{Error, Result};
+use crate::fork::ForkProof;
+use crate::hash::EntryId;
+use crate::identity::{FeedId, Keypair};
+use crate::validate::validate_entry;
+
+/// The on-disk layout version written under `M format`.
+pub const STORE_FORMAT_VERSION: u8 = 1;
+
+const TAG_HEAD: u8 = b'H';
+const TAG_ENTRY: u8 = b'E';
+const TAG_PAYLOAD: u8 = b'P';
+const TAG_ID: u8 = b'I';
+const TAG_FORK: u8 = b'F';
+const TAG_DROP: u8 = b'D';
+const META_FORMAT_KEY: &[u8] = b"Mformat";
+
+/// Tuning for [`SledStore`].
+#[derive(Clone, Copy, Debug)]
+pub struct SledOptions {
+    /// sled's page cache size. Real memory use can be several times this.
+    pub cache_capacity_bytes: u64,
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        SledOptions {
+            cache_capacity_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// What [`SledStore::verify_integrity`] checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct IntegrityReport {
+    /// Feeds checked.
+    pub feeds: u64,
+    /// Entries checked (signature, link, id index).
+    pub entries: u64,
+    /// Payloads checked (length and hash).
+    pub payloads: u64,
+    /// Fork proofs checked.
+    pub fork_proofs: u64,
+}
+
+/// A [`Store`] on disk, in sled. One process at a time: a second open of the same path fails with
+/// [`Error::Locked`].
+pub struct SledStore {
+    db: sled::Db,
+    path: PathBuf,
+    /// Serializes read-plan-write cycles; reads take no lock.
+    writer: Mutex<()>,
+    /// Set when a flush failed: what sled holds in memory may not be on disk, so refuse to
+    /// acknowledge anything more until the store is reopened.
+    poisoned: AtomicBool,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn feed_key(tag: u8, author: &FeedId) -> [u8; 33] {
+    let mut key = [0u8; 33];
+    key[0] = tag;
+    key[1..].copy_from_slice(author.as_bytes());
+    key
+}
+
+fn entry_key(tag: u8, author: &FeedId, seq: Seq) -> [u8; 41] {
+    let mut key = [0u8; 41];
+    key[0] = tag;
+    key[1..33].copy_from_slice(author.as_bytes());
+    key[33..].copy_from_slice(&seq.get().to_be_bytes());
+    key
+}
+
+fn id_key(id: &EntryId) -> [u8; 33] {
+    let mut key = [0u8; 33];
+    key[0] = TAG_ID;
+    key[1..].copy_from_slice(id.as_bytes());
+    key
+}
+
+fn encode_head(head: &Head) -> [u8; 40] {
+    let mut value = [0u8; 40];
+    value[..8].copy_from_slice(&head.seq.get().to_be_bytes());
+    value[8..].copy_from_slice(head.id.as_bytes());
+    value
+}
+
+fn decode_head(bytes: &[u8]) -> Option<Head> {
+    let seq: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    let id: [u8; 32] = bytes.get(8..)?.try_into().ok()?;
+    Some(Head {
+        seq: Seq::new(u64::from_be_bytes(seq)),
+        id: EntryId::from_bytes(id),
+    })
+}
+
+fn decode_location(bytes: &[u8]) -> Option<(FeedId, Seq)> {
+    let author: [u8; 32] = bytes.get(..32)?.try_into().ok()?;
+    let seq: [u8; 8] = bytes.get(32..)?.try_into().ok()?;
+    Some((
+        FeedId::from_bytes(author),
+        Seq::new(u64::from_be_bytes(seq)),
+    ))
+}
+
+fn seq_of_key(key: &[u8]) -> Option<Seq> {
+    let bytes: [u8; 8] = key.get(33..41)?.try_into().ok()?;
+    Some(Seq::new(u64::from_be_bytes(bytes)))
+}
+
+fn author_of_key(key: &[u8]) -> Option<FeedId> {
+    let bytes: [u8; 32] = key.get(1..33)?.try_into().ok()?;
+    Some(FeedId::from_bytes(bytes))
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store at `path`, checks its format marker and the
+    /// consistency of every feed head.
+    ///
+    /// Errors: [`Error::Locked`] if another process has it open; [`Error::Corrupt`] if it is
+    /// damaged (it is left untouched); [`Error::Io`]/[`Error::Storage`] otherwise.
+    pub fn open(path: impl AsRef<Path>, options: SledOptions) -> Result<SledStore> {
+        let path = path.as_ref().to_path_buf();
+        let shown = path.display().to_string();
+        // sled has been seen to panic on damaged files; turn that into an error too.
+        let opened = catch_unwind(AssertUnwindSafe(|| {
+            sled::Config::new()
+                .path(&path)
+                .cache_capacity(options.cache_capacity_bytes)
+                .open()
+        }));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(err)) => return Err(open_error(&shown, err)),
+            Err(_) => {
+                return Err(Error::Corrupt {
+                    path: shown,
+                    detail: "the storage engine panicked while opening it".into(),
+                });
+            }
+        };
+        let store = SledStore {
+            db,
+            path,
+            writer: Mutex::new(()),
+            poisoned: AtomicBool::new(false),
+        };
+        match catch_unwind(AssertUnwindSafe(|| {
+            store.check_format()?;
+            store.check_heads()
+        })) {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(Error::Corrupt {
+                    path: shown,
+                    detail: "the storage engine panicked while reading it".into(),
+                });
+            }
+        }
+        Ok(store)
+    }
+
+    /// The directory of the store.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn corrupt(&self, detail: impl Into<String>) -> Error {
+        Error::Corrupt {
+            path: self.path.display().to_string(),
+            detail: detail.into(),
+        }
+    }
+
+    fn engine(&self, err: sled::Error) -> Error {
+        match err {
+            sled::Error::Corruption { .. } => self.corrupt(err.to_string()),
+            sled::Error::Io(io) => Error::io(format!("feed store {}", self.path.display()), &io),
+            other => Error::Storage {
+                detail: other.to_string(),
+            },
+        }
+    }
+
+    fn check_format(&self) -> Result<()> {
+        match self.db.get(META_FORMAT_KEY).map_err(|e| self.engine(e))? {
+            Some(version) if version.as_ref() == [STORE_FORMAT_VERSION] => Ok(()),
+            Some(version) => Err(self.corrupt(format!(
+                "unknown store format {:?} (this build reads format {STORE_FORMAT_VERSION})",
+                version.as_ref()
+            ))),
+            None if self.db.is_empty() => {
+                self.db
+                    .insert(META_FORMAT_KEY, &[STORE_FORMAT_VERSION])
+                    .map_err(|e| self.engine(e))?;
+                self.flush()
+            }
+            None => Err(self.corrupt("the format marker is missing")),
+        }
+    }
+
+    /// For every feed: the head record points at a stored entry with that id, the id index
+    /// points back, nothing is stored after the head, and the head links to its predecessor.
+    fn check_heads(&self) -> Result<()> {
+        for item in self.db.scan_prefix([TAG_HEAD]) {
+            let (key, value) = item.map_err(|e| self.engine(e))?;
+            let author = author_of_key(&key).ok_or_else(|| self.corrupt("bad head key"))?;
+            let head = decode_head(&value)
+                .ok_or_else(|| self.corrupt(format!("bad head record for {author}")))?;
+            let entry = self
+                .read_entry(&author, head.seq, false)?
+                .ok_or_else(|| self.corrupt(format!("head {author} #{} missing", head.seq)))?;
+            if entry.id() != head.id {
+                return Err(self.corrupt(format!("head {author} #{} has another id", head.seq)));
+            }
+            if self.locate(&head.id)? != Some((author, head.seq)) {
+                return Err(self.corrupt(format!("id index wrong for {author} #{}", head.seq)));
+            }
+            if let Some(next) = head.seq.next()
+                && self
+                    .db
+                    .contains_key(entry_key(TAG_ENTRY, &author, next))
+                    .map_err(|e| self.engine(e))?
+            {
+                return Err(self.corrupt(format!("{author} has entries after its head")));
+            }
+            if let Some(prev_seq) = head.seq.prev().filter(|s| s.get() > 0) {
+                let prev = self
+                    .read_entry(&author, prev_seq, false)?
+                    .ok_or_else(|| self.corrupt(format!("{author} #{prev_seq} missing")))?;
+                if entry.prev() != Some(prev.id()) {
+                    return Err(self.corrupt(format!("{author} #{} breaks the chain", head.seq)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-checks every stored byte: each feed is a contiguous chain from seq 1 to its head,
+    /// every header's signature and link verify, every payload matches its header, the id index
+    /// agrees, and every fork proof verifies. Slow on big stores (one signature check per entry).
+    pub fn verify_integrity(&self) -> Result<IntegrityReport> {
+        let mut report = IntegrityReport::default();
+        for author in self.authors()? {
+            report.feeds = report.feeds.saturating_add(1);
+            let head = Tables::head(self, &author)?
+                .ok_or_else(|| self.corrupt(format!("{author} has no head")))?;
+            let mut prev: Option<Head> = None;
+            for item in self.db.scan_prefix(feed_key(TAG_ENTRY, &author)) {
+                let (key, bytes) = item.map_err(|e| self.engine(e))?;
+                let seq = seq_of_key(&key).ok_or_else(|| self.corrupt("bad entry key"))?;
+                let payload = self.read_payload(&author, seq)?;
+                let has_payload = payload.is_some();
+                let entry = Entry::decode(&bytes, payload)
+                    .map_err(|e| self.corrupt(format!("{author} #{seq}: {e}")))?;
+                validate_entry(&author, prev.as_ref(), &entry)
+                    .map_err(|e| self.corrupt(format!("{author} #{seq}: {e}")))?;
+                if self.locate(&entry.id())? != Some((author, seq)) {
+                    return Err(self.corrupt(format!("id index wrong for {author} #{seq}")));
+                }
+                report.entries = report.entries.saturating_add(1);
+                if has_payload {
+                    report.payloads = report.payloads.saturating_add(1);
+                }
+                prev = Some(entry.head());
+            }
+            if prev != Some(head) {
+                return Err(self.corrupt(format!("{author}'s head record disagrees with its log")));
+            }
+        }
+        report.fork_proofs = self.fork_proofs()?.len() as u64;
+        Ok(report)
+    }
+
+    fn flush(&self) -> Result<()> {
+        if let Err(err) = self.db.flush() {
+            self.poisoned.store(true, Ordering::SeqCst);
+            return Err(self.engine(err));
+        }
+        Ok(())
+    }
+
+    fn check_not_poisoned(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(Error::Storage {
+                detail: format!(
+                    "an earlier flush of {} failed; reopen the store before writing again",
+                    self.path.display()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read_payload(&self, author: &FeedId, seq: Seq) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .db
+            .get(entry_key(TAG_PAYLOAD, author, seq))
+            .map_err(|e| self.engine(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    fn read_entry(&self, author: &FeedId, seq: Seq, with_payload: bool) -> Result<Option<Entry>> {
+        let Some(bytes) = self
+            .db
+            .get(entry_key(TAG_ENTRY, author, seq))
+            .map_err(|e| self.engine(e))?
+        else {
+            return Ok(None);
+        };
+        let payload = if with_payload {
+            self.read_payload(author, seq)?
+        } else {
+            None
+        };
+        Entry::decode(&bytes, payload)
+            .map(Some)
+            .map_err(|e| self.corrupt(format!("stored entry {author} #{seq}: {e}")))
+    }
+
+    fn locate(&self, id: &EntryId) -> Result<Option<(FeedId, Seq)>> {
+        match self.db.get(id_key(id)).map_err(|e| self.engine(e))? {
+            None => Ok(None),
+            Some(value) => decode_location(&value)
+                .map(Some)
+                .ok_or_else(|| self.corrupt(format!("bad id index record for {id}"))),
+        }
+    }
+
+    /// Plans and durably applies an ingest; the caller holds the writer lock.
+    fn ingest_locked(&self, entries: Vec<Entry>, checked: Vec<Result<()>>) -> Result<IngestReport> {
+        self.check_not_poisoned()?;
+        let Plan { writes, report } = plan_ingest(self, entries, checked)?;
+        if writes.is_empty() {
+            return Ok(report);
+        }
+        let mut batch = sled::Batch::default();
+        for write in &writes {
+            match write {
+                Write::Entry(entry) => {
+                    let (author, seq) = (entry.author(), entry.seq());
+                    batch.insert(
+                        &entry_key(TAG_ENTRY, &author, seq)[..],
+                        entry.header_bytes(),
+                    );
+                    if let Some(payload) = entry.payload() {
+                        batch.insert(&entry_key(TAG_PAYLOAD, &author, seq)[..], payload);
+                    }
+                    let mut location = [0u8; 40];
+                    location[..32].copy_from_slice(author.as_bytes());
+                    location[32..].copy_from_slice(&seq.get().to_be_bytes());
+                    batch.insert(&id_key(&entry.id())[..], &location[..]);
+                    // Entries of one feed are planned in seq order, so the last one wins.
+                    batch.insert(
+                        &feed_key(TAG_HEAD, &author)[..],
+                        &encode_head(&entry.head())[..],
+                    );
+                }
+                Write::ForkProof(proof) => {
+                    batch.insert(&feed_key(TAG_FORK, &proof.author())[..], proof.encode());
+                }
+            }
+        }
+        self.db.apply_batch(batch).map_err(|e| self.engine(e))?;
+        self.flush()?;
+        Ok(report)
+    }
+}
+
+fn open_error(path: &str, err: sled::Error) -> Error {
+    match err {
+        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => Error::Locked {
+            path: path.to_owned(),
+        },
+        sled::Error::Io(io) => Error::io(format!("opening feed store {path}"), &io),
+        sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => Error::Corrupt {
+            path: path.to_owned(),
+            detail: err.to_string(),
+        },
+        other => Error::Storage {
+            detail: format!("opening feed store {path}: {other}"),
+        },
+    }
+}
+
+impl Tables for SledStore {
+    fn head(&self, author: &FeedId) -> Result<Option<Head>> {
+        match self
+            .db
+            .get(feed_key(TAG_HEAD, author))
+            .map_err(|e| self.engine(e))?
+        {
+            None => Ok(None),
+            Some(value) => decode_head(&value)
+                .map(Some)
+                .ok_or_else(|| self.corrupt(format!("bad head record for {author}"))),
+        }
+    }
+
+    fn header_at(&self, author: &FeedId, seq: Seq) -> Result<Option<Entry>> {
+        self.read_entry(author, seq, false)
+    }
+
+    fn fork_proof(&self, author: &FeedId) -> Result<Option<ForkProof>> {
+        match self
+            .db
+            .get(feed_key(TAG_FORK, author))
+            .map_err(|e| self.engine(e))?
+        {
+            None => Ok(None),
+            Some(bytes) => ForkProof::decode(&bytes)
+                .map(Some)
+                .map_err(|e| self.corrupt(format!("stored fork proof for {author}: {e}"))),
+        }
+    }
+
+    fn payload_policy(&self, author: &FeedId) -> Result<PayloadPolicy> {
+        let dropping = self
+            .db
+            .contains_key(feed_key(TAG_DROP, author))
+            .map_err(|e| self.engine(e))?;
+        Ok(if dropping {
+            PayloadPolicy::Drop
+        } else {
+            PayloadPolicy::Keep
+        })
+    }
+}
+
+impl Store for SledStore {
+    fn ingest(&self, entries: Vec<Entry>) -> Result<IngestReport> {
+        // Signatures are checked on all cores before the writer lock is taken.
+        let checked = verify_parallel(&entries);
+        let _writer = self.lock_writer();
+        self.ingest_locked(entries, checked)
+    }
+
+    fn publish(&self, keypair: &Keypair, timestamp: Timestamp, payload: Vec<u8>) -> Result<Entry> {
+        let _writer = self.lock_writer();
+        let head = Tables::head(self, &keypair.id())?;
+        let entry = Entry::create(keypair, head, timestamp, payload)?;
+        let checked = verify_parallel(std::slice::from_ref(&entry));
+        let mut report = self.ingest_locked(vec![entry.clone()], checked)?;
+        match report.outcomes.pop() {
+            Some(Ok(_)) => Ok(entry),
+            Some(Err(err)) => Err(err),
+            None => Err(Error::Storage {
+                detail: "ingest returned no outcome".into(),
+            }),
+        }
+    }
+
+    fn get(&self, author: &FeedId, seq: Seq) -> Result<Option<Entry>> {
+        self.read_entry(author, seq, true)
+    }
+
+    fn get_by_id(&self, id: &EntryId) -> Result<Option<Entry>> {
+        match self.locate(id)? {
+            None => Ok(None),
+            Some((author, seq)) => self.read_entry(&author, seq, true),
+        }
+    }
+
+    fn head(&self, author: &FeedId) -> Result<Option<Head>> {
+        Tables::head(self, author)
+    }
+
+    fn range(&self, author: &FeedId, from: Seq, limit: usize) -> Result<Vec<Entry>> {
+        let start = entry_key(TAG_ENTRY, author, from);
+        let end = entry_key(TAG_ENTRY, author, Seq::MAX);
+        let mut entries = Vec::new();
+        for item in self.db.range(start..=end).take(limit) {
+            let (key, bytes) = item.map_err(|e| self.engine(e))?;
+            let seq = seq_of_key(&key).ok_or_else(|| self.corrupt("bad entry key"))?;
+            let payload = self.read_payload(author, seq)?;
+            let entry = Entry::decode(&bytes, payload)
+                .map_err(|e| self.corrupt(format!("stored entry {author} #{seq}: {e}")))?;
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    fn authors(&self) -> Result<Vec<FeedId>> {
+        self.db
+            .scan_prefix([TAG_HEAD])
+            .keys()
+            .map(|key| {
+                let key = key.map_err(|e| self.engine(e))?;
+                author_of_key(&key).ok_or_else(|| self.corrupt("bad head key"))
+            })
+            .collect()
+    }
+
+    fn set_payload_policy(&self, author: &FeedId, policy: PayloadPolicy) -> Result<()> {
+        let _writer = self.lock_writer();
+        self.check_not_poisoned()?;
+        let mut batch = sled::Batch::default();
+        match policy {
+            PayloadPolicy::Keep => batch.remove(&feed_key(TAG_DROP, author)[..]),
+            PayloadPolicy::Drop => {
+                batch.insert(&feed_key(TAG_DROP, author)[..], &[][..]);
+                for key in self.db.scan_prefix(feed_key(TAG_PAYLOAD, author)).keys() {
+                    batch.remove(key.map_err(|e| self.engine(e))?);
+                }
+            }
+        }
+        self.db.apply_batch(batch).map_err(|e| self.engine(e))?;
+        self.flush()
+    }
+
+    fn payload_policy(&self, author: &FeedId) -> Result<PayloadPolicy> {
+        Tables::payload_policy(self, author)
+    }
+
+    fn add_fork_proof(&self, proof: &ForkProof) -> Result<bool> {
+        let _writer = self.lock_writer();
+        self.check_not_poisoned()?;
+        let key = feed_key(TAG_FORK, &proof.author());
+        if self.db.contains_key(key).map_err(|e| self.engine(e))? {
+            return Ok(false);
+        }
+        self.db
+            .insert(key, proof.encode())
+            .map_err(|e| self.engine(e))?;
+        self.flush()?;
+        Ok(true)
+    }
+
+    fn fork_proof(&self, author: &FeedId) -> Result<Option<ForkProof>> {
+        Tables::fork_proof(self, author)
+    }
+
+    fn fork_proofs(&self) -> Result<Vec<ForkProof>> {
+        self.db
+            .scan_prefix([TAG_FORK])
+            .values()
+            .map(|bytes| {
+                let bytes = bytes.map_err(|e| self.engine(e))?;
+                ForkProof::decode(&bytes)
+                    .map_err(|e| self.corrupt(format!("stored fork proof: {e}")))
+            })
+            .collect()
+    }
+}
