@@ -267,8 +267,8 @@ pub enum Error {
     },
     /// The store is damaged.
     #[error(
-        "the feed store at {path} is corrupt ({detail}); it has not been modified. \
-         Move the directory aside and re-sync from peers, or restore it from a backup"
+        "the feed store at {path} is corrupt ({detail}). Move the directory aside (keep it: it \
+         may hold data worth recovering), then re-sync from peers or restore from a backup"
     )]
     Corrupt {
         /// Path of the store.

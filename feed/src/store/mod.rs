@@ -19,7 +19,9 @@ mod sled_store;
 
 pub use memory::MemoryStore;
 pub use plan::verify_parallel;
-pub use sled_store::{IntegrityReport, SledOptions, SledStore};
+pub use sled_store::{
+    IntegrityReport, STORE_FORMAT_VERSION, SledOptions, SledStore, WATERMARK_FILE,
+};
 
 use crate::entry::{Entry, Head, Seq};
 use crate::error::{Error, Result};

@@ -7,6 +7,7 @@
 //! | key | value |
 //! |---|---|
 //! | `M` `format` | store format version ([`STORE_FORMAT_VERSION`]) |
+//! | `M` `commits` | number of committed batches (u64 BE), written in every batch |
 //! | `H` author(32) | head: seq (u64 BE) ‖ entry id (32) |
 //! | `E` author(32) seq(8 BE) | signed header bytes |
 //! | `P` author(32) seq(8 BE) | payload bytes (absent if dropped or never received) |
@@ -14,13 +15,23 @@
 //! | `F` author(32) | fork proof (canonical encoding) |
 //! | `D` author(32) | empty: this author's payloads are dropped |
 //!
+//! sled 0.34 recovers its log up to the first record whose checksum fails and silently drops the
+//! rest, so on its own it would turn damage into quiet loss of acknowledged data. After every
+//! flush we therefore also write the commit count to a small file beside sled's
+//! ([`WATERMARK_FILE`]); on open, a store holding fewer commits than the watermark is reported as
+//! [`Error::Corrupt`]. The watermark is written (not fsynced) after sled's fsync, so it is never
+//! ahead of what sled made durable: it catches every loss after a process crash, and after power
+//! loss catches all but the last commits.
+//!
 //! Every stored header is self-verifying (its id is its hash, and it carries its signature), so
 //! [`SledStore::verify_integrity`] can re-check the whole store from its own bytes.
 
+use std::fs;
+use std::os::unix::fs::FileExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::plan::{Plan, Tables, Write, plan_ingest, verify_parallel};
 use super::{IngestReport, PayloadPolicy, Store};
@@ -41,6 +52,10 @@ const TAG_ID: u8 = b'I';
 const TAG_FORK: u8 = b'F';
 const TAG_DROP: u8 = b'D';
 const META_FORMAT_KEY: &[u8] = b"Mformat";
+const META_COMMITS_KEY: &[u8] = b"Mcommits";
+
+/// The file, inside the store's directory, recording how many commits were acknowledged.
+pub const WATERMARK_FILE: &str = "scrip-watermark";
 
 /// Tuning for [`SledStore`].
 #[derive(Clone, Copy, Debug)]
@@ -80,6 +95,10 @@ pub struct SledStore {
     /// Set when a flush failed: what sled holds in memory may not be on disk, so refuse to
     /// acknowledge anything more until the store is reopened.
     poisoned: AtomicBool,
+    /// Commits so far (the value under `M commits`); changed only under `writer`.
+    commits: AtomicU64,
+    /// The watermark file, rewritten in place after every commit.
+    watermark: fs::File,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -173,14 +192,25 @@ impl SledStore {
                 });
             }
         };
+        let watermark_path = path.join(WATERMARK_FILE);
+        let acknowledged = read_watermark(&watermark_path, &shown)?;
+        let watermark = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&watermark_path)
+            .map_err(|e| Error::io(format!("opening {}", watermark_path.display()), &e))?;
         let store = SledStore {
             db,
             path,
             writer: Mutex::new(()),
             poisoned: AtomicBool::new(false),
+            commits: AtomicU64::new(0),
+            watermark,
         };
         match catch_unwind(AssertUnwindSafe(|| {
-            store.check_format()?;
+            store.check_format(acknowledged)?;
             store.check_heads()
         })) {
             Ok(result) => result?,
@@ -216,18 +246,33 @@ impl SledStore {
         }
     }
 
-    fn check_format(&self) -> Result<()> {
-        match self.db.get(META_FORMAT_KEY).map_err(|e| self.engine(e))? {
+    /// Checks the format marker and that no acknowledged commit was lost, or initialises an
+    /// empty store.
+    fn check_format(&self, acknowledged: u64) -> Result<()> {
+        let format = self.db.get(META_FORMAT_KEY).map_err(|e| self.engine(e))?;
+        let commits = match self.db.get(META_COMMITS_KEY).map_err(|e| self.engine(e))? {
+            None => 0,
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| self.corrupt("bad commit counter"))?,
+        };
+        if commits < acknowledged {
+            return Err(self.corrupt(format!(
+                "it holds {commits} commits but {acknowledged} were acknowledged: \
+                 the storage engine lost data"
+            )));
+        }
+        self.commits.store(commits, Ordering::SeqCst);
+        match format {
             Some(version) if version.as_ref() == [STORE_FORMAT_VERSION] => Ok(()),
             Some(version) => Err(self.corrupt(format!(
                 "unknown store format {:?} (this build reads format {STORE_FORMAT_VERSION})",
                 version.as_ref()
             ))),
             None if self.db.is_empty() => {
-                self.db
-                    .insert(META_FORMAT_KEY, &[STORE_FORMAT_VERSION])
-                    .map_err(|e| self.engine(e))?;
-                self.flush()
+                let mut batch = sled::Batch::default();
+                batch.insert(META_FORMAT_KEY, &[STORE_FORMAT_VERSION][..]);
+                self.commit(batch)
             }
             None => Err(self.corrupt("the format marker is missing")),
         }
@@ -306,15 +351,9 @@ impl SledStore {
         Ok(report)
     }
 
-    fn flush(&self) -> Result<()> {
-        if let Err(err) = self.db.flush() {
-            self.poisoned.store(true, Ordering::SeqCst);
-            return Err(self.engine(err));
-        }
-        Ok(())
-    }
-
-    fn check_not_poisoned(&self) -> Result<()> {
+    /// Applies `batch` atomically with the next commit count, flushes (fsync), then records the
+    /// count in the watermark file. The caller holds the writer lock.
+    fn commit(&self, mut batch: sled::Batch) -> Result<()> {
         if self.poisoned.load(Ordering::SeqCst) {
             return Err(Error::Storage {
                 detail: format!(
@@ -323,7 +362,21 @@ impl SledStore {
                 ),
             });
         }
-        Ok(())
+        let commits = self
+            .commits
+            .load(Ordering::SeqCst)
+            .checked_add(1)
+            .ok_or_else(|| self.corrupt("commit counter overflow"))?;
+        batch.insert(META_COMMITS_KEY, &commits.to_be_bytes()[..]);
+        self.db.apply_batch(batch).map_err(|e| self.engine(e))?;
+        if let Err(err) = self.db.flush() {
+            self.poisoned.store(true, Ordering::SeqCst);
+            return Err(self.engine(err));
+        }
+        self.commits.store(commits, Ordering::SeqCst);
+        self.watermark
+            .write_all_at(watermark_line(commits).as_bytes(), 0)
+            .map_err(|e| Error::io(format!("writing {WATERMARK_FILE}"), &e))
     }
 
     fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -367,7 +420,6 @@ impl SledStore {
 
     /// Plans and durably applies an ingest; the caller holds the writer lock.
     fn ingest_locked(&self, entries: Vec<Entry>, checked: Vec<Result<()>>) -> Result<IngestReport> {
-        self.check_not_poisoned()?;
         let Plan { writes, report } = plan_ingest(self, entries, checked)?;
         if writes.is_empty() {
             return Ok(report);
@@ -399,9 +451,40 @@ impl SledStore {
                 }
             }
         }
-        self.db.apply_batch(batch).map_err(|e| self.engine(e))?;
-        self.flush()?;
+        self.commit(batch)?;
         Ok(report)
+    }
+}
+
+fn watermark_line(commits: u64) -> String {
+    format!("scrip-watermark v1 {commits:020}\n")
+}
+
+/// Reads the watermark file: the number of commits acknowledged, or 0 if there is none yet.
+fn read_watermark(path: &Path, store: &str) -> Result<u64> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), &e)),
+    };
+    if text.is_empty() {
+        // Created, but the first commit never finished.
+        return Ok(0);
+    }
+    text.strip_prefix("scrip-watermark v1 ")
+        .and_then(|rest| rest.strip_suffix('\n'))
+        .filter(|digits| digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|digits| digits.parse().ok())
+        .ok_or_else(|| Error::Corrupt {
+            path: store.to_owned(),
+            detail: format!("{WATERMARK_FILE} is damaged"),
+        })
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        // Best effort: make the watermark durable too when the store closes cleanly.
+        let _ = self.watermark.sync_data();
     }
 }
 
@@ -531,7 +614,6 @@ impl Store for SledStore {
 
     fn set_payload_policy(&self, author: &FeedId, policy: PayloadPolicy) -> Result<()> {
         let _writer = self.lock_writer();
-        self.check_not_poisoned()?;
         let mut batch = sled::Batch::default();
         match policy {
             PayloadPolicy::Keep => batch.remove(&feed_key(TAG_DROP, author)[..]),
@@ -542,8 +624,7 @@ impl Store for SledStore {
                 }
             }
         }
-        self.db.apply_batch(batch).map_err(|e| self.engine(e))?;
-        self.flush()
+        self.commit(batch)
     }
 
     fn payload_policy(&self, author: &FeedId) -> Result<PayloadPolicy> {
@@ -552,15 +633,13 @@ impl Store for SledStore {
 
     fn add_fork_proof(&self, proof: &ForkProof) -> Result<bool> {
         let _writer = self.lock_writer();
-        self.check_not_poisoned()?;
         let key = feed_key(TAG_FORK, &proof.author());
         if self.db.contains_key(key).map_err(|e| self.engine(e))? {
             return Ok(false);
         }
-        self.db
-            .insert(key, proof.encode())
-            .map_err(|e| self.engine(e))?;
-        self.flush()?;
+        let mut batch = sled::Batch::default();
+        batch.insert(&key[..], proof.encode());
+        self.commit(batch)?;
         Ok(true)
     }
 

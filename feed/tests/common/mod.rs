@@ -1,0 +1,36 @@
+//! Helpers shared by the feed crate's integration tests.
+#![allow(dead_code)]
+
+use scrip_feed::{Content, Entry, Head, Keypair, Timestamp};
+
+/// A deterministic key from a small number.
+pub fn key(n: u8) -> Keypair {
+    Keypair::from_seed(&[n; 32])
+}
+
+/// The payload of a post.
+pub fn post(text: &str) -> Vec<u8> {
+    Content::Post { text: text.into() }.encode().unwrap()
+}
+
+/// A chain of `len` entries by `key`, each a post "entry i".
+pub fn chain(key: &Keypair, len: usize) -> Vec<Entry> {
+    extend(key, None, len)
+}
+
+/// `len` entries by `key` following `head`.
+pub fn extend(key: &Keypair, mut head: Option<Head>, len: usize) -> Vec<Entry> {
+    let mut entries = Vec::with_capacity(len);
+    for i in 0..len {
+        let entry = Entry::create(
+            key,
+            head,
+            Timestamp::from_millis(1_700_000_000_000 + i as u64),
+            post(&format!("entry {i}")),
+        )
+        .unwrap();
+        head = Some(entry.head());
+        entries.push(entry);
+    }
+    entries
+}

@@ -1,0 +1,486 @@
+//! Behaviour every `Store` must have, run against both the sled store and the memory store,
+//! plus what only the sled store has (reopen, locking, corruption).
+
+mod common;
+
+use common::{chain, extend, key, post};
+use scrip_feed::store::verify_parallel;
+use scrip_feed::{
+    Appended, Entry, Error, ForkProof, MemoryStore, PayloadPolicy, Seq, SledOptions, SledStore,
+    Store, Timestamp,
+};
+
+/// Runs `$test` against a fresh memory store and a fresh sled store.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[test] fn $name() { super::$name(&scrip_feed::MemoryStore::new()); })*
+        }
+        mod sled {
+            $(#[test] fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = scrip_feed::SledStore::open(dir.path(), Default::default()).unwrap();
+                super::$name(&store);
+                // Whatever the test did, the store re-verifies from its own bytes.
+                store.verify_integrity().unwrap();
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    appends_a_chain_and_reads_it_back,
+    duplicate_is_reported_and_changes_nothing,
+    gap_is_refused,
+    wrong_prev_is_refused,
+    bad_signature_is_refused,
+    bad_payload_is_refused,
+    fork_is_proven_stored_and_freezes_the_feed,
+    gossiped_fork_proof_freezes_at_the_fork_point,
+    ingest_validates_across_a_shuffled_batch,
+    payloads_can_be_dropped_and_kept,
+    entries_without_payload_are_stored,
+    publish_signs_the_next_entry,
+    lookups_of_missing_things_are_none,
+);
+
+fn appends_a_chain_and_reads_it_back(store: &dyn Store) {
+    let alice = key(1);
+    let entries = chain(&alice, 5);
+    for entry in &entries {
+        assert_eq!(store.append(entry.clone()), Ok(Appended::Stored));
+    }
+    assert_eq!(store.head(&alice.id()).unwrap(), Some(entries[4].head()));
+    assert_eq!(store.authors().unwrap(), vec![alice.id()]);
+    for entry in &entries {
+        assert_eq!(
+            store.get(&alice.id(), entry.seq()).unwrap().as_ref(),
+            Some(entry)
+        );
+        assert_eq!(store.get_by_id(&entry.id()).unwrap().as_ref(), Some(entry));
+    }
+    assert_eq!(
+        store.range(&alice.id(), Seq::new(2), 2).unwrap(),
+        entries[1..3].to_vec()
+    );
+    assert_eq!(
+        store.range(&alice.id(), Seq::new(4), 100).unwrap(),
+        entries[3..].to_vec()
+    );
+    assert_eq!(store.range(&alice.id(), Seq::new(9), 100).unwrap(), vec![]);
+}
+
+fn duplicate_is_reported_and_changes_nothing(store: &dyn Store) {
+    let alice = key(1);
+    let entries = chain(&alice, 3);
+    store.ingest(entries.clone()).unwrap();
+    assert_eq!(store.append(entries[1].clone()), Ok(Appended::Duplicate));
+    let report = store.ingest(entries.clone()).unwrap();
+    assert_eq!(report.duplicates(), 3);
+    assert_eq!(store.head(&alice.id()).unwrap(), Some(entries[2].head()));
+}
+
+fn gap_is_refused(store: &dyn Store) {
+    let alice = key(1);
+    let entries = chain(&alice, 3);
+    store.append(entries[0].clone()).unwrap();
+    assert_eq!(
+        store.append(entries[2].clone()),
+        Err(Error::SeqMismatch {
+            author: alice.id(),
+            expected: Seq::new(2),
+            found: Seq::new(3)
+        })
+    );
+    assert_eq!(store.head(&alice.id()).unwrap(), Some(entries[0].head()));
+}
+
+fn wrong_prev_is_refused(store: &dyn Store) {
+    let alice = key(1);
+    let first = chain(&alice, 1);
+    let other_first =
+        Entry::create(&alice, None, Timestamp::from_millis(9), post("other")).unwrap();
+    let second_on_other = extend(&alice, Some(other_first.head()), 1);
+    store.append(first[0].clone()).unwrap();
+    assert_eq!(
+        store.append(second_on_other[0].clone()),
+        Err(Error::PrevMismatch {
+            author: alice.id(),
+            seq: Seq::new(2),
+            expected: first[0].id(),
+            found: other_first.id()
+        })
+    );
+}
+
+fn bad_signature_is_refused(store: &dyn Store) {
+    let alice = key(1);
+    let entry = &chain(&alice, 1)[0];
+    let mut bytes = entry.header_bytes().to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    let forged = Entry::decode(&bytes, entry.payload().map(<[u8]>::to_vec)).unwrap();
+    assert_eq!(
+        store.append(forged),
+        Err(Error::BadSignature {
+            author: alice.id(),
+            seq: Seq::FIRST
+        })
+    );
+    assert_eq!(store.head(&alice.id()).unwrap(), None);
+    assert_eq!(store.authors().unwrap(), vec![]);
+}
+
+fn bad_payload_is_refused(store: &dyn Store) {
+    let alice = key(1);
+    let entry = chain(&alice, 1).remove(0);
+    let swapped = entry.clone().with_payload(Some(post("not this")));
+    assert!(matches!(
+        store.append(swapped),
+        Err(Error::PayloadLengthMismatch { .. } | Error::PayloadHashMismatch { .. })
+    ));
+    assert_eq!(store.head(&alice.id()).unwrap(), None);
+}
+
+fn fork_is_proven_stored_and_freezes_the_feed(store: &dyn Store) {
+    let alice = key(1);
+    let entries = chain(&alice, 3);
+    store.ingest(entries.clone()).unwrap();
+    let rival = Entry::create(
+        &alice,
+        Some(entries[0].head()),
+        Timestamp::from_millis(1),
+        post("rival"),
+    )
+    .unwrap();
+    assert_eq!(
+        store.append(rival.clone()),
+        Err(Error::Fork {
+            author: alice.id(),
+            seq: Seq::new(2)
+        })
+    );
+    let proof = store.fork_proof(&alice.id()).unwrap().unwrap();
+    assert_eq!(proof, ForkProof::new(&entries[1], &rival).unwrap());
+    assert_eq!(store.fork_proofs().unwrap(), vec![proof.clone()]);
+    // Frozen: nothing new beyond the fork point, though what was held stays readable.
+    let next = extend(&alice, Some(entries[2].head()), 1).remove(0);
+    assert_eq!(
+        store.append(next),
+        Err(Error::Frozen {
+            author: alice.id(),
+            seq: Seq::new(2)
+        })
+    );
+    assert_eq!(store.append(entries[2].clone()), Ok(Appended::Duplicate));
+    assert_eq!(store.add_fork_proof(&proof), Ok(false));
+}
+
+fn gossiped_fork_proof_freezes_at_the_fork_point(store: &dyn Store) {
+    let alice = key(1);
+    let entries = chain(&alice, 4);
+    let rival = Entry::create(
+        &alice,
+        Some(entries[1].head()),
+        Timestamp::from_millis(1),
+        post("rival"),
+    )
+    .unwrap();
+    let proof = ForkProof::new(&entries[2], &rival).unwrap();
+    assert_eq!(store.add_fork_proof(&proof), Ok(true));
+    let report = store.ingest(entries.clone()).unwrap();
+    // Entries before the fork point are still accepted; from it on, refused.
+    assert_eq!(report.stored(), 2);
+    assert_eq!(
+        report.outcomes[2],
+        Err(Error::Frozen {
+            author: alice.id(),
+            seq: Seq::new(3)
+        })
+    );
+}
+
+fn ingest_validates_across_a_shuffled_batch(store: &dyn Store) {
+    let mut all = Vec::new();
+    let keys: Vec<_> = (1..=5).map(key).collect();
+    for k in &keys {
+        all.extend(chain(k, 20));
+    }
+    // A deterministic shuffle: reverse and interleave.
+    all.reverse();
+    let (odd, even): (Vec<_>, Vec<_>) = all.into_iter().enumerate().partition(|(i, _)| i % 2 == 1);
+    let shuffled: Vec<Entry> = odd.into_iter().chain(even).map(|(_, e)| e).collect();
+    let report = store.ingest(shuffled).unwrap();
+    assert_eq!(report.stored(), 100, "{report:?}");
+    for k in &keys {
+        assert_eq!(store.head(&k.id()).unwrap().unwrap().seq, Seq::new(20));
+    }
+    let mut expected: Vec<_> = keys.iter().map(|k| k.id()).collect();
+    expected.sort();
+    assert_eq!(store.authors().unwrap(), expected);
+}
+
+fn payloads_can_be_dropped_and_kept(store: &dyn Store) {
+    let alice = key(1);
+    let entries = chain(&alice, 4);
+    store.ingest(entries[..2].to_vec()).unwrap();
+    store
+        .set_payload_policy(&alice.id(), PayloadPolicy::Drop)
+        .unwrap();
+    assert_eq!(store.payload_policy(&alice.id()), Ok(PayloadPolicy::Drop));
+    store.append(entries[2].clone()).unwrap();
+    for seq in 1..=3 {
+        let got = store.get(&alice.id(), Seq::new(seq)).unwrap().unwrap();
+        assert_eq!(got.payload(), None, "payload of #{seq} kept");
+    }
+    store
+        .set_payload_policy(&alice.id(), PayloadPolicy::Keep)
+        .unwrap();
+    store.append(entries[3].clone()).unwrap();
+    assert_eq!(
+        store.get(&alice.id(), Seq::new(4)).unwrap().as_ref(),
+        Some(&entries[3])
+    );
+    // Payloads are not resurrected by a duplicate carrying them.
+    assert_eq!(store.append(entries[0].clone()), Ok(Appended::Duplicate));
+}
+
+fn entries_without_payload_are_stored(store: &dyn Store) {
+    let alice = key(1);
+    let entries: Vec<Entry> = chain(&alice, 3)
+        .iter()
+        .map(Entry::without_payload)
+        .collect();
+    assert_eq!(store.ingest(entries.clone()).unwrap().stored(), 3);
+    assert_eq!(
+        store.get(&alice.id(), Seq::new(3)).unwrap(),
+        Some(entries[2].clone())
+    );
+}
+
+fn publish_signs_the_next_entry(store: &dyn Store) {
+    let alice = key(1);
+    let first = store
+        .publish(&alice, Timestamp::from_millis(1), post("one"))
+        .unwrap();
+    let second = store
+        .publish(&alice, Timestamp::from_millis(2), post("two"))
+        .unwrap();
+    assert_eq!(first.seq(), Seq::FIRST);
+    assert_eq!(second.prev(), Some(first.id()));
+    assert_eq!(store.head(&alice.id()).unwrap(), Some(second.head()));
+}
+
+fn lookups_of_missing_things_are_none(store: &dyn Store) {
+    let alice = key(1);
+    assert_eq!(store.head(&alice.id()).unwrap(), None);
+    assert_eq!(store.get(&alice.id(), Seq::FIRST).unwrap(), None);
+    assert_eq!(store.get(&alice.id(), Seq::new(0)).unwrap(), None);
+    assert_eq!(store.range(&alice.id(), Seq::new(0), 10).unwrap(), vec![]);
+    assert_eq!(store.fork_proof(&alice.id()).unwrap(), None);
+    assert_eq!(store.payload_policy(&alice.id()), Ok(PayloadPolicy::Keep));
+}
+
+#[test]
+fn concurrent_publishes_never_fork_the_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+    let alice = key(1);
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let (store, alice) = (&store, &alice);
+            scope.spawn(move || {
+                for i in 0..10 {
+                    store
+                        .publish(alice, Timestamp::from_millis(i), post(&format!("{t}/{i}")))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(store.head(&alice.id()).unwrap().unwrap().seq, Seq::new(40));
+    assert_eq!(store.fork_proofs().unwrap(), vec![]);
+    assert_eq!(store.verify_integrity().unwrap().entries, 40);
+}
+
+#[test]
+fn sled_store_keeps_everything_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = key(1);
+    let bob = key(2);
+    let entries = chain(&alice, 10);
+    let rival = Entry::create(
+        &alice,
+        Some(entries[0].head()),
+        Timestamp::default(),
+        vec![],
+    )
+    .unwrap();
+    {
+        let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+        store.ingest(entries.clone()).unwrap();
+        store.ingest(chain(&bob, 3)).unwrap();
+        store
+            .set_payload_policy(&bob.id(), PayloadPolicy::Drop)
+            .unwrap();
+        assert!(matches!(
+            store.append(rival.clone()),
+            Err(Error::Fork { .. })
+        ));
+    }
+    let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+    assert_eq!(store.head(&alice.id()).unwrap(), Some(entries[9].head()));
+    assert_eq!(
+        store.get(&alice.id(), Seq::new(5)).unwrap().as_ref(),
+        Some(&entries[4])
+    );
+    assert_eq!(store.payload_policy(&bob.id()), Ok(PayloadPolicy::Drop));
+    assert_eq!(
+        store.fork_proof(&alice.id()).unwrap().unwrap().seq(),
+        Seq::new(2)
+    );
+    let report = store.verify_integrity().unwrap();
+    assert_eq!(
+        (
+            report.feeds,
+            report.entries,
+            report.payloads,
+            report.fork_proofs
+        ),
+        (2, 13, 10, 1)
+    );
+}
+
+#[test]
+fn second_open_of_a_sled_store_is_refused_as_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+    // sled's lock is per process and file; a second open in this process must fail too.
+    let err = SledStore::open(dir.path(), SledOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err:?}");
+    assert!(err.to_string().contains("in use by another process"));
+}
+
+#[test]
+fn damaged_config_is_reported_as_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+        store.ingest(chain(&key(1), 5)).unwrap();
+    }
+    std::fs::write(dir.path().join("conf"), b"\xff\xfe garbage").unwrap();
+    let err = SledStore::open(dir.path(), SledOptions::default()).unwrap_err();
+    assert!(!err.is_invalid_entry(), "{err:?}");
+}
+
+#[test]
+fn damaged_data_is_reported_never_silently_lost() {
+    // Flip bytes all over sled's data file. sled 0.34 alone recovers up to the first bad checksum
+    // and quietly drops the rest; the store must instead refuse to open (Corrupt), or open with
+    // every acknowledged entry present and every chain valid.
+    let alice = key(1);
+    for offset_step in [97usize, 131, 211, 4001] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+            store.ingest(chain(&alice, 50)).unwrap();
+        }
+        let db_file = dir.path().join("db");
+        let mut bytes = std::fs::read(&db_file).unwrap();
+        let mut offset = offset_step;
+        while offset < bytes.len() {
+            bytes[offset] ^= 0x5a;
+            offset += offset_step * 7;
+        }
+        std::fs::write(&db_file, bytes).unwrap();
+        match SledStore::open(dir.path(), SledOptions::default()) {
+            Err(err) => {
+                assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+                assert!(err.to_string().contains("re-sync"), "{err}");
+            }
+            Ok(store) => {
+                assert_eq!(store.head(&alice.id()).unwrap().unwrap().seq, Seq::new(50));
+                store.verify_integrity().unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn damaged_watermark_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+        store.ingest(chain(&key(1), 2)).unwrap();
+    }
+    std::fs::write(dir.path().join(scrip_feed::store::WATERMARK_FILE), b"junk").unwrap();
+    let err = SledStore::open(dir.path(), SledOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+}
+
+#[test]
+fn store_with_a_foreign_format_marker_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = ::sled::open(dir.path()).unwrap();
+        db.insert(b"Mformat", &[99u8]).unwrap();
+        db.flush().unwrap();
+    }
+    let err = SledStore::open(dir.path(), SledOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("unknown store format"), "{err}");
+}
+
+#[test]
+fn inconsistent_head_is_detected_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = key(1);
+    {
+        let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+        store.ingest(chain(&alice, 3)).unwrap();
+    }
+    {
+        // Remove the head entry behind the store's back.
+        let db = ::sled::open(dir.path()).unwrap();
+        let mut k = vec![b'E'];
+        k.extend_from_slice(alice.id().as_bytes());
+        k.extend_from_slice(&3u64.to_be_bytes());
+        db.remove(k).unwrap();
+        db.flush().unwrap();
+    }
+    let err = SledStore::open(dir.path(), SledOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+}
+
+#[test]
+fn parallel_verification_matches_sequential() {
+    let mut entries = Vec::new();
+    for n in 1..=4 {
+        entries.extend(chain(&key(n), 100));
+    }
+    // Corrupt a few signatures and payloads.
+    for i in [5usize, 150, 399] {
+        let mut bytes = entries[i].header_bytes().to_vec();
+        let at = bytes.len() - 3;
+        bytes[at] ^= 0x10;
+        entries[i] = Entry::decode(&bytes, entries[i].payload().map(<[u8]>::to_vec)).unwrap();
+    }
+    entries[200] = entries[200].clone().with_payload(Some(b"x".to_vec()));
+    let parallel = verify_parallel(&entries);
+    let sequential: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            scrip_feed::validate::validate_payload(e)?;
+            scrip_feed::validate::validate_signature(e)
+        })
+        .collect();
+    assert_eq!(parallel, sequential);
+    assert_eq!(parallel.iter().filter(|r| r.is_err()).count(), 4);
+}
+
+#[test]
+fn memory_store_is_a_store() {
+    // The trait is object safe and both stores are usable through it.
+    let stores: Vec<Box<dyn Store>> = vec![Box::new(MemoryStore::new())];
+    assert_eq!(stores[0].authors().unwrap(), vec![]);
+}
