@@ -1,5 +1,6 @@
 //! Behaviour every `Store` must have, run against both the sled store and the memory store,
 //! plus what only the sled store has (reopen, locking, corruption).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Helpers shared by the feed crate's integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use scrip_feed::{Content, Entry, Head, Keypair, Timestamp};
 
