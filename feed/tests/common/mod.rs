@@ -1,6 +1,8 @@
 //! Helpers shared by the feed crate's integration tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod cases;
+
 use scrip_feed::{Content, Entry, Head, Keypair, Timestamp};
 
 /// A deterministic key from a small number.

@@ -1,0 +1,353 @@
+//! The checked-in test vectors (`docs/protocol/vectors/feed.json`) are replayed against the
+//! code, so the format cannot drift silently; and regenerating them from the code must give the
+//! same file. To regenerate after a deliberate format change (which needs a version bump):
+//! `SCRIP_REGEN_VECTORS=1 cargo test -p scrip-feed --test vectors`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::cases;
+use scrip_feed::identity::{domain, signing_bytes};
+use scrip_feed::validate::validate_entry;
+use scrip_feed::{Content, Entry, EntryId, FeedId, ForkProof, Head, Keypair, Seq, Timestamp};
+use serde_json::{Value, json};
+
+fn vectors_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/protocol/vectors/feed.json")
+}
+
+fn content_json(content: &Content) -> Value {
+    match content {
+        Content::Post { text } => json!({"type": "post", "text": text}),
+        Content::Follow { feed } => json!({"type": "follow", "feed": feed.to_string()}),
+        Content::Unfollow { feed } => json!({"type": "unfollow", "feed": feed.to_string()}),
+        Content::Block { feed } => json!({"type": "block", "feed": feed.to_string()}),
+        Content::Nick { name } => json!({"type": "nick", "name": name}),
+        Content::Pub { address } => json!({"type": "pub", "address": address}),
+        Content::App { kind, bytes } => {
+            json!({"type": "app", "kind": kind, "bytes_hex": hex::encode(bytes)})
+        }
+    }
+}
+
+fn key_json(name: &str, key: &Keypair) -> Value {
+    json!({
+        "name": name,
+        "seed_hex": hex::encode(key.seed().as_ref()),
+        "public_hex": hex::encode(key.id().as_bytes()),
+        "feed_id": key.id().to_string(),
+    })
+}
+
+fn entry_json(name: &str, key_name: &str, entry: &Entry) -> Value {
+    let fields = &entry.header().fields;
+    let payload = entry.payload().unwrap();
+    json!({
+        "name": name,
+        "key": key_name,
+        "seq": fields.seq.get(),
+        "prev": fields.prev.map(|p| p.to_string()),
+        "timestamp_ms": fields.timestamp.as_millis(),
+        "payload_len": fields.payload_len,
+        "payload_hash_hex": fields.payload_hash.to_string(),
+        "payload_hex": hex::encode(payload),
+        "content": content_json(&Content::decode(payload).unwrap()),
+        "signing_bytes_hex": hex::encode(signing_bytes(domain::ENTRY, entry.signed_fields_bytes())),
+        "header_hex": hex::encode(entry.header_bytes()),
+        "id": entry.id().to_string(),
+        "id_hex": hex::encode(entry.id().as_bytes()),
+    })
+}
+
+fn generate() -> Value {
+    let alice = cases::alice();
+    let bob = cases::bob();
+    let feed = cases::alice_feed();
+    let bobs = Entry::create(
+        &bob,
+        None,
+        Timestamp::from_millis(1_700_000_500_000),
+        Content::Follow { feed: alice.id() }.encode().unwrap(),
+    )
+    .unwrap();
+    let rival = Entry::create(
+        &alice,
+        Some(feed[0].head()),
+        Timestamp::from_millis(1_700_000_009_000),
+        common::post("rival"),
+    )
+    .unwrap();
+    let proof = ForkProof::new(&feed[1], &rival).unwrap();
+
+    let contents = [
+        Content::Post {
+            text: "hello, scrip".into(),
+        },
+        Content::Follow { feed: bob.id() },
+        Content::Unfollow { feed: bob.id() },
+        Content::Block { feed: bob.id() },
+        Content::Nick {
+            name: "alice".into(),
+        },
+        Content::Pub {
+            address: "198.51.100.7:8008".into(),
+        },
+        Content::App {
+            kind: "scrip/wallet".into(),
+            bytes: vec![1, 2, 3],
+        },
+    ];
+
+    let invalid: Vec<Value> = cases::all()
+        .iter()
+        .map(|case| {
+            json!({
+                "name": case.name,
+                "feed": case.feed.to_string(),
+                "prev_head": case.prev.map(|h| json!({"seq": h.seq.get(), "id": h.id.to_string()})),
+                "header_hex": hex::encode(&case.header),
+                // A payload of only zero bytes is given by its length, to keep the file small.
+                "payload_hex": case.payload.as_ref().filter(|p| p.iter().any(|&b| b != 0)).map(hex::encode),
+                "payload_zeros": case.payload.as_ref().filter(|p| p.iter().all(|&b| b == 0)).map(Vec::len),
+                "error": case.expected.code(),
+            })
+        })
+        .collect();
+
+    let (first, second) = proof.entries();
+    let wire = |a: &Entry, b: &Entry| {
+        postcard::to_stdvec(&(1u8, a.header_bytes().to_vec(), b.header_bytes().to_vec())).unwrap()
+    };
+    let mut bad_sig = second.header_bytes().to_vec();
+    let last = bad_sig.len() - 1;
+    bad_sig[last] ^= 1;
+    let bad_sig = Entry::decode(&bad_sig, None).unwrap();
+    let ordered = |a: &Entry, b: &Entry| {
+        if a.id() <= b.id() {
+            wire(a, b)
+        } else {
+            wire(b, a)
+        }
+    };
+    let bad_proofs = vec![
+        json!({"name": "same-entry", "hex": hex::encode(wire(first, first)), "error": "fork-proof-same-entry"}),
+        json!({"name": "different-authors", "hex": hex::encode(ordered(&feed[0], &bobs)), "error": "fork-proof-different-authors"}),
+        json!({"name": "different-seqs", "hex": hex::encode(ordered(&feed[0], &feed[1])), "error": "fork-proof-different-seqs"}),
+        json!({"name": "bad-signature", "hex": hex::encode(ordered(first, &bad_sig)), "error": "bad-signature"}),
+        json!({"name": "out-of-order", "hex": hex::encode(wire(second, first)), "error": "fork-proof-order"}),
+    ];
+
+    json!({
+        "format": "scrip feed test vectors v1",
+        "notes": "Generated by feed/tests/vectors.rs; see docs/protocol/feed.md. Errors are Error::code() names.",
+        "entry_domain": String::from_utf8(domain::ENTRY.to_vec()).unwrap(),
+        "keys": [key_json("alice", &alice), key_json("bob", &bob)],
+        "entries": [
+            entry_json("alice-1", "alice", &feed[0]),
+            entry_json("alice-2", "alice", &feed[1]),
+            entry_json("alice-3", "alice", &feed[2]),
+            entry_json("bob-1", "bob", &bobs),
+            entry_json("alice-2-rival", "alice", &rival),
+        ],
+        "contents": contents.iter().map(|c| json!({
+            "content": content_json(c),
+            "payload_hex": hex::encode(c.encode().unwrap()),
+        })).collect::<Vec<_>>(),
+        "fork_proof": {
+            "author": alice.id().to_string(),
+            "seq": 2,
+            "hex": hex::encode(proof.encode()),
+        },
+        "invalid_fork_proofs": bad_proofs,
+        "invalid_entries": invalid,
+        "invalid_feed_ids": [
+            alice.id().to_string()[1..].to_string(),
+            format!("{} ", alice.id()),
+            format!("@1{}", &alice.id().to_string()[1..]),
+            "@0OIl".to_string(),
+            FeedId::from_bytes({ let mut b = [0u8; 32]; b[0] = 1; b }).to_string(),
+        ],
+    })
+}
+
+#[test]
+fn checked_in_vectors_are_what_the_code_generates() {
+    let generated = serde_json::to_string_pretty(&generate()).unwrap() + "\n";
+    if std::env::var_os("SCRIP_REGEN_VECTORS").is_some() {
+        std::fs::create_dir_all(vectors_path().parent().unwrap()).unwrap();
+        std::fs::write(vectors_path(), &generated).unwrap();
+    }
+    let on_disk = std::fs::read_to_string(vectors_path()).unwrap();
+    assert!(
+        on_disk == generated,
+        "the feed format changed: the code no longer generates docs/protocol/vectors/feed.json"
+    );
+}
+
+fn hex_of(v: &Value) -> Vec<u8> {
+    hex::decode(v.as_str().unwrap()).unwrap()
+}
+
+fn load() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(vectors_path()).unwrap()).unwrap()
+}
+
+#[test]
+fn replay_keys() {
+    for key in load()["keys"].as_array().unwrap() {
+        let seed: [u8; 32] = hex_of(&key["seed_hex"]).try_into().unwrap();
+        let keypair = Keypair::from_seed(&seed);
+        assert_eq!(keypair.id().to_string(), key["feed_id"].as_str().unwrap());
+        assert_eq!(
+            hex::encode(keypair.id().as_bytes()),
+            key["public_hex"].as_str().unwrap()
+        );
+        let parsed: FeedId = key["feed_id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(parsed, keypair.id());
+    }
+}
+
+#[test]
+fn replay_valid_entries() {
+    let vectors = load();
+    let keys: Vec<(String, Keypair)> = vectors["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            let seed: [u8; 32] = hex_of(&k["seed_hex"]).try_into().unwrap();
+            (
+                k["name"].as_str().unwrap().to_owned(),
+                Keypair::from_seed(&seed),
+            )
+        })
+        .collect();
+    let mut heads: std::collections::HashMap<(String, u64), Head> = Default::default();
+    for v in vectors["entries"].as_array().unwrap() {
+        let key = &keys
+            .iter()
+            .find(|(n, _)| n == v["key"].as_str().unwrap())
+            .unwrap()
+            .1;
+        let header = hex_of(&v["header_hex"]);
+        let payload = hex_of(&v["payload_hex"]);
+        let entry = Entry::decode(&header, Some(payload.clone())).unwrap();
+        let seq = v["seq"].as_u64().unwrap();
+        let fields = &entry.header().fields;
+        assert_eq!(fields.author, key.id());
+        assert_eq!(fields.seq, Seq::new(seq));
+        assert_eq!(
+            fields.prev.map(|p| p.to_string()),
+            v["prev"].as_str().map(str::to_owned)
+        );
+        assert_eq!(
+            fields.timestamp.as_millis(),
+            v["timestamp_ms"].as_u64().unwrap()
+        );
+        assert_eq!(
+            u64::from(fields.payload_len),
+            v["payload_len"].as_u64().unwrap()
+        );
+        assert_eq!(
+            fields.payload_hash.to_string(),
+            v["payload_hash_hex"].as_str().unwrap()
+        );
+        assert_eq!(entry.id().to_string(), v["id"].as_str().unwrap());
+        assert_eq!(
+            hex::encode(entry.id().as_bytes()),
+            v["id_hex"].as_str().unwrap()
+        );
+        assert_eq!(
+            v["id"].as_str().unwrap().parse::<EntryId>().unwrap(),
+            entry.id()
+        );
+        assert_eq!(
+            hex::encode(signing_bytes(domain::ENTRY, entry.signed_fields_bytes())),
+            v["signing_bytes_hex"].as_str().unwrap()
+        );
+        assert_eq!(
+            content_json(&Content::decode(&payload).unwrap()),
+            v["content"]
+        );
+        // The chain validates from the previous vector of the same key.
+        let prev = seq
+            .checked_sub(1)
+            .and_then(|s| heads.get(&(key.id().to_string(), s)).copied());
+        validate_entry(&key.id(), prev.as_ref(), &entry).unwrap();
+        heads.insert((key.id().to_string(), seq), entry.head());
+        // Encoding and signing the same fields reproduces the bytes (ed25519 is deterministic).
+        let again = Entry::create(key, prev, fields.timestamp, payload).unwrap();
+        assert_eq!(again.header_bytes(), &header[..]);
+    }
+}
+
+#[test]
+fn replay_contents() {
+    for v in load()["contents"].as_array().unwrap() {
+        let content = Content::decode(&hex_of(&v["payload_hex"])).unwrap();
+        assert_eq!(content_json(&content), v["content"]);
+        assert_eq!(content.encode().unwrap(), hex_of(&v["payload_hex"]));
+    }
+}
+
+#[test]
+fn replay_fork_proofs() {
+    let vectors = load();
+    let proof = ForkProof::decode(&hex_of(&vectors["fork_proof"]["hex"])).unwrap();
+    assert_eq!(
+        proof.author().to_string(),
+        vectors["fork_proof"]["author"].as_str().unwrap()
+    );
+    assert_eq!(
+        proof.seq().get(),
+        vectors["fork_proof"]["seq"].as_u64().unwrap()
+    );
+    assert_eq!(proof.encode(), hex_of(&vectors["fork_proof"]["hex"]));
+    for v in vectors["invalid_fork_proofs"].as_array().unwrap() {
+        let err = ForkProof::decode(&hex_of(&v["hex"])).unwrap_err();
+        assert_eq!(err.code(), v["error"].as_str().unwrap(), "{}", v["name"]);
+    }
+}
+
+#[test]
+fn replay_invalid_entries() {
+    let vectors = load();
+    let cases = vectors["invalid_entries"].as_array().unwrap();
+    assert!(cases.len() >= 20);
+    for v in cases {
+        let feed: FeedId = FeedId::from_bytes(
+            bs58::decode(&v["feed"].as_str().unwrap()[1..])
+                .into_vec()
+                .unwrap()
+                .try_into()
+                .unwrap(),
+        );
+        let prev = v["prev_head"].as_object().map(|h| Head {
+            seq: Seq::new(h["seq"].as_u64().unwrap()),
+            id: h["id"].as_str().unwrap().parse().unwrap(),
+        });
+        let payload = match (v["payload_hex"].as_str(), v["payload_zeros"].as_u64()) {
+            (Some(p), None) => Some(hex::decode(p).unwrap()),
+            (None, Some(n)) => Some(vec![0u8; usize::try_from(n).unwrap()]),
+            (None, None) => None,
+            (Some(_), Some(_)) => panic!("case {} has two payloads", v["name"]),
+        };
+        let err = cases::check(&hex_of(&v["header_hex"]), payload, &feed, prev).unwrap_err();
+        assert_eq!(
+            err.code(),
+            v["error"].as_str().unwrap(),
+            "case {}",
+            v["name"]
+        );
+    }
+}
+
+#[test]
+fn replay_invalid_feed_ids() {
+    for text in load()["invalid_feed_ids"].as_array().unwrap() {
+        let text = text.as_str().unwrap();
+        assert!(text.parse::<FeedId>().is_err(), "accepted {text:?}");
+    }
+}
