@@ -21,6 +21,7 @@
 //!   reference implementation ([`MemoryStore`]).
 //! - [`keyfile`]: the versioned secret key file.
 //! - [`limits`]: every size bound, as named constants.
+//! - [`bench`]: the macro benchmarks (`cargo bench`, `scrip bench`).
 //!
 //! # Purity
 //!
@@ -31,6 +32,7 @@
 //! The format is specified in `docs/protocol/feed.md` and frozen by the vectors in
 //! `docs/protocol/vectors/feed.json`.
 
+pub mod bench;
 pub mod codec;
 pub mod content;
 pub mod entry;

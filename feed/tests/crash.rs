@@ -105,20 +105,26 @@ fn env_u64(name: &str) -> Option<u64> {
 fn crash_test_kills_a_writer_and_loses_nothing_acknowledged() {
     let kills = env_u64("SCRIP_CRASH_KILLS").unwrap_or(100);
     let seed = env_u64("SCRIP_CRASH_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
+        let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
+            .unwrap();
+        now.as_secs() ^ u64::from(now.subsec_nanos()).rotate_left(32)
     });
     eprintln!("crash test: {kills} kills, SCRIP_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
-    let mut acked = vec![0u64; AUTHORS as usize];
+    let mut acked = vec![0u64; usize::try_from(AUTHORS).unwrap()];
     let exe = std::env::current_exe().unwrap();
 
     for round in 0..kills {
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .env("SCRIP_CRASH_CHILD_SEED", rng.next().to_string())
             .stdout(Stdio::piped())
@@ -164,7 +170,12 @@ fn crash_test_kills_a_writer_and_loses_nothing_acknowledged() {
                 "round {round} (seed {seed}): author {a} acknowledged up to {seq}, store has {have}"
             );
             if seq > 0 {
-                assert!(store.get(&author(a as u64).id(), Seq::new(seq)).unwrap().is_some());
+                assert!(
+                    store
+                        .get(&author(a as u64).id(), Seq::new(seq))
+                        .unwrap()
+                        .is_some()
+                );
             }
         }
         if round % 25 == 24 || round + 1 == kills {

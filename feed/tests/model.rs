@@ -177,7 +177,10 @@ impl Harness {
             pending: vec![Vec::new(); AUTHORS as usize],
             salt: self.salt,
         };
-        let entries: Vec<Entry> = specs.iter().filter_map(|(a, m)| maker.make(*a, m)).collect();
+        let entries: Vec<Entry> = specs
+            .iter()
+            .filter_map(|(a, m)| maker.make(*a, m))
+            .collect();
         self.salt = maker.salt;
         let expected = self.model.ingest(entries.clone()).unwrap();
         let got = self.sled().ingest(entries).unwrap();
@@ -240,7 +243,10 @@ impl Harness {
             let id = keypair(author).id();
             assert_eq!(sled.head(&id).unwrap(), model.head(&id).unwrap());
             assert_eq!(sled.payload_policy(&id), model.payload_policy(&id));
-            assert_eq!(sled.fork_proof(&id).unwrap(), model.fork_proof(&id).unwrap());
+            assert_eq!(
+                sled.fork_proof(&id).unwrap(),
+                model.fork_proof(&id).unwrap()
+            );
             let all = model.range(&id, Seq::FIRST, usize::MAX).unwrap();
             assert_eq!(sled.range(&id, Seq::FIRST, usize::MAX).unwrap(), all);
             for entry in &all {

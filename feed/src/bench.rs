@@ -1,0 +1,214 @@
+//! Macro benchmarks of the feed layer, shared by `cargo bench -p scrip-feed` and `scrip bench`.
+//!
+//! Each figure is reported next to a ceiling measured in the same run on the same machine (here:
+//! the raw single-core `verify_strict` rate), so that a number can be judged without knowing the
+//! hardware.
+
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::entry::{Entry, Timestamp};
+use crate::error::Result;
+use crate::identity::{AuthorKey, Keypair, domain, signing_bytes};
+use crate::store::{SledOptions, SledStore, Store};
+
+/// One measured figure, with the ceiling it is judged against.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Figure {
+    /// What was measured.
+    pub name: String,
+    /// The measurement.
+    pub value: f64,
+    /// Its unit.
+    pub unit: &'static str,
+    /// The machine's ceiling for it, measured in the same run.
+    pub ceiling: Option<f64>,
+    /// `value / ceiling`.
+    pub ratio: Option<f64>,
+}
+
+impl Figure {
+    /// A figure without a ceiling.
+    pub fn plain(name: impl Into<String>, value: f64, unit: &'static str) -> Figure {
+        Figure {
+            name: name.into(),
+            value,
+            unit,
+            ceiling: None,
+            ratio: None,
+        }
+    }
+
+    /// A figure judged against `ceiling`.
+    pub fn against(
+        name: impl Into<String>,
+        value: f64,
+        unit: &'static str,
+        ceiling: f64,
+    ) -> Figure {
+        Figure {
+            name: name.into(),
+            value,
+            unit,
+            ceiling: Some(ceiling),
+            ratio: (ceiling > 0.0).then(|| value / ceiling),
+        }
+    }
+}
+
+impl std::fmt::Display for Figure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:<40} {:>12.0} {}", self.name, self.value, self.unit)?;
+        if let (Some(ceiling), Some(ratio)) = (self.ceiling, self.ratio) {
+            write!(f, "   ceiling {ceiling:.0}   ratio {ratio:.2}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Raw `verify_strict` signatures per second on one core, over header-sized messages with the
+/// key already decompressed: the ceiling for anything that checks entry signatures.
+pub fn raw_verify_rate(at_least: Duration) -> f64 {
+    let key = Keypair::from_seed(&[0x5e; 32]);
+    let author = match AuthorKey::new(&key.id()) {
+        Ok(author) => author,
+        Err(_) => return 0.0,
+    };
+    let messages: Vec<(Vec<u8>, crate::Signature)> = (0..256u32)
+        .map(|i| {
+            let mut body = vec![0u8; 120];
+            body[..4].copy_from_slice(&i.to_le_bytes());
+            let signed = signing_bytes(domain::ENTRY, &body);
+            let signature = key.sign_prepared(&signed);
+            (signed, signature)
+        })
+        .collect();
+    let start = Instant::now();
+    let mut verified = 0u64;
+    while start.elapsed() < at_least {
+        for (signed, signature) in &messages {
+            if author.verify_prepared(signed, signature) {
+                verified += 1;
+            }
+        }
+    }
+    verified as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Signs `per_author` entries for each of `authors` feeds (in parallel), each with a payload of
+/// `payload_bytes`. Returned author-major: all of author 0's entries in seq order, then author
+/// 1's, and so on.
+pub fn make_feeds(authors: usize, per_author: usize, payload_bytes: usize) -> Vec<Entry> {
+    let cores = thread::available_parallelism().map_or(1, usize::from);
+    let per_thread = authors.div_ceil(cores).max(1);
+    thread::scope(|scope| {
+        let handles: Vec<_> = (0..authors)
+            .step_by(per_thread)
+            .map(|first| {
+                scope.spawn(move || {
+                    let mut entries = Vec::new();
+                    for a in first..(first + per_thread).min(authors) {
+                        let mut seed = [0u8; 32];
+                        seed[..8].copy_from_slice(&(a as u64).to_le_bytes());
+                        seed[31] = 0xbe;
+                        let key = Keypair::from_seed(&seed);
+                        let mut head = None;
+                        for i in 0..per_author {
+                            let mut payload = vec![0u8; payload_bytes];
+                            for (j, byte) in payload.iter_mut().enumerate() {
+                                *byte = i.wrapping_add(j).to_le_bytes()[0];
+                            }
+                            let Ok(entry) = Entry::create(
+                                &key,
+                                head,
+                                Timestamp::from_millis(i as u64),
+                                payload,
+                            ) else {
+                                break;
+                            };
+                            head = Some(entry.head());
+                            entries.push(entry);
+                        }
+                    }
+                    entries
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// What [`ingest`] measured.
+#[derive(Clone, Debug)]
+pub struct IngestFigures {
+    /// Entries ingested.
+    pub entries: usize,
+    /// Wall time of the ingest (durable: every batch flushed).
+    pub elapsed: Duration,
+    /// Raw single-core `verify_strict` rate measured in the same run.
+    pub raw_verify_per_sec: f64,
+}
+
+impl IngestFigures {
+    /// Entries per second.
+    pub fn rate(&self) -> f64 {
+        self.entries as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The figures for a report.
+    pub fn figures(&self) -> Vec<Figure> {
+        vec![
+            Figure::plain(
+                "raw verify_strict (1 core)",
+                self.raw_verify_per_sec,
+                "sig/s",
+            ),
+            Figure::against(
+                "ingest into sled (validated, durable)",
+                self.rate(),
+                "entries/s",
+                self.raw_verify_per_sec,
+            ),
+        ]
+    }
+}
+
+/// Batch-ingests `authors × per_author` entries into a fresh sled store at `dir`, `batch`
+/// entries per [`Store::ingest`] call (each validated on all cores and flushed), and measures it
+/// against the raw single-core `verify_strict` rate.
+pub fn ingest(
+    dir: &Path,
+    authors: usize,
+    per_author: usize,
+    batch: usize,
+) -> Result<IngestFigures> {
+    let raw_verify_per_sec = raw_verify_rate(Duration::from_millis(700));
+    let entries = make_feeds(authors, per_author, 96);
+    let total = entries.len();
+    let mut batches: Vec<Vec<Entry>> = Vec::new();
+    let mut rest = entries.into_iter().peekable();
+    while rest.peek().is_some() {
+        batches.push(rest.by_ref().take(batch.max(1)).collect());
+    }
+    let store = SledStore::open(dir, SledOptions::default())?;
+    let start = Instant::now();
+    let mut stored = 0;
+    for batch in batches {
+        stored += store.ingest(batch)?.stored();
+    }
+    let elapsed = start.elapsed();
+    if stored != total {
+        return Err(crate::Error::Storage {
+            detail: format!("ingest benchmark stored {stored} of {total} entries"),
+        });
+    }
+    Ok(IngestFigures {
+        entries: total,
+        elapsed,
+        raw_verify_per_sec,
+    })
+}
