@@ -5,13 +5,14 @@
 //! hardware.
 
 use std::path::Path;
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::entry::{Entry, Timestamp};
 use crate::error::Result;
 use crate::identity::{AuthorKey, Keypair, domain, signing_bytes};
-use crate::store::{SledOptions, SledStore, Store};
+use crate::store::{SledOptions, SledStore, Store, VerifiedBatch};
 
 /// One measured figure, with the ceiling it is judged against.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,8 +69,15 @@ impl std::fmt::Display for Figure {
 }
 
 /// Raw `verify_strict` signatures per second on one core, over header-sized messages with the
-/// key already decompressed: the ceiling for anything that checks entry signatures.
-pub fn raw_verify_rate(at_least: Duration) -> f64 {
+/// key already decompressed: the ceiling for anything that checks entry signatures. The best of
+/// five windows, so that a noisy neighbour lowers the ceiling less than the figures judged by it.
+pub fn raw_verify_rate(total: Duration) -> f64 {
+    (0..5)
+        .map(|_| raw_verify_window(total / 5))
+        .fold(0.0, f64::max)
+}
+
+fn raw_verify_window(at_least: Duration) -> f64 {
     let key = Keypair::from_seed(&[0x5e; 32]);
     let author = match AuthorKey::new(&key.id()) {
         Ok(author) => author,
@@ -178,15 +186,18 @@ impl IngestFigures {
 }
 
 /// Batch-ingests `authors × per_author` entries into a fresh sled store at `dir`, `batch`
-/// entries per [`Store::ingest`] call (each validated on all cores and flushed), and measures it
-/// against the raw single-core `verify_strict` rate.
+/// entries per commit, and measures it against the raw single-core `verify_strict` rate.
+///
+/// Ingest is pipelined the way a replicating node runs it: one thread verifies the next batch
+/// on all cores ([`VerifiedBatch::new`]) while the store commits (plans, writes, flushes) the
+/// previous one. Every entry is fully validated and every batch is durable.
 pub fn ingest(
     dir: &Path,
     authors: usize,
     per_author: usize,
     batch: usize,
 ) -> Result<IngestFigures> {
-    let raw_verify_per_sec = raw_verify_rate(Duration::from_millis(700));
+    let raw_verify_per_sec = raw_verify_rate(Duration::from_millis(1500));
     let entries = make_feeds(authors, per_author, 96);
     let total = entries.len();
     let mut batches: Vec<Vec<Entry>> = Vec::new();
@@ -196,10 +207,22 @@ pub fn ingest(
     }
     let store = SledStore::open(dir, SledOptions::default())?;
     let start = Instant::now();
-    let mut stored = 0;
-    for batch in batches {
-        stored += store.ingest(batch)?.stored();
-    }
+    let stored = thread::scope(|scope| -> Result<usize> {
+        // One verified batch waits while the next is being verified: bounded memory.
+        let (verified_tx, verified_rx) = mpsc::sync_channel::<VerifiedBatch>(1);
+        scope.spawn(move || {
+            for batch in batches {
+                if verified_tx.send(VerifiedBatch::new(batch)).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stored = 0;
+        for verified in verified_rx {
+            stored += store.ingest_verified(verified)?.stored();
+        }
+        Ok(stored)
+    })?;
     let elapsed = start.elapsed();
     if stored != total {
         return Err(crate::Error::Storage {

@@ -441,12 +441,12 @@ fn inconsistent_head_is_detected_on_open() {
         store.ingest(chain(&alice, 3)).unwrap();
     }
     {
-        // Remove the head entry behind the store's back.
+        // Remove the chunk holding the entries behind the store's back.
         let db = ::sled::open(dir.path()).unwrap();
-        let mut k = vec![b'E'];
+        let mut k = vec![b'C'];
         k.extend_from_slice(alice.id().as_bytes());
-        k.extend_from_slice(&3u64.to_be_bytes());
-        db.remove(k).unwrap();
+        k.extend_from_slice(&1u64.to_be_bytes());
+        assert!(db.remove(k).unwrap().is_some());
         db.flush().unwrap();
     }
     let err = SledStore::open(dir.path(), SledOptions::default()).unwrap_err();

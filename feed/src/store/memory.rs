@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use super::plan::{Plan, Tables, Write, plan_ingest, verify_parallel};
+use super::plan::{Plan, Tables, VerifiedBatch, Write, plan_ingest};
 use super::{IngestReport, PayloadPolicy, Store};
 use crate::entry::{Entry, Head, Seq, Timestamp};
 use crate::error::{Error, Result};
@@ -40,9 +40,8 @@ impl MemoryStore {
         self.tables.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn ingest_locked(tables: &mut MemTables, entries: Vec<Entry>) -> Result<IngestReport> {
-        let checked = verify_parallel(&entries);
-        let Plan { writes, report } = plan_ingest(&*tables, entries, checked)?;
+    fn ingest_locked(tables: &mut MemTables, batch: VerifiedBatch) -> Result<IngestReport> {
+        let Plan { writes, report } = plan_ingest(&*tables, batch)?;
         for write in writes {
             match write {
                 Write::Entry(mut entry) => {
@@ -98,15 +97,16 @@ impl Tables for MemTables {
 }
 
 impl Store for MemoryStore {
-    fn ingest(&self, entries: Vec<Entry>) -> Result<IngestReport> {
-        MemoryStore::ingest_locked(&mut self.lock(), entries)
+    fn ingest_verified(&self, batch: VerifiedBatch) -> Result<IngestReport> {
+        MemoryStore::ingest_locked(&mut self.lock(), batch)
     }
 
     fn publish(&self, keypair: &Keypair, timestamp: Timestamp, payload: Vec<u8>) -> Result<Entry> {
         let mut tables = self.lock();
         let head = tables.head(&keypair.id())?;
         let entry = Entry::create(keypair, head, timestamp, payload)?;
-        let mut report = MemoryStore::ingest_locked(&mut tables, vec![entry.clone()])?;
+        let mut report =
+            MemoryStore::ingest_locked(&mut tables, VerifiedBatch::new(vec![entry.clone()]))?;
         match report.outcomes.pop() {
             Some(Ok(_)) => Ok(entry),
             Some(Err(err)) => Err(err),

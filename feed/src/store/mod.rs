@@ -13,12 +13,14 @@
 //! between, so a reopened store never holds a broken chain. Opening a store checks its format
 //! marker and the consistency of every feed's head, and reports damage as [`Error::Corrupt`].
 
+mod chunk;
+mod id_index;
 mod memory;
 mod plan;
 mod sled_store;
 
 pub use memory::MemoryStore;
-pub use plan::verify_parallel;
+pub use plan::{VerifiedBatch, verify_parallel};
 pub use sled_store::{
     IntegrityReport, STORE_FORMAT_VERSION, SledOptions, SledStore, WATERMARK_FILE,
 };
@@ -89,7 +91,12 @@ pub trait Store: Send + Sync {
     ///
     /// An entry that differs from a stored one at the same seq yields a fork proof, which is
     /// stored (freezing the feed) and reported as [`Error::Fork`].
-    fn ingest(&self, entries: Vec<Entry>) -> Result<IngestReport>;
+    fn ingest(&self, entries: Vec<Entry>) -> Result<IngestReport> {
+        self.ingest_verified(VerifiedBatch::new(entries))
+    }
+
+    /// [`Store::ingest`] for a batch whose stateless checks already ran (see [`VerifiedBatch`]).
+    fn ingest_verified(&self, batch: VerifiedBatch) -> Result<IngestReport>;
 
     /// Validates and durably stores one entry. See [`Store::ingest`].
     fn append(&self, entry: Entry) -> Result<Appended> {

@@ -50,6 +50,35 @@ pub(crate) struct Plan {
     pub report: IngestReport,
 }
 
+/// Entries whose stateless checks ([`validate_stateless`]: payload and signature) have run, with
+/// their results: the input of [`Store::ingest_verified`](super::Store::ingest_verified).
+///
+/// Verifying is the expensive part of an ingest and needs no store, so a caller can verify the
+/// next batch (on all cores) while the store commits the previous one.
+#[derive(Debug)]
+pub struct VerifiedBatch {
+    entries: Vec<Entry>,
+    checked: Vec<Result<()>>,
+}
+
+impl VerifiedBatch {
+    /// Runs the stateless checks on `entries`, in parallel across the machine's cores.
+    pub fn new(entries: Vec<Entry>) -> VerifiedBatch {
+        let checked = verify_parallel(&entries);
+        VerifiedBatch { entries, checked }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 /// Runs the stateless checks ([`validate_stateless`]) over `entries`, in parallel across the
 /// machine's cores, decompressing each author's key once per run of consecutive entries.
 /// Returns one result per entry, in order.
@@ -118,13 +147,10 @@ impl FeedState {
     }
 }
 
-/// Decides the fate of every entry. `checked[i]` is the stateless check result of `entries[i]`
-/// (from [`verify_parallel`]). Returns `Err` only when reading the tables fails.
-pub(crate) fn plan_ingest(
-    tables: &impl Tables,
-    entries: Vec<Entry>,
-    checked: Vec<Result<()>>,
-) -> Result<Plan> {
+/// Decides the fate of every entry of a verified batch. Returns `Err` only when reading the
+/// tables fails.
+pub(crate) fn plan_ingest(tables: &impl Tables, batch: VerifiedBatch) -> Result<Plan> {
+    let VerifiedBatch { entries, checked } = batch;
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_by_key(|&i| (entries[i].author(), entries[i].seq()));
     let mut outcomes: Vec<Option<Result<Appended>>> = vec![None; entries.len()];
