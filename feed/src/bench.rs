@@ -229,6 +229,8 @@ pub fn ingest(
             detail: format!("ingest benchmark stored {stored} of {total} entries"),
         });
     }
+    // The machine's speed drifts; judge against the best raw rate seen before or after.
+    let raw_verify_per_sec = raw_verify_per_sec.max(raw_verify_rate(Duration::from_millis(1500)));
     Ok(IngestFigures {
         entries: total,
         elapsed,

@@ -7,6 +7,7 @@
 //!    entries planned so far in the batch, and produces the writes to apply atomically.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
 use super::{Appended, IngestReport, PayloadPolicy};
@@ -18,6 +19,8 @@ use crate::validate::{validate_link, validate_stateless};
 
 /// Below this many entries per thread, spawning threads costs more than it saves.
 const MIN_ENTRIES_PER_THREAD: usize = 64;
+/// Pieces of work per verifying thread (for balance when a core is slowed down).
+const PIECES_PER_THREAD: usize = 8;
 
 /// What a planner reads from a store.
 pub(crate) trait Tables {
@@ -83,27 +86,51 @@ impl VerifiedBatch {
 /// machine's cores, decompressing each author's key once per run of consecutive entries.
 /// Returns one result per entry, in order.
 pub fn verify_parallel(entries: &[Entry]) -> Vec<Result<()>> {
-    let cores = thread::available_parallelism().map_or(1, usize::from);
-    let threads = cores
+    let threads = cores()
         .min(entries.len().div_ceil(MIN_ENTRIES_PER_THREAD))
         .max(1);
     if threads == 1 {
         return verify_run(entries);
     }
-    let chunk = entries.len().div_ceil(threads);
-    thread::scope(|scope| {
-        let handles: Vec<_> = entries
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || verify_run(part)))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|handle| match handle.join() {
-                Ok(results) => results,
+    // Many small pieces handed out on demand, so that a thread slowed down by a noisy neighbour
+    // does not leave the others idle at the end.
+    let piece = entries
+        .len()
+        .div_ceil(threads * PIECES_PER_THREAD)
+        .max(MIN_ENTRIES_PER_THREAD / 4);
+    let pieces: Vec<&[Entry]> = entries.chunks(piece).collect();
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(part) = pieces.get(i) else {
+                return done;
+            };
+            done.push((i, verify_run(part)));
+        }
+    };
+    let mut done: Vec<(usize, Vec<Result<()>>)> = thread::scope(|scope| {
+        // The calling thread works too.
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut done = work();
+        for helper in helpers {
+            match helper.join() {
+                Ok(more) => done.extend(more),
                 Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    })
+            }
+        }
+        done
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().flat_map(|(_, results)| results).collect()
+}
+
+/// The number of cores to verify on. Cached: `available_parallelism` reads cgroup files on every
+/// call (~30 µs measured), which would cost half a signature check per single-entry append.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| thread::available_parallelism().map_or(1, usize::from))
 }
 
 fn verify_run(entries: &[Entry]) -> Vec<Result<()>> {
