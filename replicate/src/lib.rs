@@ -1,12 +1,20 @@
 //! scrip-replicate: moving feeds between peers.
 //!
-//! This crate will own (see issue "[replicate]"):
-//! - the Noise transport (`Noise_XXpsk3_25519_ChaChaPoly_BLAKE2s`, the PSK being the network key)
-//!   with the Noise static key bound to the peer's ed25519 feed identity;
-//! - length-prefixed, versioned framing within Noise's 65,535-byte message limit;
-//! - the replication session: a sans-IO state machine (hello, vector clocks, catch-up, live
-//!   streaming, fork-proof gossip), driven by a thin tokio task;
-//! - the gossip node: listener, dialer, peer table, follow-graph scope.
+//! # Layout
 //!
-//! It must not decide ledger validity: it moves signed entries (validated by `scrip-feed`) and
-//! opaque attachments.
+//! - [`transport`]: Noise `XXpsk3` (the PSK is the network key) over any `AsyncRead +
+//!   AsyncWrite`, with the Noise static key bound to the peer's ed25519 feed identity, and
+//!   length-prefixed, chunked, authenticated framing. Spec: `docs/protocol/transport.md`.
+//! - [`limits`]: every bound, as a named constant.
+//!
+//! The crate moves signed entries (validated by `scrip-feed` before they are stored) and opaque
+//! attachments; it never decides ledger validity.
+
+mod error;
+pub mod limits;
+pub mod transport;
+
+pub use error::{Error, Result};
+pub use transport::{
+    LocalIdentity, NetworkKey, SecureReader, SecureStream, SecureWriter, TransportConfig,
+};

@@ -1,0 +1,55 @@
+//! Every bound of the transport, the replication protocol and the node, as named constants.
+//! Defaults of the configurable ones live in [`crate::TransportConfig`] and
+//! [`crate::NodeConfig`].
+
+use std::time::Duration;
+
+/// Largest Noise message, tag included (the Noise specification's limit).
+pub const NOISE_MAX_MESSAGE: usize = 65_535;
+/// Noise's authentication tag.
+pub const NOISE_TAG: usize = 16;
+/// Largest plaintext in one Noise transport message.
+pub const MAX_FRAME_PLAINTEXT: usize = NOISE_MAX_MESSAGE - NOISE_TAG;
+/// Largest application data in one frame (one byte is the frame kind).
+pub const MAX_FRAME_DATA: usize = MAX_FRAME_PLAINTEXT - 1;
+
+/// Largest replication message (checked when sending and while receiving, chunk by chunk).
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Default time allowed for the whole handshake, identity proofs included.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a connection may stay silent before it is dropped (keepalives are sent at a
+/// third of it).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Most entries in one `Entries` message.
+pub const MAX_ENTRIES_PER_MESSAGE: usize = 512;
+/// Most notes in one `Clock` message (a larger clock is sent in several messages).
+pub const MAX_NOTES_PER_MESSAGE: usize = 4096;
+/// Most attachments per entry.
+pub const MAX_ATTACHMENTS_PER_ENTRY: usize = 4;
+/// Largest attachment (a certificate of 64 notary votes is about 6.2 KiB).
+pub const MAX_ATTACHMENT_BYTES: usize = 8 * 1024;
+/// Longest attachment kind tag.
+pub const MAX_ATTACHMENT_KIND_BYTES: usize = 32;
+/// Most feature strings in a `Hello`, and their longest length.
+pub const MAX_FEATURES: usize = 16;
+/// Longest feature or protocol string.
+pub const MAX_NAME_BYTES: usize = 64;
+/// Most fork proofs sent to a peer when a session starts.
+pub const MAX_FORK_PROOFS_ON_CONNECT: usize = 256;
+
+/// Capacity of a connection's outgoing message queue (messages, each at most
+/// [`MAX_MESSAGE_BYTES`]).
+pub const SEND_QUEUE_CAPACITY: usize = 16;
+/// Capacity of the node's command channel.
+pub const COMMAND_CHANNEL_CAPACITY: usize = 256;
+/// Capacity of the event broadcast (slow subscribers miss events and are told how many).
+pub const EVENT_CHANNEL_CAPACITY: usize = 4096;
+/// Capacity of the channel announcing newly stored entries to live sessions.
+pub const STORED_CHANNEL_CAPACITY: usize = 8192;
+
+/// Default cap on inbound bytes per second from one peer.
+pub const DEFAULT_PEER_BYTES_PER_SEC: u64 = 64 * 1024 * 1024;
+/// Default number of entries a session ingests per store batch.
+pub const DEFAULT_INGEST_BATCH: usize = 2048;
