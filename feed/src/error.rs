@@ -248,6 +248,21 @@ pub enum Error {
         seq: Seq,
     },
 
+    /// An attachment names an entry the store does not hold.
+    #[error("no stored entry {id} to attach to")]
+    UnknownEntry {
+        /// The entry id.
+        id: EntryId,
+    },
+    /// An entry already has the most attachments allowed.
+    #[error("entry {id} already has {max} attachments")]
+    TooManyAttachments {
+        /// The entry id.
+        id: EntryId,
+        /// The limit.
+        max: usize,
+    },
+
     // ----- storage -----
     /// An I/O error.
     #[error("{context}: {message}")]
@@ -317,6 +332,8 @@ impl Error {
                 ForkProofDefect::NotCanonicalOrder => "fork-proof-order",
             },
             Error::Fork { .. } => "fork",
+            Error::UnknownEntry { .. } => "unknown-entry",
+            Error::TooManyAttachments { .. } => "too-many-attachments",
             Error::Frozen { .. } => "frozen",
             Error::Io { .. } => "io",
             Error::Storage { .. } => "storage",

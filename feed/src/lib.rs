@@ -52,5 +52,5 @@ pub use fork::ForkProof;
 pub use hash::{EntryId, Hash};
 pub use identity::{AuthorKey, FeedId, Keypair, Signature, verify_signature};
 pub use store::{
-    Appended, IngestReport, MemoryStore, PayloadPolicy, SledOptions, SledStore, Store,
+    Appended, Attachment, IngestReport, MemoryStore, PayloadPolicy, SledOptions, SledStore, Store,
 };

@@ -29,6 +29,16 @@ pub const MAX_APP_KIND_BYTES: usize = 32;
 /// Largest encoded fork proof: version (1) + two length-prefixed headers.
 pub const MAX_FORK_PROOF_BYTES: usize = 1 + 2 * (3 + MAX_HEADER_BYTES);
 
+/// Largest attachment (opaque bytes kept with an entry, e.g. a notary certificate: 64 votes of
+/// 96 bytes fit).
+pub const MAX_ATTACHMENT_BYTES: usize = 8 * 1024;
+
+/// Longest attachment kind tag, in bytes.
+pub const MAX_ATTACHMENT_KIND_BYTES: usize = 32;
+
+/// Most attachments (of distinct kinds) per entry.
+pub const MAX_ATTACHMENTS_PER_ENTRY: usize = 4;
+
 /// Largest key file, in bytes (a key file is three short lines).
 pub const MAX_KEY_FILE_BYTES: usize = 1024;
 

@@ -43,6 +43,7 @@ on_both_stores!(
     entries_without_payload_are_stored,
     publish_signs_the_next_entry,
     lookups_of_missing_things_are_none,
+    attachments_are_kept_with_their_entry,
 );
 
 fn appends_a_chain_and_reads_it_back(store: &dyn Store) {
@@ -270,6 +271,59 @@ fn publish_signs_the_next_entry(store: &dyn Store) {
     assert_eq!(first.seq(), Seq::FIRST);
     assert_eq!(second.prev(), Some(first.id()));
     assert_eq!(store.head(&alice.id()).unwrap(), Some(second.head()));
+}
+
+fn attachments_are_kept_with_their_entry(store: &dyn Store) {
+    use scrip_feed::Attachment;
+    use scrip_feed::limits::{MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS_PER_ENTRY};
+    let alice = key(1);
+    let entries = chain(&alice, 2);
+    store.ingest(entries.clone()).unwrap();
+    let id = entries[0].id();
+    let att = |kind: &str, bytes: Vec<u8>| Attachment {
+        entry: id,
+        kind: kind.into(),
+        bytes,
+    };
+    let results = store
+        .put_attachments(vec![
+            att("scrip/certificate", vec![1, 2, 3]),
+            att("scrip/certificate", vec![9]),
+            att("Bad Kind", vec![]),
+            att("big", vec![0; MAX_ATTACHMENT_BYTES + 1]),
+            Attachment {
+                entry: scrip_feed::EntryId::of_header(b"nothing"),
+                kind: "x".into(),
+                bytes: vec![],
+            },
+        ])
+        .unwrap();
+    assert_eq!(results[0], Ok(true));
+    assert_eq!(
+        results[1],
+        Ok(false),
+        "the first attachment of a kind is kept"
+    );
+    assert!(matches!(results[2], Err(Error::InvalidContent { .. })));
+    assert!(matches!(results[3], Err(Error::TooLarge { .. })));
+    assert!(matches!(results[4], Err(Error::UnknownEntry { .. })));
+    assert_eq!(
+        store.attachments(&id).unwrap(),
+        vec![("scrip/certificate".to_string(), vec![1, 2, 3])]
+    );
+    assert_eq!(store.attachments(&entries[1].id()).unwrap(), vec![]);
+    let more: Vec<_> = (0..MAX_ATTACHMENTS_PER_ENTRY)
+        .map(|i| att(&format!("k{i}"), vec![]))
+        .collect();
+    let results = store.put_attachments(more).unwrap();
+    assert_eq!(
+        results.iter().filter(|r| **r == Ok(true)).count(),
+        MAX_ATTACHMENTS_PER_ENTRY - 1
+    );
+    assert!(matches!(
+        results.last(),
+        Some(Err(Error::TooManyAttachments { .. }))
+    ));
 }
 
 fn lookups_of_missing_things_are_none(store: &dyn Store) {

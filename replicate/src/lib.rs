@@ -5,6 +5,8 @@
 //! - [`transport`]: Noise `XXpsk3` (the PSK is the network key) over any `AsyncRead +
 //!   AsyncWrite`, with the Noise static key bound to the peer's ed25519 feed identity, and
 //!   length-prefixed, chunked, authenticated framing. Spec: `docs/protocol/transport.md`.
+//! - [`wire`]: the replication messages and their limits. Spec: `docs/protocol/replication.md`.
+//! - [`session`]: the replication session with one peer, a sans-IO state machine.
 //! - [`limits`]: every bound, as a named constant.
 //!
 //! The crate moves signed entries (validated by `scrip-feed` before they are stored) and opaque
@@ -12,7 +14,9 @@
 
 mod error;
 pub mod limits;
+pub mod session;
 pub mod transport;
+pub mod wire;
 
 pub use error::{Error, Result};
 pub use transport::{

@@ -26,12 +26,9 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_ENTRIES_PER_MESSAGE: usize = 512;
 /// Most notes in one `Clock` message (a larger clock is sent in several messages).
 pub const MAX_NOTES_PER_MESSAGE: usize = 4096;
-/// Most attachments per entry.
-pub const MAX_ATTACHMENTS_PER_ENTRY: usize = 4;
-/// Largest attachment (a certificate of 64 notary votes is about 6.2 KiB).
-pub const MAX_ATTACHMENT_BYTES: usize = 8 * 1024;
-/// Longest attachment kind tag.
-pub const MAX_ATTACHMENT_KIND_BYTES: usize = 32;
+pub use scrip_feed::limits::{
+    MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_KIND_BYTES, MAX_ATTACHMENTS_PER_ENTRY,
+};
 /// Most feature strings in a `Hello`, and their longest length.
 pub const MAX_FEATURES: usize = 16;
 /// Longest feature or protocol string.

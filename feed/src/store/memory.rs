@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::plan::{Plan, Tables, VerifiedBatch, Write, plan_ingest};
-use super::{IngestReport, PayloadPolicy, Store};
+use super::{Attachment, IngestReport, PayloadPolicy, Store, check_attachment};
 use crate::entry::{Entry, Head, Seq, Timestamp};
 use crate::error::{Error, Result};
 use crate::fork::ForkProof;
 use crate::hash::EntryId;
 use crate::identity::{FeedId, Keypair};
+use crate::limits::MAX_ATTACHMENTS_PER_ENTRY;
 
 #[derive(Default, Debug)]
 struct MemTables {
@@ -20,6 +21,7 @@ struct MemTables {
     ids: HashMap<EntryId, (FeedId, Seq)>,
     forks: BTreeMap<FeedId, ForkProof>,
     dropping: BTreeSet<FeedId>,
+    attachments: BTreeMap<(EntryId, String), Vec<u8>>,
 }
 
 /// An in-memory [`Store`]. Nothing survives the process; "durable" means "stored".
@@ -186,5 +188,45 @@ impl Store for MemoryStore {
 
     fn fork_proofs(&self) -> Result<Vec<ForkProof>> {
         Ok(self.lock().forks.values().cloned().collect())
+    }
+
+    fn put_attachments(&self, items: Vec<Attachment>) -> Result<Vec<Result<bool>>> {
+        let mut tables = self.lock();
+        Ok(items
+            .into_iter()
+            .map(|item| {
+                check_attachment(&item)?;
+                if !tables.ids.contains_key(&item.entry) {
+                    return Err(Error::UnknownEntry { id: item.entry });
+                }
+                let key = (item.entry, item.kind);
+                if tables.attachments.contains_key(&key) {
+                    return Ok(false);
+                }
+                let held = tables
+                    .attachments
+                    .range((key.0, String::new())..)
+                    .take_while(|((id, _), _)| *id == key.0)
+                    .count();
+                if held >= MAX_ATTACHMENTS_PER_ENTRY {
+                    return Err(Error::TooManyAttachments {
+                        id: key.0,
+                        max: MAX_ATTACHMENTS_PER_ENTRY,
+                    });
+                }
+                tables.attachments.insert(key, item.bytes);
+                Ok(true)
+            })
+            .collect())
+    }
+
+    fn attachments(&self, id: &EntryId) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self
+            .lock()
+            .attachments
+            .range((*id, String::new())..)
+            .take_while(|((entry, _), _)| entry == id)
+            .map(|((_, kind), bytes)| (kind.clone(), bytes.clone()))
+            .collect())
     }
 }

@@ -30,6 +30,44 @@ use crate::error::{Error, Result};
 use crate::fork::ForkProof;
 use crate::hash::EntryId;
 use crate::identity::FeedId;
+use crate::limits::{MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_KIND_BYTES};
+
+/// Opaque bytes to keep with a stored entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    /// The entry.
+    pub entry: EntryId,
+    /// What the bytes are: 1 to [`MAX_ATTACHMENT_KIND_BYTES`] bytes of `[a-z0-9/._-]`.
+    pub kind: String,
+    /// At most [`MAX_ATTACHMENT_BYTES`].
+    pub bytes: Vec<u8>,
+}
+
+/// Checks an attachment's kind and size.
+///
+/// Rules: the kind is 1 to [`MAX_ATTACHMENT_KIND_BYTES`] bytes of `[a-z0-9/._-]`
+/// ([`Error::InvalidContent`]); the bytes are at most [`MAX_ATTACHMENT_BYTES`]
+/// ([`Error::TooLarge`]).
+pub fn check_attachment(attachment: &Attachment) -> Result<()> {
+    let kind = &attachment.kind;
+    let allowed = |c: char| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '/' | '.' | '_' | '-')
+    };
+    if kind.is_empty() || kind.len() > MAX_ATTACHMENT_KIND_BYTES || !kind.chars().all(allowed) {
+        return Err(Error::InvalidContent {
+            field: "attachment kind",
+            reason: format!("must be 1 to {MAX_ATTACHMENT_KIND_BYTES} bytes of [a-z0-9/._-]"),
+        });
+    }
+    if attachment.bytes.len() > MAX_ATTACHMENT_BYTES {
+        return Err(Error::TooLarge {
+            what: "attachment",
+            max: MAX_ATTACHMENT_BYTES,
+            found: attachment.bytes.len(),
+        });
+    }
+    Ok(())
+}
 
 /// What happened to an entry offered to a store.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -137,6 +175,15 @@ pub trait Store: Send + Sync {
 
     /// Every fork proof held, in author order.
     fn fork_proofs(&self) -> Result<Vec<ForkProof>>;
+
+    /// Stores attachments (opaque bytes kept with an entry, e.g. notary certificates), durably,
+    /// in one commit. For each: `Ok(true)` if stored, `Ok(false)` if the entry already has one of
+    /// that kind (the first is kept), or why it was refused (see [`check_attachment`]; the entry
+    /// must be stored; at most [`crate::limits::MAX_ATTACHMENTS_PER_ENTRY`] kinds per entry).
+    fn put_attachments(&self, items: Vec<Attachment>) -> Result<Vec<Result<bool>>>;
+
+    /// The attachments of entry `id`, in kind order.
+    fn attachments(&self, id: &EntryId) -> Result<Vec<(String, Vec<u8>)>>;
 
     /// Signs `payload` as the next entry of `keypair`'s feed and durably appends it, holding the
     /// store's write lock from reading the head to storing the entry, so that two concurrent
