@@ -7,6 +7,11 @@
 //!   length-prefixed, chunked, authenticated framing. Spec: `docs/protocol/transport.md`.
 //! - [`wire`]: the replication messages and their limits. Spec: `docs/protocol/replication.md`.
 //! - [`session`]: the replication session with one peer, a sans-IO state machine.
+//! - [`scope`], [`scheduler`], [`peers`]: pure decisions of the node: which feeds to replicate
+//!   (follow graph, blocks, explicit requests), which peer to ask each feed of, whom to dial.
+//! - [`peer`]: the thin async driver of one session (reader, writer, ingest worker).
+//! - [`node`]: the gossip node actor and its [`NodeHandle`]; [`net`]: the network it runs on
+//!   (TCP, or a simulated one in tests).
 //! - [`limits`]: every bound, as a named constant.
 //!
 //! The crate moves signed entries (validated by `scrip-feed` before they are stored) and opaque
@@ -14,11 +19,20 @@
 
 mod error;
 pub mod limits;
+pub mod net;
+pub mod node;
+pub mod peer;
+pub mod peers;
+pub mod scheduler;
+pub mod scope;
 pub mod session;
 pub mod transport;
 pub mod wire;
 
 pub use error::{Error, Result};
+pub use net::{Network, Tcp};
+pub use node::{Event, Node, NodeConfig, NodeHandle, NodeStatus, PeerStatus};
+pub use peer::{AcceptAll, AttachmentCheck};
 pub use transport::{
     LocalIdentity, NetworkKey, SecureReader, SecureStream, SecureWriter, TransportConfig,
 };

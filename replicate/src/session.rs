@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use scrip_feed::{Entry, FeedId, Seq};
 
 use crate::error::{Error, Result};
-use crate::limits::{MAX_ENTRIES_PER_MESSAGE, MAX_NOTES_PER_MESSAGE};
+use crate::limits::{MAX_ENTRIES_PER_MESSAGE, MAX_FORK_PROOFS_ON_CONNECT, MAX_NOTES_PER_MESSAGE};
 use crate::wire::{
     Attachment, Entries, Hello, Message, Note, PROTOCOL_NAME, PROTOCOL_VERSION, WireEntry,
     notes_digest,
@@ -64,7 +64,15 @@ impl IngestResult {
     /// Summarises a store's report on entries of one feed: the first refusal decides, else
     /// `Stored` with the feed's `head` after the ingest.
     pub fn from_report(report: &scrip_feed::IngestReport, head: u64) -> IngestResult {
-        for outcome in &report.outcomes {
+        IngestResult::from_outcomes(&report.outcomes, head)
+    }
+
+    /// As [`IngestResult::from_report`], for a slice of outcomes.
+    pub fn from_outcomes(
+        outcomes: &[scrip_feed::Result<scrip_feed::Appended>],
+        head: u64,
+    ) -> IngestResult {
+        for outcome in outcomes {
             match outcome {
                 Ok(_) => {}
                 Err(scrip_feed::Error::Fork { .. }) => return IngestResult::Forked,
@@ -159,6 +167,10 @@ pub struct Session {
     /// Where the last read started, for round-robin fairness.
     last_read: Option<FeedId>,
     unsolicited: u32,
+    /// Fork proofs to send once the session runs.
+    early_proofs: Vec<Vec<u8>>,
+    /// Feeds whose note to the peer is out of date (see [`Session::stored`]).
+    stale_notes: BTreeSet<FeedId>,
     actions: VecDeque<Action>,
 }
 
@@ -189,6 +201,8 @@ impl Session {
             reading: None,
             last_read: None,
             unsolicited: 0,
+            early_proofs: Vec::new(),
+            stale_notes: BTreeSet::new(),
             actions: VecDeque::new(),
         }
     }
@@ -225,11 +239,14 @@ impl Session {
         self.phase == Phase::Running
     }
 
-    /// The next thing to do, if any.
+    /// The next thing to do, if any (never an [`Action::Read`]: see [`Session::poll_read`]).
     pub fn poll_action(&mut self) -> Option<Action> {
-        if let Some(action) = self.actions.pop_front() {
-            return Some(action);
-        }
+        self.actions.pop_front()
+    }
+
+    /// The next store read to serve the peer, if any: an [`Action::Read`]. Separate from
+    /// [`Session::poll_action`] so that the driver starts reads only when it has room to send.
+    pub fn poll_read(&mut self) -> Option<Action> {
         self.next_read()
     }
 
@@ -326,6 +343,10 @@ impl Session {
             }
         }
         self.send_notes(notes);
+        for bytes in std::mem::take(&mut self.early_proofs) {
+            self.actions
+                .push_back(Action::Send(Message::ForkProof(bytes)));
+        }
         Ok(())
     }
 
@@ -335,6 +356,13 @@ impl Session {
             // The peer's latest word wins, even if lower: it may be asking us to resend (after a
             // link mismatch, to find a fork).
             self.peer_has.insert(feed, note.seq());
+            // The peer replicates the feed but takes it from someone else: make sure it knows
+            // how far we are, in case its source lags.
+            if let Note::At { seq, send: false } = note
+                && self.local.get(&feed).copied().unwrap_or(0) > seq
+            {
+                self.stale_notes.insert(feed);
+            }
             self.actions.push_back(Action::PeerNote { feed, note });
         }
     }
@@ -449,7 +477,30 @@ impl Session {
     /// Our store now holds `feed` up to `seq` (from any source).
     pub fn stored(&mut self, feed: FeedId, seq: u64) {
         let local = self.local.entry(feed).or_insert(0);
-        *local = (*local).max(seq);
+        if seq <= *local {
+            return;
+        }
+        *local = seq;
+        // A peer that replicates the feed but does not take it from us should learn that we
+        // have more, so that its scheduler can switch to us if its source lags.
+        if matches!(self.theirs.get(&feed), Some(Note::At { send: false, .. })) {
+            self.stale_notes.insert(feed);
+        }
+    }
+
+    /// Sends the notes made stale by [`Session::stored`] (call it now and then: it batches).
+    pub fn flush_notes(&mut self) {
+        if self.phase != Phase::Running || self.stale_notes.is_empty() {
+            return;
+        }
+        let notes: Vec<(FeedId, Note)> = std::mem::take(&mut self.stale_notes)
+            .into_iter()
+            .map(|feed| (feed, self.note_for(&feed)))
+            .filter(|(feed, note)| self.ours.get(feed) != Some(note))
+            .collect();
+        if !notes.is_empty() {
+            self.send_notes(notes);
+        }
     }
 
     /// The node changed what we ask this peer for: `Some(true)` ask for `feed`, `Some(false)`
@@ -482,11 +533,13 @@ impl Session {
         }
     }
 
-    /// Queues a fork proof to send.
+    /// Queues a fork proof to send (after the Hellos, if they are not exchanged yet).
     pub fn send_fork_proof(&mut self, bytes: Vec<u8>) {
         if self.phase == Phase::Running {
             self.actions
                 .push_back(Action::Send(Message::ForkProof(bytes)));
+        } else if self.early_proofs.len() < MAX_FORK_PROOFS_ON_CONNECT {
+            self.early_proofs.push(bytes);
         }
     }
 

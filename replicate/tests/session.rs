@@ -150,7 +150,7 @@ impl Net {
                     while let Some(action) = self.nodes[me]
                         .sessions
                         .get_mut(&peer)
-                        .and_then(Session::poll_action)
+                        .and_then(|s| s.poll_action().or_else(|| s.poll_read()))
                     {
                         busy = true;
                         self.act(me, peer, action);

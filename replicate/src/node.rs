@@ -1,0 +1,1063 @@
+//! The gossip node: a listener and a dialer, a peer table, the follow-graph scope, the
+//! per-feed source scheduler, and one [`peer`](crate::peer) task per connection, all steered by
+//! one actor task that never waits on a connection.
+//!
+//! The application talks to it through a [`NodeHandle`]: publish, request feeds, add peers,
+//! subscribe to [`Event`]s, shut down.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use scrip_feed::{Content, Entry, FeedId, ForkProof, Keypair, Seq, Store, Timestamp};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::limits::{
+    COMMAND_CHANNEL_CAPACITY, DEFAULT_INGEST_BATCH, DEFAULT_PEER_BYTES_PER_SEC,
+    EVENT_CHANNEL_CAPACITY, MAX_FORK_PROOFS_ON_CONNECT, STORED_CHANNEL_CAPACITY,
+};
+use crate::net::Network;
+use crate::peer::{AcceptAll, AttachmentCheck, PeerCommand, PeerContext, PeerReport};
+use crate::peers::{Origin, PeerTable};
+use crate::scheduler::{Change, DEFAULT_REQUEST_TIMEOUT, Scheduler};
+
+/// Most entries read at once when applying a feed to the follow graph.
+const SCAN_BATCH: usize = 4096;
+use crate::scope::{DEFAULT_HOPS, FollowGraph, Scope};
+use crate::session::{PeerMemory, Session};
+use crate::transport::{self, LocalIdentity, SecureStream, TransportConfig};
+
+/// Capacity of each connection's command channel. The node uses `try_send`; a connection too
+/// slow to take its commands is closed.
+const PEER_COMMAND_CAPACITY: usize = 1024;
+/// Time allowed to open a TCP connection.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Node settings.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Address to listen on (`None`: dial only).
+    pub listen: Option<String>,
+    /// Peers to dial: address and, if known, the identity expected there.
+    pub peers: Vec<(String, Option<FeedId>)>,
+    /// Follow distance replicated.
+    pub hops: u8,
+    /// Feeds replicated whatever the follow graph says (wallets, notaries).
+    pub explicit: BTreeSet<FeedId>,
+    /// Transport settings (network key, timeouts, message size).
+    pub transport: TransportConfig,
+    /// Most connections this node dials.
+    pub max_outgoing: usize,
+    /// Most connections this node accepts.
+    pub max_incoming: usize,
+    /// How often one dialed connection is dropped for another candidate (`None`: never).
+    pub rotate_every: Option<Duration>,
+    /// How long a peer may claim more of a feed without delivering it before another is asked.
+    pub request_timeout: Duration,
+    /// Cap on inbound bytes per second from one peer.
+    pub peer_bytes_per_sec: u64,
+    /// Entries ingested per store batch.
+    pub ingest_batch: usize,
+    /// How often the node checks timeouts, dials and reports progress.
+    pub tick: Duration,
+    /// Seed of the node's random choices (peer order, backoff jitter, epoch).
+    pub seed: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            listen: None,
+            peers: Vec::new(),
+            hops: DEFAULT_HOPS,
+            explicit: BTreeSet::new(),
+            transport: TransportConfig::default(),
+            max_outgoing: 4,
+            max_incoming: 32,
+            rotate_every: Some(Duration::from_secs(300)),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            peer_bytes_per_sec: DEFAULT_PEER_BYTES_PER_SEC,
+            ingest_batch: DEFAULT_INGEST_BATCH,
+            tick: Duration::from_secs(1),
+            seed: 0,
+        }
+    }
+}
+
+/// Something that happened, for the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A connection was established.
+    PeerConnected {
+        /// The peer's identity.
+        peer: FeedId,
+        /// Its address.
+        address: String,
+        /// Whether we dialed it.
+        outgoing: bool,
+    },
+    /// A connection ended.
+    PeerDisconnected {
+        /// The peer.
+        peer: FeedId,
+        /// Why.
+        reason: String,
+    },
+    /// Entries were stored (received from `from`, or published locally if `None`).
+    Stored {
+        /// The feed.
+        feed: FeedId,
+        /// Its latest seq now.
+        head: u64,
+        /// How many were new.
+        new: usize,
+        /// How many were received (new ones and ones already held).
+        received: usize,
+        /// Who sent them.
+        from: Option<FeedId>,
+    },
+    /// A fork proof for `author` was stored; the feed is frozen.
+    ForkDetected {
+        /// The author who forked.
+        author: FeedId,
+        /// The seq signed twice.
+        seq: Seq,
+    },
+    /// We stopped taking `feed` from `peer` because it sent something invalid.
+    Refused {
+        /// The peer.
+        peer: FeedId,
+        /// The feed.
+        feed: FeedId,
+        /// Why.
+        reason: String,
+    },
+    /// How far behind the best claims of connected peers we are (sent when it changes).
+    CatchUp {
+        /// Feeds with entries still to fetch.
+        feeds: usize,
+        /// Entries still to fetch.
+        entries: u64,
+    },
+    /// A dial failed.
+    DialFailed {
+        /// The address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A connection, as the node status reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The peer.
+    pub peer: FeedId,
+    /// Its address.
+    pub address: String,
+    /// Whether we dialed it.
+    pub outgoing: bool,
+}
+
+/// A snapshot of the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Our identity.
+    pub id: FeedId,
+    /// The address we listen on.
+    pub listen: Option<String>,
+    /// Open connections.
+    pub peers: Vec<PeerStatus>,
+    /// Replicated feeds.
+    pub scope: BTreeMap<FeedId, u8>,
+    /// Feeds we block.
+    pub blocked: BTreeSet<FeedId>,
+    /// Known addresses.
+    pub known_addresses: usize,
+}
+
+enum Command<S> {
+    Connected {
+        stream: Box<SecureStream<S>>,
+        address: String,
+        outgoing: bool,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    },
+    DialFailed {
+        address: String,
+        reason: String,
+    },
+    LocalStored {
+        feed: FeedId,
+        head: u64,
+    },
+    Scanned {
+        feed: FeedId,
+        entries: Vec<Entry>,
+    },
+    ProofChecked {
+        from: Option<FeedId>,
+        proof: Option<Box<ForkProof>>,
+        new: bool,
+    },
+    RequestFeed(FeedId, bool),
+    AddPeer(String, Option<FeedId>),
+    Status(oneshot::Sender<NodeStatus>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The application's handle on a running node.
+pub struct NodeHandle<N: Network> {
+    id: FeedId,
+    keypair: Arc<Keypair>,
+    store: Arc<dyn Store>,
+    commands: mpsc::Sender<Command<N::Stream>>,
+    events: broadcast::Sender<Event>,
+    listen: Option<String>,
+    actor: Option<JoinHandle<()>>,
+}
+
+impl<N: Network> std::fmt::Debug for NodeHandle<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle")
+            .field("id", &self.id)
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running node (see [`Node::spawn`]).
+#[derive(Debug)]
+pub struct Node;
+
+impl Node {
+    /// Starts a node for `keypair` on `store` over `network`, accepting every attachment.
+    pub async fn spawn<N: Network>(
+        keypair: Arc<Keypair>,
+        store: Arc<dyn Store>,
+        network: N,
+        config: NodeConfig,
+    ) -> Result<NodeHandle<N>> {
+        Node::spawn_with(keypair, store, network, config, Arc::new(AcceptAll)).await
+    }
+
+    /// Starts a node whose received attachments are checked by `attachments`.
+    pub async fn spawn_with<N: Network>(
+        keypair: Arc<Keypair>,
+        store: Arc<dyn Store>,
+        network: N,
+        config: NodeConfig,
+        attachments: Arc<dyn AttachmentCheck>,
+    ) -> Result<NodeHandle<N>> {
+        let network = Arc::new(network);
+        let identity = Arc::new(LocalIdentity::new(Arc::clone(&keypair))?);
+        let (commands, commands_rx) = mpsc::channel(COMMAND_CHANNEL_CAPACITY);
+        let (reports, reports_rx) = mpsc::channel(COMMAND_CHANNEL_CAPACITY);
+        let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
+        let (stored, _) = broadcast::channel(STORED_CHANNEL_CAPACITY);
+
+        let mut listen = None;
+        let mut accept_task = None;
+        if let Some(address) = &config.listen {
+            let (listener, bound) = network
+                .bind(address)
+                .await
+                .map_err(|e| Error::io("binding the listen address", &e))?;
+            listen = Some(bound);
+            accept_task = Some(tokio::spawn(accept_loop(
+                Arc::clone(&network),
+                listener,
+                Arc::clone(&identity),
+                config.transport.clone(),
+                commands.clone(),
+                Arc::new(Semaphore::new(config.max_incoming)),
+            )));
+        }
+
+        let store_for_heads = Arc::clone(&store);
+        let heads = tokio::task::spawn_blocking(move || all_heads(store_for_heads.as_ref()))
+            .await
+            .map_err(|_| Error::Shutdown)??;
+
+        let mut rng = Rng(config.seed ^ 0x5c21_7a0b_9d3e_4f61);
+        let epoch = rng.next();
+        let mut table = PeerTable::new();
+        for (address, id) in &config.peers {
+            table.add(address.clone(), *id, Origin::Configured);
+        }
+        let context = Arc::new(PeerContext {
+            store: Arc::clone(&store),
+            reports,
+            attachments,
+            bytes_per_sec: config.peer_bytes_per_sec,
+            ingest_batch: config.ingest_batch,
+            keepalive: config.transport.idle_timeout / 3,
+        });
+        let request_timeout = config.request_timeout;
+        let actor = Actor {
+            id: keypair.id(),
+            config,
+            network,
+            identity,
+            store: Arc::clone(&store),
+            context,
+            commands: commands.clone(),
+            events: events.clone(),
+            stored,
+            rng,
+            epoch,
+            listen: listen.clone(),
+            heads,
+            graph: FollowGraph::new(),
+            scope: Scope::default(),
+            scheduler: Scheduler::new(request_timeout),
+            table,
+            connections: BTreeMap::new(),
+            memories: BTreeMap::new(),
+            dialing: BTreeSet::new(),
+            next_connection: 0,
+            last_rotation: Instant::now(),
+            last_catch_up: (0, 0),
+            scanning: BTreeSet::new(),
+            accept_task,
+            tasks: JoinSet::new(),
+        };
+        let handle = tokio::spawn(actor.run(commands_rx, reports_rx));
+        Ok(NodeHandle {
+            id: keypair.id(),
+            keypair,
+            store,
+            commands,
+            events,
+            listen,
+            actor: Some(handle),
+        })
+    }
+}
+
+impl<N: Network> NodeHandle<N> {
+    /// Our identity.
+    pub fn id(&self) -> FeedId {
+        self.id
+    }
+
+    /// The address the node listens on, if any.
+    pub fn listen_address(&self) -> Option<&str> {
+        self.listen.as_deref()
+    }
+
+    /// Subscribes to events.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// The node's store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Signs and durably stores `content` as our next entry, then streams it to peers.
+    pub async fn publish(&self, content: &Content, timestamp: Timestamp) -> Result<Entry> {
+        self.publish_payload(content.encode()?, timestamp).await
+    }
+
+    /// Signs and durably stores an already encoded payload as our next entry, then streams it.
+    pub async fn publish_payload(&self, payload: Vec<u8>, timestamp: Timestamp) -> Result<Entry> {
+        let store = Arc::clone(&self.store);
+        let keypair = Arc::clone(&self.keypair);
+        let entry =
+            tokio::task::spawn_blocking(move || store.publish(&keypair, timestamp, payload))
+                .await
+                .map_err(|_| Error::Shutdown)??;
+        self.announce(entry.author(), entry.seq().get()).await?;
+        Ok(entry)
+    }
+
+    /// Tells the node that the application stored entries of `feed` up to `head` itself (e.g.
+    /// a wallet client storing a certified entry), so that peers get them.
+    pub async fn announce(&self, feed: FeedId, head: u64) -> Result<()> {
+        self.send(Command::LocalStored { feed, head }).await
+    }
+
+    /// Replicates `feed` whatever the follow graph says.
+    pub async fn request_feed(&self, feed: FeedId) -> Result<()> {
+        self.send(Command::RequestFeed(feed, true)).await
+    }
+
+    /// Undoes [`NodeHandle::request_feed`].
+    pub async fn release_feed(&self, feed: FeedId) -> Result<()> {
+        self.send(Command::RequestFeed(feed, false)).await
+    }
+
+    /// Adds a peer address to dial (with the identity expected there, if known).
+    pub async fn add_peer(&self, address: String, id: Option<FeedId>) -> Result<()> {
+        self.send(Command::AddPeer(address, id)).await
+    }
+
+    /// A snapshot of the node.
+    pub async fn status(&self) -> Result<NodeStatus> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Status(reply)).await?;
+        answer.await.map_err(|_| Error::Shutdown)
+    }
+
+    /// Closes every connection (with goodbyes) and stops the node. Everything acknowledged is
+    /// already durable in the store.
+    pub async fn shutdown(mut self) {
+        let (reply, done) = oneshot::channel();
+        if self.send(Command::Shutdown(reply)).await.is_ok() {
+            let _ = done.await;
+        }
+        if let Some(actor) = self.actor.take() {
+            let _ = actor.await;
+        }
+    }
+
+    async fn send(&self, command: Command<N::Stream>) -> Result<()> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| Error::Shutdown)
+    }
+}
+
+impl<N: Network> Drop for NodeHandle<N> {
+    fn drop(&mut self) {
+        if let Some(actor) = self.actor.take() {
+            actor.abort();
+        }
+    }
+}
+
+/// SplitMix64: the node's only source of randomness, seeded from the configuration.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        usize::try_from(self.next() % n as u64).unwrap_or(0)
+    }
+}
+
+struct Connection {
+    id: u64,
+    address: String,
+    outgoing: bool,
+    /// Who initiated it (for choosing between two connections to one peer).
+    initiator: FeedId,
+    commands: mpsc::Sender<PeerCommand>,
+    since: Instant,
+}
+
+struct Actor<N: Network> {
+    id: FeedId,
+    config: NodeConfig,
+    network: Arc<N>,
+    identity: Arc<LocalIdentity>,
+    store: Arc<dyn Store>,
+    context: Arc<PeerContext>,
+    commands: mpsc::Sender<Command<N::Stream>>,
+    events: broadcast::Sender<Event>,
+    stored: broadcast::Sender<(FeedId, u64)>,
+    rng: Rng,
+    epoch: u64,
+    listen: Option<String>,
+    heads: BTreeMap<FeedId, u64>,
+    graph: FollowGraph,
+    scope: Scope,
+    scheduler: Scheduler,
+    table: PeerTable,
+    connections: BTreeMap<FeedId, Connection>,
+    memories: BTreeMap<FeedId, PeerMemory>,
+    dialing: BTreeSet<String>,
+    next_connection: u64,
+    last_rotation: Instant,
+    last_catch_up: (usize, u64),
+    /// Feeds whose entries are being read for the follow graph.
+    scanning: BTreeSet<FeedId>,
+    accept_task: Option<JoinHandle<()>>,
+    /// Every task the actor started that may hold the store: awaited at shutdown, so that the
+    /// store is closed when [`NodeHandle::shutdown`] returns.
+    tasks: JoinSet<()>,
+}
+
+fn all_heads(store: &dyn Store) -> Result<BTreeMap<FeedId, u64>> {
+    let mut heads = BTreeMap::new();
+    for author in store.authors()? {
+        if let Some(head) = store.head(&author)? {
+            heads.insert(author, head.seq.get());
+        }
+    }
+    Ok(heads)
+}
+
+async fn accept_loop<N: Network>(
+    network: Arc<N>,
+    listener: N::Listener,
+    identity: Arc<LocalIdentity>,
+    transport: TransportConfig,
+    commands: mpsc::Sender<Command<N::Stream>>,
+    slots: Arc<Semaphore>,
+) {
+    loop {
+        // A permit per connection, held for its life: the cap on incoming connections.
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let (stream, address) = match network.accept(&listener).await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let identity = Arc::clone(&identity);
+        let transport = transport.clone();
+        let commands = commands.clone();
+        tokio::spawn(async move {
+            match transport::accept(stream, &identity, &transport).await {
+                Ok(stream) => {
+                    let _ = commands
+                        .send(Command::Connected {
+                            stream: Box::new(stream),
+                            address,
+                            outgoing: false,
+                            permit: Some(permit),
+                        })
+                        .await;
+                }
+                Err(err) => tracing::info!(%address, %err, "refused an incoming connection"),
+            }
+        });
+    }
+}
+
+impl<N: Network> Actor<N> {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command<N::Stream>>,
+        mut reports: mpsc::Receiver<PeerReport>,
+    ) {
+        // Build the follow graph from what the store holds, then the scope.
+        self.rescan_all();
+        let mut tick = tokio::time::interval(self.config.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutdown: Option<oneshot::Sender<()>> = None;
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Shutdown(reply)) => {
+                        shutdown = Some(reply);
+                        break;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                report = reports.recv() => {
+                    if let Some(report) = report {
+                        self.on_report(report);
+                    }
+                },
+                _ = tick.tick() => self.on_tick(),
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+            }
+        }
+        // Shut down: stop accepting, close every connection, wait for them to report.
+        if let Some(task) = self.accept_task.take() {
+            task.abort();
+        }
+        for connection in self.connections.values() {
+            let _ = connection.commands.try_send(PeerCommand::Close);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.connections.is_empty() {
+            match tokio::time::timeout_at(deadline, reports.recv()).await {
+                Ok(Some(report)) => self.on_report(report),
+                _ => break,
+            }
+        }
+        // Wait for every task holding the store (reports they send now are dropped).
+        drop(reports);
+        drop(commands);
+        let _ = tokio::time::timeout_at(deadline, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.tasks.abort_all();
+        if let Some(reply) = shutdown {
+            let _ = reply.send(());
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    fn on_command(&mut self, command: Command<N::Stream>) {
+        match command {
+            Command::Connected {
+                stream,
+                address,
+                outgoing,
+                permit,
+            } => self.on_connected(*stream, address, outgoing, permit),
+            Command::DialFailed { address, reason } => {
+                self.dialing.remove(&address);
+                let jitter = self.rng.next();
+                self.table.failed(&address, Instant::now(), jitter);
+                self.emit(Event::DialFailed { address, reason });
+            }
+            Command::LocalStored { feed, head } => self.on_stored(feed, head, 0, 0, None),
+            Command::Scanned { feed, entries } => self.on_scanned(feed, entries),
+            Command::ProofChecked { from, proof, new } => {
+                if let (Some(proof), true) = (proof, new) {
+                    self.emit(Event::ForkDetected {
+                        author: proof.author(),
+                        seq: proof.seq(),
+                    });
+                    self.broadcast_proof(&proof, from);
+                }
+            }
+            Command::RequestFeed(feed, wanted) => {
+                let changed = if wanted {
+                    self.config.explicit.insert(feed)
+                } else {
+                    self.config.explicit.remove(&feed)
+                };
+                if changed {
+                    self.recompute_scope();
+                }
+            }
+            Command::AddPeer(address, id) => {
+                self.table.add(address, id, Origin::Configured);
+                self.dial();
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(NodeStatus {
+                    id: self.id,
+                    listen: self.listen.clone(),
+                    peers: self
+                        .connections
+                        .iter()
+                        .map(|(peer, c)| PeerStatus {
+                            peer: *peer,
+                            address: c.address.clone(),
+                            outgoing: c.outgoing,
+                        })
+                        .collect(),
+                    scope: self.scope.feeds.clone(),
+                    blocked: self.scope.blocked.clone(),
+                    known_addresses: self.table.len(),
+                });
+            }
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    fn on_connected(
+        &mut self,
+        stream: SecureStream<N::Stream>,
+        address: String,
+        outgoing: bool,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) {
+        let peer = stream.remote();
+        if outgoing {
+            self.dialing.remove(&address);
+            self.table.succeeded(&address, peer);
+        }
+        if peer == self.id {
+            return;
+        }
+        let initiator = if outgoing { self.id } else { peer };
+        if let Some(existing) = self.connections.get(&peer) {
+            // Two connections to one peer: both sides keep the one the smaller id initiated.
+            if existing.initiator <= initiator {
+                return;
+            }
+            let _ = existing.commands.try_send(PeerCommand::Close);
+        }
+        let now = Instant::now();
+        let rank = self.rng.next();
+        let wanted = self.scheduler.peer_connected(peer, rank, now);
+        let session = Session::new(
+            self.epoch,
+            self.heads.clone(),
+            wanted,
+            self.scope.blocked.clone(),
+            self.memories.remove(&peer),
+        );
+        let (commands, commands_rx) = mpsc::channel(PEER_COMMAND_CAPACITY);
+        self.next_connection += 1;
+        let id = self.next_connection;
+        self.connections.insert(
+            peer,
+            Connection {
+                id,
+                address: address.clone(),
+                outgoing,
+                initiator,
+                commands: commands.clone(),
+                since: now,
+            },
+        );
+        // Known fork proofs go to every new peer.
+        let store = Arc::clone(&self.store);
+        let proofs_to = commands;
+        self.tasks.spawn_blocking(move || {
+            if let Ok(proofs) = store.fork_proofs() {
+                for proof in proofs.into_iter().take(MAX_FORK_PROOFS_ON_CONNECT) {
+                    let _ = proofs_to.try_send(PeerCommand::ForkProof(proof.encode()));
+                }
+            }
+        });
+        let context = Arc::clone(&self.context);
+        // Subscribed together with the heads snapshot above: no announcement is missed.
+        let stored_rx = self.stored.subscribe();
+        self.tasks.spawn(async move {
+            crate::peer::run(stream, session, context, commands_rx, stored_rx, id).await;
+            drop(permit);
+        });
+        self.emit(Event::PeerConnected {
+            peer,
+            address,
+            outgoing,
+        });
+    }
+
+    fn on_report(&mut self, report: PeerReport) {
+        let now = Instant::now();
+        match report {
+            PeerReport::Note { peer, feed, note } => {
+                tracing::debug!(node = %self.id.short(), peer = %peer.short(), feed = %feed.short(), ?note, "note");
+                let changes = self.scheduler.peer_claims(&peer, &feed, note.seq(), now);
+                self.apply(changes);
+            }
+            PeerReport::Refused { peer, feed, reason } => {
+                let changes = self.scheduler.refused(&peer, &feed, now);
+                self.apply(changes);
+                self.emit(Event::Refused { peer, feed, reason });
+            }
+            PeerReport::ForkProof { peer, bytes } => self.check_proof(Some(peer), bytes),
+            PeerReport::Stored {
+                peer,
+                feed,
+                head,
+                new,
+                received,
+            } => self.on_stored(feed, head, new, received, Some(peer)),
+            PeerReport::Forked { author } => {
+                let store = Arc::clone(&self.store);
+                let commands = self.commands.clone();
+                self.tasks.spawn_blocking(move || {
+                    let proof = store.fork_proof(&author).ok().flatten().map(Box::new);
+                    let _ = commands.blocking_send(Command::ProofChecked {
+                        from: None,
+                        proof,
+                        new: true,
+                    });
+                });
+            }
+            PeerReport::Closed {
+                peer,
+                connection,
+                memory,
+                reason,
+            } => {
+                if self
+                    .connections
+                    .get(&peer)
+                    .is_some_and(|c| c.id == connection)
+                {
+                    self.connections.remove(&peer);
+                    self.memories.insert(peer, memory);
+                    let changes = self.scheduler.peer_disconnected(&peer, now);
+                    self.apply(changes);
+                    self.emit(Event::PeerDisconnected { peer, reason });
+                }
+            }
+        }
+    }
+
+    fn check_proof(&mut self, from: Option<FeedId>, bytes: Vec<u8>) {
+        let store = Arc::clone(&self.store);
+        let commands = self.commands.clone();
+        self.tasks.spawn_blocking(move || {
+            // Believe nothing unverified: decode checks both signatures.
+            let (proof, new) = match ForkProof::decode(&bytes) {
+                Ok(proof) => {
+                    let new = store.add_fork_proof(&proof).unwrap_or(false);
+                    (Some(Box::new(proof)), new)
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "a peer sent an invalid fork proof");
+                    (None, false)
+                }
+            };
+            let _ = commands.blocking_send(Command::ProofChecked { from, proof, new });
+        });
+    }
+
+    fn broadcast_proof(&self, proof: &ForkProof, except: Option<FeedId>) {
+        let bytes = proof.encode();
+        for (peer, connection) in &self.connections {
+            if Some(*peer) != except {
+                let _ = connection
+                    .commands
+                    .try_send(PeerCommand::ForkProof(bytes.clone()));
+            }
+        }
+    }
+
+    fn on_stored(
+        &mut self,
+        feed: FeedId,
+        head: u64,
+        new: usize,
+        received: usize,
+        from: Option<FeedId>,
+    ) {
+        let now = Instant::now();
+        let entry = self.heads.entry(feed).or_insert(0);
+        *entry = (*entry).max(head);
+        let head = *entry;
+        self.scheduler.progress(&feed, head, now);
+        let _ = self.stored.send((feed, head));
+        self.emit(Event::Stored {
+            feed,
+            head,
+            new,
+            received,
+            from,
+        });
+        if self.scope.contains(&feed) || feed == self.id {
+            self.scan(feed);
+        }
+    }
+
+    /// Reads `feed`'s entries not yet applied to the follow graph (on a blocking thread).
+    fn scan(&mut self, feed: FeedId) {
+        if !self.scanning.insert(feed) {
+            return;
+        }
+        let from = Seq::new(self.graph.next_seq(&feed));
+        let store = Arc::clone(&self.store);
+        let commands = self.commands.clone();
+        self.tasks.spawn_blocking(move || {
+            let entries = store.range(&feed, from, SCAN_BATCH).unwrap_or_default();
+            let _ = commands.blocking_send(Command::Scanned { feed, entries });
+        });
+    }
+
+    /// Builds the scope from scratch: own feed and explicit feeds first; scanning them reveals
+    /// follows, which widen the scope and are scanned in turn.
+    fn rescan_all(&mut self) {
+        self.scope = Scope::default();
+        self.recompute_scope();
+        let feeds: Vec<FeedId> = self.scope.feeds.keys().copied().collect();
+        for feed in feeds {
+            if self.heads.contains_key(&feed) {
+                self.scan(feed);
+            }
+        }
+    }
+
+    fn on_scanned(&mut self, feed: FeedId, entries: Vec<Entry>) {
+        self.scanning.remove(&feed);
+        let mut changed = false;
+        for entry in &entries {
+            changed |= self.graph.apply(entry);
+        }
+        if changed {
+            for (author, address) in self.graph.pubs() {
+                if *author != self.id {
+                    self.table
+                        .add(address.clone(), Some(*author), Origin::Announced);
+                }
+            }
+            self.recompute_scope();
+        }
+        // More may have arrived while reading.
+        if self.heads.get(&feed).copied().unwrap_or(0) >= self.graph.next_seq(&feed)
+            && (self.scope.contains(&feed) || feed == self.id)
+        {
+            self.scan(feed);
+        }
+    }
+
+    fn recompute_scope(&mut self) {
+        let scope = self
+            .graph
+            .scope(&self.id, self.config.hops, &self.config.explicit);
+        if scope == self.scope {
+            return;
+        }
+        let old = std::mem::replace(&mut self.scope, scope);
+        let feeds: BTreeMap<FeedId, u64> = self
+            .scope
+            .feeds
+            .keys()
+            .map(|f| (*f, self.heads.get(f).copied().unwrap_or(0)))
+            .collect();
+        let changes = self.scheduler.set_scope(&feeds, Instant::now());
+        for connection in self.connections.values() {
+            for feed in old.feeds.keys().filter(|f| !self.scope.contains(f)) {
+                let _ = connection
+                    .commands
+                    .try_send(PeerCommand::SetWanted(*feed, None));
+            }
+            for feed in self.scope.feeds.keys().filter(|f| !old.contains(f)) {
+                let _ = connection
+                    .commands
+                    .try_send(PeerCommand::SetWanted(*feed, Some(false)));
+            }
+            for feed in self.scope.blocked.symmetric_difference(&old.blocked) {
+                let blocked = self.scope.blocked.contains(feed);
+                let _ = connection
+                    .commands
+                    .try_send(PeerCommand::Blocked(*feed, blocked));
+            }
+        }
+        self.apply(changes);
+        // Newly reachable feeds may follow others.
+        for feed in self.scope.feeds.keys().copied().collect::<Vec<_>>() {
+            if !old.contains(&feed) && self.heads.contains_key(&feed) {
+                self.scan(feed);
+            }
+        }
+    }
+
+    fn apply(&mut self, changes: Vec<Change>) {
+        let mut overloaded = Vec::new();
+        for Change { peer, feed, ask } in changes {
+            tracing::debug!(node = %self.id.short(), peer = %peer.short(), feed = %feed.short(), ask, "source change");
+            if let Some(connection) = self.connections.get(&peer)
+                && connection
+                    .commands
+                    .try_send(PeerCommand::SetWanted(feed, Some(ask)))
+                    .is_err()
+            {
+                overloaded.push(peer);
+            }
+        }
+        for peer in overloaded {
+            if let Some(connection) = self.connections.get(&peer) {
+                tracing::warn!(%peer, "closing a connection too slow to take commands");
+                let _ = connection.commands.try_send(PeerCommand::Close);
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let changes = self.scheduler.tick(now);
+        self.apply(changes);
+        self.dial();
+        self.rotate(now);
+        let behind = self.scheduler.behind();
+        let progress = (behind.len(), behind.values().sum::<u64>());
+        if progress != self.last_catch_up {
+            self.last_catch_up = progress;
+            self.emit(Event::CatchUp {
+                feeds: progress.0,
+                entries: progress.1,
+            });
+        }
+    }
+
+    fn outgoing(&self) -> usize {
+        self.connections.values().filter(|c| c.outgoing).count() + self.dialing.len()
+    }
+
+    fn dial(&mut self) {
+        let now = Instant::now();
+        while self.outgoing() < self.config.max_outgoing {
+            let connected: BTreeSet<FeedId> = self.connections.keys().copied().collect();
+            let addresses: BTreeSet<&String> =
+                self.connections.values().map(|c| &c.address).collect();
+            let own = self.id;
+            let own_listen = self.listen.clone();
+            let candidates: Vec<(String, Option<FeedId>)> = self
+                .table
+                .dialable(now, |address, id| {
+                    id.is_some_and(|id| *id == own || connected.contains(id))
+                        || addresses.contains(&address.to_string())
+                        || self.dialing.contains(address)
+                        || own_listen.as_deref() == Some(address)
+                })
+                .map(|(address, info)| (address.clone(), info.id))
+                .collect();
+            if candidates.is_empty() {
+                return;
+            }
+            let (address, expected) = candidates[self.rng.below(candidates.len())].clone();
+            self.dialing.insert(address.clone());
+            let network = Arc::clone(&self.network);
+            let identity = Arc::clone(&self.identity);
+            let transport = self.config.transport.clone();
+            let commands = self.commands.clone();
+            tokio::spawn(async move {
+                let dialed = async {
+                    let stream = tokio::time::timeout(DIAL_TIMEOUT, network.connect(&address))
+                        .await
+                        .map_err(|_| Error::Timeout {
+                            what: "connecting",
+                            after: DIAL_TIMEOUT,
+                        })?
+                        .map_err(|e| Error::io("connecting", &e))?;
+                    transport::connect(stream, &identity, expected, &transport).await
+                };
+                let command = match dialed.await {
+                    Ok(stream) => Command::Connected {
+                        stream: Box::new(stream),
+                        address,
+                        outgoing: true,
+                        permit: None,
+                    },
+                    Err(err) => Command::DialFailed {
+                        address,
+                        reason: err.to_string(),
+                    },
+                };
+                let _ = commands.send(command).await;
+            });
+        }
+    }
+
+    /// Now and then, drops the oldest dialed connection so that another candidate gets a turn.
+    fn rotate(&mut self, now: Instant) {
+        let Some(every) = self.config.rotate_every else {
+            return;
+        };
+        if now.saturating_duration_since(self.last_rotation) < every {
+            return;
+        }
+        self.last_rotation = now;
+        let dialed = self.connections.values().filter(|c| c.outgoing).count();
+        if dialed < self.config.max_outgoing || self.table.len() <= dialed {
+            return;
+        }
+        if let Some(oldest) = self
+            .connections
+            .values()
+            .filter(|c| c.outgoing)
+            .min_by_key(|c| c.since)
+        {
+            let _ = oldest.commands.try_send(PeerCommand::Close);
+        }
+    }
+}

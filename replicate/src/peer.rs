@@ -1,0 +1,500 @@
+//! The thin async driver of one [`Session`]: moves messages between the session and the
+//! encrypted stream, runs store reads and ingests on blocking threads, and reports to the node.
+//!
+//! Tasks per connection: a reader (decodes messages, enforces the byte rate), a writer, an
+//! ingest worker (verifies on all cores and commits, batching queued messages), and this loop.
+//! The loop never waits on the writer while it has input to process (outgoing messages wait in
+//! a small outbox, and new reads are only started when the outbox is nearly empty), so two
+//! peers streaming to each other cannot deadlock; it stops reading input while ingests are
+//! queued, which pushes back on a fast sender through TCP.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use scrip_feed::{Attachment as StoredAttachment, Entry, FeedId, Seq, Store};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::session::{Action, IngestResult, PeerMemory, Session};
+use crate::transport::SecureStream;
+use crate::wire::{self, Attachment, Message, Note};
+
+/// Decoded messages waiting for the session loop.
+const INBOUND_QUEUE: usize = 4;
+/// Ingest jobs (each one received message) waiting for the ingest worker.
+const INGEST_QUEUE: usize = 4;
+/// Start no new store read while this many messages wait to be written.
+const OUTBOX_LOW_WATER: usize = 2;
+/// How often notes made stale by new entries are sent (batched).
+const NOTES_INTERVAL: Duration = Duration::from_millis(250);
+/// Time allowed to say goodbye.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Decides whether to keep an attachment that arrived with an entry (e.g. verifies a notary
+/// certificate). The entry is already stored and valid.
+pub trait AttachmentCheck: Send + Sync + 'static {
+    /// True to keep it.
+    fn accept(&self, entry: &Entry, kind: &str, bytes: &[u8]) -> bool;
+}
+
+/// Keeps every attachment within the size limits (the first one of each kind wins).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AcceptAll;
+
+impl AttachmentCheck for AcceptAll {
+    fn accept(&self, _entry: &Entry, _kind: &str, _bytes: &[u8]) -> bool {
+        true
+    }
+}
+
+/// What the node tells a connection.
+#[derive(Debug, Clone)]
+pub(crate) enum PeerCommand {
+    SetWanted(FeedId, Option<bool>),
+    Blocked(FeedId, bool),
+    ForkProof(Vec<u8>),
+    Close,
+}
+
+/// What a connection tells the node.
+#[derive(Debug)]
+pub(crate) enum PeerReport {
+    Note {
+        peer: FeedId,
+        feed: FeedId,
+        note: Note,
+    },
+    Refused {
+        peer: FeedId,
+        feed: FeedId,
+        reason: String,
+    },
+    ForkProof {
+        peer: FeedId,
+        bytes: Vec<u8>,
+    },
+    Stored {
+        peer: FeedId,
+        feed: FeedId,
+        head: u64,
+        new: usize,
+        received: usize,
+    },
+    Forked {
+        author: FeedId,
+    },
+    Closed {
+        peer: FeedId,
+        connection: u64,
+        memory: PeerMemory,
+        reason: String,
+    },
+}
+
+/// What a connection needs from its node.
+pub(crate) struct PeerContext {
+    pub store: Arc<dyn Store>,
+    pub reports: mpsc::Sender<PeerReport>,
+    pub attachments: Arc<dyn AttachmentCheck>,
+    pub bytes_per_sec: u64,
+    pub ingest_batch: usize,
+    pub keepalive: Duration,
+}
+
+struct IngestJob {
+    feed: FeedId,
+    items: Vec<(Entry, Vec<Attachment>)>,
+}
+
+struct IngestDone {
+    feed: FeedId,
+    result: IngestResult,
+    new: usize,
+    received: usize,
+    forked: bool,
+}
+
+enum Outgoing {
+    Message(Vec<u8>),
+    Goodbye,
+}
+
+/// Runs the session until the connection ends; reports `Closed` to the node at the end.
+///
+/// `stored_rx` must be subscribed when `session`'s heads were taken (by the node actor, in one
+/// step), so that no announcement falls between the two.
+pub(crate) async fn run<S>(
+    stream: SecureStream<S>,
+    mut session: Session,
+    context: Arc<PeerContext>,
+    mut commands: mpsc::Receiver<PeerCommand>,
+    mut stored_rx: broadcast::Receiver<(FeedId, u64)>,
+    connection: u64,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = stream.remote();
+    let (reader, mut writer) = stream.split();
+
+    let (inbound_tx, mut inbound) = mpsc::channel::<Inbound>(INBOUND_QUEUE);
+    let reader_task = tokio::spawn(read_loop(reader, inbound_tx, context.bytes_per_sec));
+
+    let (outbound, mut outbound_rx) = mpsc::channel::<Outgoing>(crate::limits::SEND_QUEUE_CAPACITY);
+    let writer_task = tokio::spawn(async move {
+        while let Some(outgoing) = outbound_rx.recv().await {
+            match outgoing {
+                Outgoing::Message(bytes) => writer.send(&bytes).await?,
+                Outgoing::Goodbye => {
+                    writer.goodbye().await?;
+                    break;
+                }
+            }
+        }
+        Ok::<(), Error>(())
+    });
+
+    let (ingest_tx, ingest_rx) = mpsc::channel::<IngestJob>(INGEST_QUEUE);
+    let (done_tx, mut done_rx) = mpsc::channel::<Vec<IngestDone>>(INGEST_QUEUE + 2);
+    let ingest_task = tokio::spawn(ingest_loop(Arc::clone(&context), ingest_rx, done_tx));
+
+    let (read_tx, mut read_rx) =
+        mpsc::channel::<(FeedId, Result<Vec<(Entry, Vec<Attachment>)>>)>(1);
+    let mut keepalive =
+        tokio::time::interval_at(Instant::now() + context.keepalive, context.keepalive);
+    let mut notes_timer = tokio::time::interval(NOTES_INTERVAL);
+    notes_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let mut outbox: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut pending_ingest: VecDeque<IngestJob> = VecDeque::new();
+    let mut ingests_in_flight = 0usize;
+    let mut reading = false;
+
+    session.start();
+    let reason: Result<String> = 'session: loop {
+        // Act on everything the session wants done.
+        while let Some(action) = session.poll_action() {
+            match action {
+                Action::Send(message) => match wire::encode(&message) {
+                    Ok(bytes) => outbox.push_back(bytes),
+                    Err(err) => break 'session Err(err),
+                },
+                Action::Ingest { feed, items } => {
+                    pending_ingest.push_back(IngestJob { feed, items })
+                }
+                Action::Read { .. } => {}
+                Action::PeerNote { feed, note } => {
+                    report(&context, PeerReport::Note { peer, feed, note }).await;
+                }
+                Action::ForkProof(bytes) => {
+                    report(&context, PeerReport::ForkProof { peer, bytes }).await;
+                }
+                Action::Refused { feed, reason } => {
+                    tracing::warn!(%peer, %feed, %reason, "stopped taking a feed from a peer");
+                    report(&context, PeerReport::Refused { peer, feed, reason }).await;
+                }
+            }
+        }
+        if !reading
+            && outbox.len() < OUTBOX_LOW_WATER
+            && let Some(Action::Read { feed, from, limit }) = session.poll_read()
+        {
+            reading = true;
+            let store = Arc::clone(&context.store);
+            let read_tx = read_tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let result = read_entries(store.as_ref(), &feed, from, limit);
+                let _ = read_tx.blocking_send((feed, result));
+            });
+        }
+        // Hand queued ingests to the worker as it has room.
+        while let Some(job) = pending_ingest.pop_front() {
+            match ingest_tx.try_send(job) {
+                Ok(()) => ingests_in_flight += 1,
+                Err(mpsc::error::TrySendError::Full(job)) => {
+                    pending_ingest.push_front(job);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    break 'session Err(Error::Shutdown);
+                }
+            }
+        }
+        let may_read_input = pending_ingest.is_empty();
+
+        tokio::select! {
+            message = inbound.recv(), if may_read_input => match message {
+                Some(Inbound::Message(message)) => {
+                    if let Err(err) = session.handle(message) {
+                        break 'session Err(err);
+                    }
+                }
+                Some(Inbound::Goodbye) => break 'session Ok("the peer said goodbye".into()),
+                Some(Inbound::Failed(err)) => break 'session Err(err),
+                None => break 'session Err(Error::Closed { during: "while reading" }),
+            },
+            permit = outbound.reserve(), if !outbox.is_empty() => match permit {
+                Ok(permit) => {
+                    if let Some(bytes) = outbox.pop_front() {
+                        permit.send(Outgoing::Message(bytes));
+                    }
+                }
+                Err(_) => break 'session Err(Error::Closed { during: "while writing" }),
+            },
+            command = commands.recv() => match command {
+                Some(PeerCommand::SetWanted(feed, wanted)) => session.set_wanted(feed, wanted),
+                Some(PeerCommand::Blocked(feed, blocked)) => session.set_blocked(feed, blocked),
+                Some(PeerCommand::ForkProof(bytes)) => session.send_fork_proof(bytes),
+                Some(PeerCommand::Close) | None => break 'session Ok("closed by the node".into()),
+            },
+            stored = stored_rx.recv() => match stored {
+                Ok((feed, seq)) => session.stored(feed, seq),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Missed announcements: ask the store for every head instead.
+                    let store = Arc::clone(&context.store);
+                    let heads = tokio::task::spawn_blocking(move || heads(store.as_ref())).await;
+                    if let Ok(Ok(heads)) = heads {
+                        for (feed, seq) in heads {
+                            session.stored(feed, seq);
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => break 'session Err(Error::Shutdown),
+            },
+            done = done_rx.recv() => match done {
+                Some(done) => {
+                    ingests_in_flight = ingests_in_flight.saturating_sub(1);
+                    for IngestDone { feed, result, new, received, forked } in done {
+                        if forked {
+                            report(&context, PeerReport::Forked { author: feed }).await;
+                        }
+                        if let IngestResult::Stored { head } = result {
+                            report(&context, PeerReport::Stored { peer, feed, head, new, received }).await;
+                        }
+                        session.ingested(feed, result);
+                    }
+                }
+                None => break 'session Err(Error::Shutdown),
+            },
+            read = read_rx.recv() => {
+                reading = false;
+                match read {
+                    Some((feed, Ok(entries))) => session.read_done(feed, entries),
+                    Some((_, Err(err))) => break 'session Err(err),
+                    None => break 'session Err(Error::Shutdown),
+                }
+            },
+            _ = notes_timer.tick() => session.flush_notes(),
+            _ = keepalive.tick() => {
+                if let Ok(bytes) = wire::encode(&Message::Ping) {
+                    outbox.push_back(bytes);
+                }
+            },
+        }
+    };
+    let _ = ingests_in_flight;
+
+    // Say goodbye (best effort) after what is already queued.
+    let goodbye = async {
+        for bytes in outbox.drain(..) {
+            if outbound.send(Outgoing::Message(bytes)).await.is_err() {
+                return;
+            }
+        }
+        let _ = outbound.send(Outgoing::Goodbye).await;
+    };
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await;
+    drop(outbound);
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer_task).await;
+    reader_task.abort();
+    drop(ingest_tx);
+    // Let queued ingests finish: what was received valid is stored.
+    let _ = tokio::time::timeout(Duration::from_secs(5), ingest_task).await;
+
+    let reason = match reason {
+        Ok(reason) => reason,
+        Err(err) => err.to_string(),
+    };
+    let _ = context
+        .reports
+        .send(PeerReport::Closed {
+            peer,
+            connection,
+            memory: session.memory(),
+            reason,
+        })
+        .await;
+}
+
+async fn report(context: &PeerContext, report: PeerReport) {
+    // The node never waits on a connection, so this cannot deadlock.
+    let _ = context.reports.send(report).await;
+}
+
+fn read_entries(
+    store: &dyn Store,
+    feed: &FeedId,
+    from: Seq,
+    limit: usize,
+) -> Result<Vec<(Entry, Vec<Attachment>)>> {
+    let entries = store.range(feed, from, limit)?;
+    entries
+        .into_iter()
+        .map(|entry| {
+            let attachments = store
+                .attachments(&entry.id())?
+                .into_iter()
+                .map(|(kind, bytes)| Attachment { kind, bytes })
+                .collect();
+            Ok((entry, attachments))
+        })
+        .collect()
+}
+
+fn heads(store: &dyn Store) -> Result<BTreeMap<FeedId, u64>> {
+    let mut heads = BTreeMap::new();
+    for author in store.authors()? {
+        if let Some(head) = store.head(&author)? {
+            heads.insert(author, head.seq.get());
+        }
+    }
+    Ok(heads)
+}
+
+/// What the reader task hands the session loop.
+enum Inbound {
+    Message(Message),
+    Goodbye,
+    Failed(Error),
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut reader: crate::transport::SecureReader<R>,
+    inbound: mpsc::Sender<Inbound>,
+    bytes_per_sec: u64,
+) {
+    // A token bucket holding at most one second of bytes.
+    let rate = bytes_per_sec.max(1) as f64;
+    let mut tokens = rate;
+    let mut last = Instant::now();
+    loop {
+        let received = match reader.recv().await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                let _ = inbound.send(Inbound::Goodbye).await;
+                return;
+            }
+            Err(err) => {
+                let _ = inbound.send(Inbound::Failed(err)).await;
+                return;
+            }
+        };
+        let now = Instant::now();
+        tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(rate);
+        last = now;
+        tokens -= received.len().max(64) as f64;
+        if tokens < 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(-tokens / rate)).await;
+        }
+        let (message, failed) = match wire::decode(&received) {
+            Ok(message) => (Inbound::Message(message), false),
+            Err(err) => (Inbound::Failed(err), true),
+        };
+        if inbound.send(message).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+async fn ingest_loop(
+    context: Arc<PeerContext>,
+    mut jobs: mpsc::Receiver<IngestJob>,
+    done: mpsc::Sender<Vec<IngestDone>>,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        let mut count = batch[0].items.len();
+        while count < context.ingest_batch {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    count += job.items.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let context = Arc::clone(&context);
+        let result = tokio::task::spawn_blocking(move || ingest(&context, batch)).await;
+        match result {
+            Ok(Ok(results)) => {
+                if done.send(results).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Err(err)) => {
+                tracing::error!(%err, "storing received entries failed");
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Verifies (all cores) and stores a batch of jobs, then keeps their accepted attachments.
+fn ingest(context: &PeerContext, jobs: Vec<IngestJob>) -> Result<Vec<IngestDone>> {
+    let store = context.store.as_ref();
+    let mut spans = Vec::with_capacity(jobs.len());
+    let mut entries = Vec::new();
+    let mut attachments = Vec::new();
+    for IngestJob { feed, items } in jobs {
+        let start = entries.len();
+        for (entry, atts) in items {
+            for attachment in atts {
+                attachments.push((entries.len(), attachment));
+            }
+            entries.push(entry);
+        }
+        spans.push((feed, start..entries.len()));
+    }
+    let kept: Vec<Entry> = attachments
+        .iter()
+        .map(|(i, _)| entries[*i].without_payload())
+        .collect();
+    let report = store.ingest(entries)?;
+    let to_store: Vec<StoredAttachment> = attachments
+        .into_iter()
+        .zip(kept)
+        .filter(|((i, _), _)| report.outcomes[*i].is_ok())
+        .filter(|((_, a), entry)| context.attachments.accept(entry, &a.kind, &a.bytes))
+        .map(|((_, a), entry)| StoredAttachment {
+            entry: entry.id(),
+            kind: a.kind,
+            bytes: a.bytes,
+        })
+        .collect();
+    if !to_store.is_empty() {
+        store.put_attachments(to_store)?;
+    }
+    let mut results = Vec::with_capacity(spans.len());
+    for (feed, span) in spans {
+        let outcomes = &report.outcomes[span];
+        let head = store.head(&feed)?.map_or(0, |h| h.seq.get());
+        let new = outcomes
+            .iter()
+            .filter(|o| matches!(o, Ok(scrip_feed::Appended::Stored)))
+            .count();
+        let forked = outcomes
+            .iter()
+            .any(|o| matches!(o, Err(scrip_feed::Error::Fork { .. })));
+        results.push(IngestDone {
+            feed,
+            result: IngestResult::from_outcomes(outcomes, head),
+            new,
+            received: outcomes.len(),
+            forked,
+        });
+    }
+    Ok(results)
+}
