@@ -13,10 +13,12 @@
 //! - [`node`]: the gossip node actor and its [`NodeHandle`]; [`net`]: the network it runs on
 //!   (TCP, or a simulated one in tests).
 //! - [`limits`]: every bound, as a named constant.
+//! - [`bench`]: the replication macro benchmark (`cargo bench`, `scrip bench`).
 //!
 //! The crate moves signed entries (validated by `scrip-feed` before they are stored) and opaque
 //! attachments; it never decides ledger validity.
 
+pub mod bench;
 mod error;
 pub mod limits;
 pub mod net;

@@ -1,0 +1,256 @@
+//! The replication macro benchmark, shared by `cargo bench -p scrip-replicate` and `scrip bench`:
+//! two nodes on loopback Noise TCP, durable sled stores on both sides, one replicating
+//! `authors × per_author` entries from the other; reported next to the same-run local batch
+//! ingest rate.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use scrip_feed::bench::{Figure, make_feeds};
+use scrip_feed::store::VerifiedBatch;
+use scrip_feed::{Entry, Keypair, SledOptions, SledStore, Store};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::error::{Error, Result};
+use crate::net::{Network, Tcp};
+use crate::node::{Event, Node, NodeConfig};
+
+/// A stream that counts the bytes it carries.
+#[derive(Debug)]
+pub struct Counted<S> {
+    inner: S,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len().saturating_sub(before);
+        self.bytes.fetch_add(read as u64, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = &polled {
+            self.bytes.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// TCP whose connections count the bytes they carry (both directions).
+#[derive(Clone, Debug, Default)]
+pub struct CountingTcp {
+    /// Bytes sent and received so far.
+    pub bytes: Arc<AtomicU64>,
+}
+
+impl Network for CountingTcp {
+    type Stream = Counted<tokio::net::TcpStream>;
+    type Listener = tokio::net::TcpListener;
+
+    async fn bind(&self, address: &str) -> io::Result<(Self::Listener, String)> {
+        Tcp.bind(address).await
+    }
+
+    async fn accept(&self, listener: &Self::Listener) -> io::Result<(Self::Stream, String)> {
+        let (inner, address) = Tcp.accept(listener).await?;
+        Ok((
+            Counted {
+                inner,
+                bytes: Arc::clone(&self.bytes),
+            },
+            address,
+        ))
+    }
+
+    async fn connect(&self, address: &str) -> io::Result<Self::Stream> {
+        let inner = Tcp.connect(address).await?;
+        Ok(Counted {
+            inner,
+            bytes: Arc::clone(&self.bytes),
+        })
+    }
+}
+
+/// What [`replicate`] measured.
+#[derive(Clone, Debug)]
+pub struct ReplicateFigures {
+    /// Entries replicated.
+    pub entries: u64,
+    /// From the receiver's start to its last entry stored durably.
+    pub elapsed: Duration,
+    /// Bytes on the wire, both directions, handshake included.
+    pub wire_bytes: u64,
+    /// The same machine's local batch ingest rate into sled (entries/s), measured in this run
+    /// on the same entries.
+    pub local_ingest_per_sec: f64,
+}
+
+impl ReplicateFigures {
+    /// Entries per second.
+    pub fn rate(&self) -> f64 {
+        self.entries as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The figures for a report.
+    pub fn figures(&self) -> Vec<Figure> {
+        vec![
+            Figure::plain(
+                "local batch ingest (sled)",
+                self.local_ingest_per_sec,
+                "entries/s",
+            ),
+            Figure::against(
+                "replicate over loopback Noise TCP (sled)",
+                self.rate(),
+                "entries/s",
+                self.local_ingest_per_sec,
+            ),
+            Figure::plain(
+                "bytes on the wire per entry",
+                self.wire_bytes as f64 / self.entries.max(1) as f64,
+                "bytes",
+            ),
+        ]
+    }
+}
+
+/// Fills a sled store under `dir/source` with `authors × per_author` entries (timing that as the
+/// local ingest rate), then replicates them to an empty sled store under `dir/sink` over
+/// loopback TCP and times it.
+pub async fn replicate(dir: &Path, authors: usize, per_author: usize) -> Result<ReplicateFigures> {
+    let entries = tokio::task::spawn_blocking(move || make_feeds(authors, per_author, 96))
+        .await
+        .map_err(|_| Error::Shutdown)?;
+    let total = entries.len() as u64;
+    let feeds: BTreeSet<_> = entries.iter().map(Entry::author).collect();
+
+    let source_dir = dir.join("source");
+    let source: Arc<dyn Store> = Arc::new(SledStore::open(&source_dir, SledOptions::default())?);
+    let filling = Arc::clone(&source);
+    let local_ingest_per_sec = tokio::task::spawn_blocking(move || -> Result<f64> {
+        let start = Instant::now();
+        let mut batches: Vec<Vec<Entry>> = Vec::new();
+        let mut rest = entries.into_iter().peekable();
+        while rest.peek().is_some() {
+            batches.push(rest.by_ref().take(5000).collect());
+        }
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<VerifiedBatch>(1);
+            scope.spawn(move || {
+                for batch in batches {
+                    if tx.send(VerifiedBatch::new(batch)).is_err() {
+                        break;
+                    }
+                }
+            });
+            for verified in rx {
+                filling.ingest_verified(verified)?;
+            }
+            Ok(())
+        })?;
+        Ok(total as f64 / start.elapsed().as_secs_f64())
+    })
+    .await
+    .map_err(|_| Error::Shutdown)??;
+
+    let config = NodeConfig {
+        listen: Some("127.0.0.1:0".into()),
+        tick: Duration::from_millis(50),
+        ..NodeConfig::default()
+    };
+    let source_node = Node::spawn(
+        Arc::new(Keypair::from_seed(&[0xa0; 32])),
+        source,
+        Tcp,
+        config.clone(),
+    )
+    .await?;
+    let address = source_node
+        .listen_address()
+        .map(str::to_owned)
+        .ok_or(Error::Shutdown)?;
+
+    let sink: Arc<dyn Store> = Arc::new(SledStore::open(dir.join("sink"), SledOptions::default())?);
+    let network = CountingTcp::default();
+    let bytes = Arc::clone(&network.bytes);
+    let start = Instant::now();
+    let sink_node = Node::spawn(
+        Arc::new(Keypair::from_seed(&[0xa1; 32])),
+        Arc::clone(&sink),
+        network,
+        NodeConfig {
+            listen: None,
+            peers: vec![(address, Some(source_node.id()))],
+            explicit: feeds,
+            ..config
+        },
+    )
+    .await?;
+    let mut events = sink_node.events();
+    let mut stored = 0u64;
+    while stored < total {
+        match tokio::time::timeout(Duration::from_secs(120), events.recv()).await {
+            Ok(Ok(Event::Stored {
+                new, from: Some(_), ..
+            })) => stored += new as u64,
+            Ok(Ok(_)) => {}
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                // Count from the store instead.
+                let sink = Arc::clone(&sink);
+                stored = tokio::task::spawn_blocking(move || -> Result<u64> {
+                    let mut sum = 0;
+                    for author in sink.authors()? {
+                        sum += sink.head(&author)?.map_or(0, |h| h.seq.get());
+                    }
+                    Ok(sum)
+                })
+                .await
+                .map_err(|_| Error::Shutdown)??;
+            }
+            _ => {
+                return Err(Error::Timeout {
+                    what: "the replication benchmark",
+                    after: Duration::from_secs(120),
+                });
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    let wire_bytes = bytes.load(Ordering::Relaxed);
+    sink_node.shutdown().await;
+    source_node.shutdown().await;
+    Ok(ReplicateFigures {
+        entries: total,
+        elapsed,
+        wire_bytes,
+        local_ingest_per_sec,
+    })
+}
