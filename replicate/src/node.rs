@@ -65,6 +65,34 @@ pub struct NodeConfig {
     pub tick: Duration,
     /// Seed of the node's random choices (peer order, backoff jitter, epoch).
     pub seed: u64,
+    /// How store calls are run.
+    pub store_calls: StoreCalls,
+}
+
+/// How a node runs its (synchronous) store calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StoreCalls {
+    /// On tokio's blocking thread pool (the default: sled does disk I/O and fsync).
+    #[default]
+    Blocking,
+    /// On the calling task. Only for fast in-memory stores, e.g. in deterministic simulations,
+    /// where work on other threads would make runs depend on real time.
+    Inline,
+}
+
+impl StoreCalls {
+    /// Runs `call` as configured.
+    pub async fn run<T: Send + 'static>(
+        self,
+        call: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        match self {
+            StoreCalls::Inline => Ok(call()),
+            StoreCalls::Blocking => tokio::task::spawn_blocking(call)
+                .await
+                .map_err(|_| Error::Shutdown),
+        }
+    }
 }
 
 impl Default for NodeConfig {
@@ -83,6 +111,7 @@ impl Default for NodeConfig {
             ingest_batch: DEFAULT_INGEST_BATCH,
             tick: Duration::from_secs(1),
             seed: 0,
+            store_calls: StoreCalls::Blocking,
         }
     }
 }
@@ -212,6 +241,7 @@ enum Command<S> {
 /// The application's handle on a running node.
 pub struct NodeHandle<N: Network> {
     id: FeedId,
+    store_calls: StoreCalls,
     keypair: Arc<Keypair>,
     store: Arc<dyn Store>,
     commands: mpsc::Sender<Command<N::Stream>>,
@@ -278,9 +308,10 @@ impl Node {
         }
 
         let store_for_heads = Arc::clone(&store);
-        let heads = tokio::task::spawn_blocking(move || all_heads(store_for_heads.as_ref()))
-            .await
-            .map_err(|_| Error::Shutdown)??;
+        let heads = config
+            .store_calls
+            .run(move || all_heads(store_for_heads.as_ref()))
+            .await??;
 
         let mut rng = Rng(config.seed ^ 0x5c21_7a0b_9d3e_4f61);
         let epoch = rng.next();
@@ -290,6 +321,7 @@ impl Node {
         }
         let context = Arc::new(PeerContext {
             store: Arc::clone(&store),
+            store_calls: config.store_calls,
             reports,
             attachments,
             bytes_per_sec: config.peer_bytes_per_sec,
@@ -297,6 +329,7 @@ impl Node {
             keepalive: config.transport.idle_timeout / 3,
         });
         let request_timeout = config.request_timeout;
+        let store_calls = config.store_calls;
         let actor = Actor {
             id: keypair.id(),
             config,
@@ -328,6 +361,7 @@ impl Node {
         let handle = tokio::spawn(actor.run(commands_rx, reports_rx));
         Ok(NodeHandle {
             id: keypair.id(),
+            store_calls,
             keypair,
             store,
             commands,
@@ -368,10 +402,10 @@ impl<N: Network> NodeHandle<N> {
     pub async fn publish_payload(&self, payload: Vec<u8>, timestamp: Timestamp) -> Result<Entry> {
         let store = Arc::clone(&self.store);
         let keypair = Arc::clone(&self.keypair);
-        let entry =
-            tokio::task::spawn_blocking(move || store.publish(&keypair, timestamp, payload))
-                .await
-                .map_err(|_| Error::Shutdown)??;
+        let entry = self
+            .store_calls
+            .run(move || store.publish(&keypair, timestamp, payload))
+            .await??;
         self.announce(entry.author(), entry.seq().get()).await?;
         Ok(entry)
     }
@@ -718,12 +752,13 @@ impl<N: Network> Actor<N> {
         // Known fork proofs go to every new peer.
         let store = Arc::clone(&self.store);
         let proofs_to = commands;
-        self.tasks.spawn_blocking(move || {
+        self.store_task(move || {
             if let Ok(proofs) = store.fork_proofs() {
                 for proof in proofs.into_iter().take(MAX_FORK_PROOFS_ON_CONNECT) {
                     let _ = proofs_to.try_send(PeerCommand::ForkProof(proof.encode()));
                 }
             }
+            None
         });
         let context = Arc::clone(&self.context);
         // Subscribed together with the heads snapshot above: no announcement is missed.
@@ -762,14 +797,13 @@ impl<N: Network> Actor<N> {
             } => self.on_stored(feed, head, new, received, Some(peer)),
             PeerReport::Forked { author } => {
                 let store = Arc::clone(&self.store);
-                let commands = self.commands.clone();
-                self.tasks.spawn_blocking(move || {
+                self.store_task(move || {
                     let proof = store.fork_proof(&author).ok().flatten().map(Box::new);
-                    let _ = commands.blocking_send(Command::ProofChecked {
+                    Some(Command::ProofChecked {
                         from: None,
                         proof,
                         new: true,
-                    });
+                    })
                 });
             }
             PeerReport::Closed {
@@ -795,8 +829,7 @@ impl<N: Network> Actor<N> {
 
     fn check_proof(&mut self, from: Option<FeedId>, bytes: Vec<u8>) {
         let store = Arc::clone(&self.store);
-        let commands = self.commands.clone();
-        self.tasks.spawn_blocking(move || {
+        self.store_task(move || {
             // Believe nothing unverified: decode checks both signatures.
             let (proof, new) = match ForkProof::decode(&bytes) {
                 Ok(proof) => {
@@ -808,8 +841,28 @@ impl<N: Network> Actor<N> {
                     (None, false)
                 }
             };
-            let _ = commands.blocking_send(Command::ProofChecked { from, proof, new });
+            Some(Command::ProofChecked { from, proof, new })
         });
+    }
+
+    /// Runs a store call off the actor (or inline, see [`StoreCalls`]); the command it returns
+    /// is then handled by the actor.
+    fn store_task(&mut self, call: impl FnOnce() -> Option<Command<N::Stream>> + Send + 'static) {
+        match self.config.store_calls {
+            StoreCalls::Inline => {
+                if let Some(command) = call() {
+                    self.on_command(command);
+                }
+            }
+            StoreCalls::Blocking => {
+                let commands = self.commands.clone();
+                self.tasks.spawn(async move {
+                    if let Ok(Some(command)) = tokio::task::spawn_blocking(call).await {
+                        let _ = commands.send(command).await;
+                    }
+                });
+            }
+        }
     }
 
     fn broadcast_proof(&self, proof: &ForkProof, except: Option<FeedId>) {
@@ -856,10 +909,9 @@ impl<N: Network> Actor<N> {
         }
         let from = Seq::new(self.graph.next_seq(&feed));
         let store = Arc::clone(&self.store);
-        let commands = self.commands.clone();
-        self.tasks.spawn_blocking(move || {
+        self.store_task(move || {
             let entries = store.range(&feed, from, SCAN_BATCH).unwrap_or_default();
-            let _ = commands.blocking_send(Command::Scanned { feed, entries });
+            Some(Command::Scanned { feed, entries })
         });
     }
 

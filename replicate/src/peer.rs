@@ -97,6 +97,7 @@ pub(crate) enum PeerReport {
 /// What a connection needs from its node.
 pub(crate) struct PeerContext {
     pub store: Arc<dyn Store>,
+    pub store_calls: crate::node::StoreCalls,
     pub reports: mpsc::Sender<PeerReport>,
     pub attachments: Arc<dyn AttachmentCheck>,
     pub bytes_per_sec: u64,
@@ -204,9 +205,13 @@ pub(crate) async fn run<S>(
             reading = true;
             let store = Arc::clone(&context.store);
             let read_tx = read_tx.clone();
-            tokio::task::spawn_blocking(move || {
-                let result = read_entries(store.as_ref(), &feed, from, limit);
-                let _ = read_tx.blocking_send((feed, result));
+            let calls = context.store_calls;
+            tokio::spawn(async move {
+                let result = calls
+                    .run(move || read_entries(store.as_ref(), &feed, from, limit))
+                    .await
+                    .and_then(|r| r);
+                let _ = read_tx.send((feed, result)).await;
             });
         }
         // Hand queued ingests to the worker as it has room.
@@ -254,7 +259,7 @@ pub(crate) async fn run<S>(
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     // Missed announcements: ask the store for every head instead.
                     let store = Arc::clone(&context.store);
-                    let heads = tokio::task::spawn_blocking(move || heads(store.as_ref())).await;
+                    let heads = context.store_calls.run(move || heads(store.as_ref())).await;
                     if let Ok(Ok(heads)) = heads {
                         for (feed, seq) in heads {
                             session.stored(feed, seq);
@@ -425,8 +430,9 @@ async fn ingest_loop(
                 Err(_) => break,
             }
         }
+        let calls = context.store_calls;
         let context = Arc::clone(&context);
-        let result = tokio::task::spawn_blocking(move || ingest(&context, batch)).await;
+        let result = calls.run(move || ingest(&context, batch)).await;
         match result {
             Ok(Ok(results)) => {
                 if done.send(results).await.is_err() {

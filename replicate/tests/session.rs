@@ -563,3 +563,26 @@ fn messages_before_hello_and_a_second_hello_are_violations() {
         Err(scrip_replicate::Error::Incompatible { .. })
     ));
 }
+
+#[test]
+fn a_blocked_feed_is_never_relayed() {
+    let mut net = Net::new(2);
+    let (alice, mallory) = (key(1), key(6));
+    net.nodes[0].replicates.extend([alice.id(), mallory.id()]);
+    net.nodes[1].replicates.extend([alice.id(), mallory.id()]);
+    net.append(0, &extend(&alice, None, 2, "a"));
+    net.append(0, &extend(&mallory, None, 2, "m"));
+    net.link(0, 1, None);
+    // Node 0 blocks mallory before anything is exchanged.
+    net.nodes[0]
+        .sessions
+        .get_mut(&1)
+        .unwrap()
+        .set_blocked(mallory.id(), true);
+    net.pump();
+    assert_eq!(net.feed(1, &alice.id()).len(), 2);
+    assert!(
+        net.feed(1, &mallory.id()).is_empty(),
+        "a blocked feed was relayed"
+    );
+}
