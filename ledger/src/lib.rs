@@ -1,11 +1,42 @@
-//! scrip-ledger: wallet content, certificates, the deterministic fold and the audit.
+//! scrip-ledger: wallet entries, certificates, the deterministic fold and the audit.
 //!
-//! This crate will own (see issue "[ledger]"):
-//! - wallet content types (`Genesis`, `Mint`, `Order`, `Accept`, `Reject`, `Reclaim`) carried as
-//!   the ledger's app content in feed payloads;
-//! - notary votes and certificates, the quorum rule and the cross-group overlap rule;
-//! - `fold`, a pure function from certified logs to balances, orders and supply, with an outcome
-//!   for every entry, and `check`, the question a notary asks before voting;
-//! - `audit`, a step-by-step replay of one wallet's log.
+//! Pure and synchronous: no tokio, no sled, no clock. A rule violation is data (an outcome with
+//! a [`Rejection`]), not an error.
 //!
-//! It is pure and synchronous: no tokio, no sled, no clock.
+//! # Layout
+//!
+//! - [`amount`]: [`Amount`] (u64 minor units, checked arithmetic, exact decimal parsing) and
+//!   [`Currency`] (issuer wallet, code, decimals).
+//! - [`content`]: what a wallet writes ([`WalletEntry`]: genesis, mint, order, accept, reject,
+//!   reclaim), carried as the feed's `App` content; credits embed the certified entries they cite.
+//! - [`certificate`]: notary sets, votes (`scrip/vote/v1`), certificates, the quorum
+//!   q = n − ⌊(n−1)/3⌋ and the cross-group overlap rule.
+//! - [`verify`]: how signatures are checked ([`SignatureCheck`]) and citation verification.
+//! - [`wallet`]: one wallet's state and the rules for its next entry ([`WalletState::evaluate`]
+//!   is the exact question a notary asks before voting).
+//! - [`state`]: the fold ([`fold`], [`LedgerState`]): balances, orders, supply, conservation,
+//!   a canonical state hash.
+//! - [`audit`](mod@audit): replaying one wallet's log into a step-by-step report.
+//! - [`bench`]: the ledger's macro benchmarks.
+//!
+//! The format and rules are specified in `docs/protocol/ledger.md`.
+
+pub mod amount;
+pub mod audit;
+pub mod bench;
+pub mod certificate;
+pub mod content;
+mod error;
+pub mod kit;
+pub mod state;
+pub mod verify;
+pub mod wallet;
+
+pub use amount::{Amount, Currency, CurrencyCode};
+pub use audit::{AuditReport, AuditStep, Verdict, audit};
+pub use certificate::{Certificate, NotarySet, Vote, VoteSubject, check_overlap, overlap_required};
+pub use content::{CertifiedBytes, Citation, WalletEntry};
+pub use error::{CertificateError, Error, Rejection};
+pub use state::{CertifiedEntry, LedgerState, OrderStatus, OrderView, Totals, fold};
+pub use verify::{Precomputed, SignatureCheck, TrustSignatures, VerifyAll};
+pub use wallet::{Effect, Outcome, WalletState};

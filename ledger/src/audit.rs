@@ -1,0 +1,303 @@
+//! The audit: replay one wallet's log from its bytes, re-checking every signature, hash link,
+//! certificate, citation and balance step, and report each step; stop at the first violation
+//! with its position and reason.
+//!
+//! Signatures are checked first, in parallel on all cores ([`precompute`]); the replay itself
+//! is sequential and uses those results (anything not precomputed is checked on the spot).
+
+use std::thread;
+
+use scrip_feed::{Entry, FeedId};
+use serde::Serialize;
+
+use crate::certificate::NotarySet;
+use crate::content::{CertifiedBytes, Citation, WalletEntry};
+use crate::error::Rejection;
+use crate::state::CertifiedEntry;
+use crate::verify::{Precomputed, SignatureCheck, VerifyAll, subject_of};
+use crate::wallet::{Effect, WalletState};
+
+/// One replayed entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditStep {
+    /// Its seq.
+    pub seq: u64,
+    /// Its entry id.
+    pub entry: String,
+    /// What it is (`genesis`, `mint`, `order`, `accept`, `reject`, `reclaim`).
+    pub kind: String,
+    /// The other wallet involved, if any.
+    pub counterparty: Option<String>,
+    /// The order concerned, if any.
+    pub order: Option<String>,
+    /// The currency, if money moved or could have.
+    pub currency: Option<String>,
+    /// The amount (decimal text), if any.
+    pub amount: Option<String>,
+    /// The change to this wallet's balance: `+`, `-` or none.
+    pub direction: Option<String>,
+    /// The wallet's balance in that currency after the step (decimal text).
+    pub balance_after: Option<String>,
+}
+
+/// A final balance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BalanceLine {
+    /// The currency.
+    pub currency: String,
+    /// The amount (decimal text).
+    pub amount: String,
+}
+
+/// The audit's conclusion.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every entry checked out.
+    Sound,
+    /// The first entry that did not.
+    Violation {
+        /// Its position.
+        seq: u64,
+        /// A stable code for the rule broken.
+        code: String,
+        /// The reason, for humans.
+        reason: String,
+    },
+}
+
+/// The report of [`audit`], serializable (JSON for the CLI).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditReport {
+    /// The audited wallet.
+    pub wallet: String,
+    /// Entries replayed (up to and including a violation).
+    pub entries: u64,
+    /// Its notaries (from its genesis).
+    pub notaries: Vec<String>,
+    /// Votes needed per certificate.
+    pub quorum: usize,
+    /// One step per entry replayed.
+    pub steps: Vec<AuditStep>,
+    /// Balances after the last sound entry.
+    pub balances: Vec<BalanceLine>,
+    /// Sound, or the first violation.
+    pub verdict: Verdict,
+}
+
+impl AuditReport {
+    /// True if the log checked out.
+    pub fn is_sound(&self) -> bool {
+        self.verdict == Verdict::Sound
+    }
+}
+
+/// Audits `wallet`'s log (its certified entries with payloads; order does not matter), checking
+/// every signature (in parallel across cores).
+pub fn audit(wallet: &FeedId, log: &[CertifiedEntry]) -> AuditReport {
+    let precomputed = precompute(log);
+    audit_with(wallet, log, &precomputed)
+}
+
+/// [`audit`] with signatures checked by `check`.
+pub fn audit_with(
+    wallet: &FeedId,
+    log: &[CertifiedEntry],
+    check: &dyn SignatureCheck,
+) -> AuditReport {
+    let mut sorted: Vec<&CertifiedEntry> = log.iter().collect();
+    sorted.sort_by_key(|e| e.entry.seq());
+    let mut state = WalletState::new(*wallet);
+    let mut steps = Vec::with_capacity(sorted.len());
+    let mut verdict = Verdict::Sound;
+    if sorted.is_empty() {
+        verdict = violation(1, &Rejection::MissingGenesis);
+    }
+    for certified in sorted {
+        let entry = &certified.entry;
+        let seq = entry.seq().get();
+        let decision = state.evaluate(entry, certified.certificate.as_ref(), true, check);
+        state.commit(entry, &decision);
+        match decision {
+            Ok(effect) => steps.push(step(entry, &effect, &state)),
+            Err(rejection) => {
+                steps.push(AuditStep {
+                    seq,
+                    entry: entry.id().to_string(),
+                    kind: kind_of(entry),
+                    counterparty: None,
+                    order: None,
+                    currency: None,
+                    amount: None,
+                    direction: None,
+                    balance_after: None,
+                });
+                verdict = violation(seq, &rejection);
+                break;
+            }
+        }
+    }
+    let notaries = state.notaries.as_ref();
+    AuditReport {
+        wallet: wallet.to_string(),
+        entries: steps.len() as u64,
+        notaries: notaries
+            .map(|set| set.members().iter().map(ToString::to_string).collect())
+            .unwrap_or_default(),
+        quorum: notaries.map_or(0, NotarySet::quorum),
+        steps,
+        balances: state
+            .balances
+            .iter()
+            .map(|(currency, amount)| BalanceLine {
+                currency: currency.to_string(),
+                amount: amount.display(currency.decimals),
+            })
+            .collect(),
+        verdict,
+    }
+}
+
+fn violation(seq: u64, rejection: &Rejection) -> Verdict {
+    Verdict::Violation {
+        seq,
+        code: rejection.code().to_owned(),
+        reason: rejection.to_string(),
+    }
+}
+
+fn kind_of(entry: &Entry) -> String {
+    entry
+        .payload()
+        .and_then(|p| WalletEntry::from_payload(p).ok())
+        .map_or_else(|| "unreadable".to_owned(), |c| c.kind().to_owned())
+}
+
+fn step(entry: &Entry, effect: &Effect, state: &WalletState) -> AuditStep {
+    let mut step = AuditStep {
+        seq: entry.seq().get(),
+        entry: entry.id().to_string(),
+        kind: kind_of(entry),
+        counterparty: None,
+        order: None,
+        currency: None,
+        amount: None,
+        direction: None,
+        balance_after: None,
+    };
+    match effect {
+        Effect::Genesis { .. } => {}
+        Effect::Mint { .. } => {}
+        Effect::Order { order, to, .. } => {
+            step.order = Some(order.to_string());
+            step.counterparty = Some(to.to_string());
+        }
+        Effect::Accept { order, from, .. } | Effect::Reject { order, from, .. } => {
+            step.order = Some(order.to_string());
+            step.counterparty = Some(from.to_string());
+        }
+        Effect::Reclaim { order, .. } => step.order = Some(order.to_string()),
+    }
+    let currency = match effect {
+        Effect::Genesis { .. } => None,
+        Effect::Mint { currency, amount }
+        | Effect::Order {
+            currency, amount, ..
+        }
+        | Effect::Accept {
+            currency, amount, ..
+        }
+        | Effect::Reject {
+            currency, amount, ..
+        }
+        | Effect::Reclaim {
+            currency, amount, ..
+        } => Some((currency, amount)),
+    };
+    if let Some((currency, amount)) = currency {
+        step.currency = Some(currency.to_string());
+        step.amount = Some(amount.display(currency.decimals));
+        step.balance_after = Some(state.balance(currency).display(currency.decimals));
+    }
+    step.direction = effect
+        .balance_change()
+        .map(|(_, _, credit)| if credit { "+" } else { "-" }.to_owned());
+    step
+}
+
+/// Checks every signature of a log (entries, their certificates, and everything their
+/// citations embed) in parallel on all cores, for a later sequential replay.
+pub fn precompute(log: &[CertifiedEntry]) -> Precomputed {
+    let set = log
+        .iter()
+        .find(|e| e.entry.seq().get() == 1)
+        .and_then(|e| e.entry.payload())
+        .and_then(|p| WalletEntry::from_payload(p).ok())
+        .and_then(|c| match c {
+            WalletEntry::Genesis(g) => NotarySet::new(&g.notaries).ok(),
+            _ => None,
+        });
+    let cores = thread::available_parallelism().map_or(1, usize::from);
+    let chunk = log.len().div_ceil(cores).max(1);
+    let parts: Vec<Precomputed> = thread::scope(|scope| {
+        let handles: Vec<_> = log
+            .chunks(chunk)
+            .map(|part| {
+                let set = set.as_ref();
+                scope.spawn(move || {
+                    let mut out = Precomputed::default();
+                    for certified in part {
+                        precompute_one(certified, set, &mut out);
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let mut all = Precomputed::default();
+    for part in parts {
+        all.entries.extend(part.entries);
+        all.votes.extend(part.votes);
+    }
+    all
+}
+
+fn precompute_one(certified: &CertifiedEntry, set: Option<&NotarySet>, out: &mut Precomputed) {
+    let entry = &certified.entry;
+    out.entries.insert(entry.id(), VerifyAll.entry(entry));
+    if let (Some(certificate), Some(_)) = (&certified.certificate, set) {
+        out.votes
+            .insert(entry.id(), VerifyAll.votes(certificate, &subject_of(entry)));
+    }
+    let Some(content) = entry
+        .payload()
+        .and_then(|p| WalletEntry::from_payload(p).ok())
+    else {
+        return;
+    };
+    let citation = match &content {
+        WalletEntry::Accept(a) => &a.order,
+        WalletEntry::Reject(r) => &r.order,
+        WalletEntry::Reclaim(r) => &r.rejection,
+        _ => return,
+    };
+    precompute_citation(citation, out);
+}
+
+fn precompute_citation(citation: &Citation, out: &mut Precomputed) {
+    for bytes in [&citation.genesis, &citation.entry] {
+        precompute_bytes(bytes, out);
+    }
+}
+
+fn precompute_bytes(bytes: &CertifiedBytes, out: &mut Precomputed) {
+    let Ok(entry) = Entry::decode(&bytes.header, Some(bytes.payload.clone())) else {
+        return;
+    };
+    out.entries.insert(entry.id(), VerifyAll.entry(&entry));
+    out.votes.insert(
+        entry.id(),
+        VerifyAll.votes(&bytes.certificate, &subject_of(&entry)),
+    );
+}

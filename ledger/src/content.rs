@@ -1,0 +1,237 @@
+//! What a wallet may write: the content of wallet feed entries.
+//!
+//! A wallet entry's payload is the feed's `Content::App { kind: "scrip/wallet", bytes }` with
+//! `bytes = postcard((WALLET_VERSION: u8, WalletEntry))`, decoded canonically. Variant order is
+//! the format: variants are only ever appended.
+//!
+//! Entries that credit a wallet **embed** what they cite: the cited entry's signed header,
+//! payload and certificate, and its wallet's genesis with its certificate. So a wallet's log,
+//! alone, carries everything needed to replay its balance: that is what makes the audit a replay.
+
+use scrip_feed::{Content, EntryId, FeedId, Seq, codec};
+use serde::{Deserialize, Serialize};
+
+use crate::amount::{Amount, Currency};
+use crate::certificate::Certificate;
+use crate::error::Error;
+
+/// The feed `App` kind of wallet content.
+pub const WALLET_KIND: &str = "scrip/wallet";
+/// The wallet content version.
+pub const WALLET_VERSION: u8 = 1;
+/// Longest order memo, in bytes.
+pub const MAX_MEMO_BYTES: usize = 256;
+/// Longest rejection reason, in bytes.
+pub const MAX_REASON_BYTES: usize = 256;
+
+/// A wallet entry. Variant order is the wire format: append only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WalletEntry {
+    /// Seq 1 of every wallet: its notary set.
+    Genesis(Genesis),
+    /// New money, by its issuer only.
+    Mint(Mint),
+    /// Moves money out of the balance into escrow, payable to `to`. Its id is the order id.
+    Order(Order),
+    /// The receiver takes an order: credits it.
+    Accept(Accept),
+    /// The receiver declines an order: credits nobody, resolves it.
+    Reject(Reject),
+    /// The sender takes back a rejected order.
+    Reclaim(Reclaim),
+}
+
+/// The wallet's notaries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genesis {
+    /// 1 to 64 distinct notary feed ids.
+    pub notaries: Vec<FeedId>,
+}
+
+/// New money.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mint {
+    /// The currency (its issuer must be this wallet).
+    pub currency: Currency,
+    /// How much, in minor units.
+    pub amount: Amount,
+}
+
+/// A payment order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// The receiving wallet.
+    pub to: FeedId,
+    /// The currency.
+    pub currency: Currency,
+    /// How much, in minor units.
+    pub amount: Amount,
+    /// Free text, at most [`MAX_MEMO_BYTES`].
+    pub memo: String,
+}
+
+/// Acceptance of an order addressed to this wallet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accept {
+    /// The sender's certified order.
+    pub order: Citation,
+}
+
+/// Rejection of an order addressed to this wallet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reject {
+    /// The sender's certified order.
+    pub order: Citation,
+    /// Why, at most [`MAX_REASON_BYTES`].
+    pub reason: String,
+}
+
+/// Taking back a rejected order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reclaim {
+    /// The order, in this wallet's own log.
+    pub order: OrderRef,
+    /// The receiver's certified rejection of it.
+    pub rejection: Citation,
+}
+
+/// An order of this wallet, by position and id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRef {
+    /// Its seq in this wallet's log.
+    pub seq: Seq,
+    /// Its entry id (the order id).
+    pub id: EntryId,
+}
+
+/// A certified entry, as bytes: signed header, payload, certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertifiedBytes {
+    /// The signed header, exactly as signed.
+    pub header: Vec<u8>,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// Its certificate from its wallet's notaries.
+    pub certificate: Certificate,
+}
+
+/// Another wallet's certified entry, with that wallet's certified genesis (its notary set).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Citation {
+    /// The cited entry.
+    pub entry: CertifiedBytes,
+    /// Its wallet's genesis.
+    pub genesis: CertifiedBytes,
+}
+
+impl Citation {
+    /// The id of the cited entry (blake3 of its header).
+    pub fn cited_id(&self) -> EntryId {
+        EntryId::of_header(&self.entry.header)
+    }
+}
+
+impl WalletEntry {
+    /// Encodes the entry as a feed payload.
+    pub fn to_payload(&self) -> Result<Vec<u8>, Error> {
+        let bytes = codec::encode("wallet entry", &(WALLET_VERSION, self))?;
+        Ok(Content::App {
+            kind: WALLET_KIND.into(),
+            bytes,
+        }
+        .encode()?)
+    }
+
+    /// Decodes a feed payload as a wallet entry.
+    ///
+    /// Rules: the payload is feed `App` content of kind [`WALLET_KIND`]; its bytes start with
+    /// [`WALLET_VERSION`] and are the canonical encoding of a `WalletEntry`.
+    pub fn from_payload(payload: &[u8]) -> Result<WalletEntry, Error> {
+        let malformed = |reason: String| Error::Malformed {
+            what: "wallet entry",
+            reason,
+        };
+        let Content::App { kind, bytes } = Content::decode(payload)? else {
+            return Err(malformed("not wallet content".into()));
+        };
+        if kind != WALLET_KIND {
+            return Err(malformed(format!("app content of kind {kind:?}")));
+        }
+        match bytes.first() {
+            Some(&WALLET_VERSION) => {}
+            Some(other) => return Err(malformed(format!("unknown version {other}"))),
+            None => return Err(malformed("empty".into())),
+        }
+        let (_, entry): (u8, WalletEntry) = codec::decode_canonical("wallet entry", &bytes)
+            .map_err(|e| malformed(e.to_string()))?;
+        Ok(entry)
+    }
+
+    /// A short name of the variant.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WalletEntry::Genesis(_) => "genesis",
+            WalletEntry::Mint(_) => "mint",
+            WalletEntry::Order(_) => "order",
+            WalletEntry::Accept(_) => "accept",
+            WalletEntry::Reject(_) => "reject",
+            WalletEntry::Reclaim(_) => "reclaim",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scrip_feed::Keypair;
+
+    #[test]
+    fn wallet_entries_round_trip_and_variant_indices_are_frozen() {
+        let issuer = Keypair::from_seed(&[1; 32]).id();
+        let currency = Currency::new(issuer, "EUR", 2).unwrap();
+        let entries = [
+            WalletEntry::Genesis(Genesis {
+                notaries: vec![issuer],
+            }),
+            WalletEntry::Mint(Mint {
+                currency: currency.clone(),
+                amount: Amount::from_minor(5),
+            }),
+            WalletEntry::Order(Order {
+                to: issuer,
+                currency,
+                amount: Amount::from_minor(5),
+                memo: "lunch".into(),
+            }),
+        ];
+        for (index, entry) in entries.iter().enumerate() {
+            let payload = entry.to_payload().unwrap();
+            assert_eq!(WalletEntry::from_payload(&payload).unwrap(), *entry);
+            let Content::App { bytes, .. } = Content::decode(&payload).unwrap() else {
+                panic!("not app content");
+            };
+            assert_eq!(bytes[0], WALLET_VERSION);
+            assert_eq!(usize::from(bytes[1]), index);
+        }
+    }
+
+    #[test]
+    fn other_content_is_not_a_wallet_entry() {
+        let post = Content::Post { text: "hi".into() }.encode().unwrap();
+        assert!(WalletEntry::from_payload(&post).is_err());
+        let other_app = Content::App {
+            kind: "other".into(),
+            bytes: vec![1, 0],
+        }
+        .encode()
+        .unwrap();
+        assert!(WalletEntry::from_payload(&other_app).is_err());
+        let future = Content::App {
+            kind: WALLET_KIND.into(),
+            bytes: vec![2, 0],
+        }
+        .encode()
+        .unwrap();
+        assert!(WalletEntry::from_payload(&future).is_err());
+    }
+}

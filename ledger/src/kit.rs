@@ -1,0 +1,200 @@
+//! Building certified wallet logs directly, with the notaries' keys in hand: for tests,
+//! benchmarks and simulations of the ledger rules. (Real wallets get their certificates from
+//! notaries through `scrip-notary`; nothing here is used by them.)
+
+use std::sync::Arc;
+
+use scrip_feed::{Entry, FeedId, Head, Keypair, Seq, Timestamp};
+
+use crate::amount::{Amount, Currency};
+use crate::certificate::{Certificate, ROUND_ZERO, Vote};
+use crate::content::{
+    Accept, CertifiedBytes, Citation, Genesis, Mint, Order, OrderRef, Reclaim, Reject, WalletEntry,
+};
+use crate::error::Error;
+use crate::state::CertifiedEntry;
+use crate::verify::subject_of;
+
+/// A wallet whose entries this kit signs and certifies.
+#[derive(Debug, Clone)]
+pub struct KitWallet {
+    /// The wallet's key.
+    pub key: Arc<Keypair>,
+    /// The notaries that certify its entries (all of them vote).
+    pub notaries: Vec<Arc<Keypair>>,
+    /// Its log so far.
+    pub log: Vec<CertifiedEntry>,
+    /// How many notaries vote (default: all).
+    pub voters: usize,
+}
+
+impl KitWallet {
+    /// A wallet with key `key` and notaries `notaries`; writes its genesis.
+    pub fn new(key: Arc<Keypair>, notaries: Vec<Arc<Keypair>>) -> KitWallet {
+        let voters = notaries.len();
+        let mut wallet = KitWallet {
+            key,
+            notaries,
+            log: Vec::new(),
+            voters,
+        };
+        let genesis = WalletEntry::Genesis(Genesis {
+            notaries: wallet.notaries.iter().map(|k| k.id()).collect(),
+        });
+        wallet.push(&genesis);
+        wallet
+    }
+
+    /// The wallet's id.
+    pub fn id(&self) -> FeedId {
+        self.key.id()
+    }
+
+    /// The head of its log.
+    pub fn head(&self) -> Option<Head> {
+        self.log.last().map(|e| e.entry.head())
+    }
+
+    /// Signs `content` as the next entry (without certifying it).
+    pub fn sign(&self, content: &WalletEntry) -> Entry {
+        let payload = content.to_payload().unwrap_or_default();
+        let seq = self.log.len() as u64;
+        Entry::create(&self.key, self.head(), Timestamp::from_millis(seq), payload)
+            .unwrap_or_else(|_| unreachable_entry())
+    }
+
+    /// A certificate for `entry` with votes of the first `voters` notaries.
+    pub fn certify(&self, entry: &Entry) -> Certificate {
+        let subject = subject_of(entry);
+        Certificate::from_votes(
+            entry.id(),
+            ROUND_ZERO,
+            self.notaries
+                .iter()
+                .take(self.voters)
+                .map(|n| Vote::sign(n, &subject))
+                .collect(),
+        )
+    }
+
+    /// Signs, certifies and appends `content`; returns its seq.
+    pub fn push(&mut self, content: &WalletEntry) -> Seq {
+        let entry = self.sign(content);
+        let certificate = self.certify(&entry);
+        let seq = entry.seq();
+        self.log.push(CertifiedEntry {
+            entry,
+            certificate: Some(certificate),
+        });
+        seq
+    }
+
+    /// Signs `content` and has it certified only if the rules allow it after this wallet's log,
+    /// as honest notaries would; returns its seq, or why honest notaries refuse it.
+    pub fn propose(&mut self, content: &WalletEntry) -> Result<Seq, crate::error::Rejection> {
+        let entry = self.sign(content);
+        let state = crate::state::fold(self.log.clone(), &crate::verify::TrustSignatures);
+        state.check(&entry, &crate::verify::TrustSignatures)?;
+        let certificate = self.certify(&entry);
+        let seq = entry.seq();
+        self.log.push(CertifiedEntry {
+            entry,
+            certificate: Some(certificate),
+        });
+        Ok(seq)
+    }
+
+    /// Appends an already signed entry with a given certificate (for adversarial tests).
+    pub fn push_raw(&mut self, entry: Entry, certificate: Option<Certificate>) {
+        self.log.push(CertifiedEntry { entry, certificate });
+    }
+
+    /// The certified bytes of entry `seq`.
+    pub fn bytes(&self, seq: Seq) -> CertifiedBytes {
+        let certified = &self.log[usize::try_from(seq.get() - 1).unwrap_or(0)];
+        CertifiedBytes {
+            header: certified.entry.header_bytes().to_vec(),
+            payload: certified
+                .entry
+                .payload()
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default(),
+            certificate: certified.certificate.clone().unwrap_or(Certificate {
+                entry: certified.entry.id(),
+                round: ROUND_ZERO,
+                votes: vec![],
+            }),
+        }
+    }
+
+    /// A citation of entry `seq` (with this wallet's genesis).
+    pub fn cite(&self, seq: Seq) -> Citation {
+        Citation {
+            entry: self.bytes(seq),
+            genesis: self.bytes(Seq::FIRST),
+        }
+    }
+
+    /// The currency `code` issued by this wallet.
+    pub fn currency(&self, code: &str, decimals: u8) -> Result<Currency, Error> {
+        Currency::new(self.id(), code, decimals)
+    }
+
+    /// Mints.
+    pub fn mint(&mut self, currency: &Currency, amount: u64) -> Seq {
+        self.push(&WalletEntry::Mint(Mint {
+            currency: currency.clone(),
+            amount: Amount::from_minor(amount),
+        }))
+    }
+
+    /// Orders a payment; returns the order's seq.
+    pub fn order(&mut self, to: FeedId, currency: &Currency, amount: u64) -> Seq {
+        self.push(&WalletEntry::Order(Order {
+            to,
+            currency: currency.clone(),
+            amount: Amount::from_minor(amount),
+            memo: String::new(),
+        }))
+    }
+
+    /// Accepts `sender`'s order at `seq`.
+    pub fn accept(&mut self, sender: &KitWallet, seq: Seq) -> Seq {
+        self.push(&WalletEntry::Accept(Accept {
+            order: sender.cite(seq),
+        }))
+    }
+
+    /// Rejects `sender`'s order at `seq`.
+    pub fn reject(&mut self, sender: &KitWallet, seq: Seq) -> Seq {
+        self.push(&WalletEntry::Reject(Reject {
+            order: sender.cite(seq),
+            reason: "no thanks".into(),
+        }))
+    }
+
+    /// Reclaims own order at `order_seq`, citing `receiver`'s rejection at `rejection_seq`.
+    pub fn reclaim(&mut self, order_seq: Seq, receiver: &KitWallet, rejection_seq: Seq) -> Seq {
+        let id = self.log[usize::try_from(order_seq.get() - 1).unwrap_or(0)]
+            .entry
+            .id();
+        self.push(&WalletEntry::Reclaim(Reclaim {
+            order: OrderRef { seq: order_seq, id },
+            rejection: receiver.cite(rejection_seq),
+        }))
+    }
+}
+
+#[cold]
+fn unreachable_entry() -> Entry {
+    // Entry::create only fails for payloads over the limit or an exhausted seq, which the kit's
+    // small logs never reach.
+    panic!("the kit made an entry the feed layer refuses")
+}
+
+/// `n` notary keys from seeds `base..base + n`.
+pub fn notaries(base: u8, n: u8) -> Vec<Arc<Keypair>> {
+    (0..n)
+        .map(|i| Arc::new(Keypair::from_seed(&[base.wrapping_add(i); 32])))
+        .collect()
+}

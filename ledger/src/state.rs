@@ -1,0 +1,297 @@
+//! The ledger: the fold over certified wallet logs, and what it says about balances, orders,
+//! supply and conservation.
+
+use std::collections::BTreeMap;
+
+use scrip_feed::{Entry, EntryId, FeedId, Hash, codec};
+use serde::Serialize;
+
+use crate::amount::{Amount, Currency};
+use crate::certificate::Certificate;
+use crate::error::Rejection;
+use crate::verify::SignatureCheck;
+use crate::wallet::{Effect, Outcome, WalletState};
+
+/// A wallet entry with its certificate (if it has one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertifiedEntry {
+    /// The entry, with its payload.
+    pub entry: Entry,
+    /// Its certificate.
+    pub certificate: Option<Certificate>,
+}
+
+/// Where an order stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum OrderStatus {
+    /// In escrow, waiting for the receiver.
+    Pending,
+    /// Credited to the receiver.
+    Accepted,
+    /// Declined; in escrow until the sender reclaims it.
+    Rejected,
+    /// Returned to the sender.
+    Reclaimed,
+}
+
+/// An order as the whole ledger sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OrderView {
+    /// The sender.
+    pub from: FeedId,
+    /// The receiver.
+    pub to: FeedId,
+    /// The currency.
+    pub currency: Currency,
+    /// The amount.
+    pub amount: Amount,
+    /// Its status.
+    pub status: OrderStatus,
+}
+
+/// Per currency: Σ balances, Σ escrow, Σ mints.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// Sum of all wallets' balances.
+    pub balances: Amount,
+    /// Sum of orders pending or rejected (not yet accepted or reclaimed).
+    pub escrow: Amount,
+    /// Sum of the issuer's mints.
+    pub supply: Amount,
+}
+
+/// The ledger state: every wallet's state after its certified log. A pure function of the set
+/// of certified entries (whatever order they arrive in).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LedgerState {
+    wallets: BTreeMap<FeedId, WalletState>,
+}
+
+/// Folds certified entries (of any wallets, in any order) into a ledger state.
+pub fn fold(entries: Vec<CertifiedEntry>, check: &dyn SignatureCheck) -> LedgerState {
+    let mut entries = entries;
+    entries.sort_by(|a, b| {
+        (a.entry.author(), a.entry.seq(), a.entry.id()).cmp(&(
+            b.entry.author(),
+            b.entry.seq(),
+            b.entry.id(),
+        ))
+    });
+    // The same entry offered twice counts once.
+    entries.dedup_by(|a, b| a.entry.id() == b.entry.id() && a.certificate == b.certificate);
+    let mut state = LedgerState::default();
+    for entry in &entries {
+        // Outcomes are recorded in the state.
+        let _ = state.apply(entry, check);
+    }
+    state
+}
+
+impl LedgerState {
+    /// An empty ledger.
+    pub fn new() -> LedgerState {
+        LedgerState::default()
+    }
+
+    /// Applies one certified entry (the next of its wallet's log); equal to folding again with
+    /// it. Returns what it did, or why it changed nothing.
+    pub fn apply(
+        &mut self,
+        entry: &CertifiedEntry,
+        check: &dyn SignatureCheck,
+    ) -> Result<Effect, Rejection> {
+        let author = entry.entry.author();
+        let wallet = self
+            .wallets
+            .entry(author)
+            .or_insert_with(|| WalletState::new(author));
+        let decision = wallet.evaluate(&entry.entry, entry.certificate.as_ref(), true, check);
+        wallet.commit(&entry.entry, &decision);
+        decision
+    }
+
+    /// Would `entry` be valid as the next entry of its wallet? The question a notary asks before
+    /// it votes (no certificate is needed yet). Pure.
+    pub fn check(&self, entry: &Entry, check: &dyn SignatureCheck) -> Result<Effect, Rejection> {
+        match self.wallets.get(&entry.author()) {
+            Some(wallet) => wallet.evaluate(entry, None, false, check),
+            None => WalletState::new(entry.author()).evaluate(entry, None, false, check),
+        }
+    }
+
+    /// A wallet's state.
+    pub fn wallet(&self, id: &FeedId) -> Option<&WalletState> {
+        self.wallets.get(id)
+    }
+
+    /// Every wallet's state.
+    pub fn wallets(&self) -> impl Iterator<Item = &WalletState> {
+        self.wallets.values()
+    }
+
+    /// The outcome of a wallet's entry at `seq`.
+    pub fn outcome(&self, wallet: &FeedId, seq: u64) -> Option<&Outcome> {
+        let state = self.wallets.get(wallet)?;
+        state
+            .outcomes
+            .binary_search_by_key(&seq, |(s, _)| *s)
+            .ok()
+            .map(|i| &state.outcomes[i].1)
+    }
+
+    /// Every non-zero balance, per (wallet, currency).
+    pub fn balances(&self) -> BTreeMap<(FeedId, Currency), Amount> {
+        self.wallets
+            .values()
+            .flat_map(|w| {
+                w.balances
+                    .iter()
+                    .filter(|(_, a)| !a.is_zero())
+                    .map(move |(c, a)| ((w.wallet, c.clone()), *a))
+            })
+            .collect()
+    }
+
+    /// Every order made by a wallet of the ledger, with its status.
+    pub fn orders(&self) -> BTreeMap<EntryId, OrderView> {
+        let mut orders = BTreeMap::new();
+        for wallet in self.wallets.values() {
+            for (id, own) in &wallet.orders {
+                let status = if own.reclaimed {
+                    OrderStatus::Reclaimed
+                } else {
+                    match self
+                        .wallets
+                        .get(&own.to)
+                        .and_then(|receiver| receiver.resolved.get(id))
+                    {
+                        Some(r) if r.accepted => OrderStatus::Accepted,
+                        Some(_) => OrderStatus::Rejected,
+                        None => OrderStatus::Pending,
+                    }
+                };
+                orders.insert(
+                    *id,
+                    OrderView {
+                        from: wallet.wallet,
+                        to: own.to,
+                        currency: own.currency.clone(),
+                        amount: own.amount,
+                        status,
+                    },
+                );
+            }
+        }
+        orders
+    }
+
+    /// Per currency: Σ balances, Σ escrow, Σ mints.
+    pub fn totals(&self) -> BTreeMap<Currency, Totals> {
+        let mut totals: BTreeMap<Currency, Totals> = BTreeMap::new();
+        let mut add =
+            |currency: &Currency, field: fn(&mut Totals) -> &mut Amount, amount: Amount| {
+                let total = field(totals.entry(currency.clone()).or_default());
+                *total = Amount::from_minor(total.minor().saturating_add(amount.minor()));
+            };
+        for wallet in self.wallets.values() {
+            for (currency, amount) in &wallet.balances {
+                add(currency, |t| &mut t.balances, *amount);
+            }
+            for (currency, amount) in &wallet.minted {
+                add(currency, |t| &mut t.supply, *amount);
+            }
+        }
+        for order in self.orders().values() {
+            if matches!(order.status, OrderStatus::Pending | OrderStatus::Rejected) {
+                add(&order.currency, |t| &mut t.escrow, order.amount);
+            }
+        }
+        totals
+    }
+
+    /// Wallets cited by this ledger's wallets (as senders of accepted or rejected orders) but
+    /// not in it. Conservation only holds for a closed set.
+    pub fn missing_wallets(&self) -> Vec<FeedId> {
+        let mut missing: Vec<FeedId> = self
+            .wallets
+            .values()
+            .flat_map(|w| w.resolved.values().map(|r| r.from))
+            .filter(|from| !self.wallets.contains_key(from))
+            .collect();
+        missing.sort();
+        missing.dedup();
+        missing
+    }
+
+    /// Contradictions between wallets' logs, which honest notaries never certify and which only
+    /// a faulty quorum (more than f faulty notaries in one group) can produce: a credit citing
+    /// an order its sender's log did not apply (money from nowhere), or a reclaim of an order its
+    /// receiver did not reject. Empty for every history certified by honest quorums; an auditor
+    /// holding several logs uses it to name the faulty group.
+    pub fn inconsistencies(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for wallet in self.wallets.values() {
+            for (order, resolution) in &wallet.resolved {
+                let Some(sender) = self.wallets.get(&resolution.from) else {
+                    continue;
+                };
+                match sender.orders.get(order) {
+                    Some(own)
+                        if own.to == wallet.wallet
+                            && own.currency == resolution.currency
+                            && own.amount == resolution.amount => {}
+                    _ => found.push(format!(
+                        "{} resolved order {order}, which {}'s log does not hold as a valid order",
+                        wallet.wallet, resolution.from
+                    )),
+                }
+            }
+            for (order, own) in &wallet.orders {
+                if !own.reclaimed {
+                    continue;
+                }
+                if let Some(receiver) = self.wallets.get(&own.to)
+                    && !matches!(receiver.resolved.get(order), Some(r) if !r.accepted)
+                {
+                    found.push(format!(
+                        "{} reclaimed order {order}, which {} did not reject",
+                        wallet.wallet, own.to
+                    ));
+                }
+            }
+        }
+        found
+    }
+
+    /// Checks conservation: for every currency, Σ balances + Σ escrow = Σ mints. Meaningful for
+    /// a closed set of logs (see [`LedgerState::missing_wallets`]).
+    pub fn check_conservation(&self) -> Result<(), String> {
+        let missing = self.missing_wallets();
+        if !missing.is_empty() {
+            return Err(format!(
+                "not a closed set of logs: {} cited wallet(s) missing",
+                missing.len()
+            ));
+        }
+        for (currency, t) in self.totals() {
+            let held = u128::from(t.balances.minor()) + u128::from(t.escrow.minor());
+            if held != u128::from(t.supply.minor()) {
+                return Err(format!(
+                    "{currency}: balances {} + escrow {} != supply {}",
+                    t.balances, t.escrow, t.supply
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The canonical encoding of the state (postcard; maps in key order).
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode("ledger state", self).unwrap_or_default()
+    }
+
+    /// blake3 of [`LedgerState::encode`].
+    pub fn hash(&self) -> Hash {
+        Hash::of(&self.encode())
+    }
+}
