@@ -6,6 +6,10 @@
 //! macro benchmark unless it matches "ingest"). `SCRIP_BENCH_INGEST_PER_AUTHOR` shrinks it.
 #![allow(clippy::unwrap_used)]
 
+// The allocator the `scrip` binary uses, so that figures match the product.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use divan::Bencher;
 use scrip_feed::bench;
 use scrip_feed::identity::{AuthorKey, domain, signing_bytes};

@@ -56,6 +56,7 @@ pub enum Content {
         /// What kind of content: 1 to [`MAX_APP_KIND_BYTES`] bytes of `[a-z0-9/._-]`.
         kind: String,
         /// The content's own encoding.
+        #[serde(with = "crate::codec::bytes")]
         bytes: Vec<u8>,
     },
 }

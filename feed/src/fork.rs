@@ -25,7 +25,9 @@ pub const FORK_PROOF_VERSION: u8 = 1;
 #[derive(Serialize, Deserialize)]
 struct ForkProofWire {
     version: u8,
+    #[serde(with = "crate::codec::bytes")]
     first: Vec<u8>,
+    #[serde(with = "crate::codec::bytes")]
     second: Vec<u8>,
 }
 

@@ -125,10 +125,14 @@ fn clip(text: &str) -> String {
     text.chars().take(40).collect()
 }
 
-/// A currency code: 1 to [`MAX_CODE_BYTES`] of `[A-Z0-9]`, starting with a letter.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CurrencyCode(String);
+/// A currency code: 1 to [`MAX_CODE_BYTES`] of `[A-Z0-9]`, starting with a letter. Stored
+/// inline (a `Copy` value: currencies are compared and copied on every entry of the fold), and
+/// encoded as a string.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CurrencyCode {
+    len: u8,
+    bytes: [u8; MAX_CODE_BYTES],
+}
 
 impl CurrencyCode {
     /// Checks and wraps a code.
@@ -147,23 +151,69 @@ impl CurrencyCode {
                 ),
             });
         }
-        Ok(CurrencyCode(code.to_owned()))
+        let mut bytes = [0u8; MAX_CODE_BYTES];
+        bytes[..code.len()].copy_from_slice(code.as_bytes());
+        Ok(CurrencyCode {
+            len: u8::try_from(code.len()).unwrap_or(0),
+            bytes,
+        })
     }
 
     /// The code.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only ASCII is ever stored (checked in `new`).
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl PartialOrd for CurrencyCode {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for CurrencyCode {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl fmt::Debug for CurrencyCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CurrencyCode({})", self.as_str())
     }
 }
 
 impl fmt::Display for CurrencyCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for CurrencyCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for CurrencyCode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CodeVisitor;
+        impl serde::de::Visitor<'_> for CodeVisitor {
+            type Value = CurrencyCode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a currency code")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CurrencyCode, E> {
+                CurrencyCode::new(v).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(CodeVisitor)
     }
 }
 
 /// A currency: its issuer's wallet, a code, and its decimal places (fixed by its first mint).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 pub struct Currency {
     /// The wallet that alone may mint it.
     pub issuer: FeedId,
@@ -188,7 +238,7 @@ impl Currency {
 
     /// Checks the code and decimals of a decoded currency.
     pub fn check(&self) -> Result<(), Error> {
-        CurrencyCode::new(&self.code.0)?;
+        CurrencyCode::new(self.code.as_str())?;
         if self.decimals > MAX_DECIMALS {
             return Err(Error::InvalidCurrency {
                 reason: format!("{} decimals, at most {MAX_DECIMALS}", self.decimals),

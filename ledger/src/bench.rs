@@ -107,14 +107,14 @@ pub fn fold_workload(entries: usize) -> Vec<CertifiedEntry> {
     let mut issuer = Unsigned::new(0, &notary_ids);
     let currency = Currency::new(issuer.id, "EUR", 2).unwrap_or_else(|_| unreachable());
     issuer.push(&WalletEntry::Mint(Mint {
-        currency: currency.clone(),
+        currency,
         amount: Amount::from_minor(u64::MAX / 2),
     }));
     let mut wallets: Vec<Unsigned> = (1..=100).map(|i| Unsigned::new(i, &notary_ids)).collect();
     let order = |to: FeedId, amount: u64| {
         WalletEntry::Order(Order {
             to,
-            currency: currency.clone(),
+            currency,
             amount: Amount::from_minor(amount),
             memo: String::new(),
         })
@@ -179,7 +179,7 @@ pub fn audit_workload(entries: usize) -> (FeedId, Vec<CertifiedEntry>) {
     for i in 2..entries {
         let content = WalletEntry::Order(Order {
             to: receiver,
-            currency: currency.clone(),
+            currency,
             amount: Amount::from_minor(1),
             memo: String::new(),
         });

@@ -108,8 +108,10 @@ pub struct OrderRef {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertifiedBytes {
     /// The signed header, exactly as signed.
+    #[serde(with = "scrip_feed::codec::bytes")]
     pub header: Vec<u8>,
     /// The payload.
+    #[serde(with = "scrip_feed::codec::bytes")]
     pub payload: Vec<u8>,
     /// Its certificate from its wallet's notaries.
     pub certificate: Certificate,
@@ -151,19 +153,31 @@ impl WalletEntry {
             what: "wallet entry",
             reason,
         };
+        // Fast path: the exact canonical wrapper, read in place (the fold decodes every entry).
+        if let Some(inner) = wallet_bytes(payload) {
+            return WalletEntry::decode_inner(inner);
+        }
         let Content::App { kind, bytes } = Content::decode(payload)? else {
             return Err(malformed("not wallet content".into()));
         };
         if kind != WALLET_KIND {
             return Err(malformed(format!("app content of kind {kind:?}")));
         }
+        WalletEntry::decode_inner(&bytes)
+    }
+
+    fn decode_inner(bytes: &[u8]) -> Result<WalletEntry, Error> {
+        let malformed = |reason: String| Error::Malformed {
+            what: "wallet entry",
+            reason,
+        };
         match bytes.first() {
             Some(&WALLET_VERSION) => {}
             Some(other) => return Err(malformed(format!("unknown version {other}"))),
             None => return Err(malformed("empty".into())),
         }
-        let (_, entry): (u8, WalletEntry) = codec::decode_canonical("wallet entry", &bytes)
-            .map_err(|e| malformed(e.to_string()))?;
+        let (_, entry): (u8, WalletEntry) =
+            codec::decode_canonical("wallet entry", bytes).map_err(|e| malformed(e.to_string()))?;
         Ok(entry)
     }
 
@@ -180,6 +194,27 @@ impl WalletEntry {
     }
 }
 
+/// If `payload` is exactly the canonical encoding of `Content::App { kind: WALLET_KIND, bytes }`,
+/// returns `bytes` (borrowed); `None` otherwise (the slow path then reports what is wrong).
+fn wallet_bytes(payload: &[u8]) -> Option<&[u8]> {
+    // payload version, `App` variant index, kind length, kind.
+    const PREFIX: &[u8] = b"\x01\x06\x0cscrip/wallet";
+    let rest = payload.strip_prefix(PREFIX)?;
+    let mut len: u64 = 0;
+    let mut used = 0usize;
+    for (i, &byte) in rest.iter().enumerate().take(10) {
+        len |= u64::from(byte & 0x7f) << (7 * i);
+        used = i + 1;
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    let bytes = rest.get(used..)?;
+    // The length must be canonical (minimal varint) and cover exactly the rest.
+    let canonical = codec::encodes_to(&(bytes.len() as u64), &rest[..used]);
+    (canonical && len == bytes.len() as u64).then_some(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,7 +229,7 @@ mod tests {
                 notaries: vec![issuer],
             }),
             WalletEntry::Mint(Mint {
-                currency: currency.clone(),
+                currency,
                 amount: Amount::from_minor(5),
             }),
             WalletEntry::Order(Order {
@@ -213,6 +248,35 @@ mod tests {
             assert_eq!(bytes[0], WALLET_VERSION);
             assert_eq!(usize::from(bytes[1]), index);
         }
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_generic_decoder() {
+        let issuer = Keypair::from_seed(&[1; 32]).id();
+        let entry = WalletEntry::Order(Order {
+            to: issuer,
+            currency: Currency::new(issuer, "EUR", 2).unwrap(),
+            amount: Amount::from_minor(5),
+            memo: "m".repeat(200),
+        });
+        let payload = entry.to_payload().unwrap();
+        assert!(wallet_bytes(&payload).is_some());
+        // An over-long length varint is not canonical: refused by both paths.
+        let inner = wallet_bytes(&payload).unwrap().to_vec();
+        let mut overlong = b"\x01\x06\x0cscrip/wallet".to_vec();
+        // The length as a three-byte varint with a needless zero top group.
+        let n = inner.len();
+        assert!(n < 1 << 14);
+        let low = u8::try_from(n & 0x7f).unwrap() | 0x80;
+        let high = u8::try_from(n >> 7).unwrap() | 0x80;
+        overlong.extend_from_slice(&[low, high, 0x00]);
+        overlong.extend_from_slice(&inner);
+        assert!(wallet_bytes(&overlong).is_none());
+        assert!(WalletEntry::from_payload(&overlong).is_err());
+        // Trailing bytes: refused.
+        let mut trailing = payload.clone();
+        trailing.push(0);
+        assert!(WalletEntry::from_payload(&trailing).is_err());
     }
 
     #[test]

@@ -143,7 +143,7 @@ impl KitWallet {
     /// Mints.
     pub fn mint(&mut self, currency: &Currency, amount: u64) -> Seq {
         self.push(&WalletEntry::Mint(Mint {
-            currency: currency.clone(),
+            currency: *currency,
             amount: Amount::from_minor(amount),
         }))
     }
@@ -152,7 +152,7 @@ impl KitWallet {
     pub fn order(&mut self, to: FeedId, currency: &Currency, amount: u64) -> Seq {
         self.push(&WalletEntry::Order(Order {
             to,
-            currency: currency.clone(),
+            currency: *currency,
             amount: Amount::from_minor(amount),
             memo: String::new(),
         }))

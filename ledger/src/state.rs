@@ -68,23 +68,108 @@ pub struct LedgerState {
 }
 
 /// Folds certified entries (of any wallets, in any order) into a ledger state.
+///
+/// Wallets are independent (each one's state depends on its own log only), so their logs are
+/// folded in parallel on all cores; the result does not depend on how they are split.
 pub fn fold(entries: Vec<CertifiedEntry>, check: &dyn SignatureCheck) -> LedgerState {
-    let mut entries = entries;
-    entries.sort_by(|a, b| {
-        (a.entry.author(), a.entry.seq(), a.entry.id()).cmp(&(
-            b.entry.author(),
-            b.entry.seq(),
-            b.entry.id(),
-        ))
-    });
-    // The same entry offered twice counts once.
-    entries.dedup_by(|a, b| a.entry.id() == b.entry.id() && a.certificate == b.certificate);
-    let mut state = LedgerState::default();
-    for entry in &entries {
-        // Outcomes are recorded in the state.
-        let _ = state.apply(entry, check);
+    // Group positions by wallet and order each log by seq. Entries are large: they are never
+    // moved, only referred to.
+    let mut logs: BTreeMap<FeedId, Vec<usize>> = BTreeMap::new();
+    let mut run_author: Option<FeedId> = None;
+    let mut run: Vec<usize> = Vec::new();
+    for (i, certified) in entries.iter().enumerate() {
+        let author = certified.entry.author();
+        if run_author.is_some_and(|a| a != author)
+            && let Some(a) = run_author
+        {
+            logs.entry(a).or_default().append(&mut run);
+        }
+        run_author = Some(author);
+        run.push(i);
     }
-    state
+    if let Some(a) = run_author {
+        logs.entry(a).or_default().append(&mut run);
+    }
+    let key = |i: &usize| (entries[*i].entry.seq(), entries[*i].entry.id());
+    for log in logs.values_mut() {
+        if !log.is_sorted_by(|a, b| key(a) <= key(b)) {
+            log.sort_by_key(key);
+        }
+        // The same entry offered twice counts once.
+        log.dedup_by(|a, b| {
+            entries[*a].entry.id() == entries[*b].entry.id()
+                && entries[*a].certificate == entries[*b].certificate
+        });
+    }
+
+    let total: usize = logs.values().map(Vec::len).sum();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let parts = if total < PARALLEL_FOLD_MIN { 1 } else { cores };
+    // Deal whole wallets to `parts` groups, largest first, each to the lightest group.
+    let mut by_size: Vec<Vec<usize>> = logs.into_values().collect();
+    by_size.sort_by_key(|log| std::cmp::Reverse(log.len()));
+    let mut groups: Vec<(usize, Vec<Vec<usize>>)> = (0..parts).map(|_| (0, Vec::new())).collect();
+    for log in by_size {
+        if let Some(lightest) = groups.iter_mut().min_by_key(|(size, _)| *size) {
+            lightest.0 += log.len();
+            lightest.1.push(log);
+        }
+    }
+    let entries = &entries;
+    let folded: Vec<Vec<WalletState>> = if parts == 1 {
+        groups
+            .into_iter()
+            .map(|(_, g)| fold_group(entries, g, check))
+            .collect()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = groups
+                .into_iter()
+                .map(|(_, group)| scope.spawn(move || fold_group(entries, group, check)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| match h.join() {
+                    Ok(states) => states,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        })
+    };
+    LedgerState {
+        wallets: folded
+            .into_iter()
+            .flatten()
+            .map(|w| (w.wallet, w))
+            .collect(),
+    }
+}
+
+/// Below this many entries the fold runs on one thread.
+const PARALLEL_FOLD_MIN: usize = 20_000;
+
+fn fold_group(
+    entries: &[CertifiedEntry],
+    logs: Vec<Vec<usize>>,
+    check: &dyn SignatureCheck,
+) -> Vec<WalletState> {
+    logs.into_iter()
+        .filter_map(|log| {
+            let author = entries[*log.first()?].entry.author();
+            let mut wallet = WalletState::new(author);
+            for &i in &log {
+                let certified = &entries[i];
+                let decision = wallet.evaluate(
+                    &certified.entry,
+                    certified.certificate.as_ref(),
+                    true,
+                    check,
+                );
+                wallet.commit(&certified.entry, &decision);
+            }
+            Some(wallet)
+        })
+        .collect()
 }
 
 impl LedgerState {
@@ -147,7 +232,7 @@ impl LedgerState {
                 w.balances
                     .iter()
                     .filter(|(_, a)| !a.is_zero())
-                    .map(move |(c, a)| ((w.wallet, c.clone()), *a))
+                    .map(move |(c, a)| ((w.wallet, *c), *a))
             })
             .collect()
     }
@@ -175,7 +260,7 @@ impl LedgerState {
                     OrderView {
                         from: wallet.wallet,
                         to: own.to,
-                        currency: own.currency.clone(),
+                        currency: own.currency,
                         amount: own.amount,
                         status,
                     },
@@ -190,7 +275,7 @@ impl LedgerState {
         let mut totals: BTreeMap<Currency, Totals> = BTreeMap::new();
         let mut add =
             |currency: &Currency, field: fn(&mut Totals) -> &mut Amount, amount: Amount| {
-                let total = field(totals.entry(currency.clone()).or_default());
+                let total = field(totals.entry(*currency).or_default());
                 *total = Amount::from_minor(total.minor().saturating_add(amount.minor()));
             };
         for wallet in self.wallets.values() {

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use scrip_feed::identity::signing_bytes;
 use scrip_feed::validate::{validate_payload, validate_signature};
+
 use scrip_feed::{AuthorKey, Entry, EntryId, FeedId, Seq};
 
 use crate::certificate::{
@@ -20,7 +21,8 @@ use crate::error::{CertificateError, Rejection};
 
 /// How signatures are checked.
 pub trait SignatureCheck: Sync {
-    /// The entry's own signature (strict ed25519).
+    /// The entry's integrity: its payload matches its header (length and hash) and its
+    /// signature verifies (strict ed25519). What the feed store checks on ingest.
     fn entry(&self, entry: &Entry) -> Result<(), scrip_feed::Error>;
     /// The signatures of a certificate's votes (its shape is checked separately).
     fn votes(
@@ -36,6 +38,7 @@ pub struct VerifyAll;
 
 impl SignatureCheck for VerifyAll {
     fn entry(&self, entry: &Entry) -> Result<(), scrip_feed::Error> {
+        validate_payload(entry)?;
         validate_signature(entry)
     }
 
@@ -59,8 +62,9 @@ impl SignatureCheck for VerifyAll {
     }
 }
 
-/// Trusts every signature: for entries whose signatures were verified before (the feed store
-/// verifies entry signatures on ingest; a notary verified votes when it assembled them).
+/// Trusts every signature and payload hash: for entries verified before (the feed store checks
+/// payloads and signatures on ingest; notaries checked the votes and the citations an entry
+/// embeds before certifying it). Every other rule still runs.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TrustSignatures;
 
@@ -158,7 +162,6 @@ pub fn decode_certified(
 ) -> Result<(Entry, WalletEntry), Rejection> {
     let entry = Entry::decode(&bytes.header, Some(bytes.payload.clone()))
         .map_err(|e| missing(format!("cited entry: {e}")))?;
-    validate_payload(&entry).map_err(|e| missing(format!("cited entry: {e}")))?;
     check
         .entry(&entry)
         .map_err(|e| missing(format!("cited entry: {e}")))?;
@@ -187,7 +190,7 @@ pub fn verify_citation(
     let WalletEntry::Genesis(ref g) = genesis_content else {
         return Err(missing("the cited genesis is not a genesis"));
     };
-    let notaries = NotarySet::new(&g.notaries).map_err(|e| missing(e.to_string()))?;
+    let notaries = NotarySet::from_certified(&g.notaries).map_err(|e| missing(e.to_string()))?;
     certify(&citation.genesis.certificate, &notaries, &genesis, check)
         .map_err(|error| Rejection::CitedCertificate { error })?;
     let (entry, content) = decode_certified(&citation.entry, check)?;

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use scrip_feed::validate::{validate_link, validate_payload};
+use scrip_feed::validate::validate_link;
 use scrip_feed::{Entry, EntryId, FeedId, Head, Seq};
 use serde::Serialize;
 
@@ -132,8 +132,9 @@ impl Effect {
 pub enum Outcome {
     /// It counted.
     Applied,
-    /// It changed nothing, for this reason.
-    Rejected(Rejection),
+    /// It changed nothing, for this reason (boxed: most entries are applied, and a wallet keeps
+    /// an outcome per entry).
+    Rejected(Box<Rejection>),
 }
 
 /// One wallet's state after a prefix of its certified log.
@@ -253,7 +254,6 @@ impl WalletState {
                 reason: "the payload is missing".into(),
             });
         };
-        validate_payload(entry).map_err(invalid)?;
         check.entry(entry).map_err(invalid)?;
         let content = match WalletEntry::from_payload(payload) {
             Ok(content) => content,
@@ -323,7 +323,7 @@ impl WalletState {
                 add(self.balances.get(currency), mint.amount)?;
                 add(self.minted.get(currency), mint.amount)?;
                 Ok(Effect::Mint {
-                    currency: currency.clone(),
+                    currency: *currency,
                     amount: mint.amount,
                 })
             }
@@ -351,7 +351,7 @@ impl WalletState {
                 Ok(Effect::Order {
                     order: entry.id(),
                     to: order.to,
-                    currency: order.currency.clone(),
+                    currency: order.currency,
                     amount: order.amount,
                 })
             }
@@ -427,7 +427,7 @@ impl WalletState {
                 add(self.balances.get(&own.currency), own.amount)?;
                 Ok(Effect::Reclaim {
                     order: reclaim.order.id,
-                    currency: own.currency.clone(),
+                    currency: own.currency,
                     amount: own.amount,
                 })
             }
@@ -482,7 +482,7 @@ impl WalletState {
                     self.advance(entry);
                 }
                 self.outcomes
-                    .push((seq, Outcome::Rejected(rejection.clone())));
+                    .push((seq, Outcome::Rejected(Box::new(rejection.clone()))));
             }
         }
     }
@@ -493,10 +493,7 @@ impl WalletState {
     }
 
     fn credit(&mut self, currency: &Currency, amount: Amount) {
-        let balance = self
-            .balances
-            .entry(currency.clone())
-            .or_insert(Amount::ZERO);
+        let balance = self.balances.entry(*currency).or_insert(Amount::ZERO);
         // Checked in `rules`; saturating keeps this total even if called out of order.
         *balance = Amount::from_minor(balance.minor().saturating_add(amount.minor()));
     }
@@ -506,10 +503,10 @@ impl WalletState {
             Effect::Genesis { notaries } => self.notaries = Some(notaries.clone()),
             Effect::Mint { currency, amount } => {
                 self.credit(currency, *amount);
-                let minted = self.minted.entry(currency.clone()).or_insert(Amount::ZERO);
+                let minted = self.minted.entry(*currency).or_insert(Amount::ZERO);
                 *minted = Amount::from_minor(minted.minor().saturating_add(amount.minor()));
                 self.decimals
-                    .entry(currency.code.clone())
+                    .entry(currency.code)
                     .or_insert(currency.decimals);
             }
             Effect::Order {
@@ -526,7 +523,7 @@ impl WalletState {
                     OwnOrder {
                         seq: entry.seq().get(),
                         to: *to,
-                        currency: currency.clone(),
+                        currency: *currency,
                         amount: *amount,
                         reclaimed: false,
                     },
@@ -552,7 +549,7 @@ impl WalletState {
                     *order,
                     Resolution {
                         from: *from,
-                        currency: currency.clone(),
+                        currency: *currency,
                         amount: *amount,
                         accepted,
                         seq: entry.seq().get(),

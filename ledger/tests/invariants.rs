@@ -113,7 +113,7 @@ impl World {
     fn apply(&mut self, op: &Op) {
         match *op {
             Op::Mint { issuer, amount } => {
-                let currency = self.currencies[issuer].clone();
+                let currency = self.currencies[issuer];
                 let _ = self.wallets[issuer].propose(&WalletEntry::Mint(Mint {
                     currency,
                     amount: Amount::from_minor(amount),
@@ -127,7 +127,7 @@ impl World {
             } => {
                 let content = WalletEntry::Order(Order {
                     to: self.wallets[to].id(),
-                    currency: self.currencies[currency].clone(),
+                    currency: self.currencies[currency],
                     amount: Amount::from_minor(amount),
                     memo: String::new(),
                 });
@@ -285,4 +285,19 @@ proptest! {
         prop_assert_eq!(outcomes, entries.len());
         prop_assert!(full.wallets().flat_map(|w| w.outcomes.iter()).all(|(_, o)| *o == Outcome::Applied));
     }
+}
+
+#[test]
+fn the_parallel_fold_equals_applying_entries_one_by_one() {
+    // Large enough for the fold to split wallets across threads.
+    let mut workload = scrip_ledger::bench::fold_workload(30_000);
+    let parallel = fold(workload.clone(), &TrustSignatures);
+    workload.sort_by_key(|e| (e.entry.author(), e.entry.seq()));
+    let mut sequential = LedgerState::new();
+    for entry in &workload {
+        let _ = sequential.apply(entry, &TrustSignatures);
+    }
+    assert_eq!(parallel.hash(), sequential.hash());
+    parallel.check_conservation().unwrap();
+    assert!(parallel.inconsistencies().is_empty());
 }

@@ -49,7 +49,7 @@ fn outcome(wallets: &[&KitWallet], who: &KitWallet, seq: Seq) -> Outcome {
 
 fn rejected(wallets: &[&KitWallet], who: &KitWallet, seq: Seq) -> Rejection {
     match outcome(wallets, who, seq) {
-        Outcome::Rejected(r) => r,
+        Outcome::Rejected(r) => *r,
         Outcome::Applied => panic!("entry #{seq} was applied"),
     }
 }
@@ -112,7 +112,7 @@ fn check_answers_whether_an_entry_would_be_valid_next() {
     let s = state(&[&issuer]);
     let good = issuer.sign(&WalletEntry::Order(Order {
         to: alice.id(),
-        currency: eur.clone(),
+        currency: eur,
         amount: Amount::from_minor(10),
         memo: String::new(),
     }));
@@ -122,7 +122,7 @@ fn check_answers_whether_an_entry_would_be_valid_next() {
     ));
     let greedy = issuer.sign(&WalletEntry::Order(Order {
         to: alice.id(),
-        currency: eur.clone(),
+        currency: eur,
         amount: Amount::from_minor(100_001),
         memo: String::new(),
     }));
@@ -173,10 +173,10 @@ fn rejection_gap_and_everything_after_a_halt() {
     let s = state(&[&issuer]);
     assert_eq!(
         s.outcome(&issuer.id(), 4),
-        Some(&Outcome::Rejected(Rejection::Gap {
+        Some(&Outcome::Rejected(Box::new(Rejection::Gap {
             expected: 3,
             found: 4
-        }))
+        })))
     );
 }
 
@@ -283,7 +283,7 @@ fn rejection_bad_notary_set_with_duplicates() {
 fn order_to(to: FeedId, currency: &Currency, amount: u64) -> WalletEntry {
     WalletEntry::Order(Order {
         to,
-        currency: currency.clone(),
+        currency: *currency,
         amount: Amount::from_minor(amount),
         memo: String::new(),
     })

@@ -5,6 +5,10 @@
 //! `cargo bench -p scrip-replicate`; `SCRIP_BENCH_REPLICATE_PER_AUTHOR` shrinks the macro run.
 #![allow(clippy::unwrap_used)]
 
+// The allocator the `scrip` binary uses, so that figures match the product.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use divan::Bencher;
 use scrip_feed::bench::make_feeds;
 use scrip_replicate::wire::{self, Entries, Message, WireEntry};

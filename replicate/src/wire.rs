@@ -31,7 +31,7 @@ pub enum Message {
     /// Consecutive entries of one feed, in seq order.
     Entries(Entries),
     /// A fork proof (`scrip_feed::ForkProof` encoding), to be verified before it is believed.
-    ForkProof(Vec<u8>),
+    ForkProof(#[serde(with = "scrip_feed::codec::bytes")] Vec<u8>),
     /// Keeps an idle connection alive.
     Ping,
 }
@@ -102,8 +102,10 @@ pub struct Entries {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireEntry {
     /// The signed header, exactly as signed.
+    #[serde(with = "scrip_feed::codec::bytes")]
     pub header: Vec<u8>,
     /// The payload, if the sender holds it.
+    #[serde(with = "scrip_feed::codec::option_bytes")]
     pub payload: Option<Vec<u8>>,
     /// Opaque attachments (e.g. notary certificates), keyed by kind.
     pub attachments: Vec<Attachment>,
@@ -115,6 +117,7 @@ pub struct Attachment {
     /// What it is (e.g. `scrip/certificate`).
     pub kind: String,
     /// Its own encoding.
+    #[serde(with = "scrip_feed::codec::bytes")]
     pub bytes: Vec<u8>,
 }
 
