@@ -14,6 +14,7 @@
 //! marker and the consistency of every feed's head, and reports damage as [`Error::Corrupt`].
 
 mod chunk;
+pub mod durable;
 mod id_index;
 mod memory;
 mod plan;

@@ -31,14 +31,12 @@
 //! Every stored header is self-verifying (its id is its hash, and it carries its signature), so
 //! [`SledStore::verify_integrity`] can re-check the whole store from its own bytes.
 
-use std::fs;
-use std::os::unix::fs::FileExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use super::chunk::{Chunk, ChunkWriter};
+use super::durable::DurableDb;
 use super::id_index::{self, IdIndex, IndexError};
 use super::plan::{Plan, Tables, VerifiedBatch, Write, plan_ingest};
 use super::{Attachment, IngestReport, PayloadPolicy, Store, check_attachment};
@@ -58,11 +56,7 @@ const TAG_CHUNK: u8 = b'C';
 const TAG_FORK: u8 = b'F';
 const TAG_DROP: u8 = b'D';
 const TAG_ATTACHMENT: u8 = b'A';
-const META_FORMAT_KEY: &[u8] = b"Mformat";
-const META_COMMITS_KEY: &[u8] = b"Mcommits";
-
-/// The file, inside the store's directory, recording how many commits were acknowledged.
-pub const WATERMARK_FILE: &str = "scrip-watermark";
+pub use super::durable::WATERMARK_FILE;
 
 /// Tuning for [`SledStore`].
 #[derive(Clone, Copy, Debug)]
@@ -95,17 +89,12 @@ pub struct IntegrityReport {
 /// A [`Store`] on disk, in sled. One process at a time: a second open of the same path fails with
 /// [`Error::Locked`].
 pub struct SledStore {
+    durable: DurableDb,
+    /// The same handle as `durable.db()`, for brevity.
     db: sled::Db,
     path: PathBuf,
-    /// Serializes read-plan-write cycles; reads take no lock.
+    /// Serializes read-plan-write cycles (and so commits); reads take no lock.
     writer: Mutex<()>,
-    /// Set when a flush failed: what sled holds in memory may not be on disk, so refuse to
-    /// acknowledge anything more until the store is reopened.
-    poisoned: AtomicBool,
-    /// Commits so far (the value under `Mcommits`); changed only under `writer`.
-    commits: AtomicU64,
-    /// The watermark file, rewritten in place after every commit.
-    watermark: fs::File,
     /// The id index directory; write-locked while a commit changes the runs.
     index: RwLock<IdIndex>,
 }
@@ -175,49 +164,21 @@ impl SledStore {
     pub fn open(path: impl AsRef<Path>, options: SledOptions) -> Result<SledStore> {
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
-        // sled has been seen to panic on damaged files; turn that into an error too.
-        let opened = catch_unwind(AssertUnwindSafe(|| {
-            sled::Config::new()
-                .path(&path)
-                .cache_capacity(options.cache_capacity_bytes)
-                .open()
-        }));
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(err)) => return Err(open_error(&shown, err)),
-            Err(_) => {
-                return Err(Error::Corrupt {
-                    path: shown,
-                    detail: "the storage engine panicked while opening it".into(),
-                });
-            }
-        };
-        let watermark_path = path.join(WATERMARK_FILE);
-        let acknowledged = read_watermark(&watermark_path, &shown)?;
-        let watermark = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&watermark_path)
-            .map_err(|e| Error::io(format!("opening {}", watermark_path.display()), &e))?;
+        let durable =
+            DurableDb::open(&path, options.cache_capacity_bytes, &[STORE_FORMAT_VERSION])?;
+        let db = durable.db().clone();
         let index = match IdIndex::load(&db) {
             Ok(index) => index,
             Err(err) => return Err(index_error(&shown, err)),
         };
         let store = SledStore {
+            durable,
             db,
             path,
             writer: Mutex::new(()),
-            poisoned: AtomicBool::new(false),
-            commits: AtomicU64::new(0),
-            watermark,
             index: RwLock::new(index),
         };
-        match catch_unwind(AssertUnwindSafe(|| {
-            store.check_format(acknowledged)?;
-            store.check_heads()
-        })) {
+        match catch_unwind(AssertUnwindSafe(|| store.check_heads())) {
             Ok(result) => result?,
             Err(_) => {
                 return Err(Error::Corrupt {
@@ -235,52 +196,11 @@ impl SledStore {
     }
 
     fn corrupt(&self, detail: impl Into<String>) -> Error {
-        Error::Corrupt {
-            path: self.path.display().to_string(),
-            detail: detail.into(),
-        }
+        self.durable.corrupt(detail)
     }
 
     fn engine(&self, err: sled::Error) -> Error {
-        match err {
-            sled::Error::Corruption { .. } => self.corrupt(err.to_string()),
-            sled::Error::Io(io) => Error::io(format!("feed store {}", self.path.display()), &io),
-            other => Error::Storage {
-                detail: other.to_string(),
-            },
-        }
-    }
-
-    /// Checks the format marker and that no acknowledged commit was lost, or initialises an
-    /// empty store.
-    fn check_format(&self, acknowledged: u64) -> Result<()> {
-        let format = self.db.get(META_FORMAT_KEY).map_err(|e| self.engine(e))?;
-        let commits = match self.db.get(META_COMMITS_KEY).map_err(|e| self.engine(e))? {
-            None => 0,
-            Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
-                .map(u64::from_be_bytes)
-                .map_err(|_| self.corrupt("bad commit counter"))?,
-        };
-        if commits < acknowledged {
-            return Err(self.corrupt(format!(
-                "it holds {commits} commits but {acknowledged} were acknowledged: \
-                 the storage engine lost data"
-            )));
-        }
-        self.commits.store(commits, Ordering::SeqCst);
-        match format {
-            Some(version) if version.as_ref() == [STORE_FORMAT_VERSION] => Ok(()),
-            Some(version) => Err(self.corrupt(format!(
-                "unknown store format {:?} (this build reads format {STORE_FORMAT_VERSION})",
-                version.as_ref()
-            ))),
-            None if self.db.is_empty() => {
-                let mut batch = sled::Batch::default();
-                batch.insert(META_FORMAT_KEY, &[STORE_FORMAT_VERSION][..]);
-                self.commit(batch)
-            }
-            None => Err(self.corrupt("the format marker is missing")),
-        }
+        self.durable.engine(err)
     }
 
     /// For every feed: the head record points at a stored entry with that id, the id index
@@ -368,32 +288,9 @@ impl SledStore {
         Ok(report)
     }
 
-    /// Applies `batch` atomically with the next commit count, flushes (fsync), then records the
-    /// count in the watermark file. The caller holds the writer lock.
-    fn commit(&self, mut batch: sled::Batch) -> Result<()> {
-        if self.poisoned.load(Ordering::SeqCst) {
-            return Err(Error::Storage {
-                detail: format!(
-                    "an earlier flush of {} failed; reopen the store before writing again",
-                    self.path.display()
-                ),
-            });
-        }
-        let commits = self
-            .commits
-            .load(Ordering::SeqCst)
-            .checked_add(1)
-            .ok_or_else(|| self.corrupt("commit counter overflow"))?;
-        batch.insert(META_COMMITS_KEY, &commits.to_be_bytes()[..]);
-        self.db.apply_batch(batch).map_err(|e| self.engine(e))?;
-        if let Err(err) = self.db.flush() {
-            self.poisoned.store(true, Ordering::SeqCst);
-            return Err(self.engine(err));
-        }
-        self.commits.store(commits, Ordering::SeqCst);
-        self.watermark
-            .write_all_at(watermark_line(commits).as_bytes(), 0)
-            .map_err(|e| Error::io(format!("writing {WATERMARK_FILE}"), &e))
+    /// Commits `batch` durably (see [`DurableDb::commit`]). The caller holds the writer lock.
+    fn commit(&self, batch: sled::Batch) -> Result<()> {
+        self.durable.commit(batch)
     }
 
     fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -526,54 +423,6 @@ impl SledStore {
         kinds.push(item.kind);
         batch.insert(key, item.bytes);
         Ok(Ok(true))
-    }
-}
-
-fn watermark_line(commits: u64) -> String {
-    format!("scrip-watermark v1 {commits:020}\n")
-}
-
-/// Reads the watermark file: the number of commits acknowledged, or 0 if there is none yet.
-fn read_watermark(path: &Path, store: &str) -> Result<u64> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(Error::io(format!("reading {}", path.display()), &e)),
-    };
-    if text.is_empty() {
-        // Created, but the first commit never finished.
-        return Ok(0);
-    }
-    text.strip_prefix("scrip-watermark v1 ")
-        .and_then(|rest| rest.strip_suffix('\n'))
-        .filter(|digits| digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|digits| digits.parse().ok())
-        .ok_or_else(|| Error::Corrupt {
-            path: store.to_owned(),
-            detail: format!("{WATERMARK_FILE} is damaged"),
-        })
-}
-
-impl Drop for SledStore {
-    fn drop(&mut self) {
-        // Best effort: make the watermark durable too when the store closes cleanly.
-        let _ = self.watermark.sync_data();
-    }
-}
-
-fn open_error(path: &str, err: sled::Error) -> Error {
-    match err {
-        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => Error::Locked {
-            path: path.to_owned(),
-        },
-        sled::Error::Io(io) => Error::io(format!("opening feed store {path}"), &io),
-        sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => Error::Corrupt {
-            path: path.to_owned(),
-            detail: err.to_string(),
-        },
-        other => Error::Storage {
-            detail: format!("opening feed store {path}: {other}"),
-        },
     }
 }
 
