@@ -1,8 +1,36 @@
-//! scrip-notary: notaries that countersign wallet entries, and the wallet client.
+//! scrip-notary: notaries that countersign wallet entries durably, and the wallet client.
 //!
-//! This crate will own (see issue "[notary]"):
-//! - the notary decision, a pure state machine over a notary's view of a wallet's certified prefix;
-//! - vote persistence (persist and fsync before signing) and the amnesia guard;
-//! - the notary service and the wallet client protocol over the replicate transport.
+//! # Layout
 //!
-//! It must never trust a client's claims: every claim is re-checked against certified data.
+//! - [`decision`]: the notary's decision, a pure state machine over its view of each wallet's
+//!   certified prefix and the slots it voted for (vote, same vote again, or a refusal with a
+//!   reason).
+//! - [`votes`]: durable vote records (persisted and fsynced before any vote is signed).
+//! - [`wire`]: the notary protocol (propose, slot query, fetch) over the replicate transport.
+//! - [`service`]: the notary service: a listener and one actor deciding requests in batches with
+//!   one flush per batch (group commit).
+//! - [`client`]: the wallet client: durable pending proposals retried byte for byte, parallel
+//!   requests finishing at a quorum, safe restore.
+//! - [`certified`]: certified entries in a feed store (certificates as attachments), citations,
+//!   and the attachment check that keeps only valid certificates.
+//! - [`pending`]: the client's pending-proposal file.
+//! - [`bench`]: the end-to-end transfer benchmark.
+//!
+//! The protocol is specified in `docs/protocol/notary.md`.
+
+pub mod bench;
+pub mod certified;
+pub mod client;
+pub mod decision;
+mod error;
+pub mod pending;
+pub mod service;
+pub mod votes;
+pub mod wire;
+
+pub use client::{ClientConfig, NotaryAddr, WalletClient};
+pub use decision::{Decision, NotaryState, Refusal};
+pub use error::{Error, Result};
+pub use pending::PendingFile;
+pub use service::{Notary, NotaryConfig, NotaryHandle};
+pub use votes::{MemoryVoteStore, SledVoteStore, Step, VoteStore};

@@ -22,6 +22,15 @@ pub const WATERMARK_FILE: &str = "scrip-watermark";
 const META_FORMAT_KEY: &[u8] = b"Mformat";
 const META_COMMITS_KEY: &[u8] = b"Mcommits";
 
+/// Where a commit is (see [`DurableDb::commit_observed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitStep {
+    /// Applied in sled's memory, not yet flushed.
+    Written,
+    /// Flushed to disk.
+    Flushed,
+}
+
 /// A sled database committed durably (see the module docs).
 pub struct DurableDb {
     db: sled::Db,
@@ -154,7 +163,17 @@ impl DurableDb {
 
     /// Applies `batch` atomically with the next commit count, flushes (fsync), then records the
     /// count in the watermark file. Callers must not commit concurrently.
-    pub fn commit(&self, mut batch: sled::Batch) -> Result<()> {
+    pub fn commit(&self, batch: sled::Batch) -> Result<()> {
+        self.commit_observed(batch, &|_| {})
+    }
+
+    /// [`DurableDb::commit`], telling `observe` when the batch is written (not yet durable) and
+    /// when it is flushed: the fail points of crash tests.
+    pub fn commit_observed(
+        &self,
+        mut batch: sled::Batch,
+        observe: &dyn Fn(CommitStep),
+    ) -> Result<()> {
         if self.poisoned.load(Ordering::SeqCst) {
             return Err(Error::Storage {
                 detail: format!(
@@ -170,10 +189,12 @@ impl DurableDb {
             .ok_or_else(|| self.corrupt("commit counter overflow"))?;
         batch.insert(META_COMMITS_KEY, &commits.to_be_bytes()[..]);
         self.db.apply_batch(batch).map_err(|e| self.engine(e))?;
+        observe(CommitStep::Written);
         if let Err(err) = self.db.flush() {
             self.poisoned.store(true, Ordering::SeqCst);
             return Err(self.engine(err));
         }
+        observe(CommitStep::Flushed);
         self.commits.store(commits, Ordering::SeqCst);
         self.watermark
             .write_all_at(watermark_line(commits).as_bytes(), 0)

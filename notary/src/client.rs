@@ -1,0 +1,574 @@
+//! The wallet client: gets a wallet's entries certified by its notaries, survives crashes, and
+//! never forks its own log.
+//!
+//! - The exact signed entry is written durably ([`PendingFile`]) before it is sent; until it is
+//!   certified or definitively refused, only those bytes are ever proposed for the slot (after a
+//!   restart too: [`WalletClient::resume`]).
+//! - All notaries are asked in parallel; the client finishes at q votes and tolerates f silent,
+//!   slow or lagging ones (a notary missing the certified prefix gets it sent).
+//! - f + 1 equal definitive refusals prove that no honest notary voted: the slot is free again
+//!   and the pending entry is dropped.
+//! - Before its first proposal, the client asks the notaries how far the wallet is certified and
+//!   fetches what it lacks (a restored backup, a second device): it refuses to propose behind.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use scrip_feed::{Entry, FeedId, Keypair, Seq, Store, Timestamp};
+use scrip_ledger::certificate::ROUND_ZERO;
+use scrip_ledger::content::Genesis;
+use scrip_ledger::verify::{VerifyAll, subject_of};
+use scrip_ledger::{Certificate, CertifiedEntry, NotarySet, Vote, WalletEntry, WalletState};
+use scrip_replicate::transport::{self, LocalIdentity, SecureStream};
+use scrip_replicate::{Network, StoreCalls, TransportConfig};
+use tokio::sync::{Mutex, mpsc};
+
+use crate::certified::{self, from_bytes, to_bytes};
+use crate::decision::Refusal;
+use crate::error::{Error, Result};
+use crate::pending::PendingFile;
+use crate::wire::{self, MAX_CERTIFIED_PER_MESSAGE, Proposal, Request, Response};
+
+/// A notary as a client reaches it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotaryAddr {
+    /// Its identity.
+    pub id: FeedId,
+    /// Its notary service address.
+    pub address: String,
+}
+
+/// Client settings.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Transport settings (network key, timeouts).
+    pub transport: TransportConfig,
+    /// Time allowed for one request to one notary.
+    pub request_timeout: Duration,
+    /// Time allowed to gather a quorum before giving up for now (the entry stays pending).
+    pub deadline: Duration,
+    /// Pause before asking a notary again after a failure or a "not now".
+    pub retry: Duration,
+    /// How store calls are run.
+    pub store_calls: StoreCalls,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            transport: TransportConfig::default(),
+            request_timeout: Duration::from_secs(3),
+            deadline: Duration::from_secs(30),
+            retry: Duration::from_millis(200),
+            store_calls: StoreCalls::Blocking,
+        }
+    }
+}
+
+/// One notary's connection, opened on demand and reopened after a failure.
+struct NotaryConn<N: Network> {
+    notary: NotaryAddr,
+    network: Arc<N>,
+    identity: Arc<LocalIdentity>,
+    config: ClientConfig,
+    stream: Mutex<Option<SecureStream<N::Stream>>>,
+}
+
+impl<N: Network> NotaryConn<N> {
+    async fn ask(&self, request: &Request) -> Result<Response> {
+        let bytes = wire::encode(request)?;
+        // The stream is taken out for the exchange and put back only after a whole answer: if
+        // this future is dropped midway (a quorum was reached elsewhere), the connection is
+        // dropped with it rather than left holding an unread answer for the next request.
+        let taken = self.stream.lock().await.take();
+        let exchange = async {
+            let mut stream = match taken {
+                Some(stream) => stream,
+                None => {
+                    let tcp = self
+                        .network
+                        .connect(&self.notary.address)
+                        .await
+                        .map_err(|e| {
+                            Error::io(format!("connecting to {}", self.notary.address), &e)
+                        })?;
+                    transport::connect(
+                        tcp,
+                        &self.identity,
+                        Some(self.notary.id),
+                        &self.config.transport,
+                    )
+                    .await?
+                }
+            };
+            stream.send(&bytes).await?;
+            match stream.recv().await? {
+                Some(answer) => Ok((wire::decode::<Response>(&answer)?, stream)),
+                None => Err(Error::Transport(scrip_replicate::Error::Closed {
+                    during: "waiting for the notary's answer",
+                })),
+            }
+        };
+        let (response, stream) = tokio::time::timeout(self.config.request_timeout, exchange)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Transport(scrip_replicate::Error::Timeout {
+                    what: "a notary request",
+                    after: self.config.request_timeout,
+                }))
+            })?;
+        *self.stream.lock().await = Some(stream);
+        Ok(response)
+    }
+}
+
+/// A wallet and its way to its notaries.
+pub struct WalletClient<N: Network> {
+    key: Arc<Keypair>,
+    store: Arc<dyn Store>,
+    pending: PendingFile,
+    conns: Vec<Arc<NotaryConn<N>>>,
+    config: ClientConfig,
+    synced: bool,
+}
+
+impl<N: Network> std::fmt::Debug for WalletClient<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalletClient")
+            .field("wallet", &self.key.id())
+            .finish_non_exhaustive()
+    }
+}
+
+enum Answer {
+    Vote(Vote),
+    Refused(Refusal),
+}
+
+impl<N: Network> WalletClient<N> {
+    /// A client for wallet `key`, whose log lives in `store`, with its pending proposal at
+    /// `pending`, reaching `notaries` over `network`.
+    pub fn new(
+        key: Arc<Keypair>,
+        store: Arc<dyn Store>,
+        pending: PendingFile,
+        notaries: Vec<NotaryAddr>,
+        network: N,
+        config: ClientConfig,
+    ) -> Result<WalletClient<N>> {
+        let identity = Arc::new(LocalIdentity::new(Arc::clone(&key))?);
+        let network = Arc::new(network);
+        let conns = notaries
+            .into_iter()
+            .map(|notary| {
+                Arc::new(NotaryConn {
+                    notary,
+                    network: Arc::clone(&network),
+                    identity: Arc::clone(&identity),
+                    config: config.clone(),
+                    stream: Mutex::new(None),
+                })
+            })
+            .collect();
+        Ok(WalletClient {
+            key,
+            store,
+            pending,
+            conns,
+            config,
+            synced: false,
+        })
+    }
+
+    /// The wallet's id.
+    pub fn id(&self) -> FeedId {
+        self.key.id()
+    }
+
+    /// The store holding the wallet's log.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The wallet's certified log.
+    pub async fn log(&self) -> Result<Vec<CertifiedEntry>> {
+        let store = Arc::clone(&self.store);
+        let wallet = self.id();
+        self.config
+            .store_calls
+            .run(move || certified::certified_log(store.as_ref(), &wallet))
+            .await?
+    }
+
+    /// The wallet's state after its certified log.
+    pub async fn state(&self) -> Result<WalletState> {
+        let log = self.log().await?;
+        let state = scrip_ledger::fold(log, &scrip_ledger::TrustSignatures);
+        Ok(state
+            .wallet(&self.id())
+            .cloned()
+            .unwrap_or_else(|| WalletState::new(self.id())))
+    }
+
+    /// Creates the wallet: its genesis names the configured notaries, certified by them.
+    pub async fn create(&mut self) -> Result<CertifiedEntry> {
+        let notaries = self.conns.iter().map(|c| c.notary.id).collect();
+        self.submit(&WalletEntry::Genesis(Genesis { notaries }))
+            .await
+    }
+
+    /// Gets `content` certified as the wallet's next entry and stores it with its certificate.
+    /// A proposal left pending by an earlier run is finished first (and its result returned
+    /// instead if it was this content... see [`WalletClient::resume`]).
+    pub async fn submit(&mut self, content: &WalletEntry) -> Result<CertifiedEntry> {
+        self.resume().await?;
+        if !self.synced {
+            self.sync().await?;
+        }
+        let head = self.store_head().await?;
+        let payload = content.to_payload()?;
+        let timestamp = Timestamp::from_millis(head.map_or(0, |h| h.seq.get()));
+        let entry = Entry::create(&self.key, head, timestamp, payload)?;
+        // Durable before it leaves this process: from now on only these bytes go out.
+        let pending = self.pending.clone();
+        let saved = entry.clone();
+        self.config
+            .store_calls
+            .run(move || pending.save(&saved))
+            .await??;
+        self.certify(entry).await
+    }
+
+    /// Finishes a proposal left pending by an earlier run (same bytes). Returns the certified
+    /// entry, or `None` if nothing was pending.
+    pub async fn resume(&mut self) -> Result<Option<CertifiedEntry>> {
+        let pending = self.pending.clone();
+        let loaded = self
+            .config
+            .store_calls
+            .run(move || pending.load())
+            .await??;
+        let Some(entry) = loaded else {
+            return Ok(None);
+        };
+        // Already certified and stored before the crash?
+        let store = Arc::clone(&self.store);
+        let id = entry.id();
+        let stored = self
+            .config
+            .store_calls
+            .run(move || store.get_by_id(&id))
+            .await??;
+        if let Some(stored) = stored {
+            let certificate = certified::certificate_of(self.store.as_ref(), &stored)?;
+            if certificate.is_some() {
+                self.pending.clear()?;
+                return Ok(Some(CertifiedEntry {
+                    entry: stored,
+                    certificate,
+                }));
+            }
+        }
+        self.certify(entry).await.map(Some)
+    }
+
+    async fn store_head(&self) -> Result<Option<scrip_feed::Head>> {
+        let store = Arc::clone(&self.store);
+        let wallet = self.id();
+        Ok(self
+            .config
+            .store_calls
+            .run(move || store.head(&wallet))
+            .await??)
+    }
+
+    async fn notary_set(&self, entry: &Entry) -> Result<NotarySet> {
+        if entry.seq() == Seq::FIRST {
+            let Some(WalletEntry::Genesis(genesis)) = entry
+                .payload()
+                .and_then(|p| WalletEntry::from_payload(p).ok())
+            else {
+                return Err(Error::Wallet(
+                    "the first entry of a wallet must be its genesis".into(),
+                ));
+            };
+            return Ok(NotarySet::new(&genesis.notaries)?);
+        }
+        certified::notary_set(self.store.as_ref(), &self.id())?
+            .ok_or_else(|| Error::Wallet("this wallet has no genesis yet: create it first".into()))
+    }
+
+    /// Safe restore: asks the notaries how far this wallet is certified and fetches what the
+    /// local log lacks. Refuses ([`Error::Behind`]) if it cannot get there.
+    pub async fn sync(&mut self) -> Result<u64> {
+        let wallet = self.id();
+        let local = self.store_head().await?.map_or(0, |h| h.seq.get());
+        let mut infos = Vec::new();
+        let mut pendings = Vec::new();
+        let asks: Vec<_> = self
+            .conns
+            .iter()
+            .map(|conn| {
+                let conn = Arc::clone(conn);
+                tokio::spawn(async move { (conn.ask(&Request::SlotQuery { wallet }).await, conn) })
+            })
+            .collect();
+        for ask in asks {
+            if let Ok((Ok(Response::SlotInfo(info)), conn)) = ask.await {
+                if let Some(pending) = info.pending {
+                    pendings.push(pending);
+                }
+                infos.push((
+                    info.certified_head.max(info.heard),
+                    info.certified_head,
+                    conn,
+                ));
+            }
+        }
+        let certified = infos.iter().map(|(c, _, _)| *c).max().unwrap_or(0);
+        if certified <= local {
+            let now = self.finish_found_pending(local, pendings).await?;
+            self.synced = true;
+            return Ok(now);
+        }
+        // Fetch from the notaries that hold the most, checking everything.
+        infos.sort_by_key(|(_, held, _)| std::cmp::Reverse(*held));
+        let mut log = self.log().await?;
+        let mut state = WalletState::new(wallet);
+        for entry in &log {
+            let decision =
+                state.evaluate(&entry.entry, entry.certificate.as_ref(), true, &VerifyAll);
+            state.commit(&entry.entry, &decision);
+        }
+        for (_, held, conn) in &infos {
+            while state.next_seq <= *held {
+                let request = Request::Fetch {
+                    wallet,
+                    from: state.next_seq,
+                    limit: u32::try_from(MAX_CERTIFIED_PER_MESSAGE).unwrap_or(64),
+                };
+                let Ok(Response::Certified(entries)) = conn.ask(&request).await else {
+                    break;
+                };
+                if entries.is_empty() {
+                    break;
+                }
+                let mut fetched = Vec::new();
+                for bytes in &entries {
+                    let certified = from_bytes(bytes)?;
+                    let decision = state.evaluate(
+                        &certified.entry,
+                        certified.certificate.as_ref(),
+                        true,
+                        &VerifyAll,
+                    );
+                    if let Err(rejection) = &decision
+                        && rejection.halts()
+                    {
+                        return Err(Error::Protocol {
+                            reason: format!(
+                                "a notary sent an invalid certified entry: {rejection}"
+                            ),
+                        });
+                    }
+                    state.commit(&certified.entry, &decision);
+                    fetched.push(certified);
+                }
+                let store = Arc::clone(&self.store);
+                let to_store = fetched.clone();
+                self.config
+                    .store_calls
+                    .run(move || certified::store_certified(store.as_ref(), &to_store))
+                    .await??;
+                log.extend(fetched);
+            }
+        }
+        let now = state.next_seq.saturating_sub(1);
+        if now < certified {
+            return Err(Error::Behind {
+                local: now,
+                certified,
+            });
+        }
+        let now = self.finish_found_pending(now, pendings).await?;
+        self.synced = true;
+        Ok(now)
+    }
+
+    /// A notary voted for an entry of this wallet right after the local head that this device
+    /// does not hold (another device, or a backup taken before it): certify exactly that entry
+    /// before signing anything for its slot.
+    async fn finish_found_pending(
+        &mut self,
+        local: u64,
+        pendings: Vec<crate::wire::PendingBytes>,
+    ) -> Result<u64> {
+        let head = self.store_head().await?;
+        for bytes in pendings {
+            let Ok(entry) = Entry::decode(&bytes.header, Some(bytes.payload)) else {
+                continue;
+            };
+            let follows = entry.author() == self.id()
+                && entry.seq().get() == local + 1
+                && entry.prev() == head.map(|h| h.id)
+                && scrip_feed::validate::validate_entry(&self.id(), head.as_ref(), &entry).is_ok();
+            if !follows {
+                continue;
+            }
+            let pending = self.pending.clone();
+            let saved = entry.clone();
+            self.config
+                .store_calls
+                .run(move || pending.save(&saved))
+                .await??;
+            let certified = self.certify(entry).await?;
+            return Ok(certified.entry.seq().get());
+        }
+        Ok(local)
+    }
+
+    /// Gathers a quorum of votes for `entry` (already pending), retrying the same bytes, then
+    /// stores it with its certificate and clears the pending file.
+    async fn certify(&mut self, entry: Entry) -> Result<CertifiedEntry> {
+        let set = self.notary_set(&entry).await?;
+        let quorum = set.quorum();
+        let enough_refusals = set.f() + 1;
+        let subject = subject_of(&entry);
+        let (answers, mut answers_rx) = mpsc::channel::<(FeedId, Answer)>(self.conns.len().max(1));
+        let deadline = tokio::time::Instant::now() + self.config.deadline;
+        let mut tasks = Vec::new();
+        for conn in self.conns.iter().filter(|c| set.contains(&c.notary.id)) {
+            let conn = Arc::clone(conn);
+            let answers = answers.clone();
+            let entry = entry.clone();
+            let store = Arc::clone(&self.store);
+            let retry = self.config.retry;
+            // The preceding certified entry goes along: a notary learns of a certification when
+            // the next entry is proposed, and would otherwise ask for it (one more round trip).
+            let previous: Vec<_> = entry
+                .seq()
+                .prev()
+                .filter(|s| s.get() > 0)
+                .and_then(|s| certified::log(self.store.as_ref(), &entry.author(), s.get(), 1).ok())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|c| to_bytes(c).ok())
+                .collect();
+            tasks.push(tokio::spawn(async move {
+                let mut prefix = previous;
+                loop {
+                    let proposal = Proposal {
+                        header: entry.header_bytes().to_vec(),
+                        payload: entry.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                        prefix: std::mem::take(&mut prefix),
+                    };
+                    match conn.ask(&Request::Propose(proposal)).await {
+                        Ok(Response::Vote(vote)) => {
+                            let valid = vote.notary == conn.notary.id && vote.verifies(&subject);
+                            if valid {
+                                let _ = answers.send((conn.notary.id, Answer::Vote(vote))).await;
+                                return;
+                            }
+                            tracing::warn!(notary = %conn.notary.id, "a notary sent a bad vote");
+                        }
+                        Ok(Response::Refusal(Refusal::NeedPrefix { from })) => {
+                            let upto = entry.seq().get().saturating_sub(1);
+                            let wallet = entry.author();
+                            let limit = usize::try_from(upto.saturating_sub(from) + 1)
+                                .unwrap_or(usize::MAX)
+                                .min(MAX_CERTIFIED_PER_MESSAGE);
+                            if let Ok(log) = certified::log(store.as_ref(), &wallet, from, limit) {
+                                prefix = log.iter().filter_map(|c| to_bytes(c).ok()).collect();
+                                continue;
+                            }
+                        }
+                        Ok(Response::Refusal(refusal)) if refusal.is_definitive() => {
+                            let _ = answers
+                                .send((conn.notary.id, Answer::Refused(refusal)))
+                                .await;
+                            return;
+                        }
+                        Ok(_) | Err(_) => {}
+                    }
+                    tokio::time::sleep(retry).await;
+                }
+            }));
+        }
+        drop(answers);
+        let mut votes: BTreeMap<FeedId, Vote> = BTreeMap::new();
+        let mut refusals: BTreeMap<String, (Refusal, usize)> = BTreeMap::new();
+        let outcome = loop {
+            let next = tokio::time::timeout_at(deadline, answers_rx.recv()).await;
+            match next {
+                Ok(Some((notary, Answer::Vote(vote)))) => {
+                    votes.insert(notary, vote);
+                    if votes.len() >= quorum {
+                        break Ok(());
+                    }
+                }
+                Ok(Some((_, Answer::Refused(refusal)))) => {
+                    let count = {
+                        let slot = refusals
+                            .entry(refusal.kind())
+                            .or_insert_with(|| (refusal.clone(), 0));
+                        slot.1 += 1;
+                        slot.1
+                    };
+                    if count >= enough_refusals {
+                        break Err(refusal);
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    let detail = refusals
+                        .values()
+                        .map(|(r, n)| format!("{n}× {r}"))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    for task in &tasks {
+                        task.abort();
+                    }
+                    return Err(Error::NoQuorum {
+                        votes: votes.len(),
+                        needed: quorum,
+                        detail: if detail.is_empty() {
+                            "the others did not answer in time".into()
+                        } else {
+                            detail
+                        },
+                    });
+                }
+            }
+        };
+        for task in &tasks {
+            task.abort();
+        }
+        match outcome {
+            Ok(()) => {
+                let certificate =
+                    Certificate::from_votes(entry.id(), ROUND_ZERO, votes.into_values().collect());
+                let certified = CertifiedEntry {
+                    entry,
+                    certificate: Some(certificate),
+                };
+                let store = Arc::clone(&self.store);
+                let to_store = vec![certified.clone()];
+                self.config
+                    .store_calls
+                    .run(move || certified::store_certified(store.as_ref(), &to_store))
+                    .await??;
+                self.pending.clear()?;
+                Ok(certified)
+            }
+            Err(Refusal::Locked { seq, .. }) => Err(Error::Locked { seq }),
+            Err(refusal) => {
+                // f + 1 equal definitive refusals: no honest notary voted; the slot is free.
+                self.pending.clear()?;
+                Err(Error::Refused {
+                    refusal: Box::new(refusal),
+                    count: enough_refusals,
+                })
+            }
+        }
+    }
+}

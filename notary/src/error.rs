@@ -1,0 +1,95 @@
+//! The notary crate's one error type.
+
+use scrip_feed::FeedId;
+
+use crate::decision::Refusal;
+
+/// Result with the notary crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong for a notary or a wallet client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The feed layer (store, entry) failed.
+    #[error(transparent)]
+    Feed(#[from] scrip_feed::Error),
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] scrip_replicate::Error),
+    /// Ledger content is malformed.
+    #[error(transparent)]
+    Ledger(#[from] scrip_ledger::Error),
+    /// A vote store already holds another entry for a slot.
+    #[error("slot #{seq} of {wallet} already holds a vote for another entry")]
+    SlotTaken {
+        /// The wallet.
+        wallet: FeedId,
+        /// The slot.
+        seq: u64,
+    },
+    /// Enough notaries refused the entry the same way that no honest one voted for it: the slot
+    /// is free again and nothing was written.
+    #[error("refused by {count} notaries: {refusal}")]
+    Refused {
+        /// The refusal.
+        refusal: Box<Refusal>,
+        /// How many notaries gave it.
+        count: usize,
+    },
+    /// The slot is locked by another entry of this wallet (the wallet equivocated, e.g. two
+    /// devices proposed different entries). The slot stays locked: see `docs/protocol/notary.md`.
+    #[error("slot #{seq} is locked by another entry of this wallet; it cannot be certified")]
+    Locked {
+        /// The slot.
+        seq: u64,
+    },
+    /// No quorum before the deadline (notaries down or slow); the proposal is kept and will be
+    /// retried, byte for byte.
+    #[error(
+        "no quorum yet: {votes} of {needed} votes ({detail}); the entry is kept and will be retried"
+    )]
+    NoQuorum {
+        /// Votes gathered.
+        votes: usize,
+        /// Votes needed.
+        needed: usize,
+        /// What the others said.
+        detail: String,
+    },
+    /// The local log is behind what the notaries certified (a restored backup, a second
+    /// device) and the missing entries could not be fetched: refusing to propose.
+    #[error("this wallet's log is at #{local} but #{certified} is certified; fetch it first")]
+    Behind {
+        /// Local head.
+        local: u64,
+        /// Certified head reported by notaries.
+        certified: u64,
+    },
+    /// A peer broke the notary protocol.
+    #[error("protocol violation: {reason}")]
+    Protocol {
+        /// What happened.
+        reason: String,
+    },
+    /// The wallet has no genesis yet, or its content is not what was expected.
+    #[error("{0}")]
+    Wallet(String),
+    /// A local file could not be read or written.
+    #[error("{context}: {message}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// The error.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error.
+    pub fn io(context: impl Into<String>, err: &std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            message: err.to_string(),
+        }
+    }
+}

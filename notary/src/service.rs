@@ -1,0 +1,554 @@
+//! The notary service: a listener on the replicate transport, and one actor that owns the
+//! [`NotaryState`], decides requests in batches, persists new votes (one fsync per batch: group
+//! commit) and only then signs and answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use scrip_feed::{Entry, FeedId, Keypair, Store};
+use scrip_ledger::verify::{TrustSignatures, VerifyAll};
+use scrip_ledger::{CertifiedEntry, Vote, VoteSubject};
+use scrip_replicate::transport::{self, LocalIdentity, SecureStream};
+use scrip_replicate::{Network, StoreCalls, TransportConfig};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::certified::{self, from_bytes, to_bytes};
+use crate::decision::{Decision, NotaryState, Refusal};
+use crate::error::{Error, Result};
+use crate::votes::{StepHook, VoteStore};
+use crate::wire::{
+    self, MAX_CERTIFIED_PER_MESSAGE, PendingBytes, Proposal, Request, Response, SlotInfo,
+};
+
+/// Capacity of the notary actor's job queue.
+pub const JOB_QUEUE_CAPACITY: usize = 1024;
+/// Most jobs decided per batch (one vote-store flush per batch).
+pub const MAX_BATCH: usize = 256;
+
+/// Notary service settings.
+#[derive(Clone, Debug)]
+pub struct NotaryConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Transport settings (network key, timeouts).
+    pub transport: TransportConfig,
+    /// Most clients connected at once.
+    pub max_clients: usize,
+    /// Requests per second allowed per client connection (a token bucket of one second).
+    pub requests_per_sec: u32,
+    /// How store and vote-store calls are run.
+    pub store_calls: StoreCalls,
+}
+
+impl Default for NotaryConfig {
+    fn default() -> Self {
+        NotaryConfig {
+            listen: "127.0.0.1:0".into(),
+            transport: TransportConfig::default(),
+            max_clients: 256,
+            requests_per_sec: 2000,
+            store_calls: StoreCalls::Blocking,
+        }
+    }
+}
+
+enum Job {
+    Request {
+        request: Request,
+        reply: oneshot::Sender<Response>,
+    },
+    Learn {
+        wallet: FeedId,
+    },
+    Wallets {
+        reply: oneshot::Sender<Vec<FeedId>>,
+    },
+    Shutdown,
+}
+
+/// A running notary.
+pub struct NotaryHandle {
+    id: FeedId,
+    address: String,
+    jobs: mpsc::Sender<Job>,
+    actor: Option<JoinHandle<()>>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for NotaryHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotaryHandle")
+            .field("id", &self.id)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The notary service (see [`Notary::spawn`]).
+#[derive(Debug)]
+pub struct Notary;
+
+impl Notary {
+    /// Starts notary `keypair`: rebuilds its state from `store` (certified wallet entries) and
+    /// `votes`, listens on `config.listen`.
+    pub async fn spawn<N: Network>(
+        keypair: Arc<Keypair>,
+        store: Arc<dyn Store>,
+        votes: Arc<dyn VoteStore>,
+        network: N,
+        config: NotaryConfig,
+        hook: Arc<StepHook>,
+    ) -> Result<NotaryHandle> {
+        let me = keypair.id();
+        let calls = config.store_calls;
+        let (rebuild_store, rebuild_votes) = (Arc::clone(&store), Arc::clone(&votes));
+        let state = calls
+            .run(move || rebuild(me, rebuild_store.as_ref(), rebuild_votes.as_ref()))
+            .await??;
+        let (listener, address) = network
+            .bind(&config.listen)
+            .await
+            .map_err(|e| Error::io("binding the notary address", &e))?;
+        let identity = Arc::new(LocalIdentity::new(Arc::clone(&keypair))?);
+        let (jobs, jobs_rx) = mpsc::channel(JOB_QUEUE_CAPACITY);
+        let actor = Actor {
+            keypair,
+            state,
+            store,
+            votes,
+            calls,
+            hook,
+        };
+        let actor = tokio::spawn(actor.run(jobs_rx));
+        let accept = tokio::spawn(accept_loop(
+            Arc::new(network),
+            listener,
+            identity,
+            config,
+            jobs.clone(),
+        ));
+        Ok(NotaryHandle {
+            id: me,
+            address,
+            jobs,
+            actor: Some(actor),
+            accept: Some(accept),
+        })
+    }
+}
+
+impl NotaryHandle {
+    /// The notary's identity.
+    pub fn id(&self) -> FeedId {
+        self.id
+    }
+
+    /// The address it listens on.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Tells the notary that `wallet`'s entries in its store may have grown (e.g. by
+    /// replication): it learns the certified ones.
+    pub async fn learn(&self, wallet: FeedId) {
+        let _ = self.jobs.send(Job::Learn { wallet }).await;
+    }
+
+    /// The wallets this notary knows.
+    pub async fn wallets(&self) -> Vec<FeedId> {
+        let (reply, answer) = oneshot::channel();
+        if self.jobs.send(Job::Wallets { reply }).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
+    /// Asks the notary directly (in-process), as a client would over the network.
+    pub async fn ask(&self, request: Request) -> Result<Response> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Request { request, reply })
+            .await
+            .map_err(|_| Error::Transport(scrip_replicate::Error::Shutdown))?;
+        answer
+            .await
+            .map_err(|_| Error::Transport(scrip_replicate::Error::Shutdown))
+    }
+
+    /// Stops accepting, finishes the queued jobs and stops.
+    pub async fn shutdown(mut self) {
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+        }
+        let _ = self.jobs.send(Job::Shutdown).await;
+        if let Some(actor) = self.actor.take() {
+            let _ = actor.await;
+        }
+    }
+}
+
+impl Drop for NotaryHandle {
+    fn drop(&mut self) {
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+        }
+        if let Some(actor) = self.actor.take() {
+            actor.abort();
+        }
+    }
+}
+
+/// Rebuilds a notary's state: the certified prefix of every wallet in its store (signatures
+/// were verified when stored), then its durable votes.
+fn rebuild(me: FeedId, store: &dyn Store, votes: &dyn VoteStore) -> Result<NotaryState> {
+    let mut state = NotaryState::new(me);
+    for author in store.authors()? {
+        let log = certified::certified_log(store, &author)?;
+        let is_wallet = log
+            .first()
+            .and_then(|e| e.entry.payload())
+            .is_some_and(|p| scrip_ledger::WalletEntry::from_payload(p).is_ok());
+        if !is_wallet {
+            continue;
+        }
+        for entry in &log {
+            if state.learn(entry, &TrustSignatures).is_err() {
+                break;
+            }
+        }
+    }
+    for vote in votes.load()? {
+        state.restore_vote(&vote);
+    }
+    Ok(state)
+}
+
+async fn accept_loop<N: Network>(
+    network: Arc<N>,
+    listener: N::Listener,
+    identity: Arc<LocalIdentity>,
+    config: NotaryConfig,
+    jobs: mpsc::Sender<Job>,
+) {
+    let slots = Arc::new(Semaphore::new(config.max_clients));
+    loop {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let (stream, address) = match network.accept(&listener).await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(%err, "notary accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let identity = Arc::clone(&identity);
+        let config = config.clone();
+        let jobs = jobs.clone();
+        tokio::spawn(async move {
+            match transport::accept(stream, &identity, &config.transport).await {
+                Ok(stream) => {
+                    if let Err(err) = serve_client(stream, &config, &jobs).await {
+                        tracing::debug!(%address, %err, "notary client left");
+                    }
+                }
+                Err(err) => tracing::info!(%address, %err, "refused a notary client"),
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: SecureStream<S>,
+    config: &NotaryConfig,
+    jobs: &mpsc::Sender<Job>,
+) -> Result<()> {
+    let rate = f64::from(config.requests_per_sec.max(1));
+    let mut tokens = rate;
+    let mut last = Instant::now();
+    loop {
+        let Some(bytes) = stream.recv().await? else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(rate);
+        last = now;
+        let response = if tokens < 1.0 {
+            Response::Refusal(Refusal::Unavailable {
+                reason: format!(
+                    "rate limit: {} requests per second",
+                    config.requests_per_sec
+                ),
+            })
+        } else {
+            tokens -= 1.0;
+            match wire::decode::<Request>(&bytes).and_then(|r| wire::check_request(&r).map(|()| r))
+            {
+                Err(err) => Response::Refusal(Refusal::Malformed {
+                    reason: err.to_string(),
+                }),
+                Ok(request) => {
+                    let (reply, answer) = oneshot::channel();
+                    jobs.send(Job::Request { request, reply })
+                        .await
+                        .map_err(|_| Error::Transport(scrip_replicate::Error::Shutdown))?;
+                    answer
+                        .await
+                        .map_err(|_| Error::Transport(scrip_replicate::Error::Shutdown))?
+                }
+            }
+        };
+        stream.send(&wire::encode(&response)?).await?;
+    }
+}
+
+struct Actor {
+    keypair: Arc<Keypair>,
+    state: NotaryState,
+    store: Arc<dyn Store>,
+    votes: Arc<dyn VoteStore>,
+    calls: StoreCalls,
+    hook: Arc<StepHook>,
+}
+
+impl Actor {
+    async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        while let Some(first) = jobs.recv().await {
+            // Group commit: whatever is queued now is decided together, with one flush.
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let stop = batch.iter().any(|j| matches!(j, Job::Shutdown));
+            self.process(batch).await;
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn sign(&self, subject: &VoteSubject) -> Vote {
+        Vote::sign(&self.keypair, subject)
+    }
+
+    async fn process(&mut self, batch: Vec<Job>) {
+        let mut to_persist: Vec<(VoteSubject, Entry, oneshot::Sender<Response>)> = Vec::new();
+        let mut learned: Vec<CertifiedEntry> = Vec::new();
+        for job in batch {
+            match job {
+                Job::Request { request, reply } => match request {
+                    Request::Propose(proposal) => match self.propose(&proposal, &mut learned) {
+                        Decided::Persist(subject, entry) => {
+                            to_persist.push((subject, entry, reply));
+                        }
+                        Decided::Answer(response) => {
+                            let _ = reply.send(response);
+                        }
+                    },
+                    Request::SlotQuery { wallet } => {
+                        let info = self.slot_info(wallet).await;
+                        let _ = reply.send(Response::SlotInfo(info));
+                    }
+                    Request::Fetch {
+                        wallet,
+                        from,
+                        limit,
+                    } => {
+                        let store = Arc::clone(&self.store);
+                        let limit = usize::try_from(limit)
+                            .unwrap_or(usize::MAX)
+                            .min(MAX_CERTIFIED_PER_MESSAGE);
+                        let fetched = self
+                            .calls
+                            .run(move || certified::log(store.as_ref(), &wallet, from, limit))
+                            .await;
+                        let response = match fetched {
+                            Ok(Ok(entries)) => Response::Certified(
+                                entries
+                                    .iter()
+                                    .take_while(|e| e.certificate.is_some())
+                                    .filter_map(|e| to_bytes(e).ok())
+                                    .collect(),
+                            ),
+                            _ => Response::Refusal(Refusal::Unavailable {
+                                reason: "reading the store failed".into(),
+                            }),
+                        };
+                        let _ = reply.send(response);
+                    }
+                },
+                Job::Learn { wallet } => self.learn_from_store(wallet).await,
+                Job::Wallets { reply } => {
+                    let _ = reply.send(self.state.wallets().map(|w| w.ledger.wallet).collect());
+                }
+                Job::Shutdown => {}
+            }
+        }
+        // Persist before sign: the batch's new votes in one durable commit.
+        let mut learned_then_voted: Option<Vec<Entry>> = None;
+        if !to_persist.is_empty() {
+            let subjects: Vec<VoteSubject> = to_persist.iter().map(|(s, _, _)| *s).collect();
+            let votes = Arc::clone(&self.votes);
+            let hook = Arc::clone(&self.hook);
+            let recorded = self
+                .calls
+                .run(move || votes.record(&subjects, hook.as_ref()))
+                .await;
+            let failure = match recorded {
+                Ok(Ok(())) => None,
+                Ok(Err(err)) => Some(err.to_string()),
+                Err(err) => Some(err.to_string()),
+            };
+            match failure {
+                None => {
+                    let mut voted = Vec::with_capacity(to_persist.len());
+                    for (subject, entry, reply) in to_persist {
+                        let _ = reply.send(Response::Vote(self.sign(&subject)));
+                        voted.push(entry);
+                    }
+                    // Keep the voted entries too (after the certified prefix below), so that a
+                    // restored wallet can finish certifying exactly them.
+                    learned_then_voted = Some(voted);
+                }
+                Some(reason) => {
+                    tracing::error!(%reason, "recording votes failed: refusing");
+                    for (_, _, reply) in to_persist {
+                        let _ = reply.send(Response::Refusal(Refusal::Unavailable {
+                            reason: format!("the vote store failed: {reason}"),
+                        }));
+                    }
+                }
+            }
+        }
+        // Keep what was learned from clients, so that this notary can serve it too.
+        let voted = learned_then_voted.unwrap_or_default();
+        if !learned.is_empty() || !voted.is_empty() {
+            let store = Arc::clone(&self.store);
+            let _ = self
+                .calls
+                .run(move || {
+                    let _ = certified::store_certified(store.as_ref(), &learned);
+                    let _ = store.ingest(voted);
+                })
+                .await;
+        }
+    }
+
+    async fn slot_info(&self, wallet: FeedId) -> SlotInfo {
+        let Some(view) = self.state.wallet(&wallet) else {
+            return SlotInfo {
+                wallet,
+                certified_head: 0,
+                heard: 0,
+                voted: None,
+                pending: None,
+            };
+        };
+        let certified_head = view.certified_head();
+        let voted = view.votes.iter().next_back().map(|(s, e)| (*s, *e));
+        let mut pending = None;
+        if let Some((seq, id)) = voted.filter(|(s, _)| *s == certified_head + 1) {
+            let store = Arc::clone(&self.store);
+            let read = self
+                .calls
+                .run(move || store.get(&wallet, scrip_feed::Seq::new(seq)))
+                .await;
+            if let Ok(Ok(Some(entry))) = read
+                && entry.id() == id
+                && let Some(payload) = entry.payload()
+            {
+                pending = Some(PendingBytes {
+                    header: entry.header_bytes().to_vec(),
+                    payload: payload.to_vec(),
+                });
+            }
+        }
+        SlotInfo {
+            wallet,
+            certified_head,
+            heard: view.heard,
+            voted,
+            pending,
+        }
+    }
+
+    fn propose(&mut self, proposal: &Proposal, learned: &mut Vec<CertifiedEntry>) -> Decided {
+        let malformed =
+            |reason: String| Decided::Answer(Response::Refusal(Refusal::Malformed { reason }));
+        let entry = match Entry::decode(&proposal.header, Some(proposal.payload.clone())) {
+            Ok(entry) => entry,
+            Err(err) => return malformed(err.to_string()),
+        };
+        let mut prefix = Vec::with_capacity(proposal.prefix.len());
+        for bytes in &proposal.prefix {
+            match from_bytes(bytes) {
+                Ok(certified) => prefix.push(certified),
+                Err(err) => return malformed(format!("prefix: {err}")),
+            }
+        }
+        let before = self
+            .state
+            .wallet(&entry.author())
+            .map_or(0, |w| w.certified_head());
+        let decision = self.state.decide(&entry, &prefix);
+        let after = self
+            .state
+            .wallet(&entry.author())
+            .map_or(0, |w| w.certified_head());
+        learned.extend(
+            prefix
+                .into_iter()
+                .filter(|c| c.entry.seq().get() > before && c.entry.seq().get() <= after),
+        );
+        match decision {
+            Decision::Vote(subject) => Decided::Persist(subject, entry),
+            Decision::Again(subject) => Decided::Answer(Response::Vote(self.sign(&subject))),
+            Decision::Refuse {
+                mut refusal,
+                existing,
+            } => {
+                if let (Refusal::Locked { vote, .. }, Some(existing)) = (&mut refusal, existing) {
+                    *vote = Some(self.sign(&existing));
+                }
+                Decided::Answer(Response::Refusal(refusal))
+            }
+        }
+    }
+
+    async fn learn_from_store(&mut self, wallet: FeedId) {
+        let from = self
+            .state
+            .wallet(&wallet)
+            .map_or(1, |w| w.certified_head() + 1);
+        let store = Arc::clone(&self.store);
+        let entries = self
+            .calls
+            .run(move || certified::log(store.as_ref(), &wallet, from, usize::MAX))
+            .await;
+        let Ok(Ok(entries)) = entries else {
+            return;
+        };
+        for entry in entries {
+            if entry.certificate.is_none() {
+                break;
+            }
+            if let Err(rejection) = self.state.learn(&entry, &VerifyAll) {
+                tracing::warn!(%wallet, %rejection, "a stored wallet entry does not verify");
+                break;
+            }
+        }
+    }
+}
+
+enum Decided {
+    Persist(VoteSubject, Entry),
+    Answer(Response),
+}

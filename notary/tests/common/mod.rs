@@ -1,0 +1,224 @@
+//! A notary cluster on loopback TCP and wallet clients, for the notary tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use scrip_feed::{Keypair, MemoryStore, Seq, Store};
+use scrip_ledger::content::{Accept, Mint, Order, OrderRef, Reclaim, Reject, WalletEntry};
+use scrip_ledger::{Amount, CertifiedEntry, Currency};
+use scrip_notary::certified;
+use scrip_notary::{
+    ClientConfig, Notary, NotaryAddr, NotaryConfig, NotaryHandle, PendingFile, SledVoteStore,
+    VoteStore, WalletClient,
+};
+use scrip_replicate::{Tcp, TransportConfig};
+
+pub fn key(n: u8) -> Arc<Keypair> {
+    Arc::new(Keypair::from_seed(&[n; 32]))
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub keys: Vec<Arc<Keypair>>,
+    pub notaries: Vec<Option<NotaryHandle>>,
+    pub stores: Vec<Arc<dyn Store>>,
+    pub addresses: Vec<String>,
+}
+
+pub fn transport() -> TransportConfig {
+    TransportConfig {
+        handshake_timeout: Duration::from_secs(5),
+        ..TransportConfig::default()
+    }
+}
+
+impl Cluster {
+    /// `n` notaries with keys from seed `base`, sled vote stores, memory feed stores.
+    pub async fn start(n: u8, base: u8) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cluster = Cluster {
+            dir,
+            keys: (0..n).map(|i| key(base + i)).collect(),
+            notaries: Vec::new(),
+            stores: (0..n)
+                .map(|_| Arc::new(MemoryStore::new()) as Arc<dyn Store>)
+                .collect(),
+            addresses: vec![String::new(); n as usize],
+        };
+        for i in 0..n as usize {
+            cluster.notaries.push(None);
+            cluster.start_one(i, "127.0.0.1:0").await;
+        }
+        cluster
+    }
+
+    pub async fn start_one(&mut self, i: usize, listen: &str) {
+        let votes: Arc<dyn VoteStore> =
+            Arc::new(SledVoteStore::open(&self.dir.path().join(format!("votes{i}"))).unwrap());
+        let handle = Notary::spawn(
+            Arc::clone(&self.keys[i]),
+            Arc::clone(&self.stores[i]),
+            votes,
+            Tcp,
+            NotaryConfig {
+                listen: listen.into(),
+                transport: transport(),
+                ..NotaryConfig::default()
+            },
+            Arc::new(|_| {}),
+        )
+        .await
+        .unwrap();
+        self.addresses[i] = handle.address().to_string();
+        self.notaries[i] = Some(handle);
+    }
+
+    pub async fn stop(&mut self, i: usize) {
+        if let Some(handle) = self.notaries[i].take() {
+            handle.shutdown().await;
+        }
+    }
+
+    pub fn addrs(&self) -> Vec<NotaryAddr> {
+        self.keys
+            .iter()
+            .zip(&self.addresses)
+            .map(|(k, a)| NotaryAddr {
+                id: k.id(),
+                address: a.clone(),
+            })
+            .collect()
+    }
+}
+
+pub fn client_config() -> ClientConfig {
+    ClientConfig {
+        transport: transport(),
+        request_timeout: Duration::from_secs(2),
+        deadline: Duration::from_secs(4),
+        retry: Duration::from_millis(50),
+        ..ClientConfig::default()
+    }
+}
+
+pub struct Wallet {
+    pub client: WalletClient<Tcp>,
+    pub store: Arc<dyn Store>,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn wallet(seed: u8, notaries: Vec<NotaryAddr>) -> Wallet {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    wallet_with(seed, notaries, store, tempfile::tempdir().unwrap())
+}
+
+pub fn wallet_with(
+    seed: u8,
+    notaries: Vec<NotaryAddr>,
+    store: Arc<dyn Store>,
+    dir: tempfile::TempDir,
+) -> Wallet {
+    let client = WalletClient::new(
+        key(seed),
+        Arc::clone(&store),
+        PendingFile::new(dir.path().join("pending")),
+        notaries,
+        Tcp,
+        client_config(),
+    )
+    .unwrap();
+    Wallet { client, store, dir }
+}
+
+impl Wallet {
+    pub fn id(&self) -> scrip_feed::FeedId {
+        self.client.id()
+    }
+
+    pub async fn mint(&mut self, currency: &Currency, amount: u64) -> CertifiedEntry {
+        self.client
+            .submit(&WalletEntry::Mint(Mint {
+                currency: *currency,
+                amount: Amount::from_minor(amount),
+            }))
+            .await
+            .unwrap()
+    }
+
+    pub fn order_content(to: scrip_feed::FeedId, currency: &Currency, amount: u64) -> WalletEntry {
+        WalletEntry::Order(Order {
+            to,
+            currency: *currency,
+            amount: Amount::from_minor(amount),
+            memo: String::new(),
+        })
+    }
+
+    pub async fn pay(
+        &mut self,
+        to: &Wallet,
+        currency: &Currency,
+        amount: u64,
+    ) -> scrip_notary::Result<CertifiedEntry> {
+        self.client
+            .submit(&Wallet::order_content(to.id(), currency, amount))
+            .await
+    }
+
+    /// Copies `sender`'s certified log into this wallet's store (what replication does).
+    pub fn receive_log_of(&self, sender: &Wallet) {
+        let log = certified::certified_log(sender.store.as_ref(), &sender.id()).unwrap();
+        certified::store_certified(self.store.as_ref(), &log).unwrap();
+    }
+
+    pub async fn accept(
+        &mut self,
+        sender: &Wallet,
+        seq: Seq,
+    ) -> scrip_notary::Result<CertifiedEntry> {
+        self.receive_log_of(sender);
+        let citation = certified::citation(self.store.as_ref(), &sender.id(), seq).unwrap();
+        self.client
+            .submit(&WalletEntry::Accept(Accept { order: citation }))
+            .await
+    }
+
+    pub async fn reject(
+        &mut self,
+        sender: &Wallet,
+        seq: Seq,
+    ) -> scrip_notary::Result<CertifiedEntry> {
+        self.receive_log_of(sender);
+        let citation = certified::citation(self.store.as_ref(), &sender.id(), seq).unwrap();
+        self.client
+            .submit(&WalletEntry::Reject(Reject {
+                order: citation,
+                reason: "no".into(),
+            }))
+            .await
+    }
+
+    pub async fn reclaim(
+        &mut self,
+        order: &CertifiedEntry,
+        receiver: &Wallet,
+        rejection: Seq,
+    ) -> scrip_notary::Result<CertifiedEntry> {
+        self.receive_log_of(receiver);
+        let citation = certified::citation(self.store.as_ref(), &receiver.id(), rejection).unwrap();
+        self.client
+            .submit(&WalletEntry::Reclaim(Reclaim {
+                order: OrderRef {
+                    seq: order.entry.seq(),
+                    id: order.entry.id(),
+                },
+                rejection: citation,
+            }))
+            .await
+    }
+
+    pub async fn balance(&self, currency: &Currency) -> u64 {
+        self.client.state().await.unwrap().balance(currency).minor()
+    }
+}

@@ -1,0 +1,229 @@
+//! Wallets and four notaries over loopback TCP: create, mint, pay, accept, reject, reclaim;
+//! refusals that must happen; slow, missing and lagging notaries; restarts.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Cluster, Wallet, wallet, wallet_with};
+use scrip_feed::{MemoryStore, Seq, Store};
+use scrip_ledger::{Currency, TrustSignatures, VerifyAll, fold};
+use scrip_notary::certified;
+use scrip_notary::{Error, Refusal};
+
+/// The ledger rule a definitive refusal names, if that is what `err` is.
+fn refused_by_rule(err: &Error) -> Option<&str> {
+    match err {
+        Error::Refused { refusal, .. } => match refusal.as_ref() {
+            Refusal::Rules { code, .. } => Some(code),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+async fn issuer_and_alice(cluster: &Cluster) -> (Wallet, Wallet, Currency) {
+    let mut issuer = wallet(1, cluster.addrs());
+    let mut alice = wallet(2, cluster.addrs());
+    issuer.client.create().await.unwrap();
+    alice.client.create().await.unwrap();
+    let eur = Currency::new(issuer.id(), "EUR", 2).unwrap();
+    issuer.mint(&eur, 100_000).await;
+    (issuer, alice, eur)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_accept_reject_reclaim_through_four_notaries() {
+    let cluster = Cluster::start(4, 100).await;
+    let (mut issuer, mut alice, eur) = issuer_and_alice(&cluster).await;
+    let order = issuer.pay(&alice, &eur, 2_500).await.unwrap();
+    alice.accept(&issuer, order.entry.seq()).await.unwrap();
+    assert_eq!(alice.balance(&eur).await, 2_500);
+    assert_eq!(issuer.balance(&eur).await, 97_500);
+
+    let payment = alice.pay(&issuer, &eur, 500).await.unwrap();
+    let rejection = issuer.reject(&alice, payment.entry.seq()).await.unwrap();
+    alice
+        .reclaim(&payment, &issuer, rejection.entry.seq())
+        .await
+        .unwrap();
+    assert_eq!(alice.balance(&eur).await, 2_500);
+
+    // Everything folds and audits from the logs alone.
+    let mut all: Vec<_> = certified::certified_log(issuer.store.as_ref(), &issuer.id()).unwrap();
+    all.extend(certified::certified_log(alice.store.as_ref(), &alice.id()).unwrap());
+    let state = fold(all, &VerifyAll);
+    state.check_conservation().unwrap();
+    assert!(state.inconsistencies().is_empty());
+    let report = scrip_ledger::audit(
+        &alice.id(),
+        &certified::certified_log(alice.store.as_ref(), &alice.id()).unwrap(),
+    );
+    assert!(report.is_sound(), "{:?}", report.verdict);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_breaking_entries_are_refused_and_free_the_slot() {
+    let cluster = Cluster::start(4, 100).await;
+    let (mut issuer, mut alice, eur) = issuer_and_alice(&cluster).await;
+    // Overspend.
+    let err = issuer.pay(&alice, &eur, 100_001).await.unwrap_err();
+    assert!(refused_by_rule(&err) == Some("overspend"), "{err}");
+    // The slot is free: the next entry takes it.
+    let order = issuer.pay(&alice, &eur, 10).await.unwrap();
+    assert_eq!(order.entry.seq(), Seq::new(3));
+    // Double accept.
+    alice.accept(&issuer, order.entry.seq()).await.unwrap();
+    let err = alice.accept(&issuer, order.entry.seq()).await.unwrap_err();
+    assert!(refused_by_rule(&err) == Some("already-resolved"), "{err}");
+    // Mint by a non-issuer.
+    let err = alice
+        .client
+        .submit(&scrip_ledger::content::WalletEntry::Mint(
+            scrip_ledger::content::Mint {
+                currency: eur,
+                amount: scrip_ledger::Amount::from_minor(5),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert!(refused_by_rule(&err) == Some("mint-by-non-issuer"), "{err}");
+    // Reclaim without a rejection (citing the accept).
+    let err = issuer
+        .reclaim(&order, &alice, Seq::new(2))
+        .await
+        .unwrap_err();
+    assert!(
+        refused_by_rule(&err) == Some("reclaim-without-rejection"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_notary_down_is_tolerated_two_is_not() {
+    let mut cluster = Cluster::start(4, 100).await;
+    let (mut issuer, alice, eur) = issuer_and_alice(&cluster).await;
+    cluster.stop(3).await;
+    issuer.pay(&alice, &eur, 1).await.unwrap();
+    cluster.stop(2).await;
+    let err = issuer.pay(&alice, &eur, 1).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NoQuorum {
+                votes: 2,
+                needed: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // The entry stays pending; when a notary returns, the same bytes get certified.
+    let addresses = cluster.addresses.clone();
+    cluster.start_one(2, &addresses[2]).await;
+    let resumed = issuer.client.resume().await.unwrap().unwrap();
+    assert_eq!(resumed.entry.seq(), Seq::new(4));
+    assert_eq!(issuer.balance(&eur).await, 99_998);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_notary_gets_the_prefix_and_refuses_an_overspend() {
+    let mut cluster = Cluster::start(4, 100).await;
+    let (mut issuer, alice, eur) = issuer_and_alice(&cluster).await;
+    // Notary 3 is away while the issuer spends almost everything.
+    cluster.stop(3).await;
+    issuer.pay(&alice, &eur, 99_000).await.unwrap();
+    let addresses = cluster.addresses.clone();
+    cluster.start_one(3, &addresses[3]).await;
+    // Notary 3 lags: asked directly for an overspend after the prefix, it must refuse.
+    let entry = {
+        let head = issuer.store.head(&issuer.id()).unwrap();
+        let payload = Wallet::order_content(alice.id(), &eur, 5_000)
+            .to_payload()
+            .unwrap();
+        scrip_feed::Entry::create(
+            &common::key(1),
+            head,
+            scrip_feed::Timestamp::default(),
+            payload,
+        )
+        .unwrap()
+    };
+    let notary = cluster.notaries[3].as_ref().unwrap();
+    let ask = |prefix| {
+        scrip_notary::wire::Request::Propose(scrip_notary::wire::Proposal {
+            header: entry.header_bytes().to_vec(),
+            payload: entry.payload().unwrap().to_vec(),
+            prefix,
+        })
+    };
+    let first = notary.ask(ask(vec![])).await.unwrap();
+    let scrip_notary::wire::Response::Refusal(Refusal::NeedPrefix { from }) = first else {
+        panic!("{first:?}");
+    };
+    let log = certified::log(issuer.store.as_ref(), &issuer.id(), from, 64).unwrap();
+    let prefix = log
+        .iter()
+        .map(|c| certified::to_bytes(c).unwrap())
+        .collect();
+    let answer = notary.ask(ask(prefix)).await.unwrap();
+    assert!(
+        matches!(&answer, scrip_notary::wire::Response::Refusal(Refusal::Rules { code, .. }) if code == "overspend"),
+        "{answer:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_wallet_fetches_its_certified_head_before_proposing() {
+    let cluster = Cluster::start(4, 100).await;
+    let (mut issuer, alice, eur) = issuer_and_alice(&cluster).await;
+    for _ in 0..3 {
+        issuer.pay(&alice, &eur, 1).await.unwrap();
+    }
+    // A second device with an old backup: only the genesis.
+    let old: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let genesis = certified::certified_log(issuer.store.as_ref(), &issuer.id()).unwrap();
+    certified::store_certified(old.as_ref(), &genesis[..1]).unwrap();
+    let mut restored = wallet_with(1, cluster.addrs(), old, tempfile::tempdir().unwrap());
+    // Its next entry must not reuse slot 2: it first fetches up to #5, then proposes #6.
+    let next = restored.pay(&alice, &eur, 1).await.unwrap();
+    assert_eq!(next.entry.seq(), Seq::new(6));
+    assert_eq!(restored.balance(&eur).await, 100_000 - 4);
+    let state = fold(
+        certified::certified_log(restored.store.as_ref(), &issuer.id()).unwrap(),
+        &TrustSignatures,
+    );
+    assert_eq!(state.wallet(&issuer.id()).unwrap().next_seq, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_group_accept_needs_enough_overlap() {
+    // Sender's notaries 100..106, receivers' 102..108 (4 shared: accepted) and 103..109 (3).
+    let big = Cluster::start(9, 100).await;
+    let addrs = big.addrs();
+    let mut sender = wallet(1, addrs[0..6].to_vec());
+    let mut ok = wallet(2, addrs[2..8].to_vec());
+    let mut short = wallet(3, addrs[3..9].to_vec());
+    sender.client.create().await.unwrap();
+    ok.client.create().await.unwrap();
+    short.client.create().await.unwrap();
+    let eur = Currency::new(sender.id(), "EUR", 2).unwrap();
+    sender.mint(&eur, 100).await;
+    let to_ok = sender.pay(&ok, &eur, 10).await.unwrap();
+    let to_short = sender.pay(&short, &eur, 10).await.unwrap();
+    ok.accept(&sender, to_ok.entry.seq()).await.unwrap();
+    let err = short
+        .accept(&sender, to_short.entry.seq())
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("overlap in 3 notaries, 4 are needed"),
+        "{message}"
+    );
+    assert!(
+        message.contains("sender set") && message.contains("receiver set"),
+        "{message}"
+    );
+}
