@@ -96,7 +96,7 @@ pub fn client_config() -> ClientConfig {
     ClientConfig {
         transport: transport(),
         request_timeout: Duration::from_secs(2),
-        deadline: Duration::from_secs(4),
+        deadline: Duration::from_secs(8),
         retry: Duration::from_millis(50),
         ..ClientConfig::default()
     }
