@@ -1,0 +1,372 @@
+//! Adversarial cases against the notary's decision (the pure state machine, with real signed
+//! votes): an equivocating client, byzantine notaries (with a negative control that shows the
+//! check can fail), malformed certificates in a proposal.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use scrip_feed::{Entry, Keypair, Timestamp};
+use scrip_ledger::certificate::{ROUND_ZERO, VOTE_DOMAIN};
+use scrip_ledger::content::{Genesis, Mint, Order, WalletEntry};
+use scrip_ledger::verify::subject_of;
+use scrip_ledger::{
+    Amount, Certificate, CertifiedEntry, Currency, NotarySet, VerifyAll, Vote, fold,
+};
+use scrip_notary::{Decision, NotaryState, Refusal};
+
+fn key(n: u8) -> Arc<Keypair> {
+    Arc::new(Keypair::from_seed(&[n; 32]))
+}
+
+/// A wallet with `n` notaries: its genesis and a mint, certified by all of them.
+struct Setup {
+    wallet: Arc<Keypair>,
+    notaries: Vec<Arc<Keypair>>,
+    log: Vec<CertifiedEntry>,
+    currency: Currency,
+}
+
+fn certify(notaries: &[Arc<Keypair>], entry: &Entry) -> Certificate {
+    let subject = subject_of(entry);
+    Certificate::from_votes(
+        entry.id(),
+        ROUND_ZERO,
+        notaries.iter().map(|n| Vote::sign(n, &subject)).collect(),
+    )
+}
+
+fn setup(n: u8) -> Setup {
+    let wallet = key(1);
+    let notaries: Vec<Arc<Keypair>> = (0..n).map(|i| key(100 + i)).collect();
+    let genesis = WalletEntry::Genesis(Genesis {
+        notaries: notaries.iter().map(|k| k.id()).collect(),
+    });
+    let g = Entry::create(
+        &wallet,
+        None,
+        Timestamp::default(),
+        genesis.to_payload().unwrap(),
+    )
+    .unwrap();
+    let currency = Currency::new(wallet.id(), "EUR", 2).unwrap();
+    let mint = WalletEntry::Mint(Mint {
+        currency,
+        amount: Amount::from_minor(1_000),
+    });
+    let m = Entry::create(
+        &wallet,
+        Some(g.head()),
+        Timestamp::default(),
+        mint.to_payload().unwrap(),
+    )
+    .unwrap();
+    let log = vec![
+        CertifiedEntry {
+            certificate: Some(certify(&notaries, &g)),
+            entry: g,
+        },
+        CertifiedEntry {
+            certificate: Some(certify(&notaries, &m)),
+            entry: m,
+        },
+    ];
+    Setup {
+        wallet,
+        notaries,
+        log,
+        currency,
+    }
+}
+
+impl Setup {
+    fn order(&self, amount: u64) -> Entry {
+        let content = WalletEntry::Order(Order {
+            to: key(2).id(),
+            currency: self.currency,
+            amount: Amount::from_minor(amount),
+            memo: String::new(),
+        });
+        Entry::create(
+            &self.wallet,
+            Some(self.log.last().unwrap().entry.head()),
+            Timestamp::default(),
+            content.to_payload().unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn honest(&self, i: usize) -> NotaryState {
+        let mut state = NotaryState::new(self.notaries[i].id());
+        for entry in &self.log {
+            state.learn(entry, &VerifyAll).unwrap();
+        }
+        state
+    }
+}
+
+fn vote_of(notary: &Keypair, decision: &Decision) -> Option<Vote> {
+    match decision {
+        Decision::Vote(subject) | Decision::Again(subject) => Some(Vote::sign(notary, subject)),
+        Decision::Refuse { .. } => None,
+    }
+}
+
+/// Checks a certificate as any peer would.
+fn certifies(set: &NotarySet, entry: &Entry, votes: Vec<Vote>) -> bool {
+    let certificate = Certificate::from_votes(entry.id(), ROUND_ZERO, votes);
+    scrip_ledger::verify::certify(&certificate, set, entry, &VerifyAll).is_ok()
+}
+
+#[test]
+fn an_equivocating_client_gets_no_certificate_and_locks_the_slot() {
+    let setup = setup(4);
+    let (a, b) = (setup.order(10), setup.order(20));
+    let mut notaries: Vec<NotaryState> = (0..4).map(|i| setup.honest(i)).collect();
+    // A to notaries 0 and 1, B to 2 and 3 (disjoint halves).
+    let mut votes_a = Vec::new();
+    let mut votes_b = Vec::new();
+    for (i, state) in notaries.iter_mut().enumerate() {
+        let (entry, bucket) = if i < 2 {
+            (&a, &mut votes_a)
+        } else {
+            (&b, &mut votes_b)
+        };
+        bucket.extend(vote_of(&setup.notaries[i], &state.decide(entry, &[])));
+    }
+    // Then each half is asked for the other entry: locked, with the existing vote attached.
+    for (i, state) in notaries.iter_mut().enumerate() {
+        let other = if i < 2 { &b } else { &a };
+        match state.decide(other, &[]) {
+            Decision::Refuse {
+                refusal: Refusal::Locked { seq: 3, voted, .. },
+                existing: Some(existing),
+            } => assert_eq!(existing.entry, voted),
+            other => panic!("notary {i}: {other:?}"),
+        }
+    }
+    let set = NotarySet::new(&setup.notaries.iter().map(|k| k.id()).collect::<Vec<_>>()).unwrap();
+    assert_eq!((votes_a.len(), votes_b.len()), (2, 2));
+    assert!(!certifies(&set, &a, votes_a.clone()));
+    assert!(!certifies(&set, &b, votes_b.clone()));
+    // Neither folds: the wallet's log stops at the mint; the slot stays locked.
+    let mut log = setup.log.clone();
+    log.push(CertifiedEntry {
+        certificate: Some(Certificate::from_votes(a.id(), ROUND_ZERO, votes_a)),
+        entry: a,
+    });
+    let state = fold(log, &VerifyAll);
+    assert_eq!(
+        state
+            .wallet(&setup.wallet.id())
+            .unwrap()
+            .balance(&setup.currency)
+            .minor(),
+        1_000
+    );
+}
+
+/// Runs an equivocation against `n` notaries of which `byzantine` vote for anything, for every
+/// split of the honest ones between the two entries; returns whether two certificates for one
+/// slot ever came out.
+fn two_certificates_possible(n: u8, byzantine: usize) -> bool {
+    let setup = setup(n);
+    let (a, b) = (setup.order(10), setup.order(20));
+    let set = NotarySet::new(&setup.notaries.iter().map(|k| k.id()).collect::<Vec<_>>()).unwrap();
+    let honest = usize::from(n) - byzantine;
+    for split in 0..(1u32 << honest) {
+        let mut votes_a = Vec::new();
+        let mut votes_b = Vec::new();
+        for i in 0..usize::from(n) {
+            let notary = &setup.notaries[i];
+            if i >= honest {
+                // Byzantine: signs both.
+                votes_a.push(Vote::sign(notary, &subject_of(&a)));
+                votes_b.push(Vote::sign(notary, &subject_of(&b)));
+                continue;
+            }
+            // Honest: asked for its side of the split first, then for the other entry.
+            let mut state = setup.honest(i);
+            let (first, second) = if split & (1 << i) == 0 {
+                (&a, &b)
+            } else {
+                (&b, &a)
+            };
+            for entry in [first, second] {
+                if let Some(vote) = vote_of(notary, &state.decide(entry, &[])) {
+                    if entry.id() == a.id() {
+                        votes_a.push(vote);
+                    } else {
+                        votes_b.push(vote);
+                    }
+                }
+            }
+        }
+        if certifies(&set, &a, votes_a) && certifies(&set, &b, votes_b) {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn f_byzantine_notaries_cannot_make_two_certificates_for_one_slot() {
+    // n = 4 (f = 1) and n = 7 (f = 2).
+    assert!(!two_certificates_possible(4, 1));
+    assert!(!two_certificates_possible(7, 2));
+}
+
+#[test]
+fn negative_control_f_plus_one_byzantine_notaries_can() {
+    // The check above is not vacuous: with one more faulty notary it finds the violation.
+    assert!(two_certificates_possible(4, 2));
+    assert!(two_certificates_possible(7, 3));
+}
+
+#[test]
+fn an_honest_notary_repeats_its_vote_and_refuses_after_certification() {
+    let setup = setup(4);
+    let a = setup.order(10);
+    let mut state = setup.honest(0);
+    let first = state.decide(&a, &[]);
+    let again = state.decide(&a, &[]);
+    assert!(matches!(first, Decision::Vote(_)));
+    assert!(matches!(again, Decision::Again(_)));
+    assert_eq!(
+        vote_of(&setup.notaries[0], &first),
+        vote_of(&setup.notaries[0], &again)
+    );
+}
+
+#[test]
+fn a_notary_asks_for_the_missing_prefix_and_never_votes_ahead() {
+    let setup = setup(4);
+    let mut state = NotaryState::new(setup.notaries[0].id());
+    let a = setup.order(10);
+    assert!(matches!(
+        state.decide(&a, &[]),
+        Decision::Refuse {
+            refusal: Refusal::NeedPrefix { from: 1 },
+            ..
+        }
+    ));
+    assert!(matches!(state.decide(&a, &setup.log), Decision::Vote(_)));
+}
+
+#[test]
+fn the_amnesia_guard_refuses_until_caught_up() {
+    let setup = setup(4);
+    let mut state = NotaryState::new(setup.notaries[0].id());
+    state.learn(&setup.log[0], &VerifyAll).unwrap();
+    // It hears (by replication) that #2 is certified, without holding it: it may have lost
+    // data; it refuses to vote for the wallet until it has #2.
+    state.heard_of(setup.wallet.id(), 2);
+    let a = setup.order(10);
+    assert!(matches!(
+        state.decide(&a, &[]),
+        Decision::Refuse {
+            refusal: Refusal::Behind {
+                have: 1,
+                certified: 2
+            },
+            ..
+        }
+    ));
+    state.learn(&setup.log[1], &VerifyAll).unwrap();
+    assert!(matches!(state.decide(&a, &[]), Decision::Vote(_)));
+}
+
+#[test]
+fn a_notary_outside_the_set_refuses() {
+    let setup = setup(4);
+    let mut outsider = NotaryState::new(key(250).id());
+    for entry in &setup.log {
+        outsider.learn(entry, &VerifyAll).unwrap();
+    }
+    assert!(matches!(
+        outsider.decide(&setup.order(10), &[]),
+        Decision::Refuse {
+            refusal: Refusal::NotANotary,
+            ..
+        }
+    ));
+}
+
+/// Proposals whose certified prefix carries a malformed certificate are refused, and nothing is
+/// learned from them.
+#[test]
+fn malformed_certificates_in_a_prefix_are_refused() {
+    let setup = setup(4);
+    let mint = &setup.log[1];
+    let subject = subject_of(&mint.entry);
+    let good = mint.certificate.clone().unwrap();
+    let outsider = key(250);
+    let mut cases: Vec<(&str, Certificate)> = Vec::new();
+    let mut duplicate = good.clone();
+    duplicate.votes[1] = duplicate.votes[0];
+    cases.push(("duplicate signer", duplicate));
+    let mut unknown = good.clone();
+    unknown.votes[0] = Vote::sign(&outsider, &subject);
+    unknown.votes.sort_by_key(|v| v.notary);
+    cases.push(("outside signer", unknown));
+    let mut below = good.clone();
+    below.votes.truncate(2);
+    cases.push(("below quorum", below));
+    let mut domain = good.clone();
+    let signer = setup
+        .notaries
+        .iter()
+        .find(|k| k.id() == domain.votes[0].notary)
+        .unwrap();
+    domain.votes[0].signature = signer.sign(b"scrip/entry/v1", &subject.message());
+    cases.push(("wrong domain tag", domain));
+    assert_ne!(VOTE_DOMAIN, b"scrip/entry/v1");
+    for (name, certificate) in cases {
+        let mut state = setup.honest(0);
+        // Forget the mint: rebuild from the genesis only.
+        state = {
+            let mut fresh = NotaryState::new(state.id());
+            fresh.learn(&setup.log[0], &VerifyAll).unwrap();
+            fresh
+        };
+        let prefix = vec![CertifiedEntry {
+            entry: mint.entry.clone(),
+            certificate: Some(certificate),
+        }];
+        let decision = state.decide(&setup.order(10), &prefix);
+        assert!(
+            matches!(
+                decision,
+                Decision::Refuse {
+                    refusal: Refusal::Malformed { .. },
+                    ..
+                }
+            ),
+            "{name}: {decision:?}"
+        );
+        assert_eq!(
+            state.wallet(&setup.wallet.id()).unwrap().certified_head(),
+            1,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn non_canonical_request_bytes_are_refused() {
+    use scrip_notary::wire::{self, Proposal, Request};
+    let setup = setup(4);
+    let a = setup.order(10);
+    let request = Request::Propose(Proposal {
+        header: a.header_bytes().to_vec(),
+        payload: a.payload().unwrap().to_vec(),
+        prefix: vec![],
+    });
+    let mut bytes = wire::encode(&request).unwrap();
+    assert_eq!(wire::decode::<Request>(&bytes).unwrap(), request);
+    bytes.push(0);
+    assert!(wire::decode::<Request>(&bytes).is_err());
+    let certificate = setup.log[0].certificate.clone().unwrap();
+    let mut cert_bytes = certificate.encode();
+    cert_bytes.push(0);
+    assert!(Certificate::decode(&cert_bytes).is_err());
+}
