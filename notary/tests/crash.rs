@@ -1,0 +1,328 @@
+//! Crash a notary at each step of a vote — before the write, after the write but before the
+//! flush, after the flush but before the reply — by pausing a child process there and killing it
+//! with SIGKILL; restart it and ask it for a conflicting entry at the same slot. It must never
+//! vote for two different entries at one slot.
+//!
+//! CI runs `SCRIP_NOTARY_CRASH_ROUNDS` rounds per step (default 2).
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use scrip_feed::{Entry, Keypair, SledOptions, SledStore, Store, Timestamp};
+use scrip_ledger::certificate::ROUND_ZERO;
+use scrip_ledger::content::{Genesis, Mint, Order, WalletEntry};
+use scrip_ledger::verify::subject_of;
+use scrip_ledger::{Amount, Certificate, CertifiedEntry, Currency, Vote};
+use scrip_notary::certified::to_bytes;
+use scrip_notary::wire::{self, Proposal, Request, Response};
+use scrip_notary::{Notary, NotaryConfig, Refusal, SledVoteStore, Step};
+use scrip_replicate::transport::{self, LocalIdentity};
+use scrip_replicate::{Tcp, TransportConfig};
+
+const CHILD_DIR: &str = "SCRIP_NOTARY_CHILD_DIR";
+const NOTARY_SEED: u8 = 100;
+
+fn key(n: u8) -> Arc<Keypair> {
+    Arc::new(Keypair::from_seed(&[n; 32]))
+}
+
+/// The child: a notary on the given address, pausing forever at the given step.
+#[test]
+#[ignore = "run by the crash tests as a child process"]
+fn notary_child() {
+    let Some(dir) = std::env::var_os(CHILD_DIR) else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let listen = std::env::var("SCRIP_NOTARY_CHILD_LISTEN").unwrap();
+    let pause_at = std::env::var("SCRIP_NOTARY_CHILD_PAUSE").ok();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let store: Arc<dyn Store> =
+            Arc::new(SledStore::open(dir.join("feed"), SledOptions::default()).unwrap());
+        let votes = Arc::new(SledVoteStore::open(&dir.join("votes")).unwrap());
+        let hook = move |step: Step| {
+            let name = format!("{step:?}");
+            if pause_at.as_deref() == Some(name.as_str()) {
+                println!("paused {name}");
+                std::io::stdout().flush().unwrap();
+                loop {
+                    std::thread::sleep(Duration::from_secs(60));
+                }
+            }
+        };
+        let handle = Notary::spawn(
+            key(NOTARY_SEED),
+            store,
+            votes,
+            Tcp,
+            NotaryConfig {
+                listen,
+                ..NotaryConfig::default()
+            },
+            Arc::new(hook),
+        )
+        .await
+        .unwrap();
+        println!("listening {}", handle.address());
+        std::io::stdout().flush().unwrap();
+        std::future::pending::<()>().await;
+    });
+}
+
+struct ChildNotary {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+fn spawn_child(dir: &std::path::Path, listen: &str, pause: Option<&str>) -> ChildNotary {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--exact",
+            "notary_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, dir)
+        .env("SCRIP_NOTARY_CHILD_LISTEN", listen)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(step) = pause {
+        command.env("SCRIP_NOTARY_CHILD_PAUSE", step);
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let child = ChildNotary { child, lines };
+    child.wait_for("listening");
+    child
+}
+
+impl ChildNotary {
+    fn wait_for(&self, prefix: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("the child never said {prefix:?}"));
+            // The test harness may have written "test notary_child ... " before our line.
+            if let Some(at) = line.find(prefix) {
+                return line[at..].to_string();
+            }
+        }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+/// A wallet of n = 4 notaries (the child is one of them); the parent holds every notary key to
+/// certify the prefix itself.
+struct World {
+    wallet: Arc<Keypair>,
+    prefix: Vec<CertifiedEntry>,
+    currency: Currency,
+}
+
+fn certify(notaries: &[Arc<Keypair>], entry: &Entry) -> Certificate {
+    let subject = subject_of(entry);
+    Certificate::from_votes(
+        entry.id(),
+        ROUND_ZERO,
+        notaries.iter().map(|n| Vote::sign(n, &subject)).collect(),
+    )
+}
+
+fn world() -> World {
+    let wallet = key(1);
+    let notaries: Vec<Arc<Keypair>> = (0..4).map(|i| key(NOTARY_SEED + i)).collect();
+    let currency = Currency::new(wallet.id(), "EUR", 2).unwrap();
+    let mut prefix = Vec::new();
+    let mut head = None;
+    for content in [
+        WalletEntry::Genesis(Genesis {
+            notaries: notaries.iter().map(|k| k.id()).collect(),
+        }),
+        WalletEntry::Mint(Mint {
+            currency,
+            amount: Amount::from_minor(1_000),
+        }),
+    ] {
+        let entry = Entry::create(
+            &wallet,
+            head,
+            Timestamp::default(),
+            content.to_payload().unwrap(),
+        )
+        .unwrap();
+        head = Some(entry.head());
+        prefix.push(CertifiedEntry {
+            certificate: Some(certify(&notaries, &entry)),
+            entry,
+        });
+    }
+    World {
+        wallet,
+        prefix,
+        currency,
+    }
+}
+
+impl World {
+    fn order(&self, amount: u64) -> Entry {
+        let content = WalletEntry::Order(Order {
+            to: key(2).id(),
+            currency: self.currency,
+            amount: Amount::from_minor(amount),
+            memo: String::new(),
+        });
+        Entry::create(
+            &self.wallet,
+            Some(self.prefix.last().unwrap().entry.head()),
+            Timestamp::default(),
+            content.to_payload().unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn propose(&self, entry: &Entry) -> Request {
+        Request::Propose(Proposal {
+            header: entry.header_bytes().to_vec(),
+            payload: entry.payload().unwrap().to_vec(),
+            prefix: self.prefix.iter().map(|c| to_bytes(c).unwrap()).collect(),
+        })
+    }
+}
+
+async fn ask(address: &str, request: &Request, timeout: Duration) -> Option<Response> {
+    let identity = LocalIdentity::new(key(1)).unwrap();
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(address).await.ok()?;
+        let mut stream = transport::connect(
+            tcp,
+            &identity,
+            Some(key(NOTARY_SEED).id()),
+            &TransportConfig::default(),
+        )
+        .await
+        .ok()?;
+        stream.send(&wire::encode(request).unwrap()).await.ok()?;
+        let answer = stream.recv().await.ok()??;
+        wire::decode::<Response>(&answer).ok()
+    };
+    tokio::time::timeout(timeout, exchange).await.ok().flatten()
+}
+
+fn free_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// One round: propose A, crash the notary at `step`, restart it, propose B then A.
+/// Returns the entries the notary voted for at the slot (from votes and lock information).
+async fn round(step: &str) -> (Vec<scrip_feed::EntryId>, Option<Refusal>) {
+    let dir = tempfile::tempdir().unwrap();
+    let world = world();
+    let (a, b) = (world.order(10), world.order(20));
+    let address = free_port();
+    let child = spawn_child(dir.path(), &address, Some(step));
+    let request_a = world.propose(&a);
+    let address_a = address.clone();
+    // The answer never comes: the notary pauses at the step and is killed there.
+    let pending =
+        tokio::spawn(async move { ask(&address_a, &request_a, Duration::from_secs(30)).await });
+    let paused = child.wait_for("paused");
+    assert_eq!(paused, format!("paused {step}"));
+    child.kill();
+    assert!(
+        pending.await.unwrap().is_none(),
+        "an answer escaped before the crash"
+    );
+
+    let child = spawn_child(dir.path(), &address, None);
+    let mut voted = Vec::new();
+    let mut b_refusal = None;
+    for entry in [&b, &a] {
+        match ask(&address, &world.propose(entry), Duration::from_secs(10)).await {
+            Some(Response::Vote(vote)) => {
+                assert!(vote.verifies(&subject_of(entry)));
+                voted.push(entry.id());
+            }
+            Some(Response::Refusal(refusal)) => {
+                if let Refusal::Locked {
+                    voted: locked,
+                    vote,
+                    ..
+                } = &refusal
+                {
+                    let vote = vote.expect("a lock carries its vote");
+                    assert_eq!(vote.notary, key(NOTARY_SEED).id());
+                    voted.push(*locked);
+                }
+                if entry.id() == b.id() {
+                    b_refusal = Some(refusal);
+                }
+            }
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    child.kill();
+    voted.sort();
+    voted.dedup();
+    (voted, b_refusal)
+}
+
+fn rounds() -> usize {
+    std::env::var("SCRIP_NOTARY_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notary_killed_before_the_write_never_votes_twice() {
+    for _ in 0..rounds() {
+        let (voted, _) = round("BeforeWrite").await;
+        assert_eq!(voted.len(), 1, "{voted:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notary_killed_after_the_write_before_the_flush_never_votes_twice() {
+    for _ in 0..rounds() {
+        let (voted, _) = round("Written").await;
+        assert_eq!(voted.len(), 1, "{voted:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notary_killed_after_the_flush_before_the_reply_keeps_its_vote() {
+    for _ in 0..rounds() {
+        let (voted, b_refusal) = round("Flushed").await;
+        assert_eq!(voted.len(), 1, "{voted:?}");
+        // The vote for A was durable: B is locked out.
+        assert!(
+            matches!(b_refusal, Some(Refusal::Locked { .. })),
+            "{b_refusal:?}"
+        );
+    }
+}
