@@ -227,3 +227,89 @@ async fn cross_group_accept_needs_enough_overlap() {
         "{message}"
     );
 }
+
+/// A TCP proxy whose first connection holds back the server's answers for `delay`.
+async fn slow_first_connection(target: String, delay: std::time::Duration) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let connections = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let first = connections.fetch_add(1, Ordering::SeqCst) == 0;
+            let target = target.clone();
+            tokio::spawn(async move {
+                let server = tokio::net::TcpStream::connect(&target).await.unwrap();
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let up = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                    let _ = server_write.shutdown().await;
+                });
+                if first {
+                    tokio::time::sleep(delay).await;
+                }
+                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                up.abort();
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_notaries_get_the_same_bytes_again_and_the_slot_never_locks() {
+    let cluster = Cluster::start(4, 100).await;
+    let mut addrs = cluster.addrs();
+    // Notaries 2 and 3 answer late on their first connection: the client times out and
+    // retries on a new one. A quorum needs one of them.
+    for slow in [2, 3] {
+        addrs[slow].address = slow_first_connection(
+            addrs[slow].address.clone(),
+            std::time::Duration::from_secs(2),
+        )
+        .await;
+    }
+    let mut config = common::client_config();
+    config.request_timeout = std::time::Duration::from_millis(500);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    let mut issuer = common::Wallet {
+        client: scrip_notary::WalletClient::new(
+            common::key(1),
+            Arc::clone(&store),
+            scrip_notary::PendingFile::new(dir.path().join("pending")),
+            addrs.clone(),
+            scrip_replicate::Tcp,
+            config,
+        )
+        .unwrap(),
+        store,
+        dir,
+    };
+    // Notaries 0 and 1 cannot make a quorum alone: the genesis needs a retried vote.
+    let _ = &cluster;
+    issuer.client.create().await.unwrap();
+    let eur = Currency::new(issuer.id(), "EUR", 2).unwrap();
+    issuer.mint(&eur, 100).await;
+    let mut alice = wallet(2, cluster.addrs());
+    alice.client.create().await.unwrap();
+    for _ in 0..3 {
+        issuer.pay(&alice, &eur, 1).await.unwrap();
+    }
+    assert_eq!(issuer.balance(&eur).await, 97);
+    // Every notary voted at most once per slot (a retry got the same vote, not a new one).
+    for handle in cluster.notaries.iter().flatten() {
+        let info = handle
+            .ask(scrip_notary::wire::Request::SlotQuery {
+                wallet: issuer.id(),
+            })
+            .await
+            .unwrap();
+        let scrip_notary::wire::Response::SlotInfo(info) = info else {
+            panic!("{info:?}");
+        };
+        assert!(info.voted.is_none_or(|(seq, _)| seq <= 5));
+    }
+}
