@@ -317,7 +317,13 @@ impl LedgerState {
         let mut found = Vec::new();
         for wallet in self.wallets.values() {
             for (order, resolution) in &wallet.resolved {
-                let Some(sender) = self.wallets.get(&resolution.from) else {
+                // Only evidence if the sender's log here reaches the order's position (a
+                // shorter copy of it is just behind).
+                let Some(sender) = self
+                    .wallets
+                    .get(&resolution.from)
+                    .filter(|s| s.next_seq > resolution.order_seq)
+                else {
                     continue;
                 };
                 match sender.orders.get(order) {
@@ -335,7 +341,10 @@ impl LedgerState {
                 if !own.reclaimed {
                     continue;
                 }
-                if let Some(receiver) = self.wallets.get(&own.to)
+                if let Some(receiver) = self
+                    .wallets
+                    .get(&own.to)
+                    .filter(|r| r.next_seq > own.rejection_seq)
                     && !matches!(receiver.resolved.get(order), Some(r) if !r.accepted)
                 {
                     found.push(format!(

@@ -30,6 +30,8 @@ pub struct OwnOrder {
     pub amount: Amount,
     /// Taken back after a rejection.
     pub reclaimed: bool,
+    /// The seq of the receiver's rejection cited by the reclaim (0 until reclaimed).
+    pub rejection_seq: u64,
 }
 
 /// How this wallet resolved an order addressed to it.
@@ -37,6 +39,8 @@ pub struct OwnOrder {
 pub struct Resolution {
     /// The sender.
     pub from: FeedId,
+    /// The order's seq in the sender's log.
+    pub order_seq: u64,
     /// The currency.
     pub currency: Currency,
     /// The amount.
@@ -77,6 +81,8 @@ pub enum Effect {
     Accept {
         /// The order id.
         order: EntryId,
+        /// The order's seq in the sender's log.
+        order_seq: u64,
         /// The sender.
         from: FeedId,
         /// The currency.
@@ -88,6 +94,8 @@ pub enum Effect {
     Reject {
         /// The order id.
         order: EntryId,
+        /// The order's seq in the sender's log.
+        order_seq: u64,
         /// The sender.
         from: FeedId,
         /// The currency.
@@ -99,6 +107,8 @@ pub enum Effect {
     Reclaim {
         /// The order id.
         order: EntryId,
+        /// The seq of the receiver's rejection.
+        rejection_seq: u64,
         /// The currency.
         currency: Currency,
         /// The amount.
@@ -368,6 +378,7 @@ impl WalletState {
                 add(self.balances.get(&order.currency), order.amount)?;
                 Ok(Effect::Accept {
                     order: cited.id,
+                    order_seq: cited.seq.get(),
                     from: cited.author,
                     currency: order.currency,
                     amount: order.amount,
@@ -378,6 +389,7 @@ impl WalletState {
                 let (cited, order) = self.cited_order(&reject.order, check)?;
                 Ok(Effect::Reject {
                     order: cited.id,
+                    order_seq: cited.seq.get(),
                     from: cited.author,
                     currency: order.currency,
                     amount: order.amount,
@@ -427,6 +439,7 @@ impl WalletState {
                 add(self.balances.get(&own.currency), own.amount)?;
                 Ok(Effect::Reclaim {
                     order: reclaim.order.id,
+                    rejection_seq: cited.seq.get(),
                     currency: own.currency,
                     amount: own.amount,
                 })
@@ -526,17 +539,20 @@ impl WalletState {
                         currency: *currency,
                         amount: *amount,
                         reclaimed: false,
+                        rejection_seq: 0,
                     },
                 );
             }
             Effect::Accept {
                 order,
+                order_seq,
                 from,
                 currency,
                 amount,
             }
             | Effect::Reject {
                 order,
+                order_seq,
                 from,
                 currency,
                 amount,
@@ -549,6 +565,7 @@ impl WalletState {
                     *order,
                     Resolution {
                         from: *from,
+                        order_seq: *order_seq,
                         currency: *currency,
                         amount: *amount,
                         accepted,
@@ -558,12 +575,14 @@ impl WalletState {
             }
             Effect::Reclaim {
                 order,
+                rejection_seq,
                 currency,
                 amount,
             } => {
                 self.credit(currency, *amount);
                 if let Some(own) = self.orders.get_mut(order) {
                     own.reclaimed = true;
+                    own.rejection_seq = *rejection_seq;
                 }
             }
         }
