@@ -6,7 +6,11 @@
 //!
 //! The seed is printed; `SCRIP_SIM_SEED=<seed>` reproduces a run, `SCRIP_BANK_SEEDS=<n>` runs n
 //! seeds (CI: 2).
-#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::needless_range_loop)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::needless_range_loop
+)]
 
 use std::collections::BTreeMap;
 use std::io;
