@@ -148,6 +148,9 @@ pub fn signing_bytes(domain: &[u8], message: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// Most decompressed keys [`AuthorKey::cached`] remembers.
+pub const AUTHOR_KEY_CACHE_CAPACITY: usize = 4096;
+
 /// A public key decompressed and checked once, for verifying many signatures by one author.
 #[derive(Clone, Copy)]
 pub struct AuthorKey {
@@ -175,6 +178,29 @@ impl AuthorKey {
         Ok(AuthorKey { id: *author, key })
     }
 
+    /// [`AuthorKey::new`], remembering the last [`AUTHOR_KEY_CACHE_CAPACITY`] keys decompressed
+    /// by this process: decompressing costs about a fifth of a signature check, and the same
+    /// few keys (a wallet's notaries, the authors being replicated) sign almost everything.
+    /// Only valid keys are remembered; an invalid one fails the same way every time.
+    pub fn cached(author: &FeedId) -> Result<AuthorKey, Error> {
+        static CACHE: std::sync::OnceLock<
+            std::sync::Mutex<std::collections::HashMap<FeedId, AuthorKey>>,
+        > = std::sync::OnceLock::new();
+        let cache = CACHE.get_or_init(Default::default);
+        if let Some(key) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(author) {
+            return Ok(*key);
+        }
+        let key = AuthorKey::new(author)?;
+        let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= AUTHOR_KEY_CACHE_CAPACITY {
+            // Forgetting everything at once keeps this simple and bounded; a hot key is back
+            // after one decompression.
+            cache.clear();
+        }
+        cache.insert(*author, key);
+        Ok(key)
+    }
+
     /// The author.
     pub fn id(&self) -> &FeedId {
         &self.id
@@ -188,9 +214,19 @@ impl AuthorKey {
 
     /// As [`AuthorKey::verify`], for bytes already built by [`signing_bytes`].
     pub fn verify_prepared(&self, signed: &[u8], signature: &Signature) -> bool {
+        SIGNATURE_CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
         self.key.verify_strict(signed, &signature).is_ok()
     }
+}
+
+/// Signature checks made by this process so far (every check goes through
+/// [`AuthorKey::verify_prepared`]). Benchmarks compare it with the checks a protocol step needs.
+static SIGNATURE_CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many signatures this process has checked so far.
+pub fn signature_checks() -> u64 {
+    SIGNATURE_CHECKS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The one canonical signature check of scrip.
@@ -204,7 +240,7 @@ pub fn verify_signature(
     message: &[u8],
     signature: &Signature,
 ) -> Result<bool, Error> {
-    Ok(AuthorKey::new(author)?.verify(domain, message, signature))
+    Ok(AuthorKey::cached(author)?.verify(domain, message, signature))
 }
 
 /// A secret signing key and its feed id. The secret is zeroized when dropped and never printed.

@@ -109,7 +109,7 @@ pub fn validate_header_shape(header: &Header) -> Result<()> {
 /// - the signature passes `verify_strict` over `"scrip/entry/v1" || 0x00 || fields`
 ///   ([`Error::BadSignature`]).
 pub fn validate_signature(entry: &Entry) -> Result<()> {
-    validate_signature_with(&AuthorKey::new(&entry.author())?, entry)
+    validate_signature_with(&AuthorKey::cached(&entry.author())?, entry)
 }
 
 /// [`validate_signature`] with the author's key already decompressed (for batches).

@@ -44,6 +44,7 @@ on_both_stores!(
     publish_signs_the_next_entry,
     lookups_of_missing_things_are_none,
     attachments_are_kept_with_their_entry,
+    entries_and_their_attachments_are_stored_together,
 );
 
 fn appends_a_chain_and_reads_it_back(store: &dyn Store) {
@@ -324,6 +325,50 @@ fn attachments_are_kept_with_their_entry(store: &dyn Store) {
         results.last(),
         Some(Err(Error::TooManyAttachments { .. }))
     ));
+}
+
+fn entries_and_their_attachments_are_stored_together(store: &dyn Store) {
+    use scrip_feed::Attachment;
+    use scrip_feed::store::VerifiedBatch;
+    let alice = key(1);
+    let entries = chain(&alice, 4);
+    store.ingest(entries[..1].to_vec()).unwrap();
+    let mut bytes = entries[3].header_bytes().to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    let forged = Entry::decode(&bytes, entries[3].payload().map(<[u8]>::to_vec)).unwrap();
+    let att = |entry: &Entry, bytes: Vec<u8>| Attachment {
+        entry: entry.id(),
+        kind: "scrip/certificate".into(),
+        bytes,
+    };
+    // #1 is held already, #2 and #3 are new, and the forged #4 is refused.
+    let (report, attached) = store
+        .ingest_with_attachments(
+            VerifiedBatch::new(vec![entries[1].clone(), entries[2].clone(), forged.clone()]),
+            vec![
+                att(&entries[0], vec![0]),
+                att(&entries[1], vec![1]),
+                att(&entries[2], vec![2]),
+                att(&entries[2], vec![22]),
+                att(&forged, vec![3]),
+            ],
+        )
+        .unwrap();
+    assert_eq!(report.stored(), 2);
+    assert_eq!(report.refused(), 1);
+    assert_eq!(attached[..4], [Ok(true), Ok(true), Ok(true), Ok(false)]);
+    assert!(matches!(attached[4], Err(Error::UnknownEntry { .. })));
+    for (i, entry) in entries[..3].iter().enumerate() {
+        assert_eq!(
+            store.attachments(&entry.id()).unwrap(),
+            vec![(
+                "scrip/certificate".to_string(),
+                vec![u8::try_from(i).unwrap()]
+            )]
+        );
+    }
+    assert_eq!(store.head(&alice.id()).unwrap(), Some(entries[2].head()));
 }
 
 fn lookups_of_missing_things_are_none(store: &dyn Store) {

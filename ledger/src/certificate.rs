@@ -181,7 +181,7 @@ impl Vote {
 
     /// True if the signature verifies (strictly) for `subject`.
     pub fn verifies(&self, subject: &VoteSubject) -> bool {
-        AuthorKey::new(&self.notary)
+        AuthorKey::cached(&self.notary)
             .map(|key| key.verify(VOTE_DOMAIN, &subject.message(), &self.signature))
             .unwrap_or(false)
     }
@@ -252,7 +252,7 @@ pub fn verify_certificate(
     check_certificate_shape(certificate, set, subject)?;
     let message = signing_bytes(VOTE_DOMAIN, &subject.message());
     for vote in &certificate.votes {
-        let ok = AuthorKey::new(&vote.notary)
+        let ok = AuthorKey::cached(&vote.notary)
             .map(|key| key.verify_prepared(&message, &vote.signature))
             .unwrap_or(false);
         if !ok {

@@ -1,5 +1,6 @@
 //! The end-to-end transfer benchmark: `cargo bench -p scrip-notary`.
-//! `SCRIP_BENCH_PAIRS` and `SCRIP_BENCH_TRANSFERS` (per pair) size it.
+//! `SCRIP_BENCH_LATENCY_TRANSFERS`, `SCRIP_BENCH_PAIRS` and `SCRIP_BENCH_TRANSFERS` (per pair)
+//! size it.
 #![allow(clippy::unwrap_used)]
 
 // The allocator the `scrip` binary uses, so that figures match the product.
@@ -14,8 +15,12 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 fn main() {
-    let pairs = env("SCRIP_BENCH_PAIRS", 4);
-    let per_pair = env("SCRIP_BENCH_TRANSFERS", 100);
+    let full = scrip_notary::bench::TransferRun::FULL;
+    let run = scrip_notary::bench::TransferRun {
+        latency_transfers: env("SCRIP_BENCH_LATENCY_TRANSFERS", full.latency_transfers),
+        pairs: env("SCRIP_BENCH_PAIRS", full.pairs),
+        per_pair: env("SCRIP_BENCH_TRANSFERS", full.per_pair),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -23,11 +28,14 @@ fn main() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let figures = runtime
-        .block_on(scrip_notary::bench::transfers(dir.path(), pairs, per_pair))
+        .block_on(scrip_notary::bench::transfers(dir.path(), run))
         .unwrap();
     println!(
-        "notary: {} transfers ({pairs} pairs in parallel) in {:.2?}",
-        figures.transfers, figures.elapsed
+        "notary: {} transfers one after another (latency), then {} transfers by {} pairs at once in {:.2?}",
+        figures.latencies.len(),
+        figures.transfers,
+        figures.pairs,
+        figures.elapsed
     );
     for figure in figures.figures() {
         println!("  {figure}");

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use scrip_feed::{Attachment, Entry, FeedId, Seq, Store};
+use scrip_feed::store::VerifiedBatch;
+use scrip_feed::{Attachment, Entry, FeedId, IngestReport, Seq, Store};
 use scrip_ledger::certificate::CERTIFICATE_KIND;
 use scrip_ledger::verify::{VerifyAll, certify};
 use scrip_ledger::{Certificate, CertifiedBytes, CertifiedEntry, Citation, NotarySet, WalletEntry};
@@ -51,12 +52,68 @@ pub fn certified_log(store: &dyn Store, wallet: &FeedId) -> Result<Vec<Certified
     Ok(entries)
 }
 
-/// Durably stores certified entries (entries, then their certificates).
-pub fn store_certified(store: &dyn Store, entries: &[CertifiedEntry]) -> Result<()> {
-    let report = store.ingest(entries.iter().map(|c| c.entry.clone()).collect())?;
-    if let Some(Err(err)) = report.outcomes.iter().find(|o| o.is_err()) {
-        return Err(Error::Feed(err.clone()));
+/// Copies the certified entries of `wallet` that `to` lacks from `from`, each certificate
+/// checked under the wallet's notary set as replication's [`CertificateCheck`] would (what a
+/// running node receives by gossip; used by tests and the benchmark). Stops at the first entry
+/// without a valid certificate.
+pub fn copy_certified(from: &dyn Store, to: &dyn Store, wallet: &FeedId) -> Result<()> {
+    let next = to.head(wallet)?.map_or(1, |head| head.seq.get() + 1);
+    let mut entries = log(from, wallet, next, usize::MAX)?;
+    let mut set = notary_set(to, wallet)?;
+    let mut valid = 0;
+    for certified in &entries {
+        if set.is_none() && certified.entry.seq() == Seq::FIRST {
+            set = genesis_set(&certified.entry);
+        }
+        let ok = match (&certified.certificate, &set) {
+            (Some(certificate), Some(set)) => {
+                certify(certificate, set, &certified.entry, &VerifyAll).is_ok()
+            }
+            _ => false,
+        };
+        if !ok {
+            break;
+        }
+        valid += 1;
     }
+    entries.truncate(valid);
+    if entries.is_empty() {
+        return Ok(());
+    }
+    store_certified(to, &entries)
+}
+
+/// The notary set a genesis entry names.
+fn genesis_set(genesis: &Entry) -> Option<NotarySet> {
+    match WalletEntry::from_payload(genesis.payload()?) {
+        Ok(WalletEntry::Genesis(g)) => NotarySet::new(&g.notaries).ok(),
+        _ => None,
+    }
+}
+
+/// Durably stores certified entries with their certificates, in one commit.
+pub fn store_certified(store: &dyn Store, entries: &[CertifiedEntry]) -> Result<()> {
+    let batch = VerifiedBatch::new(entries.iter().map(|c| c.entry.clone()).collect());
+    let (report, attached) = offer_certified(store, batch, entries, true)?;
+    if let Some(Err(err)) = report.outcomes.into_iter().find(Result::is_err) {
+        return Err(Error::Feed(err));
+    }
+    if let Some(Err(err)) = attached.into_iter().find(Result::is_err) {
+        return Err(Error::Feed(err));
+    }
+    Ok(())
+}
+
+/// Offers `batch` (the entries of `entries`) with the certificates of `entries` (where they have
+/// one) to `store` in one commit, and reports what happened to each: refusals are not errors
+/// here. With `flush` false the commit does not wait for its flush (see
+/// [`Store::ingest_without_flush`]).
+pub fn offer_certified(
+    store: &dyn Store,
+    batch: VerifiedBatch,
+    entries: &[CertifiedEntry],
+    flush: bool,
+) -> Result<(IngestReport, Vec<scrip_feed::Result<bool>>)> {
     let attachments = entries
         .iter()
         .filter_map(|c| {
@@ -67,8 +124,11 @@ pub fn store_certified(store: &dyn Store, entries: &[CertifiedEntry]) -> Result<
             })
         })
         .collect();
-    store.put_attachments(attachments)?;
-    Ok(())
+    Ok(if flush {
+        store.ingest_with_attachments(batch, attachments)?
+    } else {
+        store.ingest_without_flush(batch, attachments)?
+    })
 }
 
 /// The wire bytes of a certified entry (it must have a payload and a certificate).
@@ -114,16 +174,9 @@ pub fn citation(store: &dyn Store, wallet: &FeedId, seq: Seq) -> Result<Citation
 
 /// The notary set of `wallet` as its genesis in `store` says, if held.
 pub fn notary_set(store: &dyn Store, wallet: &FeedId) -> Result<Option<NotarySet>> {
-    let Some(genesis) = store.get(wallet, Seq::FIRST)? else {
-        return Ok(None);
-    };
-    let Some(payload) = genesis.payload() else {
-        return Ok(None);
-    };
-    Ok(match WalletEntry::from_payload(payload) {
-        Ok(WalletEntry::Genesis(g)) => NotarySet::new(&g.notaries).ok(),
-        _ => None,
-    })
+    Ok(store
+        .get(wallet, Seq::FIRST)?
+        .and_then(|genesis| genesis_set(&genesis)))
 }
 
 /// Keeps a `scrip/certificate` attachment only if it certifies its entry under the wallet's
@@ -154,17 +207,9 @@ impl AttachmentCheck for CertificateCheck {
         let Ok(certificate) = Certificate::decode(bytes) else {
             return false;
         };
+        // The genesis is certified by the set it names; later entries by their genesis's set.
         let set = if entry.seq() == Seq::FIRST {
-            // The genesis is certified by the set it names.
-            self.store
-                .get(&entry.author(), Seq::FIRST)
-                .ok()
-                .flatten()
-                .and_then(|g| g.payload().map(<[u8]>::to_vec))
-                .and_then(|p| match WalletEntry::from_payload(&p) {
-                    Ok(WalletEntry::Genesis(g)) => NotarySet::new(&g.notaries).ok(),
-                    _ => None,
-                })
+            genesis_set(entry)
         } else {
             notary_set(self.store.as_ref(), &entry.author())
                 .ok()

@@ -195,6 +195,16 @@ impl NotaryState {
             .insert(subject.seq.get(), subject.entry);
     }
 
+    /// Takes back a vote decided but never made durable (the vote store failed): it was never
+    /// signed, and the slot must not be answered with it later.
+    pub fn forget_vote(&mut self, subject: &VoteSubject) {
+        if let Some(view) = self.wallets.get_mut(&subject.wallet)
+            && view.votes.get(&subject.seq.get()) == Some(&subject.entry)
+        {
+            view.votes.remove(&subject.seq.get());
+        }
+    }
+
     /// Notes that `wallet` has a certified entry at `seq` somewhere (amnesia guard input).
     pub fn heard_of(&mut self, wallet: FeedId, seq: u64) {
         let view = self.view(wallet);

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use scrip_feed::store::VerifiedBatch;
 use scrip_feed::{Entry, FeedId, Keypair, Store};
 use scrip_ledger::verify::{TrustSignatures, VerifyAll};
 use scrip_ledger::{CertifiedEntry, Vote, VoteSubject};
@@ -27,6 +28,9 @@ use crate::wire::{
 pub const JOB_QUEUE_CAPACITY: usize = 1024;
 /// Most jobs decided per batch (one vote-store flush per batch).
 pub const MAX_BATCH: usize = 256;
+/// Capacity of the queue of entries waiting to be kept in the notary's feed store (written in
+/// the background, so that the next batch of votes does not wait for them).
+pub const STORE_QUEUE_CAPACITY: usize = 64;
 
 /// Notary service settings.
 #[derive(Clone, Debug)]
@@ -114,6 +118,8 @@ impl Notary {
             .map_err(|e| Error::io("binding the notary address", &e))?;
         let identity = Arc::new(LocalIdentity::new(Arc::clone(&keypair))?);
         let (jobs, jobs_rx) = mpsc::channel(JOB_QUEUE_CAPACITY);
+        let (writes, writes_rx) = mpsc::channel(STORE_QUEUE_CAPACITY);
+        let writer = tokio::spawn(store_writer(Arc::clone(&store), calls, writes_rx));
         let actor = Actor {
             keypair,
             state,
@@ -121,6 +127,8 @@ impl Notary {
             votes,
             calls,
             hook,
+            writes: Some(writes),
+            writer: Some(writer),
         };
         let actor = tokio::spawn(actor.run(jobs_rx));
         let accept = tokio::spawn(accept_loop(
@@ -314,6 +322,59 @@ struct Actor {
     votes: Arc<dyn VoteStore>,
     calls: StoreCalls,
     hook: Arc<StepHook>,
+    /// To the background store writer (`None` once shut down).
+    writes: Option<mpsc::Sender<StoreWrite>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+/// Entries for the notary's feed store: certified entries learned from clients (so that this
+/// notary can serve them too) and the entries it voted for (so that a restored wallet can finish
+/// certifying exactly them). Neither is needed for safety, which rests on the vote store alone:
+/// after a crash they are learned again from the next proposals or by replication.
+struct StoreWrite {
+    learned: Vec<CertifiedEntry>,
+    voted: Vec<Entry>,
+}
+
+/// Writes queued [`StoreWrite`]s, everything queued at once in one commit.
+async fn store_writer(
+    store: Arc<dyn Store>,
+    calls: StoreCalls,
+    mut writes: mpsc::Receiver<StoreWrite>,
+) {
+    while let Some(first) = writes.recv().await {
+        let StoreWrite {
+            mut learned,
+            mut voted,
+        } = first;
+        while let Ok(more) = writes.try_recv() {
+            learned.extend(more.learned);
+            voted.extend(more.voted);
+        }
+        let store = Arc::clone(&store);
+        let written = calls
+            .run(move || {
+                learned.extend(voted.into_iter().map(|entry| CertifiedEntry {
+                    entry,
+                    certificate: None,
+                }));
+                // The actor verified each of them (entry signature and payload) before learning
+                // or voting for it.
+                let batch = VerifiedBatch::already_verified(
+                    learned.iter().map(|c| c.entry.clone()).collect(),
+                );
+                certified::offer_certified(store.as_ref(), batch, &learned, false)
+            })
+            .await;
+        match written {
+            Ok(Ok((report, _))) if report.refused() > 0 => {
+                tracing::debug!(refused = report.refused(), "the feed store refused entries");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::warn!(%err, "writing the notary's feed store failed"),
+            Err(err) => tracing::warn!(%err, "writing the notary's feed store failed"),
+        }
+    }
 }
 
 impl Actor {
@@ -330,8 +391,13 @@ impl Actor {
             let stop = batch.iter().any(|j| matches!(j, Job::Shutdown));
             self.process(batch).await;
             if stop {
-                return;
+                break;
             }
+        }
+        // Let the writer finish what is queued.
+        self.writes = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.await;
         }
     }
 
@@ -420,7 +486,9 @@ impl Actor {
                 }
                 Some(reason) => {
                     tracing::error!(%reason, "recording votes failed: refusing");
-                    for (_, _, reply) in to_persist {
+                    for (subject, _, reply) in to_persist {
+                        // Not durable, so not a vote: the slot must not answer `Again` later.
+                        self.state.forget_vote(&subject);
                         let _ = reply.send(Response::Refusal(Refusal::Unavailable {
                             reason: format!("the vote store failed: {reason}"),
                         }));
@@ -428,17 +496,11 @@ impl Actor {
                 }
             }
         }
-        // Keep what was learned from clients, so that this notary can serve it too.
         let voted = learned_then_voted.unwrap_or_default();
-        if !learned.is_empty() || !voted.is_empty() {
-            let store = Arc::clone(&self.store);
-            let _ = self
-                .calls
-                .run(move || {
-                    let _ = certified::store_certified(store.as_ref(), &learned);
-                    let _ = store.ingest(voted);
-                })
-                .await;
+        if (!learned.is_empty() || !voted.is_empty())
+            && let Some(writes) = &self.writes
+        {
+            let _ = writes.send(StoreWrite { learned, voted }).await;
         }
     }
 

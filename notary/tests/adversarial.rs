@@ -370,3 +370,75 @@ fn non_canonical_request_bytes_are_refused() {
     cert_bytes.push(0);
     assert!(Certificate::decode(&cert_bytes).is_err());
 }
+
+/// A vote store whose disk fails for the first `failures` records.
+struct FailingVotes {
+    failures: std::sync::atomic::AtomicUsize,
+    inner: scrip_notary::MemoryVoteStore,
+}
+
+impl scrip_notary::VoteStore for FailingVotes {
+    fn record(
+        &self,
+        votes: &[scrip_ledger::VoteSubject],
+        hook: &scrip_notary::votes::StepHook,
+    ) -> scrip_notary::Result<()> {
+        use std::sync::atomic::Ordering;
+        let left = self.failures.load(Ordering::SeqCst);
+        if left > 0 {
+            self.failures.store(left - 1, Ordering::SeqCst);
+            return Err(scrip_notary::Error::Wallet("disk failure (test)".into()));
+        }
+        self.inner.record(votes, hook)
+    }
+
+    fn load(&self) -> scrip_notary::Result<Vec<scrip_ledger::VoteSubject>> {
+        self.inner.load()
+    }
+}
+
+#[tokio::test]
+async fn a_vote_the_store_failed_to_record_is_never_signed() {
+    use scrip_notary::wire::{Proposal, Request, Response};
+    use scrip_notary::{Notary, NotaryConfig, VoteStore};
+    let setup = setup(4);
+    let store: Arc<dyn scrip_feed::Store> = Arc::new(scrip_feed::MemoryStore::new());
+    scrip_notary::certified::store_certified(store.as_ref(), &setup.log).unwrap();
+    let votes = Arc::new(FailingVotes {
+        failures: std::sync::atomic::AtomicUsize::new(2),
+        inner: scrip_notary::MemoryVoteStore::new(),
+    });
+    let notary = Notary::spawn(
+        Arc::clone(&setup.notaries[0]),
+        store,
+        Arc::clone(&votes) as Arc<dyn VoteStore>,
+        scrip_replicate::Tcp,
+        NotaryConfig::default(),
+        Arc::new(|_| {}),
+    )
+    .await
+    .unwrap();
+    let order = setup.order(10);
+    let propose = || {
+        Request::Propose(Proposal {
+            header: order.header_bytes().to_vec(),
+            payload: order.payload().unwrap().to_vec(),
+            prefix: vec![],
+        })
+    };
+    // The same proposal while the disk fails: refused each time, never a vote from memory.
+    for _ in 0..2 {
+        match notary.ask(propose()).await.unwrap() {
+            Response::Refusal(Refusal::Unavailable { .. }) => {}
+            other => panic!("a vote that is not durable must not be signed: {other:?}"),
+        }
+        assert!(votes.load().unwrap().is_empty());
+    }
+    // The disk is back: now the vote is recorded, then signed.
+    match notary.ask(propose()).await.unwrap() {
+        Response::Vote(vote) => assert!(vote.verifies(&subject_of(&order))),
+        other => panic!("expected a vote, got {other:?}"),
+    }
+    assert_eq!(votes.load().unwrap(), vec![subject_of(&order)]);
+    notary.shutdown().await;
+}

@@ -202,6 +202,32 @@ impl DurableDb {
     }
 }
 
+impl DurableDb {
+    /// Applies `batch` atomically with the next commit count, without waiting for a flush: it
+    /// becomes durable with the next [`DurableDb::commit`] or sled's background flush (every
+    /// 500 ms). Only for data that can be had again after a crash (copies, caches); never for
+    /// anything acknowledged. The watermark is not advanced, so losing it is not corruption.
+    pub fn commit_lazily(&self, mut batch: sled::Batch) -> Result<()> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(Error::Storage {
+                detail: format!(
+                    "an earlier flush of {} failed; reopen the store before writing again",
+                    self.path.display()
+                ),
+            });
+        }
+        let commits = self
+            .commits
+            .load(Ordering::SeqCst)
+            .checked_add(1)
+            .ok_or_else(|| self.corrupt("commit counter overflow"))?;
+        batch.insert(META_COMMITS_KEY, &commits.to_be_bytes()[..]);
+        self.db.apply_batch(batch).map_err(|e| self.engine(e))?;
+        self.commits.store(commits, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
 impl Drop for DurableDb {
     fn drop(&mut self) {
         // Best effort: make the watermark durable too when the database closes cleanly.

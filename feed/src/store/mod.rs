@@ -137,6 +137,34 @@ pub trait Store: Send + Sync {
     /// [`Store::ingest`] for a batch whose stateless checks already ran (see [`VerifiedBatch`]).
     fn ingest_verified(&self, batch: VerifiedBatch) -> Result<IngestReport>;
 
+    /// [`Store::ingest_verified`] and [`Store::put_attachments`] in one durable commit (one
+    /// flush instead of two): `attachments` may belong to entries of the batch or to entries
+    /// already stored. Returns the ingest report and one result per attachment, as
+    /// `put_attachments` would; an attachment for an entry the batch refused is
+    /// [`Error::UnknownEntry`].
+    fn ingest_with_attachments(
+        &self,
+        batch: VerifiedBatch,
+        attachments: Vec<Attachment>,
+    ) -> Result<(IngestReport, Vec<Result<bool>>)> {
+        let report = self.ingest_verified(batch)?;
+        let attached = self.put_attachments(attachments)?;
+        Ok((report, attached))
+    }
+
+    /// [`Store::ingest_with_attachments`] without waiting for the flush: the commit becomes
+    /// durable with the next flushed commit or the engine's background flush (within about a
+    /// second). A crash may lose it (never partly: the commit is atomic). Only for copies that
+    /// can be fetched again, such as a notary's copies of the wallet entries it decided on;
+    /// never for anything acknowledged to anyone.
+    fn ingest_without_flush(
+        &self,
+        batch: VerifiedBatch,
+        attachments: Vec<Attachment>,
+    ) -> Result<(IngestReport, Vec<Result<bool>>)> {
+        self.ingest_with_attachments(batch, attachments)
+    }
+
     /// Validates and durably stores one entry. See [`Store::ingest`].
     fn append(&self, entry: Entry) -> Result<Appended> {
         let mut report = self.ingest(vec![entry])?;

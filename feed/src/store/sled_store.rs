@@ -342,12 +342,15 @@ impl SledStore {
             .map_err(|e| index_error(&self.path.display().to_string(), e))
     }
 
-    /// Plans and durably applies an ingest; the caller holds the writer lock.
-    fn ingest_locked(&self, batch: VerifiedBatch) -> Result<IngestReport> {
+    /// Plans and durably applies an ingest, with `attachments` for its entries (or entries
+    /// already stored) in the same commit; the caller holds the writer lock.
+    fn ingest_locked(
+        &self,
+        batch: VerifiedBatch,
+        attachments: Vec<Attachment>,
+        flush: Flush,
+    ) -> Result<(IngestReport, Vec<Result<bool>>)> {
         let Plan { writes, report } = plan_ingest(self, batch)?;
-        if writes.is_empty() {
-            return Ok(report);
-        }
         let mut batch = sled::Batch::default();
         let mut ids = Vec::new();
         let mut chunk: Option<(FeedId, Seq, ChunkWriter)> = None;
@@ -382,13 +385,39 @@ impl SledStore {
             }
         }
         close(&mut batch, chunk.take());
+        let storing: std::collections::HashSet<EntryId> = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Entry(entry) => Some(entry.id()),
+                Write::ForkProof(_) => None,
+            })
+            .collect();
+        let mut planned: std::collections::BTreeMap<EntryId, Vec<String>> = Default::default();
+        let mut attached = Vec::with_capacity(attachments.len());
+        for item in attachments {
+            attached.push(self.plan_attachment(item, &storing, &mut planned, &mut batch)?);
+        }
+        if writes.is_empty() && planned.values().all(Vec::is_empty) {
+            return Ok((report, attached));
+        }
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-        let next_index = index
-            .plan_commit(&self.db, ids, &mut batch)
-            .map_err(|e| index_error(&self.path.display().to_string(), e))?;
-        self.commit(batch)?;
-        *index = next_index;
-        Ok(report)
+        let next_index = if ids.is_empty() {
+            None
+        } else {
+            Some(
+                index
+                    .plan_commit(&self.db, ids, &mut batch)
+                    .map_err(|e| index_error(&self.path.display().to_string(), e))?,
+            )
+        };
+        match flush {
+            Flush::Now => self.commit(batch)?,
+            Flush::Later => self.durable.commit_lazily(batch)?,
+        }
+        if let Some(next_index) = next_index {
+            *index = next_index;
+        }
+        Ok((report, attached))
     }
 }
 
@@ -397,13 +426,14 @@ impl SledStore {
     fn plan_attachment(
         &self,
         item: Attachment,
+        storing: &std::collections::HashSet<EntryId>,
         planned: &mut std::collections::BTreeMap<EntryId, Vec<String>>,
         batch: &mut sled::Batch,
     ) -> Result<Result<bool>> {
         if let Err(err) = check_attachment(&item) {
             return Ok(Err(err));
         }
-        if self.locate(&item.entry)?.is_none() {
+        if !storing.contains(&item.entry) && self.locate(&item.entry)?.is_none() {
             return Ok(Err(Error::UnknownEntry { id: item.entry }));
         }
         let prefix = attachment_prefix(&item.entry);
@@ -424,6 +454,13 @@ impl SledStore {
         batch.insert(key, item.bytes);
         Ok(Ok(true))
     }
+}
+
+/// Whether a commit waits for its flush.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flush {
+    Now,
+    Later,
 }
 
 fn index_error(path: &str, err: IndexError) -> Error {
@@ -487,14 +524,36 @@ impl Tables for SledStore {
 impl Store for SledStore {
     fn ingest_verified(&self, batch: VerifiedBatch) -> Result<IngestReport> {
         let _writer = self.lock_writer();
-        self.ingest_locked(batch)
+        Ok(self.ingest_locked(batch, Vec::new(), Flush::Now)?.0)
+    }
+
+    fn ingest_with_attachments(
+        &self,
+        batch: VerifiedBatch,
+        attachments: Vec<Attachment>,
+    ) -> Result<(IngestReport, Vec<Result<bool>>)> {
+        let _writer = self.lock_writer();
+        self.ingest_locked(batch, attachments, Flush::Now)
+    }
+
+    fn ingest_without_flush(
+        &self,
+        batch: VerifiedBatch,
+        attachments: Vec<Attachment>,
+    ) -> Result<(IngestReport, Vec<Result<bool>>)> {
+        let _writer = self.lock_writer();
+        self.ingest_locked(batch, attachments, Flush::Later)
     }
 
     fn publish(&self, keypair: &Keypair, timestamp: Timestamp, payload: Vec<u8>) -> Result<Entry> {
         let _writer = self.lock_writer();
         let head = Tables::head(self, &keypair.id())?;
         let entry = Entry::create(keypair, head, timestamp, payload)?;
-        let mut report = self.ingest_locked(VerifiedBatch::new(vec![entry.clone()]))?;
+        let (mut report, _) = self.ingest_locked(
+            VerifiedBatch::new(vec![entry.clone()]),
+            Vec::new(),
+            Flush::Now,
+        )?;
         match report.outcomes.pop() {
             Some(Ok(_)) => Ok(entry),
             Some(Err(err)) => Err(err),
@@ -609,16 +668,7 @@ impl Store for SledStore {
 
     fn put_attachments(&self, items: Vec<Attachment>) -> Result<Vec<Result<bool>>> {
         let _writer = self.lock_writer();
-        let mut batch = sled::Batch::default();
-        // Attachments planned in this call, per entry: kinds.
-        let mut planned: std::collections::BTreeMap<EntryId, Vec<String>> = Default::default();
-        let mut results = Vec::with_capacity(items.len());
-        for item in items {
-            results.push(self.plan_attachment(item, &mut planned, &mut batch)?);
-        }
-        if planned.values().any(|kinds| !kinds.is_empty()) {
-            self.commit(batch)?;
-        }
+        let (_, results) = self.ingest_locked(VerifiedBatch::new(Vec::new()), items, Flush::Now)?;
         Ok(results)
     }
 
