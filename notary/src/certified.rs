@@ -207,14 +207,16 @@ impl AttachmentCheck for CertificateCheck {
         let Ok(certificate) = Certificate::decode(bytes) else {
             return false;
         };
-        // The genesis is certified by the set it names; later entries by their genesis's set.
-        let set = if entry.seq() == Seq::FIRST {
-            genesis_set(entry)
-        } else {
-            notary_set(self.store.as_ref(), &entry.author())
-                .ok()
-                .flatten()
-        };
+        // The set the wallet's genesis names (the genesis is certified by that set too): from
+        // the store, where replication has just put the entry, or from the entry itself.
+        let set = notary_set(self.store.as_ref(), &entry.author())
+            .ok()
+            .flatten()
+            .or_else(|| {
+                (entry.seq() == Seq::FIRST)
+                    .then(|| genesis_set(entry))
+                    .flatten()
+            });
         set.is_some_and(|set| certify(&certificate, &set, entry, &VerifyAll).is_ok())
     }
 }

@@ -141,6 +141,15 @@ impl<N: Network> std::fmt::Debug for WalletClient<N> {
     }
 }
 
+/// The first certified entry a refusing notary lacks, if it lacks some.
+fn missing_from(refusal: &Refusal) -> Option<u64> {
+    match refusal {
+        Refusal::NeedPrefix { from } => Some(*from),
+        Refusal::Behind { have, .. } => Some(have.saturating_add(1)),
+        _ => None,
+    }
+}
+
 enum Answer {
     Vote(Vote),
     Refused(Refusal),
@@ -457,6 +466,7 @@ impl<N: Network> WalletClient<N> {
                 .collect();
             tasks.push(tokio::spawn(async move {
                 let mut prefix = previous;
+                let mut sent_from: Option<u64> = None;
                 loop {
                     let proposal = Proposal {
                         header: entry.header_bytes().to_vec(),
@@ -472,7 +482,16 @@ impl<N: Network> WalletClient<N> {
                             }
                             tracing::warn!(notary = %conn.notary.id, "a notary sent a bad vote");
                         }
-                        Ok(Response::Refusal(Refusal::NeedPrefix { from })) => {
+                        // A notary that lacks certified entries gets them sent: it asked for
+                        // them, or it heard of later ones and will not vote until it holds them
+                        // (a certificate replication cannot bring it: it voted for the entry
+                        // and so already holds it). Each starting point is sent once; a notary
+                        // that stays behind after that is retried after a pause.
+                        Ok(Response::Refusal(refusal))
+                            if missing_from(&refusal).is_some_and(|f| sent_from != Some(f)) =>
+                        {
+                            let from = missing_from(&refusal).unwrap_or(1).max(1);
+                            sent_from = Some(from);
                             let upto = entry.seq().get().saturating_sub(1);
                             let wallet = entry.author();
                             let limit = usize::try_from(upto.saturating_sub(from) + 1)

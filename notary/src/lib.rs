@@ -14,6 +14,8 @@
 //! - [`certified`]: certified entries in a feed store (certificates as attachments), citations,
 //!   and the attachment check that keeps only valid certificates.
 //! - [`pending`]: the client's pending-proposal file.
+//! - [`gossip`]: the bridge between a notary and the replicate node beside it (notaries are
+//!   ordinary peers: they replicate wallets and certificates, and catch up on their own).
 //! - [`bench`]: the end-to-end transfer benchmark.
 //!
 //! The protocol is specified in `docs/protocol/notary.md`.
@@ -23,6 +25,7 @@ pub mod certified;
 pub mod client;
 pub mod decision;
 mod error;
+pub mod gossip;
 pub mod pending;
 pub mod service;
 pub mod votes;
@@ -32,5 +35,5 @@ pub use client::{ClientConfig, NotaryAddr, WalletClient};
 pub use decision::{Decision, NotaryState, Refusal};
 pub use error::{Error, Result};
 pub use pending::PendingFile;
-pub use service::{Notary, NotaryConfig, NotaryHandle};
-pub use votes::{MemoryVoteStore, SledVoteStore, Step, VoteStore};
+pub use service::{Notary, NotaryConfig, NotaryEvent, NotaryHandle, NotaryLink};
+pub use votes::{MemoryVoteStore, SledVoteStore, Step, VoteRecord, VoteStore};

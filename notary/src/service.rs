@@ -2,24 +2,25 @@
 //! [`NotaryState`], decides requests in batches, persists new votes (one fsync per batch: group
 //! commit) and only then signs and answers.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use scrip_feed::store::VerifiedBatch;
 use scrip_feed::{Entry, FeedId, Keypair, Store};
 use scrip_ledger::verify::{TrustSignatures, VerifyAll};
-use scrip_ledger::{CertifiedEntry, Vote, VoteSubject};
+use scrip_ledger::{CertifiedEntry, Vote, VoteSubject, WalletEntry};
 use scrip_replicate::transport::{self, LocalIdentity, SecureStream};
 use scrip_replicate::{Network, StoreCalls, TransportConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::certified::{self, from_bytes, to_bytes};
 use crate::decision::{Decision, NotaryState, Refusal};
 use crate::error::{Error, Result};
-use crate::votes::{StepHook, VoteStore};
+use crate::votes::{StepHook, VoteRecord, VoteStore};
 use crate::wire::{
     self, MAX_CERTIFIED_PER_MESSAGE, PendingBytes, Proposal, Request, Response, SlotInfo,
 };
@@ -31,6 +32,21 @@ pub const MAX_BATCH: usize = 256;
 /// Capacity of the queue of entries waiting to be kept in the notary's feed store (written in
 /// the background, so that the next batch of votes does not wait for them).
 pub const STORE_QUEUE_CAPACITY: usize = 64;
+/// Capacity of the notary's event channel (slow subscribers miss events, never block it).
+pub const EVENTS_CAPACITY: usize = 1024;
+
+/// What a notary tells the node it runs beside.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotaryEvent {
+    /// Certified entries of `wallet` (learned from proposals) were written to the notary's
+    /// feed store, up to `head`: replicate the wallet and announce them.
+    Stored {
+        /// The wallet.
+        wallet: FeedId,
+        /// Its latest seq in the store.
+        head: u64,
+    },
+}
 
 /// Notary service settings.
 #[derive(Clone, Debug)]
@@ -78,6 +94,7 @@ pub struct NotaryHandle {
     id: FeedId,
     address: String,
     jobs: mpsc::Sender<Job>,
+    events: broadcast::Sender<NotaryEvent>,
     actor: Option<JoinHandle<()>>,
     accept: Option<JoinHandle<()>>,
 }
@@ -88,6 +105,29 @@ impl std::fmt::Debug for NotaryHandle {
             .field("id", &self.id)
             .field("address", &self.address)
             .finish_non_exhaustive()
+    }
+}
+
+/// A clonable way for other tasks (the node bridge) to reach a running notary. It does not
+/// keep the notary running.
+#[derive(Clone, Debug)]
+pub struct NotaryLink {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl NotaryLink {
+    /// See [`NotaryHandle::learn`].
+    pub async fn learn(&self, wallet: FeedId) {
+        let _ = self.jobs.send(Job::Learn { wallet }).await;
+    }
+
+    /// See [`NotaryHandle::wallets`].
+    pub async fn wallets(&self) -> Vec<FeedId> {
+        let (reply, answer) = oneshot::channel();
+        if self.jobs.send(Job::Wallets { reply }).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
     }
 }
 
@@ -119,7 +159,13 @@ impl Notary {
         let identity = Arc::new(LocalIdentity::new(Arc::clone(&keypair))?);
         let (jobs, jobs_rx) = mpsc::channel(JOB_QUEUE_CAPACITY);
         let (writes, writes_rx) = mpsc::channel(STORE_QUEUE_CAPACITY);
-        let writer = tokio::spawn(store_writer(Arc::clone(&store), calls, writes_rx));
+        let (events, _) = broadcast::channel(EVENTS_CAPACITY);
+        let writer = tokio::spawn(store_writer(
+            Arc::clone(&store),
+            calls,
+            writes_rx,
+            events.clone(),
+        ));
         let actor = Actor {
             keypair,
             state,
@@ -142,6 +188,7 @@ impl Notary {
             id: me,
             address,
             jobs,
+            events,
             actor: Some(actor),
             accept: Some(accept),
         })
@@ -162,16 +209,24 @@ impl NotaryHandle {
     /// Tells the notary that `wallet`'s entries in its store may have grown (e.g. by
     /// replication): it learns the certified ones.
     pub async fn learn(&self, wallet: FeedId) {
-        let _ = self.jobs.send(Job::Learn { wallet }).await;
+        self.link().learn(wallet).await;
     }
 
     /// The wallets this notary knows.
     pub async fn wallets(&self) -> Vec<FeedId> {
-        let (reply, answer) = oneshot::channel();
-        if self.jobs.send(Job::Wallets { reply }).await.is_err() {
-            return Vec::new();
+        self.link().wallets().await
+    }
+
+    /// A [`NotaryLink`] to this notary.
+    pub fn link(&self) -> NotaryLink {
+        NotaryLink {
+            jobs: self.jobs.clone(),
         }
-        answer.await.unwrap_or_default()
+    }
+
+    /// Subscribes to the notary's events.
+    pub fn events(&self) -> broadcast::Receiver<NotaryEvent> {
+        self.events.subscribe()
     }
 
     /// Asks the notary directly (in-process), as a client would over the network.
@@ -327,13 +382,13 @@ struct Actor {
     writer: Option<JoinHandle<()>>,
 }
 
-/// Entries for the notary's feed store: certified entries learned from clients (so that this
-/// notary can serve them too) and the entries it voted for (so that a restored wallet can finish
-/// certifying exactly them). Neither is needed for safety, which rests on the vote store alone:
-/// after a crash they are learned again from the next proposals or by replication.
+/// Certified entries learned from clients, for the notary's feed store (so that this notary can
+/// serve them and its node gossip them). The feed store holds certified entries only: an entry
+/// held without its certificate would never get one by replication, which sends only what
+/// follows a peer's head. Not needed for safety, which rests on the vote store alone: after a
+/// crash they are learned again from the next proposals or by replication.
 struct StoreWrite {
     learned: Vec<CertifiedEntry>,
-    voted: Vec<Entry>,
 }
 
 /// Writes queued [`StoreWrite`]s, everything queued at once in one commit.
@@ -341,36 +396,42 @@ async fn store_writer(
     store: Arc<dyn Store>,
     calls: StoreCalls,
     mut writes: mpsc::Receiver<StoreWrite>,
+    events: broadcast::Sender<NotaryEvent>,
 ) {
     while let Some(first) = writes.recv().await {
-        let StoreWrite {
-            mut learned,
-            mut voted,
-        } = first;
+        let StoreWrite { mut learned } = first;
         while let Ok(more) = writes.try_recv() {
             learned.extend(more.learned);
-            voted.extend(more.voted);
         }
         let store = Arc::clone(&store);
         let written = calls
             .run(move || {
-                learned.extend(voted.into_iter().map(|entry| CertifiedEntry {
-                    entry,
-                    certificate: None,
-                }));
+                let wallets: BTreeSet<FeedId> = learned.iter().map(|c| c.entry.author()).collect();
                 // The actor verified each of them (entry signature and payload) before learning
                 // or voting for it.
                 let batch = VerifiedBatch::already_verified(
                     learned.iter().map(|c| c.entry.clone()).collect(),
                 );
-                certified::offer_certified(store.as_ref(), batch, &learned, false)
+                let (report, _) =
+                    certified::offer_certified(store.as_ref(), batch, &learned, false)?;
+                let mut heads = Vec::with_capacity(wallets.len());
+                for wallet in wallets {
+                    if let Some(head) = store.head(&wallet)? {
+                        heads.push((wallet, head.seq.get()));
+                    }
+                }
+                Ok::<_, Error>((report, heads))
             })
             .await;
         match written {
-            Ok(Ok((report, _))) if report.refused() > 0 => {
-                tracing::debug!(refused = report.refused(), "the feed store refused entries");
+            Ok(Ok((report, heads))) => {
+                if report.refused() > 0 {
+                    tracing::debug!(refused = report.refused(), "the feed store refused entries");
+                }
+                for (wallet, head) in heads {
+                    let _ = events.send(NotaryEvent::Stored { wallet, head });
+                }
             }
-            Ok(Ok(_)) => {}
             Ok(Err(err)) => tracing::warn!(%err, "writing the notary's feed store failed"),
             Err(err) => tracing::warn!(%err, "writing the notary's feed store failed"),
         }
@@ -458,15 +519,17 @@ impl Actor {
                 Job::Shutdown => {}
             }
         }
-        // Persist before sign: the batch's new votes in one durable commit.
-        let mut learned_then_voted: Option<Vec<Entry>> = None;
+        // Persist before sign: the batch's new votes (with their entries) in one durable commit.
         if !to_persist.is_empty() {
-            let subjects: Vec<VoteSubject> = to_persist.iter().map(|(s, _, _)| *s).collect();
+            let records: Vec<VoteRecord> = to_persist
+                .iter()
+                .map(|(subject, entry, _)| VoteRecord::new(*subject, entry.clone()))
+                .collect();
             let votes = Arc::clone(&self.votes);
             let hook = Arc::clone(&self.hook);
             let recorded = self
                 .calls
-                .run(move || votes.record(&subjects, hook.as_ref()))
+                .run(move || votes.record(&records, hook.as_ref()))
                 .await;
             let failure = match recorded {
                 Ok(Ok(())) => None,
@@ -475,14 +538,9 @@ impl Actor {
             };
             match failure {
                 None => {
-                    let mut voted = Vec::with_capacity(to_persist.len());
-                    for (subject, entry, reply) in to_persist {
+                    for (subject, _, reply) in to_persist {
                         let _ = reply.send(Response::Vote(self.sign(&subject)));
-                        voted.push(entry);
                     }
-                    // Keep the voted entries too (after the certified prefix below), so that a
-                    // restored wallet can finish certifying exactly them.
-                    learned_then_voted = Some(voted);
                 }
                 Some(reason) => {
                     tracing::error!(%reason, "recording votes failed: refusing");
@@ -496,11 +554,10 @@ impl Actor {
                 }
             }
         }
-        let voted = learned_then_voted.unwrap_or_default();
-        if (!learned.is_empty() || !voted.is_empty())
+        if !learned.is_empty()
             && let Some(writes) = &self.writes
         {
-            let _ = writes.send(StoreWrite { learned, voted }).await;
+            let _ = writes.send(StoreWrite { learned }).await;
         }
     }
 
@@ -518,10 +575,10 @@ impl Actor {
         let voted = view.votes.iter().next_back().map(|(s, e)| (*s, *e));
         let mut pending = None;
         if let Some((seq, id)) = voted.filter(|(s, _)| *s == certified_head + 1) {
-            let store = Arc::clone(&self.store);
+            let votes = Arc::clone(&self.votes);
             let read = self
                 .calls
-                .run(move || store.get(&wallet, scrip_feed::Seq::new(seq)))
+                .run(move || votes.voted_entry(&wallet, scrip_feed::Seq::new(seq)))
                 .await;
             if let Ok(Ok(Some(entry))) = read
                 && entry.id() == id
@@ -586,6 +643,7 @@ impl Actor {
     }
 
     async fn learn_from_store(&mut self, wallet: FeedId) {
+        let known = self.state.wallet(&wallet).is_some();
         let from = self
             .state
             .wallet(&wallet)
@@ -598,6 +656,16 @@ impl Actor {
         let Ok(Ok(entries)) = entries else {
             return;
         };
+        // Feeds that are not wallets (the node replicates other things too) are not our business.
+        let is_wallet = entries.first().is_some_and(|first| {
+            known
+                || first.entry.payload().is_some_and(|p| {
+                    matches!(WalletEntry::from_payload(p), Ok(WalletEntry::Genesis(_)))
+                })
+        });
+        if !is_wallet {
+            return;
+        }
         for entry in entries {
             if entry.certificate.is_none() {
                 break;

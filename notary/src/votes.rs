@@ -1,22 +1,67 @@
 //! Durable vote records: a notary persists (and fsyncs) every vote before it signs it, and
-//! never records a second entry for a slot.
+//! never records a second entry for a slot. The entry voted for is kept with its vote, so that
+//! a wallet restored without its pending proposal can finish certifying exactly those bytes
+//! (the notary's feed store holds certified entries only).
 //!
 //! Layout (one sled database under scrip's [`DurableDb`] discipline, format marker
-//! `scrip-votes/1`): key `V` ‖ wallet (32) ‖ seq (u64 BE) → entry id (32) ‖ round (u32 BE).
+//! `scrip-votes/1`), both keys written in the same atomic batch:
+//! - `V` ‖ wallet (32) ‖ seq (u64 BE) → entry id (32) ‖ round (u32 BE);
+//! - `E` ‖ wallet (32) ‖ seq (u64 BE) → `postcard((header: bytes, payload: bytes))`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
 use scrip_feed::store::durable::{CommitStep, DurableDb};
-use scrip_feed::{EntryId, FeedId, Seq};
+use scrip_feed::{Entry, EntryId, FeedId, Seq, codec};
 use scrip_ledger::VoteSubject;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
 /// The vote store's format marker.
 pub const VOTES_FORMAT: &[u8] = b"scrip-votes/1";
 const TAG_VOTE: u8 = b'V';
+const TAG_ENTRY: u8 = b'E';
+
+/// A vote to record, with the entry it is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VoteRecord {
+    /// What the vote says.
+    pub subject: VoteSubject,
+    /// The entry voted for (its header and payload).
+    pub entry: Entry,
+}
+
+impl VoteRecord {
+    /// The record of a vote for `entry`.
+    pub fn new(subject: VoteSubject, entry: Entry) -> VoteRecord {
+        VoteRecord { subject, entry }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct EntryBytes {
+    #[serde(with = "scrip_feed::codec::bytes")]
+    header: Vec<u8>,
+    #[serde(with = "scrip_feed::codec::bytes")]
+    payload: Vec<u8>,
+}
+
+fn entry_bytes(entry: &Entry) -> Result<Vec<u8>> {
+    Ok(codec::encode(
+        "voted entry",
+        &EntryBytes {
+            header: entry.header_bytes().to_vec(),
+            payload: entry.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        },
+    )?)
+}
+
+fn entry_from_bytes(bytes: &[u8]) -> Result<Entry> {
+    let wire: EntryBytes = codec::decode_canonical("voted entry", bytes)?;
+    Ok(Entry::decode(&wire.header, Some(wire.payload))?)
+}
 
 /// Where a vote is on its way to the client: the crash-test fail points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,16 +79,22 @@ pub type StepHook = dyn Fn(Step) + Send + Sync;
 
 /// Where votes are kept.
 pub trait VoteStore: Send + Sync {
-    /// Durably records `votes` in one commit. Refuses (and records nothing) if a slot already
-    /// holds another entry.
-    fn record(&self, votes: &[VoteSubject], hook: &StepHook) -> Result<()>;
+    /// Durably records `votes` (with their entries) in one commit. Refuses (and records
+    /// nothing) if a slot already holds another entry.
+    fn record(&self, votes: &[VoteRecord], hook: &StepHook) -> Result<()>;
     /// Every recorded vote.
     fn load(&self) -> Result<Vec<VoteSubject>>;
+    /// The entry voted for at (wallet, seq), if any.
+    fn voted_entry(&self, wallet: &FeedId, seq: Seq) -> Result<Option<Entry>>;
 }
 
 fn key(wallet: &FeedId, seq: Seq) -> [u8; 41] {
+    tagged_key(TAG_VOTE, wallet, seq)
+}
+
+fn tagged_key(tag: u8, wallet: &FeedId, seq: Seq) -> [u8; 41] {
     let mut key = [0u8; 41];
-    key[0] = TAG_VOTE;
+    key[0] = tag;
     key[1..33].copy_from_slice(wallet.as_bytes());
     key[33..].copy_from_slice(&seq.get().to_be_bytes());
     key
@@ -87,12 +138,16 @@ impl SledVoteStore {
 }
 
 impl VoteStore for SledVoteStore {
-    fn record(&self, votes: &[VoteSubject], hook: &StepHook) -> Result<()> {
+    fn record(&self, votes: &[VoteRecord], hook: &StepHook) -> Result<()> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         hook(Step::BeforeWrite);
         let db = self.durable.db();
         let mut batch = sled::Batch::default();
-        for vote in votes {
+        for VoteRecord {
+            subject: vote,
+            entry,
+        } in votes
+        {
             let key = key(&vote.wallet, vote.seq);
             if let Some(existing) = db.get(key).map_err(|e| self.durable.engine(e))? {
                 if existing.as_ref() != value(vote) {
@@ -104,6 +159,10 @@ impl VoteStore for SledVoteStore {
                 continue;
             }
             batch.insert(&key[..], &value(vote)[..]);
+            batch.insert(
+                &tagged_key(TAG_ENTRY, &vote.wallet, vote.seq)[..],
+                entry_bytes(entry)?,
+            );
         }
         self.durable.commit_observed(batch, &|step| match step {
             CommitStep::Written => hook(Step::Written),
@@ -122,12 +181,33 @@ impl VoteStore for SledVoteStore {
             })
             .collect()
     }
+
+    fn voted_entry(&self, wallet: &FeedId, seq: Seq) -> Result<Option<Entry>> {
+        let bytes = self
+            .durable
+            .db()
+            .get(tagged_key(TAG_ENTRY, wallet, seq))
+            .map_err(|e| self.durable.engine(e))?;
+        bytes
+            .map(|b| {
+                entry_from_bytes(&b).map_err(|e| {
+                    Error::Feed(
+                        self.durable
+                            .corrupt(format!("the entry voted for at {wallet} #{seq}: {e}")),
+                    )
+                })
+            })
+            .transpose()
+    }
 }
+
+/// A vote held by [`MemoryVoteStore`]: entry id, round, entry.
+type MemoryVote = (EntryId, u32, Entry);
 
 /// Votes in memory (tests and simulations).
 #[derive(Debug, Default)]
 pub struct MemoryVoteStore {
-    votes: Mutex<BTreeMap<(FeedId, Seq), (EntryId, u32)>>,
+    votes: Mutex<BTreeMap<(FeedId, Seq), MemoryVote>>,
 }
 
 impl MemoryVoteStore {
@@ -138,12 +218,12 @@ impl MemoryVoteStore {
 }
 
 impl VoteStore for MemoryVoteStore {
-    fn record(&self, votes: &[VoteSubject], hook: &StepHook) -> Result<()> {
+    fn record(&self, votes: &[VoteRecord], hook: &StepHook) -> Result<()> {
         let mut map = self.votes.lock().unwrap_or_else(|p| p.into_inner());
         hook(Step::BeforeWrite);
-        for vote in votes {
-            if let Some(existing) = map.get(&(vote.wallet, vote.seq))
-                && *existing != (vote.entry, vote.round)
+        for VoteRecord { subject: vote, .. } in votes {
+            if let Some((entry, round, _)) = map.get(&(vote.wallet, vote.seq))
+                && (*entry, *round) != (vote.entry, vote.round)
             {
                 return Err(Error::SlotTaken {
                     wallet: vote.wallet,
@@ -151,8 +231,15 @@ impl VoteStore for MemoryVoteStore {
                 });
             }
         }
-        for vote in votes {
-            map.insert((vote.wallet, vote.seq), (vote.entry, vote.round));
+        for VoteRecord {
+            subject: vote,
+            entry,
+        } in votes
+        {
+            map.insert(
+                (vote.wallet, vote.seq),
+                (vote.entry, vote.round, entry.clone()),
+            );
         }
         hook(Step::Written);
         hook(Step::Flushed);
@@ -165,7 +252,7 @@ impl VoteStore for MemoryVoteStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|((wallet, seq), (entry, round))| VoteSubject {
+            .map(|((wallet, seq), (entry, round, _))| VoteSubject {
                 wallet: *wallet,
                 seq: *seq,
                 entry: *entry,
@@ -173,46 +260,78 @@ impl VoteStore for MemoryVoteStore {
             })
             .collect())
     }
+
+    fn voted_entry(&self, wallet: &FeedId, seq: Seq) -> Result<Option<Entry>> {
+        Ok(self
+            .votes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(*wallet, seq))
+            .map(|(_, _, entry)| entry.clone()))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use scrip_feed::Keypair;
+    use scrip_feed::{Keypair, Timestamp};
 
-    fn vote(entry: &[u8], seq: u64) -> VoteSubject {
-        VoteSubject {
-            wallet: Keypair::from_seed(&[1; 32]).id(),
-            seq: Seq::new(seq),
-            entry: EntryId::of_header(entry),
-            round: 0,
+    fn vote(text: &[u8], seq: u64) -> VoteRecord {
+        let key = Keypair::from_seed(&[1; 32]);
+        let entry = Entry::create(&key, None, Timestamp::from_millis(seq), text.to_vec()).unwrap();
+        VoteRecord {
+            subject: VoteSubject {
+                wallet: key.id(),
+                seq: Seq::new(seq),
+                entry: entry.id(),
+                round: 0,
+            },
+            entry,
         }
     }
 
+    fn exercise(store: &dyn VoteStore) {
+        store
+            .record(&[vote(b"a", 1), vote(b"b", 2)], &|_| {})
+            .unwrap();
+        // The same vote again is fine; another entry for a voted slot is refused.
+        store.record(&[vote(b"a", 1)], &|_| {}).unwrap();
+        assert!(matches!(
+            store.record(&[vote(b"x", 1)], &|_| {}),
+            Err(Error::SlotTaken { seq: 1, .. })
+        ));
+    }
+
+    fn check(store: &dyn VoteStore) {
+        let (a, b) = (vote(b"a", 1), vote(b"b", 2));
+        assert_eq!(store.load().unwrap(), vec![a.subject, b.subject]);
+        let wallet = a.subject.wallet;
+        assert_eq!(
+            store.voted_entry(&wallet, Seq::new(1)).unwrap(),
+            Some(a.entry)
+        );
+        assert_eq!(
+            store.voted_entry(&wallet, Seq::new(2)).unwrap(),
+            Some(b.entry)
+        );
+        assert_eq!(store.voted_entry(&wallet, Seq::new(3)).unwrap(), None);
+    }
+
     #[test]
-    fn votes_survive_reopen_and_slots_are_never_overwritten() {
+    fn votes_and_their_entries_survive_reopen_and_slots_are_never_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = SledVoteStore::open(dir.path()).unwrap();
-            store
-                .record(&[vote(b"a", 1), vote(b"b", 2)], &|_| {})
-                .unwrap();
-            // The same vote again is fine; another entry for a voted slot is refused.
-            store.record(&[vote(b"a", 1)], &|_| {}).unwrap();
-            assert!(matches!(
-                store.record(&[vote(b"x", 1)], &|_| {}),
-                Err(Error::SlotTaken { seq: 1, .. })
-            ));
+            exercise(&store);
+            check(&store);
         }
-        let store = SledVoteStore::open(dir.path()).unwrap();
-        assert_eq!(store.load().unwrap(), vec![vote(b"a", 1), vote(b"b", 2)]);
+        check(&SledVoteStore::open(dir.path()).unwrap());
     }
 
     #[test]
     fn memory_store_behaves_alike() {
         let store = MemoryVoteStore::new();
-        store.record(&[vote(b"a", 1)], &|_| {}).unwrap();
-        assert!(store.record(&[vote(b"x", 1)], &|_| {}).is_err());
-        assert_eq!(store.load().unwrap(), vec![vote(b"a", 1)]);
+        exercise(&store);
+        check(&store);
     }
 }

@@ -380,7 +380,7 @@ struct FailingVotes {
 impl scrip_notary::VoteStore for FailingVotes {
     fn record(
         &self,
-        votes: &[scrip_ledger::VoteSubject],
+        votes: &[scrip_notary::VoteRecord],
         hook: &scrip_notary::votes::StepHook,
     ) -> scrip_notary::Result<()> {
         use std::sync::atomic::Ordering;
@@ -394,6 +394,14 @@ impl scrip_notary::VoteStore for FailingVotes {
 
     fn load(&self) -> scrip_notary::Result<Vec<scrip_ledger::VoteSubject>> {
         self.inner.load()
+    }
+
+    fn voted_entry(
+        &self,
+        wallet: &scrip_feed::FeedId,
+        seq: scrip_feed::Seq,
+    ) -> scrip_notary::Result<Option<scrip_feed::Entry>> {
+        self.inner.voted_entry(wallet, seq)
     }
 }
 

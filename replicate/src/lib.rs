@@ -33,7 +33,7 @@ pub mod wire;
 
 pub use error::{Error, Result};
 pub use net::{Network, Tcp};
-pub use node::{Event, Node, NodeConfig, NodeHandle, NodeStatus, PeerStatus, StoreCalls};
+pub use node::{Event, Node, NodeConfig, NodeHandle, NodeLink, NodeStatus, PeerStatus, StoreCalls};
 pub use peer::{AcceptAll, AttachmentCheck};
 pub use transport::{
     LocalIdentity, NetworkKey, SecureReader, SecureStream, SecureWriter, TransportConfig,

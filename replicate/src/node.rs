@@ -372,10 +372,65 @@ impl Node {
     }
 }
 
+/// A clonable way for other tasks to reach a running node (the application side of a daemon,
+/// a notary service sharing the node's store): announce entries stored outside the node, ask
+/// for feeds, watch events. It does not keep the node running.
+pub struct NodeLink<N: Network> {
+    commands: mpsc::Sender<Command<N::Stream>>,
+    events: broadcast::Sender<Event>,
+}
+
+impl<N: Network> Clone for NodeLink<N> {
+    fn clone(&self) -> Self {
+        NodeLink {
+            commands: self.commands.clone(),
+            events: self.events.clone(),
+        }
+    }
+}
+
+impl<N: Network> std::fmt::Debug for NodeLink<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeLink")
+    }
+}
+
+impl<N: Network> NodeLink<N> {
+    /// See [`NodeHandle::announce`].
+    pub async fn announce(&self, feed: FeedId, head: u64) -> Result<()> {
+        self.send(Command::LocalStored { feed, head }).await
+    }
+
+    /// See [`NodeHandle::request_feed`].
+    pub async fn request_feed(&self, feed: FeedId) -> Result<()> {
+        self.send(Command::RequestFeed(feed, true)).await
+    }
+
+    /// See [`NodeHandle::events`].
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    async fn send(&self, command: Command<N::Stream>) -> Result<()> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| Error::Shutdown)
+    }
+}
+
 impl<N: Network> NodeHandle<N> {
     /// Our identity.
     pub fn id(&self) -> FeedId {
         self.id
+    }
+
+    /// A [`NodeLink`] to this node.
+    pub fn link(&self) -> NodeLink<N> {
+        NodeLink {
+            commands: self.commands.clone(),
+            events: self.events.clone(),
+        }
     }
 
     /// The address the node listens on, if any.
