@@ -1,32 +1,42 @@
-//! `scrip`: the command-line interface.
-//!
-//! Today only the skeleton exists; the node daemon, wallet commands, audit, demo and bench arrive
-//! with the `[cli]` issue, on top of the replicate, ledger and notary crates.
+//! `scrip`: parses the command line, runs it, and turns any error into one line on stderr and
+//! a non-zero exit status.
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
-/// Append-only signed logs replicated peer to peer, with a payments ledger on top.
-#[derive(Parser, Debug)]
-#[command(name = "scrip", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+// The allocator the benchmarks were measured with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Run a whole local network (notaries, wallets, an auditor) on loopback and print a summary.
-    ///
-    /// Example: `scrip demo`
-    Demo,
-}
-
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Demo => anyhow::bail!(
-            "scrip demo is not built yet: it needs the replicate, ledger and notary layers \
-             (only the feed layer exists so far; see README.md, \"Status\")"
-        ),
-    }
+fn main() {
+    let cli = scrip_cli::args::Cli::parse();
+    // The demo stops many peers at once, which makes their nodes warn about each other.
+    let quiet = matches!(cli.command, scrip_cli::args::Command::Demo { .. });
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(if quiet { "error" } else { "warn" })
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: starting the async runtime: {err}");
+            std::process::exit(1);
+        }
+    };
+    let code = match runtime.block_on(scrip_cli::run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {}", format!("{err:#}").replace('\n', " "));
+            1
+        }
+    };
+    // Everything acknowledged is on disk; background tasks need not finish.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    std::process::exit(code);
 }

@@ -8,7 +8,7 @@
 use std::thread;
 
 use scrip_feed::{Entry, FeedId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::certificate::NotarySet;
 use crate::content::{CertifiedBytes, Citation, WalletEntry};
@@ -18,7 +18,7 @@ use crate::verify::{Precomputed, SignatureCheck, VerifyAll, subject_of};
 use crate::wallet::{Effect, WalletState};
 
 /// One replayed entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditStep {
     /// Its seq.
     pub seq: u64,
@@ -41,7 +41,7 @@ pub struct AuditStep {
 }
 
 /// A final balance.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BalanceLine {
     /// The currency.
     pub currency: String,
@@ -50,7 +50,7 @@ pub struct BalanceLine {
 }
 
 /// The audit's conclusion.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Verdict {
     /// Every entry checked out.
@@ -67,7 +67,7 @@ pub enum Verdict {
 }
 
 /// The report of [`audit`], serializable (JSON for the CLI).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditReport {
     /// The audited wallet.
     pub wallet: String,

@@ -396,17 +396,35 @@ impl<N: Network> std::fmt::Debug for NodeLink<N> {
 }
 
 impl<N: Network> NodeLink<N> {
-    /// See [`NodeHandle::announce`].
+    /// Tells the node that the application stored entries of `feed` up to `head` itself (e.g.
+    /// a wallet client storing a certified entry), so that peers get them.
     pub async fn announce(&self, feed: FeedId, head: u64) -> Result<()> {
         self.send(Command::LocalStored { feed, head }).await
     }
 
-    /// See [`NodeHandle::request_feed`].
+    /// Replicates `feed` whatever the follow graph says.
     pub async fn request_feed(&self, feed: FeedId) -> Result<()> {
         self.send(Command::RequestFeed(feed, true)).await
     }
 
-    /// See [`NodeHandle::events`].
+    /// Undoes [`NodeLink::request_feed`].
+    pub async fn release_feed(&self, feed: FeedId) -> Result<()> {
+        self.send(Command::RequestFeed(feed, false)).await
+    }
+
+    /// Adds a peer address to dial (with the identity expected there, if known).
+    pub async fn add_peer(&self, address: String, id: Option<FeedId>) -> Result<()> {
+        self.send(Command::AddPeer(address, id)).await
+    }
+
+    /// A snapshot of the node.
+    pub async fn status(&self) -> Result<NodeStatus> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Status(reply)).await?;
+        answer.await.map_err(|_| Error::Shutdown)
+    }
+
+    /// Subscribes to events.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
@@ -465,32 +483,29 @@ impl<N: Network> NodeHandle<N> {
         Ok(entry)
     }
 
-    /// Tells the node that the application stored entries of `feed` up to `head` itself (e.g.
-    /// a wallet client storing a certified entry), so that peers get them.
+    /// See [`NodeLink::announce`].
     pub async fn announce(&self, feed: FeedId, head: u64) -> Result<()> {
-        self.send(Command::LocalStored { feed, head }).await
+        self.link().announce(feed, head).await
     }
 
-    /// Replicates `feed` whatever the follow graph says.
+    /// See [`NodeLink::request_feed`].
     pub async fn request_feed(&self, feed: FeedId) -> Result<()> {
-        self.send(Command::RequestFeed(feed, true)).await
+        self.link().request_feed(feed).await
     }
 
-    /// Undoes [`NodeHandle::request_feed`].
+    /// See [`NodeLink::release_feed`].
     pub async fn release_feed(&self, feed: FeedId) -> Result<()> {
-        self.send(Command::RequestFeed(feed, false)).await
+        self.link().release_feed(feed).await
     }
 
-    /// Adds a peer address to dial (with the identity expected there, if known).
+    /// See [`NodeLink::add_peer`].
     pub async fn add_peer(&self, address: String, id: Option<FeedId>) -> Result<()> {
-        self.send(Command::AddPeer(address, id)).await
+        self.link().add_peer(address, id).await
     }
 
-    /// A snapshot of the node.
+    /// See [`NodeLink::status`].
     pub async fn status(&self) -> Result<NodeStatus> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Status(reply)).await?;
-        answer.await.map_err(|_| Error::Shutdown)
+        self.link().status().await
     }
 
     /// Closes every connection (with goodbyes) and stops the node. Everything acknowledged is

@@ -1,0 +1,258 @@
+//! `scrip serve`: the node daemon. It owns the home's store and runs, over it:
+//!
+//! - a replicate node (listener, dialer, gossip), checking received certificates;
+//! - with `--notary`, the notary service (its own listener and vote store) and the bridge that
+//!   makes it a peer;
+//! - the control socket, through which other commands on this home run their operations.
+//!
+//! Ctrl-C or SIGTERM stops it cleanly: the socket first, then the notary (queued decisions
+//! finish), then the node (goodbyes sent); every acknowledged write is already durable.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, anyhow};
+use scrip_feed::{Content, Seq, Store};
+use scrip_notary::certified::CertificateCheck;
+use scrip_notary::{Notary, NotaryConfig, NotaryHandle, SledVoteStore, gossip};
+use scrip_replicate::{Node, NodeConfig, NodeHandle, Tcp};
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use crate::api;
+use crate::home::Home;
+use crate::net::known_peers;
+use crate::ops::{Context, transport};
+
+/// How `scrip serve` was asked to run.
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    /// Replication address (else config.toml's).
+    pub listen: Option<String>,
+    /// Run the notary service too.
+    pub notary: bool,
+    /// Notary address (else config.toml's).
+    pub notary_listen: Option<String>,
+}
+
+/// What a started daemon reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ready {
+    /// The identity.
+    pub identity: String,
+    /// The wallet, if any.
+    pub wallet: Option<String>,
+    /// The replication address bound.
+    pub listen: String,
+    /// The notary address bound, with `--notary`.
+    pub notary: Option<String>,
+    /// The control socket.
+    pub socket: String,
+}
+
+/// A running daemon.
+pub struct Daemon {
+    node: NodeHandle<Tcp>,
+    notary: Option<NotaryHandle>,
+    bridge: Option<JoinHandle<()>>,
+    api: JoinHandle<()>,
+    socket: PathBuf,
+    ctx: Arc<Context>,
+    ready: Ready,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("ready", &self.ready)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// Starts the daemon of `home`.
+    pub async fn start(home: Home, options: ServeOptions) -> Result<Daemon> {
+        let config = home.config()?;
+        let identity = Arc::new(home.identity()?);
+        // The socket first: a second daemon on this home stops here, before touching the store.
+        let listener = api::bind(&home).await?;
+        let socket = home.socket();
+        let started = start_parts(&home, &options, &config, &identity).await;
+        let (node, notary, bridge, store) = match started {
+            Ok(parts) => parts,
+            Err(err) => {
+                api::unbind(&socket);
+                return Err(err);
+            }
+        };
+        let ctx = Arc::new(Context::new(home.clone(), store, Some(node.link()), false)?);
+        let api = api::serve(listener, Arc::clone(&ctx));
+        let ready = Ready {
+            identity: identity.id().to_string(),
+            wallet: home.wallet_key()?.map(|k| k.id().to_string()),
+            listen: node.listen_address().unwrap_or_default().to_string(),
+            notary: notary.as_ref().map(|n| n.address().to_string()),
+            socket: socket.display().to_string(),
+        };
+        let daemon = Daemon {
+            node,
+            notary,
+            bridge,
+            api,
+            socket,
+            ctx,
+            ready,
+        };
+        daemon.publish_address().await?;
+        Ok(daemon)
+    }
+
+    /// What it bound.
+    pub fn ready(&self) -> &Ready {
+        &self.ready
+    }
+
+    /// Its operation context (the demo drives daemons through it).
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// Publishes a `Pub` entry with the replication address if the feed's latest one differs,
+    /// so that peers who replicate this feed can dial it.
+    async fn publish_address(&self) -> Result<()> {
+        let me = self.ctx.identity.id();
+        let address = self.ready.listen.clone();
+        let store = Arc::clone(&self.ctx.store);
+        let latest = tokio::task::spawn_blocking(move || -> Result<Option<String>> {
+            let mut latest = None;
+            for entry in store.range(&me, Seq::FIRST, usize::MAX)? {
+                if let Some(Ok(Content::Pub { address })) = entry.payload().map(Content::decode) {
+                    latest = Some(address);
+                }
+            }
+            Ok(latest)
+        })
+        .await
+        .map_err(|e| anyhow!("{e}"))??;
+        if latest.as_deref() != Some(address.as_str()) && !address.is_empty() {
+            self.ctx.publish(Content::Pub { address }).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops everything, in order.
+    pub async fn stop(self) {
+        self.api.abort();
+        api::unbind(&self.socket);
+        if let Some(notary) = self.notary {
+            notary.shutdown().await;
+        }
+        if let Some(bridge) = self.bridge {
+            bridge.abort();
+        }
+        self.node.shutdown().await;
+    }
+}
+
+type Parts = (
+    NodeHandle<Tcp>,
+    Option<NotaryHandle>,
+    Option<JoinHandle<()>>,
+    Arc<dyn Store>,
+);
+
+async fn start_parts(
+    home: &Home,
+    options: &ServeOptions,
+    config: &crate::config::Config,
+    identity: &Arc<scrip_feed::Keypair>,
+) -> Result<Parts> {
+    let store: Arc<dyn Store> = home.open_store()?;
+    let wallet = home.wallet_key()?.map(|k| k.id());
+    let node_config = NodeConfig {
+        listen: Some(options.listen.clone().unwrap_or(config.listen.clone())),
+        peers: known_peers(home)?,
+        hops: config.hops,
+        explicit: wallet.into_iter().collect(),
+        transport: transport(config)?,
+        ..NodeConfig::default()
+    };
+    let node = Node::spawn_with(
+        Arc::clone(identity),
+        Arc::clone(&store),
+        Tcp,
+        node_config,
+        Arc::new(CertificateCheck::new(Arc::clone(&store))),
+    )
+    .await
+    .context("starting the node")?;
+    let (notary, bridge) = if options.notary {
+        let votes = match SledVoteStore::open(&home.votes()) {
+            Ok(votes) => Arc::new(votes),
+            Err(err) => {
+                node.shutdown().await;
+                return Err(err).context("opening the vote store");
+            }
+        };
+        let started = Notary::spawn(
+            Arc::clone(identity),
+            Arc::clone(&store),
+            votes,
+            Tcp,
+            NotaryConfig {
+                listen: options
+                    .notary_listen
+                    .clone()
+                    .unwrap_or(config.notary_listen.clone()),
+                transport: transport(config)?,
+                ..NotaryConfig::default()
+            },
+            Arc::new(|_| {}),
+        )
+        .await;
+        match started {
+            Ok(notary) => {
+                let bridge = gossip::bridge(node.link(), &notary);
+                (Some(notary), Some(bridge))
+            }
+            Err(err) => {
+                node.shutdown().await;
+                return Err(err).context("starting the notary service");
+            }
+        }
+    } else {
+        (None, None)
+    };
+    Ok((node, notary, bridge, store))
+}
+
+/// Runs the daemon until Ctrl-C or SIGTERM.
+pub async fn serve(home: Home, options: ServeOptions, json: bool) -> Result<()> {
+    let daemon = Daemon::start(home, options).await?;
+    let ready = daemon.ready().clone();
+    if json {
+        println!("{}", serde_json::to_string(&ready)?);
+    } else {
+        println!(
+            "scrip daemon running: identity {}, replication on {}{}, control socket {}",
+            ready.identity,
+            ready.listen,
+            ready
+                .notary
+                .as_ref()
+                .map_or(String::new(), |n| format!(", notary on {n}")),
+            ready.socket
+        );
+    }
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    daemon.stop().await;
+    if !json {
+        println!("scrip daemon stopped; everything is on disk");
+    }
+    Ok(())
+}

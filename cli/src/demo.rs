@@ -1,0 +1,569 @@
+//! `scrip demo`: a whole network on loopback, in one process but with real parts: every peer
+//! is a daemon with its own home, keys and sled store, listening on its own loopback ports, and
+//! everything goes through the same operations as the commands.
+//!
+//! Four notaries; Alice (who issues EUR), Bob and Carol; Mallory, who tries to cheat; and an
+//! observer who replicates everything and audits every wallet. Alice pays Bob, who accepts;
+//! Alice pays Carol, who rejects, and Alice reclaims; Bob pays Carol. Then an overspend, a
+//! double accept and an equivocation are each refused with their reason. The observer's fold
+//! must show every wallet sound and each currency's total unchanged except by mints.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use scrip_feed::{Entry, FeedId, Keypair};
+use scrip_ledger::content::{Mint, WalletEntry};
+use scrip_ledger::verify::subject_of;
+use scrip_ledger::{Amount, Currency, OrderStatus};
+use scrip_notary::certified;
+use scrip_notary::wire::{self, Proposal, Request, Response};
+use scrip_notary::{NotaryAddr, Refusal};
+use scrip_replicate::transport::{self, LocalIdentity};
+
+use crate::config::Config;
+use crate::daemon::{Daemon, ServeOptions};
+use crate::home::Home;
+use crate::ops::{self, Context, Op, transport as transport_config};
+use crate::output::Output;
+
+/// How long the demo waits for gossip to bring something before it gives up.
+const GOSSIP_WAIT: Duration = Duration::from_secs(20);
+
+struct Peer {
+    name: &'static str,
+    daemon: Daemon,
+}
+
+impl Peer {
+    fn ctx(&self) -> &Arc<Context> {
+        self.daemon.context()
+    }
+
+    async fn run(&self, op: Op) -> Result<Output> {
+        ops::execute(self.ctx(), op)
+            .await
+            .with_context(|| format!("{}'s command", self.name))
+    }
+
+    fn wallet(&self) -> Result<FeedId> {
+        self.ctx()
+            .wallet_id()?
+            .ok_or_else(|| anyhow!("{} has no wallet", self.name))
+    }
+}
+
+fn say(line: impl AsRef<str>) {
+    println!("{}", line.as_ref());
+}
+
+fn short(id: &FeedId) -> String {
+    let text = id.to_string();
+    text.chars().take(9).collect()
+}
+
+async fn start(dir: &Path, name: &'static str, notary: bool) -> Result<Peer> {
+    let home = Home::at(dir.join(name));
+    home.init(&Config {
+        listen: "127.0.0.1:0".into(),
+        notary_listen: "127.0.0.1:0".into(),
+        ..Config::default()
+    })?;
+    let daemon = Daemon::start(
+        home,
+        ServeOptions {
+            notary,
+            ..ServeOptions::default()
+        },
+    )
+    .await
+    .with_context(|| format!("starting {name}"))?;
+    Ok(Peer { name, daemon })
+}
+
+/// Polls `check` until it yields something or [`GOSSIP_WAIT`] passes.
+async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + GOSSIP_WAIT;
+    loop {
+        if let Some(found) = check().await? {
+            return Ok(found);
+        }
+        if Instant::now() > deadline {
+            bail!("gave up waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `peer` holds an incoming pending order from `from`, and returns its id.
+async fn incoming_order(peer: &Peer, from: &FeedId) -> Result<String> {
+    let from = from.to_string();
+    wait_for("an order to arrive by gossip", || async {
+        let Output::Orders { orders } = peer
+            .run(Op::Orders {
+                incoming: true,
+                outgoing: false,
+                pending: true,
+            })
+            .await?
+        else {
+            bail!("unexpected output");
+        };
+        Ok(orders.into_iter().find(|o| o.from == from).map(|o| o.id))
+    })
+    .await
+}
+
+fn refusal_line(result: Result<Output>) -> Result<String> {
+    match result {
+        Ok(output) => bail!(
+            "this should have been refused, but: {}",
+            output.text().trim()
+        ),
+        Err(err) => Ok(format!("{err:#}")),
+    }
+}
+
+/// Runs the demo in `dir` (a fresh temporary directory if `None`).
+pub async fn run(dir: Option<PathBuf>) -> Result<()> {
+    let started = Instant::now();
+    let temporary = match &dir {
+        Some(_) => None,
+        None => Some(tempfile::tempdir()?),
+    };
+    let dir = match (&dir, &temporary) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(t)) => t.path().to_path_buf(),
+        (None, None) => bail!("no directory"),
+    };
+    std::fs::create_dir_all(&dir)?;
+    say(format!("scrip demo in {}", dir.display()));
+
+    // 1. Four notaries, each a daemon with its own store, vote store and ports.
+    let mut notaries = Vec::new();
+    for name in ["notary-1", "notary-2", "notary-3", "notary-4"] {
+        notaries.push(start(&dir, name, true).await?);
+    }
+    let notary_args: Vec<String> = notaries
+        .iter()
+        .map(|n| {
+            format!(
+                "{}@{}",
+                n.ctx().identity.id(),
+                n.daemon.ready().notary.clone().unwrap_or_default()
+            )
+        })
+        .collect();
+    say(format!(
+        "started 4 notaries (n = 4, f = 1, quorum 3), e.g. {} on {}",
+        short(&notaries[0].ctx().identity.id()),
+        notaries[0]
+            .daemon
+            .ready()
+            .notary
+            .clone()
+            .unwrap_or_default()
+    ));
+
+    // 2. The users and the observer; everyone peers with every notary and every user.
+    let mut users = Vec::new();
+    for name in ["alice", "bob", "carol", "mallory"] {
+        users.push(start(&dir, name, false).await?);
+    }
+    let observer = start(&dir, "observer", false).await?;
+    let mut everyone: Vec<&Peer> = notaries.iter().chain(users.iter()).collect();
+    everyone.push(&observer);
+    let addresses: Vec<(String, String)> = everyone
+        .iter()
+        .map(|p| {
+            (
+                p.daemon.ready().listen.clone(),
+                p.ctx().identity.id().to_string(),
+            )
+        })
+        .collect();
+    for peer in &everyone {
+        for (address, id) in &addresses {
+            if *id != peer.ctx().identity.id().to_string() {
+                peer.run(Op::PeerAdd {
+                    addr: address.clone(),
+                    feed: Some(id.clone()),
+                })
+                .await?;
+            }
+        }
+    }
+    for user in &users {
+        for other in users.iter().chain(std::iter::once(&observer)) {
+            if other.name != user.name {
+                other
+                    .run(Op::Follow {
+                        feed: user.ctx().identity.id().to_string(),
+                    })
+                    .await?;
+            }
+        }
+    }
+    say("started alice, bob, carol, mallory and an observer; they follow each other");
+
+    // 3. Wallets, certified by the notaries.
+    for user in &users {
+        user.run(Op::WalletCreate {
+            notaries: notary_args.clone(),
+        })
+        .await?;
+    }
+    let [alice, bob, carol, mallory] = [&users[0], &users[1], &users[2], &users[3]];
+    let (wa, wb, wc) = (alice.wallet()?, bob.wallet()?, carol.wallet()?);
+    say(format!(
+        "wallets created: alice {}, bob {}, carol {}, mallory {}",
+        short(&wa),
+        short(&wb),
+        short(&wc),
+        short(&mallory.wallet()?)
+    ));
+
+    // 4. Money moves.
+    let mint = alice
+        .run(Op::Mint {
+            amount: "1000.00".into(),
+            currency: "EUR".into(),
+            decimals: 2,
+        })
+        .await?;
+    say(format!("alice: {}", mint.text().trim()));
+    let paid = alice
+        .run(Op::Pay {
+            wallet: wb.to_string(),
+            amount: "250.00".into(),
+            currency: "EUR".into(),
+            memo: Some("rent".into()),
+        })
+        .await?;
+    say(format!("alice: {}", paid.text().trim()));
+    let order_to_bob = incoming_order(bob, &wa).await?;
+    let accepted = bob
+        .run(Op::Accept {
+            order: order_to_bob.clone(),
+        })
+        .await?;
+    say(format!("bob: {}", accepted.text().trim()));
+
+    alice
+        .run(Op::Pay {
+            wallet: wc.to_string(),
+            amount: "100.00".into(),
+            currency: "EUR".into(),
+            memo: Some("deposit".into()),
+        })
+        .await?;
+    let order_to_carol = incoming_order(carol, &wa).await?;
+    let rejected = carol
+        .run(Op::Reject {
+            order: order_to_carol.clone(),
+            reason: "wrong amount".into(),
+        })
+        .await?;
+    say(format!("carol: {}", rejected.text().trim()));
+    let reclaimed = wait_for("carol's rejection to reach alice", || async {
+        match alice
+            .run(Op::Reclaim {
+                order: order_to_carol.clone(),
+            })
+            .await
+        {
+            Ok(output) => Ok(Some(output)),
+            Err(err) if format!("{err:#}").contains("has not rejected") => Ok(None),
+            Err(err) => Err(err),
+        }
+    })
+    .await?;
+    say(format!("alice: {}", reclaimed.text().trim()));
+
+    wait_for("bob's accept to be certified", || async {
+        let Output::Balance { balances, .. } = bob.run(Op::Balance).await? else {
+            bail!("unexpected output");
+        };
+        Ok((!balances.is_empty()).then_some(()))
+    })
+    .await?;
+    bob.run(Op::Pay {
+        wallet: wc.to_string(),
+        amount: "50.00".into(),
+        currency: "EUR".into(),
+        memo: None,
+    })
+    .await?;
+    let order_bob_carol = incoming_order(carol, &wb).await?;
+    carol
+        .run(Op::Accept {
+            order: order_bob_carol,
+        })
+        .await?;
+    say("bob paid carol 50.00 EUR; carol accepted");
+
+    // 5. Attempts to cheat, each refused with its reason.
+    say("attempts that must fail:");
+    let overspend = refusal_line(
+        carol
+            .run(Op::Pay {
+                wallet: wb.to_string(),
+                amount: "10000.00".into(),
+                currency: "EUR".into(),
+                memo: None,
+            })
+            .await,
+    )?;
+    say(format!(
+        "  overspend (carol pays 10000.00 EUR): refused: {overspend}"
+    ));
+    let double = refusal_line(
+        bob.run(Op::Accept {
+            order: order_to_bob.clone(),
+        })
+        .await,
+    )?;
+    say(format!(
+        "  double accept (bob accepts alice's order again): refused: {double}"
+    ));
+    let equivocation = equivocate(mallory, &notaries).await?;
+    say(format!(
+        "  equivocation (mallory signs two entries for one slot): {equivocation}"
+    ));
+
+    // 6. The observer replicates every wallet and audits them.
+    let wallets = vec![wa, wb, wc, mallory.wallet()?];
+    for wallet in &wallets {
+        if let Some(node) = &observer.ctx().node {
+            node.request_feed(*wallet).await?;
+        }
+    }
+    let mut heads = BTreeMap::new();
+    for user in &users {
+        let wallet = user.wallet()?;
+        let store = Arc::clone(&user.ctx().store);
+        let log =
+            tokio::task::spawn_blocking(move || certified::certified_log(store.as_ref(), &wallet))
+                .await??;
+        heads.insert(wallet, log.len());
+    }
+    let store = Arc::clone(&observer.ctx().store);
+    wait_for("the observer to replicate every wallet", || {
+        let store = Arc::clone(&store);
+        let heads = heads.clone();
+        async move {
+            for (wallet, want) in &heads {
+                let have = certified::certified_log(store.as_ref(), wallet)?.len();
+                if have < *want {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        }
+    })
+    .await?;
+    say("observer: replicated every wallet with its certificates; auditing each one");
+    let mut sound = true;
+    for (name, wallet) in ["alice", "bob", "carol", "mallory"].iter().zip(&wallets) {
+        let Output::Audit { report } = observer
+            .run(Op::Audit {
+                wallet: wallet.to_string(),
+                timeout: 5,
+            })
+            .await?
+        else {
+            bail!("unexpected output");
+        };
+        say(format!(
+            "  {name:<8} {} {}, {}",
+            report.entries,
+            if report.entries == 1 {
+                "entry"
+            } else {
+                "entries"
+            },
+            if report.is_sound() {
+                "sound".to_string()
+            } else {
+                format!("NOT SOUND: {:?}", report.verdict)
+            }
+        ));
+        sound &= report.is_sound();
+    }
+    let ledger = observer.ctx().ledger().await?;
+    summary(&ledger, &[("alice", wa), ("bob", wb), ("carol", wc)])?;
+    let conservation = ledger.check_conservation();
+    match &conservation {
+        Ok(()) => say("conservation: for every currency, balances + escrow = minted  OK"),
+        Err(err) => say(format!("conservation: VIOLATED: {err}")),
+    }
+    // alice: 1000 minted, 250 to bob, 100 to carol taken back; bob: 250 in, 50 to carol.
+    let expected = [(wa, "750.00"), (wb, "200.00"), (wc, "50.00")];
+    let eur = Currency::new(wa, "EUR", 2)?;
+    let mut balances_right = true;
+    for (wallet, want) in expected {
+        let have = ledger
+            .wallet(&wallet)
+            .and_then(|w| w.balances.get(&eur).copied())
+            .unwrap_or(Amount::ZERO)
+            .display(2);
+        balances_right &= have == want;
+    }
+    let open_orders = ledger
+        .orders()
+        .values()
+        .filter(|o| o.status == OrderStatus::Pending)
+        .count();
+
+    let stopping: Vec<_> = users
+        .into_iter()
+        .chain(notaries)
+        .chain(std::iter::once(observer))
+        .map(|peer| tokio::spawn(peer.daemon.stop()))
+        .collect();
+    for stop in stopping {
+        let _ = stop.await;
+    }
+    say(format!(
+        "demo finished in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    if !(sound && conservation.is_ok() && balances_right && open_orders == 0) {
+        bail!("the demo's checks failed (see above)");
+    }
+    say("all checks passed");
+    Ok(())
+}
+
+fn summary(ledger: &scrip_ledger::LedgerState, names: &[(&str, FeedId)]) -> Result<()> {
+    say("balances:");
+    for (name, wallet) in names {
+        let state = ledger.wallet(wallet);
+        let text: Vec<String> = state
+            .map(|s| {
+                s.balances
+                    .iter()
+                    .map(|(c, a)| format!("{} {}", a.display(c.decimals), c.code.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        say(format!("  {name:<8} {}", text.join(", ")));
+    }
+    say("supply:");
+    for (currency, totals) in ledger.totals() {
+        say(format!(
+            "  {} (issuer {}): minted {}, in balances {}, in escrow {}",
+            currency.code.as_str(),
+            short(&currency.issuer),
+            totals.supply.display(currency.decimals),
+            totals.balances.display(currency.decimals),
+            totals.escrow.display(currency.decimals),
+        ));
+    }
+    Ok(())
+}
+
+/// Mallory signs two different entries for her next slot and sends each to a different half
+/// of the notaries, then tries to finish either: neither is ever certified.
+async fn equivocate(mallory: &Peer, notaries: &[Peer]) -> Result<String> {
+    let ctx = mallory.ctx();
+    let key = ctx
+        .home
+        .wallet_key()?
+        .ok_or_else(|| anyhow!("mallory has no wallet"))?;
+    let wallet = key.id();
+    let store = Arc::clone(&ctx.store);
+    let log =
+        tokio::task::spawn_blocking(move || certified::certified_log(store.as_ref(), &wallet))
+            .await??;
+    let previous = log
+        .last()
+        .ok_or_else(|| anyhow!("mallory's wallet is empty"))?;
+    let currency = Currency::new(wallet, "MAL", 0)?;
+    let entry = |amount: u64| -> Result<Entry> {
+        let content = WalletEntry::Mint(Mint {
+            currency,
+            amount: Amount::from_minor(amount),
+        });
+        Ok(Entry::create(
+            &key,
+            Some(previous.entry.head()),
+            scrip_feed::Timestamp::from_millis(amount),
+            content.to_payload()?,
+        )?)
+    };
+    let (a, b) = (entry(1)?, entry(2)?);
+    let prefix = vec![certified::to_bytes(previous)?];
+    let propose = |e: &Entry| -> Result<Request> {
+        Ok(Request::Propose(Proposal {
+            header: e.header_bytes().to_vec(),
+            payload: e.payload().ok_or_else(|| anyhow!("no payload"))?.to_vec(),
+            prefix: prefix.clone(),
+        }))
+    };
+    let identity = LocalIdentity::new(Arc::new(Keypair::from_seed(&key.seed())))?;
+    let config = transport_config(&ctx.config)?;
+    let addrs: Vec<NotaryAddr> = ctx.home.notaries()?;
+    let mut votes = [0usize; 2];
+    // A to notaries 1 and 2, B to notaries 3 and 4.
+    for (i, notary) in addrs.iter().enumerate() {
+        let (which, request) = if i < 2 {
+            (0, propose(&a)?)
+        } else {
+            (1, propose(&b)?)
+        };
+        if let Response::Vote(vote) = ask(notary, &identity, &config, &request).await? {
+            let subject = subject_of(if which == 0 { &a } else { &b });
+            if vote.verifies(&subject) {
+                votes[which] += 1;
+            }
+        }
+    }
+    // Now each entry to everyone: the other half is locked.
+    let mut locked = 0;
+    for request in [propose(&a)?, propose(&b)?] {
+        for notary in &addrs {
+            if let Response::Refusal(Refusal::Locked { .. }) =
+                ask(notary, &identity, &config, &request).await?
+            {
+                locked += 1;
+            }
+        }
+    }
+    let _ = notaries;
+    if votes[0] >= 3 || votes[1] >= 3 || locked != 4 {
+        bail!("the equivocation was not contained: votes {votes:?}, locked answers {locked}");
+    }
+    Ok(format!(
+        "entry A got {} votes, entry B got {}, quorum is 3; every notary answers the other \
+         entry with \"locked\": no certificate, slot #{} stays locked",
+        votes[0],
+        votes[1],
+        a.seq()
+    ))
+}
+
+async fn ask(
+    notary: &NotaryAddr,
+    identity: &LocalIdentity,
+    config: &scrip_replicate::TransportConfig,
+    request: &Request,
+) -> Result<Response> {
+    let tcp = tokio::net::TcpStream::connect(&notary.address)
+        .await
+        .with_context(|| format!("connecting to notary {}", notary.address))?;
+    let mut stream = transport::connect(tcp, identity, Some(notary.id), config).await?;
+    stream.send(&wire::encode(request)?).await?;
+    let answer = stream
+        .recv()
+        .await?
+        .ok_or_else(|| anyhow!("the notary closed the connection"))?;
+    Ok(wire::decode::<Response>(&answer)?)
+}

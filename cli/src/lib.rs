@@ -1,0 +1,169 @@
+//! scrip-cli: the `scrip` command.
+//!
+//! # Layout
+//!
+//! - [`args`]: the command line (clap derive).
+//! - [`home`]: the home directory (keys, settings, store) and its files.
+//! - [`config`]: `config.toml` with documented defaults.
+//! - [`ops`]: every operation behind the commands, written once over a [`ops::Context`]; the
+//!   CLI runs them itself or sends them to the home's daemon.
+//! - [`output`]: what operations return, as text or JSON.
+//! - [`api`]: the daemon's control socket (JSON lines over a Unix socket).
+//! - [`daemon`]: `scrip serve` (replicate node, optional notary service, control socket).
+//! - [`net`]: one-shot catch-up from peers (`scrip sync`, audits of wallets not held).
+//! - [`demo`]: `scrip demo`, a whole network on loopback.
+//! - [`bench`]: `scrip bench`, every layer's macro benchmark with its ceiling.
+//! - [`progress`]: progress bars on a terminal only.
+//!
+//! `anyhow` is used here and nowhere else: library crates return their own error enums.
+
+pub mod api;
+pub mod args;
+pub mod bench;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod home;
+pub mod net;
+pub mod ops;
+pub mod output;
+pub mod progress;
+
+use anyhow::Result;
+use clap::CommandFactory;
+
+use crate::args::{Cli, Command, PeerCommand, WalletCommand};
+use crate::config::Config;
+use crate::home::Home;
+use crate::ops::{Context, Op};
+use crate::output::Output;
+
+/// Runs a parsed command line; returns the exit status.
+pub async fn run(cli: Cli) -> Result<i32> {
+    let json = cli.json;
+    let op = match cli.command {
+        Command::Init {
+            listen,
+            notary_listen,
+            network_key,
+        } => {
+            let home = Home::resolve(cli.home)?;
+            let defaults = Config::default();
+            let config = Config {
+                listen: listen.unwrap_or(defaults.listen),
+                notary_listen: notary_listen.unwrap_or(defaults.notary_listen),
+                network_key: network_key.unwrap_or(defaults.network_key),
+                hops: defaults.hops,
+            };
+            // Checks the values before anything is written.
+            Config::parse(&config.to_toml())?;
+            let key = home.init(&config)?;
+            return print(
+                &Output::Initialized {
+                    home: home.root().display().to_string(),
+                    identity: key.id().to_string(),
+                },
+                json,
+            );
+        }
+        Command::Serve {
+            listen,
+            notary,
+            notary_listen,
+        } => {
+            let home = Home::resolve(cli.home)?;
+            daemon::serve(
+                home,
+                daemon::ServeOptions {
+                    listen,
+                    notary,
+                    notary_listen,
+                },
+                json,
+            )
+            .await?;
+            return Ok(0);
+        }
+        Command::Demo { dir } => {
+            demo::run(dir).await?;
+            return Ok(0);
+        }
+        Command::Bench { which, quick } => {
+            bench::run(which, quick, json).await?;
+            return Ok(0);
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "scrip", &mut std::io::stdout());
+            return Ok(0);
+        }
+        Command::Id => Op::Id,
+        Command::Peer(PeerCommand::Add { addr, feed }) => Op::PeerAdd { addr, feed },
+        Command::Peer(PeerCommand::List) => Op::PeerList,
+        Command::Follow { feed } => Op::Follow { feed },
+        Command::Unfollow { feed } => Op::Unfollow { feed },
+        Command::Block { feed } => Op::Block { feed },
+        Command::Post { text } => Op::Post { text },
+        Command::Nick { name } => Op::Nick { name },
+        Command::Feed { feed, limit } => Op::Feed { feed, limit },
+        Command::Sync { addr, id, timeout } => Op::Sync { addr, id, timeout },
+        Command::Forks => Op::Forks,
+        Command::Wallet(WalletCommand::Create { notaries }) => Op::WalletCreate { notaries },
+        Command::Mint {
+            amount,
+            currency,
+            decimals,
+        } => Op::Mint {
+            amount,
+            currency,
+            decimals,
+        },
+        Command::Pay {
+            wallet,
+            amount,
+            currency,
+            memo,
+        } => Op::Pay {
+            wallet,
+            amount,
+            currency,
+            memo,
+        },
+        Command::Orders {
+            incoming,
+            outgoing,
+            pending,
+        } => Op::Orders {
+            incoming,
+            outgoing,
+            pending,
+        },
+        Command::Accept { order } => Op::Accept { order },
+        Command::Reject { order, reason } => Op::Reject { order, reason },
+        Command::Reclaim { order } => Op::Reclaim { order },
+        Command::Balance => Op::Balance,
+        Command::Audit { wallet, timeout } => Op::Audit { wallet, timeout },
+    };
+    let home = Home::resolve(cli.home)?;
+    let output = run_op(home, op).await?;
+    print(&output, json)
+}
+
+/// Runs `op` on `home`: through its daemon if one answers, else on the store directly.
+pub async fn run_op(home: Home, op: Op) -> Result<Output> {
+    if let Some(stream) = api::connect(&home).await {
+        return api::call(stream, &op).await;
+    }
+    ops::check_home(&home)?;
+    let store = home.open_store()?;
+    let ctx = Context::new(home, store, None, progress::wanted())?;
+    ops::execute(&ctx, op).await
+}
+
+fn print(output: &Output, json: bool) -> Result<i32> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(output)?);
+    } else {
+        print!("{}", output.text());
+    }
+    Ok(output.exit_code())
+}

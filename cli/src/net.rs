@@ -1,0 +1,144 @@
+//! One-shot network work for commands: catch up from peers (`scrip sync`, `scrip audit` of a
+//! wallet not held), through the daemon's node when one runs, else through a temporary node on
+//! the home's store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use scrip_feed::FeedId;
+use scrip_notary::certified::CertificateCheck;
+use scrip_replicate::{Event, Node, NodeConfig, NodeLink, Tcp};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+
+use crate::home::Home;
+use crate::ops::{Context, parse_feed, transport};
+
+/// How long nothing must arrive before a catch-up counts as done.
+const QUIET: Duration = Duration::from_millis(1500);
+
+/// The peers of peers.toml.
+pub fn known_peers(home: &Home) -> Result<Vec<(String, Option<FeedId>)>> {
+    home.peers()?
+        .into_iter()
+        .map(|p| Ok((p.address, p.id.as_deref().map(parse_feed).transpose()?)))
+        .collect()
+}
+
+/// Connects to `peers`, asks for `feeds` (beside the follow graph), and waits until nothing more
+/// arrives (or `timeout`). Returns how many entries were stored. With `require`, failing to
+/// reach the (first) peer is an error.
+pub async fn catch_up(
+    ctx: &Context,
+    peers: Vec<(String, Option<FeedId>)>,
+    feeds: Vec<FeedId>,
+    timeout: Duration,
+    require: bool,
+) -> Result<u64> {
+    match &ctx.node {
+        Some(node) => watch(node, &peers, &feeds, timeout, require, ctx.progress).await,
+        None => {
+            let config = NodeConfig {
+                listen: None,
+                peers: peers.clone(),
+                hops: ctx.config.hops,
+                explicit: feeds.iter().copied().collect(),
+                transport: transport(&ctx.config)?,
+                ..NodeConfig::default()
+            };
+            let node = Node::spawn_with(
+                Arc::clone(&ctx.identity),
+                Arc::clone(&ctx.store),
+                Tcp,
+                config,
+                Arc::new(CertificateCheck::new(Arc::clone(&ctx.store))),
+            )
+            .await?;
+            let result = watch(&node.link(), &peers, &feeds, timeout, require, ctx.progress).await;
+            node.shutdown().await;
+            result
+        }
+    }
+}
+
+async fn watch(
+    node: &NodeLink<Tcp>,
+    peers: &[(String, Option<FeedId>)],
+    feeds: &[FeedId],
+    timeout: Duration,
+    require: bool,
+    progress: bool,
+) -> Result<u64> {
+    let mut events = node.events();
+    let targets: Vec<&str> = peers.iter().map(|(a, _)| a.as_str()).collect();
+    let ids: Vec<FeedId> = peers.iter().filter_map(|(_, id)| *id).collect();
+    let status = node.status().await?;
+    let mut connected = status
+        .peers
+        .iter()
+        .any(|p| targets.contains(&p.address.as_str()) || ids.contains(&p.peer));
+    for (address, id) in peers {
+        node.add_peer(address.clone(), *id).await?;
+    }
+    for feed in feeds {
+        node.request_feed(*feed).await?;
+    }
+    let bar = crate::progress::counter(progress, "catching up");
+    let deadline = Instant::now() + timeout;
+    let mut last = Instant::now();
+    let mut stored = 0u64;
+    let mut remaining = 0u64;
+    let mut failure: Option<String> = None;
+    loop {
+        let tick = tokio::time::sleep(Duration::from_millis(100));
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(Event::PeerConnected { address, peer, .. })
+                    if targets.contains(&address.as_str()) || ids.contains(&peer) => {
+                    connected = true;
+                    last = Instant::now();
+                }
+                Ok(Event::DialFailed { address, reason }) if targets.contains(&address.as_str()) => {
+                    failure = Some(format!("cannot reach {address}: {reason}"));
+                    if require && targets.len() == 1 {
+                        bar.finish_and_clear();
+                        bail!("{}", failure.unwrap_or_default());
+                    }
+                }
+                Ok(Event::Stored { new, .. }) => {
+                    stored += u64::try_from(new).unwrap_or(0);
+                    bar.set_position(stored);
+                    last = Instant::now();
+                }
+                Ok(Event::CatchUp { entries, .. }) => {
+                    remaining = entries;
+                    last = Instant::now();
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => break,
+            },
+            () = tick => {}
+        }
+        if connected && remaining == 0 && last.elapsed() >= QUIET {
+            break;
+        }
+        if Instant::now() >= deadline {
+            bar.finish_and_clear();
+            if !connected {
+                return Err(anyhow!(
+                    "{}",
+                    failure.unwrap_or_else(|| format!(
+                        "could not reach {} within {}s",
+                        targets.join(", "),
+                        timeout.as_secs()
+                    ))
+                ));
+            }
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(stored)
+}

@@ -1,0 +1,1022 @@
+//! The operations behind the commands, written once: the CLI runs them on a home it opened
+//! itself, or sends them to the home's daemon, which runs them on its own [`Context`] (with its
+//! node, so that what they store is gossiped at once). Inputs arrive as the user typed them and
+//! are checked here, so both paths give the same errors.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use scrip_feed::{Content, Entry, EntryId, FeedId, Keypair, Seq, Store, Timestamp};
+use scrip_ledger::content::{Accept, Genesis, Mint, Order, OrderRef, Reclaim, Reject};
+use scrip_ledger::{
+    Amount, CertifiedEntry, Currency, CurrencyCode, LedgerState, OrderStatus, TrustSignatures,
+    WalletEntry, WalletState,
+};
+use scrip_notary::certified;
+use scrip_notary::{ClientConfig, NotaryAddr, PendingFile, WalletClient};
+use scrip_replicate::{NodeLink, Tcp, TransportConfig};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::config::Config;
+use crate::home::{Home, PeerEntry};
+use crate::net;
+use crate::output::{BalanceLine, FeedLine, OrderLine, Output, PeerLine};
+
+/// An operation, with its arguments as typed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// `scrip id`.
+    Id,
+    /// `scrip peer add`.
+    PeerAdd {
+        /// Address.
+        addr: String,
+        /// Expected identity.
+        feed: Option<String>,
+    },
+    /// `scrip peer list`.
+    PeerList,
+    /// `scrip follow`.
+    Follow {
+        /// Feed id.
+        feed: String,
+    },
+    /// `scrip unfollow`.
+    Unfollow {
+        /// Feed id.
+        feed: String,
+    },
+    /// `scrip block`.
+    Block {
+        /// Feed id.
+        feed: String,
+    },
+    /// `scrip post`.
+    Post {
+        /// Text.
+        text: String,
+    },
+    /// `scrip nick`.
+    Nick {
+        /// Name.
+        name: String,
+    },
+    /// `scrip feed`.
+    Feed {
+        /// Feed id (default: own).
+        feed: Option<String>,
+        /// How many.
+        limit: usize,
+    },
+    /// `scrip sync`.
+    Sync {
+        /// Address.
+        addr: String,
+        /// Expected identity.
+        id: Option<String>,
+        /// Seconds.
+        timeout: u64,
+    },
+    /// `scrip forks`.
+    Forks,
+    /// `scrip wallet create`.
+    WalletCreate {
+        /// `FEED_ID@ADDR` each.
+        notaries: Vec<String>,
+    },
+    /// `scrip mint`.
+    Mint {
+        /// Decimal amount.
+        amount: String,
+        /// Code.
+        currency: String,
+        /// Decimal places.
+        decimals: u8,
+    },
+    /// `scrip pay`.
+    Pay {
+        /// Receiving wallet.
+        wallet: String,
+        /// Decimal amount.
+        amount: String,
+        /// Currency.
+        currency: String,
+        /// Memo.
+        memo: Option<String>,
+    },
+    /// `scrip orders`.
+    Orders {
+        /// Only incoming.
+        incoming: bool,
+        /// Only outgoing.
+        outgoing: bool,
+        /// Only open ones.
+        pending: bool,
+    },
+    /// `scrip accept`.
+    Accept {
+        /// Order id.
+        order: String,
+    },
+    /// `scrip reject`.
+    Reject {
+        /// Order id.
+        order: String,
+        /// Why.
+        reason: String,
+    },
+    /// `scrip reclaim`.
+    Reclaim {
+        /// Order id.
+        order: String,
+    },
+    /// `scrip balance`.
+    Balance,
+    /// `scrip audit`.
+    Audit {
+        /// Wallet id.
+        wallet: String,
+        /// Seconds to fetch.
+        timeout: u64,
+    },
+}
+
+/// Everything an operation works with.
+pub struct Context {
+    /// The home.
+    pub home: Home,
+    /// Its settings.
+    pub config: Config,
+    /// The identity.
+    pub identity: Arc<Keypair>,
+    /// The feed store.
+    pub store: Arc<dyn Store>,
+    /// The daemon's node, when running inside the daemon.
+    pub node: Option<NodeLink<Tcp>>,
+    /// Show progress bars (a terminal, not the daemon).
+    pub progress: bool,
+    wallet: Mutex<Option<WalletClient<Tcp>>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("home", &self.home)
+            .field("identity", &self.identity.id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Timestamp::from_millis(ms)
+}
+
+/// Parses a feed id as typed, with the input in the error.
+pub fn parse_feed(text: &str) -> Result<FeedId> {
+    text.trim()
+        .parse::<FeedId>()
+        .map_err(|e| anyhow!("{text:?} is not a feed id ({e}); feed ids look like @3yZe7d..."))
+}
+
+fn parse_order(text: &str) -> Result<EntryId> {
+    text.trim().parse::<EntryId>().map_err(|e| {
+        anyhow!(
+            "{text:?} is not an order id ({e}); order ids look like %5tGk... (see `scrip orders`)"
+        )
+    })
+}
+
+/// Parses `FEED_ID@ADDR`.
+pub fn parse_notary(text: &str) -> Result<NotaryAddr> {
+    let rest = text.strip_prefix('@').unwrap_or(text);
+    let (id, address) = rest
+        .split_once('@')
+        .ok_or_else(|| anyhow!("{text:?} is not FEED_ID@ADDR (e.g. @3yZe7d...@127.0.0.1:7412)"))?;
+    if address.is_empty() {
+        bail!("{text:?} has no address after the feed id");
+    }
+    Ok(NotaryAddr {
+        id: parse_feed(&format!("@{id}"))?,
+        address: address.to_owned(),
+    })
+}
+
+/// The transport settings of `config`.
+pub fn transport(config: &Config) -> Result<TransportConfig> {
+    Ok(TransportConfig {
+        network_key: config.network_key()?,
+        ..TransportConfig::default()
+    })
+}
+
+impl Context {
+    /// A context over an open store.
+    pub fn new(
+        home: Home,
+        store: Arc<dyn Store>,
+        node: Option<NodeLink<Tcp>>,
+        progress: bool,
+    ) -> Result<Context> {
+        let config = home.config()?;
+        let identity = Arc::new(home.identity()?);
+        Ok(Context {
+            home,
+            config,
+            identity,
+            store,
+            node,
+            progress,
+            wallet: Mutex::new(None),
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(Arc<dyn Store>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || call(store))
+            .await
+            .map_err(|e| anyhow!("a store task failed: {e}"))?
+    }
+
+    /// Publishes `content` on the identity's feed (durably), and gossips it if a node runs.
+    pub async fn publish(&self, content: Content) -> Result<Entry> {
+        let payload = content.encode()?;
+        let key = Arc::clone(&self.identity);
+        let entry = self
+            .blocking(move |store| Ok(store.publish(&key, now(), payload)?))
+            .await?;
+        self.announce(entry.author(), entry.seq().get()).await;
+        Ok(entry)
+    }
+
+    async fn announce(&self, feed: FeedId, head: u64) {
+        if let Some(node) = &self.node {
+            let _ = node.announce(feed, head).await;
+        }
+    }
+
+    /// The wallet's id, if created.
+    pub fn wallet_id(&self) -> Result<Option<FeedId>> {
+        Ok(self.home.wallet_key()?.map(|k| k.id()))
+    }
+
+    async fn wallet_client(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<WalletClient<Tcp>>>> {
+        let mut guard = self.wallet.lock().await;
+        if guard.is_none() {
+            let key = self.home.wallet_key()?.ok_or_else(|| {
+                anyhow!(
+                    "no wallet yet: create one with `scrip wallet create --notary FEED_ID@ADDR ...`"
+                )
+            })?;
+            let notaries = self.home.notaries()?;
+            if notaries.is_empty() {
+                bail!("this wallet has no notaries in wallet.toml");
+            }
+            *guard = Some(WalletClient::new(
+                Arc::new(key),
+                Arc::clone(&self.store),
+                PendingFile::new(self.home.pending()),
+                notaries,
+                Tcp,
+                ClientConfig {
+                    transport: transport(&self.config)?,
+                    ..ClientConfig::default()
+                },
+            )?);
+        }
+        Ok(guard)
+    }
+
+    /// Gets `content` certified as the wallet's next entry.
+    async fn submit(&self, content: WalletEntry) -> Result<CertifiedEntry> {
+        let mut guard = self.wallet_client().await?;
+        let client = guard.as_mut().ok_or_else(|| anyhow!("no wallet client"))?;
+        let certified = client.submit(&content).await?;
+        drop(guard);
+        self.announce(certified.entry.author(), certified.entry.seq().get())
+            .await;
+        Ok(certified)
+    }
+
+    /// The wallet's state after its certified log.
+    async fn wallet_state(&self) -> Result<WalletState> {
+        let wallet = self
+            .wallet_id()?
+            .ok_or_else(|| anyhow!("no wallet yet: create one with `scrip wallet create`"))?;
+        self.blocking(move |store| {
+            let log = certified::certified_log(store.as_ref(), &wallet)?;
+            let state = scrip_ledger::fold(log, &TrustSignatures);
+            Ok(state
+                .wallet(&wallet)
+                .cloned()
+                .unwrap_or_else(|| WalletState::new(wallet)))
+        })
+        .await
+    }
+
+    /// The ledger over every wallet held in the store.
+    pub async fn ledger(&self) -> Result<LedgerState> {
+        self.blocking(|store| ledger_of(store.as_ref())).await
+    }
+}
+
+/// Every wallet feed in `store` (feeds whose first entry is a wallet genesis).
+pub fn wallets_in(store: &dyn Store) -> Result<Vec<FeedId>> {
+    let mut wallets = Vec::new();
+    for author in store.authors()? {
+        if certified::notary_set(store, &author)?.is_some() {
+            wallets.push(author);
+        }
+    }
+    Ok(wallets)
+}
+
+/// The ledger state of every wallet's certified log in `store` (signatures were checked when
+/// the entries were stored).
+pub fn ledger_of(store: &dyn Store) -> Result<LedgerState> {
+    let mut entries = Vec::new();
+    for wallet in wallets_in(store)? {
+        entries.extend(certified::certified_log(store, &wallet)?);
+    }
+    Ok(scrip_ledger::fold(entries, &TrustSignatures))
+}
+
+fn kind_of(content: &WalletEntry) -> &'static str {
+    match content {
+        WalletEntry::Genesis(_) => "genesis",
+        WalletEntry::Mint(_) => "mint",
+        WalletEntry::Order(_) => "order",
+        WalletEntry::Accept(_) => "accept",
+        WalletEntry::Reject(_) => "reject",
+        WalletEntry::Reclaim(_) => "reclaim",
+    }
+}
+
+fn certified_output(certified: &CertifiedEntry, summary: String) -> Result<Output> {
+    let content = certified
+        .entry
+        .payload()
+        .map(WalletEntry::from_payload)
+        .transpose()?
+        .ok_or_else(|| anyhow!("a certified entry without its payload"))?;
+    Ok(Output::Certified {
+        kind: kind_of(&content).into(),
+        wallet: certified.entry.author().to_string(),
+        seq: certified.entry.seq().get(),
+        id: certified.entry.id().to_string(),
+        votes: certified.certificate.as_ref().map_or(0, |c| c.votes.len()),
+        summary,
+    })
+}
+
+fn currency_text(currency: &Currency) -> String {
+    currency.code.as_str().to_owned()
+}
+
+/// Finds the currency meant by `text` (`CODE` or `CODE@ISSUER`) among `known`.
+fn resolve_currency(text: &str, known: &[Currency]) -> Result<Currency> {
+    let (code, issuer) = match text.split_once('@') {
+        Some((code, issuer)) => (code, Some(parse_feed(&format!("@{issuer}"))?)),
+        None => (text, None),
+    };
+    let code = CurrencyCode::new(code).map_err(|e| anyhow!("{text:?} is not a currency: {e}"))?;
+    let matching: Vec<&Currency> = known
+        .iter()
+        .filter(|c| c.code == code && issuer.is_none_or(|i| c.issuer == i))
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(**one),
+        [] => {
+            let held: Vec<String> = known.iter().map(currency_text).collect();
+            bail!(
+                "unknown currency {text}: this wallet holds {}",
+                if held.is_empty() {
+                    "nothing yet".into()
+                } else {
+                    held.join(", ")
+                }
+            )
+        }
+        _ => bail!(
+            "{text} is issued by several wallets: write CODE@ISSUER, one of {}",
+            matching
+                .iter()
+                .map(|c| format!("{}{}", c.code.as_str(), c.issuer))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn parse_amount(text: &str, currency: &Currency) -> Result<Amount> {
+    Amount::parse(text, currency.decimals).map_err(|e| {
+        anyhow!(
+            "{text:?} is not an amount of {} ({} decimals): {e}",
+            currency.code.as_str(),
+            currency.decimals
+        )
+    })
+}
+
+/// Runs `op`.
+pub async fn execute(ctx: &Context, op: Op) -> Result<Output> {
+    match op {
+        Op::Id => id(ctx).await,
+        Op::PeerAdd { addr, feed } => peer_add(ctx, addr, feed).await,
+        Op::PeerList => peer_list(ctx).await,
+        Op::Follow { feed } => follow(ctx, &feed, "follow").await,
+        Op::Unfollow { feed } => follow(ctx, &feed, "unfollow").await,
+        Op::Block { feed } => follow(ctx, &feed, "block").await,
+        Op::Post { text } => published(ctx, "post", Content::Post { text }).await,
+        Op::Nick { name } => published(ctx, "nick", Content::Nick { name }).await,
+        Op::Feed { feed, limit } => read_feed(ctx, feed, limit).await,
+        Op::Sync { addr, id, timeout } => sync(ctx, addr, id, timeout).await,
+        Op::Forks => {
+            let proofs = ctx.blocking(|store| Ok(store.fork_proofs()?)).await?;
+            Ok(Output::Forks {
+                forks: proofs
+                    .iter()
+                    .map(|p| (p.author().to_string(), p.seq().get()))
+                    .collect(),
+            })
+        }
+        Op::WalletCreate { notaries } => wallet_create(ctx, notaries).await,
+        Op::Mint {
+            amount,
+            currency,
+            decimals,
+        } => mint(ctx, &amount, &currency, decimals).await,
+        Op::Pay {
+            wallet,
+            amount,
+            currency,
+            memo,
+        } => pay(ctx, &wallet, &amount, &currency, memo).await,
+        Op::Orders {
+            incoming,
+            outgoing,
+            pending,
+        } => orders(ctx, incoming, outgoing, pending).await,
+        Op::Accept { order } => resolve(ctx, &order, None).await,
+        Op::Reject { order, reason } => resolve(ctx, &order, Some(reason)).await,
+        Op::Reclaim { order } => reclaim(ctx, &order).await,
+        Op::Balance => balance(ctx).await,
+        Op::Audit { wallet, timeout } => audit(ctx, &wallet, timeout).await,
+    }
+}
+
+async fn id(ctx: &Context) -> Result<Output> {
+    let me = ctx.identity.id();
+    let nick = ctx
+        .blocking(move |store| nick_of(store.as_ref(), &me))
+        .await?;
+    Ok(Output::Id {
+        home: ctx.home.root().display().to_string(),
+        identity: me.to_string(),
+        nick,
+        wallet: ctx.wallet_id()?.map(|w| w.to_string()),
+        listen: ctx.config.listen.clone(),
+        daemon: ctx.node.is_some(),
+    })
+}
+
+async fn peer_add(ctx: &Context, addr: String, feed: Option<String>) -> Result<Output> {
+    let id = feed.as_deref().map(parse_feed).transpose()?;
+    if addr.trim().is_empty() || addr.contains(char::is_whitespace) {
+        bail!("{addr:?} is not an address (host:port)");
+    }
+    let new = ctx.home.add_peer(PeerEntry {
+        address: addr.clone(),
+        id: id.map(|i| i.to_string()),
+    })?;
+    if let Some(node) = &ctx.node {
+        node.add_peer(addr.clone(), id).await?;
+    }
+    Ok(Output::Done {
+        message: format!(
+            "{} peer {addr}{}",
+            if new { "added" } else { "kept" },
+            id.map_or(String::new(), |i| format!(" ({i})"))
+        ),
+    })
+}
+
+async fn peer_list(ctx: &Context) -> Result<Output> {
+    let mut peers: Vec<PeerLine> = ctx
+        .home
+        .peers()?
+        .into_iter()
+        .map(|p| PeerLine {
+            address: p.address,
+            id: p.id,
+            connected: false,
+        })
+        .collect();
+    if let Some(node) = &ctx.node {
+        for connected in node.status().await?.peers {
+            let id = connected.peer.to_string();
+            match peers
+                .iter_mut()
+                .find(|p| p.id.as_deref() == Some(&id) || p.address == connected.address)
+            {
+                Some(known) => {
+                    known.connected = true;
+                    known.id.get_or_insert(id);
+                }
+                None => peers.push(PeerLine {
+                    address: connected.address,
+                    id: Some(id),
+                    connected: true,
+                }),
+            }
+        }
+    }
+    Ok(Output::Peers { peers })
+}
+
+async fn follow(ctx: &Context, feed: &str, what: &str) -> Result<Output> {
+    let feed = parse_feed(feed)?;
+    if feed == ctx.identity.id() {
+        bail!("that is your own feed");
+    }
+    let content = match what {
+        "follow" => Content::Follow { feed },
+        "unfollow" => Content::Unfollow { feed },
+        _ => Content::Block { feed },
+    };
+    published(ctx, what, content).await
+}
+
+async fn published(ctx: &Context, kind: &str, content: Content) -> Result<Output> {
+    let entry = ctx.publish(content).await?;
+    Ok(Output::Published {
+        kind: kind.into(),
+        seq: entry.seq().get(),
+        id: entry.id().to_string(),
+    })
+}
+
+/// The latest nickname `feed` gave itself.
+pub fn nick_of(store: &dyn Store, feed: &FeedId) -> Result<Option<String>> {
+    let mut nick = None;
+    for entry in store.range(feed, Seq::FIRST, usize::MAX)? {
+        if let Some(Ok(Content::Nick { name })) = entry.payload().map(Content::decode) {
+            nick = Some(name);
+        }
+    }
+    Ok(nick)
+}
+
+fn describe(entry: &Entry, nicks: &BTreeMap<FeedId, String>) -> (String, String) {
+    let named = |feed: &FeedId| match nicks.get(feed) {
+        Some(nick) => format!("{feed} ({nick})"),
+        None => feed.to_string(),
+    };
+    let Some(payload) = entry.payload() else {
+        return ("dropped".into(), "(payload not kept)".into());
+    };
+    match Content::decode(payload) {
+        Ok(Content::Post { text }) => ("post".into(), text),
+        Ok(Content::Follow { feed }) => ("follow".into(), named(&feed)),
+        Ok(Content::Unfollow { feed }) => ("unfollow".into(), named(&feed)),
+        Ok(Content::Block { feed }) => ("block".into(), named(&feed)),
+        Ok(Content::Nick { name }) => ("nick".into(), name),
+        Ok(Content::Pub { address }) => ("pub".into(), address),
+        Ok(Content::App { kind, bytes }) => match WalletEntry::from_payload(payload) {
+            Ok(wallet) => ("wallet".into(), kind_of(&wallet).into()),
+            Err(_) => ("app".into(), format!("{kind} ({} bytes)", bytes.len())),
+        },
+        Err(err) => ("invalid".into(), err.to_string()),
+    }
+}
+
+async fn read_feed(ctx: &Context, feed: Option<String>, limit: usize) -> Result<Output> {
+    let feed = match feed {
+        Some(text) => parse_feed(&text)?,
+        None => ctx.identity.id(),
+    };
+    ctx.blocking(move |store| {
+        let head = store.head(&feed)?.map_or(0, |h| h.seq.get());
+        let from = head.saturating_sub(u64::try_from(limit).unwrap_or(u64::MAX)) + 1;
+        let entries = store.range(&feed, Seq::new(from), limit)?;
+        // Nicknames of the feed and of the feeds it mentions.
+        let mut nicks = BTreeMap::new();
+        let mut mentioned = vec![feed];
+        for entry in &entries {
+            if let Some(Ok(
+                Content::Follow { feed } | Content::Unfollow { feed } | Content::Block { feed },
+            )) = entry.payload().map(Content::decode)
+            {
+                mentioned.push(feed);
+            }
+        }
+        for id in mentioned {
+            if let Some(nick) = nick_of(store.as_ref(), &id)? {
+                nicks.insert(id, nick);
+            }
+        }
+        let lines = entries
+            .iter()
+            .rev()
+            .map(|entry| {
+                let (kind, text) = describe(entry, &nicks);
+                FeedLine {
+                    seq: entry.seq().get(),
+                    timestamp_ms: entry.header().fields.timestamp.as_millis(),
+                    kind,
+                    text,
+                }
+            })
+            .collect();
+        Ok(Output::Feed {
+            feed: feed.to_string(),
+            nick: nicks.get(&feed).cloned(),
+            head,
+            entries: lines,
+        })
+    })
+    .await
+}
+
+async fn sync(ctx: &Context, addr: String, id: Option<String>, timeout: u64) -> Result<Output> {
+    let id = id.as_deref().map(parse_feed).transpose()?;
+    let stored = net::catch_up(
+        ctx,
+        vec![(addr.clone(), id)],
+        Vec::new(),
+        Duration::from_secs(timeout),
+        true,
+    )
+    .await?;
+    Ok(Output::Synced { peer: addr, stored })
+}
+
+async fn wallet_create(ctx: &Context, notaries: Vec<String>) -> Result<Output> {
+    let notaries: Vec<NotaryAddr> = notaries
+        .iter()
+        .map(|n| parse_notary(n))
+        .collect::<Result<_>>()?;
+    let ids: Vec<FeedId> = notaries.iter().map(|n| n.id).collect();
+    let set = scrip_ledger::NotarySet::new(&ids)
+        .map_err(|e| anyhow!("these notaries cannot form a set: {e}"))?;
+    let wallet = match ctx.home.wallet_key()? {
+        // Created before but not certified yet (e.g. the notaries were down): finish it.
+        Some(key) => {
+            let existing = ctx.home.notaries()?;
+            let certified = {
+                let id = key.id();
+                ctx.blocking(move |store| Ok(certified::notary_set(store.as_ref(), &id)?.is_some()))
+                    .await?
+            };
+            if certified {
+                bail!("this home already has a wallet: {}", key.id());
+            }
+            if existing != notaries {
+                bail!(
+                    "this home's wallet {} is being created with other notaries; repeat the \
+                     same `scrip wallet create` command to finish it",
+                    key.id()
+                );
+            }
+            key.id()
+        }
+        None => {
+            ctx.home.set_notaries(&notaries)?;
+            let key = ctx.home.create_wallet_key()?;
+            // Whoever follows this identity replicates its wallet too.
+            ctx.publish(Content::Follow { feed: key.id() }).await?;
+            key.id()
+        }
+    };
+    if let Some(node) = &ctx.node {
+        let _ = node.request_feed(wallet).await;
+    }
+    let certified = ctx
+        .submit(WalletEntry::Genesis(Genesis { notaries: ids }))
+        .await?;
+    certified_output(
+        &certified,
+        format!(
+            "wallet {wallet} created: {} notaries, {} votes needed",
+            set.members().len(),
+            set.quorum()
+        ),
+    )
+}
+
+async fn mint(ctx: &Context, amount: &str, code: &str, decimals: u8) -> Result<Output> {
+    let wallet = ctx
+        .wallet_id()?
+        .ok_or_else(|| anyhow!("no wallet yet: create one with `scrip wallet create`"))?;
+    let code_parsed =
+        CurrencyCode::new(code).map_err(|e| anyhow!("{code:?} is not a currency code: {e}"))?;
+    let state = ctx.wallet_state().await?;
+    // The first mint of a code fixes its decimals.
+    let decimals = state
+        .decimals
+        .get(&code_parsed)
+        .copied()
+        .unwrap_or(decimals);
+    let currency = Currency::new(wallet, code, decimals)?;
+    let amount = parse_amount(amount, &currency)?;
+    let certified = ctx
+        .submit(WalletEntry::Mint(Mint { currency, amount }))
+        .await?;
+    certified_output(
+        &certified,
+        format!(
+            "minted {} {}",
+            amount.display(currency.decimals),
+            currency.code.as_str()
+        ),
+    )
+}
+
+async fn pay(
+    ctx: &Context,
+    to: &str,
+    amount: &str,
+    currency: &str,
+    memo: Option<String>,
+) -> Result<Output> {
+    let to = parse_feed(to)?;
+    let wallet = ctx
+        .wallet_id()?
+        .ok_or_else(|| anyhow!("no wallet yet: create one with `scrip wallet create`"))?;
+    if to == wallet || to == ctx.identity.id() {
+        bail!("you cannot pay yourself");
+    }
+    let state = ctx.wallet_state().await?;
+    let known: Vec<Currency> = state.balances.keys().copied().collect();
+    let currency = resolve_currency(currency, &known)?;
+    let amount = parse_amount(amount, &currency)?;
+    let certified = ctx
+        .submit(WalletEntry::Order(Order {
+            to,
+            currency,
+            amount,
+            memo: memo.unwrap_or_default(),
+        }))
+        .await?;
+    certified_output(
+        &certified,
+        format!(
+            "order {} sent: {} {} to {to}; it is in escrow until they accept it",
+            certified.entry.id(),
+            amount.display(currency.decimals),
+            currency.code.as_str()
+        ),
+    )
+}
+
+fn status_text(status: OrderStatus) -> &'static str {
+    match status {
+        OrderStatus::Pending => "pending",
+        OrderStatus::Accepted => "accepted",
+        OrderStatus::Rejected => "rejected",
+        OrderStatus::Reclaimed => "reclaimed",
+    }
+}
+
+async fn orders(ctx: &Context, incoming: bool, outgoing: bool, pending: bool) -> Result<Output> {
+    let wallet = ctx
+        .wallet_id()?
+        .ok_or_else(|| anyhow!("no wallet yet: create one with `scrip wallet create`"))?;
+    let (both, open_only) = (incoming == outgoing, pending);
+    ctx.blocking(move |store| {
+        let ledger = ledger_of(store.as_ref())?;
+        let mut lines = Vec::new();
+        for (id, order) in ledger.orders() {
+            let direction = if order.to == wallet {
+                "incoming"
+            } else if order.from == wallet {
+                "outgoing"
+            } else {
+                continue;
+            };
+            if !both && (direction == "incoming") != incoming {
+                continue;
+            }
+            let open = match direction {
+                "incoming" => order.status == OrderStatus::Pending,
+                _ => matches!(order.status, OrderStatus::Pending | OrderStatus::Rejected),
+            };
+            if open_only && !open {
+                continue;
+            }
+            let memo = store
+                .get_by_id(&id)?
+                .and_then(|e| e.payload().map(WalletEntry::from_payload))
+                .and_then(Result::ok)
+                .and_then(|c| match c {
+                    WalletEntry::Order(o) => Some(o.memo),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            lines.push(OrderLine {
+                id: id.to_string(),
+                direction: direction.into(),
+                from: order.from.to_string(),
+                to: order.to.to_string(),
+                amount: order.amount.display(order.currency.decimals),
+                currency: currency_text(&order.currency),
+                status: status_text(order.status).into(),
+                memo,
+            });
+        }
+        Ok(Output::Orders { orders: lines })
+    })
+    .await
+}
+
+/// The certified order `id` from the store, with its sender.
+async fn find_order(ctx: &Context, id: EntryId) -> Result<(FeedId, Seq, Order)> {
+    ctx.blocking(move |store| {
+        let entry = store.get_by_id(&id)?.ok_or_else(|| {
+            anyhow!(
+                "order {id} is not here: follow the payer (scrip follow ID) and let the \
+                 daemon replicate their wallet, or `scrip sync ADDR`"
+            )
+        })?;
+        let certified = certified::certificate_of(store.as_ref(), &entry)?.is_some();
+        if !certified {
+            bail!("order {id} is not certified (yet)");
+        }
+        match entry.payload().map(WalletEntry::from_payload) {
+            Some(Ok(WalletEntry::Order(order))) => Ok((entry.author(), entry.seq(), order)),
+            _ => bail!("{id} is not an order"),
+        }
+    })
+    .await
+}
+
+async fn resolve(ctx: &Context, order: &str, rejection: Option<String>) -> Result<Output> {
+    let id = parse_order(order)?;
+    let wallet = ctx
+        .wallet_id()?
+        .ok_or_else(|| anyhow!("no wallet yet: create one with `scrip wallet create`"))?;
+    let (sender, seq, order) = find_order(ctx, id).await?;
+    if order.to != wallet {
+        bail!("order {id} is not addressed to your wallet");
+    }
+    let citation = ctx
+        .blocking(move |store| Ok(certified::citation(store.as_ref(), &sender, seq)?))
+        .await?;
+    let amount = format!(
+        "{} {}",
+        order.amount.display(order.currency.decimals),
+        order.currency.code.as_str()
+    );
+    match rejection {
+        None => {
+            let certified = ctx
+                .submit(WalletEntry::Accept(Accept { order: citation }))
+                .await?;
+            certified_output(&certified, format!("accepted {amount} from {sender}"))
+        }
+        Some(reason) => {
+            let certified = ctx
+                .submit(WalletEntry::Reject(Reject {
+                    order: citation,
+                    reason,
+                }))
+                .await?;
+            certified_output(
+                &certified,
+                format!("rejected {amount} from {sender}; they can reclaim it"),
+            )
+        }
+    }
+}
+
+async fn reclaim(ctx: &Context, order: &str) -> Result<Output> {
+    let id = parse_order(order)?;
+    let wallet = ctx
+        .wallet_id()?
+        .ok_or_else(|| anyhow!("no wallet yet: create one with `scrip wallet create`"))?;
+    let (sender, seq, order) = find_order(ctx, id).await?;
+    if sender != wallet {
+        bail!("order {id} is not yours");
+    }
+    let receiver = order.to;
+    let rejection = ctx
+        .blocking(move |store| {
+            let log = certified::certified_log(store.as_ref(), &receiver)?;
+            let state = scrip_ledger::fold(log, &TrustSignatures);
+            let resolution = state
+                .wallet(&receiver)
+                .and_then(|w| w.resolved.get(&id))
+                .cloned()
+                .ok_or_else(|| {
+                    anyhow!(
+                        "{receiver} has not rejected order {id} (as far as this node knows: \
+                         follow them to replicate their wallet)"
+                    )
+                })?;
+            if resolution.accepted {
+                bail!("{receiver} accepted order {id}: there is nothing to reclaim");
+            }
+            Ok(certified::citation(
+                store.as_ref(),
+                &receiver,
+                Seq::new(resolution.seq),
+            )?)
+        })
+        .await?;
+    let certified = ctx
+        .submit(WalletEntry::Reclaim(Reclaim {
+            order: OrderRef { seq, id },
+            rejection,
+        }))
+        .await?;
+    certified_output(
+        &certified,
+        format!(
+            "reclaimed {} {} from rejected order {id}",
+            order.amount.display(order.currency.decimals),
+            order.currency.code.as_str()
+        ),
+    )
+}
+
+async fn balance(ctx: &Context) -> Result<Output> {
+    let state = ctx.wallet_state().await?;
+    let line = |currency: &Currency, amount: Amount| BalanceLine {
+        currency: currency_text(currency),
+        issuer: currency.issuer.to_string(),
+        amount: amount.display(currency.decimals),
+    };
+    let balances = state
+        .balances
+        .iter()
+        .filter(|(_, a)| !a.is_zero())
+        .map(|(c, a)| line(c, *a))
+        .collect();
+    let mut escrow: BTreeMap<Currency, Amount> = BTreeMap::new();
+    let ledger = ctx.ledger().await?;
+    for order in ledger.orders().values() {
+        if order.from == state.wallet
+            && matches!(order.status, OrderStatus::Pending | OrderStatus::Rejected)
+        {
+            let sum = escrow.entry(order.currency).or_insert(Amount::ZERO);
+            *sum = sum.checked_add(order.amount).unwrap_or(*sum);
+        }
+    }
+    Ok(Output::Balance {
+        wallet: state.wallet.to_string(),
+        balances,
+        escrow: escrow.iter().map(|(c, a)| line(c, *a)).collect(),
+    })
+}
+
+async fn audit(ctx: &Context, wallet: &str, timeout: u64) -> Result<Output> {
+    let wallet = parse_feed(wallet)?;
+    let held = ctx
+        .blocking(move |store| Ok(certified::notary_set(store.as_ref(), &wallet)?.is_some()))
+        .await?;
+    if !held {
+        // Fetch it from the peers we know (the wallet's entries embed what they cite).
+        let peers = net::known_peers(&ctx.home)?;
+        if peers.is_empty() && ctx.node.is_none() {
+            bail!("{wallet} is not held here and no peers are known (scrip peer add ADDR)");
+        }
+        net::catch_up(
+            ctx,
+            peers,
+            vec![wallet],
+            Duration::from_secs(timeout),
+            false,
+        )
+        .await?;
+    }
+    let log = ctx
+        .blocking(move |store| Ok(certified::certified_log(store.as_ref(), &wallet)?))
+        .await?;
+    if log.is_empty() {
+        bail!("{wallet} is not a wallet this node could fetch (no certified genesis)");
+    }
+    let spinner = crate::progress::spinner(ctx.progress, "verifying every signature");
+    let report = tokio::task::spawn_blocking(move || scrip_ledger::audit(&wallet, &log))
+        .await
+        .map_err(|e| anyhow!("the audit failed: {e}"))?;
+    spinner.finish_and_clear();
+    Ok(Output::Audit { report })
+}
+
+/// Checks the context's store is usable (for error messages at start).
+pub fn check_home(home: &Home) -> Result<()> {
+    home.identity().context("reading the identity key")?;
+    Ok(())
+}

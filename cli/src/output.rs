@@ -1,0 +1,363 @@
+//! What commands return: one value per command, printed as text or (with `--json`) as JSON.
+//! The same values travel over the daemon's control socket.
+
+use std::fmt::Write as _;
+
+use scrip_ledger::AuditReport;
+use serde::{Deserialize, Serialize};
+
+/// An entry of a feed, as `scrip feed` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedLine {
+    /// Its seq.
+    pub seq: u64,
+    /// The author's timestamp (ms since the epoch).
+    pub timestamp_ms: u64,
+    /// What it is (`post`, `follow`, ..., `wallet`, `app`).
+    pub kind: String,
+    /// Its text, for humans.
+    pub text: String,
+}
+
+/// A peer, as `scrip peer list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerLine {
+    /// Its address.
+    pub address: String,
+    /// Its identity, if known.
+    pub id: Option<String>,
+    /// Connected now (only known with a running daemon).
+    pub connected: bool,
+}
+
+/// An order, as `scrip orders` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    /// The order id (`%...`).
+    pub id: String,
+    /// `incoming` or `outgoing`.
+    pub direction: String,
+    /// The sender's wallet.
+    pub from: String,
+    /// The receiver's wallet.
+    pub to: String,
+    /// The amount, as a decimal.
+    pub amount: String,
+    /// The currency code.
+    pub currency: String,
+    /// `pending`, `accepted`, `rejected` or `reclaimed`.
+    pub status: String,
+    /// The sender's memo.
+    pub memo: String,
+}
+
+/// A balance line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceLine {
+    /// The currency code.
+    pub currency: String,
+    /// Its issuer's wallet.
+    pub issuer: String,
+    /// The amount, as a decimal.
+    pub amount: String,
+}
+
+/// What a command produced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Output {
+    /// `scrip init`.
+    Initialized {
+        /// The home.
+        home: String,
+        /// The new identity.
+        identity: String,
+    },
+    /// `scrip id`.
+    Id {
+        /// The home.
+        home: String,
+        /// The identity (`@...`).
+        identity: String,
+        /// Its nickname, if set.
+        nick: Option<String>,
+        /// The wallet, once created.
+        wallet: Option<String>,
+        /// Where `scrip serve` listens.
+        listen: String,
+        /// Whether a daemon runs on this home.
+        daemon: bool,
+    },
+    /// A done thing worth one line.
+    Done {
+        /// The line.
+        message: String,
+    },
+    /// An entry published on the identity's feed.
+    Published {
+        /// What.
+        kind: String,
+        /// Its seq.
+        seq: u64,
+        /// Its id.
+        id: String,
+    },
+    /// `scrip peer list`.
+    Peers {
+        /// Known and connected peers.
+        peers: Vec<PeerLine>,
+    },
+    /// `scrip feed`.
+    Feed {
+        /// The feed.
+        feed: String,
+        /// Its nickname.
+        nick: Option<String>,
+        /// Its latest seq held.
+        head: u64,
+        /// Entries, newest first.
+        entries: Vec<FeedLine>,
+    },
+    /// `scrip sync`.
+    Synced {
+        /// The peer.
+        peer: String,
+        /// Entries received and stored.
+        stored: u64,
+    },
+    /// `scrip forks`.
+    Forks {
+        /// (author, seq) of each proof.
+        forks: Vec<(String, u64)>,
+    },
+    /// A wallet entry certified by its notaries.
+    Certified {
+        /// What (`genesis`, `mint`, `order`, `accept`, `reject`, `reclaim`).
+        kind: String,
+        /// The wallet.
+        wallet: String,
+        /// Its seq.
+        seq: u64,
+        /// Its id (for an order: the order id).
+        id: String,
+        /// Votes in its certificate.
+        votes: usize,
+        /// A line for humans.
+        summary: String,
+    },
+    /// `scrip orders`.
+    Orders {
+        /// The orders.
+        orders: Vec<OrderLine>,
+    },
+    /// `scrip balance`.
+    Balance {
+        /// The wallet.
+        wallet: String,
+        /// Balances.
+        balances: Vec<BalanceLine>,
+        /// Outgoing orders in escrow (pending or rejected, not reclaimed).
+        escrow: Vec<BalanceLine>,
+    },
+    /// `scrip audit`.
+    Audit {
+        /// The report.
+        report: AuditReport,
+    },
+}
+
+/// Exit status of a failed audit.
+pub const EXIT_AUDIT_VIOLATION: i32 = 2;
+
+impl Output {
+    /// The process exit status this output calls for.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Output::Audit { report } if !report.is_sound() => EXIT_AUDIT_VIOLATION,
+            _ => 0,
+        }
+    }
+
+    /// Text for humans.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        match self {
+            Output::Initialized { home, identity } => {
+                let _ = writeln!(out, "created {home}\nidentity {identity}");
+                let _ = writeln!(
+                    out,
+                    "next: `scrip serve` to run the node, `scrip wallet create` for a wallet"
+                );
+            }
+            Output::Id {
+                home,
+                identity,
+                nick,
+                wallet,
+                listen,
+                daemon,
+            } => {
+                let _ = writeln!(out, "identity {identity}");
+                if let Some(nick) = nick {
+                    let _ = writeln!(out, "nick     {nick}");
+                }
+                let _ = writeln!(
+                    out,
+                    "wallet   {}",
+                    wallet.as_deref().unwrap_or("none (scrip wallet create)")
+                );
+                let _ = writeln!(out, "home     {home}");
+                let _ = writeln!(
+                    out,
+                    "daemon   {}",
+                    if *daemon {
+                        format!("running, replicating on {listen}")
+                    } else {
+                        "not running (scrip serve)".into()
+                    }
+                );
+            }
+            Output::Done { message } => {
+                let _ = writeln!(out, "{message}");
+            }
+            Output::Published { kind, seq, id } => {
+                let _ = writeln!(out, "published {kind} #{seq} {id}");
+            }
+            Output::Peers { peers } => {
+                if peers.is_empty() {
+                    let _ = writeln!(out, "no peers (scrip peer add ADDR)");
+                }
+                for peer in peers {
+                    let _ = writeln!(
+                        out,
+                        "{:<24} {:<48} {}",
+                        peer.address,
+                        peer.id.as_deref().unwrap_or("(any identity)"),
+                        if peer.connected { "connected" } else { "" }
+                    );
+                }
+            }
+            Output::Feed {
+                feed,
+                nick,
+                head,
+                entries,
+            } => {
+                let who = nick.as_ref().map_or(String::new(), |n| format!(" ({n})"));
+                let _ = writeln!(out, "{feed}{who}: {head} entries");
+                for e in entries {
+                    let _ = writeln!(out, "#{:<5} {:<8} {}", e.seq, e.kind, e.text);
+                }
+            }
+            Output::Synced { peer, stored } => {
+                let _ = writeln!(out, "synced with {peer}: {stored} new entries");
+            }
+            Output::Forks { forks } => {
+                if forks.is_empty() {
+                    let _ = writeln!(out, "no fork proofs");
+                }
+                for (author, seq) in forks {
+                    let _ = writeln!(out, "{author} signed two entries at #{seq}");
+                }
+            }
+            Output::Certified { summary, votes, .. } => {
+                let _ = writeln!(out, "{summary} (certified by {votes} notaries)");
+            }
+            Output::Orders { orders } => {
+                if orders.is_empty() {
+                    let _ = writeln!(out, "no orders");
+                }
+                for o in orders {
+                    let (arrow, other) = if o.direction == "incoming" {
+                        ("from", &o.from)
+                    } else {
+                        ("to", &o.to)
+                    };
+                    let memo = if o.memo.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  \"{}\"", o.memo)
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{}  {:>12} {:<6} {arrow} {other}  {}{memo}",
+                        o.id, o.amount, o.currency, o.status
+                    );
+                }
+            }
+            Output::Balance {
+                wallet,
+                balances,
+                escrow,
+            } => {
+                let _ = writeln!(out, "wallet {wallet}");
+                if balances.is_empty() {
+                    let _ = writeln!(out, "  no money yet");
+                }
+                for b in balances {
+                    let _ = writeln!(
+                        out,
+                        "  {:>14} {:<6} issued by {}",
+                        b.amount, b.currency, b.issuer
+                    );
+                }
+                for e in escrow {
+                    let _ = writeln!(
+                        out,
+                        "  {:>14} {:<6} in escrow (sent, not accepted yet)",
+                        e.amount, e.currency
+                    );
+                }
+            }
+            Output::Audit { report } => out.push_str(&audit_text(report)),
+        }
+        out
+    }
+}
+
+/// The step-by-step audit report.
+pub fn audit_text(report: &AuditReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "audit of {}: {} entries, {} notaries, quorum {}",
+        report.wallet,
+        report.entries,
+        report.notaries.len(),
+        report.quorum
+    );
+    for step in &report.steps {
+        let money = match (&step.amount, &step.currency) {
+            (Some(amount), Some(currency)) => format!(
+                "{}{amount} {currency}",
+                step.direction.as_deref().unwrap_or(" ")
+            ),
+            _ => String::new(),
+        };
+        let with = step
+            .counterparty
+            .as_ref()
+            .map_or(String::new(), |c| format!(" with {c}"));
+        let after = step
+            .balance_after
+            .as_ref()
+            .map_or(String::new(), |b| format!("  -> {b}"));
+        let _ = writeln!(
+            out,
+            "  #{:<5} {:<8} {money:>18}{after}{with}",
+            step.seq, step.kind
+        );
+    }
+    for b in &report.balances {
+        let _ = writeln!(out, "  balance {} {}", b.amount, b.currency);
+    }
+    match &report.verdict {
+        scrip_ledger::audit::Verdict::Sound => {
+            let _ = writeln!(out, "SOUND: every entry verified");
+        }
+        scrip_ledger::audit::Verdict::Violation { seq, code, reason } => {
+            let _ = writeln!(out, "VIOLATION at #{seq} [{code}]: {reason}");
+        }
+    }
+    out
+}
