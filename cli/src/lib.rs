@@ -150,10 +150,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
 
 /// Runs `op` on `home`: through its daemon if one answers, else on the store directly.
 pub async fn run_op(home: Home, op: Op) -> Result<Output> {
+    // The keys are checked (readable, not by others) whichever process will use them.
+    ops::check_home(&home)?;
     if let Some(stream) = api::connect(&home).await {
         return api::call(stream, &op).await;
     }
-    ops::check_home(&home)?;
     let store = home.open_store()?;
     let ctx = Context::new(home, store, None, progress::wanted())?;
     ops::execute(&ctx, op).await

@@ -652,10 +652,11 @@ async fn read_feed(ctx: &Context, feed: Option<String>, limit: usize) -> Result<
 
 async fn sync(ctx: &Context, addr: String, id: Option<String>, timeout: u64) -> Result<Output> {
     let id = id.as_deref().map(parse_feed).transpose()?;
+    // The peer's own feed comes too, beside whatever the follow graph asks for.
     let stored = net::catch_up(
         ctx,
         vec![(addr.clone(), id)],
-        Vec::new(),
+        id.into_iter().collect(),
         Duration::from_secs(timeout),
         true,
     )
@@ -1015,8 +1016,9 @@ async fn audit(ctx: &Context, wallet: &str, timeout: u64) -> Result<Output> {
     Ok(Output::Audit { report })
 }
 
-/// Checks the context's store is usable (for error messages at start).
+/// Checks that the home's keys are readable and private, before anything else happens.
 pub fn check_home(home: &Home) -> Result<()> {
     home.identity().context("reading the identity key")?;
+    home.wallet_key().context("reading the wallet key")?;
     Ok(())
 }
