@@ -9,12 +9,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = scrip_cli::args::Cli::parse();
-    // The demo stops many peers at once, which makes their nodes warn about each other.
+    // The demo stops many peers at once, which makes their nodes warn about each other. sled's
+    // own log lines are off: what it reports reaches the user as our error.
     let quiet = matches!(cli.command, scrip_cli::args::Command::Demo { .. });
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(if quiet { "error" } else { "warn" })
+                tracing_subscriber::EnvFilter::new(if quiet {
+                    "error,sled=off"
+                } else {
+                    "warn,sled=off"
+                })
             }),
         )
         .with_writer(std::io::stderr)

@@ -3,7 +3,9 @@
 //!
 //! For a proposed entry at slot (wallet, seq), in order:
 //!
-//! 1. certified entries the proposal carries (a missing prefix) are verified and learned;
+//! 1. certified entries the proposal carries (a missing prefix) are verified and learned; one
+//!    that does not follow what the notary holds is only *heard of* (if its certificate
+//!    verifies), since its predecessors are missing;
 //! 2. the notary must know the wallet's whole certified prefix as far as it has heard of it
 //!    (**amnesia guard**: [`Refusal::Behind`] until it caught up);
 //! 3. the slot must be the next one: a later slot asks for the prefix ([`Refusal::NeedPrefix`]),
@@ -228,7 +230,6 @@ impl NotaryState {
         let wallet = certified.entry.author();
         let seq = certified.entry.seq().get();
         let view = self.view(wallet);
-        view.heard = view.heard.max(seq);
         if seq < view.ledger.next_seq {
             return Ok(false);
         }
@@ -241,16 +242,40 @@ impl NotaryState {
         match decision {
             Ok(_) => {
                 view.ledger.commit(&certified.entry, &decision);
+                view.heard = view.heard.max(seq);
                 Ok(true)
             }
             // A certified entry that breaks a rule still occupies its slot (the fold records it
             // as rejected and goes on); only log-shape failures are refused here.
             Err(rejection) if !rejection.halts() => {
                 view.ledger.commit(&certified.entry, &Err(rejection));
+                view.heard = view.heard.max(seq);
                 Ok(true)
             }
             Err(rejection) => Err(rejection),
         }
+    }
+
+    /// Hears of a certified entry beyond the prefix it holds (its predecessors are missing, so
+    /// it cannot be learned yet): if its signature and its certificate verify under the
+    /// wallet's set, the wallet is certified at least that far, and the amnesia guard holds
+    /// until the notary has caught up. Unverifiable claims change nothing, so nobody can make a
+    /// notary refuse a wallet by sending it a made-up seq. Returns whether it was believed.
+    pub fn hear(&mut self, certified: &CertifiedEntry, check: &dyn SignatureCheck) -> bool {
+        let seq = certified.entry.seq().get();
+        let view = self.view(certified.entry.author());
+        let (Some(set), Some(certificate)) = (
+            view.ledger.notaries.as_ref(),
+            certified.certificate.as_ref(),
+        ) else {
+            return false;
+        };
+        let believed = check.entry(&certified.entry).is_ok()
+            && scrip_ledger::verify::certify(certificate, set, &certified.entry, check).is_ok();
+        if believed {
+            view.heard = view.heard.max(seq);
+        }
+        believed
     }
 
     /// Decides on `entry` after learning `prefix` (certified entries the client sent).
@@ -266,6 +291,13 @@ impl NotaryState {
                 return refuse(Refusal::Malformed {
                     reason: "the prefix holds another wallet's entry".into(),
                 });
+            }
+            let next = self.view(entry.author()).ledger.next_seq;
+            if certified.entry.seq().get() > next {
+                // Its predecessors are missing here: it only tells how far the wallet is
+                // certified, and the checks below ask for what is missing.
+                self.hear(certified, &VerifyAll);
+                break;
             }
             if let Err(rejection) = self.learn(certified, &VerifyAll) {
                 return refuse(Refusal::Malformed {

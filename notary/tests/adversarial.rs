@@ -95,6 +95,15 @@ impl Setup {
         .unwrap()
     }
 
+    /// Appends a certified order to the wallet's log.
+    fn extend(&mut self, amount: u64) {
+        let entry = self.order(amount);
+        self.log.push(CertifiedEntry {
+            certificate: Some(certify(&self.notaries, &entry)),
+            entry,
+        });
+    }
+
     fn honest(&self, i: usize) -> NotaryState {
         let mut state = NotaryState::new(self.notaries[i].id());
         for entry in &self.log {
@@ -449,4 +458,56 @@ async fn a_vote_the_store_failed_to_record_is_never_signed() {
     }
     assert_eq!(votes.load().unwrap(), vec![subject_of(&order)]);
     notary.shutdown().await;
+}
+
+#[test]
+fn a_prefix_beyond_what_a_notary_holds_is_heard_of_and_the_rest_asked_for() {
+    let mut setup = setup(4);
+    setup.extend(10);
+    setup.extend(20);
+    // This notary holds only the genesis (#1); the wallet is certified up to #4.
+    let mut state = NotaryState::new(setup.notaries[0].id());
+    state.learn(&setup.log[0], &VerifyAll).unwrap();
+    let next = setup.order(30);
+    let last = setup.log[3].clone();
+    match state.decide(&next, std::slice::from_ref(&last)) {
+        Decision::Refuse {
+            refusal:
+                Refusal::Behind {
+                    have: 1,
+                    certified: 4,
+                },
+            ..
+        } => {}
+        other => panic!("expected Behind (have 1, certified 4), got {other:?}"),
+    }
+    // Sent what it lacks, it votes.
+    assert!(matches!(
+        state.decide(&next, &setup.log[1..]),
+        Decision::Vote(_)
+    ));
+}
+
+#[test]
+fn a_made_up_seq_in_a_prefix_changes_nothing() {
+    let mut setup = setup(4);
+    setup.extend(10);
+    setup.extend(20);
+    let mut state = NotaryState::new(setup.notaries[0].id());
+    state.learn(&setup.log[0], &VerifyAll).unwrap();
+    // #4 with a certificate from outsiders: not believed, so no amnesia guard either.
+    let outsiders: Vec<Arc<Keypair>> = (0..4).map(|i| key(200 + i)).collect();
+    let forged = CertifiedEntry {
+        entry: setup.log[3].entry.clone(),
+        certificate: Some(certify(&outsiders, &setup.log[3].entry)),
+    };
+    let next = setup.order(30);
+    assert!(matches!(
+        state.decide(&next, &[forged]),
+        Decision::Refuse {
+            refusal: Refusal::NeedPrefix { from: 2 },
+            ..
+        }
+    ));
+    assert_eq!(state.wallet(&setup.wallet.id()).unwrap().heard, 1);
 }

@@ -1,0 +1,258 @@
+//! Bad input, each its own test, through the real binary: one clear line on stderr, a non-zero
+//! exit, and nothing written.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{TestHome, notaries};
+
+/// What a home holds, as its commands report it (feeds, wallet, orders).
+fn logical_state(home: &TestHome) -> String {
+    let mut state = home.json(&["feed"]).to_string();
+    if home.json(&["id"])["wallet"].is_string() {
+        state += &home.json(&["balance"]).to_string();
+        state += &home.json(&["orders"]).to_string();
+    }
+    state
+}
+
+/// Runs `args`, expecting the refusal to mention `needle`, and nothing written.
+fn refused(home: &TestHome, args: &[&str], needle: &str) {
+    let before = logical_state(home);
+    let run = home.run(args);
+    let line = run.one_line_error();
+    assert!(
+        line.contains(needle),
+        "{args:?}: expected {needle:?} in {line:?}"
+    );
+    assert_eq!(logical_state(home), before, "{args:?} wrote something");
+    assert!(
+        !home.path.join("wallet.pending").exists()
+            || std::fs::read(home.path.join("wallet.pending"))
+                .unwrap()
+                .is_empty(),
+        "{args:?} left a pending proposal"
+    );
+}
+
+/// A home with a wallet (one notary) holding 100.00 EUR it issued.
+fn funded(dir: &std::path::Path) -> (TestHome, Vec<(TestHome, common::Daemon)>) {
+    let (notaries, args) = notaries(dir, 1);
+    let home = TestHome::init(dir, "alice");
+    let mut create = vec!["wallet", "create"];
+    create.extend(args.iter().map(String::as_str));
+    home.run(&create).ok();
+    home.run(&["mint", "100.00", "EUR"]).ok();
+    (home, notaries)
+}
+
+#[test]
+fn malformed_feed_ids_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome::init(dir.path(), "alice");
+    for bad in [
+        "@xyz",
+        "abc",
+        "@",
+        "",
+        "%5tGk",
+        "@0OIl0OIl0OIl0OIl0OIl0OIl0OIl0OIl0OIl0OIl0OI",
+    ] {
+        refused(&home, &["follow", bad], "is not a feed id");
+        refused(&home, &["block", bad], "is not a feed id");
+        refused(&home, &["feed", bad], "is not a feed id");
+        refused(
+            &home,
+            &["peer", "add", "127.0.0.1:7411", bad],
+            "is not a feed id",
+        );
+        refused(&home, &["audit", bad], "is not a feed id");
+    }
+}
+
+#[test]
+fn a_negative_amount_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, _notaries) = funded(dir.path());
+    let bob = TestHome::init(dir.path(), "bob").identity();
+    refused(&home, &["pay", &bob, "-5", "EUR"], "cannot be negative");
+    refused(&home, &["mint", "-5", "EUR"], "cannot be negative");
+}
+
+#[test]
+fn a_zero_amount_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, _notaries) = funded(dir.path());
+    let bob = TestHome::init(dir.path(), "bob").identity();
+    refused(&home, &["pay", &bob, "0", "EUR"], "more than zero");
+    refused(&home, &["pay", &bob, "0.00", "EUR"], "more than zero");
+}
+
+#[test]
+fn an_exponent_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, _notaries) = funded(dir.path());
+    let bob = TestHome::init(dir.path(), "bob").identity();
+    refused(&home, &["pay", &bob, "1e3", "EUR"], "is not an amount");
+}
+
+#[test]
+fn more_decimals_than_the_currency_has_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, _notaries) = funded(dir.path());
+    let bob = TestHome::init(dir.path(), "bob").identity();
+    refused(&home, &["pay", &bob, "12.345", "EUR"], "2 decimal places");
+}
+
+#[test]
+fn an_amount_that_overflows_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, _notaries) = funded(dir.path());
+    let bob = TestHome::init(dir.path(), "bob").identity();
+    refused(
+        &home,
+        &["pay", &bob, "99999999999999999999", "EUR"],
+        "too large",
+    );
+    refused(
+        &home,
+        &["mint", "184467440737095516.16", "EUR"],
+        "too large",
+    );
+}
+
+#[test]
+fn an_unknown_currency_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, _notaries) = funded(dir.path());
+    let bob = TestHome::init(dir.path(), "bob").identity();
+    refused(&home, &["pay", &bob, "1.00", "USD"], "unknown currency USD");
+    refused(&home, &["pay", &bob, "1.00", "eur!"], "is not a currency");
+}
+
+#[test]
+fn paying_yourself_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, _notaries) = funded(dir.path());
+    let wallet = home.wallet();
+    let identity = home.identity();
+    refused(
+        &home,
+        &["pay", &wallet, "1.00", "EUR"],
+        "cannot pay yourself",
+    );
+    refused(
+        &home,
+        &["pay", &identity, "1.00", "EUR"],
+        "cannot pay yourself",
+    );
+}
+
+#[test]
+fn an_unreachable_peer_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome::init(dir.path(), "alice");
+    // A port nobody listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    refused(&home, &["sync", &port, "--timeout", "5"], "cannot reach");
+}
+
+#[test]
+fn a_peer_with_the_wrong_identity_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome::init(dir.path(), "alice");
+    let bob = TestHome::init(dir.path(), "bob");
+    let carol = TestHome::init(dir.path(), "carol").identity();
+    let daemon = bob.serve(&[]);
+    refused(
+        &home,
+        &["sync", &daemon.listen(), &carol, "--timeout", "5"],
+        "answered",
+    );
+}
+
+#[test]
+fn a_corrupt_store_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome::init(dir.path(), "alice");
+    home.run(&["post", "hello"]).ok();
+    let db = home.path.join("store/db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    for i in (64..bytes.len()).step_by(7) {
+        bytes[i] ^= 0x5a;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    // sled's own recovery rewrites its files when it opens them (it truncates a damaged log):
+    // that is outside our control, so "nothing written" is checked on everything else.
+    let outside_store = |home: &TestHome| {
+        let store = home.path.join("store");
+        home.snapshot()
+            .into_iter()
+            .filter(|(path, _, _)| !path.starts_with(&store))
+            .collect::<Vec<_>>()
+    };
+    let before = outside_store(&home);
+    for args in [&["id"][..], &["post", "again"], &["feed"]] {
+        let run = home.run(args);
+        let line = run.one_line_error();
+        assert!(line.contains("corrupt"), "{line}");
+    }
+    assert!(
+        outside_store(&home) == before,
+        "a command wrote to a corrupt home"
+    );
+}
+
+#[test]
+fn a_world_readable_key_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome::init(dir.path(), "alice");
+    let key = home.path.join("identity.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = home.snapshot();
+    for args in [&["id"][..], &["post", "hello"], &["serve"]] {
+        let run = home.run(args);
+        let line = run.one_line_error();
+        assert!(line.contains("readable by other users"), "{line}");
+    }
+    assert!(home.snapshot() == before, "a command wrote something");
+}
+
+#[test]
+fn two_daemons_on_one_home_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome::init(dir.path(), "alice");
+    let first = home.serve(&[]);
+    let run = home.run(&["serve", "--listen", "127.0.0.1:0"]);
+    let line = run.one_line_error();
+    assert!(line.contains("already running"), "{line}");
+    // The first one still serves.
+    home.run(&["post", "still here"]).ok();
+    assert_eq!(first.stop(), 0);
+}
+
+#[test]
+fn a_second_init_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome::init(dir.path(), "alice");
+    let before = home.snapshot();
+    let run = home.run(&["init"]);
+    assert!(run.one_line_error().contains("already a scrip home"));
+    assert!(home.snapshot() == before, "a second init wrote something");
+}
+
+#[test]
+fn commands_on_a_missing_home_say_how_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome {
+        path: dir.path().join("nothing"),
+    };
+    let run = home.run(&["id"]);
+    assert!(run.one_line_error().contains("scrip init"));
+    assert!(!home.path.exists());
+}

@@ -1,0 +1,235 @@
+//! Running the real `scrip` binary: homes, one-shot commands and daemon processes.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub fn scrip_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_scrip")
+}
+
+/// What a command printed.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The stdout as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+
+    /// Asserts success and returns self.
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "failed: {}{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Asserts a failure with exactly one line on stderr, returning that line.
+    pub fn one_line_error(&self) -> &str {
+        assert_ne!(self.code, 0, "expected a failure, got: {}", self.stdout);
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected one line on stderr, got: {:?}",
+            self.stderr
+        );
+        assert!(lines[0].starts_with("error: "), "{:?}", lines[0]);
+        lines[0]
+    }
+}
+
+/// A scrip home in a test directory.
+#[derive(Clone, Debug)]
+pub struct TestHome {
+    pub path: PathBuf,
+}
+
+impl TestHome {
+    /// `scrip init` at `dir/name` with loopback ports chosen by the system.
+    pub fn init(dir: &Path, name: &str) -> TestHome {
+        let home = TestHome {
+            path: dir.join(name),
+        };
+        home.run(&[
+            "init",
+            "--listen",
+            "127.0.0.1:0",
+            "--notary-listen",
+            "127.0.0.1:0",
+        ])
+        .ok();
+        home
+    }
+
+    /// Runs `scrip --home HOME args...`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = Command::new(scrip_bin())
+            .arg("--home")
+            .arg(&self.path)
+            .args(args)
+            .env_remove("SCRIP_HOME")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `scrip --json args...`, expected to succeed, as JSON.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        self.run(&all).ok().json()
+    }
+
+    pub fn identity(&self) -> String {
+        self.json(&["id"])["identity"].as_str().unwrap().to_owned()
+    }
+
+    pub fn wallet(&self) -> String {
+        self.json(&["id"])["wallet"].as_str().unwrap().to_owned()
+    }
+
+    /// Starts `scrip serve` with `extra` arguments; waits until it is ready.
+    pub fn serve(&self, extra: &[&str]) -> Daemon {
+        let mut child = Command::new(scrip_bin())
+            .arg("--home")
+            .arg(&self.path)
+            .arg("--json")
+            .arg("serve")
+            .args(extra)
+            .env_remove("SCRIP_HOME")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            let mut err = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                use std::io::Read;
+                let _ = stderr.read_to_string(&mut err);
+            }
+            panic!("the daemon did not start ({e}): {line:?} {err}")
+        });
+        Daemon {
+            child: Some(child),
+            ready,
+        }
+    }
+
+    /// A digest (path, length, hash) of every file under the home except the socket, to show
+    /// that nothing was written.
+    pub fn snapshot(&self) -> Vec<(PathBuf, usize, u64)> {
+        let mut files = Vec::new();
+        collect(&self.path, &mut files);
+        files.sort();
+        files
+    }
+}
+
+fn collect(dir: &Path, files: &mut Vec<(PathBuf, usize, u64)>) {
+    use std::hash::{Hash, Hasher};
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect(&path, files);
+        } else if path.extension().is_none_or(|e| e != "sock") {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut hasher);
+            files.push((path.clone(), bytes.len(), hasher.finish()));
+        }
+    }
+}
+
+/// A running `scrip serve` process.
+pub struct Daemon {
+    child: Option<Child>,
+    pub ready: Value,
+}
+
+impl Daemon {
+    pub fn listen(&self) -> String {
+        self.ready["listen"].as_str().unwrap().to_owned()
+    }
+
+    pub fn notary(&self) -> String {
+        self.ready["notary"].as_str().unwrap().to_owned()
+    }
+
+    pub fn identity(&self) -> String {
+        self.ready["identity"].as_str().unwrap().to_owned()
+    }
+
+    /// Stops it with SIGTERM and waits; returns its exit status.
+    pub fn stop(mut self) -> i32 {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        child.wait().unwrap().code().unwrap_or(-1)
+    }
+
+    /// Kills it with SIGKILL.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `n` notary daemons; returns them and the `--notary` arguments naming them.
+pub fn notaries(dir: &Path, n: usize) -> (Vec<(TestHome, Daemon)>, Vec<String>) {
+    let mut all = Vec::new();
+    let mut args = Vec::new();
+    for i in 0..n {
+        let home = TestHome::init(dir, &format!("notary{i}"));
+        let daemon = home.serve(&["--notary"]);
+        args.push("--notary".to_owned());
+        args.push(format!("{}@{}", daemon.identity(), daemon.notary()));
+        all.push((home, daemon));
+    }
+    (all, args)
+}
+
+/// Polls `check` until it is true (or panics after `timeout`).
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

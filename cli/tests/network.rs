@@ -1,0 +1,162 @@
+//! The whole system as separate processes: 4 `scrip serve --notary` daemons and 2 wallet
+//! daemons on loopback, driven by `scrip` commands. A notary is killed with SIGKILL mid-run and
+//! restarted; another is killed later, so the restarted one must have caught up. At the end
+//! the balances are right and `scrip audit` finds both wallets sound, from a wallet's home and
+//! from a fresh observer that fetches the logs from peers.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, TestHome, wait_until};
+use serde_json::Value;
+
+fn free_port() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string()
+}
+
+struct NotaryProcess {
+    home: TestHome,
+    listen: String,
+    notary: String,
+}
+
+impl NotaryProcess {
+    fn start(&self) -> Daemon {
+        self.home.serve(&[
+            "--notary",
+            "--listen",
+            &self.listen,
+            "--notary-listen",
+            &self.notary,
+        ])
+    }
+}
+
+fn pending_orders(home: &TestHome) -> Vec<Value> {
+    home.json(&["orders", "--incoming", "--pending"])["orders"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn balance(home: &TestHome) -> String {
+    let balance = home.json(&["balance"]);
+    balance["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            format!(
+                "{} {}",
+                b["amount"].as_str().unwrap(),
+                b["currency"].as_str().unwrap()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[test]
+fn payments_survive_a_notary_killed_mid_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let notaries: Vec<NotaryProcess> = (0..4)
+        .map(|i| NotaryProcess {
+            home: TestHome::init(dir.path(), &format!("notary{i}")),
+            listen: free_port(),
+            notary: free_port(),
+        })
+        .collect();
+    let mut running: Vec<Option<Daemon>> = notaries.iter().map(|n| Some(n.start())).collect();
+    let mut create = vec!["wallet".to_owned(), "create".to_owned()];
+    for (n, daemon) in notaries.iter().zip(&running) {
+        create.push("--notary".into());
+        create.push(format!(
+            "{}@{}",
+            daemon.as_ref().unwrap().identity(),
+            n.notary
+        ));
+    }
+    let create: Vec<&str> = create.iter().map(String::as_str).collect();
+
+    let alice = TestHome::init(dir.path(), "alice");
+    let bob = TestHome::init(dir.path(), "bob");
+    let alice_daemon = alice.serve(&[]);
+    let bob_daemon = bob.serve(&[]);
+    // They know each other and the notaries' nodes, and follow each other.
+    for (home, other, other_daemon) in [(&alice, &bob, &bob_daemon), (&bob, &alice, &alice_daemon)]
+    {
+        home.run(&["peer", "add", &other_daemon.listen(), &other.identity()])
+            .ok();
+        home.run(&["follow", &other.identity()]).ok();
+        for n in &notaries {
+            home.run(&["peer", "add", &n.listen]).ok();
+        }
+    }
+    alice.run(&create).ok();
+    bob.run(&create).ok();
+    let bob_wallet = bob.wallet();
+    alice.run(&["mint", "100.00", "EUR"]).ok();
+
+    let mut paid = 0;
+    let pay = |paid: &mut u32| {
+        alice
+            .run(&["pay", &bob_wallet, "7.25", "EUR", "--memo", "test"])
+            .ok();
+        *paid += 1;
+    };
+    pay(&mut paid);
+    pay(&mut paid);
+    // Notary 1 dies without warning; payments go on with the other three.
+    running[1].take().unwrap().kill();
+    pay(&mut paid);
+    pay(&mut paid);
+    // It comes back on the same addresses, and notary 2 dies: now notary 1 must vote, so it
+    // has to learn what was certified while it was down.
+    running[1] = Some(notaries[1].start());
+    running[2].take().unwrap().kill();
+    pay(&mut paid);
+
+    // Bob accepts every order as it arrives.
+    let mut accepted = 0;
+    wait_until(
+        "bob to receive every order",
+        Duration::from_secs(60),
+        || {
+            for order in pending_orders(&bob) {
+                bob.run(&["accept", order["id"].as_str().unwrap()]).ok();
+                accepted += 1;
+            }
+            accepted == paid
+        },
+    );
+    assert_eq!(balance(&bob), "36.25 EUR");
+    assert_eq!(balance(&alice), "63.75 EUR");
+
+    // Audits: from bob's home (alice's wallet is replicated there) and a fresh observer.
+    for (who, wallet) in [(&bob, alice.wallet()), (&bob, bob.wallet())] {
+        let report = who.json(&["audit", &wallet]);
+        assert_eq!(report["report"]["verdict"]["verdict"], "sound", "{report}");
+    }
+    let observer = TestHome::init(dir.path(), "observer");
+    observer.run(&["peer", "add", &alice_daemon.listen()]).ok();
+    let text = observer.run(&["audit", &alice.wallet()]).ok();
+    assert!(text.stdout.contains("SOUND"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("63.75 EUR"),
+        "the observer's audit shows the final balance: {}",
+        text.stdout
+    );
+
+    // Everything stops cleanly.
+    assert_eq!(alice_daemon.stop(), 0);
+    assert_eq!(bob_daemon.stop(), 0);
+    for daemon in running.into_iter().flatten() {
+        assert_eq!(daemon.stop(), 0);
+    }
+}
