@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use indicatif::ProgressBar;
 use scrip_feed::{Entry, FeedId, Keypair};
 use scrip_ledger::content::{Mint, WalletEntry};
 use scrip_ledger::verify::subject_of;
@@ -23,6 +24,7 @@ use scrip_notary::certified;
 use scrip_notary::wire::{self, Proposal, Request, Response};
 use scrip_notary::{NotaryAddr, Refusal};
 use scrip_replicate::transport::{self, LocalIdentity};
+use serde::Serialize;
 
 use crate::config::Config;
 use crate::daemon::{Daemon, ServeOptions};
@@ -56,8 +58,85 @@ impl Peer {
     }
 }
 
-fn say(line: impl AsRef<str>) {
-    println!("{}", line.as_ref());
+/// What the demo found, printed as one JSON object with `--json`.
+#[derive(Debug, Default, Serialize)]
+struct DemoReport {
+    /// Where the homes are.
+    dir: String,
+    /// Every line of the story, in order.
+    steps: Vec<String>,
+    /// Each wallet by name.
+    wallets: BTreeMap<String, String>,
+    /// Each attempt that must fail, with the reason it was refused.
+    refused: BTreeMap<String, String>,
+    /// The observer's audit of each wallet.
+    audits: Vec<AuditLine>,
+    /// Balances per wallet name, as `amount CODE`.
+    balances: BTreeMap<String, Vec<String>>,
+    /// Supply per currency.
+    supply: Vec<SupplyLine>,
+    /// Whether balances + escrow = minted for every currency.
+    conservation: bool,
+    /// Every check held.
+    passed: bool,
+    /// Wall-clock seconds.
+    seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct AuditLine {
+    name: String,
+    wallet: String,
+    entries: u64,
+    sound: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct SupplyLine {
+    currency: String,
+    issuer: String,
+    minted: String,
+    in_balances: String,
+    in_escrow: String,
+}
+
+/// Tells the story as it happens (text) or collects it (JSON), with a spinner on a terminal
+/// while the network works.
+struct Narrator {
+    json: bool,
+    spinner: ProgressBar,
+    report: DemoReport,
+}
+
+impl Narrator {
+    fn new(json: bool) -> Narrator {
+        Narrator {
+            json,
+            spinner: crate::progress::spinner(crate::progress::wanted(), "starting"),
+            report: DemoReport::default(),
+        }
+    }
+
+    fn say(&mut self, line: impl Into<String>) {
+        let line = line.into();
+        if !self.json {
+            self.spinner.suspend(|| println!("{line}"));
+        }
+        self.report.steps.push(line);
+    }
+
+    /// What the spinner says the demo is waiting for.
+    fn working(&self, what: &'static str) {
+        self.spinner.set_message(what);
+    }
+
+    fn finish(self) -> Result<DemoReport> {
+        self.spinner.finish_and_clear();
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&self.report)?);
+        }
+        Ok(self.report)
+    }
 }
 
 fn short(id: &FeedId) -> String {
@@ -132,8 +211,9 @@ fn refusal_line(result: Result<Output>) -> Result<String> {
 }
 
 /// Runs the demo in `dir` (a fresh temporary directory if `None`).
-pub async fn run(dir: Option<PathBuf>) -> Result<()> {
+pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
     let started = Instant::now();
+    let mut n = Narrator::new(json);
     let temporary = match &dir {
         Some(_) => None,
         None => Some(tempfile::tempdir()?),
@@ -144,7 +224,9 @@ pub async fn run(dir: Option<PathBuf>) -> Result<()> {
         (None, None) => bail!("no directory"),
     };
     std::fs::create_dir_all(&dir)?;
-    say(format!("scrip demo in {}", dir.display()));
+    n.report.dir = dir.display().to_string();
+    n.say(format!("scrip demo in {}", dir.display()));
+    n.working("starting 4 notaries");
 
     // 1. Four notaries, each a daemon with its own store, vote store and ports.
     let mut notaries = Vec::new();
@@ -161,7 +243,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<()> {
             )
         })
         .collect();
-    say(format!(
+    n.say(format!(
         "started 4 notaries (n = 4, f = 1, quorum 3), e.g. {} on {}",
         short(&notaries[0].ctx().identity.id()),
         notaries[0]
@@ -173,6 +255,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<()> {
     ));
 
     // 2. The users and the observer; everyone peers with every notary and every user.
+    n.working("starting the users and the observer");
     let mut users = Vec::new();
     for name in ["alice", "bob", "carol", "mallory"] {
         users.push(start(&dir, name, false).await?);
@@ -211,9 +294,10 @@ pub async fn run(dir: Option<PathBuf>) -> Result<()> {
             }
         }
     }
-    say("started alice, bob, carol, mallory and an observer; they follow each other");
+    n.say("started alice, bob, carol, mallory and an observer; they follow each other");
 
     // 3. Wallets, certified by the notaries.
+    n.working("creating wallets");
     for user in &users {
         user.run(Op::WalletCreate {
             notaries: notary_args.clone(),
@@ -222,7 +306,12 @@ pub async fn run(dir: Option<PathBuf>) -> Result<()> {
     }
     let [alice, bob, carol, mallory] = [&users[0], &users[1], &users[2], &users[3]];
     let (wa, wb, wc) = (alice.wallet()?, bob.wallet()?, carol.wallet()?);
-    say(format!(
+    for user in &users {
+        n.report
+            .wallets
+            .insert(user.name.to_owned(), user.wallet()?.to_string());
+    }
+    n.say(format!(
         "wallets created: alice {}, bob {}, carol {}, mallory {}",
         short(&wa),
         short(&wb),
@@ -231,6 +320,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<()> {
     ));
 
     // 4. Money moves.
+    n.working("paying, accepting, rejecting, reclaiming");
     let mint = alice
         .run(Op::Mint {
             amount: "1000.00".into(),
@@ -238,7 +328,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<()> {
             decimals: 2,
         })
         .await?;
-    say(format!("alice: {}", mint.text().trim()));
+    n.say(format!("alice: {}", mint.text().trim()));
     let paid = alice
         .run(Op::Pay {
             wallet: wb.to_string(),
@@ -247,14 +337,14 @@ pub async fn run(dir: Option<PathBuf>) -> Result<()> {
             memo: Some("rent".into()),
         })
         .await?;
-    say(format!("alice: {}", paid.text().trim()));
+    n.say(format!("alice: {}", paid.text().trim()));
     let order_to_bob = incoming_order(bob, &wa).await?;
     let accepted = bob
         .run(Op::Accept {
             order: order_to_bob.clone(),
         })
         .await?;
-    say(format!("bob: {}", accepted.text().trim()));
+    n.say(format!("bob: {}", accepted.text().trim()));
 
     alice
         .run(Op::Pay {
@@ -271,7 +361,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<()> {
             reason: "wrong amount".into(),
         })
         .await?;
-    say(format!("carol: {}", rejected.text().trim()));
+    n.say(format!("carol: {}", rejected.text().trim()));
     let reclaimed = wait_for("carol's rejection to reach alice", || async {
         match alice
             .run(Op::Reclaim {
@@ -285,7 +375,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<()> {
         }
     })
     .await?;
-    say(format!("alice: {}", reclaimed.text().trim()));
+    n.say(format!("alice: {}", reclaimed.text().trim()));
 
     wait_for("bob's accept to be certified", || async {
         let Output::Balance { balances, .. } = bob.run(Op::Balance).await? else {
@@ -307,10 +397,11 @@ pub async fn run(dir: Option<PathBuf>) -> Result<()> {
             order: order_bob_carol,
         })
         .await?;
-    say("bob paid carol 50.00 EUR; carol accepted");
+    n.say("bob paid carol 50.00 EUR; carol accepted");
 
     // 5. Attempts to cheat, each refused with its reason.
-    say("attempts that must fail:");
+    n.working("attempting to cheat");
+    n.say("attempts that must fail:");
     let overspend = refusal_line(
         carol
             .run(Op::Pay {
@@ -321,24 +412,28 @@ pub async fn run(dir: Option<PathBuf>) -> Result<()> {
             })
             .await,
     )?;
-    say(format!(
+    n.say(format!(
         "  overspend (carol pays 10000.00 EUR): refused: {overspend}"
     ));
+    n.report.refused.insert("overspend".into(), overspend);
     let double = refusal_line(
         bob.run(Op::Accept {
             order: order_to_bob.clone(),
         })
         .await,
     )?;
-    say(format!(
+    n.say(format!(
         "  double accept (bob accepts alice's order again): refused: {double}"
     ));
+    n.report.refused.insert("double_accept".into(), double);
     let equivocation = equivocate(mallory, &notaries).await?;
-    say(format!(
+    n.say(format!(
         "  equivocation (mallory signs two entries for one slot): {equivocation}"
     ));
+    n.report.refused.insert("equivocation".into(), equivocation);
 
     // 6. The observer replicates every wallet and audits them.
+    n.working("the observer replicates every wallet");
     let wallets = vec![wa, wb, wc, mallory.wallet()?];
     for wallet in &wallets {
         if let Some(node) = &observer.ctx().node {
@@ -369,7 +464,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<()> {
         }
     })
     .await?;
-    say("observer: replicated every wallet with its certificates; auditing each one");
+    n.say("observer: replicated every wallet with its certificates; auditing each one");
     let mut sound = true;
     for (name, wallet) in ["alice", "bob", "carol", "mallory"].iter().zip(&wallets) {
         let Output::Audit { report } = observer
@@ -381,7 +476,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<()> {
         else {
             bail!("unexpected output");
         };
-        say(format!(
+        n.say(format!(
             "  {name:<8} {} {}, {}",
             report.entries,
             if report.entries == 1 {
@@ -396,14 +491,25 @@ pub async fn run(dir: Option<PathBuf>) -> Result<()> {
             }
         ));
         sound &= report.is_sound();
+        n.report.audits.push(AuditLine {
+            name: (*name).to_owned(),
+            wallet: wallet.to_string(),
+            entries: report.entries,
+            sound: report.is_sound(),
+        });
     }
     let ledger = observer.ctx().ledger().await?;
-    summary(&ledger, &[("alice", wa), ("bob", wb), ("carol", wc)])?;
+    summary(
+        &mut n,
+        &ledger,
+        &[("alice", wa), ("bob", wb), ("carol", wc)],
+    );
     let conservation = ledger.check_conservation();
     match &conservation {
-        Ok(()) => say("conservation: for every currency, balances + escrow = minted  OK"),
-        Err(err) => say(format!("conservation: VIOLATED: {err}")),
+        Ok(()) => n.say("conservation: for every currency, balances + escrow = minted  OK"),
+        Err(err) => n.say(format!("conservation: VIOLATED: {err}")),
     }
+    n.report.conservation = conservation.is_ok();
     // alice: 1000 minted, 250 to bob, 100 to carol taken back; bob: 250 in, 50 to carol.
     let expected = [(wa, "750.00"), (wb, "200.00"), (wc, "50.00")];
     let eur = Currency::new(wa, "EUR", 2)?;
@@ -422,6 +528,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<()> {
         .filter(|o| o.status == OrderStatus::Pending)
         .count();
 
+    n.working("stopping every peer");
     let stopping: Vec<_> = users
         .into_iter()
         .chain(notaries)
@@ -431,19 +538,21 @@ pub async fn run(dir: Option<PathBuf>) -> Result<()> {
     for stop in stopping {
         let _ = stop.await;
     }
-    say(format!(
-        "demo finished in {:.1} s",
-        started.elapsed().as_secs_f64()
-    ));
-    if !(sound && conservation.is_ok() && balances_right && open_orders == 0) {
+    n.report.seconds = started.elapsed().as_secs_f64();
+    n.say(format!("demo finished in {:.1} s", n.report.seconds));
+    n.report.passed = sound && conservation.is_ok() && balances_right && open_orders == 0;
+    if n.report.passed {
+        n.say("all checks passed");
+    }
+    let report = n.finish()?;
+    if !report.passed {
         bail!("the demo's checks failed (see above)");
     }
-    say("all checks passed");
     Ok(())
 }
 
-fn summary(ledger: &scrip_ledger::LedgerState, names: &[(&str, FeedId)]) -> Result<()> {
-    say("balances:");
+fn summary(n: &mut Narrator, ledger: &scrip_ledger::LedgerState, names: &[(&str, FeedId)]) {
+    n.say("balances:");
     for (name, wallet) in names {
         let state = ledger.wallet(wallet);
         let text: Vec<String> = state
@@ -454,11 +563,19 @@ fn summary(ledger: &scrip_ledger::LedgerState, names: &[(&str, FeedId)]) -> Resu
                     .collect()
             })
             .unwrap_or_default();
-        say(format!("  {name:<8} {}", text.join(", ")));
+        n.say(format!("  {name:<8} {}", text.join(", ")));
+        n.report.balances.insert((*name).to_owned(), text);
     }
-    say("supply:");
+    n.say("supply:");
     for (currency, totals) in ledger.totals() {
-        say(format!(
+        n.report.supply.push(SupplyLine {
+            currency: currency.code.as_str().to_owned(),
+            issuer: currency.issuer.to_string(),
+            minted: totals.supply.display(currency.decimals),
+            in_balances: totals.balances.display(currency.decimals),
+            in_escrow: totals.escrow.display(currency.decimals),
+        });
+        n.say(format!(
             "  {} (issuer {}): minted {}, in balances {}, in escrow {}",
             currency.code.as_str(),
             short(&currency.issuer),
@@ -467,7 +584,6 @@ fn summary(ledger: &scrip_ledger::LedgerState, names: &[(&str, FeedId)]) -> Resu
             totals.escrow.display(currency.decimals),
         ));
     }
-    Ok(())
 }
 
 /// Mallory signs two different entries for her next slot and sends each to a different half

@@ -85,7 +85,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             return Ok(0);
         }
         Command::Demo { dir } => {
-            demo::run(dir).await?;
+            demo::run(dir, json).await?;
             return Ok(0);
         }
         Command::Bench { which, quick } => {

@@ -1,0 +1,127 @@
+//! The README's main job: `scrip demo` runs a whole network and its summary is right.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+
+use common::scrip_bin;
+
+fn demo(args: &[&str]) -> common::Run {
+    let out = Command::new(scrip_bin())
+        .arg("demo")
+        .args(args)
+        .env_remove("SCRIP_HOME")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn the_demo_prints_a_summary_whose_checks_all_pass() {
+    let run = demo(&[]).ok();
+    let out = &run.stdout;
+    // The story: money moves, each attempt to cheat is refused with its reason.
+    for needle in [
+        "started 4 notaries (n = 4, f = 1, quorum 3)",
+        "alice: minted 1000.00 EUR (certified by 3 notaries)",
+        "bob: accepted 250.00 EUR",
+        "carol: rejected 100.00 EUR",
+        "alice: reclaimed 100.00 EUR",
+        "overspend (carol pays 10000.00 EUR): refused:",
+        "overspend: balance 5000, order 1000000",
+        "double accept (bob accepts alice's order again): refused:",
+        "is already resolved",
+        "equivocation (mallory signs two entries for one slot): entry A got 2 votes, entry B got 2",
+        "slot #2 stays locked",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+    // The summary: every audit sound, the balances, the supply, conservation.
+    let summary: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("observer:"))
+        .collect();
+    let expected = [
+        "observer: replicated every wallet with its certificates; auditing each one",
+        "  alice    5 entries, sound",
+        "  bob      3 entries, sound",
+        "  carol    3 entries, sound",
+        "  mallory  1 entry, sound",
+        "balances:",
+        "  alice    750.00 EUR",
+        "  bob      200.00 EUR",
+        "  carol    50.00 EUR",
+        "supply:",
+    ];
+    assert_eq!(&summary[..expected.len()], &expected, "in:\n{out}");
+    assert!(
+        summary[expected.len()].starts_with("  EUR (issuer @")
+            && summary[expected.len()]
+                .ends_with("minted 1000.00, in balances 1000.00, in escrow 0.00"),
+        "{out}"
+    );
+    assert_eq!(
+        summary[expected.len() + 1],
+        "conservation: for every currency, balances + escrow = minted  OK"
+    );
+    assert_eq!(summary.last(), Some(&"all checks passed"));
+    // Piped: no progress bar, no log lines.
+    assert_eq!(run.stderr, "", "stderr should be empty when piped");
+}
+
+#[test]
+fn the_demo_keeps_real_homes_in_dir_and_reports_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = demo(&["--json", "--dir", dir.path().to_str().unwrap()]).ok();
+    let report = run.json();
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["conservation"], true);
+    assert_eq!(report["balances"]["alice"][0], "750.00 EUR");
+    assert_eq!(report["balances"]["bob"][0], "200.00 EUR");
+    assert_eq!(report["balances"]["carol"][0], "50.00 EUR");
+    assert_eq!(report["supply"][0]["minted"], "1000.00");
+    assert_eq!(report["supply"][0]["in_escrow"], "0.00");
+    let audits = report["audits"].as_array().unwrap();
+    assert_eq!(audits.len(), 4);
+    assert!(audits.iter().all(|a| a["sound"] == true));
+    for attempt in ["overspend", "double_accept", "equivocation"] {
+        assert!(
+            report["refused"][attempt]
+                .as_str()
+                .is_some_and(|r| !r.is_empty()),
+            "{attempt} has no reason: {report}"
+        );
+    }
+    // Every peer was a real node with its own home: keys, config and a sled store. The homes
+    // are ordinary scrip homes, so the commands can read them afterwards.
+    for name in [
+        "notary-1", "notary-2", "notary-3", "notary-4", "alice", "bob", "carol", "mallory",
+        "observer",
+    ] {
+        let home = dir.path().join(name);
+        assert!(home.join("identity.key").is_file(), "{name}");
+        assert!(home.join("config.toml").is_file(), "{name}");
+        assert!(home.join("store").is_dir(), "{name}");
+    }
+    let alice = common::TestHome {
+        path: dir.path().join("alice"),
+    };
+    let balance = alice.json(&["balance"]);
+    assert_eq!(balance["balances"][0]["amount"], "750.00", "{balance}");
+    let bob_wallet = report["wallets"]["bob"].as_str().unwrap();
+    let observer = common::TestHome {
+        path: dir.path().join("observer"),
+    };
+    let audit = observer.run(&["audit", bob_wallet]).ok();
+    assert!(
+        audit.stdout.contains("SOUND: every entry verified"),
+        "{}",
+        audit.stdout
+    );
+}
