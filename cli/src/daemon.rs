@@ -167,7 +167,8 @@ async fn start_parts(
     config: &crate::config::Config,
     identity: &Arc<scrip_feed::Keypair>,
 ) -> Result<Parts> {
-    let store: Arc<dyn Store> = home.open_store()?;
+    let opening = home.clone();
+    let store: Arc<dyn Store> = tokio::task::spawn_blocking(move || opening.open_store()).await??;
     let wallet = home.wallet_key()?.map(|k| k.id());
     let node_config = NodeConfig {
         listen: Some(options.listen.clone().unwrap_or(config.listen.clone())),

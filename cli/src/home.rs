@@ -37,6 +37,11 @@ const STORE: &str = "store";
 const VOTES: &str = "votes";
 const SOCKET: &str = "scrip.sock";
 
+/// How long opening a store waits for another scrip process to release it.
+pub const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often a held store is tried again.
+pub const STORE_RETRY: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// A home directory.
 #[derive(Clone, Debug)]
 pub struct Home {
@@ -186,16 +191,37 @@ impl Home {
         }
     }
 
-    /// Opens the feed store (one process at a time).
-    pub fn open_store(&self) -> Result<Arc<SledStore>> {
+    /// Opens the feed store (one process at a time): `None` while another process holds it.
+    pub fn try_open_store(&self) -> Result<Option<Arc<SledStore>>> {
         let path = self.root.join(STORE);
         match SledStore::open(&path, SledOptions::default()) {
-            Ok(store) => Ok(Arc::new(store)),
-            Err(scrip_feed::Error::Locked { .. }) => Err(anyhow!(
-                "{} is in use by another scrip process (is a daemon running on it?)",
-                self.root.display()
-            )),
+            Ok(store) => Ok(Some(Arc::new(store))),
+            Err(scrip_feed::Error::Locked { .. }) => Ok(None),
             Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The error for a store another process keeps holding.
+    pub fn in_use(&self) -> anyhow::Error {
+        anyhow!(
+            "{} is in use by another scrip process (is a daemon running on it?)",
+            self.root.display()
+        )
+    }
+
+    /// Opens the feed store, waiting up to [`STORE_WAIT`] for another process to let go of
+    /// it: a one-shot command holds it only briefly, and `scrip serve &` followed at once by a
+    /// command should not make either fail.
+    pub fn open_store(&self) -> Result<Arc<SledStore>> {
+        let deadline = std::time::Instant::now() + STORE_WAIT;
+        loop {
+            if let Some(store) = self.try_open_store()? {
+                return Ok(store);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(self.in_use());
+            }
+            std::thread::sleep(STORE_RETRY);
         }
     }
 

@@ -152,10 +152,22 @@ pub async fn run(cli: Cli) -> Result<i32> {
 pub async fn run_op(home: Home, op: Op) -> Result<Output> {
     // The keys are checked (readable, not by others) whichever process will use them.
     ops::check_home(&home)?;
-    if let Some(stream) = api::connect(&home).await {
-        return api::call(stream, &op).await;
-    }
-    let store = home.open_store()?;
+    // Either a daemon answers, or the store is free; while neither (a daemon starting up,
+    // another command running), wait a little.
+    let deadline = tokio::time::Instant::now() + home::STORE_WAIT;
+    let store = loop {
+        if let Some(stream) = api::connect(&home).await {
+            return api::call(stream, &op).await;
+        }
+        let probe = home.clone();
+        if let Some(store) = tokio::task::spawn_blocking(move || probe.try_open_store()).await?? {
+            break store;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(home.in_use());
+        }
+        tokio::time::sleep(home::STORE_RETRY).await;
+    };
     let ctx = Context::new(home, store, None, progress::wanted())?;
     ops::execute(&ctx, op).await
 }
