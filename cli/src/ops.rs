@@ -353,17 +353,6 @@ pub fn ledger_of(store: &dyn Store) -> Result<LedgerState> {
     Ok(scrip_ledger::fold(entries, &TrustSignatures))
 }
 
-fn kind_of(content: &WalletEntry) -> &'static str {
-    match content {
-        WalletEntry::Genesis(_) => "genesis",
-        WalletEntry::Mint(_) => "mint",
-        WalletEntry::Order(_) => "order",
-        WalletEntry::Accept(_) => "accept",
-        WalletEntry::Reject(_) => "reject",
-        WalletEntry::Reclaim(_) => "reclaim",
-    }
-}
-
 fn certified_output(certified: &CertifiedEntry, summary: String) -> Result<Output> {
     let content = certified
         .entry
@@ -372,7 +361,7 @@ fn certified_output(certified: &CertifiedEntry, summary: String) -> Result<Outpu
         .transpose()?
         .ok_or_else(|| anyhow!("a certified entry without its payload"))?;
     Ok(Output::Certified {
-        kind: kind_of(&content).into(),
+        kind: content.kind().into(),
         wallet: certified.entry.author().to_string(),
         seq: certified.entry.seq().get(),
         id: certified.entry.id().to_string(),
@@ -595,7 +584,7 @@ fn describe(entry: &Entry, nicks: &BTreeMap<FeedId, String>) -> (String, String)
         Ok(Content::Nick { name }) => ("nick".into(), name),
         Ok(Content::Pub { address }) => ("pub".into(), address),
         Ok(Content::App { kind, bytes }) => match WalletEntry::from_payload(payload) {
-            Ok(wallet) => ("wallet".into(), kind_of(&wallet).into()),
+            Ok(wallet) => ("wallet".into(), wallet.kind().into()),
             Err(_) => ("app".into(), format!("{kind} ({} bytes)", bytes.len())),
         },
         Err(err) => ("invalid".into(), err.to_string()),

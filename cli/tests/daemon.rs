@@ -4,25 +4,16 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{TestHome, scrip_bin};
+use common::TestHome;
 
 #[test]
 fn commands_typed_while_the_daemon_starts_neither_fail_nor_stop_it() {
     let dir = tempfile::tempdir().unwrap();
     let home = TestHome::init(dir.path(), "alice");
     // `scrip serve &` then commands at once: whoever gets the store first, the other waits.
-    let mut serve = Command::new(scrip_bin())
-        .arg("--home")
-        .arg(&home.path)
-        .args(["--json", "serve"])
-        .env_remove("SCRIP_HOME")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut serve = home.spawn_serve(&[]);
     for i in 0..5 {
         home.run(&["post", &format!("post {i}")]).ok();
     }

@@ -104,9 +104,9 @@ impl TestHome {
         self.json(&["id"])["wallet"].as_str().unwrap().to_owned()
     }
 
-    /// Starts `scrip serve` with `extra` arguments; waits until it is ready.
-    pub fn serve(&self, extra: &[&str]) -> Daemon {
-        let mut child = Command::new(scrip_bin())
+    /// Spawns `scrip --json serve` with `extra` arguments, its output piped, without waiting.
+    pub fn spawn_serve(&self, extra: &[&str]) -> Child {
+        Command::new(scrip_bin())
             .arg("--home")
             .arg(&self.path)
             .arg("--json")
@@ -117,7 +117,12 @@ impl TestHome {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Starts `scrip serve` with `extra` arguments; waits until it is ready.
+    pub fn serve(&self, extra: &[&str]) -> Daemon {
+        let mut child = self.spawn_serve(extra);
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
