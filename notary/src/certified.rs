@@ -200,7 +200,7 @@ impl CertificateCheck {
 }
 
 impl AttachmentCheck for CertificateCheck {
-    fn accept(&self, entry: &Entry, kind: &str, bytes: &[u8]) -> bool {
+    fn accept(&self, entry: &Entry, kind: &str, bytes: &[u8], batch: &[Entry]) -> bool {
         if kind != CERTIFICATE_KIND {
             return true;
         }
@@ -208,14 +208,18 @@ impl AttachmentCheck for CertificateCheck {
             return false;
         };
         // The set the wallet's genesis names (the genesis is certified by that set too): from
-        // the store, where replication has just put the entry, or from the entry itself.
-        let set = notary_set(self.store.as_ref(), &entry.author())
+        // the store, else from the genesis received in the same batch (the entry itself, if it
+        // is the genesis). A batch genesis the store then refuses (a fork) takes its entries'
+        // attachments down with it: entries that do not link to the stored chain are refused.
+        let author = entry.author();
+        let set = notary_set(self.store.as_ref(), &author)
             .ok()
             .flatten()
             .or_else(|| {
-                (entry.seq() == Seq::FIRST)
-                    .then(|| genesis_set(entry))
-                    .flatten()
+                batch
+                    .iter()
+                    .find(|e| e.author() == author && e.seq() == Seq::FIRST)
+                    .and_then(genesis_set)
             });
         set.is_some_and(|set| certify(&certificate, &set, entry, &VerifyAll).is_ok())
     }

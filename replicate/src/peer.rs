@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use scrip_feed::store::VerifiedBatch;
 use scrip_feed::{Attachment as StoredAttachment, Entry, FeedId, Seq, Store};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{broadcast, mpsc};
@@ -34,10 +35,13 @@ const NOTES_INTERVAL: Duration = Duration::from_millis(250);
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Decides whether to keep an attachment that arrived with an entry (e.g. verifies a notary
-/// certificate). The entry is already stored and valid.
+/// certificate). It runs before the batch is stored, so that each entry and its attachments
+/// are stored in one commit: a reader (another peer's session) never sees the entry without
+/// them. The entry passed its signature check; `batch` is everything received with it (the
+/// store may not hold those entries yet, e.g. the wallet's genesis arriving in the same batch).
 pub trait AttachmentCheck: Send + Sync + 'static {
     /// True to keep it.
-    fn accept(&self, entry: &Entry, kind: &str, bytes: &[u8]) -> bool;
+    fn accept(&self, entry: &Entry, kind: &str, bytes: &[u8], batch: &[Entry]) -> bool;
 }
 
 /// Keeps every attachment within the size limits (the first one of each kind wins).
@@ -45,7 +49,7 @@ pub trait AttachmentCheck: Send + Sync + 'static {
 pub struct AcceptAll;
 
 impl AttachmentCheck for AcceptAll {
-    fn accept(&self, _entry: &Entry, _kind: &str, _bytes: &[u8]) -> bool {
+    fn accept(&self, _entry: &Entry, _kind: &str, _bytes: &[u8], _batch: &[Entry]) -> bool {
         true
     }
 }
@@ -464,25 +468,28 @@ fn ingest(context: &PeerContext, jobs: Vec<IngestJob>) -> Result<Vec<IngestDone>
         }
         spans.push((feed, start..entries.len()));
     }
-    let kept: Vec<Entry> = attachments
-        .iter()
-        .map(|(i, _)| entries[*i].without_payload())
-        .collect();
-    let report = store.ingest(entries)?;
+    // Verified on all cores, then the attachments of entries that passed are checked against
+    // the batch, then entries and attachments are stored in one commit.
+    let batch = VerifiedBatch::new(entries);
     let to_store: Vec<StoredAttachment> = attachments
         .into_iter()
-        .zip(kept)
-        .filter(|((i, _), _)| report.outcomes[*i].is_ok())
-        .filter(|((_, a), entry)| context.attachments.accept(entry, &a.kind, &a.bytes))
-        .map(|((_, a), entry)| StoredAttachment {
-            entry: entry.id(),
+        .filter(|(i, a)| {
+            batch.passed(*i)
+                && context.attachments.accept(
+                    &batch.entries()[*i],
+                    &a.kind,
+                    &a.bytes,
+                    batch.entries(),
+                )
+        })
+        .map(|(i, a)| StoredAttachment {
+            entry: batch.entries()[i].id(),
             kind: a.kind,
             bytes: a.bytes,
         })
         .collect();
-    if !to_store.is_empty() {
-        store.put_attachments(to_store)?;
-    }
+    // An attachment whose entry the store refused is refused with it: nothing to do.
+    let (report, _attached) = store.ingest_with_attachments(batch, to_store)?;
     let mut results = Vec::with_capacity(spans.len());
     for (feed, span) in spans {
         let outcomes = &report.outcomes[span];

@@ -62,6 +62,35 @@ impl MemoryStore {
         Ok(report)
     }
 
+    fn attach_locked(tables: &mut MemTables, items: Vec<Attachment>) -> Vec<Result<bool>> {
+        items
+            .into_iter()
+            .map(|item| {
+                check_attachment(&item)?;
+                if !tables.ids.contains_key(&item.entry) {
+                    return Err(Error::UnknownEntry { id: item.entry });
+                }
+                let key = (item.entry, item.kind);
+                if tables.attachments.contains_key(&key) {
+                    return Ok(false);
+                }
+                let held = tables
+                    .attachments
+                    .range((key.0, String::new())..)
+                    .take_while(|((id, _), _)| *id == key.0)
+                    .count();
+                if held >= MAX_ATTACHMENTS_PER_ENTRY {
+                    return Err(Error::TooManyAttachments {
+                        id: key.0,
+                        max: MAX_ATTACHMENTS_PER_ENTRY,
+                    });
+                }
+                tables.attachments.insert(key, item.bytes);
+                Ok(true)
+            })
+            .collect()
+    }
+
     fn full_entry(tables: &MemTables, entry: &Entry) -> Entry {
         let payload = tables.payloads.get(&(entry.author(), entry.seq())).cloned();
         entry.clone().with_payload(payload)
@@ -190,34 +219,20 @@ impl Store for MemoryStore {
         Ok(self.lock().forks.values().cloned().collect())
     }
 
-    fn put_attachments(&self, items: Vec<Attachment>) -> Result<Vec<Result<bool>>> {
+    fn ingest_with_attachments(
+        &self,
+        batch: VerifiedBatch,
+        attachments: Vec<Attachment>,
+    ) -> Result<(IngestReport, Vec<Result<bool>>)> {
+        // Under one lock: no reader sees the entries without their attachments.
         let mut tables = self.lock();
-        Ok(items
-            .into_iter()
-            .map(|item| {
-                check_attachment(&item)?;
-                if !tables.ids.contains_key(&item.entry) {
-                    return Err(Error::UnknownEntry { id: item.entry });
-                }
-                let key = (item.entry, item.kind);
-                if tables.attachments.contains_key(&key) {
-                    return Ok(false);
-                }
-                let held = tables
-                    .attachments
-                    .range((key.0, String::new())..)
-                    .take_while(|((id, _), _)| *id == key.0)
-                    .count();
-                if held >= MAX_ATTACHMENTS_PER_ENTRY {
-                    return Err(Error::TooManyAttachments {
-                        id: key.0,
-                        max: MAX_ATTACHMENTS_PER_ENTRY,
-                    });
-                }
-                tables.attachments.insert(key, item.bytes);
-                Ok(true)
-            })
-            .collect())
+        let report = MemoryStore::ingest_locked(&mut tables, batch)?;
+        let attached = MemoryStore::attach_locked(&mut tables, attachments);
+        Ok((report, attached))
+    }
+
+    fn put_attachments(&self, items: Vec<Attachment>) -> Result<Vec<Result<bool>>> {
+        Ok(MemoryStore::attach_locked(&mut self.lock(), items))
     }
 
     fn attachments(&self, id: &EntryId) -> Result<Vec<(String, Vec<u8>)>> {

@@ -138,19 +138,18 @@ pub trait Store: Send + Sync {
     fn ingest_verified(&self, batch: VerifiedBatch) -> Result<IngestReport>;
 
     /// [`Store::ingest_verified`] and [`Store::put_attachments`] in one durable commit (one
-    /// flush instead of two): `attachments` may belong to entries of the batch or to entries
-    /// already stored. Returns the ingest report and one result per attachment, as
-    /// `put_attachments` would; an attachment for an entry the batch refused is
+    /// flush instead of two), atomic for readers too: no reader ever sees an entry of the batch
+    /// without the attachments given with it (replication reads the store at any moment and
+    /// sends what it finds; an entry sent without its certificate would never get one, since
+    /// a peer is only sent what follows its head). `attachments` may belong to entries of the
+    /// batch or to entries already stored. Returns the ingest report and one result per
+    /// attachment, as `put_attachments` would; an attachment for an entry the batch refused is
     /// [`Error::UnknownEntry`].
     fn ingest_with_attachments(
         &self,
         batch: VerifiedBatch,
         attachments: Vec<Attachment>,
-    ) -> Result<(IngestReport, Vec<Result<bool>>)> {
-        let report = self.ingest_verified(batch)?;
-        let attached = self.put_attachments(attachments)?;
-        Ok((report, attached))
-    }
+    ) -> Result<(IngestReport, Vec<Result<bool>>)>;
 
     /// [`Store::ingest_with_attachments`] without waiting for the flush: the commit becomes
     /// durable with the next flushed commit or the engine's background flush (within about a

@@ -85,6 +85,16 @@ impl VerifiedBatch {
         self.entries.len()
     }
 
+    /// The entries, in order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Whether entry `index` passed its stateless checks (an index out of range did not).
+    pub fn passed(&self, index: usize) -> bool {
+        self.checked.get(index).is_some_and(Result::is_ok)
+    }
+
     /// True if there are no entries.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

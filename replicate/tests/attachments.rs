@@ -1,0 +1,235 @@
+//! A relayed entry is never readable without the attachments it arrived with: a relay stores
+//! each received entry together with its attachments (notary certificates), so a peer reading
+//! from the relay at any moment gets both. (Found by `scrip demo`: a peer that read a wallet's
+//! entries between a relay's two commits held them without certificates for good, since
+//! replication only sends what follows a peer's head.)
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use scrip_feed::store::{Attachment, IngestReport, PayloadPolicy, VerifiedBatch};
+use scrip_feed::{
+    Entry, EntryId, FeedId, ForkProof, Head, Keypair, MemoryStore, Result, Seq, SledOptions,
+    SledStore, Store, Timestamp,
+};
+use scrip_replicate::{Node, NodeConfig, Tcp, TransportConfig};
+
+/// How long the relay's write of attachment-carrying entries takes: long enough for a third
+/// node to connect and read in the middle of it.
+const SLOW_WRITE: Duration = Duration::from_millis(1500);
+
+/// A sled store whose writes of attachments are slow once `slow` is set; `writing` tells when
+/// one is under way.
+struct SlowAttachments {
+    inner: SledStore,
+    slow: AtomicBool,
+    writing: AtomicBool,
+}
+
+impl SlowAttachments {
+    fn pause(&self, attachments: usize) {
+        if attachments > 0 && self.slow.load(Ordering::SeqCst) {
+            self.writing.store(true, Ordering::SeqCst);
+            std::thread::sleep(SLOW_WRITE);
+        }
+    }
+}
+
+impl Store for SlowAttachments {
+    fn ingest_verified(&self, batch: VerifiedBatch) -> Result<IngestReport> {
+        self.inner.ingest_verified(batch)
+    }
+    fn ingest_with_attachments(
+        &self,
+        batch: VerifiedBatch,
+        attachments: Vec<Attachment>,
+    ) -> Result<(IngestReport, Vec<Result<bool>>)> {
+        // Nothing of the batch is visible while it is paused.
+        self.pause(attachments.len());
+        self.inner.ingest_with_attachments(batch, attachments)
+    }
+    fn get(&self, author: &FeedId, seq: Seq) -> Result<Option<Entry>> {
+        self.inner.get(author, seq)
+    }
+    fn get_by_id(&self, id: &EntryId) -> Result<Option<Entry>> {
+        self.inner.get_by_id(id)
+    }
+    fn head(&self, author: &FeedId) -> Result<Option<Head>> {
+        self.inner.head(author)
+    }
+    fn range(&self, author: &FeedId, from: Seq, limit: usize) -> Result<Vec<Entry>> {
+        self.inner.range(author, from, limit)
+    }
+    fn authors(&self) -> Result<Vec<FeedId>> {
+        self.inner.authors()
+    }
+    fn set_payload_policy(&self, author: &FeedId, policy: PayloadPolicy) -> Result<()> {
+        self.inner.set_payload_policy(author, policy)
+    }
+    fn payload_policy(&self, author: &FeedId) -> Result<PayloadPolicy> {
+        self.inner.payload_policy(author)
+    }
+    fn add_fork_proof(&self, proof: &ForkProof) -> Result<bool> {
+        self.inner.add_fork_proof(proof)
+    }
+    fn fork_proof(&self, author: &FeedId) -> Result<Option<ForkProof>> {
+        self.inner.fork_proof(author)
+    }
+    fn fork_proofs(&self) -> Result<Vec<ForkProof>> {
+        self.inner.fork_proofs()
+    }
+    fn put_attachments(&self, items: Vec<Attachment>) -> Result<Vec<Result<bool>>> {
+        // Entries stored by an earlier commit are visible while this one is paused.
+        self.pause(items.len());
+        self.inner.put_attachments(items)
+    }
+    fn attachments(&self, id: &EntryId) -> Result<Vec<(String, Vec<u8>)>> {
+        self.inner.attachments(id)
+    }
+    fn publish(&self, author: &Keypair, timestamp: Timestamp, payload: Vec<u8>) -> Result<Entry> {
+        self.inner.publish(author, timestamp, payload)
+    }
+}
+
+fn config(peers: Vec<(String, Option<FeedId>)>, feed: FeedId) -> NodeConfig {
+    NodeConfig {
+        listen: Some("127.0.0.1:0".into()),
+        peers,
+        hops: 1,
+        explicit: [feed].into_iter().collect(),
+        tick: Duration::from_millis(50),
+        request_timeout: Duration::from_secs(5),
+        transport: TransportConfig {
+            handshake_timeout: Duration::from_secs(5),
+            ..TransportConfig::default()
+        },
+        ..NodeConfig::default()
+    }
+}
+
+/// Entries `from..=to` of `author`'s feed (following what `store` holds), each with one
+/// attachment, stored in `store` in one commit.
+fn write(store: &dyn Store, author: &Keypair, from: u64, to: u64) -> Vec<EntryId> {
+    let mut previous = store.head(&author.id()).unwrap();
+    let mut entries = Vec::new();
+    for seq in from..=to {
+        let entry = Entry::create(
+            author,
+            previous,
+            Timestamp::from_millis(seq),
+            format!("entry {seq}").into_bytes(),
+        )
+        .unwrap();
+        previous = Some(entry.head());
+        entries.push(entry);
+    }
+    let ids: Vec<EntryId> = entries.iter().map(Entry::id).collect();
+    let attachments = ids
+        .iter()
+        .map(|id| Attachment {
+            entry: *id,
+            kind: "test/proof".into(),
+            bytes: id.as_bytes().to_vec(),
+        })
+        .collect();
+    let (report, attached) = store
+        .ingest_with_attachments(VerifiedBatch::new(entries), attachments)
+        .unwrap();
+    assert_eq!(report.stored(), ids.len());
+    assert!(attached.iter().all(|a| matches!(a, Ok(true))));
+    ids
+}
+
+async fn wait_for_head(store: &dyn Store, feed: &FeedId, head: u64, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while store.head(feed).unwrap().map_or(0, |h| h.seq.get()) < head {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_reading_from_a_relay_mid_write_never_gets_entries_without_their_attachments() {
+    let author = Keypair::from_seed(&[9; 32]);
+    let feed = author.id();
+
+    // The source holds entry #1 with its attachment; the relay copies it.
+    let source_store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let ids_first = write(source_store.as_ref(), &author, 1, 1);
+    let source = Node::spawn(
+        Arc::new(Keypair::from_seed(&[1; 32])),
+        Arc::clone(&source_store),
+        Tcp,
+        config(vec![], feed),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let relay_store = Arc::new(SlowAttachments {
+        inner: SledStore::open(dir.path(), SledOptions::default()).unwrap(),
+        slow: AtomicBool::new(false),
+        writing: AtomicBool::new(false),
+    });
+    let relay = Node::spawn(
+        Arc::new(Keypair::from_seed(&[2; 32])),
+        Arc::clone(&relay_store) as Arc<dyn Store>,
+        Tcp,
+        config(
+            vec![(
+                source.listen_address().unwrap().to_owned(),
+                Some(source.id()),
+            )],
+            feed,
+        ),
+    )
+    .await
+    .unwrap();
+    wait_for_head(
+        relay_store.as_ref(),
+        &feed,
+        1,
+        "the relay never got entry #1",
+    )
+    .await;
+
+    // Entries #2..#4 reach the relay, whose write of them is slow; a reader connects meanwhile.
+    relay_store.slow.store(true, Ordering::SeqCst);
+    let ids_rest = write(source_store.as_ref(), &author, 2, 4);
+    source.announce(feed, 4).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !relay_store.writing.load(Ordering::SeqCst) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay never wrote #2..#4"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let reader_store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let reader = Node::spawn(
+        Arc::new(Keypair::from_seed(&[3; 32])),
+        Arc::clone(&reader_store),
+        Tcp,
+        config(
+            vec![(relay.listen_address().unwrap().to_owned(), Some(relay.id()))],
+            feed,
+        ),
+    )
+    .await
+    .unwrap();
+    wait_for_head(reader_store.as_ref(), &feed, 4, "the reader never got #4").await;
+
+    for (seq, id) in ids_first.iter().chain(&ids_rest).enumerate() {
+        let attachments = reader_store.attachments(id).unwrap();
+        assert_eq!(
+            attachments,
+            vec![("test/proof".to_owned(), id.as_bytes().to_vec())],
+            "entry #{} reached the reader without its attachment",
+            seq + 1
+        );
+    }
+    reader.shutdown().await;
+    relay.shutdown().await;
+    source.shutdown().await;
+}
