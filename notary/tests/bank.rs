@@ -13,7 +13,6 @@
 )]
 
 use std::collections::BTreeMap;
-use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,29 +24,7 @@ use scrip_notary::{
     ClientConfig, MemoryVoteStore, Notary, NotaryAddr, NotaryConfig, PendingFile, VoteStore,
     WalletClient,
 };
-use scrip_replicate::{Network, StoreCalls, TransportConfig};
-
-struct SimNet;
-
-impl Network for SimNet {
-    type Stream = turmoil::net::TcpStream;
-    type Listener = turmoil::net::TcpListener;
-
-    async fn bind(&self, address: &str) -> io::Result<(Self::Listener, String)> {
-        let listener = turmoil::net::TcpListener::bind(address).await?;
-        let local = listener.local_addr()?.to_string();
-        Ok((listener, local))
-    }
-
-    async fn accept(&self, listener: &Self::Listener) -> io::Result<(Self::Stream, String)> {
-        let (stream, remote) = listener.accept().await?;
-        Ok((stream, remote.to_string()))
-    }
-
-    async fn connect(&self, address: &str) -> io::Result<Self::Stream> {
-        turmoil::net::TcpStream::connect(address).await
-    }
-}
+use scrip_replicate::{StoreCalls, TransportConfig, Turmoil};
 
 const NOTARIES: usize = 4;
 const WALLETS: usize = 3;
@@ -132,7 +109,7 @@ async fn wallet_loop(
         Arc::clone(&store),
         PendingFile::new(dir.join(format!("pending{i}"))),
         notaries,
-        SimNet,
+        Turmoil,
         config,
     )?;
     let ack = |entry: &CertifiedEntry| {
@@ -285,7 +262,7 @@ fn run_bank(seed: u64) {
                     notary_key(n),
                     store,
                     votes,
-                    SimNet,
+                    Turmoil,
                     NotaryConfig {
                         listen: format!("0.0.0.0:{PORT}"),
                         transport: transport(),

@@ -32,6 +32,8 @@ pub mod transport;
 pub mod wire;
 
 pub use error::{Error, Result};
+#[cfg(feature = "turmoil")]
+pub use net::Turmoil;
 pub use net::{Network, Tcp};
 pub use node::{Event, Node, NodeConfig, NodeHandle, NodeLink, NodeStatus, PeerStatus, StoreCalls};
 pub use peer::{AcceptAll, AttachmentCheck};

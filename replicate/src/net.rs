@@ -55,3 +55,30 @@ impl Network for Tcp {
         Ok(stream)
     }
 }
+
+/// turmoil's simulated TCP (feature `turmoil`): the same node code, run on a simulated network
+/// with partitions, held links and crashes, deterministically from a seed.
+#[cfg(feature = "turmoil")]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Turmoil;
+
+#[cfg(feature = "turmoil")]
+impl Network for Turmoil {
+    type Stream = turmoil::net::TcpStream;
+    type Listener = turmoil::net::TcpListener;
+
+    async fn bind(&self, address: &str) -> io::Result<(Self::Listener, String)> {
+        let listener = turmoil::net::TcpListener::bind(address).await?;
+        let local = listener.local_addr()?.to_string();
+        Ok((listener, local))
+    }
+
+    async fn accept(&self, listener: &Self::Listener) -> io::Result<(Self::Stream, String)> {
+        let (stream, remote) = listener.accept().await?;
+        Ok((stream, remote.to_string()))
+    }
+
+    async fn connect(&self, address: &str) -> io::Result<Self::Stream> {
+        turmoil::net::TcpStream::connect(address).await
+    }
+}

@@ -8,36 +8,12 @@
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
 use std::collections::BTreeMap;
-use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use scrip_feed::{Content, FeedId, Keypair, MemoryStore, Store, Timestamp};
-use scrip_replicate::{Event, Network, Node, NodeConfig, StoreCalls, TransportConfig};
-
-/// turmoil's simulated TCP.
-struct SimNet;
-
-impl Network for SimNet {
-    type Stream = turmoil::net::TcpStream;
-    type Listener = turmoil::net::TcpListener;
-
-    async fn bind(&self, address: &str) -> io::Result<(Self::Listener, String)> {
-        let listener = turmoil::net::TcpListener::bind(address).await?;
-        let local = listener.local_addr()?.to_string();
-        Ok((listener, local))
-    }
-
-    async fn accept(&self, listener: &Self::Listener) -> io::Result<(Self::Stream, String)> {
-        let (stream, remote) = listener.accept().await?;
-        Ok((stream, remote.to_string()))
-    }
-
-    async fn connect(&self, address: &str) -> io::Result<Self::Stream> {
-        turmoil::net::TcpStream::connect(address).await
-    }
-}
+use scrip_replicate::{Event, Node, NodeConfig, StoreCalls, TransportConfig, Turmoil};
 
 fn key(n: usize) -> Arc<Keypair> {
     Arc::new(Keypair::from_seed(&[u8::try_from(n + 1).unwrap(); 32]))
@@ -123,7 +99,7 @@ fn build(
                 let node = Node::spawn(
                     Arc::clone(&keypair),
                     store.clone() as Arc<dyn Store>,
-                    SimNet,
+                    Turmoil,
                     config,
                 )
                 .await
