@@ -4,13 +4,12 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use scrip_feed::store::VerifiedBatch;
 use scrip_feed::{Entry, FeedId, Keypair, Store};
 use scrip_ledger::verify::{TrustSignatures, VerifyAll};
 use scrip_ledger::{CertifiedEntry, Vote, VoteSubject, WalletEntry};
-use scrip_replicate::transport::{self, LocalIdentity, SecureStream};
+use scrip_replicate::transport::{LocalIdentity, SecureStream};
 use scrip_replicate::{Network, StoreCalls, TransportConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
@@ -177,13 +176,29 @@ impl Notary {
             writer: Some(writer),
         };
         let actor = tokio::spawn(actor.run(jobs_rx));
-        let accept = tokio::spawn(accept_loop(
-            Arc::new(network),
-            listener,
-            identity,
-            config,
-            jobs.clone(),
-        ));
+        let accept = {
+            let jobs = jobs.clone();
+            let slots = Arc::new(Semaphore::new(config.max_clients));
+            let transport = config.transport.clone();
+            tokio::spawn(scrip_replicate::net::accept_loop(
+                Arc::new(network),
+                listener,
+                identity,
+                transport,
+                slots,
+                "notary",
+                move |stream, address, permit| {
+                    let config = config.clone();
+                    let jobs = jobs.clone();
+                    async move {
+                        if let Err(err) = serve_client(stream, &config, &jobs).await {
+                            tracing::debug!(%address, %err, "notary client left");
+                        }
+                        drop(permit);
+                    }
+                },
+            ))
+        };
         Ok(NotaryHandle {
             id: me,
             address,
@@ -287,43 +302,6 @@ fn rebuild(me: FeedId, store: &dyn Store, votes: &dyn VoteStore) -> Result<Notar
         state.restore_vote(&vote);
     }
     Ok(state)
-}
-
-async fn accept_loop<N: Network>(
-    network: Arc<N>,
-    listener: N::Listener,
-    identity: Arc<LocalIdentity>,
-    config: NotaryConfig,
-    jobs: mpsc::Sender<Job>,
-) {
-    let slots = Arc::new(Semaphore::new(config.max_clients));
-    loop {
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let (stream, address) = match network.accept(&listener).await {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                tracing::warn!(%err, "notary accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let identity = Arc::clone(&identity);
-        let config = config.clone();
-        let jobs = jobs.clone();
-        tokio::spawn(async move {
-            match transport::accept(stream, &identity, &config.transport).await {
-                Ok(stream) => {
-                    if let Err(err) = serve_client(stream, &config, &jobs).await {
-                        tracing::debug!(%address, %err, "notary client left");
-                    }
-                }
-                Err(err) => tracing::info!(%address, %err, "refused a notary client"),
-            }
-            drop(permit);
-        });
-    }
 }
 
 async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(

@@ -3,8 +3,16 @@
 
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::transport::{self, LocalIdentity, SecureStream, TransportConfig};
+
+/// Pause after a failed accept (e.g. out of file descriptors), so the loop does not spin.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// Listening, accepting and dialing.
 pub trait Network: Send + Sync + 'static {
@@ -27,6 +35,48 @@ pub trait Network: Send + Sync + 'static {
 
     /// Dials `address`.
     fn connect(&self, address: &str) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+/// Accepts connections on `listener` for as long as `slots` is open: one permit per
+/// connection, held for its life (the cap on incoming connections, so a flood waits in the
+/// kernel's backlog); the Noise handshake (mutual authentication) runs on its own task, and
+/// each authenticated connection goes to `handle` with its remote address and its permit.
+/// A failed handshake is logged as `what` and the connection dropped.
+pub async fn accept_loop<N, F, Fut>(
+    network: Arc<N>,
+    listener: N::Listener,
+    identity: Arc<LocalIdentity>,
+    config: TransportConfig,
+    slots: Arc<Semaphore>,
+    what: &'static str,
+    handle: F,
+) where
+    N: Network,
+    F: Fn(SecureStream<N::Stream>, String, OwnedSemaphorePermit) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let (stream, address) = match network.accept(&listener).await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(%err, what, "accept failed");
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
+        let identity = Arc::clone(&identity);
+        let config = config.clone();
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            match transport::accept(stream, &identity, &config).await {
+                Ok(stream) => handle(stream, address, permit).await,
+                Err(err) => tracing::info!(%address, %err, what, "refused an incoming connection"),
+            }
+        });
+    }
 }
 
 /// Real TCP, on tokio.

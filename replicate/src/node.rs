@@ -297,13 +297,27 @@ impl Node {
                 .await
                 .map_err(|e| Error::io("binding the listen address", &e))?;
             listen = Some(bound);
-            accept_task = Some(tokio::spawn(accept_loop(
+            let commands = commands.clone();
+            accept_task = Some(tokio::spawn(crate::net::accept_loop(
                 Arc::clone(&network),
                 listener,
                 Arc::clone(&identity),
                 config.transport.clone(),
-                commands.clone(),
                 Arc::new(Semaphore::new(config.max_incoming)),
+                "replication",
+                move |stream, address, permit| {
+                    let commands = commands.clone();
+                    async move {
+                        let _ = commands
+                            .send(Command::Connected {
+                                stream: Box::new(stream),
+                                address,
+                                outgoing: false,
+                                permit: Some(permit),
+                            })
+                            .await;
+                    }
+                },
             )));
         }
 
@@ -606,48 +620,6 @@ fn all_heads(store: &dyn Store) -> Result<BTreeMap<FeedId, u64>> {
         }
     }
     Ok(heads)
-}
-
-async fn accept_loop<N: Network>(
-    network: Arc<N>,
-    listener: N::Listener,
-    identity: Arc<LocalIdentity>,
-    transport: TransportConfig,
-    commands: mpsc::Sender<Command<N::Stream>>,
-    slots: Arc<Semaphore>,
-) {
-    loop {
-        // A permit per connection, held for its life: the cap on incoming connections.
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let (stream, address) = match network.accept(&listener).await {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                tracing::warn!(%err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let identity = Arc::clone(&identity);
-        let transport = transport.clone();
-        let commands = commands.clone();
-        tokio::spawn(async move {
-            match transport::accept(stream, &identity, &transport).await {
-                Ok(stream) => {
-                    let _ = commands
-                        .send(Command::Connected {
-                            stream: Box::new(stream),
-                            address,
-                            outgoing: false,
-                            permit: Some(permit),
-                        })
-                        .await;
-                }
-                Err(err) => tracing::info!(%address, %err, "refused an incoming connection"),
-            }
-        });
-    }
 }
 
 impl<N: Network> Actor<N> {
