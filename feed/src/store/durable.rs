@@ -171,24 +171,10 @@ impl DurableDb {
     /// when it is flushed: the fail points of crash tests.
     pub fn commit_observed(
         &self,
-        mut batch: sled::Batch,
+        batch: sled::Batch,
         observe: &dyn Fn(CommitStep),
     ) -> Result<()> {
-        if self.poisoned.load(Ordering::SeqCst) {
-            return Err(Error::Storage {
-                detail: format!(
-                    "an earlier flush of {} failed; reopen the store before writing again",
-                    self.path.display()
-                ),
-            });
-        }
-        let commits = self
-            .commits
-            .load(Ordering::SeqCst)
-            .checked_add(1)
-            .ok_or_else(|| self.corrupt("commit counter overflow"))?;
-        batch.insert(META_COMMITS_KEY, &commits.to_be_bytes()[..]);
-        self.db.apply_batch(batch).map_err(|e| self.engine(e))?;
+        let commits = self.apply_counted(batch)?;
         observe(CommitStep::Written);
         if let Err(err) = self.db.flush() {
             self.poisoned.store(true, Ordering::SeqCst);
@@ -203,11 +189,9 @@ impl DurableDb {
 }
 
 impl DurableDb {
-    /// Applies `batch` atomically with the next commit count, without waiting for a flush: it
-    /// becomes durable with the next [`DurableDb::commit`] or sled's background flush (every
-    /// 500 ms). Only for data that can be had again after a crash (copies, caches); never for
-    /// anything acknowledged. The watermark is not advanced, so losing it is not corruption.
-    pub fn commit_lazily(&self, mut batch: sled::Batch) -> Result<()> {
+    /// Applies `batch` atomically with the next commit count (refused once a flush failed);
+    /// returns that count. Not durable yet.
+    fn apply_counted(&self, mut batch: sled::Batch) -> Result<u64> {
         if self.poisoned.load(Ordering::SeqCst) {
             return Err(Error::Storage {
                 detail: format!(
@@ -223,6 +207,15 @@ impl DurableDb {
             .ok_or_else(|| self.corrupt("commit counter overflow"))?;
         batch.insert(META_COMMITS_KEY, &commits.to_be_bytes()[..]);
         self.db.apply_batch(batch).map_err(|e| self.engine(e))?;
+        Ok(commits)
+    }
+
+    /// Applies `batch` atomically with the next commit count, without waiting for a flush: it
+    /// becomes durable with the next [`DurableDb::commit`] or sled's background flush (every
+    /// 500 ms). Only for data that can be had again after a crash (copies, caches); never for
+    /// anything acknowledged. The watermark is not advanced, so losing it is not corruption.
+    pub fn commit_lazily(&self, batch: sled::Batch) -> Result<()> {
+        let commits = self.apply_counted(batch)?;
         self.commits.store(commits, Ordering::SeqCst);
         Ok(())
     }
