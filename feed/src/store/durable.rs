@@ -169,11 +169,7 @@ impl DurableDb {
 
     /// [`DurableDb::commit`], telling `observe` when the batch is written (not yet durable) and
     /// when it is flushed: the fail points of crash tests.
-    pub fn commit_observed(
-        &self,
-        batch: sled::Batch,
-        observe: &dyn Fn(CommitStep),
-    ) -> Result<()> {
+    pub fn commit_observed(&self, batch: sled::Batch, observe: &dyn Fn(CommitStep)) -> Result<()> {
         let commits = self.apply_counted(batch)?;
         observe(CommitStep::Written);
         if let Err(err) = self.db.flush() {
