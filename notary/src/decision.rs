@@ -22,10 +22,13 @@
 
 use std::collections::BTreeMap;
 
+use scrip_feed::validate::validate_payload;
 use scrip_feed::{Entry, EntryId, FeedId, Seq};
 use scrip_ledger::certificate::ROUND_ZERO;
 use scrip_ledger::verify::{SignatureCheck, VerifyAll, subject_of};
-use scrip_ledger::{CertifiedEntry, Rejection, VoteSubject, WalletEntry, WalletState};
+use scrip_ledger::{
+    Certificate, CertificateError, CertifiedEntry, Rejection, VoteSubject, WalletEntry, WalletState,
+};
 use serde::{Deserialize, Serialize};
 
 /// Why a notary does not vote.
@@ -159,6 +162,37 @@ impl WalletView {
     }
 }
 
+/// The signature checks for learning a certified entry this notary itself voted for.
+///
+/// Before voting, the notary verified that entry with [`VerifyAll`] against the same certified
+/// prefix: its signature and every signature its payload embeds (a citation's entries and
+/// certificates). The entry id commits to the header, the header to the payload's hash (checked
+/// again here: it is cheap), so the same id means the same bytes and those checks would give the
+/// same answers. Only the certificate's votes for the entry itself are new, and they are
+/// verified. This saves a third of an accept's checks at every notary.
+struct VotedFor {
+    entry: EntryId,
+}
+
+impl SignatureCheck for VotedFor {
+    fn entry(&self, entry: &Entry) -> Result<(), scrip_feed::Error> {
+        validate_payload(entry)
+    }
+
+    fn votes(
+        &self,
+        certificate: &Certificate,
+        subject: &VoteSubject,
+    ) -> Result<(), CertificateError> {
+        if subject.entry == self.entry {
+            VerifyAll.votes(certificate, subject)
+        } else {
+            // A certificate embedded in the entry's payload (a citation): verified at the vote.
+            Ok(())
+        }
+    }
+}
+
 /// A notary's whole state: pure, rebuilt after a restart from its stores.
 #[derive(Clone, Debug)]
 pub struct NotaryState {
@@ -256,6 +290,22 @@ impl NotaryState {
         }
     }
 
+    /// Learns a certified entry a client sent along with a proposal. If it is the very entry
+    /// this notary voted for at its slot, only the certificate is new: see [`VotedFor`].
+    fn learn_proposed(&mut self, certified: &CertifiedEntry) -> Result<bool, Rejection> {
+        let id = certified.entry.id();
+        let voted = self
+            .wallets
+            .get(&certified.entry.author())
+            .and_then(|view| view.votes.get(&certified.entry.seq().get()))
+            == Some(&id);
+        if voted {
+            self.learn(certified, &VotedFor { entry: id })
+        } else {
+            self.learn(certified, &VerifyAll)
+        }
+    }
+
     /// Hears of a certified entry beyond the prefix it holds (its predecessors are missing, so
     /// it cannot be learned yet): if its signature and its certificate verify under the
     /// wallet's set, the wallet is certified at least that far, and the amnesia guard holds
@@ -299,7 +349,7 @@ impl NotaryState {
                 self.hear(certified, &VerifyAll);
                 break;
             }
-            if let Err(rejection) = self.learn(certified, &VerifyAll) {
+            if let Err(rejection) = self.learn_proposed(certified) {
                 return refuse(Refusal::Malformed {
                     reason: format!("invalid certified prefix: {rejection}"),
                 });

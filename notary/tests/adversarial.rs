@@ -300,15 +300,22 @@ fn a_notary_outside_the_set_refuses() {
     ));
 }
 
-/// Proposals whose certified prefix carries a malformed certificate are refused, and nothing is
-/// learned from them.
-#[test]
-fn malformed_certificates_in_a_prefix_are_refused() {
-    let setup = setup(4);
-    let mint = &setup.log[1];
-    let subject = subject_of(&mint.entry);
-    let good = mint.certificate.clone().unwrap();
+/// Every malformed certificate for `certified`'s entry, by name.
+fn malformed_certificates(
+    setup: &Setup,
+    certified: &CertifiedEntry,
+) -> Vec<(&'static str, Certificate)> {
+    let subject = subject_of(&certified.entry);
+    let good = certified.certificate.clone().unwrap();
     let outsider = key(250);
+    let signer_of = |vote: &Vote| {
+        setup
+            .notaries
+            .iter()
+            .find(|k| k.id() == vote.notary)
+            .unwrap()
+            .clone()
+    };
     let mut cases: Vec<(&str, Certificate)> = Vec::new();
     let mut duplicate = good.clone();
     duplicate.votes[1] = duplicate.votes[0];
@@ -321,22 +328,29 @@ fn malformed_certificates_in_a_prefix_are_refused() {
     below.votes.truncate(2);
     cases.push(("below quorum", below));
     let mut domain = good.clone();
-    let signer = setup
-        .notaries
-        .iter()
-        .find(|k| k.id() == domain.votes[0].notary)
-        .unwrap();
+    let signer = signer_of(&domain.votes[0]);
     domain.votes[0].signature = signer.sign(b"scrip/entry/v1", &subject.message());
     cases.push(("wrong domain tag", domain));
     assert_ne!(VOTE_DOMAIN, b"scrip/entry/v1");
-    for (name, certificate) in cases {
-        let mut state = setup.honest(0);
-        // Forget the mint: rebuild from the genesis only.
-        state = {
-            let mut fresh = NotaryState::new(state.id());
-            fresh.learn(&setup.log[0], &VerifyAll).unwrap();
-            fresh
-        };
+    let mut other_slot = good.clone();
+    let signer = signer_of(&other_slot.votes[2]);
+    let mut elsewhere = subject;
+    elsewhere.seq = elsewhere.seq.next().unwrap();
+    other_slot.votes[2] = Vote::sign(&signer, &elsewhere);
+    cases.push(("a vote for another slot", other_slot));
+    cases
+}
+
+/// Proposals whose certified prefix carries a malformed certificate are refused, and nothing is
+/// learned from them.
+#[test]
+fn malformed_certificates_in_a_prefix_are_refused() {
+    let setup = setup(4);
+    let mint = &setup.log[1];
+    for (name, certificate) in malformed_certificates(&setup, mint) {
+        // Knows the genesis only.
+        let mut state = NotaryState::new(setup.notaries[0].id());
+        state.learn(&setup.log[0], &VerifyAll).unwrap();
         let prefix = vec![CertifiedEntry {
             entry: mint.entry.clone(),
             certificate: Some(certificate),
@@ -358,6 +372,57 @@ fn malformed_certificates_in_a_prefix_are_refused() {
             "{name}"
         );
     }
+}
+
+/// A notary learning the very entry it voted for checks only its certificate (the entry was
+/// checked before the vote): every malformed certificate is still refused, and a good one is
+/// learned.
+#[test]
+fn the_certificate_of_an_entry_a_notary_voted_for_is_still_checked() {
+    let mut setup = setup(4);
+    setup.extend(10);
+    let order = setup.log[2].clone();
+    let next = setup.order(20);
+    let fresh = |setup: &Setup| {
+        let mut state = NotaryState::new(setup.notaries[0].id());
+        for certified in &setup.log[..2] {
+            state.learn(certified, &VerifyAll).unwrap();
+        }
+        assert!(matches!(state.decide(&order.entry, &[]), Decision::Vote(_)));
+        state
+    };
+    for (name, certificate) in malformed_certificates(&setup, &order) {
+        let mut state = fresh(&setup);
+        let prefix = vec![CertifiedEntry {
+            entry: order.entry.clone(),
+            certificate: Some(certificate),
+        }];
+        let decision = state.decide(&next, &prefix);
+        assert!(
+            matches!(
+                decision,
+                Decision::Refuse {
+                    refusal: Refusal::Malformed { .. },
+                    ..
+                }
+            ),
+            "{name}: {decision:?}"
+        );
+        assert_eq!(
+            state.wallet(&setup.wallet.id()).unwrap().certified_head(),
+            2,
+            "{name}"
+        );
+    }
+    let mut state = fresh(&setup);
+    assert!(matches!(
+        state.decide(&next, std::slice::from_ref(&order)),
+        Decision::Vote(_)
+    ));
+    assert_eq!(
+        state.wallet(&setup.wallet.id()).unwrap().certified_head(),
+        3
+    );
 }
 
 #[test]
