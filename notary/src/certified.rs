@@ -94,6 +94,20 @@ fn genesis_set(genesis: &Entry) -> Option<NotarySet> {
 /// Durably stores certified entries with their certificates, in one commit.
 pub fn store_certified(store: &dyn Store, entries: &[CertifiedEntry]) -> Result<()> {
     let batch = VerifiedBatch::new(entries.iter().map(|c| c.entry.clone()).collect());
+    store_batch(store, batch, entries)
+}
+
+/// Durably stores a wallet's own entry with the certificate its client just assembled from
+/// votes it checked one by one. The entry's signature and payload are not checked again: the
+/// client signed it, and the honest notaries of the quorum checked both before voting.
+pub fn store_own_certified(store: &dyn Store, certified: &CertifiedEntry) -> Result<()> {
+    let batch = VerifiedBatch::already_verified(vec![certified.entry.clone()]);
+    store_batch(store, batch, std::slice::from_ref(certified))
+}
+
+/// Stores `batch` (the entries of `entries`) with their certificates in one durable commit;
+/// any refusal is an error.
+fn store_batch(store: &dyn Store, batch: VerifiedBatch, entries: &[CertifiedEntry]) -> Result<()> {
     let (report, attached) = offer_certified(store, batch, entries, true)?;
     if let Some(Err(err)) = report.outcomes.into_iter().find(Result::is_err) {
         return Err(Error::Feed(err));

@@ -22,7 +22,7 @@ use scrip_ledger::verify::{VerifyAll, subject_of};
 use scrip_ledger::{Certificate, CertifiedEntry, NotarySet, Vote, WalletEntry, WalletState};
 use scrip_replicate::transport::{self, LocalIdentity, SecureStream};
 use scrip_replicate::{Network, StoreCalls, TransportConfig};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, Semaphore, mpsc};
 
 use crate::certified::{self, from_bytes, to_bytes};
 use crate::decision::Refusal;
@@ -66,60 +66,110 @@ impl Default for ClientConfig {
     }
 }
 
+/// Exchanges at most in flight or waiting per notary connection. A caller that finds them all
+/// taken is told the notary is busy at once (and retries after a pause), so that a dead or slow
+/// notary never gathers an unbounded queue.
+pub const EXCHANGES_PER_NOTARY: usize = 4;
+
 /// One notary's connection, opened on demand and reopened after a failure.
+///
+/// Each request/answer exchange runs on its own task holding the connection. A caller that stops
+/// waiting (a quorum was reached elsewhere) leaves the exchange to finish: the answer is still
+/// read, so the connection stays usable (reopening costs a Noise handshake), and the notary still
+/// sees the proposal (a notary that misses proposals falls behind and must be sent the prefix).
+/// Exchanges take the connection in turn (the lock is fair), so a notary gets a wallet's
+/// proposals in order.
 struct NotaryConn<N: Network> {
     notary: NotaryAddr,
     network: Arc<N>,
     identity: Arc<LocalIdentity>,
     config: ClientConfig,
     stream: Mutex<Option<SecureStream<N::Stream>>>,
+    exchanges: Arc<Semaphore>,
 }
 
 impl<N: Network> NotaryConn<N> {
-    async fn ask(&self, request: &Request) -> Result<Response> {
+    async fn ask(self: &Arc<Self>, request: &Request) -> Result<Response> {
         let bytes = wire::encode(request)?;
-        // The stream is taken out for the exchange and put back only after a whole answer: if
-        // this future is dropped midway (a quorum was reached elsewhere), the connection is
-        // dropped with it rather than left holding an unread answer for the next request.
-        let taken = self.stream.lock().await.take();
-        let exchange = async {
-            let mut stream = match taken {
-                Some(stream) => stream,
-                None => {
-                    let tcp = self
-                        .network
-                        .connect(&self.notary.address)
-                        .await
-                        .map_err(|e| {
-                            Error::io(format!("connecting to {}", self.notary.address), &e)
-                        })?;
-                    transport::connect(
-                        tcp,
-                        &self.identity,
-                        Some(self.notary.id),
-                        &self.config.transport,
-                    )
-                    .await?
-                }
+        let timed_out = || {
+            Error::Transport(scrip_replicate::Error::Timeout {
+                what: "a notary request",
+                after: self.config.request_timeout,
+            })
+        };
+        let Ok(permit) = Arc::clone(&self.exchanges).try_acquire_owned() else {
+            return Err(Error::Busy {
+                notary: self.notary.id.to_string(),
+            });
+        };
+        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+        let conn = Arc::clone(self);
+        let exchange = tokio::spawn(async move {
+            let answer = conn.exchange(&bytes, deadline).await;
+            drop(permit);
+            answer
+        });
+        match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(Error::Wallet("a notary exchange task failed".into())),
+            Err(_) => Err(timed_out()),
+        }
+    }
+
+    /// Sends `bytes` and reads the answer on the connection (opened if needed), by `deadline`.
+    async fn exchange(&self, bytes: &[u8], deadline: tokio::time::Instant) -> Result<Response> {
+        let mut slot = self.stream.lock().await;
+        let talk = async {
+            if slot.is_none() {
+                let tcp = self
+                    .network
+                    .connect(&self.notary.address)
+                    .await
+                    .map_err(|e| Error::io(format!("connecting to {}", self.notary.address), &e))?;
+                let stream = transport::connect(
+                    tcp,
+                    &self.identity,
+                    Some(self.notary.id),
+                    &self.config.transport,
+                )
+                .await?;
+                *slot = Some(stream);
+            }
+            let Some(stream) = slot.as_mut() else {
+                return Err(Error::Wallet("no connection to the notary".into()));
             };
-            stream.send(&bytes).await?;
+            stream.send(bytes).await?;
             match stream.recv().await? {
-                Some(answer) => Ok((wire::decode::<Response>(&answer)?, stream)),
+                Some(answer) => Ok(wire::decode::<Response>(&answer)?),
                 None => Err(Error::Transport(scrip_replicate::Error::Closed {
                     during: "waiting for the notary's answer",
                 })),
             }
         };
-        let (response, stream) = tokio::time::timeout(self.config.request_timeout, exchange)
-            .await
-            .unwrap_or_else(|_| {
+        // Nobody waits past the deadline (the caller has moved on): do not start late.
+        let answer = if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Transport(scrip_replicate::Error::Timeout {
+                what: "a notary request (waiting for the connection)",
+                after: self.config.request_timeout,
+            }));
+        } else {
+            tokio::time::timeout_at(deadline, talk).await
+        };
+        match answer {
+            Ok(Ok(response)) => Ok(response),
+            // A failed or unfinished exchange may leave half an answer on the connection.
+            Ok(Err(err)) => {
+                *slot = None;
+                Err(err)
+            }
+            Err(_) => {
+                *slot = None;
                 Err(Error::Transport(scrip_replicate::Error::Timeout {
                     what: "a notary request",
                     after: self.config.request_timeout,
                 }))
-            })?;
-        *self.stream.lock().await = Some(stream);
-        Ok(response)
+            }
+        }
     }
 }
 
@@ -177,6 +227,7 @@ impl<N: Network> WalletClient<N> {
                     identity: Arc::clone(&identity),
                     config: config.clone(),
                     stream: Mutex::new(None),
+                    exchanges: Arc::new(Semaphore::new(EXCHANGES_PER_NOTARY)),
                 })
             })
             .collect();
@@ -571,12 +622,16 @@ impl<N: Network> WalletClient<N> {
                     certificate: Some(certificate),
                 };
                 let store = Arc::clone(&self.store);
-                let to_store = vec![certified.clone()];
+                let to_store = certified.clone();
+                let pending = self.pending.clone();
+                // Durable in the store first; only then is the pending entry forgotten.
                 self.config
                     .store_calls
-                    .run(move || certified::store_certified(store.as_ref(), &to_store))
+                    .run(move || {
+                        certified::store_own_certified(store.as_ref(), &to_store)?;
+                        pending.clear()
+                    })
                     .await??;
-                self.pending.clear()?;
                 Ok(certified)
             }
             Err(Refusal::Locked { seq, .. }) => Err(Error::Locked { seq }),

@@ -65,6 +65,13 @@ pub enum Error {
         /// Certified head reported by notaries.
         certified: u64,
     },
+    /// This client already has as many exchanges with the notary in flight or waiting as it
+    /// allows ([`crate::client::EXCHANGES_PER_NOTARY`]): the notary is slow or unreachable.
+    #[error("notary {notary} is busy with earlier requests from this client")]
+    Busy {
+        /// The notary.
+        notary: String,
+    },
     /// A peer broke the notary protocol.
     #[error("protocol violation: {reason}")]
     Protocol {

@@ -313,3 +313,83 @@ async fn slow_notaries_get_the_same_bytes_again_and_the_slot_never_locks() {
         assert!(info.voted.is_none_or(|(seq, _)| seq <= 5));
     }
 }
+
+/// A TCP proxy that holds back each chunk of the server's answers for `delay`, and counts the
+/// connections made through it.
+async fn late_answers(
+    target: String,
+    delay: std::time::Duration,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let target = target.clone();
+            tokio::spawn(async move {
+                let server = tokio::net::TcpStream::connect(&target).await.unwrap();
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let up = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                    let _ = server_write.shutdown().await;
+                });
+                let mut buffer = vec![0u8; 64 * 1024];
+                while let Ok(n) = server_read.read(&mut buffer).await {
+                    if n == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(delay).await;
+                    if client_write.write_all(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                up.abort();
+            });
+        }
+    });
+    (address, connections)
+}
+
+/// The client finishes at a quorum without waiting for the slowest notary, but its exchange with
+/// that notary is finished, not cut: the notary sees every proposal (it stays current instead of
+/// falling behind) and one connection serves them all (no new Noise handshake per proposal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slowest_notary_sees_every_proposal_on_one_connection() {
+    use std::sync::atomic::Ordering;
+    let cluster = Cluster::start(4, 110).await;
+    let mut addrs = cluster.addrs();
+    let delay = std::time::Duration::from_millis(100);
+    let (address, connections) = late_answers(addrs[3].address.clone(), delay).await;
+    addrs[3].address = address;
+    let mut issuer = common::wallet(1, addrs);
+    issuer.client.create().await.unwrap();
+    let eur = Currency::new(issuer.id(), "EUR", 2).unwrap();
+    let mut last = None;
+    for _ in 0..6 {
+        last = Some(issuer.mint(&eur, 1).await);
+        // Each proposal finished at the quorum, before the slow notary's answer came back.
+        // Leave its exchange time to finish before the next one.
+        tokio::time::sleep(delay * 3).await;
+    }
+    let last = last.unwrap().entry;
+    let Some(handle) = cluster.notaries[3].as_ref() else {
+        panic!("notary 3 is running");
+    };
+    let info = handle
+        .ask(scrip_notary::wire::Request::SlotQuery {
+            wallet: issuer.id(),
+        })
+        .await
+        .unwrap();
+    let scrip_notary::wire::Response::SlotInfo(info) = info else {
+        panic!("{info:?}");
+    };
+    assert_eq!(info.voted, Some((last.seq().get(), last.id())));
+    assert_eq!(info.certified_head, last.seq().get() - 1);
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
