@@ -181,6 +181,10 @@ pub struct WalletClient<N: Network> {
     conns: Vec<Arc<NotaryConn<N>>>,
     config: ClientConfig,
     synced: bool,
+    /// The pending file is known to be empty. Only this client writes it (the wallet's store
+    /// lock keeps a second process out), so after one read it is followed in memory and not
+    /// read again before each proposal.
+    pending_clear: bool,
 }
 
 impl<N: Network> std::fmt::Debug for WalletClient<N> {
@@ -238,6 +242,7 @@ impl<N: Network> WalletClient<N> {
             conns,
             config,
             synced: false,
+            pending_clear: false,
         })
     }
 
@@ -286,16 +291,25 @@ impl<N: Network> WalletClient<N> {
         if !self.synced {
             self.sync().await?;
         }
-        let head = self.store_head().await?;
         let payload = content.to_payload()?;
-        let timestamp = Timestamp::from_millis(head.map_or(0, |h| h.seq.get()));
-        let entry = Entry::create(&self.key, head, timestamp, payload)?;
-        // Durable before it leaves this process: from now on only these bytes go out.
-        let pending = self.pending.clone();
-        let saved = entry.clone();
-        self.config
+        let (key, store, pending, wallet) = (
+            Arc::clone(&self.key),
+            Arc::clone(&self.store),
+            self.pending.clone(),
+            self.id(),
+        );
+        self.pending_clear = false;
+        let entry = self
+            .config
             .store_calls
-            .run(move || pending.save(&saved))
+            .run(move || {
+                let head = store.head(&wallet)?;
+                let timestamp = Timestamp::from_millis(head.map_or(0, |h| h.seq.get()));
+                let entry = Entry::create(&key, head, timestamp, payload)?;
+                // Durable before it leaves this process: from now on only these bytes go out.
+                pending.save(&entry)?;
+                Ok::<_, Error>(entry)
+            })
             .await??;
         self.certify(entry).await
     }
@@ -303,6 +317,9 @@ impl<N: Network> WalletClient<N> {
     /// Finishes a proposal left pending by an earlier run (same bytes). Returns the certified
     /// entry, or `None` if nothing was pending.
     pub async fn resume(&mut self) -> Result<Option<CertifiedEntry>> {
+        if self.pending_clear {
+            return Ok(None);
+        }
         let pending = self.pending.clone();
         let loaded = self
             .config
@@ -310,6 +327,7 @@ impl<N: Network> WalletClient<N> {
             .run(move || pending.load())
             .await??;
         let Some(entry) = loaded else {
+            self.pending_clear = true;
             return Ok(None);
         };
         // Already certified and stored before the crash?
@@ -324,6 +342,7 @@ impl<N: Network> WalletClient<N> {
             let certificate = certified::certificate_of(self.store.as_ref(), &stored)?;
             if certificate.is_some() {
                 self.pending.clear()?;
+                self.pending_clear = true;
                 return Ok(Some(CertifiedEntry {
                     entry: stored,
                     certificate,
@@ -478,6 +497,7 @@ impl<N: Network> WalletClient<N> {
             }
             let pending = self.pending.clone();
             let saved = entry.clone();
+            self.pending_clear = false;
             self.config
                 .store_calls
                 .run(move || pending.save(&saved))
@@ -632,12 +652,14 @@ impl<N: Network> WalletClient<N> {
                         pending.clear()
                     })
                     .await??;
+                self.pending_clear = true;
                 Ok(certified)
             }
             Err(Refusal::Locked { seq, .. }) => Err(Error::Locked { seq }),
             Err(refusal) => {
                 // f + 1 equal definitive refusals: no honest notary voted; the slot is free.
                 self.pending.clear()?;
+                self.pending_clear = true;
                 Err(Error::Refused {
                     refusal: Box::new(refusal),
                     count: enough_refusals,

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use scrip_feed::store::VerifiedBatch;
 use scrip_feed::{Entry, FeedId, Keypair, Store};
@@ -31,6 +32,12 @@ pub const MAX_BATCH: usize = 256;
 /// Capacity of the queue of entries waiting to be kept in the notary's feed store (written in
 /// the background, so that the next batch of votes does not wait for them).
 pub const STORE_QUEUE_CAPACITY: usize = 64;
+/// How long the feed-store writer lets learned entries gather before writing them: sled's cost
+/// is mostly per commit and per key (a head and a chunk per wallet), so a busy notary writes a
+/// few dozen entries per commit instead of one or two. Only gossip waits for these writes.
+pub const LEARNED_WRITE_DELAY: Duration = Duration::from_millis(10);
+/// Most learned entries written in one commit.
+pub const LEARNED_PER_WRITE: usize = 512;
 /// Capacity of the notary's event channel (slow subscribers miss events, never block it).
 pub const EVENTS_CAPACITY: usize = 1024;
 
@@ -369,7 +376,7 @@ struct StoreWrite {
     learned: Vec<CertifiedEntry>,
 }
 
-/// Writes queued [`StoreWrite`]s, everything queued at once in one commit.
+/// Writes queued [`StoreWrite`]s, what gathered within [`LEARNED_WRITE_DELAY`] in one commit.
 async fn store_writer(
     store: Arc<dyn Store>,
     calls: StoreCalls,
@@ -378,7 +385,10 @@ async fn store_writer(
 ) {
     while let Some(first) = writes.recv().await {
         let StoreWrite { mut learned } = first;
-        while let Ok(more) = writes.try_recv() {
+        tokio::time::sleep(LEARNED_WRITE_DELAY).await;
+        while learned.len() < LEARNED_PER_WRITE
+            && let Ok(more) = writes.try_recv()
+        {
             learned.extend(more.learned);
         }
         let store = Arc::clone(&store);
