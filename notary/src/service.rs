@@ -367,13 +367,17 @@ struct Actor {
     writer: Option<JoinHandle<()>>,
 }
 
-/// Certified entries learned from clients, for the notary's feed store (so that this notary can
-/// serve them and its node gossip them). The feed store holds certified entries only: an entry
-/// held without its certificate would never get one by replication, which sends only what
-/// follows a peer's head. Not needed for safety, which rests on the vote store alone: after a
-/// crash they are learned again from the next proposals or by replication.
-struct StoreWrite {
-    learned: Vec<CertifiedEntry>,
+/// Work for the notary's feed-store writer.
+enum StoreWrite {
+    /// Certified entries learned from clients, for the notary's feed store (so that this notary
+    /// can serve them and its node gossip them). The feed store holds certified entries only:
+    /// an entry held without its certificate would never get one by replication, which sends
+    /// only what follows a peer's head. Not needed for safety, which rests on the vote store
+    /// alone: after a crash they are learned again from the next proposals or by replication.
+    Learned(Vec<CertifiedEntry>),
+    /// Answered once everything queued before it is in the store (a `Fetch` waits for it, so
+    /// that it serves every certified entry the notary reports holding).
+    Barrier(oneshot::Sender<()>),
 }
 
 /// Writes queued [`StoreWrite`]s, what gathered within [`LEARNED_WRITE_DELAY`] in one commit.
@@ -384,12 +388,27 @@ async fn store_writer(
     events: broadcast::Sender<NotaryEvent>,
 ) {
     while let Some(first) = writes.recv().await {
-        let StoreWrite { mut learned } = first;
-        tokio::time::sleep(LEARNED_WRITE_DELAY).await;
+        let (mut learned, mut barriers) = (Vec::new(), Vec::new());
+        match first {
+            StoreWrite::Learned(entries) => {
+                learned = entries;
+                tokio::time::sleep(LEARNED_WRITE_DELAY).await;
+            }
+            StoreWrite::Barrier(done) => barriers.push(done),
+        }
         while learned.len() < LEARNED_PER_WRITE
             && let Ok(more) = writes.try_recv()
         {
-            learned.extend(more.learned);
+            match more {
+                StoreWrite::Learned(entries) => learned.extend(entries),
+                StoreWrite::Barrier(done) => barriers.push(done),
+            }
+        }
+        if learned.is_empty() {
+            for done in barriers {
+                let _ = done.send(());
+            }
+            continue;
         }
         let store = Arc::clone(&store);
         let written = calls
@@ -422,6 +441,9 @@ async fn store_writer(
             }
             Ok(Err(err)) => tracing::warn!(%err, "writing the notary's feed store failed"),
             Err(err) => tracing::warn!(%err, "writing the notary's feed store failed"),
+        }
+        for done in barriers {
+            let _ = done.send(());
         }
     }
 }
@@ -457,6 +479,7 @@ impl Actor {
     async fn process(&mut self, batch: Vec<Job>) {
         let mut to_persist: Vec<(VoteSubject, Entry, oneshot::Sender<Response>)> = Vec::new();
         let mut learned: Vec<CertifiedEntry> = Vec::new();
+        let mut fetches = Vec::new();
         for job in batch {
             match job {
                 Job::Request { request, reply } => match request {
@@ -476,29 +499,7 @@ impl Actor {
                         wallet,
                         from,
                         limit,
-                    } => {
-                        let store = Arc::clone(&self.store);
-                        let limit = usize::try_from(limit)
-                            .unwrap_or(usize::MAX)
-                            .min(MAX_CERTIFIED_PER_MESSAGE);
-                        let fetched = self
-                            .calls
-                            .run(move || certified::log(store.as_ref(), &wallet, from, limit))
-                            .await;
-                        let response = match fetched {
-                            Ok(Ok(entries)) => Response::Certified(
-                                entries
-                                    .iter()
-                                    .take_while(|e| e.certificate.is_some())
-                                    .filter_map(|e| to_bytes(e).ok())
-                                    .collect(),
-                            ),
-                            _ => Response::Refusal(Refusal::Unavailable {
-                                reason: "reading the store failed".into(),
-                            }),
-                        };
-                        let _ = reply.send(response);
-                    }
+                    } => fetches.push((wallet, from, limit, reply)),
                 },
                 Job::Learn { wallet } => self.learn_from_store(wallet).await,
                 Job::Wallets { reply } => {
@@ -545,8 +546,44 @@ impl Actor {
         if !learned.is_empty()
             && let Some(writes) = &self.writes
         {
-            let _ = writes.send(StoreWrite { learned }).await;
+            let _ = writes.send(StoreWrite::Learned(learned)).await;
         }
+        for (wallet, from, limit, reply) in fetches {
+            self.fetch(wallet, from, limit, reply).await;
+        }
+    }
+
+    /// Answers a `Fetch` from the feed store once the entries learned before it are written
+    /// there (on its own task: the actor goes on deciding meanwhile).
+    async fn fetch(&self, wallet: FeedId, from: u64, limit: u32, reply: oneshot::Sender<Response>) {
+        let (written, barrier) = oneshot::channel();
+        if let Some(writes) = &self.writes {
+            // If the writer is gone, the barrier's sender goes with the message: no wait.
+            let _ = writes.send(StoreWrite::Barrier(written)).await;
+        }
+        let (store, calls) = (Arc::clone(&self.store), self.calls);
+        let limit = usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .min(MAX_CERTIFIED_PER_MESSAGE);
+        tokio::spawn(async move {
+            let _ = barrier.await;
+            let fetched = calls
+                .run(move || certified::log(store.as_ref(), &wallet, from, limit))
+                .await;
+            let response = match fetched {
+                Ok(Ok(entries)) => Response::Certified(
+                    entries
+                        .iter()
+                        .take_while(|e| e.certificate.is_some())
+                        .filter_map(|e| to_bytes(e).ok())
+                        .collect(),
+                ),
+                _ => Response::Refusal(Refusal::Unavailable {
+                    reason: "reading the store failed".into(),
+                }),
+            };
+            let _ = reply.send(response);
+        });
     }
 
     async fn slot_info(&self, wallet: FeedId) -> SlotInfo {
