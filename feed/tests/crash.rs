@@ -1,6 +1,7 @@
-//! Crash test: a child process appends to a sled store (single publishes and batch ingests of
-//! many authors) and prints each acknowledgement; the parent kills it with SIGKILL at random
-//! moments, reopens the store, and checks that every acknowledged entry is present and every
+//! Crash test: a child process appends to a sled store (single publishes, entries stored with an
+//! attachment in one commit, and batch ingests of many authors) and prints each
+//! acknowledgement; the parent kills it with SIGKILL at random moments, reopens the store, and
+//! checks that every acknowledged entry is present (with its attachment, if it had one) and every
 //! chain validates.
 //!
 //! CI runs `SCRIP_CRASH_KILLS` kills (default 100). A long run, reproducible from the printed
@@ -15,7 +16,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use scrip_feed::{Entry, Keypair, Seq, SledOptions, SledStore, Store, Timestamp};
+use scrip_feed::store::VerifiedBatch;
+use scrip_feed::{Attachment, Entry, Keypair, Seq, SledOptions, SledStore, Store, Timestamp};
 
 const AUTHORS: u64 = 6;
 const CHILD_ENV: &str = "SCRIP_CRASH_CHILD_DIR";
@@ -58,7 +60,28 @@ fn crash_child() {
     let mut clock = 0u64;
     loop {
         clock += 1;
-        if rng.below(3) == 0 {
+        let pick = rng.below(4);
+        if pick == 0 {
+            // An entry and an attachment in one commit (as a wallet stores a certified entry).
+            let a = rng.below(AUTHORS);
+            let key = author(a);
+            let head = store.head(&key.id()).unwrap();
+            let size = usize::try_from(rng.below(1500)).unwrap();
+            let entry =
+                Entry::create(&key, head, Timestamp::from_millis(clock), vec![b'e'; size]).unwrap();
+            let seq = entry.seq().get();
+            let attachment = Attachment {
+                entry: entry.id(),
+                kind: "crash/test".into(),
+                bytes: seq.to_be_bytes().to_vec(),
+            };
+            let (report, attached) = store
+                .ingest_with_attachments(VerifiedBatch::new(vec![entry]), vec![attachment])
+                .unwrap();
+            assert_eq!(report.refused(), 0, "{report:?}");
+            assert_eq!(attached, vec![Ok(true)]);
+            writeln!(out, "attached {a} {seq}").unwrap();
+        } else if pick == 1 {
             // A single publish.
             let a = rng.below(AUTHORS);
             let size = usize::try_from(rng.below(300)).unwrap();
@@ -114,6 +137,7 @@ fn crash_test_kills_a_writer_and_loses_nothing_acknowledged() {
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut acked = vec![0u64; usize::try_from(AUTHORS).unwrap()];
+    let mut attached: Vec<(usize, u64)> = Vec::new();
     let exe = std::env::current_exe().unwrap();
 
     for round in 0..kills {
@@ -153,10 +177,16 @@ fn crash_test_kills_a_writer_and_loses_nothing_acknowledged() {
         child.wait().unwrap();
         reader.join().unwrap();
         for line in lines.lock().unwrap().iter() {
-            if let Some(rest) = line.strip_prefix("ack ") {
-                let (a, seq) = rest.split_once(' ').unwrap();
-                let (a, seq): (usize, u64) = (a.parse().unwrap(), seq.parse().unwrap());
-                acked[a] = acked[a].max(seq);
+            let (with_attachment, rest) = match line.split_once(' ') {
+                Some(("ack", rest)) => (false, rest),
+                Some(("attached", rest)) => (true, rest),
+                _ => continue,
+            };
+            let (a, seq) = rest.split_once(' ').unwrap();
+            let (a, seq): (usize, u64) = (a.parse().unwrap(), seq.parse().unwrap());
+            acked[a] = acked[a].max(seq);
+            if with_attachment {
+                attached.push((a, seq));
             }
         }
 
@@ -177,6 +207,17 @@ fn crash_test_kills_a_writer_and_loses_nothing_acknowledged() {
                         .is_some()
                 );
             }
+        }
+        for &(a, seq) in &attached {
+            let entry = store
+                .get(&author(a as u64).id(), Seq::new(seq))
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                store.attachments(&entry.id()).unwrap(),
+                vec![("crash/test".to_owned(), seq.to_be_bytes().to_vec())],
+                "round {round} (seed {seed}): author {a} #{seq} lost its attachment"
+            );
         }
         if round % 25 == 24 || round + 1 == kills {
             store.verify_integrity().unwrap_or_else(|e| {

@@ -45,6 +45,7 @@ on_both_stores!(
     lookups_of_missing_things_are_none,
     attachments_are_kept_with_their_entry,
     entries_and_their_attachments_are_stored_together,
+    a_reader_never_sees_an_entry_before_its_attachments,
 );
 
 fn appends_a_chain_and_reads_it_back(store: &dyn Store) {
@@ -369,6 +370,63 @@ fn entries_and_their_attachments_are_stored_together(store: &dyn Store) {
         );
     }
     assert_eq!(store.head(&alice.id()).unwrap(), Some(entries[2].head()));
+}
+
+/// While entries are stored with their attachments, a concurrent reader (a replication session
+/// streaming the feed) never sees an entry whose attachments are not there yet, by any read.
+fn a_reader_never_sees_an_entry_before_its_attachments(store: &dyn Store) {
+    use scrip_feed::Attachment;
+    use scrip_feed::store::VerifiedBatch;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let alice = key(1);
+    let entries = chain(&alice, 300);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for pair in entries.chunks(2) {
+                let attachments = pair
+                    .iter()
+                    .map(|entry| Attachment {
+                        entry: entry.id(),
+                        kind: "scrip/certificate".into(),
+                        bytes: entry.id().as_bytes().to_vec(),
+                    })
+                    .collect();
+                let (report, _) = store
+                    .ingest_with_attachments(VerifiedBatch::new(pair.to_vec()), attachments)
+                    .unwrap();
+                assert_eq!(report.stored(), pair.len());
+            }
+            done.store(true, Ordering::SeqCst);
+        });
+        // The newest entry is the one at risk: check it as soon as it shows, in a tight loop;
+        // now and then, everything readable so far.
+        let mut reads = 0u64;
+        while !done.load(Ordering::SeqCst) || reads == 0 {
+            reads += 1;
+            if let Some(head) = store.head(&alice.id()).unwrap() {
+                let newest = store.get(&alice.id(), head.seq).unwrap().unwrap();
+                assert!(
+                    !store.attachments(&newest.id()).unwrap().is_empty(),
+                    "#{} was readable before its attachment",
+                    head.seq
+                );
+                let next = store
+                    .get(&alice.id(), Seq::new(head.seq.get() + 1))
+                    .unwrap();
+                if let Some(next) = next {
+                    assert!(!store.attachments(&next.id()).unwrap().is_empty());
+                }
+            }
+            if reads.is_multiple_of(64) {
+                for entry in store.range(&alice.id(), Seq::FIRST, usize::MAX).unwrap() {
+                    assert!(!store.attachments(&entry.id()).unwrap().is_empty());
+                    assert_eq!(store.get_by_id(&entry.id()).unwrap().as_ref(), Some(&entry));
+                }
+            }
+        }
+    });
+    assert_eq!(store.head(&alice.id()).unwrap(), Some(entries[299].head()));
 }
 
 fn lookups_of_missing_things_are_none(store: &dyn Store) {

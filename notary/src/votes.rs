@@ -142,7 +142,7 @@ impl VoteStore for SledVoteStore {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         hook(Step::BeforeWrite);
         let db = self.durable.db();
-        let mut batch = sled::Batch::default();
+        let mut batch = scrip_feed::store::durable::Writes::default();
         for VoteRecord {
             subject: vote,
             entry,

@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::durable::Writes;
 use crate::codec;
 use crate::entry::Seq;
 use crate::error::{Error, Result};
@@ -122,7 +123,7 @@ impl IdIndex {
         &self,
         db: &sled::Db,
         mut items: Vec<Item>,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
     ) -> Result<IdIndex, IndexError> {
         if items.is_empty() {
             return Ok(self.clone());
@@ -131,6 +132,8 @@ impl IdIndex {
         let mut next = runs.iter().map(|r| r.number).max().map_or(0, |n| n + 1);
         // Runs created by this commit, not yet in sled.
         let mut fresh: Vec<(u64, Vec<Item>)> = Vec::new();
+        // Merged runs are removed only after the new directory is written.
+        let mut merged_away: Vec<[u8; 9]> = Vec::new();
         items.sort_unstable();
         runs.push(RunMeta {
             level: 0,
@@ -163,7 +166,7 @@ impl IdIndex {
                         item.copy_from_slice(c);
                         item
                     }));
-                    batch.remove(&key[..]);
+                    merged_away.push(key);
                 }
             }
             merged.sort_unstable();
@@ -183,6 +186,9 @@ impl IdIndex {
             DIRECTORY_KEY,
             codec::encode("entry id index directory", &runs)?,
         );
+        for key in merged_away {
+            batch.remove(&key[..]);
+        }
         Ok(IdIndex { runs })
     }
 

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
 use super::chunk::{Chunk, ChunkWriter};
-use super::durable::DurableDb;
+use super::durable::{DurableDb, Writes};
 use super::id_index::{self, IdIndex, IndexError};
 use super::plan::{Plan, Tables, VerifiedBatch, Write, plan_ingest};
 use super::{Attachment, IngestReport, PayloadPolicy, Store, check_attachment};
@@ -289,7 +289,7 @@ impl SledStore {
     }
 
     /// Commits `batch` durably (see [`DurableDb::commit`]). The caller holds the writer lock.
-    fn commit(&self, batch: sled::Batch) -> Result<()> {
+    fn commit(&self, batch: Writes) -> Result<()> {
         self.durable.commit(batch)
     }
 
@@ -336,6 +336,15 @@ impl SledStore {
         Ok(Some(entry))
     }
 
+    /// `author`'s entry at `seq` with its payload, if the feed's head has reached it: a commit
+    /// writes the head last, so what a reader sees is whole (see `ingest_locked`).
+    fn read_published(&self, author: &FeedId, seq: Seq) -> Result<Option<Entry>> {
+        match Tables::head(self, author)? {
+            Some(head) if seq <= head.seq => self.read_entry(author, seq, true),
+            _ => Ok(None),
+        }
+    }
+
     fn locate(&self, id: &EntryId) -> Result<Option<(FeedId, Seq)>> {
         self.index_read()
             .lookup(&self.db, id)
@@ -351,10 +360,14 @@ impl SledStore {
         flush: Flush,
     ) -> Result<(IngestReport, Vec<Result<bool>>)> {
         let Plan { writes, report } = plan_ingest(self, batch)?;
-        let mut batch = sled::Batch::default();
+        // Written in this order, so that a reader (who sees a feed only up to its head) never
+        // sees an entry before its chunk, its attachments and its id: attachments, chunks and
+        // fork proofs, the id index, then the heads.
+        let mut batch = Writes::default();
+        let mut heads: std::collections::BTreeMap<FeedId, Head> = Default::default();
         let mut ids = Vec::new();
         let mut chunk: Option<(FeedId, Seq, ChunkWriter)> = None;
-        let close = |batch: &mut sled::Batch, chunk: Option<(FeedId, Seq, ChunkWriter)>| {
+        let close = |batch: &mut Writes, chunk: Option<(FeedId, Seq, ChunkWriter)>| {
             if let Some((author, first, writer)) = chunk {
                 batch.insert(&chunk_key(&author, first)[..], writer.finish());
             }
@@ -374,10 +387,7 @@ impl SledStore {
                     }
                     ids.push(id_index::item(&entry.id(), &author, entry.seq()));
                     // Entries of one feed are planned in seq order, so the last one wins.
-                    batch.insert(
-                        &feed_key(TAG_HEAD, &author)[..],
-                        &encode_head(&entry.head())[..],
-                    );
+                    heads.insert(author, entry.head());
                 }
                 Write::ForkProof(proof) => {
                     batch.insert(&feed_key(TAG_FORK, &proof.author())[..], proof.encode());
@@ -394,9 +404,12 @@ impl SledStore {
             .collect();
         let mut planned: std::collections::BTreeMap<EntryId, Vec<String>> = Default::default();
         let mut attached = Vec::with_capacity(attachments.len());
+        let mut attaching = Writes::default();
         for item in attachments {
-            attached.push(self.plan_attachment(item, &storing, &mut planned, &mut batch)?);
+            attached.push(self.plan_attachment(item, &storing, &mut planned, &mut attaching)?);
         }
+        attaching.append(batch);
+        let mut batch = attaching;
         if writes.is_empty() && planned.values().all(Vec::is_empty) {
             return Ok((report, attached));
         }
@@ -410,6 +423,9 @@ impl SledStore {
                     .map_err(|e| index_error(&self.path.display().to_string(), e))?,
             )
         };
+        for (author, head) in heads {
+            batch.insert(&feed_key(TAG_HEAD, &author)[..], &encode_head(&head)[..]);
+        }
         match flush {
             Flush::Now => self.commit(batch)?,
             Flush::Later => self.durable.commit_lazily(batch)?,
@@ -428,7 +444,7 @@ impl SledStore {
         item: Attachment,
         storing: &std::collections::HashSet<EntryId>,
         planned: &mut std::collections::BTreeMap<EntryId, Vec<String>>,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
     ) -> Result<Result<bool>> {
         if let Err(err) = check_attachment(&item) {
             return Ok(Err(err));
@@ -564,13 +580,13 @@ impl Store for SledStore {
     }
 
     fn get(&self, author: &FeedId, seq: Seq) -> Result<Option<Entry>> {
-        self.read_entry(author, seq, true)
+        self.read_published(author, seq)
     }
 
     fn get_by_id(&self, id: &EntryId) -> Result<Option<Entry>> {
         match self.locate(id)? {
             None => Ok(None),
-            Some((author, seq)) => self.read_entry(&author, seq, true),
+            Some((author, seq)) => self.read_published(&author, seq),
         }
     }
 
@@ -580,6 +596,16 @@ impl Store for SledStore {
 
     fn range(&self, author: &FeedId, from: Seq, limit: usize) -> Result<Vec<Entry>> {
         let from = from.max(Seq::FIRST);
+        // Up to the head only: a commit writes the head last (see `ingest_locked`).
+        let Some(head) = Tables::head(self, author)? else {
+            return Ok(Vec::new());
+        };
+        let limit = usize::try_from(head.seq.get().saturating_sub(from.get()).saturating_add(1))
+            .unwrap_or(usize::MAX)
+            .min(limit);
+        if from > head.seq {
+            return Ok(Vec::new());
+        }
         let start = match self.chunk_holding(author, from)? {
             Some((first, _)) => chunk_key(author, first),
             None => chunk_key(author, from),
@@ -622,7 +648,7 @@ impl Store for SledStore {
 
     fn set_payload_policy(&self, author: &FeedId, policy: PayloadPolicy) -> Result<()> {
         let _writer = self.lock_writer();
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         match policy {
             PayloadPolicy::Keep => batch.remove(&feed_key(TAG_DROP, author)[..]),
             PayloadPolicy::Drop => {
@@ -639,7 +665,7 @@ impl Store for SledStore {
                             .map_err(|e| self.corrupt(format!("{author} chunk: {e}")))?;
                         writer.push(&entry);
                     }
-                    batch.insert(key, writer.finish());
+                    batch.insert(key.to_vec(), writer.finish());
                 }
             }
         }
@@ -656,7 +682,7 @@ impl Store for SledStore {
         if self.db.contains_key(key).map_err(|e| self.engine(e))? {
             return Ok(false);
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         batch.insert(&key[..], proof.encode());
         self.commit(batch)?;
         Ok(true)
