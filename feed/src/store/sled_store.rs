@@ -1,13 +1,15 @@
 //! The durable store, on sled 0.34.
 //!
-//! One sled tree holds everything, so that each call's writes go into one atomic
-//! `apply_batch`, followed by one `flush` (fsync) before the call returns. Keys (big-endian
-//! numbers sort numerically):
+//! One sled tree holds everything, so that each call's writes go into one atomic commit (a redo
+//! journal, see [`super::durable`]), followed by one `flush` (fsync) before the call returns.
+//! Readers see a feed up to its head, which a commit writes last. Keys (big-endian numbers sort
+//! numerically):
 //!
 //! | key | value |
 //! |---|---|
 //! | `Mformat` | store format version ([`STORE_FORMAT_VERSION`]) |
-//! | `Mcommits` | number of committed batches (u64 BE), written in every batch |
+//! | `Mcommits` | number of commits (u64 BE), written last in every commit |
+//! | `Mlast` | the redo journal of the last journaled commit |
 //! | `Mindex` | the id index directory ([`super::id_index`]) |
 //! | `H` author(32) | head: seq (u64 BE) ‖ entry id (32) |
 //! | `C` author(32) first seq(8 BE) | a chunk of consecutive entries, headers and payloads ([`super::chunk`]) |
