@@ -61,7 +61,7 @@ impl NotarySet {
             return Err(bad(format!("{} appears twice", pair[0])));
         }
         for member in &sorted {
-            AuthorKey::new(member).map_err(|e| bad(format!("{member}: {e}")))?;
+            AuthorKey::cached(member).map_err(|e| bad(format!("{member}: {e}")))?;
         }
         Ok(NotarySet { members: sorted })
     }
