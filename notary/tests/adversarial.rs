@@ -341,6 +341,19 @@ fn malformed_certificates(
     cases
 }
 
+fn assert_malformed(decision: &Decision, name: &str) {
+    assert!(
+        matches!(
+            decision,
+            Decision::Refuse {
+                refusal: Refusal::Malformed { .. },
+                ..
+            }
+        ),
+        "{name}: {decision:?}"
+    );
+}
+
 /// Proposals whose certified prefix carries a malformed certificate are refused, and nothing is
 /// learned from them.
 #[test]
@@ -356,16 +369,7 @@ fn malformed_certificates_in_a_prefix_are_refused() {
             certificate: Some(certificate),
         }];
         let decision = state.decide(&setup.order(10), &prefix);
-        assert!(
-            matches!(
-                decision,
-                Decision::Refuse {
-                    refusal: Refusal::Malformed { .. },
-                    ..
-                }
-            ),
-            "{name}: {decision:?}"
-        );
+        assert_malformed(&decision, name);
         assert_eq!(
             state.wallet(&setup.wallet.id()).unwrap().certified_head(),
             1,
@@ -398,16 +402,7 @@ fn the_certificate_of_an_entry_a_notary_voted_for_is_still_checked() {
             certificate: Some(certificate),
         }];
         let decision = state.decide(&next, &prefix);
-        assert!(
-            matches!(
-                decision,
-                Decision::Refuse {
-                    refusal: Refusal::Malformed { .. },
-                    ..
-                }
-            ),
-            "{name}: {decision:?}"
-        );
+        assert_malformed(&decision, name);
         assert_eq!(
             state.wallet(&setup.wallet.id()).unwrap().certified_head(),
             2,

@@ -228,16 +228,27 @@ async fn cross_group_accept_needs_enough_overlap() {
     );
 }
 
-/// A TCP proxy whose first connection holds back the server's answers for `delay`.
-async fn slow_first_connection(target: String, delay: std::time::Duration) -> String {
+/// How a [`lagging_proxy`] holds back the server's answers.
+#[derive(Clone, Copy)]
+enum Lag {
+    /// The first connection's answers start `delay` late.
+    FirstConnection(std::time::Duration),
+    /// Every chunk of every answer is held back `delay`.
+    EveryAnswer(std::time::Duration),
+}
+
+/// A TCP proxy to `target` that holds back the server's answers as `lag` says; returns its
+/// address and the count of connections made through it.
+async fn lagging_proxy(target: String, lag: Lag) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
-            let first = connections.fetch_add(1, Ordering::SeqCst) == 0;
+            let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
             let target = target.clone();
             tokio::spawn(async move {
                 let server = tokio::net::TcpStream::connect(&target).await.unwrap();
@@ -247,15 +258,28 @@ async fn slow_first_connection(target: String, delay: std::time::Duration) -> St
                     let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
                     let _ = server_write.shutdown().await;
                 });
-                if first {
+                if let Lag::FirstConnection(delay) = lag
+                    && first
+                {
                     tokio::time::sleep(delay).await;
                 }
-                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                let mut buffer = vec![0u8; 64 * 1024];
+                while let Ok(n) = server_read.read(&mut buffer).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Lag::EveryAnswer(delay) = lag {
+                        tokio::time::sleep(delay).await;
+                    }
+                    if client_write.write_all(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                }
                 up.abort();
             });
         }
     });
-    address
+    (address, connections)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,11 +289,12 @@ async fn slow_notaries_get_the_same_bytes_again_and_the_slot_never_locks() {
     // Notaries 2 and 3 answer late on their first connection: the client times out and
     // retries on a new one. A quorum needs one of them.
     for slow in [2, 3] {
-        addrs[slow].address = slow_first_connection(
+        addrs[slow].address = lagging_proxy(
             addrs[slow].address.clone(),
-            std::time::Duration::from_secs(2),
+            Lag::FirstConnection(std::time::Duration::from_secs(2)),
         )
-        .await;
+        .await
+        .0;
     }
     let mut config = common::client_config();
     config.request_timeout = std::time::Duration::from_millis(500);
@@ -314,47 +339,6 @@ async fn slow_notaries_get_the_same_bytes_again_and_the_slot_never_locks() {
     }
 }
 
-/// A TCP proxy that holds back each chunk of the server's answers for `delay`, and counts the
-/// connections made through it.
-async fn late_answers(
-    target: String,
-    delay: std::time::Duration,
-) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&connections);
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            let target = target.clone();
-            tokio::spawn(async move {
-                let server = tokio::net::TcpStream::connect(&target).await.unwrap();
-                let (mut client_read, mut client_write) = client.into_split();
-                let (mut server_read, mut server_write) = server.into_split();
-                let up = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
-                    let _ = server_write.shutdown().await;
-                });
-                let mut buffer = vec![0u8; 64 * 1024];
-                while let Ok(n) = server_read.read(&mut buffer).await {
-                    if n == 0 {
-                        break;
-                    }
-                    tokio::time::sleep(delay).await;
-                    if client_write.write_all(&buffer[..n]).await.is_err() {
-                        break;
-                    }
-                }
-                up.abort();
-            });
-        }
-    });
-    (address, connections)
-}
-
 /// The client finishes at a quorum without waiting for the slowest notary, but its exchange with
 /// that notary is finished, not cut: the notary sees every proposal (it stays current instead of
 /// falling behind) and one connection serves them all (no new Noise handshake per proposal).
@@ -364,7 +348,8 @@ async fn the_slowest_notary_sees_every_proposal_on_one_connection() {
     let cluster = Cluster::start(4, 110).await;
     let mut addrs = cluster.addrs();
     let delay = std::time::Duration::from_millis(100);
-    let (address, connections) = late_answers(addrs[3].address.clone(), delay).await;
+    let (address, connections) =
+        lagging_proxy(addrs[3].address.clone(), Lag::EveryAnswer(delay)).await;
     addrs[3].address = address;
     let mut issuer = common::wallet(1, addrs);
     issuer.client.create().await.unwrap();
