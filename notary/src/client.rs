@@ -185,6 +185,10 @@ pub struct WalletClient<N: Network> {
     /// lock keeps a second process out), so after one read it is followed in memory and not
     /// read again before each proposal.
     pending_clear: bool,
+    /// The wallet's notary set, once its genesis is stored.
+    notaries: Option<NotarySet>,
+    /// The entry this client certified last, sent along with the next proposal.
+    last_certified: Option<CertifiedEntry>,
 }
 
 impl<N: Network> std::fmt::Debug for WalletClient<N> {
@@ -243,6 +247,8 @@ impl<N: Network> WalletClient<N> {
             config,
             synced: false,
             pending_clear: false,
+            notaries: None,
+            last_certified: None,
         })
     }
 
@@ -362,7 +368,26 @@ impl<N: Network> WalletClient<N> {
             .await??)
     }
 
-    async fn notary_set(&self, entry: &Entry) -> Result<NotarySet> {
+    /// The certified entry `entry` follows, if any: the one this client certified last if it is
+    /// that one (same id), else read from the store.
+    fn previous_certified(&self, entry: &Entry) -> Option<CertifiedEntry> {
+        let prev = entry.prev()?;
+        if let Some(last) = &self.last_certified
+            && last.entry.id() == prev
+        {
+            return Some(last.clone());
+        }
+        let seq = entry.seq().prev()?.get();
+        certified::log(self.store.as_ref(), &entry.author(), seq, 1)
+            .ok()?
+            .into_iter()
+            .find(|c| c.entry.id() == prev && c.certificate.is_some())
+    }
+
+    async fn notary_set(&mut self, entry: &Entry) -> Result<NotarySet> {
+        if let Some(set) = &self.notaries {
+            return Ok(set.clone());
+        }
         if entry.seq() == Seq::FIRST {
             let Some(WalletEntry::Genesis(genesis)) = entry
                 .payload()
@@ -374,8 +399,12 @@ impl<N: Network> WalletClient<N> {
             };
             return Ok(NotarySet::new(&genesis.notaries)?);
         }
-        certified::notary_set(self.store.as_ref(), &self.id())?
-            .ok_or_else(|| Error::Wallet("this wallet has no genesis yet: create it first".into()))
+        let set = certified::notary_set(self.store.as_ref(), &self.id())?.ok_or_else(|| {
+            Error::Wallet("this wallet has no genesis yet: create it first".into())
+        })?;
+        // A stored genesis never changes (the store refuses forks).
+        self.notaries = Some(set.clone());
+        Ok(set)
     }
 
     /// Safe restore: asks the notaries how far this wallet is certified and fetches what the
@@ -517,6 +546,13 @@ impl<N: Network> WalletClient<N> {
         let subject = subject_of(&entry);
         let (answers, mut answers_rx) = mpsc::channel::<(FeedId, Answer)>(self.conns.len().max(1));
         let deadline = tokio::time::Instant::now() + self.config.deadline;
+        // The preceding certified entry goes along: a notary learns of a certification when the
+        // next entry is proposed, and would otherwise ask for it (one more round trip).
+        let previous: Vec<_> = self
+            .previous_certified(&entry)
+            .iter()
+            .filter_map(|c| to_bytes(c).ok())
+            .collect();
         let mut tasks = Vec::new();
         for conn in self.conns.iter().filter(|c| set.contains(&c.notary.id)) {
             let conn = Arc::clone(conn);
@@ -524,17 +560,7 @@ impl<N: Network> WalletClient<N> {
             let entry = entry.clone();
             let store = Arc::clone(&self.store);
             let retry = self.config.retry;
-            // The preceding certified entry goes along: a notary learns of a certification when
-            // the next entry is proposed, and would otherwise ask for it (one more round trip).
-            let previous: Vec<_> = entry
-                .seq()
-                .prev()
-                .filter(|s| s.get() > 0)
-                .and_then(|s| certified::log(self.store.as_ref(), &entry.author(), s.get(), 1).ok())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|c| to_bytes(c).ok())
-                .collect();
+            let previous = previous.clone();
             tasks.push(tokio::spawn(async move {
                 let mut prefix = previous;
                 let mut sent_from: Option<u64> = None;
@@ -653,6 +679,7 @@ impl<N: Network> WalletClient<N> {
                     })
                     .await??;
                 self.pending_clear = true;
+                self.last_certified = Some(certified.clone());
                 Ok(certified)
             }
             Err(Refusal::Locked { seq, .. }) => Err(Error::Locked { seq }),
