@@ -13,7 +13,7 @@
 //! | `Mindex` | the id index directory ([`super::id_index`]) |
 //! | `H` author(32) | head: seq (u64 BE) ‖ entry id (32) |
 //! | `C` author(32) first seq(8 BE) | a chunk of consecutive entries, headers and payloads ([`super::chunk`]) |
-//! | `X` run number(8 BE) | a sorted run of the id index |
+//! | `X` run number(8 BE) page(4 BE) | a page of a sorted run of the id index ([`super::id_index`]) |
 //! | `F` author(32) | fork proof (canonical encoding) |
 //! | `D` author(32) | empty: this author's payloads are dropped |
 //! | `A` entry id(32) kind | an attachment |
