@@ -228,6 +228,21 @@ async fn cross_group_accept_needs_enough_overlap() {
     );
 }
 
+/// What `notary` says of `wallet`.
+async fn slot_info(
+    notary: &scrip_notary::NotaryHandle,
+    wallet: scrip_feed::FeedId,
+) -> scrip_notary::wire::SlotInfo {
+    let info = notary
+        .ask(scrip_notary::wire::Request::SlotQuery { wallet })
+        .await
+        .unwrap();
+    let scrip_notary::wire::Response::SlotInfo(info) = info else {
+        panic!("{info:?}");
+    };
+    info
+}
+
 /// How a [`lagging_proxy`] holds back the server's answers.
 #[derive(Clone, Copy)]
 enum Lag {
@@ -326,15 +341,7 @@ async fn slow_notaries_get_the_same_bytes_again_and_the_slot_never_locks() {
     assert_eq!(issuer.balance(&eur).await, 97);
     // Every notary voted at most once per slot (a retry got the same vote, not a new one).
     for handle in cluster.notaries.iter().flatten() {
-        let info = handle
-            .ask(scrip_notary::wire::Request::SlotQuery {
-                wallet: issuer.id(),
-            })
-            .await
-            .unwrap();
-        let scrip_notary::wire::Response::SlotInfo(info) = info else {
-            panic!("{info:?}");
-        };
+        let info = slot_info(handle, issuer.id()).await;
         assert!(info.voted.is_none_or(|(seq, _)| seq <= 5));
     }
 }
@@ -365,15 +372,7 @@ async fn the_slowest_notary_sees_every_proposal_on_one_connection() {
     let Some(handle) = cluster.notaries[3].as_ref() else {
         panic!("notary 3 is running");
     };
-    let info = handle
-        .ask(scrip_notary::wire::Request::SlotQuery {
-            wallet: issuer.id(),
-        })
-        .await
-        .unwrap();
-    let scrip_notary::wire::Response::SlotInfo(info) = info else {
-        panic!("{info:?}");
-    };
+    let info = slot_info(handle, issuer.id()).await;
     assert_eq!(info.voted, Some((last.seq().get(), last.id())));
     assert_eq!(info.certified_head, last.seq().get() - 1);
     assert_eq!(connections.load(Ordering::SeqCst), 1);
