@@ -8,13 +8,12 @@
 
 use std::collections::HashMap;
 
-use scrip_feed::identity::signing_bytes;
 use scrip_feed::validate::{validate_payload, validate_signature};
 
-use scrip_feed::{AuthorKey, Entry, EntryId, FeedId, Seq};
+use scrip_feed::{Entry, EntryId, FeedId, Seq};
 
 use crate::certificate::{
-    Certificate, NotarySet, ROUND_ZERO, VOTE_DOMAIN, VoteSubject, check_certificate_shape,
+    Certificate, NotarySet, ROUND_ZERO, VoteSubject, check_certificate_shape,
 };
 use crate::content::{CertifiedBytes, Citation, WalletEntry};
 use crate::error::{CertificateError, Rejection};
@@ -47,18 +46,7 @@ impl SignatureCheck for VerifyAll {
         certificate: &Certificate,
         subject: &VoteSubject,
     ) -> Result<(), CertificateError> {
-        let message = signing_bytes(VOTE_DOMAIN, &subject.message());
-        for vote in &certificate.votes {
-            let ok = AuthorKey::cached(&vote.notary)
-                .map(|key| key.verify_prepared(&message, &vote.signature))
-                .unwrap_or(false);
-            if !ok {
-                return Err(CertificateError::BadSignature {
-                    notary: vote.notary.to_string(),
-                });
-            }
-        }
-        Ok(())
+        crate::certificate::verify_votes(certificate, subject)
     }
 }
 
