@@ -3,107 +3,31 @@
 //! check can fail), malformed certificates in a proposal.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 
-use scrip_feed::{Entry, Keypair, Timestamp};
+use common::certified_wallet::{CertifiedWallet, certify};
+use common::key;
+use scrip_feed::{Entry, Keypair};
 use scrip_ledger::certificate::{ROUND_ZERO, VOTE_DOMAIN};
-use scrip_ledger::content::{Genesis, Mint, Order, WalletEntry};
 use scrip_ledger::verify::subject_of;
-use scrip_ledger::{
-    Amount, Certificate, CertifiedEntry, Currency, NotarySet, VerifyAll, Vote, fold,
-};
+use scrip_ledger::{Certificate, CertifiedEntry, NotarySet, VerifyAll, Vote, fold};
 use scrip_notary::{Decision, NotaryState, Refusal};
 
-fn key(n: u8) -> Arc<Keypair> {
-    Arc::new(Keypair::from_seed(&[n; 32]))
-}
-
 /// A wallet with `n` notaries: its genesis and a mint, certified by all of them.
-struct Setup {
-    wallet: Arc<Keypair>,
-    notaries: Vec<Arc<Keypair>>,
-    log: Vec<CertifiedEntry>,
-    currency: Currency,
-}
-
-fn certify(notaries: &[Arc<Keypair>], entry: &Entry) -> Certificate {
-    let subject = subject_of(entry);
-    Certificate::from_votes(
-        entry.id(),
-        ROUND_ZERO,
-        notaries.iter().map(|n| Vote::sign(n, &subject)).collect(),
-    )
-}
+type Setup = CertifiedWallet;
 
 fn setup(n: u8) -> Setup {
-    let wallet = key(1);
-    let notaries: Vec<Arc<Keypair>> = (0..n).map(|i| key(100 + i)).collect();
-    let genesis = WalletEntry::Genesis(Genesis {
-        notaries: notaries.iter().map(|k| k.id()).collect(),
-    });
-    let g = Entry::create(
-        &wallet,
-        None,
-        Timestamp::default(),
-        genesis.to_payload().unwrap(),
-    )
-    .unwrap();
-    let currency = Currency::new(wallet.id(), "EUR", 2).unwrap();
-    let mint = WalletEntry::Mint(Mint {
-        currency,
-        amount: Amount::from_minor(1_000),
-    });
-    let m = Entry::create(
-        &wallet,
-        Some(g.head()),
-        Timestamp::default(),
-        mint.to_payload().unwrap(),
-    )
-    .unwrap();
-    let log = vec![
-        CertifiedEntry {
-            certificate: Some(certify(&notaries, &g)),
-            entry: g,
-        },
-        CertifiedEntry {
-            certificate: Some(certify(&notaries, &m)),
-            entry: m,
-        },
-    ];
-    Setup {
-        wallet,
-        notaries,
-        log,
-        currency,
-    }
+    CertifiedWallet::new(key(1), (0..n).map(|i| key(100 + i)).collect())
 }
 
-impl Setup {
-    fn order(&self, amount: u64) -> Entry {
-        let content = WalletEntry::Order(Order {
-            to: key(2).id(),
-            currency: self.currency,
-            amount: Amount::from_minor(amount),
-            memo: String::new(),
-        });
-        Entry::create(
-            &self.wallet,
-            Some(self.log.last().unwrap().entry.head()),
-            Timestamp::default(),
-            content.to_payload().unwrap(),
-        )
-        .unwrap()
-    }
+/// An honest notary of the set.
+trait Honest {
+    fn honest(&self, i: usize) -> NotaryState;
+}
 
-    /// Appends a certified order to the wallet's log.
-    fn extend(&mut self, amount: u64) {
-        let entry = self.order(amount);
-        self.log.push(CertifiedEntry {
-            certificate: Some(certify(&self.notaries, &entry)),
-            entry,
-        });
-    }
-
+impl Honest for Setup {
     fn honest(&self, i: usize) -> NotaryState {
         let mut state = NotaryState::new(self.notaries[i].id());
         for entry in &self.log {
@@ -166,7 +90,7 @@ fn an_equivocating_client_gets_no_certificate_and_locks_the_slot() {
     let state = fold(log, &VerifyAll);
     assert_eq!(
         state
-            .wallet(&setup.wallet.id())
+            .wallet(&setup.id())
             .unwrap()
             .balance(&setup.currency)
             .minor(),
@@ -268,7 +192,7 @@ fn the_amnesia_guard_refuses_until_caught_up() {
     state.learn(&setup.log[0], &VerifyAll).unwrap();
     // It hears (by replication) that #2 is certified, without holding it: it may have lost
     // data; it refuses to vote for the wallet until it has #2.
-    state.heard_of(setup.wallet.id(), 2);
+    state.heard_of(setup.id(), 2);
     let a = setup.order(10);
     assert!(matches!(
         state.decide(&a, &[]),
@@ -371,7 +295,7 @@ fn malformed_certificates_in_a_prefix_are_refused() {
         let decision = state.decide(&setup.order(10), &prefix);
         assert_malformed(&decision, name);
         assert_eq!(
-            state.wallet(&setup.wallet.id()).unwrap().certified_head(),
+            state.wallet(&setup.id()).unwrap().certified_head(),
             1,
             "{name}"
         );
@@ -404,7 +328,7 @@ fn the_certificate_of_an_entry_a_notary_voted_for_is_still_checked() {
         let decision = state.decide(&next, &prefix);
         assert_malformed(&decision, name);
         assert_eq!(
-            state.wallet(&setup.wallet.id()).unwrap().certified_head(),
+            state.wallet(&setup.id()).unwrap().certified_head(),
             2,
             "{name}"
         );
@@ -414,10 +338,7 @@ fn the_certificate_of_an_entry_a_notary_voted_for_is_still_checked() {
         state.decide(&next, std::slice::from_ref(&order)),
         Decision::Vote(_)
     ));
-    assert_eq!(
-        state.wallet(&setup.wallet.id()).unwrap().certified_head(),
-        3
-    );
+    assert_eq!(state.wallet(&setup.id()).unwrap().certified_head(), 3);
 }
 
 #[test]
@@ -569,5 +490,5 @@ fn a_made_up_seq_in_a_prefix_changes_nothing() {
             ..
         }
     ));
-    assert_eq!(state.wallet(&setup.wallet.id()).unwrap().heard, 1);
+    assert_eq!(state.wallet(&setup.id()).unwrap().heard, 1);
 }

@@ -6,16 +6,17 @@
 //! CI runs `SCRIP_NOTARY_CRASH_ROUNDS` rounds per step (default 2).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use scrip_feed::{Entry, Keypair, SledOptions, SledStore, Store, Timestamp};
-use scrip_ledger::certificate::ROUND_ZERO;
-use scrip_ledger::content::{Genesis, Mint, Order, WalletEntry};
+use common::certified_wallet::CertifiedWallet;
+use common::key;
+use scrip_feed::{Entry, SledOptions, SledStore, Store};
 use scrip_ledger::verify::subject_of;
-use scrip_ledger::{Amount, Certificate, CertifiedEntry, Currency, Vote};
 use scrip_notary::certified::to_bytes;
 use scrip_notary::wire::{self, Proposal, Request, Response};
 use scrip_notary::{Notary, NotaryConfig, Refusal, SledVoteStore, Step};
@@ -24,10 +25,6 @@ use scrip_replicate::{Tcp, TransportConfig};
 
 const CHILD_DIR: &str = "SCRIP_NOTARY_CHILD_DIR";
 const NOTARY_SEED: u8 = 100;
-
-fn key(n: u8) -> Arc<Keypair> {
-    Arc::new(Keypair::from_seed(&[n; 32]))
-}
 
 /// The child: a notary on the given address, pausing forever at the given step.
 #[test]
@@ -137,78 +134,22 @@ impl ChildNotary {
 
 /// A wallet of n = 4 notaries (the child is one of them); the parent holds every notary key to
 /// certify the prefix itself.
-struct World {
-    wallet: Arc<Keypair>,
-    prefix: Vec<CertifiedEntry>,
-    currency: Currency,
+/// The wallet whose entries the notary is asked to vote for.
+fn world() -> CertifiedWallet {
+    CertifiedWallet::new(key(1), (0..4).map(|i| key(NOTARY_SEED + i)).collect())
 }
 
-fn certify(notaries: &[Arc<Keypair>], entry: &Entry) -> Certificate {
-    let subject = subject_of(entry);
-    Certificate::from_votes(
-        entry.id(),
-        ROUND_ZERO,
-        notaries.iter().map(|n| Vote::sign(n, &subject)).collect(),
-    )
+/// A proposal of `entry` with the wallet's certified log as its prefix.
+trait Propose {
+    fn propose(&self, entry: &Entry) -> Request;
 }
 
-fn world() -> World {
-    let wallet = key(1);
-    let notaries: Vec<Arc<Keypair>> = (0..4).map(|i| key(NOTARY_SEED + i)).collect();
-    let currency = Currency::new(wallet.id(), "EUR", 2).unwrap();
-    let mut prefix = Vec::new();
-    let mut head = None;
-    for content in [
-        WalletEntry::Genesis(Genesis {
-            notaries: notaries.iter().map(|k| k.id()).collect(),
-        }),
-        WalletEntry::Mint(Mint {
-            currency,
-            amount: Amount::from_minor(1_000),
-        }),
-    ] {
-        let entry = Entry::create(
-            &wallet,
-            head,
-            Timestamp::default(),
-            content.to_payload().unwrap(),
-        )
-        .unwrap();
-        head = Some(entry.head());
-        prefix.push(CertifiedEntry {
-            certificate: Some(certify(&notaries, &entry)),
-            entry,
-        });
-    }
-    World {
-        wallet,
-        prefix,
-        currency,
-    }
-}
-
-impl World {
-    fn order(&self, amount: u64) -> Entry {
-        let content = WalletEntry::Order(Order {
-            to: key(2).id(),
-            currency: self.currency,
-            amount: Amount::from_minor(amount),
-            memo: String::new(),
-        });
-        Entry::create(
-            &self.wallet,
-            Some(self.prefix.last().unwrap().entry.head()),
-            Timestamp::default(),
-            content.to_payload().unwrap(),
-        )
-        .unwrap()
-    }
-
+impl Propose for CertifiedWallet {
     fn propose(&self, entry: &Entry) -> Request {
         Request::Propose(Proposal {
             header: entry.header_bytes().to_vec(),
             payload: entry.payload().unwrap().to_vec(),
-            prefix: self.prefix.iter().map(|c| to_bytes(c).unwrap()).collect(),
+            prefix: self.log.iter().map(|c| to_bytes(c).unwrap()).collect(),
         })
     }
 }

@@ -1,6 +1,8 @@
 //! A notary cluster on loopback TCP and wallet clients, for the notary tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod certified_wallet;
+
 use std::sync::Arc;
 use std::time::Duration;
 
