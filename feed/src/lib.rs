@@ -21,13 +21,15 @@
 //!   reference implementation ([`MemoryStore`]).
 //! - [`keyfile`]: the versioned secret key file.
 //! - [`limits`]: every size bound, as named constants.
+//! - [`rng`]: [`rng::SplitMix64`], the seeded generator protocol logic and tests draw from.
 //! - [`bench`]: the macro benchmarks (`cargo bench`, `scrip bench`).
 //!
 //! # Purity
 //!
 //! Encoding, decoding, validation and fork proofs are pure and synchronous: time comes in as an
-//! argument ([`Timestamp`]) and randomness only through [`Keypair::generate`]. The store and key
-//! files are the only I/O, and they are synchronous too (callers run them off async threads).
+//! argument ([`Timestamp`]) and randomness only through [`Keypair::generate`] (keys) or a seeded
+//! [`rng::SplitMix64`]. The store and key files are the only I/O, and they are synchronous too
+//! (callers run them off async threads).
 //!
 //! The format is specified in `docs/protocol/feed.md` and frozen by the vectors in
 //! `docs/protocol/vectors/feed.json`.
@@ -42,6 +44,7 @@ pub mod hash;
 pub mod identity;
 pub mod keyfile;
 pub mod limits;
+pub mod rng;
 pub mod store;
 pub mod validate;
 

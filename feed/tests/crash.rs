@@ -16,28 +16,12 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use scrip_feed::rng::SplitMix64;
 use scrip_feed::store::VerifiedBatch;
 use scrip_feed::{Attachment, Entry, Keypair, Seq, SledOptions, SledStore, Store, Timestamp};
 
 const AUTHORS: u64 = 6;
 const CHILD_ENV: &str = "SCRIP_CRASH_CHILD_DIR";
-
-/// SplitMix64: a small deterministic generator, so that a seed reproduces a run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn author(i: u64) -> Keypair {
     common::key(u8::try_from(i + 1).unwrap())
@@ -54,7 +38,7 @@ fn crash_child() {
         .unwrap()
         .parse()
         .unwrap();
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64::new(seed);
     let store = SledStore::open(&dir, SledOptions::default()).unwrap();
     let mut out = std::io::stdout().lock();
     let mut clock = 0u64;
@@ -134,7 +118,7 @@ fn crash_test_kills_a_writer_and_loses_nothing_acknowledged() {
         now.as_secs() ^ u64::from(now.subsec_nanos()).rotate_left(32)
     });
     eprintln!("crash test: {kills} kills, SCRIP_CRASH_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut acked = vec![0u64; usize::try_from(AUTHORS).unwrap()];
     let mut attached: Vec<(usize, u64)> = Vec::new();
@@ -150,7 +134,7 @@ fn crash_test_kills_a_writer_and_loses_nothing_acknowledged() {
                 "--test-threads=1",
             ])
             .env(CHILD_ENV, dir.path())
-            .env("SCRIP_CRASH_CHILD_SEED", rng.next().to_string())
+            .env("SCRIP_CRASH_CHILD_SEED", rng.next_u64().to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use scrip_feed::rng::SplitMix64;
 use scrip_feed::{EntryId, FeedId, Keypair, MemoryStore, Seq, Store};
 use scrip_ledger::content::{Accept, Mint, Order, OrderRef, Reclaim, Reject, WalletEntry};
 use scrip_ledger::{Amount, CertifiedEntry, Currency, OrderStatus, VerifyAll, fold};
@@ -36,23 +37,6 @@ fn notary_key(i: usize) -> Arc<Keypair> {
 
 fn wallet_key(i: usize) -> Arc<Keypair> {
     Arc::new(Keypair::from_seed(&[1 + i as u8; 32]))
-}
-
-/// A tiny deterministic generator for the clients' choices.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 /// What the wallets see of each other (stands in for replication): each wallet's certified log.
@@ -138,7 +122,7 @@ async fn wallet_loop(
         }
     }
     publish(&board, store.as_ref(), me.id());
-    let mut rng = Rng(seed ^ (i as u64 * 0x1234_5678));
+    let mut rng = SplitMix64::new(seed ^ (i as u64 * 0x1234_5678));
     let currencies: Vec<Currency> = (0..2)
         .map(|c| Currency::new(wallet_key(c).id(), if c == 0 { "EUR" } else { "USD" }, 2).unwrap())
         .collect();
@@ -295,7 +279,7 @@ fn run_bank(seed: u64) {
     }
     // Faults while the clients work: a notary down at a time (crash, then restart), and
     // partitions between wallets and notaries.
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut elapsed = Duration::ZERO;
     let mut down: Option<usize> = None;
     while elapsed < Duration::from_secs(40) {

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use scrip_feed::rng::SplitMix64;
 use scrip_feed::{Content, Entry, FeedId, ForkProof, Keypair, Seq, Store, Timestamp};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
@@ -327,8 +328,8 @@ impl Node {
             .run(move || all_heads(store_for_heads.as_ref()))
             .await??;
 
-        let mut rng = Rng(config.seed ^ 0x5c21_7a0b_9d3e_4f61);
-        let epoch = rng.next();
+        let mut rng = SplitMix64::new(config.seed ^ 0x5c21_7a0b_9d3e_4f61);
+        let epoch = rng.next_u64();
         let mut table = PeerTable::new();
         for (address, id) in &config.peers {
             table.add(address.clone(), *id, Origin::Configured);
@@ -550,26 +551,6 @@ impl<N: Network> Drop for NodeHandle<N> {
     }
 }
 
-/// SplitMix64: the node's only source of randomness, seeded from the configuration.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            return 0;
-        }
-        usize::try_from(self.next() % n as u64).unwrap_or(0)
-    }
-}
-
 struct Connection {
     id: u64,
     address: String,
@@ -590,7 +571,7 @@ struct Actor<N: Network> {
     commands: mpsc::Sender<Command<N::Stream>>,
     events: broadcast::Sender<Event>,
     stored: broadcast::Sender<(FeedId, u64)>,
-    rng: Rng,
+    rng: SplitMix64,
     epoch: u64,
     listen: Option<String>,
     heads: BTreeMap<FeedId, u64>,
@@ -693,7 +674,7 @@ impl<N: Network> Actor<N> {
             } => self.on_connected(*stream, address, outgoing, permit),
             Command::DialFailed { address, reason } => {
                 self.dialing.remove(&address);
-                let jitter = self.rng.next();
+                let jitter = self.rng.next_u64();
                 self.table.failed(&address, Instant::now(), jitter);
                 self.emit(Event::DialFailed { address, reason });
             }
@@ -768,7 +749,7 @@ impl<N: Network> Actor<N> {
             let _ = existing.commands.try_send(PeerCommand::Close);
         }
         let now = Instant::now();
-        let rank = self.rng.next();
+        let rank = self.rng.next_u64();
         let wanted = self.scheduler.peer_connected(peer, rank, now);
         let session = Session::new(
             self.epoch,
@@ -1098,7 +1079,9 @@ impl<N: Network> Actor<N> {
             if candidates.is_empty() {
                 return;
             }
-            let (address, expected) = candidates[self.rng.below(candidates.len())].clone();
+            let (address, expected) = candidates
+                [usize::try_from(self.rng.below(candidates.len() as u64)).unwrap_or(0)]
+            .clone();
             self.dialing.insert(address.clone());
             let network = Arc::clone(&self.network);
             let identity = Arc::clone(&self.identity);
