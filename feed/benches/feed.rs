@@ -28,10 +28,7 @@ fn main() {
 }
 
 fn ingest_macro() {
-    let per_author = std::env::var("SCRIP_BENCH_INGEST_PER_AUTHOR")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let per_author = bench::env_usize("SCRIP_BENCH_INGEST_PER_AUTHOR", 2000);
     let dir = tempfile::tempdir().unwrap();
     let figures = bench::ingest(dir.path(), 100, per_author, 5000).unwrap();
     println!(

@@ -68,6 +68,15 @@ impl std::fmt::Display for Figure {
     }
 }
 
+/// A size for a benchmark run from the environment variable `name`, else `default` (the
+/// benches' `SCRIP_BENCH_*` knobs).
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Raw `verify_strict` signatures per second on one core, over header-sized messages with the
 /// key already decompressed: the ceiling for anything that checks entry signatures. The best of
 /// five windows, so that a noisy neighbour lowers the ceiling less than the figures judged by it.

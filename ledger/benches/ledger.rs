@@ -17,21 +17,14 @@ use scrip_feed::Keypair;
 use scrip_ledger::kit::{KitWallet, notaries};
 use scrip_ledger::{TrustSignatures, VerifyAll, bench};
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
     if filters.is_empty() || filters.iter().any(|f| "macro".contains(f.as_str())) {
-        let fold = env("SCRIP_BENCH_FOLD_ENTRIES", 1_000_000);
-        let audit = env("SCRIP_BENCH_AUDIT_ENTRIES", 100_000);
+        let fold = scrip_feed::bench::env_usize("SCRIP_BENCH_FOLD_ENTRIES", 1_000_000);
+        let audit = scrip_feed::bench::env_usize("SCRIP_BENCH_AUDIT_ENTRIES", 100_000);
         println!("ledger: fold of {fold} entries, audit of {audit} entries");
         for figure in bench::run(fold, audit) {
             println!("  {figure}");

@@ -7,19 +7,15 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     let full = scrip_notary::bench::TransferRun::FULL;
     let run = scrip_notary::bench::TransferRun {
-        latency_transfers: env("SCRIP_BENCH_LATENCY_TRANSFERS", full.latency_transfers),
-        pairs: env("SCRIP_BENCH_PAIRS", full.pairs),
-        per_pair: env("SCRIP_BENCH_TRANSFERS", full.per_pair),
+        latency_transfers: scrip_feed::bench::env_usize(
+            "SCRIP_BENCH_LATENCY_TRANSFERS",
+            full.latency_transfers,
+        ),
+        pairs: scrip_feed::bench::env_usize("SCRIP_BENCH_PAIRS", full.pairs),
+        per_pair: scrip_feed::bench::env_usize("SCRIP_BENCH_TRANSFERS", full.per_pair),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

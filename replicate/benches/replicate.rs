@@ -19,10 +19,7 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     if filters.is_empty() || filters.iter().any(|f| "replicate".contains(f.as_str())) {
-        let per_author = std::env::var("SCRIP_BENCH_REPLICATE_PER_AUTHOR")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10_000);
+        let per_author = scrip_feed::bench::env_usize("SCRIP_BENCH_REPLICATE_PER_AUTHOR", 10_000);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
