@@ -174,13 +174,18 @@ impl Wallet {
         certified::store_certified(self.store.as_ref(), &log).unwrap();
     }
 
+    /// A citation of `other`'s entry `seq`, after receiving `other`'s log.
+    fn cite(&self, other: &Wallet, seq: Seq) -> scrip_ledger::Citation {
+        self.receive_log_of(other);
+        certified::citation(self.store.as_ref(), &other.id(), seq).unwrap()
+    }
+
     pub async fn accept(
         &mut self,
         sender: &Wallet,
         seq: Seq,
     ) -> scrip_notary::Result<CertifiedEntry> {
-        self.receive_log_of(sender);
-        let citation = certified::citation(self.store.as_ref(), &sender.id(), seq).unwrap();
+        let citation = self.cite(sender, seq);
         self.client
             .submit(&WalletEntry::Accept(Accept { order: citation }))
             .await
@@ -191,8 +196,7 @@ impl Wallet {
         sender: &Wallet,
         seq: Seq,
     ) -> scrip_notary::Result<CertifiedEntry> {
-        self.receive_log_of(sender);
-        let citation = certified::citation(self.store.as_ref(), &sender.id(), seq).unwrap();
+        let citation = self.cite(sender, seq);
         self.client
             .submit(&WalletEntry::Reject(Reject {
                 order: citation,
@@ -207,8 +211,7 @@ impl Wallet {
         receiver: &Wallet,
         rejection: Seq,
     ) -> scrip_notary::Result<CertifiedEntry> {
-        self.receive_log_of(receiver);
-        let citation = certified::citation(self.store.as_ref(), &receiver.id(), rejection).unwrap();
+        let citation = self.cite(receiver, rejection);
         self.client
             .submit(&WalletEntry::Reclaim(Reclaim {
                 order: OrderRef {
