@@ -91,12 +91,6 @@ struct NotaryConn<N: Network> {
 impl<N: Network> NotaryConn<N> {
     async fn ask(self: &Arc<Self>, request: &Request) -> Result<Response> {
         let bytes = wire::encode(request)?;
-        let timed_out = || {
-            Error::Transport(scrip_replicate::Error::Timeout {
-                what: "a notary request",
-                after: self.config.request_timeout,
-            })
-        };
         let Ok(permit) = Arc::clone(&self.exchanges).try_acquire_owned() else {
             return Err(Error::Busy {
                 notary: self.notary.id.to_string(),
@@ -112,31 +106,44 @@ impl<N: Network> NotaryConn<N> {
         match tokio::time::timeout_at(deadline, exchange).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(Error::Wallet("a notary exchange task failed".into())),
-            Err(_) => Err(timed_out()),
+            Err(_) => Err(self.timed_out("a notary request")),
         }
+    }
+
+    fn timed_out(&self, what: &'static str) -> Error {
+        Error::Transport(scrip_replicate::Error::Timeout {
+            what,
+            after: self.config.request_timeout,
+        })
     }
 
     /// Sends `bytes` and reads the answer on the connection (opened if needed), by `deadline`.
     async fn exchange(&self, bytes: &[u8], deadline: tokio::time::Instant) -> Result<Response> {
         let mut slot = self.stream.lock().await;
+        // Nobody waits past the deadline (the caller has moved on): do not start late.
+        if tokio::time::Instant::now() >= deadline {
+            return Err(self.timed_out("a notary request (waiting for the connection)"));
+        }
         let talk = async {
-            if slot.is_none() {
-                let tcp = self
-                    .network
-                    .connect(&self.notary.address)
-                    .await
-                    .map_err(|e| Error::io(format!("connecting to {}", self.notary.address), &e))?;
-                let stream = transport::connect(
-                    tcp,
-                    &self.identity,
-                    Some(self.notary.id),
-                    &self.config.transport,
-                )
-                .await?;
-                *slot = Some(stream);
-            }
-            let Some(stream) = slot.as_mut() else {
-                return Err(Error::Wallet("no connection to the notary".into()));
+            let stream = match slot.as_mut() {
+                Some(stream) => stream,
+                None => {
+                    let tcp = self
+                        .network
+                        .connect(&self.notary.address)
+                        .await
+                        .map_err(|e| {
+                            Error::io(format!("connecting to {}", self.notary.address), &e)
+                        })?;
+                    let stream = transport::connect(
+                        tcp,
+                        &self.identity,
+                        Some(self.notary.id),
+                        &self.config.transport,
+                    )
+                    .await?;
+                    slot.insert(stream)
+                }
             };
             stream.send(bytes).await?;
             match stream.recv().await? {
@@ -146,30 +153,14 @@ impl<N: Network> NotaryConn<N> {
                 })),
             }
         };
-        // Nobody waits past the deadline (the caller has moved on): do not start late.
-        let answer = if tokio::time::Instant::now() >= deadline {
-            return Err(Error::Transport(scrip_replicate::Error::Timeout {
-                what: "a notary request (waiting for the connection)",
-                after: self.config.request_timeout,
-            }));
-        } else {
-            tokio::time::timeout_at(deadline, talk).await
-        };
-        match answer {
-            Ok(Ok(response)) => Ok(response),
+        let answer = tokio::time::timeout_at(deadline, talk)
+            .await
+            .unwrap_or_else(|_| Err(self.timed_out("a notary request")));
+        if answer.is_err() {
             // A failed or unfinished exchange may leave half an answer on the connection.
-            Ok(Err(err)) => {
-                *slot = None;
-                Err(err)
-            }
-            Err(_) => {
-                *slot = None;
-                Err(Error::Transport(scrip_replicate::Error::Timeout {
-                    what: "a notary request",
-                    after: self.config.request_timeout,
-                }))
-            }
+            *slot = None;
         }
+        answer
     }
 }
 
