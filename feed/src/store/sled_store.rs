@@ -365,13 +365,13 @@ impl SledStore {
         // Written in this order, so that a reader (who sees a feed only up to its head) never
         // sees an entry before its chunk, its attachments and its id: attachments, chunks and
         // fork proofs, the id index, then the heads.
-        let mut batch = Writes::default();
+        let mut entries = Writes::default();
         let mut heads: std::collections::BTreeMap<FeedId, Head> = Default::default();
         let mut ids = Vec::new();
         let mut chunk: Option<(FeedId, Seq, ChunkWriter)> = None;
-        let close = |batch: &mut Writes, chunk: Option<(FeedId, Seq, ChunkWriter)>| {
+        let close = |entries: &mut Writes, chunk: Option<(FeedId, Seq, ChunkWriter)>| {
             if let Some((author, first, writer)) = chunk {
-                batch.insert(&chunk_key(&author, first)[..], writer.finish());
+                entries.insert(&chunk_key(&author, first)[..], writer.finish());
             }
         };
         for write in &writes {
@@ -381,7 +381,7 @@ impl SledStore {
                     let continues =
                         matches!(&chunk, Some((a, _, w)) if *a == author && !w.is_full());
                     if !continues {
-                        close(&mut batch, chunk.take());
+                        close(&mut entries, chunk.take());
                         chunk = Some((author, entry.seq(), ChunkWriter::new()));
                     }
                     if let Some((_, _, writer)) = chunk.as_mut() {
@@ -392,11 +392,11 @@ impl SledStore {
                     heads.insert(author, entry.head());
                 }
                 Write::ForkProof(proof) => {
-                    batch.insert(&feed_key(TAG_FORK, &proof.author())[..], proof.encode());
+                    entries.insert(&feed_key(TAG_FORK, &proof.author())[..], proof.encode());
                 }
             }
         }
-        close(&mut batch, chunk.take());
+        close(&mut entries, chunk.take());
         let storing: std::collections::HashSet<EntryId> = writes
             .iter()
             .filter_map(|w| match w {
@@ -406,12 +406,11 @@ impl SledStore {
             .collect();
         let mut planned: std::collections::BTreeMap<EntryId, Vec<String>> = Default::default();
         let mut attached = Vec::with_capacity(attachments.len());
-        let mut attaching = Writes::default();
+        let mut batch = Writes::default();
         for item in attachments {
-            attached.push(self.plan_attachment(item, &storing, &mut planned, &mut attaching)?);
+            attached.push(self.plan_attachment(item, &storing, &mut planned, &mut batch)?);
         }
-        attaching.append(batch);
-        let mut batch = attaching;
+        batch.append(entries);
         if writes.is_empty() && planned.values().all(Vec::is_empty) {
             return Ok((report, attached));
         }
@@ -599,20 +598,18 @@ impl Store for SledStore {
     fn range(&self, author: &FeedId, from: Seq, limit: usize) -> Result<Vec<Entry>> {
         let from = from.max(Seq::FIRST);
         // Up to the head only: a commit writes the head last (see `ingest_locked`).
-        let Some(head) = Tables::head(self, author)? else {
-            return Ok(Vec::new());
+        let head = match Tables::head(self, author)? {
+            Some(head) if from <= head.seq => head.seq,
+            _ => return Ok(Vec::new()),
         };
-        let limit = usize::try_from(head.seq.get().saturating_sub(from.get()).saturating_add(1))
+        let limit = usize::try_from(head.get() - from.get() + 1)
             .unwrap_or(usize::MAX)
             .min(limit);
-        if from > head.seq {
-            return Ok(Vec::new());
-        }
         let start = match self.chunk_holding(author, from)? {
             Some((first, _)) => chunk_key(author, first),
             None => chunk_key(author, from),
         };
-        let end = chunk_key(author, Seq::MAX);
+        let end = chunk_key(author, head);
         let mut entries = Vec::new();
         for item in self.db.range(start..=end) {
             if entries.len() >= limit {
