@@ -404,47 +404,51 @@ async fn store_writer(
                 StoreWrite::Barrier(done) => barriers.push(done),
             }
         }
-        if learned.is_empty() {
-            for done in barriers {
-                let _ = done.send(());
-            }
-            continue;
-        }
-        let store = Arc::clone(&store);
-        let written = calls
-            .run(move || {
-                let wallets: BTreeSet<FeedId> = learned.iter().map(|c| c.entry.author()).collect();
-                // The actor verified each of them (entry signature and payload) before learning
-                // or voting for it.
-                let batch = VerifiedBatch::already_verified(
-                    learned.iter().map(|c| c.entry.clone()).collect(),
-                );
-                let (report, _) =
-                    certified::offer_certified(store.as_ref(), batch, &learned, false)?;
-                let mut heads = Vec::with_capacity(wallets.len());
-                for wallet in wallets {
-                    if let Some(head) = store.head(&wallet)? {
-                        heads.push((wallet, head.seq.get()));
-                    }
-                }
-                Ok::<_, Error>((report, heads))
-            })
-            .await;
-        match written {
-            Ok(Ok((report, heads))) => {
-                if report.refused() > 0 {
-                    tracing::debug!(refused = report.refused(), "the feed store refused entries");
-                }
-                for (wallet, head) in heads {
-                    let _ = events.send(NotaryEvent::Stored { wallet, head });
-                }
-            }
-            Ok(Err(err)) => tracing::warn!(%err, "writing the notary's feed store failed"),
-            Err(err) => tracing::warn!(%err, "writing the notary's feed store failed"),
+        if !learned.is_empty() {
+            write_learned(&store, calls, learned, &events).await;
         }
         for done in barriers {
             let _ = done.send(());
         }
+    }
+}
+
+/// Writes learned entries to the feed store in one commit (no flush) and tells the node.
+async fn write_learned(
+    store: &Arc<dyn Store>,
+    calls: StoreCalls,
+    learned: Vec<CertifiedEntry>,
+    events: &broadcast::Sender<NotaryEvent>,
+) {
+    let store = Arc::clone(store);
+    let written = calls
+        .run(move || {
+            let wallets: BTreeSet<FeedId> = learned.iter().map(|c| c.entry.author()).collect();
+            // The actor verified each of them (entry signature and payload) before learning
+            // or voting for it.
+            let batch =
+                VerifiedBatch::already_verified(learned.iter().map(|c| c.entry.clone()).collect());
+            let (report, _) = certified::offer_certified(store.as_ref(), batch, &learned, false)?;
+            let mut heads = Vec::with_capacity(wallets.len());
+            for wallet in wallets {
+                if let Some(head) = store.head(&wallet)? {
+                    heads.push((wallet, head.seq.get()));
+                }
+            }
+            Ok::<_, Error>((report, heads))
+        })
+        .await;
+    match written {
+        Ok(Ok((report, heads))) => {
+            if report.refused() > 0 {
+                tracing::debug!(refused = report.refused(), "the feed store refused entries");
+            }
+            for (wallet, head) in heads {
+                let _ = events.send(NotaryEvent::Stored { wallet, head });
+            }
+        }
+        Ok(Err(err)) => tracing::warn!(%err, "writing the notary's feed store failed"),
+        Err(err) => tracing::warn!(%err, "writing the notary's feed store failed"),
     }
 }
 
