@@ -82,11 +82,6 @@ impl Writes {
         self.bytes = self.bytes.saturating_add(other.bytes);
         self.ops.extend(other.ops);
     }
-
-    /// True if there are no writes.
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
 }
 
 /// Where a commit is (see [`DurableDb::commit_observed`]).
