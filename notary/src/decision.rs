@@ -241,6 +241,14 @@ impl NotaryState {
         }
     }
 
+    /// True if this notary holds `subject` as its vote for that slot.
+    pub fn holds_vote(&self, subject: &VoteSubject) -> bool {
+        self.wallets
+            .get(&subject.wallet)
+            .and_then(|view| view.votes.get(&subject.seq.get()))
+            == Some(&subject.entry)
+    }
+
     /// Notes that `wallet` has a certified entry at `seq` somewhere (amnesia guard input).
     pub fn heard_of(&mut self, wallet: FeedId, seq: u64) {
         let view = self.view(wallet);

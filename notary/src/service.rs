@@ -239,6 +239,12 @@ impl NotaryHandle {
         self.link().wallets().await
     }
 
+    /// Jobs (requests, learn calls) queued for the notary's actor and not yet taken into a
+    /// batch.
+    pub fn queued_jobs(&self) -> usize {
+        JOB_QUEUE_CAPACITY - self.jobs.capacity()
+    }
+
     /// A [`NotaryLink`] to this notary.
     pub fn link(&self) -> NotaryLink {
         NotaryLink {
@@ -482,6 +488,9 @@ impl Actor {
 
     async fn process(&mut self, batch: Vec<Job>) {
         let mut to_persist: Vec<(VoteSubject, Entry, oneshot::Sender<Response>)> = Vec::new();
+        // Signed answers about a vote that may have been decided in this very batch (the same
+        // vote again, or `Locked` carrying it): they wait until the batch's votes are durable.
+        let mut to_sign: Vec<(Signed, oneshot::Sender<Response>)> = Vec::new();
         let mut learned: Vec<CertifiedEntry> = Vec::new();
         let mut fetches = Vec::new();
         for job in batch {
@@ -491,6 +500,7 @@ impl Actor {
                         Decided::Persist(subject, entry) => {
                             to_persist.push((subject, entry, reply));
                         }
+                        Decided::Sign(signed) => to_sign.push((signed, reply)),
                         Decided::Answer(response) => {
                             let _ = reply.send(response);
                         }
@@ -513,39 +523,30 @@ impl Actor {
             }
         }
         // Persist before sign: the batch's new votes (with their entries) in one durable commit.
-        if !to_persist.is_empty() {
-            let records: Vec<VoteRecord> = to_persist
-                .iter()
-                .map(|(subject, entry, _)| VoteRecord::new(*subject, entry.clone()))
-                .collect();
-            let votes = Arc::clone(&self.votes);
-            let hook = Arc::clone(&self.hook);
-            let recorded = self
-                .calls
-                .run(move || votes.record(&records, hook.as_ref()))
-                .await;
-            let failure = match recorded {
-                Ok(Ok(())) => None,
-                Ok(Err(err)) => Some(err.to_string()),
-                Err(err) => Some(err.to_string()),
-            };
-            match failure {
-                None => {
-                    for (subject, _, reply) in to_persist {
-                        let _ = reply.send(Response::Vote(self.sign(&subject)));
-                    }
-                }
-                Some(reason) => {
-                    tracing::error!(%reason, "recording votes failed: refusing");
-                    for (subject, _, reply) in to_persist {
-                        // Not durable, so not a vote: the slot must not answer `Again` later.
-                        self.state.forget_vote(&subject);
-                        let _ = reply.send(Response::Refusal(Refusal::Unavailable {
-                            reason: format!("the vote store failed: {reason}"),
-                        }));
-                    }
+        let persisted = self.persist(&to_persist).await;
+        match &persisted {
+            Ok(()) => {
+                for (subject, _, reply) in to_persist {
+                    let _ = reply.send(Response::Vote(self.sign(&subject)));
                 }
             }
+            Err(reason) => {
+                tracing::error!(%reason, "recording votes failed: refusing");
+                for (subject, _, reply) in to_persist {
+                    // Not durable, so not a vote: the slot must not answer `Again` later.
+                    self.state.forget_vote(&subject);
+                    let _ = reply.send(unavailable(reason));
+                }
+            }
+        }
+        // Every vote the state holds is durable now. A signed answer about a vote of this batch
+        // whose write failed finds it forgotten: it was never a vote, and nothing is signed.
+        for (signed, reply) in to_sign {
+            let response = match &persisted {
+                Err(reason) if !self.state.holds_vote(signed.subject()) => unavailable(reason),
+                _ => signed.answer(&self.keypair),
+            };
+            let _ = reply.send(response);
         }
         if !learned.is_empty()
             && let Some(writes) = &self.writes
@@ -554,6 +555,32 @@ impl Actor {
         }
         for (wallet, from, limit, reply) in fetches {
             self.fetch(wallet, from, limit, reply).await;
+        }
+    }
+
+    /// Records `to_persist`'s votes (with their entries) in one durable commit; the error's
+    /// text on failure.
+    async fn persist(
+        &self,
+        to_persist: &[(VoteSubject, Entry, oneshot::Sender<Response>)],
+    ) -> std::result::Result<(), String> {
+        if to_persist.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<VoteRecord> = to_persist
+            .iter()
+            .map(|(subject, entry, _)| VoteRecord::new(*subject, entry.clone()))
+            .collect();
+        let votes = Arc::clone(&self.votes);
+        let hook = Arc::clone(&self.hook);
+        match self
+            .calls
+            .run(move || votes.record(&records, hook.as_ref()))
+            .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(err) => Err(err.to_string()),
         }
     }
 
@@ -658,16 +685,12 @@ impl Actor {
         );
         match decision {
             Decision::Vote(subject) => Decided::Persist(subject, entry),
-            Decision::Again(subject) => Decided::Answer(Response::Vote(self.sign(&subject))),
+            Decision::Again(subject) => Decided::Sign(Signed::Again(subject)),
             Decision::Refuse {
-                mut refusal,
-                existing,
-            } => {
-                if let (Refusal::Locked { vote, .. }, Some(existing)) = (&mut refusal, existing) {
-                    *vote = Some(self.sign(&existing));
-                }
-                Decided::Answer(Response::Refusal(refusal))
-            }
+                refusal: refusal @ Refusal::Locked { .. },
+                existing: Some(existing),
+            } => Decided::Sign(Signed::Locked { refusal, existing }),
+            Decision::Refuse { refusal, .. } => Decided::Answer(Response::Refusal(refusal)),
         }
     }
 
@@ -708,6 +731,57 @@ impl Actor {
 }
 
 enum Decided {
+    /// A new vote: record it durably, then sign it.
     Persist(VoteSubject, Entry),
+    /// An answer carrying the signature of an existing vote: sent once that vote is durable.
+    Sign(Signed),
+    /// An answer that carries no signature.
     Answer(Response),
+}
+
+/// An answer that carries a signed vote the notary already decided (maybe earlier in the same
+/// batch, and so not durable yet).
+enum Signed {
+    /// The same vote again, for the same entry.
+    Again(VoteSubject),
+    /// `Locked`, carrying the vote that locks the slot.
+    Locked {
+        refusal: Refusal,
+        existing: VoteSubject,
+    },
+}
+
+impl Signed {
+    /// The vote the answer carries.
+    fn subject(&self) -> &VoteSubject {
+        match self {
+            Signed::Again(subject)
+            | Signed::Locked {
+                existing: subject, ..
+            } => subject,
+        }
+    }
+
+    /// The answer, signed by `keypair`.
+    fn answer(self, keypair: &Keypair) -> Response {
+        match self {
+            Signed::Again(subject) => Response::Vote(Vote::sign(keypair, &subject)),
+            Signed::Locked {
+                mut refusal,
+                existing,
+            } => {
+                if let Refusal::Locked { vote, .. } = &mut refusal {
+                    *vote = Some(Vote::sign(keypair, &existing));
+                }
+                Response::Refusal(refusal)
+            }
+        }
+    }
+}
+
+/// The refusal sent when the vote store failed.
+fn unavailable(reason: &str) -> Response {
+    Response::Refusal(Refusal::Unavailable {
+        reason: format!("the vote store failed: {reason}"),
+    })
 }

@@ -492,3 +492,169 @@ fn a_made_up_seq_in_a_prefix_changes_nothing() {
     ));
     assert_eq!(state.wallet(&setup.id()).unwrap().heard, 1);
 }
+
+/// What [`GatedVotes`] does from its second record on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AfterGate {
+    /// The disk fails.
+    Fail,
+    /// The process dies after writing (modelled by never coming back from the write).
+    DieAfterWrite,
+}
+
+/// A vote store that holds its first record until released (so that the requests sent
+/// meanwhile are decided together in the next batch), then behaves as `after` says.
+struct GatedVotes {
+    calls: std::sync::atomic::AtomicUsize,
+    entered: std::sync::Mutex<std::sync::mpsc::Sender<usize>>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    after: AfterGate,
+    inner: scrip_notary::MemoryVoteStore,
+}
+
+impl scrip_notary::VoteStore for GatedVotes {
+    fn record(
+        &self,
+        votes: &[scrip_notary::VoteRecord],
+        hook: &scrip_notary::votes::StepHook,
+    ) -> scrip_notary::Result<()> {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.entered.lock().unwrap().send(call);
+        if call == 0 {
+            let _ = self.release.lock().unwrap().recv();
+            return self.inner.record(votes, hook);
+        }
+        match self.after {
+            AfterGate::Fail => Err(scrip_notary::Error::Wallet("disk failure (test)".into())),
+            AfterGate::DieAfterWrite => {
+                self.inner.record(votes, hook)?;
+                // Written and flushed, but the process never gets further.
+                let _ = self.release.lock().unwrap().recv();
+                Err(scrip_notary::Error::Wallet("killed (test)".into()))
+            }
+        }
+    }
+
+    fn load(&self) -> scrip_notary::Result<Vec<scrip_ledger::VoteSubject>> {
+        self.inner.load()
+    }
+
+    fn voted_entry(
+        &self,
+        wallet: &scrip_feed::FeedId,
+        seq: scrip_feed::Seq,
+    ) -> scrip_notary::Result<Option<scrip_feed::Entry>> {
+        self.inner.voted_entry(wallet, seq)
+    }
+}
+
+/// Two proposals for one slot decided in one batch — the same entry twice and a conflicting
+/// one — while the batch's write fails or the process dies in it. Returns the answers that
+/// left the notary (none may carry a signature before the vote is durable).
+async fn one_batch_for_one_slot(after: AfterGate) -> Vec<Option<scrip_notary::wire::Response>> {
+    use scrip_notary::wire::{Proposal, Request};
+    use scrip_notary::{Notary, NotaryConfig, VoteStore};
+    let setup = setup(4);
+    let other = CertifiedWallet::new(key(3), (0..4).map(|i| key(100 + i)).collect());
+    let store: Arc<dyn scrip_feed::Store> = Arc::new(scrip_feed::MemoryStore::new());
+    scrip_notary::certified::store_certified(store.as_ref(), &setup.log).unwrap();
+    scrip_notary::certified::store_certified(store.as_ref(), &other.log).unwrap();
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let votes = Arc::new(GatedVotes {
+        calls: std::sync::atomic::AtomicUsize::new(0),
+        entered: std::sync::Mutex::new(entered_tx),
+        release: std::sync::Mutex::new(release_rx),
+        after,
+        inner: scrip_notary::MemoryVoteStore::new(),
+    });
+    let notary = Arc::new(
+        Notary::spawn(
+            Arc::clone(&setup.notaries[0]),
+            store,
+            Arc::clone(&votes) as Arc<dyn VoteStore>,
+            scrip_replicate::Tcp,
+            NotaryConfig::default(),
+            Arc::new(|_| {}),
+        )
+        .await
+        .unwrap(),
+    );
+    let propose = |entry: &Entry| {
+        Request::Propose(Proposal {
+            header: entry.header_bytes().to_vec(),
+            payload: entry.payload().unwrap().to_vec(),
+            prefix: vec![],
+        })
+    };
+    let ask = |request: Request| {
+        let notary = Arc::clone(&notary);
+        tokio::spawn(async move { notary.ask(request).await.unwrap() })
+    };
+    let entered = Arc::new(std::sync::Mutex::new(entered));
+    let wait_entered = || {
+        let entered = Arc::clone(&entered);
+        tokio::task::spawn_blocking(move || entered.lock().unwrap().recv().unwrap())
+    };
+    // Batch 1 (another wallet) is held in its write...
+    let first = ask(propose(&other.order(5)));
+    assert_eq!(wait_entered().await.unwrap(), 0);
+    // ...while A, A again and B (same slot) queue up, so that they are decided together.
+    let (a, b) = (setup.order(10), setup.order(20));
+    let asks = vec![ask(propose(&a)), ask(propose(&a)), ask(propose(&b))];
+    while notary.queued_jobs() < 3 {
+        tokio::task::yield_now().await;
+    }
+    release.send(()).unwrap();
+    assert!(first.await.is_ok());
+    assert_eq!(
+        wait_entered().await.unwrap(),
+        1,
+        "the second batch is written"
+    );
+    let mut answers = Vec::new();
+    if after == AfterGate::DieAfterWrite {
+        // The batch is written and the process "dies" there: whatever left it left before.
+        for _ in 0..64 {
+            tokio::task::yield_now().await;
+        }
+        for ask in asks {
+            answers.push(if ask.is_finished() {
+                Some(ask.await.unwrap())
+            } else {
+                ask.abort();
+                None
+            });
+        }
+        release.send(()).unwrap();
+    } else {
+        for ask in asks {
+            answers.push(Some(ask.await.unwrap()));
+        }
+        assert!(
+            votes.load().unwrap().iter().all(|v| v.wallet != setup.id()),
+            "nothing of the failed batch is recorded"
+        );
+    }
+    answers
+}
+
+#[tokio::test]
+async fn no_signed_answer_leaves_a_batch_whose_vote_write_fails() {
+    use scrip_notary::wire::Response;
+    for answer in one_batch_for_one_slot(AfterGate::Fail).await {
+        match answer {
+            Some(Response::Refusal(Refusal::Unavailable { .. })) => {}
+            other => panic!("a vote that is not durable must not be signed: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_signed_answer_leaves_a_batch_before_its_votes_are_flushed() {
+    let answers = one_batch_for_one_slot(AfterGate::DieAfterWrite).await;
+    assert!(
+        answers.iter().all(Option::is_none),
+        "an answer left the notary before its vote was durable: {answers:?}"
+    );
+}

@@ -19,7 +19,7 @@ use scrip_feed::{Entry, SledOptions, SledStore, Store};
 use scrip_ledger::verify::subject_of;
 use scrip_notary::certified::to_bytes;
 use scrip_notary::wire::{self, Proposal, Request, Response};
-use scrip_notary::{Notary, NotaryConfig, Refusal, SledVoteStore, Step};
+use scrip_notary::{Notary, NotaryConfig, Refusal, SledVoteStore, Step, VoteStore};
 use scrip_replicate::transport::{self, LocalIdentity};
 use scrip_replicate::{Tcp, TransportConfig};
 
@@ -44,10 +44,20 @@ fn notary_child() {
     runtime.block_on(async move {
         let store: Arc<dyn Store> =
             Arc::new(SledStore::open(dir.join("feed"), SledOptions::default()).unwrap());
-        let votes = Arc::new(SledVoteStore::open(&dir.join("votes")).unwrap());
+        let hold = std::env::var_os("SCRIP_NOTARY_CHILD_HOLD").is_some();
+        let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let votes = Arc::new(HeldVotes {
+            inner: SledVoteStore::open(&dir.join("votes")).unwrap(),
+            hold,
+            held: Arc::clone(&held),
+            queued: Arc::clone(&queued),
+        });
+        // With a hold, the steps of the first (held) batch pass: only the next one pauses.
         let hook = move |step: Step| {
             let name = format!("{step:?}");
-            if pause_at.as_deref() == Some(name.as_str()) {
+            let armed = !hold || held.load(std::sync::atomic::Ordering::SeqCst);
+            if armed && pause_at.as_deref() == Some(name.as_str()) {
                 println!("paused {name}");
                 std::io::stdout().flush().unwrap();
                 loop {
@@ -70,8 +80,58 @@ fn notary_child() {
         .unwrap();
         println!("listening {}", handle.address());
         std::io::stdout().flush().unwrap();
-        std::future::pending::<()>().await;
+        loop {
+            queued.store(handle.queued_jobs(), std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     });
+}
+
+/// The child's vote store: with a hold, its first record waits (saying "holding") until three
+/// more jobs are queued and the parent says "go" on stdin, so that they are decided together in
+/// the next batch.
+struct HeldVotes {
+    inner: SledVoteStore,
+    hold: bool,
+    held: Arc<std::sync::atomic::AtomicBool>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl VoteStore for HeldVotes {
+    fn record(
+        &self,
+        votes: &[scrip_notary::VoteRecord],
+        hook: &scrip_notary::votes::StepHook,
+    ) -> scrip_notary::Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.hold && !self.held.load(Ordering::SeqCst) {
+            println!("holding");
+            std::io::stdout().flush().unwrap();
+            while self.queued.load(Ordering::SeqCst) < 3 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            println!("queued 3");
+            std::io::stdout().flush().unwrap();
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).unwrap();
+            let recorded = self.inner.record(votes, &|_| {});
+            self.held.store(true, Ordering::SeqCst);
+            return recorded;
+        }
+        self.inner.record(votes, hook)
+    }
+
+    fn load(&self) -> scrip_notary::Result<Vec<scrip_ledger::VoteSubject>> {
+        self.inner.load()
+    }
+
+    fn voted_entry(
+        &self,
+        wallet: &scrip_feed::FeedId,
+        seq: scrip_feed::Seq,
+    ) -> scrip_notary::Result<Option<Entry>> {
+        self.inner.voted_entry(wallet, seq)
+    }
 }
 
 struct ChildNotary {
@@ -80,6 +140,15 @@ struct ChildNotary {
 }
 
 fn spawn_child(dir: &std::path::Path, listen: &str, pause: Option<&str>) -> ChildNotary {
+    spawn_child_with(dir, listen, pause, false)
+}
+
+fn spawn_child_with(
+    dir: &std::path::Path,
+    listen: &str,
+    pause: Option<&str>,
+    hold: bool,
+) -> ChildNotary {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args([
@@ -91,8 +160,12 @@ fn spawn_child(dir: &std::path::Path, listen: &str, pause: Option<&str>) -> Chil
         ])
         .env(CHILD_DIR, dir)
         .env("SCRIP_NOTARY_CHILD_LISTEN", listen)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
+    if hold {
+        command.env("SCRIP_NOTARY_CHILD_HOLD", "1");
+    }
     if let Some(step) = pause {
         command.env("SCRIP_NOTARY_CHILD_PAUSE", step);
     }
@@ -124,6 +197,12 @@ impl ChildNotary {
                 return line[at..].to_string();
             }
         }
+    }
+
+    fn say(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
     }
 
     fn kill(mut self) {
@@ -265,5 +344,51 @@ async fn a_notary_killed_after_the_flush_before_the_reply_keeps_its_vote() {
             matches!(b_refusal, Some(Refusal::Locked { .. })),
             "{b_refusal:?}"
         );
+    }
+}
+
+/// A batch holding the same proposal twice (the second is answered with the same vote) and a
+/// conflicting one (answered `Locked` with the vote): the notary is killed at `step` of that
+/// batch. No answer may have left it, since each carries a vote that is not durable yet.
+async fn one_batch_round(step: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let world = world();
+    let other = CertifiedWallet::new(key(3), (0..4).map(|i| key(NOTARY_SEED + i)).collect());
+    let (a, b) = (world.order(10), world.order(20));
+    let address = free_port();
+    let mut child = spawn_child_with(dir.path(), &address, Some(step), true);
+    let send = |request: Request| {
+        let address = address.clone();
+        tokio::spawn(async move { ask(&address, &request, Duration::from_secs(30)).await })
+    };
+    // The first batch (another wallet's order) is held in its write...
+    let first = send(other.propose(&other.order(5)));
+    child.wait_for("holding");
+    // ...while A, A again and B queue up behind it.
+    let answers = vec![
+        send(world.propose(&a)),
+        send(world.propose(&a)),
+        send(world.propose(&b)),
+    ];
+    child.wait_for("queued 3");
+    child.say("go");
+    assert!(matches!(first.await.unwrap(), Some(Response::Vote(_))));
+    let paused = child.wait_for("paused");
+    assert_eq!(paused, format!("paused {step}"));
+    child.kill();
+    for answer in answers {
+        let answer = answer.await.unwrap();
+        assert!(
+            answer.is_none(),
+            "an answer left before its vote was durable: {answer:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notary_killed_in_a_batch_with_two_proposals_for_one_slot_sent_no_vote() {
+    for _ in 0..rounds() {
+        one_batch_round("Written").await;
+        one_batch_round("Flushed").await;
     }
 }
