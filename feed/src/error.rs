@@ -29,6 +29,9 @@ pub enum ForkProofDefect {
     /// The halves are not in canonical order (first id < second id).
     #[error("the headers are not in canonical order")]
     NotCanonicalOrder,
+    /// A half's evidence is not sorted by kind, or names a kind twice.
+    #[error("a half's evidence is not sorted by kind, or names a kind twice")]
+    EvidenceOrder,
 }
 
 /// Everything that can go wrong in the feed crate.
@@ -330,6 +333,7 @@ impl Error {
                 ForkProofDefect::DifferentAuthors => "fork-proof-different-authors",
                 ForkProofDefect::DifferentSeqs { .. } => "fork-proof-different-seqs",
                 ForkProofDefect::NotCanonicalOrder => "fork-proof-order",
+                ForkProofDefect::EvidenceOrder => "fork-proof-evidence-order",
             },
             Error::Fork { .. } => "fork",
             Error::UnknownEntry { .. } => "unknown-entry",

@@ -37,6 +37,7 @@ on_both_stores!(
     bad_signature_is_refused,
     bad_payload_is_refused,
     fork_is_proven_stored_and_freezes_the_feed,
+    a_fork_proof_carries_both_halves_attachments_as_evidence,
     gossiped_fork_proof_freezes_at_the_fork_point,
     ingest_validates_across_a_shuffled_batch,
     payloads_can_be_dropped_and_kept,
@@ -178,6 +179,47 @@ fn fork_is_proven_stored_and_freezes_the_feed(store: &dyn Store) {
     );
     assert_eq!(store.append(entries[2].clone()), Ok(Appended::Duplicate));
     assert_eq!(store.add_fork_proof(&proof), Ok(false));
+}
+
+fn a_fork_proof_carries_both_halves_attachments_as_evidence(store: &dyn Store) {
+    use scrip_feed::Attachment;
+    use scrip_feed::store::VerifiedBatch;
+    let alice = key(1);
+    let entries = chain(&alice, 2);
+    let att = |entry: &Entry, bytes: Vec<u8>| Attachment {
+        entry: entry.id(),
+        kind: "test/evidence".into(),
+        bytes,
+    };
+    store
+        .ingest_with_attachments(
+            VerifiedBatch::new(entries.clone()),
+            vec![att(&entries[1], vec![1])],
+        )
+        .unwrap();
+    let rival = Entry::create(
+        &alice,
+        Some(entries[0].head()),
+        Timestamp::from_millis(1),
+        post("rival"),
+    )
+    .unwrap();
+    let (report, _) = store
+        .ingest_with_attachments(
+            VerifiedBatch::new(vec![rival.clone()]),
+            vec![att(&rival, vec![2])],
+        )
+        .unwrap();
+    assert!(matches!(report.outcomes[0], Err(Error::Fork { .. })));
+    let proof = store.fork_proof(&alice.id()).unwrap().unwrap();
+    let evidence = |bytes: Vec<u8>| vec![("test/evidence".to_owned(), bytes)];
+    assert_eq!(
+        proof,
+        ForkProof::with_evidence(&entries[1], evidence(vec![1]), &rival, evidence(vec![2]))
+            .unwrap()
+    );
+    // What is kept is what is sent: the proof decodes with its evidence.
+    assert_eq!(ForkProof::decode(&proof.encode()).unwrap(), proof);
 }
 
 fn gossiped_fork_proof_freezes_at_the_fork_point(store: &dyn Store) {

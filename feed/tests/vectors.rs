@@ -124,6 +124,21 @@ fn generate() -> Value {
     let last = bad_sig.len() - 1;
     bad_sig[last] ^= 1;
     let bad_sig = Entry::decode(&bad_sig, None).unwrap();
+    let wire_v2 = |a: &Entry, b: &Entry, ea: &[(&str, &[u8])], eb: &[(&str, &[u8])]| {
+        let list = |e: &[(&str, &[u8])]| -> Vec<(String, Vec<u8>)> {
+            e.iter()
+                .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
+                .collect()
+        };
+        postcard::to_stdvec(&(
+            2u8,
+            a.header_bytes().to_vec(),
+            b.header_bytes().to_vec(),
+            list(ea),
+            list(eb),
+        ))
+        .unwrap()
+    };
     let ordered = |a: &Entry, b: &Entry| {
         if a.id() <= b.id() {
             wire(a, b)
@@ -137,7 +152,18 @@ fn generate() -> Value {
         json!({"name": "different-seqs", "hex": hex::encode(ordered(&feed[0], &feed[1])), "error": "fork-proof-different-seqs"}),
         json!({"name": "bad-signature", "hex": hex::encode(ordered(first, &bad_sig)), "error": "bad-signature"}),
         json!({"name": "out-of-order", "hex": hex::encode(wire(second, first)), "error": "fork-proof-order"}),
+        json!({"name": "version-2-without-evidence", "hex": hex::encode(wire_v2(first, second, &[], &[])), "error": "non-canonical"}),
+        json!({"name": "evidence-kind-twice", "hex": hex::encode(wire_v2(first, second, &[("k", &[1]), ("k", &[2])], &[])), "error": "fork-proof-evidence-order"}),
+        json!({"name": "evidence-unsorted", "hex": hex::encode(wire_v2(first, second, &[("b", &[1]), ("a", &[2])], &[])), "error": "fork-proof-evidence-order"}),
+        json!({"name": "evidence-too-large", "hex": hex::encode(wire_v2(first, second, &[("a", &[0; 4096]), ("b", &[0; 4097])], &[])), "error": "too-large"}),
     ];
+    let with_evidence = ForkProof::with_evidence(
+        first,
+        vec![("scrip/certificate".to_owned(), vec![1, 2, 3])],
+        second,
+        vec![("scrip/certificate".to_owned(), vec![4, 5])],
+    )
+    .unwrap();
 
     json!({
         "format": "scrip feed test vectors v1",
@@ -159,6 +185,13 @@ fn generate() -> Value {
             "author": alice.id().to_string(),
             "seq": 2,
             "hex": hex::encode(proof.encode()),
+        },
+        "fork_proof_with_evidence": {
+            "author": alice.id().to_string(),
+            "seq": 2,
+            "first_evidence": [["scrip/certificate", "010203"]],
+            "second_evidence": [["scrip/certificate", "0405"]],
+            "hex": hex::encode(with_evidence.encode()),
         },
         "invalid_fork_proofs": bad_proofs,
         "invalid_entries": invalid,
@@ -305,6 +338,18 @@ fn replay_fork_proofs() {
         vectors["fork_proof"]["seq"].as_u64().unwrap()
     );
     assert_eq!(proof.encode(), hex_of(&vectors["fork_proof"]["hex"]));
+    let with = &vectors["fork_proof_with_evidence"];
+    let proof = ForkProof::decode(&hex_of(&with["hex"])).unwrap();
+    assert_eq!(proof.encode(), hex_of(&with["hex"]));
+    for ((_, evidence), name) in proof.halves().into_iter().zip(["first_evidence", "second_evidence"]) {
+        let expected: Vec<(String, Vec<u8>)> = with[name]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| (pair[0].as_str().unwrap().to_owned(), hex_of(&pair[1])))
+            .collect();
+        assert_eq!(evidence, &expected, "{name}");
+    }
     for v in vectors["invalid_fork_proofs"].as_array().unwrap() {
         let err = ForkProof::decode(&hex_of(&v["hex"])).unwrap_err();
         assert_eq!(err.code(), v["error"].as_str().unwrap(), "{}", v["name"]);

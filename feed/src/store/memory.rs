@@ -42,8 +42,12 @@ impl MemoryStore {
         self.tables.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn ingest_locked(tables: &mut MemTables, batch: VerifiedBatch) -> Result<IngestReport> {
-        let Plan { writes, report } = plan_ingest(&*tables, batch)?;
+    fn ingest_locked(
+        tables: &mut MemTables,
+        batch: VerifiedBatch,
+        incoming: &[Attachment],
+    ) -> Result<IngestReport> {
+        let Plan { writes, report } = plan_ingest(&*tables, batch, incoming)?;
         for write in writes {
             match write {
                 Write::Entry(mut entry) => {
@@ -118,6 +122,15 @@ impl Tables for MemTables {
         Ok(self.forks.get(author).cloned())
     }
 
+    fn attachments_of(&self, id: &EntryId) -> Result<crate::fork::Evidence> {
+        Ok(self
+            .attachments
+            .range((*id, String::new())..)
+            .take_while(|((entry, _), _)| entry == id)
+            .map(|((_, kind), bytes)| (kind.clone(), bytes.clone()))
+            .collect())
+    }
+
     fn payload_policy(&self, author: &FeedId) -> Result<PayloadPolicy> {
         Ok(if self.dropping.contains(author) {
             PayloadPolicy::Drop
@@ -129,7 +142,7 @@ impl Tables for MemTables {
 
 impl Store for MemoryStore {
     fn ingest_verified(&self, batch: VerifiedBatch) -> Result<IngestReport> {
-        MemoryStore::ingest_locked(&mut self.lock(), batch)
+        MemoryStore::ingest_locked(&mut self.lock(), batch, &[])
     }
 
     fn publish(&self, keypair: &Keypair, timestamp: Timestamp, payload: Vec<u8>) -> Result<Entry> {
@@ -137,7 +150,7 @@ impl Store for MemoryStore {
         let head = tables.head(&keypair.id())?;
         let entry = Entry::create(keypair, head, timestamp, payload)?;
         let mut report =
-            MemoryStore::ingest_locked(&mut tables, VerifiedBatch::new(vec![entry.clone()]))?;
+            MemoryStore::ingest_locked(&mut tables, VerifiedBatch::new(vec![entry.clone()]), &[])?;
         match report.outcomes.pop() {
             Some(Ok(_)) => Ok(entry),
             Some(Err(err)) => Err(err),
@@ -226,7 +239,7 @@ impl Store for MemoryStore {
     ) -> Result<(IngestReport, Vec<Result<bool>>)> {
         // Under one lock: no reader sees the entries without their attachments.
         let mut tables = self.lock();
-        let report = MemoryStore::ingest_locked(&mut tables, batch)?;
+        let report = MemoryStore::ingest_locked(&mut tables, batch, &attachments)?;
         let attached = MemoryStore::attach_locked(&mut tables, attachments);
         Ok((report, attached))
     }
@@ -236,12 +249,6 @@ impl Store for MemoryStore {
     }
 
     fn attachments(&self, id: &EntryId) -> Result<Vec<(String, Vec<u8>)>> {
-        Ok(self
-            .lock()
-            .attachments
-            .range((*id, String::new())..)
-            .take_while(|((entry, _), _)| entry == id)
-            .map(|((_, kind), bytes)| (kind.clone(), bytes.clone()))
-            .collect())
+        self.lock().attachments_of(id)
     }
 }

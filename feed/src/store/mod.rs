@@ -50,7 +50,12 @@ pub struct Attachment {
 /// ([`Error::InvalidContent`]); the bytes are at most [`MAX_ATTACHMENT_BYTES`]
 /// ([`Error::TooLarge`]).
 pub fn check_attachment(attachment: &Attachment) -> Result<()> {
-    let kind = &attachment.kind;
+    check_attachment_parts(&attachment.kind, &attachment.bytes)
+}
+
+/// [`check_attachment`]'s rules for a kind and its bytes (also the rules of a fork proof's
+/// evidence).
+pub fn check_attachment_parts(kind: &str, bytes: &[u8]) -> Result<()> {
     let allowed = |c: char| {
         c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '/' | '.' | '_' | '-')
     };
@@ -60,11 +65,11 @@ pub fn check_attachment(attachment: &Attachment) -> Result<()> {
             reason: format!("must be 1 to {MAX_ATTACHMENT_KIND_BYTES} bytes of [a-z0-9/._-]"),
         });
     }
-    if attachment.bytes.len() > MAX_ATTACHMENT_BYTES {
+    if bytes.len() > MAX_ATTACHMENT_BYTES {
         return Err(Error::TooLarge {
             what: "attachment",
             max: MAX_ATTACHMENT_BYTES,
-            found: attachment.bytes.len(),
+            found: bytes.len(),
         });
     }
     Ok(())

@@ -10,10 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
-use super::{Appended, IngestReport, PayloadPolicy};
+use super::{Appended, Attachment, IngestReport, PayloadPolicy};
 use crate::entry::{Entry, Head, Seq};
 use crate::error::{Error, Result};
-use crate::fork::ForkProof;
+use crate::fork::{Evidence, ForkProof};
+use crate::hash::EntryId;
 use crate::identity::{AuthorKey, FeedId};
 use crate::validate::{validate_link, validate_stateless};
 
@@ -32,6 +33,8 @@ pub(crate) trait Tables {
     fn fork_proof(&self, author: &FeedId) -> Result<Option<ForkProof>>;
     /// Whether `author`'s payloads are kept.
     fn payload_policy(&self, author: &FeedId) -> Result<PayloadPolicy>;
+    /// The attachments of stored entry `id`, in kind order (a fork proof's evidence).
+    fn attachments_of(&self, id: &EntryId) -> Result<Evidence>;
 }
 
 /// A write the planner asks the store to apply.
@@ -195,7 +198,15 @@ impl FeedState {
 
 /// Decides the fate of every entry of a verified batch. Returns `Err` only when reading the
 /// tables fails.
-pub(crate) fn plan_ingest(tables: &impl Tables, batch: VerifiedBatch) -> Result<Plan> {
+///
+/// `incoming` are the attachments offered with the batch: a fork proof the planner builds
+/// carries each half's attachments as its evidence (`fork.rs`), the stored half's from the
+/// tables.
+pub(crate) fn plan_ingest(
+    tables: &impl Tables,
+    batch: VerifiedBatch,
+    incoming: &[Attachment],
+) -> Result<Plan> {
     let VerifiedBatch { entries, checked } = batch;
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_by_key(|&i| (entries[i].author(), entries[i].seq()));
@@ -219,7 +230,7 @@ pub(crate) fn plan_ingest(tables: &impl Tables, batch: VerifiedBatch) -> Result<
                 slot.insert(FeedState::load(tables, &author)?)
             }
         };
-        outcomes[i] = Some(decide(tables, state, entry, &mut writes)?);
+        outcomes[i] = Some(decide(tables, state, entry, incoming, &mut writes)?);
     }
 
     let outcomes = outcomes
@@ -240,6 +251,7 @@ fn decide(
     tables: &impl Tables,
     state: &mut FeedState,
     mut entry: Entry,
+    incoming: &[Attachment],
     writes: &mut Vec<Write>,
 ) -> Result<Result<Appended>> {
     let author = entry.author();
@@ -261,7 +273,28 @@ fn decide(
         if existing.id() == entry.id() {
             return Ok(Ok(Appended::Duplicate));
         }
-        let proof = match ForkProof::new(&existing, &entry) {
+        let offered = |id: &EntryId| -> Evidence {
+            incoming
+                .iter()
+                .filter(|a| a.entry == *id)
+                .map(|a| (a.kind.clone(), a.bytes.clone()))
+                .collect()
+        };
+        let existing_evidence = if state.planned.contains_key(&seq) {
+            offered(&existing.id())
+        } else {
+            tables.attachments_of(&existing.id())?
+        };
+        // With both halves' attachments as evidence (what a feed's rules may ask of a proof),
+        // or bare if they exceed a proof's bounds.
+        let proof = ForkProof::with_evidence(
+            &existing,
+            existing_evidence,
+            &entry,
+            offered(&entry.id()),
+        )
+        .or_else(|_| ForkProof::new(&existing, &entry));
+        let proof = match proof {
             Ok(proof) => proof,
             Err(err) => return Ok(Err(err)),
         };

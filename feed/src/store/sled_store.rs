@@ -361,7 +361,7 @@ impl SledStore {
         attachments: Vec<Attachment>,
         flush: Flush,
     ) -> Result<(IngestReport, Vec<Result<bool>>)> {
-        let Plan { writes, report } = plan_ingest(self, batch)?;
+        let Plan { writes, report } = plan_ingest(self, batch, &attachments)?;
         // Written in this order, so that a reader (who sees a feed only up to its head) never
         // sees an entry before its chunk, its attachments and its id: attachments, chunks and
         // fork proofs, the id index, then the heads.
@@ -510,6 +510,10 @@ impl Tables for SledStore {
 
     fn header_at(&self, author: &FeedId, seq: Seq) -> Result<Option<Entry>> {
         self.read_entry(author, seq, false)
+    }
+
+    fn attachments_of(&self, id: &EntryId) -> Result<crate::fork::Evidence> {
+        Store::attachments(self, id)
     }
 
     fn fork_proof(&self, author: &FeedId) -> Result<Option<ForkProof>> {
