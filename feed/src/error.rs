@@ -257,6 +257,15 @@ pub enum Error {
         /// The entry id.
         id: EntryId,
     },
+    /// The entry arrived without an attachment its feed requires (e.g. a wallet entry without
+    /// its notaries' certificate): it does not count, and is not stored.
+    #[error("entry {id} has no valid {kind} attachment, which its feed requires")]
+    MissingAttachment {
+        /// The entry id.
+        id: EntryId,
+        /// The kind required.
+        kind: String,
+    },
     /// An entry already has the most attachments allowed.
     #[error("entry {id} already has {max} attachments")]
     TooManyAttachments {
@@ -338,6 +347,7 @@ impl Error {
             Error::Fork { .. } => "fork",
             Error::UnknownEntry { .. } => "unknown-entry",
             Error::TooManyAttachments { .. } => "too-many-attachments",
+            Error::MissingAttachment { .. } => "missing-attachment",
             Error::Frozen { .. } => "frozen",
             Error::Io { .. } => "io",
             Error::Storage { .. } => "storage",

@@ -396,18 +396,33 @@ mod tests {
     fn a_proof_with_evidence_round_trips_and_keeps_each_half_its_own() {
         let key = Keypair::from_seed(&[4; 32]);
         let (a, b) = (entry(&key, b"a"), entry(&key, b"b"));
-        let ev = |tag: u8| vec![("z/kind".to_owned(), vec![tag]), ("a/kind".to_owned(), vec![tag])];
+        let ev = |tag: u8| {
+            vec![
+                ("z/kind".to_owned(), vec![tag]),
+                ("a/kind".to_owned(), vec![tag]),
+            ]
+        };
         let proof = ForkProof::with_evidence(&a, ev(1), &b, ev(2)).unwrap();
-        assert_eq!(proof, ForkProof::with_evidence(&b, ev(2), &a, ev(1)).unwrap());
+        assert_eq!(
+            proof,
+            ForkProof::with_evidence(&b, ev(2), &a, ev(1)).unwrap()
+        );
         for (entry, evidence) in proof.halves() {
             let tag = if entry.id() == a.id() { 1 } else { 2 };
-            assert_eq!(evidence[0], ("a/kind".to_owned(), vec![tag]), "sorted, own evidence");
+            assert_eq!(
+                evidence[0],
+                ("a/kind".to_owned(), vec![tag]),
+                "sorted, own evidence"
+            );
         }
         let bytes = proof.encode();
         assert_eq!(bytes[0], FORK_PROOF_EVIDENCE_VERSION);
         assert_eq!(ForkProof::decode(&bytes).unwrap(), proof);
         // Without evidence the proof is version 1, as before.
-        assert_eq!(ForkProof::new(&a, &b).unwrap().encode()[0], FORK_PROOF_VERSION);
+        assert_eq!(
+            ForkProof::new(&a, &b).unwrap().encode()[0],
+            FORK_PROOF_VERSION
+        );
     }
 
     #[test]
@@ -439,7 +454,11 @@ mod tests {
         let bad_kind = vec![("Upper".to_owned(), vec![0])];
         assert!(ForkProof::with_evidence(&a, bad_kind, &b, Vec::new()).is_err());
         // Version 2 without evidence is not canonical.
-        let (first, second) = ForkProof::new(&a, &b).unwrap().halves().map(|(e, _)| e.clone()).into();
+        let (first, second) = ForkProof::new(&a, &b)
+            .unwrap()
+            .halves()
+            .map(|(e, _)| e.clone())
+            .into();
         let bare_v2 = codec::encode(
             "fork proof",
             &ForkProofWireV2 {

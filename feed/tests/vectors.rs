@@ -341,7 +341,11 @@ fn replay_fork_proofs() {
     let with = &vectors["fork_proof_with_evidence"];
     let proof = ForkProof::decode(&hex_of(&with["hex"])).unwrap();
     assert_eq!(proof.encode(), hex_of(&with["hex"]));
-    for ((_, evidence), name) in proof.halves().into_iter().zip(["first_evidence", "second_evidence"]) {
+    for ((_, evidence), name) in proof
+        .halves()
+        .into_iter()
+        .zip(["first_evidence", "second_evidence"])
+    {
         let expected: Vec<(String, Vec<u8>)> = with[name]
             .as_array()
             .unwrap()

@@ -194,6 +194,20 @@ impl WalletEntry {
     }
 }
 
+/// The notary set a wallet's genesis names, if `entry` is one: the first entry of its feed, with
+/// a payload that is a wallet [`Genesis`]. This is what makes a feed a **wallet**: every entry of
+/// a feed whose first entry is a wallet genesis counts only with a certificate under that set
+/// (`docs/protocol/ledger.md` §1, `feed.md` §9).
+pub fn wallet_genesis(entry: &scrip_feed::Entry) -> Option<Genesis> {
+    if entry.seq() != Seq::FIRST {
+        return None;
+    }
+    match WalletEntry::from_payload(entry.payload()?) {
+        Ok(WalletEntry::Genesis(genesis)) => Some(genesis),
+        _ => None,
+    }
+}
+
 /// If `payload` is exactly the canonical encoding of `Content::App { kind: WALLET_KIND, bytes }`,
 /// returns `bytes` (borrowed); `None` otherwise (the slow path then reports what is wrong).
 fn wallet_bytes(payload: &[u8]) -> Option<&[u8]> {

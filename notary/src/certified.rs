@@ -8,7 +8,7 @@ use scrip_feed::store::VerifiedBatch;
 use scrip_feed::{Attachment, Entry, FeedId, IngestReport, Seq, Store};
 use scrip_ledger::certificate::CERTIFICATE_KIND;
 use scrip_ledger::verify::{VerifyAll, certify};
-use scrip_ledger::{Certificate, CertifiedBytes, CertifiedEntry, Citation, NotarySet, WalletEntry};
+use scrip_ledger::{Certificate, CertifiedBytes, CertifiedEntry, Citation, NotarySet};
 use scrip_replicate::AttachmentCheck;
 
 use crate::error::{Error, Result};
@@ -85,10 +85,7 @@ pub fn copy_certified(from: &dyn Store, to: &dyn Store, wallet: &FeedId) -> Resu
 
 /// The notary set a genesis entry names.
 fn genesis_set(genesis: &Entry) -> Option<NotarySet> {
-    match WalletEntry::from_payload(genesis.payload()?) {
-        Ok(WalletEntry::Genesis(g)) => NotarySet::new(&g.notaries).ok(),
-        _ => None,
-    }
+    scrip_ledger::content::wallet_genesis(genesis).and_then(|g| NotarySet::new(&g.notaries).ok())
 }
 
 /// Durably stores certified entries with their certificates, in one commit.
@@ -213,6 +210,36 @@ impl CertificateCheck {
     }
 }
 
+impl CertificateCheck {
+    /// The first entry of `entry`'s feed: from the store, else from the batch received with it
+    /// (the entry itself, if it is the first). A batch genesis the store then refuses (a fork)
+    /// takes its entries down with it: entries that do not link to the stored chain are refused.
+    fn first_entry(&self, entry: &Entry, batch: &[Entry]) -> Option<Entry> {
+        let author = entry.author();
+        if entry.seq() == Seq::FIRST {
+            return Some(entry.clone());
+        }
+        self.store
+            .get(&author, Seq::FIRST)
+            .ok()
+            .flatten()
+            .or_else(|| {
+                batch
+                    .iter()
+                    .find(|e| e.author() == author && e.seq() == Seq::FIRST)
+                    .cloned()
+            })
+    }
+}
+
+/// True if `evidence` holds a certificate of `entry` under `set`.
+fn certified_by(evidence: &scrip_feed::fork::Evidence, entry: &Entry, set: &NotarySet) -> bool {
+    evidence.iter().any(|(kind, bytes)| {
+        kind == CERTIFICATE_KIND
+            && Certificate::decode(bytes).is_ok_and(|c| certify(&c, set, entry, &VerifyAll).is_ok())
+    })
+}
+
 impl AttachmentCheck for CertificateCheck {
     fn accept(&self, entry: &Entry, kind: &str, bytes: &[u8], batch: &[Entry]) -> bool {
         if kind != CERTIFICATE_KIND {
@@ -221,20 +248,35 @@ impl AttachmentCheck for CertificateCheck {
         let Ok(certificate) = Certificate::decode(bytes) else {
             return false;
         };
-        // The set the wallet's genesis names (the genesis is certified by that set too): from
-        // the store, else from the genesis received in the same batch (the entry itself, if it
-        // is the genesis). A batch genesis the store then refuses (a fork) takes its entries'
-        // attachments down with it: entries that do not link to the stored chain are refused.
-        let author = entry.author();
-        let set = notary_set(self.store.as_ref(), &author)
-            .ok()
-            .flatten()
-            .or_else(|| {
-                batch
-                    .iter()
-                    .find(|e| e.author() == author && e.seq() == Seq::FIRST)
-                    .and_then(genesis_set)
-            });
-        set.is_some_and(|set| certify(&certificate, &set, entry, &VerifyAll).is_ok())
+        // Under the set the wallet's genesis names (the genesis is certified by that set too).
+        self.first_entry(entry, batch)
+            .as_ref()
+            .and_then(genesis_set)
+            .is_some_and(|set| certify(&certificate, &set, entry, &VerifyAll).is_ok())
+    }
+
+    /// Every entry of a wallet (a feed whose first entry is a wallet genesis) needs its
+    /// certificate: a proposal its notaries refused is not part of the wallet.
+    fn required(&self, entry: &Entry, batch: &[Entry]) -> Option<&'static str> {
+        self.first_entry(entry, batch)
+            .as_ref()
+            .and_then(scrip_ledger::content::wallet_genesis)
+            .map(|_| CERTIFICATE_KIND)
+    }
+
+    /// A wallet's fork proof counts only if both halves carry a certificate under the set of
+    /// the genesis held here: two certified entries for one slot (more than f faulty notaries).
+    /// A signed proposal next to the certified entry proves nothing.
+    fn proof_counts(&self, proof: &scrip_feed::ForkProof, first: &Entry) -> bool {
+        if scrip_ledger::content::wallet_genesis(first).is_none() {
+            return true;
+        }
+        let Some(set) = genesis_set(first) else {
+            return false;
+        };
+        proof
+            .halves()
+            .iter()
+            .all(|(entry, evidence)| certified_by(evidence, entry, &set))
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use scrip_feed::store::VerifiedBatch;
 use scrip_feed::{Entry, FeedId, Keypair, Store};
 use scrip_ledger::verify::{TrustSignatures, VerifyAll};
-use scrip_ledger::{CertifiedEntry, Vote, VoteSubject, WalletEntry};
+use scrip_ledger::{CertifiedEntry, Vote, VoteSubject};
 use scrip_replicate::transport::{LocalIdentity, SecureStream};
 use scrip_replicate::{Network, StoreCalls, TransportConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -300,8 +300,7 @@ fn rebuild(me: FeedId, store: &dyn Store, votes: &dyn VoteStore) -> Result<Notar
         let log = certified::certified_log(store, &author)?;
         let is_wallet = log
             .first()
-            .and_then(|e| e.entry.payload())
-            .is_some_and(|p| scrip_ledger::WalletEntry::from_payload(p).is_ok());
+            .is_some_and(|e| scrip_ledger::content::wallet_genesis(&e.entry).is_some());
         if !is_wallet {
             continue;
         }
@@ -710,10 +709,7 @@ impl Actor {
         };
         // Feeds that are not wallets (the node replicates other things too) are not our business.
         let is_wallet = entries.first().is_some_and(|first| {
-            known
-                || first.entry.payload().is_some_and(|p| {
-                    matches!(WalletEntry::from_payload(p), Ok(WalletEntry::Genesis(_)))
-                })
+            known || scrip_ledger::content::wallet_genesis(&first.entry).is_some()
         });
         if !is_wallet {
             return;

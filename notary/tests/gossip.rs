@@ -172,3 +172,265 @@ async fn a_notary_that_was_down_catches_up_by_gossip_alone() {
         stop_peer(peer).await;
     }
 }
+
+/// A wallet (notaries `key(60..64)`) with its genesis and a mint, and two entries for slot #3:
+/// `honest` (the wallet's certified order) and `other` (a second entry signed for #3), each
+/// followed by one entry (#4).
+struct SplitWallet {
+    kit: scrip_ledger::kit::KitWallet,
+    honest: [scrip_ledger::CertifiedEntry; 2],
+    other: [scrip_feed::Entry; 2],
+}
+
+fn split_wallet() -> SplitWallet {
+    use scrip_ledger::content::{Order, WalletEntry};
+    use scrip_ledger::kit::KitWallet;
+    let notaries: Vec<Arc<Keypair>> = (60..64).map(key).collect();
+    let mut kit = KitWallet::new(key(70), notaries);
+    let eur = kit.currency("EUR", 2).unwrap();
+    kit.mint(&eur, 1_000);
+    let order = |amount| {
+        WalletEntry::Order(Order {
+            to: key(71).id(),
+            currency: eur,
+            amount: scrip_ledger::Amount::from_minor(amount),
+            memo: String::new(),
+        })
+    };
+    let mut other_kit = kit.clone();
+    let other3 = other_kit.sign(&order(99));
+    other_kit.push_raw(other3.clone(), None);
+    let other4 = other_kit.sign(&order(98));
+    let mut honest_kit = kit.clone();
+    honest_kit.push(&order(10));
+    honest_kit.push(&order(20));
+    let honest = [honest_kit.log[2].clone(), honest_kit.log[3].clone()];
+    SplitWallet {
+        kit,
+        honest,
+        other: [other3, other4],
+    }
+}
+
+/// A certificate of `entry` with the votes of notaries `voters` (indices into `key(60..64)`).
+fn votes_of(entry: &scrip_feed::Entry, voters: &[u8]) -> scrip_ledger::Certificate {
+    let subject = scrip_ledger::verify::subject_of(entry);
+    scrip_ledger::Certificate::from_votes(
+        entry.id(),
+        scrip_ledger::certificate::ROUND_ZERO,
+        voters
+            .iter()
+            .map(|&i| scrip_ledger::Vote::sign(&key(60 + i), &subject))
+            .collect(),
+    )
+}
+
+/// A plain replicate node with the certificate check, replicating `wallet`.
+async fn wallet_node(
+    seed: u8,
+    store: &Arc<dyn Store>,
+    wallet: FeedId,
+    peers: Vec<(String, Option<FeedId>)>,
+) -> NodeHandle<Tcp> {
+    Node::spawn_with(
+        key(seed),
+        Arc::clone(store),
+        Tcp,
+        NodeConfig {
+            listen: Some("127.0.0.1:0".into()),
+            peers,
+            explicit: [wallet].into(),
+            transport: transport(),
+            tick: Duration::from_millis(50),
+            ..NodeConfig::default()
+        },
+        Arc::new(CertificateCheck::new(Arc::clone(store))),
+    )
+    .await
+    .unwrap()
+}
+
+/// Waits for the first event `matches` picks, within 20 s.
+async fn wait_event<T>(
+    events: &mut tokio::sync::broadcast::Receiver<scrip_replicate::Event>,
+    what: &str,
+    mut matches: impl FnMut(&scrip_replicate::Event) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(event)) => {
+                if let Some(found) = matches(&event) {
+                    return found;
+                }
+            }
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(err)) => panic!("events ended waiting for {what}: {err}"),
+            Err(_) => panic!("gave up waiting for {what}"),
+        }
+    }
+}
+
+/// Stores `entries` with their certificates (if any) as a peer would hold them.
+fn hold(store: &dyn Store, entries: &[scrip_ledger::CertifiedEntry]) {
+    let (report, _) = scrip_notary::certified::offer_certified(
+        store,
+        scrip_feed::store::VerifiedBatch::new(entries.iter().map(|c| c.entry.clone()).collect()),
+        entries,
+        true,
+    )
+    .unwrap();
+    assert_eq!(report.refused(), 0, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_proposal_gossiped_beside_the_certified_entry_freezes_nothing() {
+    let split = split_wallet();
+    let wallet = split.kit.id();
+    let bare = |entry: &scrip_feed::Entry| scrip_ledger::CertifiedEntry {
+        entry: entry.clone(),
+        certificate: None,
+    };
+    // The faulty notary 0 relays the refused proposal for #3 (and one after it) and a fork
+    // proof pairing it, with its own lone vote, with the certified entry.
+    let attacker: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    hold(attacker.as_ref(), &split.kit.log);
+    hold(
+        attacker.as_ref(),
+        &[bare(&split.other[0]), bare(&split.other[1])],
+    );
+    let evidence = |certificate: scrip_ledger::Certificate| {
+        vec![(
+            scrip_ledger::certificate::CERTIFICATE_KIND.to_owned(),
+            certificate.encode(),
+        )]
+    };
+    let proof = scrip_feed::ForkProof::with_evidence(
+        &split.other[0],
+        evidence(votes_of(&split.other[0], &[0])),
+        &split.honest[0].entry,
+        evidence(split.honest[0].certificate.clone().unwrap()),
+    )
+    .unwrap();
+    attacker.add_fork_proof(&proof).unwrap();
+    // An honest relay holding the certified #3, and a newcomer.
+    let relay: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    hold(relay.as_ref(), &split.kit.log);
+    hold(relay.as_ref(), &split.honest[..1]);
+    let newcomer: Arc<dyn Store> = Arc::new(MemoryStore::new());
+
+    let relay_node = wallet_node(80, &relay, wallet, vec![]).await;
+    let mut relay_events = relay_node.events();
+    let relay_address = relay_node.listen_address().unwrap().to_string();
+    let to_relay = vec![(relay_address, Some(key(80).id()))];
+    let attacker_node = wallet_node(81, &attacker, wallet, to_relay.clone()).await;
+    // The relay refuses the uncertified entries and the proof, naming the attacker.
+    let attacker_id = key(81).id();
+    let mut refused_entry = false;
+    let mut refused_proof = false;
+    while !(refused_entry && refused_proof) {
+        let (entry, proof) = wait_event(&mut relay_events, "the relay's refusals", |e| match e {
+            scrip_replicate::Event::Refused { peer, feed, reason }
+                if *peer == attacker_id && *feed == wallet =>
+            {
+                assert!(reason.contains("certificate"), "{reason}");
+                Some((true, false))
+            }
+            scrip_replicate::Event::ProofRefused { peer, author, .. }
+                if *peer == attacker_id && *author == Some(wallet) =>
+            {
+                Some((false, true))
+            }
+            scrip_replicate::Event::ForkDetected { author, .. } if *author == wallet => {
+                panic!("the relay froze the wallet on a refused proposal")
+            }
+            _ => None,
+        })
+        .await;
+        refused_entry |= entry;
+        refused_proof |= proof;
+    }
+    // The wallet goes on: its certified #4 reaches the relay, and the newcomer replicates the
+    // whole wallet through it.
+    hold(relay.as_ref(), &split.honest[1..]);
+    relay_node.announce(wallet, 4).await.unwrap();
+    let newcomer_node = wallet_node(82, &newcomer, wallet, to_relay).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while newcomer.head(&wallet).unwrap().map_or(0, |h| h.seq.get()) < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the newcomer never got #4"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for store in [&relay, &newcomer] {
+        assert!(store.fork_proofs().unwrap().is_empty());
+        let log = scrip_notary::certified::certified_log(store.as_ref(), &wallet).unwrap();
+        assert_eq!(log.len(), 4);
+        assert!(scrip_ledger::audit(&wallet, &log).is_sound());
+    }
+    for node in [newcomer_node, attacker_node, relay_node] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_two_certified_entries_for_one_slot_give_a_gossiped_proof() {
+    let split = split_wallet();
+    let wallet = split.kit.id();
+    // f + 1 = 2 faulty notaries (0 and 1) vote for both entries of #3 (and of #4): each gets a
+    // quorum with one honest notary.
+    let certified = |entry: &scrip_feed::Entry, voters: &[u8]| scrip_ledger::CertifiedEntry {
+        entry: entry.clone(),
+        certificate: Some(votes_of(entry, voters)),
+    };
+    let forker: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    hold(forker.as_ref(), &split.kit.log);
+    hold(
+        forker.as_ref(),
+        &[
+            certified(&split.other[0], &[0, 1, 2]),
+            certified(&split.other[1], &[0, 1, 2]),
+        ],
+    );
+    let relay: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    hold(relay.as_ref(), &split.kit.log);
+    hold(
+        relay.as_ref(),
+        &[certified(&split.honest[0].entry, &[0, 1, 3])],
+    );
+    let newcomer: Arc<dyn Store> = Arc::new(MemoryStore::new());
+
+    let relay_node = wallet_node(83, &relay, wallet, vec![]).await;
+    let relay_address = relay_node.listen_address().unwrap().to_string();
+    let to_relay = vec![(relay_address, Some(key(83).id()))];
+    // The newcomer first, so that the proof reaches it by gossip, not on connect.
+    let newcomer_node = wallet_node(84, &newcomer, wallet, to_relay.clone()).await;
+    let mut newcomer_events = newcomer_node.events();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while newcomer.head(&wallet).unwrap().map_or(0, |h| h.seq.get()) < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the newcomer never got #3"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let forker_node = wallet_node(85, &forker, wallet, to_relay).await;
+    let seq = wait_event(
+        &mut newcomer_events,
+        "the gossiped fork proof",
+        |e| match e {
+            scrip_replicate::Event::ForkDetected { author, seq } if *author == wallet => Some(*seq),
+            _ => None,
+        },
+    )
+    .await;
+    assert_eq!(seq.get(), 3);
+    for store in [&relay, &newcomer] {
+        let proof = store.fork_proof(&wallet).unwrap().expect("a proof");
+        assert!(!proof.is_bare(), "the proof carries both certificates");
+    }
+    for node in [forker_node, newcomer_node, relay_node] {
+        node.shutdown().await;
+    }
+}

@@ -35,6 +35,10 @@ pub const MAX_FEATURES: usize = 16;
 pub const MAX_NAME_BYTES: usize = 64;
 /// Most fork proofs sent to a peer when a session starts.
 pub const MAX_FORK_PROOFS_ON_CONNECT: usize = 256;
+/// Most fork proofs held in memory, unjudged, about feeds whose first entry the node does not
+/// hold yet (judged once it does; beyond this, the oldest is forgotten: a peer that holds the
+/// proof sends it again on its next connection).
+pub const MAX_UNJUDGED_PROOFS: usize = 256;
 
 /// Capacity of a connection's outgoing message queue (messages, each at most
 /// [`MAX_MESSAGE_BYTES`]).

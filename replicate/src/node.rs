@@ -5,7 +5,7 @@
 //! The application talks to it through a [`NodeHandle`]: publish, request feeds, add peers,
 //! subscribe to [`Event`]s, shut down.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +18,8 @@ use tokio::time::Instant;
 use crate::error::{Error, Result};
 use crate::limits::{
     COMMAND_CHANNEL_CAPACITY, DEFAULT_INGEST_BATCH, DEFAULT_PEER_BYTES_PER_SEC,
-    EVENT_CHANNEL_CAPACITY, MAX_FORK_PROOFS_ON_CONNECT, STORED_CHANNEL_CAPACITY,
+    EVENT_CHANNEL_CAPACITY, MAX_FORK_PROOFS_ON_CONNECT, MAX_UNJUDGED_PROOFS,
+    STORED_CHANNEL_CAPACITY,
 };
 use crate::net::Network;
 use crate::peer::{AcceptAll, AttachmentCheck, PeerCommand, PeerContext, PeerReport};
@@ -156,6 +157,16 @@ pub enum Event {
         /// The seq signed twice.
         seq: Seq,
     },
+    /// A fork proof `peer` sent was not kept: it is invalid, or it lacks the evidence its
+    /// feed's rules require (`docs/protocol/feed.md` §9).
+    ProofRefused {
+        /// The peer.
+        peer: FeedId,
+        /// The author it is about, if it decoded.
+        author: Option<FeedId>,
+        /// Why.
+        reason: String,
+    },
     /// We stopped taking `feed` from `peer` because it sent something invalid.
     Refused {
         /// The peer.
@@ -232,6 +243,11 @@ enum Command<S> {
         from: Option<FeedId>,
         proof: Option<Box<ForkProof>>,
         new: bool,
+    },
+    /// A peer's fork proof was not kept, or is waiting for its feed (`verdict`).
+    ProofNotKept {
+        from: Option<FeedId>,
+        verdict: Verdict,
     },
     RequestFeed(FeedId, bool),
     AddPeer(String, Option<FeedId>),
@@ -370,6 +386,7 @@ impl Node {
             last_rotation: Instant::now(),
             last_catch_up: (0, 0),
             scanning: BTreeSet::new(),
+            unjudged: VecDeque::new(),
             accept_task,
             tasks: JoinSet::new(),
         };
@@ -587,6 +604,9 @@ struct Actor<N: Network> {
     last_catch_up: (usize, u64),
     /// Feeds whose entries are being read for the follow graph.
     scanning: BTreeSet<FeedId>,
+    /// Verified fork proofs about feeds whose first entry is not held yet, oldest first (at
+    /// most [`MAX_UNJUDGED_PROOFS`], one per author): judged when the feed's entries arrive.
+    unjudged: VecDeque<(Option<FeedId>, Box<ForkProof>)>,
     accept_task: Option<JoinHandle<()>>,
     /// Every task the actor started that may hold the store: awaited at shutdown, so that the
     /// store is closed when [`NodeHandle::shutdown`] returns.
@@ -680,6 +700,26 @@ impl<N: Network> Actor<N> {
             }
             Command::LocalStored { feed, head } => self.on_stored(feed, head, 0, 0, None),
             Command::Scanned { feed, entries } => self.on_scanned(feed, entries),
+            Command::ProofNotKept { from, verdict } => match verdict {
+                Verdict::NotHeld(proof) => {
+                    // Judged once the feed's first entry is here (it may be on its way).
+                    if self.unjudged.len() >= MAX_UNJUDGED_PROOFS {
+                        self.unjudged.pop_front();
+                    }
+                    self.unjudged.retain(|(_, p)| p.author() != proof.author());
+                    self.unjudged.push_back((from, proof));
+                }
+                Verdict::Refused { author, reason } => {
+                    if let Some(peer) = from {
+                        self.emit(Event::ProofRefused {
+                            peer,
+                            author,
+                            reason,
+                        });
+                    }
+                }
+                Verdict::Keep(_) => {}
+            },
             Command::ProofChecked { from, proof, new } => {
                 if let (Some(proof), true) = (proof, new) {
                     self.emit(Event::ForkDetected {
@@ -851,21 +891,41 @@ impl<N: Network> Actor<N> {
     }
 
     fn check_proof(&mut self, from: Option<FeedId>, bytes: Vec<u8>) {
+        // Believe nothing unverified: decode checks both signatures.
+        match ForkProof::decode(&bytes) {
+            Ok(proof) => self.judge_proof(from, Box::new(proof)),
+            Err(err) => {
+                let reason = format!("invalid fork proof: {err}");
+                tracing::warn!(peer = ?from, %reason, "a peer sent an invalid fork proof");
+                if let Some(peer) = from {
+                    self.emit(Event::ProofRefused {
+                        peer,
+                        author: None,
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Judges a verified proof by its feed's rules (off the actor: it reads the store), and
+    /// stores it if it counts.
+    fn judge_proof(&mut self, from: Option<FeedId>, proof: Box<ForkProof>) {
         let store = Arc::clone(&self.store);
-        self.store_task(move || {
-            // Believe nothing unverified: decode checks both signatures.
-            let (proof, new) = match ForkProof::decode(&bytes) {
-                Ok(proof) => {
+        let check = Arc::clone(&self.context.attachments);
+        self.store_task(
+            move || match judge_proof(store.as_ref(), check.as_ref(), proof) {
+                Verdict::Keep(proof) => {
                     let new = store.add_fork_proof(&proof).unwrap_or(false);
-                    (Some(Box::new(proof)), new)
+                    Some(Command::ProofChecked {
+                        from,
+                        proof: Some(proof),
+                        new,
+                    })
                 }
-                Err(err) => {
-                    tracing::warn!(%err, "a peer sent an invalid fork proof");
-                    (None, false)
-                }
-            };
-            Some(Command::ProofChecked { from, proof, new })
-        });
+                verdict => Some(Command::ProofNotKept { from, verdict }),
+            },
+        );
     }
 
     /// Runs a store call off the actor (or inline, see [`StoreCalls`]); the command it returns
@@ -922,6 +982,11 @@ impl<N: Network> Actor<N> {
         });
         if self.scope.contains(&feed) || feed == self.id {
             self.scan(feed);
+        }
+        if let Some(at) = self.unjudged.iter().position(|(_, p)| p.author() == feed)
+            && let Some((from, proof)) = self.unjudged.remove(at)
+        {
+            self.judge_proof(from, proof);
         }
     }
 
@@ -1136,5 +1201,45 @@ impl<N: Network> Actor<N> {
         {
             let _ = oldest.commands.try_send(PeerCommand::Close);
         }
+    }
+}
+
+/// What becomes of a peer's (verified) fork proof.
+#[derive(Debug)]
+enum Verdict {
+    /// It counts: store it, freezing the feed.
+    Keep(Box<ForkProof>),
+    /// The feed's first entry is not held, so it can be neither judged nor used yet.
+    NotHeld(Box<ForkProof>),
+    /// It does not count by the feed's rules.
+    Refused {
+        author: Option<FeedId>,
+        reason: String,
+    },
+}
+
+/// Judges a fork proof whose signatures verified (`docs/protocol/feed.md` §9): it counts only
+/// for a feed whose first entry this node holds, and only if the feed's rules accept its
+/// evidence (a wallet's proof needs both halves certified).
+fn judge_proof(store: &dyn Store, check: &dyn AttachmentCheck, proof: Box<ForkProof>) -> Verdict {
+    let author = proof.author();
+    match store.get(&author, Seq::FIRST) {
+        Ok(Some(first)) if check.proof_counts(&proof, &first) => Verdict::Keep(proof),
+        Ok(Some(_)) => {
+            let reason = format!(
+                "fork proof for {author} at #{} without the evidence its feed requires",
+                proof.seq().get()
+            );
+            tracing::warn!(%reason, "a fork proof is not kept");
+            Verdict::Refused {
+                author: Some(author),
+                reason,
+            }
+        }
+        Ok(None) => Verdict::NotHeld(proof),
+        Err(err) => Verdict::Refused {
+            author: Some(author),
+            reason: format!("reading the store to judge a fork proof failed: {err}"),
+        },
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scrip_feed::store::VerifiedBatch;
-use scrip_feed::{Attachment as StoredAttachment, Entry, FeedId, Seq, Store};
+use scrip_feed::{Attachment as StoredAttachment, Entry, FeedId, ForkProof, Seq, Store};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
@@ -42,6 +42,22 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 pub trait AttachmentCheck: Send + Sync + 'static {
     /// True to keep it.
     fn accept(&self, entry: &Entry, kind: &str, bytes: &[u8], batch: &[Entry]) -> bool;
+
+    /// The kind of attachment `entry` must arrive with (and [`AttachmentCheck::accept`] keep)
+    /// to be stored at all, if its feed requires one (a wallet entry counts only with its
+    /// certificate). An entry without it is refused like an invalid entry. `batch` as for
+    /// `accept`. By default nothing is required.
+    fn required(&self, _entry: &Entry, _batch: &[Entry]) -> Option<&'static str> {
+        None
+    }
+
+    /// Whether a fork proof (signatures already checked) is enough to freeze its author's feed
+    /// here, whose first entry this node holds: `first` (`docs/protocol/feed.md` §9: a
+    /// wallet's proof needs a valid certificate on both halves). By default every valid proof
+    /// counts.
+    fn proof_counts(&self, _proof: &ForkProof, _first: &Entry) -> bool {
+        true
+    }
 }
 
 /// Keeps every attachment within the size limits (the first one of each kind wins).
@@ -469,8 +485,9 @@ fn ingest(context: &PeerContext, jobs: Vec<IngestJob>) -> Result<Vec<IngestDone>
         spans.push((feed, start..entries.len()));
     }
     // Verified on all cores, then the attachments of entries that passed are checked against
-    // the batch, then entries and attachments are stored in one commit.
-    let batch = VerifiedBatch::new(entries);
+    // the batch (an entry without an attachment its feed requires is refused), then entries
+    // and attachments are stored in one commit.
+    let mut batch = VerifiedBatch::new(entries);
     let to_store: Vec<StoredAttachment> = attachments
         .into_iter()
         .filter(|(i, a)| {
@@ -488,6 +505,24 @@ fn ingest(context: &PeerContext, jobs: Vec<IngestJob>) -> Result<Vec<IngestDone>
             bytes: a.bytes,
         })
         .collect();
+    for index in 0..batch.len() {
+        let entry = &batch.entries()[index];
+        if !batch.passed(index) {
+            continue;
+        }
+        if let Some(kind) = context.attachments.required(entry, batch.entries()) {
+            let id = entry.id();
+            if !to_store.iter().any(|a| a.entry == id && a.kind == kind) {
+                batch.refuse(
+                    index,
+                    scrip_feed::Error::MissingAttachment {
+                        id,
+                        kind: kind.to_owned(),
+                    },
+                );
+            }
+        }
+    }
     // An attachment whose entry the store refused is refused with it: nothing to do.
     let (report, _attached) = store.ingest_with_attachments(batch, to_store)?;
     let mut results = Vec::with_capacity(spans.len());

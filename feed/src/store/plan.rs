@@ -102,6 +102,15 @@ impl VerifiedBatch {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// Refuses entry `index` with `error` (a check the caller made beyond the stateless ones,
+    /// e.g. that it arrived with the attachment its feed requires): the store reports `error`
+    /// for it and stores nothing of it. An index out of range changes nothing.
+    pub fn refuse(&mut self, index: usize, error: Error) {
+        if let Some(checked) = self.checked.get_mut(index) {
+            *checked = Err(error);
+        }
+    }
 }
 
 /// Runs the stateless checks ([`validate_stateless`]) over `entries`, in parallel across the
@@ -287,13 +296,9 @@ fn decide(
         };
         // With both halves' attachments as evidence (what a feed's rules may ask of a proof),
         // or bare if they exceed a proof's bounds.
-        let proof = ForkProof::with_evidence(
-            &existing,
-            existing_evidence,
-            &entry,
-            offered(&entry.id()),
-        )
-        .or_else(|_| ForkProof::new(&existing, &entry));
+        let proof =
+            ForkProof::with_evidence(&existing, existing_evidence, &entry, offered(&entry.id()))
+                .or_else(|_| ForkProof::new(&existing, &entry));
         let proof = match proof {
             Ok(proof) => proof,
             Err(err) => return Ok(Err(err)),
