@@ -145,9 +145,13 @@ pub enum Command {
     /// Pay another wallet: an order, certified by your notaries, held in escrow until the
     /// receiver accepts or rejects it.
     ///
-    /// Example: `scrip pay @8Hq2... 12.50 EUR --memo "lunch"`
+    /// The receiver is checked before anything is signed: a mistyped address, a person's
+    /// identity instead of their wallet, a wallet nobody here knows, or one whose notaries could
+    /// never safely settle the payment are refused.
+    ///
+    /// Example: `scrip pay +8Hq2... 12.50 EUR --memo "lunch"`
     Pay {
-        /// The receiving wallet (`@...`, see `scrip id`).
+        /// The receiving wallet's address (`+...`, shown by the receiver's `scrip id`).
         wallet: String,
         /// The amount, as a decimal ("12.50").
         #[arg(allow_hyphen_values = true)]
@@ -203,9 +207,9 @@ pub enum Command {
     /// Replay and verify a wallet's log step by step (fetching it from peers if needed). Exits
     /// 0 if it is sound, 2 with the first violation otherwise.
     ///
-    /// Example: `scrip audit @8Hq2... --json`
+    /// Example: `scrip audit +8Hq2... --json`
     Audit {
-        /// The wallet (`@...`).
+        /// The wallet (its address `+...`, or its feed id `@...`).
         wallet: String,
         /// Seconds to spend fetching the log from peers when it is not held.
         #[arg(long, default_value_t = 10)]

@@ -5,7 +5,8 @@
 //! Four notaries; Alice (who issues EUR), Bob and Carol; Mallory, who tries to cheat; and an
 //! observer who replicates everything and audits every wallet. Alice pays Bob, who accepts;
 //! Alice pays Carol, who rejects, and Alice reclaims; Bob pays Carol. Then an overspend, a
-//! double accept and an equivocation are each refused with their reason. The observer's fold
+//! payment to a mistyped address, a double accept and an equivocation are each refused with their
+//! reason. The observer's fold
 //! must show every wallet sound and each currency's total unchanged except by mints.
 
 use std::collections::BTreeMap;
@@ -144,6 +145,10 @@ fn short(id: &FeedId) -> String {
     text.chars().take(9).collect()
 }
 
+fn short_address(wallet: FeedId) -> String {
+    crate::ops::address(wallet).chars().take(9).collect()
+}
+
 async fn start(dir: &Path, name: &'static str, notary: bool) -> Result<Peer> {
     let home = Home::at(dir.join(name));
     home.init(&Config {
@@ -183,7 +188,7 @@ where
 
 /// Waits until `peer` holds an incoming pending order from `from`, and returns its id.
 async fn incoming_order(peer: &Peer, from: &FeedId) -> Result<String> {
-    let from = from.to_string();
+    let from = crate::ops::address(*from);
     wait_for("an order to arrive by gossip", || async {
         let Output::Orders { orders } = peer
             .run(Op::Orders {
@@ -309,14 +314,14 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
     for user in &users {
         n.report
             .wallets
-            .insert(user.name.to_owned(), user.wallet()?.to_string());
+            .insert(user.name.to_owned(), crate::ops::address(user.wallet()?));
     }
     n.say(format!(
         "wallets created: alice {}, bob {}, carol {}, mallory {}",
-        short(&wa),
-        short(&wb),
-        short(&wc),
-        short(&mallory.wallet()?)
+        short_address(wa),
+        short_address(wb),
+        short_address(wc),
+        short_address(mallory.wallet()?)
     ));
 
     // 4. Money moves.
@@ -331,7 +336,7 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
     n.say(format!("alice: {}", mint.text().trim()));
     let paid = alice
         .run(Op::Pay {
-            wallet: wb.to_string(),
+            wallet: crate::ops::address(wb),
             amount: "250.00".into(),
             currency: "EUR".into(),
             memo: Some("rent".into()),
@@ -348,7 +353,7 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
 
     alice
         .run(Op::Pay {
-            wallet: wc.to_string(),
+            wallet: crate::ops::address(wc),
             amount: "100.00".into(),
             currency: "EUR".into(),
             memo: Some("deposit".into()),
@@ -385,7 +390,7 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
     })
     .await?;
     bob.run(Op::Pay {
-        wallet: wc.to_string(),
+        wallet: crate::ops::address(wc),
         amount: "50.00".into(),
         currency: "EUR".into(),
         memo: None,
@@ -405,7 +410,7 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
     let overspend = refusal_line(
         carol
             .run(Op::Pay {
-                wallet: wb.to_string(),
+                wallet: crate::ops::address(wb),
                 amount: "10000.00".into(),
                 currency: "EUR".into(),
                 memo: None,
@@ -416,6 +421,20 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
         "  overspend (carol pays 10000.00 EUR): refused: {overspend}"
     ));
     n.report.refused.insert("overspend".into(), overspend);
+    let typo = refusal_line(
+        alice
+            .run(Op::Pay {
+                wallet: mistype(&crate::ops::address(wb)),
+                amount: "1.00".into(),
+                currency: "EUR".into(),
+                memo: None,
+            })
+            .await,
+    )?;
+    n.say(format!(
+        "  typo (alice pays bob's address with one character changed): refused: {typo}"
+    ));
+    n.report.refused.insert("typo".into(), typo);
     let double = refusal_line(
         bob.run(Op::Accept {
             order: order_to_bob.clone(),
@@ -682,4 +701,12 @@ async fn ask(
         .await?
         .ok_or_else(|| anyhow!("the notary closed the connection"))?;
     Ok(wire::decode::<Response>(&answer)?)
+}
+
+/// `address` with one character changed (a typo).
+fn mistype(address: &str) -> String {
+    let mut chars: Vec<char> = address.chars().collect();
+    let at = chars.len() / 2;
+    chars[at] = if chars[at] == 'x' { 'y' } else { 'x' };
+    chars.into_iter().collect()
 }

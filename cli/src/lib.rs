@@ -11,6 +11,7 @@
 //! - [`api`]: the daemon's control socket (JSON lines over a Unix socket).
 //! - [`daemon`]: `scrip serve` (replicate node, optional notary service, control socket).
 //! - [`net`]: one-shot catch-up from peers (`scrip sync`, audits of wallets not held).
+//! - [`payee`]: the checks on a payment's receiver, made before anything is signed.
 //! - [`demo`]: `scrip demo`, a whole network on loopback.
 //! - [`bench`]: `scrip bench`, every layer's macro benchmark with its ceiling.
 //! - [`progress`]: progress bars on a terminal only.
@@ -27,6 +28,7 @@ pub mod home;
 pub mod net;
 pub mod ops;
 pub mod output;
+pub mod payee;
 pub mod progress;
 
 use anyhow::Result;

@@ -142,3 +142,61 @@ async fn watch(
     bar.finish_and_clear();
     Ok(stored)
 }
+
+/// Asks peers for `feed` (through the daemon's node, else a temporary node dialing the known
+/// peers) until its first entry is held or `timeout` passes. Returns whether it is held.
+pub async fn fetch_feed(ctx: &Context, feed: FeedId, timeout: Duration) -> Result<bool> {
+    let held = |store: Arc<dyn scrip_feed::Store>| async move {
+        tokio::task::spawn_blocking(move || store.get(&feed, scrip_feed::Seq::FIRST))
+            .await
+            .map_err(|e| anyhow!("a store task failed: {e}"))?
+            .map(|first| first.is_some())
+            .map_err(anyhow::Error::from)
+    };
+    if held(Arc::clone(&ctx.store)).await? {
+        return Ok(true);
+    }
+    let temporary = match &ctx.node {
+        Some(node) => {
+            node.request_feed(feed).await?;
+            None
+        }
+        None => {
+            let peers = known_peers(&ctx.home)?;
+            if peers.is_empty() {
+                return Ok(false);
+            }
+            let config = NodeConfig {
+                listen: None,
+                peers,
+                hops: ctx.config.hops,
+                explicit: [feed].into(),
+                transport: transport(&ctx.config)?,
+                ..NodeConfig::default()
+            };
+            Some(
+                Node::spawn_with(
+                    Arc::clone(&ctx.identity),
+                    Arc::clone(&ctx.store),
+                    Tcp,
+                    config,
+                    Arc::new(CertificateCheck::new(Arc::clone(&ctx.store))),
+                )
+                .await?,
+            )
+        }
+    };
+    let deadline = Instant::now() + timeout;
+    let mut found = false;
+    while Instant::now() < deadline {
+        if held(Arc::clone(&ctx.store)).await? {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let Some(node) = temporary {
+        node.shutdown().await;
+    }
+    Ok(found)
+}

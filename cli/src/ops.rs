@@ -186,6 +186,24 @@ pub fn parse_feed(text: &str) -> Result<FeedId> {
         .map_err(|e| anyhow!("{text:?} is not a feed id ({e}); feed ids look like @3yZe7d..."))
 }
 
+/// The text form of wallet `wallet`: its address (`+…`, with a checksum).
+pub fn address(wallet: FeedId) -> String {
+    scrip_ledger::WalletAddress::of(wallet).to_string()
+}
+
+/// A feed named as typed: a wallet address (`+…`, checksum checked) or a feed id (`@…`).
+pub fn parse_feed_or_address(text: &str) -> Result<FeedId> {
+    if text
+        .trim()
+        .starts_with(scrip_ledger::address::ADDRESS_PREFIX)
+    {
+        return scrip_ledger::WalletAddress::parse(text)
+            .map(|a| a.wallet())
+            .map_err(|defect| anyhow!("{text:?} is not a wallet address: {}", defect.reason()));
+    }
+    parse_feed(text)
+}
+
 fn parse_order(text: &str) -> Result<EntryId> {
     text.trim().parse::<EntryId>().map_err(|e| {
         anyhow!(
@@ -250,7 +268,11 @@ impl Context {
 
     /// Publishes `content` on the identity's feed (durably), and gossips it if a node runs.
     pub async fn publish(&self, content: Content) -> Result<Entry> {
-        let payload = content.encode()?;
+        self.publish_payload(content.encode()?).await
+    }
+
+    /// Publishes an encoded payload on the identity's feed (durably), and gossips it.
+    pub async fn publish_payload(&self, payload: Vec<u8>) -> Result<Entry> {
         let key = Arc::clone(&self.identity);
         let entry = self
             .blocking(move |store| Ok(store.publish(&key, now(), payload)?))
@@ -362,7 +384,7 @@ fn certified_output(certified: &CertifiedEntry, summary: String) -> Result<Outpu
         .ok_or_else(|| anyhow!("a certified entry without its payload"))?;
     Ok(Output::Certified {
         kind: content.kind().into(),
-        wallet: certified.entry.author().to_string(),
+        wallet: address(certified.entry.author()),
         seq: certified.entry.seq().get(),
         id: certified.entry.id().to_string(),
         votes: certified.certificate.as_ref().map_or(0, |c| c.votes.len()),
@@ -475,7 +497,7 @@ async fn id(ctx: &Context) -> Result<Output> {
         home: ctx.home.root().display().to_string(),
         identity: me.to_string(),
         nick,
-        wallet: ctx.wallet_id()?.map(|w| w.to_string()),
+        wallet: ctx.wallet_id()?.map(address),
         listen: ctx.config.listen.clone(),
         daemon: ctx.node.is_some(),
     })
@@ -536,7 +558,7 @@ async fn peer_list(ctx: &Context) -> Result<Output> {
 }
 
 async fn follow(ctx: &Context, feed: &str, what: &str) -> Result<Output> {
-    let feed = parse_feed(feed)?;
+    let feed = parse_feed_or_address(feed)?;
     if feed == ctx.identity.id() {
         bail!("that is your own feed");
     }
@@ -671,7 +693,7 @@ async fn wallet_create(ctx: &Context, notaries: Vec<String>) -> Result<Output> {
                     .await?
             };
             if certified {
-                bail!("this home already has a wallet: {}", key.id());
+                bail!("this home already has a wallet: {}", address(key.id()));
             }
             if existing != notaries {
                 bail!(
@@ -685,8 +707,11 @@ async fn wallet_create(ctx: &Context, notaries: Vec<String>) -> Result<Output> {
         None => {
             ctx.home.set_notaries(&notaries)?;
             let key = ctx.home.create_wallet_key()?;
-            // Whoever follows this identity replicates its wallet too.
+            // Whoever follows this identity replicates its wallet too, and can tell it is this
+            // person's wallet (so that paying the identity by mistake names the wallet).
             ctx.publish(Content::Follow { feed: key.id() }).await?;
+            ctx.publish_payload(scrip_ledger::content::wallet_link_payload(key.id())?)
+                .await?;
             key.id()
         }
     };
@@ -699,7 +724,8 @@ async fn wallet_create(ctx: &Context, notaries: Vec<String>) -> Result<Output> {
     certified_output(
         &certified,
         format!(
-            "wallet {wallet} created: {} notaries, {} votes needed",
+            "wallet {} created: {} notaries, {} votes needed",
+            address(wallet),
             set.members().len(),
             set.quorum()
         ),
@@ -741,17 +767,15 @@ async fn pay(
     currency: &str,
     memo: Option<String>,
 ) -> Result<Output> {
-    let to = parse_feed(to)?;
     let wallet = ctx
         .wallet_id()?
         .ok_or_else(|| anyhow!("no wallet yet: create one with `scrip wallet create`"))?;
-    if to == wallet || to == ctx.identity.id() {
-        bail!("you cannot pay yourself");
-    }
+    // What the user typed is checked first, then the receiver (which may ask peers for it).
     let state = ctx.wallet_state().await?;
     let known: Vec<Currency> = state.balances.keys().copied().collect();
     let currency = resolve_currency(currency, &known)?;
     let amount = parse_amount(amount, &currency)?;
+    let to = crate::payee::check(ctx, to, wallet).await?;
     let certified = ctx
         .submit(WalletEntry::Order(Order {
             to,
@@ -763,10 +787,11 @@ async fn pay(
     certified_output(
         &certified,
         format!(
-            "order {} sent: {} {} to {to}; it is in escrow until they accept it",
+            "order {} sent: {} {} to {}; it is in escrow until they accept it",
             certified.entry.id(),
             amount.display(currency.decimals),
-            currency.code.as_str()
+            currency.code.as_str(),
+            address(to)
         ),
     )
 }
@@ -818,8 +843,8 @@ async fn orders(ctx: &Context, incoming: bool, outgoing: bool, pending: bool) ->
             lines.push(OrderLine {
                 id: id.to_string(),
                 direction: direction.into(),
-                from: order.from.to_string(),
-                to: order.to.to_string(),
+                from: address(order.from),
+                to: address(order.to),
                 amount: order.amount.display(order.currency.decimals),
                 currency: currency_text(&order.currency),
                 status: status_text(order.status).into(),
@@ -874,7 +899,10 @@ async fn resolve(ctx: &Context, order: &str, rejection: Option<String>) -> Resul
             let certified = ctx
                 .submit(WalletEntry::Accept(Accept { order: citation }))
                 .await?;
-            certified_output(&certified, format!("accepted {amount} from {sender}"))
+            certified_output(
+                &certified,
+                format!("accepted {amount} from {}", address(sender)),
+            )
         }
         Some(reason) => {
             let certified = ctx
@@ -885,7 +913,10 @@ async fn resolve(ctx: &Context, order: &str, rejection: Option<String>) -> Resul
                 .await?;
             certified_output(
                 &certified,
-                format!("rejected {amount} from {sender}; they can reclaim it"),
+                format!(
+                    "rejected {amount} from {}; they can reclaim it",
+                    address(sender)
+                ),
             )
         }
     }
@@ -911,12 +942,16 @@ async fn reclaim(ctx: &Context, order: &str) -> Result<Output> {
                 .cloned()
                 .ok_or_else(|| {
                     anyhow!(
-                        "{receiver} has not rejected order {id} (as far as this node knows: \
-                         follow them to replicate their wallet)"
+                        "{} has not rejected order {id} (as far as this node knows: \
+                         follow them to replicate their wallet)",
+                        address(receiver)
                     )
                 })?;
             if resolution.accepted {
-                bail!("{receiver} accepted order {id}: there is nothing to reclaim");
+                bail!(
+                    "{} accepted order {id}: there is nothing to reclaim",
+                    address(receiver)
+                );
             }
             Ok(certified::citation(
                 store.as_ref(),
@@ -945,7 +980,7 @@ async fn balance(ctx: &Context) -> Result<Output> {
     let state = ctx.wallet_state().await?;
     let line = |currency: &Currency, amount: Amount| BalanceLine {
         currency: currency_text(currency),
-        issuer: currency.issuer.to_string(),
+        issuer: address(currency.issuer),
         amount: amount.display(currency.decimals),
     };
     let balances = state
@@ -965,14 +1000,14 @@ async fn balance(ctx: &Context) -> Result<Output> {
         }
     }
     Ok(Output::Balance {
-        wallet: state.wallet.to_string(),
+        wallet: address(state.wallet),
         balances,
         escrow: escrow.iter().map(|(c, a)| line(c, *a)).collect(),
     })
 }
 
 async fn audit(ctx: &Context, wallet: &str, timeout: u64) -> Result<Output> {
-    let wallet = parse_feed(wallet)?;
+    let wallet = parse_feed_or_address(wallet)?;
     let held = ctx
         .blocking(move |store| Ok(certified::notary_set(store.as_ref(), &wallet)?.is_some()))
         .await?;

@@ -256,3 +256,60 @@ fn commands_on_a_missing_home_say_how_to_start() {
     assert!(run.one_line_error().contains("scrip init"));
     assert!(!home.path.exists());
 }
+
+/// `address` with one character changed.
+fn mistype(address: &str) -> String {
+    let mut chars: Vec<char> = address.chars().collect();
+    let at = chars.len() / 2;
+    chars[at] = if chars[at] == 'x' { 'y' } else { 'x' };
+    chars.into_iter().collect()
+}
+
+#[test]
+fn payments_to_a_wrong_receiver_are_refused_before_anything_is_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, _notaries) = funded(dir.path());
+    // Bob has a wallet in another, disjoint notary group; his daemon serves his feeds.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let (_others, other_args) = notaries(&elsewhere, 1);
+    let bob = TestHome::init(dir.path(), "bob");
+    let mut create = vec!["wallet", "create"];
+    create.extend(other_args.iter().map(String::as_str));
+    bob.run(&create).ok();
+    let bob_daemon = bob.serve(&[]);
+    let (bob_identity, bob_wallet) = (bob.identity(), bob.wallet());
+    assert!(bob_wallet.starts_with('+'), "{bob_wallet}");
+    home.run(&["peer", "add", &bob_daemon.listen(), &bob_identity])
+        .ok();
+
+    refused(
+        &home,
+        &["pay", &mistype(&bob_wallet), "1.00", "EUR"],
+        "checksum does not match",
+    );
+    refused(
+        &home,
+        &["pay", "bob", "1.00", "EUR"],
+        "a wallet address starts with '+'",
+    );
+    // His identity (fetched from his daemon) names his wallet.
+    refused(
+        &home,
+        &["pay", &bob_identity, "1.00", "EUR"],
+        &format!("is a person's identity, not a wallet: their wallet is {bob_wallet}"),
+    );
+    // His wallet (fetched too) is in a group that shares no notary with ours.
+    refused(
+        &home,
+        &["pay", &bob_wallet, "1.00", "EUR"],
+        "cannot safely be paid from this wallet",
+    );
+    // A well-formed address of a wallet nobody here has.
+    let stranger = scrip_ledger::WalletAddress::of(scrip_feed::Keypair::from_seed(&[77; 32]).id());
+    refused(
+        &home,
+        &["pay", &stranger.to_string(), "1.00", "EUR"],
+        "is not known here",
+    );
+}

@@ -194,6 +194,36 @@ impl WalletEntry {
     }
 }
 
+/// The `App` kind of a wallet link: an identity's statement "my wallet is W".
+pub const WALLET_LINK_KIND: &str = "scrip/wallet-link";
+/// The wallet link version.
+pub const WALLET_LINK_VERSION: u8 = 1;
+
+/// The payload of an identity's entry naming its wallet: feed content
+/// `App { kind: "scrip/wallet-link", bytes: postcard((version: u8 = 1, wallet: [u8; 32])) }`.
+/// It is the identity's own word, signed in its feed: it tells someone who knows the person
+/// (their identity) which wallet to pay; the latest link in the feed counts.
+pub fn wallet_link_payload(wallet: FeedId) -> Result<Vec<u8>, Error> {
+    let bytes = codec::encode("wallet link", &(WALLET_LINK_VERSION, wallet))?;
+    Ok(Content::App {
+        kind: WALLET_LINK_KIND.into(),
+        bytes,
+    }
+    .encode()?)
+}
+
+/// The wallet an identity's entry payload links to, if it is a wallet link.
+pub fn wallet_link(payload: &[u8]) -> Option<FeedId> {
+    match Content::decode(payload).ok()? {
+        Content::App { kind, bytes } if kind == WALLET_LINK_KIND => {
+            let (version, wallet): (u8, FeedId) =
+                codec::decode_canonical("wallet link", &bytes).ok()?;
+            (version == WALLET_LINK_VERSION).then_some(wallet)
+        }
+        _ => None,
+    }
+}
+
 /// The notary set a wallet's genesis names, if `entry` is one: the first entry of its feed, with
 /// a payload that is a wallet [`Genesis`]. This is what makes a feed a **wallet**: every entry of
 /// a feed whose first entry is a wallet genesis counts only with a certificate under that set
@@ -233,6 +263,17 @@ fn wallet_bytes(payload: &[u8]) -> Option<&[u8]> {
 mod tests {
     use super::*;
     use scrip_feed::Keypair;
+
+    #[test]
+    fn a_wallet_link_round_trips() {
+        let wallet = scrip_feed::Keypair::from_seed(&[9; 32]).id();
+        let payload = wallet_link_payload(wallet).unwrap();
+        assert_eq!(wallet_link(&payload), Some(wallet));
+        assert_eq!(
+            wallet_link(&Content::Post { text: "hi".into() }.encode().unwrap()),
+            None
+        );
+    }
 
     #[test]
     fn wallet_entries_round_trip_and_variant_indices_are_frozen() {

@@ -24,6 +24,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A wallet address's text form is invalid (typed wrong, or not an address at all).
+    #[error("{input:?} is not a wallet address: {}", defect.reason())]
+    InvalidAddress {
+        /// The text (clipped).
+        input: String,
+        /// What is wrong.
+        defect: crate::address::AddressDefect,
+    },
     /// A notary set is invalid.
     #[error("invalid notary set: {reason}")]
     InvalidNotarySet {

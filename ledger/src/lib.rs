@@ -21,6 +21,7 @@
 //!
 //! The format and rules are specified in `docs/protocol/ledger.md`.
 
+pub mod address;
 pub mod amount;
 pub mod audit;
 pub mod bench;
@@ -32,6 +33,7 @@ pub mod state;
 pub mod verify;
 pub mod wallet;
 
+pub use address::WalletAddress;
 pub use amount::{Amount, Currency, CurrencyCode};
 pub use audit::{AuditReport, AuditStep, Verdict, audit};
 pub use certificate::{Certificate, NotarySet, Vote, VoteSubject, check_overlap, overlap_required};
