@@ -28,7 +28,7 @@ use crate::certified::{self, from_bytes, to_bytes};
 use crate::decision::Refusal;
 use crate::error::{Error, Result};
 use crate::pending::PendingFile;
-use crate::wire::{self, MAX_CERTIFIED_PER_MESSAGE, Proposal, Request, Response};
+use crate::wire::{self, MAX_CERTIFIED_PER_MESSAGE, Proposal, Request, Response, SlotInfo};
 
 /// A notary as a client reaches it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,8 +132,10 @@ impl<N: Network> NotaryConn<N> {
                         .network
                         .connect(&self.notary.address)
                         .await
-                        .map_err(|e| {
-                            Error::io(format!("connecting to {}", self.notary.address), &e)
+                        .map_err(|e| Error::Unreachable {
+                            notary: self.notary.id.to_string(),
+                            address: self.notary.address.clone(),
+                            reason: e.to_string(),
                         })?;
                     let stream = transport::connect(
                         tcp,
@@ -190,6 +192,16 @@ impl<N: Network> std::fmt::Debug for WalletClient<N> {
     }
 }
 
+/// A response's kind, for messages.
+fn describe_response(response: &Response) -> String {
+    match response {
+        Response::Vote(_) => "a vote".into(),
+        Response::Refusal(refusal) => format!("a refusal: {refusal}"),
+        Response::SlotInfo(_) => "slot info".into(),
+        Response::Certified(_) => "certified entries".into(),
+    }
+}
+
 /// The first certified entry a refusing notary lacks, if it lacks some.
 fn missing_from(refusal: &Refusal) -> Option<u64> {
     match refusal {
@@ -202,6 +214,44 @@ fn missing_from(refusal: &Refusal) -> Option<u64> {
 enum Answer {
     Vote(Vote),
     Refused(Refusal),
+    /// The notary could not be reached (the connection failed); it is tried again.
+    Unreachable(String),
+    /// The notary answered (anything but a vote or a definitive refusal): it is reachable.
+    Reached,
+}
+
+/// What became of an entry an earlier call left pending (signed and saved, not yet certified),
+/// finished or dropped before anything new is signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Earlier {
+    /// It is certified (now, or already before) and stored.
+    Finished(CertifiedEntry),
+    /// It can never be certified and was dropped: f + 1 notaries refused it, or its slot holds
+    /// another certified entry of this wallet (a restored copy, another device).
+    Dropped {
+        /// The entry.
+        entry: Entry,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Earlier {
+    /// The certified entry, if it was finished.
+    pub fn certified(&self) -> Option<&CertifiedEntry> {
+        match self {
+            Earlier::Finished(certified) => Some(certified),
+            Earlier::Dropped { .. } => None,
+        }
+    }
+
+    /// The entry.
+    pub fn entry(&self) -> &Entry {
+        match self {
+            Earlier::Finished(certified) => &certified.entry,
+            Earlier::Dropped { entry, .. } => entry,
+        }
+    }
 }
 
 impl<N: Network> WalletClient<N> {
@@ -280,13 +330,40 @@ impl<N: Network> WalletClient<N> {
             .await
     }
 
-    /// Gets `content` certified as the wallet's next entry and stores it with its certificate.
-    /// A proposal left pending by an earlier run is finished first (and its result returned
-    /// instead if it was this content... see [`WalletClient::resume`]).
+    /// [`WalletClient::prepare`], then [`WalletClient::propose`]: what an earlier call left
+    /// pending is finished or dropped first (and only logged: callers that report it to a user
+    /// call the two themselves).
     pub async fn submit(&mut self, content: &WalletEntry) -> Result<CertifiedEntry> {
-        self.resume().await?;
+        if let Some(earlier) = self.prepare().await? {
+            tracing::info!(entry = %earlier.entry().id(), ?earlier, "an earlier entry was settled first");
+        }
+        self.propose(content).await
+    }
+
+    /// Makes the wallet ready for a new entry: learns its certified head from a quorum of its
+    /// notaries (once per client: [`WalletClient::sync`]) and settles the entry an earlier call
+    /// left pending ([`WalletClient::resume`]). Returns what became of that entry.
+    pub async fn prepare(&mut self) -> Result<Option<Earlier>> {
         if !self.synced {
             self.sync().await?;
+        }
+        self.resume().await
+    }
+
+    /// Gets `content` certified as the wallet's next entry and stores it with its certificate.
+    /// Call [`WalletClient::prepare`] first: with an earlier entry still pending, this refuses
+    /// ([`Error::Pending`]) and signs nothing.
+    pub async fn propose(&mut self, content: &WalletEntry) -> Result<CertifiedEntry> {
+        if !self.synced {
+            self.sync().await?;
+        }
+        if !self.pending_clear
+            && let Some(entry) = self.load_pending().await?
+        {
+            return Err(Error::Pending {
+                seq: entry.seq().get(),
+                entry: entry.id().to_string(),
+            });
         }
         let payload = content.to_payload()?;
         let (key, store, pending, wallet) = (
@@ -311,42 +388,102 @@ impl<N: Network> WalletClient<N> {
         self.certify(entry).await
     }
 
-    /// Finishes a proposal left pending by an earlier run (same bytes). Returns the certified
-    /// entry, or `None` if nothing was pending.
-    pub async fn resume(&mut self) -> Result<Option<CertifiedEntry>> {
-        if self.pending_clear {
-            return Ok(None);
-        }
+    /// The entry in the pending file, if any (and notes when there is none).
+    async fn load_pending(&mut self) -> Result<Option<Entry>> {
         let pending = self.pending.clone();
         let loaded = self
             .config
             .store_calls
             .run(move || pending.load())
             .await??;
-        let Some(entry) = loaded else {
+        if loaded.is_none() {
             self.pending_clear = true;
+        }
+        Ok(loaded)
+    }
+
+    /// The entry an earlier call left pending, if any, without doing anything with it.
+    pub async fn pending(&mut self) -> Result<Option<Entry>> {
+        self.load_pending().await
+    }
+
+    /// Empties the pending file: `reason` says why `entry` can never be certified.
+    async fn drop_pending(&mut self, entry: Entry, reason: String) -> Result<Earlier> {
+        self.pending.clear()?;
+        self.pending_clear = true;
+        tracing::warn!(entry = %entry.id(), %reason, "a pending entry was dropped");
+        Ok(Earlier::Dropped { entry, reason })
+    }
+
+    /// Settles the entry an earlier call left pending (same bytes): returns `None` if nothing
+    /// was pending, [`Earlier::Finished`] once it is certified and stored, or
+    /// [`Earlier::Dropped`] if it can never be certified (f + 1 notaries refused it, or its
+    /// slot holds another certified entry of this wallet). Any other failure (no quorum yet)
+    /// is an error, and the entry stays pending.
+    pub async fn resume(&mut self) -> Result<Option<Earlier>> {
+        if self.pending_clear {
+            return Ok(None);
+        }
+        let Some(entry) = self.load_pending().await? else {
             return Ok(None);
         };
-        // Already certified and stored before the crash?
+        if let Some(earlier) = self.settled_in_store(&entry).await? {
+            return Ok(Some(earlier));
+        }
+        match self.certify(entry.clone()).await {
+            Ok(certified) => Ok(Some(Earlier::Finished(certified))),
+            Err(Error::Refused { refusal, count }) => {
+                // No honest notary voted for it (certify emptied the pending file). If the slot
+                // is certified with another entry, fetch that one before anything new.
+                if matches!(*refusal, Refusal::AlreadyCertified { .. }) {
+                    self.synced = false;
+                }
+                Ok(Some(Earlier::Dropped {
+                    entry,
+                    reason: format!("refused by {count} notaries: {refusal}"),
+                }))
+            }
+            Err(Error::Locked { seq }) => {
+                // Notaries voted for another entry of this wallet at this slot (the copy this
+                // device was restored from, another device): fetch it if it is certified, or
+                // finish certifying those bytes; this device's entry then lost its slot.
+                self.sync_taking_over().await?;
+                match self.settled_in_store(&entry).await? {
+                    Some(earlier) => Ok(Some(earlier)),
+                    None => Err(Error::Locked { seq }),
+                }
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// If the store already holds an entry at `entry`'s slot: `entry` itself, certified (it was
+    /// certified before a crash), or another certified entry (then `entry` is dropped).
+    async fn settled_in_store(&mut self, entry: &Entry) -> Result<Option<Earlier>> {
         let store = Arc::clone(&self.store);
-        let id = entry.id();
+        let (wallet, seq) = (entry.author(), entry.seq());
         let stored = self
             .config
             .store_calls
-            .run(move || store.get_by_id(&id))
-            .await??;
-        if let Some(stored) = stored {
-            let certificate = certified::certificate_of(self.store.as_ref(), &stored)?;
-            if certificate.is_some() {
-                self.pending.clear()?;
-                self.pending_clear = true;
-                return Ok(Some(CertifiedEntry {
-                    entry: stored,
-                    certificate,
-                }));
-            }
+            .run(move || certified::log(store.as_ref(), &wallet, seq.get(), 1))
+            .await??
+            .into_iter()
+            .find(|c| c.entry.seq() == seq && c.certificate.is_some());
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        if stored.entry.id() == entry.id() {
+            self.pending.clear()?;
+            self.pending_clear = true;
+            return Ok(Some(Earlier::Finished(stored)));
         }
-        self.certify(entry).await.map(Some)
+        let reason = format!(
+            "slot #{} holds another certified entry of this wallet ({}): this one was never \
+             certified and never will be",
+            seq.get(),
+            stored.entry.id()
+        );
+        self.drop_pending(entry.clone(), reason).await.map(Some)
     }
 
     async fn store_head(&self) -> Result<Option<scrip_feed::Head>> {
@@ -399,35 +536,57 @@ impl<N: Network> WalletClient<N> {
     }
 
     /// Safe restore: asks the notaries how far this wallet is certified and fetches what the
-    /// local log lacks. Refuses ([`Error::Behind`]) if it cannot get there.
+    /// local log lacks. Needs answers from a quorum of the wallet's notaries
+    /// ([`Error::HeadUnconfirmed`] otherwise): any quorum holds an honest notary of the quorum
+    /// that certified (or voted for) the wallet's latest entry, so a device restored from an
+    /// older copy learns of every slot already taken. Refuses ([`Error::Behind`]) if it cannot
+    /// fetch what is certified.
     pub async fn sync(&mut self) -> Result<u64> {
+        self.sync_inner(false).await
+    }
+
+    /// [`WalletClient::sync`], finishing an entry the notaries voted for right after the
+    /// certified head even if this device has its own pending entry for that slot (which
+    /// then can never be certified).
+    async fn sync_taking_over(&mut self) -> Result<u64> {
+        self.sync_inner(true).await
+    }
+
+    async fn sync_inner(&mut self, take_over: bool) -> Result<u64> {
         let wallet = self.id();
         let local = self.store_head().await?.map_or(0, |h| h.seq.get());
+        let store = Arc::clone(&self.store);
+        let held_set = self
+            .config
+            .store_calls
+            .run(move || certified::notary_set(store.as_ref(), &wallet))
+            .await??;
+        let set = match held_set {
+            Some(set) => set,
+            // Not created yet: the notaries it is being created with.
+            None => NotarySet::new(&self.conns.iter().map(|c| c.notary.id).collect::<Vec<_>>())?,
+        };
         let mut infos = Vec::new();
         let mut pendings = Vec::new();
-        let asks: Vec<_> = self
-            .conns
-            .iter()
-            .map(|conn| {
-                let conn = Arc::clone(conn);
-                tokio::spawn(async move { (conn.ask(&Request::SlotQuery { wallet }).await, conn) })
-            })
-            .collect();
-        for ask in asks {
-            if let Ok((Ok(Response::SlotInfo(info)), conn)) = ask.await {
-                if let Some(pending) = info.pending {
-                    pendings.push(pending);
-                }
-                infos.push((
-                    info.certified_head.max(info.heard),
-                    info.certified_head,
-                    conn,
-                ));
+        for (info, conn) in self.query_heads(&set).await? {
+            if let Some(pending) = info.pending {
+                pendings.push(pending);
             }
+            // A notary votes at slot v only once it holds v - 1 certified.
+            let voted = info.voted.map_or(0, |(seq, _)| seq);
+            infos.push((
+                info.certified_head
+                    .max(info.heard)
+                    .max(voted.saturating_sub(1)),
+                info.certified_head,
+                conn,
+            ));
         }
         let certified = infos.iter().map(|(c, _, _)| *c).max().unwrap_or(0);
         if certified <= local {
-            let now = self.finish_found_pending(local, pendings).await?;
+            let now = self
+                .finish_found_pending(local, pendings, take_over)
+                .await?;
             self.synced = true;
             return Ok(now);
         }
@@ -490,9 +649,93 @@ impl<N: Network> WalletClient<N> {
                 certified,
             });
         }
-        let now = self.finish_found_pending(now, pendings).await?;
+        let now = self.finish_found_pending(now, pendings, take_over).await?;
         self.synced = true;
         Ok(now)
+    }
+
+    /// Asks the notaries of `set` what they hold of this wallet, each retried until the
+    /// deadline, and returns once all answered, or a quorum answered and the others had one
+    /// more request's time; fewer than a quorum by the deadline (or so many unreachable that a
+    /// quorum cannot answer) is [`Error::HeadUnconfirmed`].
+    async fn query_heads(&self, set: &NotarySet) -> Result<Vec<(SlotInfo, Arc<NotaryConn<N>>)>> {
+        let wallet = self.id();
+        let members: Vec<_> = self
+            .conns
+            .iter()
+            .filter(|conn| set.contains(&conn.notary.id))
+            .cloned()
+            .collect();
+        let (found, mut found_rx) = mpsc::channel(members.len().max(1));
+        let retry = self.config.retry;
+        let tasks: Vec<_> = members
+            .iter()
+            .map(|conn| {
+                let (conn, found) = (Arc::clone(conn), found.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let answer = conn.ask(&Request::SlotQuery { wallet }).await;
+                        let done = matches!(answer, Ok(Response::SlotInfo(_)));
+                        if found.send((Arc::clone(&conn), answer)).await.is_err() || done {
+                            return;
+                        }
+                        tokio::time::sleep(retry).await;
+                    }
+                })
+            })
+            .collect();
+        drop(found);
+        let deadline = tokio::time::Instant::now() + self.config.deadline;
+        let mut grace: Option<tokio::time::Instant> = None;
+        let mut answers = Vec::new();
+        let mut failures: BTreeMap<FeedId, String> = BTreeMap::new();
+        let mut unreachable = std::collections::BTreeSet::new();
+        while answers.len() < members.len() {
+            let until = grace.map_or(deadline, |g| g.min(deadline));
+            let Ok(Some((conn, answer))) = tokio::time::timeout_at(until, found_rx.recv()).await
+            else {
+                break;
+            };
+            let id = conn.notary.id;
+            match answer {
+                Ok(Response::SlotInfo(info)) => {
+                    failures.remove(&id);
+                    unreachable.remove(&id);
+                    answers.push((info, conn));
+                    if answers.len() >= set.quorum() && grace.is_none() {
+                        grace = Some(tokio::time::Instant::now() + self.config.request_timeout);
+                    }
+                }
+                Ok(other) => {
+                    unreachable.remove(&id);
+                    failures.insert(id, format!("answered {}", describe_response(&other)));
+                }
+                Err(err) => {
+                    if matches!(err, Error::Unreachable { .. }) {
+                        unreachable.insert(id);
+                    }
+                    failures.insert(id, err.to_string());
+                    if unreachable.len() > members.len() - set.quorum() {
+                        break;
+                    }
+                }
+            }
+        }
+        for task in &tasks {
+            task.abort();
+        }
+        if answers.len() < set.quorum() {
+            return Err(Error::HeadUnconfirmed {
+                answered: answers.len(),
+                needed: set.quorum(),
+                detail: failures
+                    .iter()
+                    .map(|(n, why)| format!("{}: {why}", n.short()))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
+        Ok(answers)
     }
 
     /// A notary voted for an entry of this wallet right after the local head that this device
@@ -502,7 +745,13 @@ impl<N: Network> WalletClient<N> {
         &mut self,
         local: u64,
         pendings: Vec<crate::wire::PendingBytes>,
+        take_over: bool,
     ) -> Result<u64> {
+        if pendings.is_empty() || (!take_over && self.load_pending().await?.is_some()) {
+            // This device's own pending entry goes first (`resume`); if notaries locked its
+            // slot for another entry, `resume` comes back here to take over.
+            return Ok(local);
+        }
         let head = self.store_head().await?;
         for bytes in pendings {
             let Ok(entry) = Entry::decode(&bytes.header, Some(bytes.payload)) else {
@@ -532,9 +781,6 @@ impl<N: Network> WalletClient<N> {
     /// stores it with its certificate and clears the pending file.
     async fn certify(&mut self, entry: Entry) -> Result<CertifiedEntry> {
         let set = self.notary_set(&entry).await?;
-        let quorum = set.quorum();
-        let enough_refusals = set.f() + 1;
-        let subject = subject_of(&entry);
         let (answers, mut answers_rx) = mpsc::channel::<(FeedId, Answer)>(self.conns.len().max(1));
         let deadline = tokio::time::Instant::now() + self.config.deadline;
         // The preceding certified entry goes along: a notary learns of a certification when the
@@ -544,116 +790,46 @@ impl<N: Network> WalletClient<N> {
             .iter()
             .filter_map(|c| to_bytes(c).ok())
             .collect();
-        let mut tasks = Vec::new();
-        for conn in self.conns.iter().filter(|c| set.contains(&c.notary.id)) {
-            let conn = Arc::clone(conn);
-            let answers = answers.clone();
-            let entry = entry.clone();
-            let store = Arc::clone(&self.store);
-            let retry = self.config.retry;
-            let previous = previous.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut prefix = previous;
-                let mut sent_from: Option<u64> = None;
-                loop {
-                    let proposal = Proposal {
-                        header: entry.header_bytes().to_vec(),
-                        payload: entry.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                        prefix: std::mem::take(&mut prefix),
-                    };
-                    match conn.ask(&Request::Propose(proposal)).await {
-                        Ok(Response::Vote(vote)) => {
-                            let valid = vote.notary == conn.notary.id && vote.verifies(&subject);
-                            if valid {
-                                let _ = answers.send((conn.notary.id, Answer::Vote(vote))).await;
-                                return;
-                            }
-                            tracing::warn!(notary = %conn.notary.id, "a notary sent a bad vote");
-                        }
-                        // A notary that lacks certified entries gets them sent: it asked for
-                        // them, or it heard of later ones and will not vote until it holds them
-                        // (a certificate replication cannot bring it: it voted for the entry
-                        // and so already holds it). Each starting point is sent once; a notary
-                        // that stays behind after that is retried after a pause.
-                        Ok(Response::Refusal(refusal))
-                            if missing_from(&refusal).is_some_and(|f| sent_from != Some(f)) =>
-                        {
-                            let from = missing_from(&refusal).unwrap_or(1).max(1);
-                            sent_from = Some(from);
-                            let upto = entry.seq().get().saturating_sub(1);
-                            let wallet = entry.author();
-                            let limit = usize::try_from(upto.saturating_sub(from) + 1)
-                                .unwrap_or(usize::MAX)
-                                .min(MAX_CERTIFIED_PER_MESSAGE);
-                            if let Ok(log) = certified::log(store.as_ref(), &wallet, from, limit) {
-                                prefix = log.iter().filter_map(|c| to_bytes(c).ok()).collect();
-                                continue;
-                            }
-                        }
-                        Ok(Response::Refusal(refusal)) if refusal.is_definitive() => {
-                            let _ = answers
-                                .send((conn.notary.id, Answer::Refused(refusal)))
-                                .await;
-                            return;
-                        }
-                        Ok(_) | Err(_) => {}
-                    }
-                    tokio::time::sleep(retry).await;
-                }
-            }));
-        }
+        let tasks: Vec<_> = self
+            .conns
+            .iter()
+            .filter(|c| set.contains(&c.notary.id))
+            .map(|conn| {
+                tokio::spawn(propose_to(
+                    Arc::clone(conn),
+                    entry.clone(),
+                    Arc::clone(&self.store),
+                    previous.clone(),
+                    self.config.retry,
+                    answers.clone(),
+                ))
+            })
+            .collect();
         drop(answers);
-        let mut votes: BTreeMap<FeedId, Vote> = BTreeMap::new();
-        let mut refusals: BTreeMap<String, (Refusal, usize)> = BTreeMap::new();
+        let mut tally = Tally::new(&set);
         let outcome = loop {
-            let next = tokio::time::timeout_at(deadline, answers_rx.recv()).await;
-            match next {
-                Ok(Some((notary, Answer::Vote(vote)))) => {
-                    votes.insert(notary, vote);
-                    if votes.len() >= quorum {
-                        break Ok(());
-                    }
-                }
-                Ok(Some((_, Answer::Refused(refusal)))) => {
-                    let count = {
-                        let slot = refusals
-                            .entry(refusal.kind())
-                            .or_insert_with(|| (refusal.clone(), 0));
-                        slot.1 += 1;
-                        slot.1
-                    };
-                    if count >= enough_refusals {
-                        break Err(refusal);
+            match tokio::time::timeout_at(deadline, answers_rx.recv()).await {
+                Ok(Some((notary, answer))) => {
+                    if let Some(outcome) = tally.add(notary, answer) {
+                        break outcome;
                     }
                 }
                 Ok(None) | Err(_) => {
-                    let detail = refusals
-                        .values()
-                        .map(|(r, n)| format!("{n}× {r}"))
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    for task in &tasks {
-                        task.abort();
-                    }
-                    return Err(Error::NoQuorum {
-                        votes: votes.len(),
-                        needed: quorum,
-                        detail: if detail.is_empty() {
-                            "the others did not answer in time".into()
-                        } else {
-                            detail
-                        },
-                    });
+                    break Err(tally.no_quorum("the others did not answer in time"));
                 }
             }
         };
         for task in &tasks {
             task.abort();
         }
+        let outcome = match outcome {
+            Ok(votes) => Ok(votes),
+            Err(Settled::Refused(refusal)) => Err(refusal),
+            Err(Settled::Failed(err)) => return Err(err),
+        };
         match outcome {
-            Ok(()) => {
-                let certificate =
-                    Certificate::from_votes(entry.id(), ROUND_ZERO, votes.into_values().collect());
+            Ok(votes) => {
+                let certificate = Certificate::from_votes(entry.id(), ROUND_ZERO, votes);
                 let certified = CertifiedEntry {
                     entry,
                     certificate: Some(certificate),
@@ -680,9 +856,178 @@ impl<N: Network> WalletClient<N> {
                 self.pending_clear = true;
                 Err(Error::Refused {
                     refusal: Box::new(refusal),
-                    count: enough_refusals,
+                    count: set.f() + 1,
                 })
             }
         }
+    }
+}
+
+/// Proposes `entry` to one notary until it votes or definitively refuses (the caller aborts
+/// the task once it has what it needs), reporting to `answers`: a vote, a definitive refusal,
+/// and whether the notary can be reached (on each change).
+async fn propose_to<N: Network>(
+    conn: Arc<NotaryConn<N>>,
+    entry: Entry,
+    store: Arc<dyn Store>,
+    previous: Vec<scrip_ledger::CertifiedBytes>,
+    retry: Duration,
+    answers: mpsc::Sender<(FeedId, Answer)>,
+) {
+    let subject = subject_of(&entry);
+    let notary = conn.notary.id;
+    let mut prefix = previous;
+    let mut sent_from: Option<u64> = None;
+    let mut unreachable = false;
+    loop {
+        let proposal = Proposal {
+            header: entry.header_bytes().to_vec(),
+            payload: entry.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            prefix: std::mem::take(&mut prefix),
+        };
+        let answer = conn.ask(&Request::Propose(proposal)).await;
+        match &answer {
+            Err(Error::Unreachable { reason, .. }) if !unreachable => {
+                unreachable = true;
+                let _ = answers
+                    .send((notary, Answer::Unreachable(reason.clone())))
+                    .await;
+            }
+            Ok(_) if unreachable => {
+                unreachable = false;
+                let _ = answers.send((notary, Answer::Reached)).await;
+            }
+            _ => {}
+        }
+        match answer {
+            Ok(Response::Vote(vote)) => {
+                if vote.notary == notary && vote.verifies(&subject) {
+                    let _ = answers.send((notary, Answer::Vote(vote))).await;
+                    return;
+                }
+                tracing::warn!(%notary, "a notary sent a bad vote");
+            }
+            // A notary that lacks certified entries gets them sent: it asked for them, or it
+            // heard of later ones and will not vote until it holds them (a certificate
+            // replication cannot bring it: it voted for the entry and so already holds it).
+            // Each starting point is sent once; a notary that stays behind after that is
+            // retried after a pause.
+            Ok(Response::Refusal(refusal))
+                if missing_from(&refusal).is_some_and(|f| sent_from != Some(f)) =>
+            {
+                let from = missing_from(&refusal).unwrap_or(1).max(1);
+                sent_from = Some(from);
+                let upto = entry.seq().get().saturating_sub(1);
+                let limit = usize::try_from(upto.saturating_sub(from) + 1)
+                    .unwrap_or(usize::MAX)
+                    .min(MAX_CERTIFIED_PER_MESSAGE);
+                if let Ok(log) = certified::log(store.as_ref(), &entry.author(), from, limit) {
+                    prefix = log.iter().filter_map(|c| to_bytes(c).ok()).collect();
+                    continue;
+                }
+            }
+            Ok(Response::Refusal(refusal)) if refusal.is_definitive() => {
+                let _ = answers.send((notary, Answer::Refused(refusal))).await;
+                return;
+            }
+            Ok(_) | Err(_) => {}
+        }
+        tokio::time::sleep(retry).await;
+    }
+}
+
+/// How a certification ended without a certificate.
+enum Settled {
+    /// f + 1 equal definitive refusals (no honest notary voted for it).
+    Refused(Refusal),
+    /// No quorum now (the entry stays pending).
+    Failed(Error),
+}
+
+/// The answers gathered for one proposal.
+struct Tally {
+    quorum: usize,
+    enough_refusals: usize,
+    members: usize,
+    votes: BTreeMap<FeedId, Vote>,
+    refusals: BTreeMap<String, (Refusal, usize)>,
+    unreachable: BTreeMap<FeedId, String>,
+}
+
+impl Tally {
+    fn new(set: &NotarySet) -> Tally {
+        Tally {
+            quorum: set.quorum(),
+            enough_refusals: set.f() + 1,
+            members: set.members().len(),
+            votes: BTreeMap::new(),
+            refusals: BTreeMap::new(),
+            unreachable: BTreeMap::new(),
+        }
+    }
+
+    /// Counts `answer`; returns how the certification ends, once it does: the quorum's votes,
+    /// f + 1 equal definitive refusals, or (at once) so many notaries unreachable that a quorum
+    /// cannot be had now.
+    fn add(&mut self, notary: FeedId, answer: Answer) -> Option<Result<Vec<Vote>, Settled>> {
+        match answer {
+            Answer::Vote(vote) => {
+                self.unreachable.remove(&notary);
+                self.votes.insert(notary, vote);
+                if self.votes.len() >= self.quorum {
+                    return Some(Ok(std::mem::take(&mut self.votes).into_values().collect()));
+                }
+            }
+            Answer::Refused(refusal) => {
+                self.unreachable.remove(&notary);
+                let slot = self
+                    .refusals
+                    .entry(refusal.kind())
+                    .or_insert_with(|| (refusal.clone(), 0));
+                slot.1 += 1;
+                if slot.1 >= self.enough_refusals {
+                    return Some(Err(Settled::Refused(refusal)));
+                }
+            }
+            Answer::Unreachable(reason) => {
+                self.unreachable.insert(notary, reason);
+                if self.unreachable.len() > self.members - self.quorum {
+                    return Some(Err(self.no_quorum("")));
+                }
+            }
+            Answer::Reached => {
+                self.unreachable.remove(&notary);
+            }
+        }
+        None
+    }
+
+    /// No quorum: what the notaries said (refusals, unreachable ones), else `otherwise`.
+    fn no_quorum(&self, otherwise: &str) -> Settled {
+        let mut parts: Vec<String> = self
+            .refusals
+            .values()
+            .map(|(r, n)| format!("{n}× {r}"))
+            .collect();
+        if !self.unreachable.is_empty() {
+            parts.push(format!(
+                "{} of {} notaries cannot be reached ({})",
+                self.unreachable.len(),
+                self.members,
+                self.unreachable
+                    .iter()
+                    .map(|(n, r)| format!("{}: {r}", n.short()))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
+        if parts.is_empty() {
+            parts.push(otherwise.to_owned());
+        }
+        Settled::Failed(Error::NoQuorum {
+            votes: self.votes.len(),
+            needed: self.quorum,
+            detail: parts.join("; "),
+        })
     }
 }

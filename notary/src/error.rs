@@ -65,6 +65,40 @@ pub enum Error {
         /// Certified head reported by notaries.
         certified: u64,
     },
+    /// Fewer than a quorum of the wallet's notaries answered a question about its head: this
+    /// device cannot tell which slots are taken (it may be a restored copy), so it signs
+    /// nothing.
+    #[error(
+        "only {answered} of the {needed} notaries needed answered about this wallet's head \
+         ({detail}); nothing was signed"
+    )]
+    HeadUnconfirmed {
+        /// Notaries that answered.
+        answered: usize,
+        /// A quorum.
+        needed: usize,
+        /// What the others said.
+        detail: String,
+    },
+    /// An entry an earlier call signed is still waiting for its certificate: nothing new is
+    /// signed before it is settled (`WalletClient::prepare`).
+    #[error("entry #{seq} ({entry}) signed earlier is still pending; settle it first")]
+    Pending {
+        /// Its slot.
+        seq: u64,
+        /// Its id.
+        entry: String,
+    },
+    /// A notary could not be reached.
+    #[error("notary {notary} at {address} cannot be reached: {reason}")]
+    Unreachable {
+        /// The notary.
+        notary: String,
+        /// Its address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
     /// This client already has as many exchanges with the notary in flight or waiting as it
     /// allows ([`crate::client::EXCHANGES_PER_NOTARY`]): the notary is slow or unreachable.
     #[error("notary {notary} is busy with earlier requests from this client")]

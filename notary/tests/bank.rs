@@ -110,7 +110,9 @@ async fn wallet_loop(
                 break;
             }
             Err(_) => {
-                if let Ok(Some(done)) = client.resume().await {
+                if let Ok(Some(scrip_notary::client::Earlier::Finished(done))) =
+                    client.resume().await
+                {
                     ack(&done);
                     break;
                 }
@@ -129,7 +131,7 @@ async fn wallet_loop(
     for _ in 0..steps {
         tokio::time::sleep(Duration::from_millis(100 + rng.below(400))).await;
         // Finish anything pending first (same bytes).
-        if let Ok(Some(done)) = client.resume().await {
+        if let Ok(Some(scrip_notary::client::Earlier::Finished(done))) = client.resume().await {
             ack(&done);
             publish(&board, store.as_ref(), me.id());
         }
@@ -212,7 +214,8 @@ async fn wallet_loop(
     // Finish what is pending, through the end of the faults.
     for _ in 0..40 {
         match client.resume().await {
-            Ok(Some(done)) => ack(&done),
+            Ok(Some(scrip_notary::client::Earlier::Finished(done))) => ack(&done),
+            Ok(Some(_)) => {}
             Ok(None) => break,
             Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
         }
