@@ -6,6 +6,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use crate::failure::Failure;
 use crate::home::Home;
 use crate::ops::{self, Context, Op};
 use crate::output::Output;
@@ -27,7 +29,7 @@ pub const MAX_API_CLIENTS: usize = 16;
 #[serde(rename_all = "snake_case")]
 enum Answer {
     Ok(Box<Output>),
-    Error(String),
+    Error(Failure),
 }
 
 /// A connection to the daemon running on `home`, if one answers.
@@ -35,27 +37,45 @@ pub async fn connect(home: &Home) -> Option<UnixStream> {
     UnixStream::connect(home.socket()).await.ok()
 }
 
-/// Sends `op` to the daemon over `stream` and returns its answer.
-pub async fn call(stream: UnixStream, op: &Op) -> Result<Output> {
-    let (read, mut write) = stream.into_split();
-    let mut line = serde_json::to_string(op)?;
-    line.push('\n');
-    write
-        .write_all(line.as_bytes())
-        .await
-        .context("talking to the daemon")?;
-    let mut answer = String::new();
-    let mut reader = BufReader::new(read).take(u64::try_from(MAX_LINE_BYTES).unwrap_or(u64::MAX));
-    reader
-        .read_line(&mut answer)
-        .await
-        .context("reading the daemon's answer")?;
-    if answer.is_empty() {
-        bail!("the daemon closed the connection without answering");
-    }
-    match serde_json::from_str::<Answer>(&answer).context("the daemon's answer")? {
-        Answer::Ok(output) => Ok(*output),
-        Answer::Error(message) => Err(anyhow!(message)),
+/// Sends `op` to the daemon over `stream` and returns its answer, waiting at most `timeout`
+/// (then the daemon, named by its pid, is reported as not answering: whether `op` took effect
+/// is unknown, [`Failure::unknown`]).
+pub async fn call(stream: UnixStream, op: &Op, timeout: Duration) -> Result<Output> {
+    let pid = stream
+        .peer_cred()
+        .ok()
+        .and_then(|cred| cred.pid())
+        .map_or_else(|| "?".to_owned(), |pid| pid.to_string());
+    let exchange = async {
+        let (read, mut write) = stream.into_split();
+        let mut line = serde_json::to_string(op)?;
+        line.push('\n');
+        write
+            .write_all(line.as_bytes())
+            .await
+            .context("talking to the daemon")?;
+        let mut answer = String::new();
+        let mut reader =
+            BufReader::new(read).take(u64::try_from(MAX_LINE_BYTES).unwrap_or(u64::MAX));
+        reader
+            .read_line(&mut answer)
+            .await
+            .context("reading the daemon's answer")?;
+        if answer.is_empty() {
+            bail!("the daemon closed the connection without answering");
+        }
+        match serde_json::from_str::<Answer>(&answer).context("the daemon's answer")? {
+            Answer::Ok(output) => Ok(*output),
+            Answer::Error(failure) => Err(failure.into()),
+        }
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(answer) => answer,
+        Err(_) => Err(Failure::unknown(format!(
+            "the daemon (pid {pid}) did not answer within {}s: it may be paused or overloaded; \
+             whether the command took effect is unknown (see `scrip pending` and `scrip orders`)",
+            timeout.as_secs()
+        ))),
     }
 }
 
@@ -107,10 +127,10 @@ async fn answer(stream: UnixStream, ctx: &Context) -> Result<()> {
     let mut line = String::new();
     reader.read_line(&mut line).await?;
     let answer = match serde_json::from_str::<Op>(&line) {
-        Err(err) => Answer::Error(format!("bad request: {err}")),
+        Err(err) => Answer::Error(Failure::of(&anyhow!("bad request: {err}"))),
         Ok(op) => match ops::execute(ctx, op).await {
             Ok(output) => Answer::Ok(Box::new(output)),
-            Err(err) => Answer::Error(format!("{err:#}")),
+            Err(err) => Answer::Error(Failure::of(&err)),
         },
     };
     let mut text = serde_json::to_string(&answer)?;

@@ -162,6 +162,19 @@ pub enum Command {
         #[arg(long)]
         memo: Option<String>,
     },
+    /// Show the wallet entry signed earlier and still waiting for its notaries, if any (a
+    /// command that exited with status 3 left it); `--retry` tries to settle it now.
+    ///
+    /// A pending entry is sent again, byte for byte, by the next wallet command; it is dropped
+    /// only when it can never be certified (refused by enough notaries, or its slot taken by
+    /// another certified entry of the wallet), and that is reported.
+    ///
+    /// Example: `scrip pending --retry`
+    Pending {
+        /// Try to get it certified now.
+        #[arg(long)]
+        retry: bool,
+    },
     /// List orders to and from your wallet.
     ///
     /// Example: `scrip orders --incoming --pending`
@@ -273,7 +286,15 @@ pub enum WalletCommand {
         /// A notary as FEED_ID@ADDR (its notary service address); repeat for each.
         #[arg(long = "notary", value_name = "FEED_ID@ADDR", required = true)]
         notaries: Vec<String>,
+        /// Create the wallet even if some notaries do not answer now (a quorum must).
+        #[arg(long)]
+        allow_unreachable: bool,
     },
+    /// Give up a wallet whose creation never finished (its genesis was never certified and no
+    /// reachable notary voted for it). Its key is kept, renamed, not deleted.
+    ///
+    /// Example: `scrip wallet abandon`
+    Abandon,
 }
 
 /// The benchmarks of `scrip bench`.

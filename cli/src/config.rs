@@ -11,6 +11,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7411";
 pub const DEFAULT_NOTARY_LISTEN: &str = "127.0.0.1:7412";
 /// Default follow distance replicated.
 pub const DEFAULT_HOPS: u8 = 2;
+/// Default time a command waits for its daemon's answer, in seconds.
+pub const DEFAULT_COMMAND_TIMEOUT: u64 = 30;
 
 /// A home's settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +26,8 @@ pub struct Config {
     pub network_key: String,
     /// How far along the follow graph feeds are replicated (1 = only the feeds you follow).
     pub hops: u8,
+    /// Seconds a command waits for the daemon's answer on the control socket.
+    pub command_timeout: u64,
 }
 
 impl Default for Config {
@@ -33,6 +37,7 @@ impl Default for Config {
             notary_listen: DEFAULT_NOTARY_LISTEN.into(),
             network_key: "default".into(),
             hops: DEFAULT_HOPS,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
         }
     }
 }
@@ -44,6 +49,9 @@ impl Config {
         config.network_key()?;
         if config.hops == 0 {
             bail!("hops must be at least 1");
+        }
+        if !(5..=3600).contains(&config.command_timeout) {
+            bail!("command_timeout must be 5 to 3600 seconds");
         }
         Ok(config)
     }
@@ -75,11 +83,16 @@ impl Config {
              \n\
              # How far along the follow graph feeds are replicated: 1 = the feeds you follow,\n\
              # 2 = also the feeds they follow (default {DEFAULT_HOPS}).\n\
-             hops = {hops}\n",
+             hops = {hops}\n\
+             \n\
+             # Seconds a command waits for this home's daemon to answer before it gives up and\n\
+             # says so, naming the daemon's pid (default {DEFAULT_COMMAND_TIMEOUT}).\n\
+             command_timeout = {timeout}\n",
             listen = self.listen,
             notary = self.notary_listen,
             key = self.network_key,
             hops = self.hops,
+            timeout = self.command_timeout,
         )
     }
 }
@@ -107,6 +120,7 @@ mod tests {
     fn bad_values_are_refused() {
         assert!(Config::parse("network_key = \"xyz\"").is_err());
         assert!(Config::parse("hops = 0").is_err());
+        assert!(Config::parse("command_timeout = 0").is_err());
         assert!(Config::parse("listne = \"typo\"").is_err());
     }
 }

@@ -306,6 +306,7 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
     for user in &users {
         user.run(Op::WalletCreate {
             notaries: notary_args.clone(),
+            allow_unreachable: false,
         })
         .await?;
     }

@@ -180,6 +180,31 @@ impl Home {
         Ok(key)
     }
 
+    /// Moves the wallet's files aside (key, pending entry, notaries), renamed with a suffix
+    /// `.abandoned-<seconds since the epoch>`, so that a new wallet can be created; nothing is
+    /// deleted. Returns where the key went.
+    pub fn abandon_wallet(&self) -> Result<PathBuf> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut kept_key = None;
+        for name in [WALLET_KEY, PENDING, WALLET] {
+            let from = self.root.join(name);
+            if !from.exists() {
+                continue;
+            }
+            let to = self.root.join(format!("{name}.abandoned-{stamp}"));
+            fs::rename(&from, &to).with_context(|| format!("moving {} aside", from.display()))?;
+            if name == WALLET_KEY {
+                kept_key = Some(to);
+            }
+        }
+        if let Ok(dir) = fs::File::open(&self.root) {
+            let _ = dir.sync_all();
+        }
+        kept_key.ok_or_else(|| anyhow!("this home has no wallet key"))
+    }
+
     /// The configuration (defaults for anything missing).
     pub fn config(&self) -> Result<Config> {
         self.require()?;

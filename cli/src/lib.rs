@@ -8,6 +8,7 @@
 //! - [`ops`]: every operation behind the commands, written once over a [`ops::Context`]; the
 //!   CLI runs them itself or sends them to the home's daemon.
 //! - [`output`]: what operations return, as text or JSON.
+//! - [`failure`]: exit statuses, and failures as they cross the control socket.
 //! - [`api`]: the daemon's control socket (JSON lines over a Unix socket).
 //! - [`daemon`]: `scrip serve` (replicate node, optional notary service, control socket).
 //! - [`net`]: one-shot catch-up from peers (`scrip sync`, audits of wallets not held).
@@ -15,6 +16,8 @@
 //! - [`demo`]: `scrip demo`, a whole network on loopback.
 //! - [`bench`]: `scrip bench`, every layer's macro benchmark with its ceiling.
 //! - [`progress`]: progress bars on a terminal only.
+//! - [`wallet`]: the wallet's lifecycle around the notary client: entries left pending,
+//!   checks before a wallet is created or abandoned.
 //!
 //! `anyhow` is used here and nowhere else: library crates return their own error enums.
 
@@ -24,12 +27,14 @@ pub mod bench;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod failure;
 pub mod home;
 pub mod net;
 pub mod ops;
 pub mod output;
 pub mod payee;
 pub mod progress;
+pub mod wallet;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -55,7 +60,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 listen: listen.unwrap_or(defaults.listen),
                 notary_listen: notary_listen.unwrap_or(defaults.notary_listen),
                 network_key: network_key.unwrap_or(defaults.network_key),
-                hops: defaults.hops,
+                ..defaults
             };
             // Checks the values before anything is written.
             Config::parse(&config.to_toml())?;
@@ -109,7 +114,15 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Feed { feed, limit } => Op::Feed { feed, limit },
         Command::Sync { addr, id, timeout } => Op::Sync { addr, id, timeout },
         Command::Forks => Op::Forks,
-        Command::Wallet(WalletCommand::Create { notaries }) => Op::WalletCreate { notaries },
+        Command::Wallet(WalletCommand::Create {
+            notaries,
+            allow_unreachable,
+        }) => Op::WalletCreate {
+            notaries,
+            allow_unreachable,
+        },
+        Command::Wallet(WalletCommand::Abandon) => Op::WalletAbandon,
+        Command::Pending { retry } => Op::Pending { retry },
         Command::Mint {
             amount,
             currency,
@@ -159,7 +172,8 @@ pub async fn run_op(home: Home, op: Op) -> Result<Output> {
     let deadline = tokio::time::Instant::now() + home::STORE_WAIT;
     let store = loop {
         if let Some(stream) = api::connect(&home).await {
-            return api::call(stream, &op).await;
+            let timeout = op.patience(home.config()?.command_timeout);
+            return api::call(stream, &op, timeout).await;
         }
         let probe = home.clone();
         if let Some(store) = tokio::task::spawn_blocking(move || probe.try_open_store()).await?? {
@@ -171,7 +185,9 @@ pub async fn run_op(home: Home, op: Op) -> Result<Output> {
         tokio::time::sleep(home::STORE_RETRY).await;
     };
     let ctx = Context::new(home, store, None, progress::wanted())?;
-    ops::execute(&ctx, op).await
+    let output = ops::execute(&ctx, op).await;
+    ctx.close().await;
+    output
 }
 
 fn print(output: &Output, json: bool) -> Result<i32> {

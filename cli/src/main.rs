@@ -8,7 +8,16 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let cli = scrip_cli::args::Cli::parse();
+    use scrip_cli::failure::{EXIT_USAGE, Failure};
+    let cli = match scrip_cli::args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Help and version are not failures; everything else is a usage error.
+            let _ = err.print();
+            std::process::exit(if err.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    let json = cli.json;
     // The demo stops many peers at once, which makes their nodes warn about each other. sled's
     // own log lines are off: what it reports reaches the user as our error.
     let quiet = matches!(cli.command, scrip_cli::args::Command::Demo { .. });
@@ -37,8 +46,18 @@ fn main() {
     let code = match runtime.block_on(scrip_cli::run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", format!("{err:#}").replace('\n', " "));
-            1
+            let failure = Failure::of(&err);
+            eprintln!("error: {}", failure.message);
+            if json {
+                let answer = serde_json::json!({
+                    "result": "error",
+                    "kind": failure.kind,
+                    "exit": failure.exit,
+                    "error": failure.message,
+                });
+                println!("{answer:#}");
+            }
+            failure.exit
         }
     };
     // Everything acknowledged is on disk; background tasks need not finish.

@@ -11,11 +11,11 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use scrip_feed::{Content, Entry, EntryId, FeedId, Keypair, Seq, Store, Timestamp};
 use scrip_ledger::content::{Accept, Genesis, Mint, Order, OrderRef, Reclaim, Reject};
 use scrip_ledger::{
-    Amount, CertifiedEntry, Currency, CurrencyCode, LedgerState, OrderStatus, TrustSignatures,
-    WalletEntry, WalletState,
+    Amount, Currency, CurrencyCode, LedgerState, OrderStatus, TrustSignatures, WalletEntry,
+    WalletState,
 };
 use scrip_notary::certified;
-use scrip_notary::{ClientConfig, NotaryAddr, PendingFile, WalletClient};
+use scrip_notary::{NotaryAddr, PendingFile, WalletClient};
 use scrip_replicate::{NodeLink, Tcp, TransportConfig};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -87,6 +87,16 @@ pub enum Op {
     WalletCreate {
         /// `FEED_ID@ADDR` each.
         notaries: Vec<String>,
+        /// Create it even if some notaries do not answer (a quorum must).
+        #[serde(default)]
+        allow_unreachable: bool,
+    },
+    /// `scrip wallet abandon`.
+    WalletAbandon,
+    /// `scrip pending`.
+    Pending {
+        /// Try to settle it now.
+        retry: bool,
     },
     /// `scrip mint`.
     Mint {
@@ -145,6 +155,18 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// How long a command waits for its daemon to answer `self`: the configured command
+    /// timeout, or longer for an operation that is given its own time.
+    pub fn patience(&self, command_timeout: u64) -> Duration {
+        let own = match self {
+            Op::Sync { timeout, .. } | Op::Audit { timeout, .. } => timeout.saturating_add(10),
+            _ => 0,
+        };
+        Duration::from_secs(command_timeout.max(own))
+    }
+}
+
 /// Everything an operation works with.
 pub struct Context {
     /// The home.
@@ -184,6 +206,11 @@ pub fn parse_feed(text: &str) -> Result<FeedId> {
     text.trim()
         .parse::<FeedId>()
         .map_err(|e| anyhow!("{text:?} is not a feed id ({e}); feed ids look like @3yZe7d..."))
+}
+
+/// The error for a wallet command on a home without a wallet.
+fn no_wallet() -> anyhow::Error {
+    anyhow!("no wallet yet: create one with `scrip wallet create --notary FEED_ID@ADDR ...`")
 }
 
 /// The text form of wallet `wallet`: its address (`+…`, with a checksum).
@@ -256,7 +283,7 @@ impl Context {
         })
     }
 
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         call: impl FnOnce(Arc<dyn Store>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -281,7 +308,7 @@ impl Context {
         Ok(entry)
     }
 
-    async fn announce(&self, feed: FeedId, head: u64) {
+    pub(crate) async fn announce(&self, feed: FeedId, head: u64) {
         if let Some(node) = &self.node {
             let _ = node.announce(feed, head).await;
         }
@@ -292,7 +319,8 @@ impl Context {
         Ok(self.home.wallet_key()?.map(|k| k.id()))
     }
 
-    async fn wallet_client(
+    /// The wallet's client (made on first use), locked for one operation at a time.
+    pub(crate) async fn wallet_client(
         &self,
     ) -> Result<tokio::sync::MutexGuard<'_, Option<WalletClient<Tcp>>>> {
         let mut guard = self.wallet.lock().await;
@@ -312,31 +340,34 @@ impl Context {
                 PendingFile::new(self.home.pending()),
                 notaries,
                 Tcp,
-                ClientConfig {
-                    transport: transport(&self.config)?,
-                    ..ClientConfig::default()
-                },
+                crate::wallet::client_config(self)?,
             )?);
         }
         Ok(guard)
     }
 
-    /// Gets `content` certified as the wallet's next entry.
-    async fn submit(&self, content: WalletEntry) -> Result<CertifiedEntry> {
-        let mut guard = self.wallet_client().await?;
-        let client = guard.as_mut().ok_or_else(|| anyhow!("no wallet client"))?;
-        let certified = client.submit(&content).await?;
-        drop(guard);
-        self.announce(certified.entry.author(), certified.entry.seq().get())
-            .await;
-        Ok(certified)
+    /// The wallet's client slot, locked (to drop the client when the wallet changes).
+    pub(crate) async fn wallet_lock(
+        &self,
+    ) -> tokio::sync::MutexGuard<'_, Option<WalletClient<Tcp>>> {
+        self.wallet.lock().await
+    }
+
+    /// Says goodbye to the notaries the wallet client talked to (a one-shot command ends).
+    pub async fn close(&self) {
+        if let Some(client) = self.wallet.lock().await.as_ref() {
+            client.close().await;
+        }
+    }
+
+    /// Gets `content` certified as the wallet's next entry (see [`crate::wallet::submit`]).
+    async fn submit(&self, content: WalletEntry) -> Result<crate::wallet::Submitted> {
+        crate::wallet::submit(self, content).await
     }
 
     /// The wallet's state after its certified log.
     async fn wallet_state(&self) -> Result<WalletState> {
-        let wallet = self
-            .wallet_id()?
-            .ok_or_else(|| anyhow!("no wallet yet: create one with `scrip wallet create`"))?;
+        let wallet = self.wallet_id()?.ok_or_else(no_wallet)?;
         self.blocking(move |store| {
             let log = certified::certified_log(store.as_ref(), &wallet)?;
             let state = scrip_ledger::fold(log, &TrustSignatures);
@@ -375,7 +406,8 @@ pub fn ledger_of(store: &dyn Store) -> Result<LedgerState> {
     Ok(scrip_ledger::fold(entries, &TrustSignatures))
 }
 
-fn certified_output(certified: &CertifiedEntry, summary: String) -> Result<Output> {
+fn certified_output(submitted: &crate::wallet::Submitted, summary: String) -> Result<Output> {
+    let certified = &submitted.certified;
     let content = certified
         .entry
         .payload()
@@ -389,6 +421,7 @@ fn certified_output(certified: &CertifiedEntry, summary: String) -> Result<Outpu
         id: certified.entry.id().to_string(),
         votes: certified.certificate.as_ref().map_or(0, |c| c.votes.len()),
         summary,
+        earlier: submitted.earlier.as_ref().map(crate::wallet::earlier_line),
     })
 }
 
@@ -463,7 +496,22 @@ pub async fn execute(ctx: &Context, op: Op) -> Result<Output> {
                     .collect(),
             })
         }
-        Op::WalletCreate { notaries } => wallet_create(ctx, notaries).await,
+        Op::WalletCreate {
+            notaries,
+            allow_unreachable,
+        } => wallet_create(ctx, notaries, allow_unreachable).await,
+        Op::WalletAbandon => Ok(Output::Done {
+            message: crate::wallet::abandon(ctx).await?,
+        }),
+        Op::Pending { retry: false } => {
+            ctx.wallet_id()?.ok_or_else(no_wallet)?;
+            Ok(Output::Pending {
+                pending: crate::wallet::pending_line(ctx)?,
+            })
+        }
+        Op::Pending { retry: true } => Ok(Output::Settled {
+            earlier: crate::wallet::retry(ctx).await?,
+        }),
         Op::Mint {
             amount,
             currency,
@@ -675,7 +723,11 @@ async fn sync(ctx: &Context, addr: String, id: Option<String>, timeout: u64) -> 
     Ok(Output::Synced { peer: addr, stored })
 }
 
-async fn wallet_create(ctx: &Context, notaries: Vec<String>) -> Result<Output> {
+async fn wallet_create(
+    ctx: &Context,
+    notaries: Vec<String>,
+    allow_unreachable: bool,
+) -> Result<Output> {
     let notaries: Vec<NotaryAddr> = notaries
         .iter()
         .map(|n| parse_notary(n))
@@ -698,13 +750,16 @@ async fn wallet_create(ctx: &Context, notaries: Vec<String>) -> Result<Output> {
             if existing != notaries {
                 bail!(
                     "this home's wallet {} is being created with other notaries; repeat the \
-                     same `scrip wallet create` command to finish it",
-                    key.id()
+                     same `scrip wallet create` command to finish it, or give it up with \
+                     `scrip wallet abandon`",
+                    address(key.id())
                 );
             }
             key.id()
         }
         None => {
+            // Every named notary answers as itself before anything is signed or written.
+            crate::wallet::check_notaries(ctx, &notaries, set.quorum(), allow_unreachable).await?;
             ctx.home.set_notaries(&notaries)?;
             let key = ctx.home.create_wallet_key()?;
             // Whoever follows this identity replicates its wallet too, and can tell it is this
@@ -718,11 +773,11 @@ async fn wallet_create(ctx: &Context, notaries: Vec<String>) -> Result<Output> {
     if let Some(node) = &ctx.node {
         let _ = node.request_feed(wallet).await;
     }
-    let certified = ctx
+    let submitted = ctx
         .submit(WalletEntry::Genesis(Genesis { notaries: ids }))
         .await?;
     certified_output(
-        &certified,
+        &submitted,
         format!(
             "wallet {} created: {} notaries, {} votes needed",
             address(wallet),
@@ -733,9 +788,7 @@ async fn wallet_create(ctx: &Context, notaries: Vec<String>) -> Result<Output> {
 }
 
 async fn mint(ctx: &Context, amount: &str, code: &str, decimals: u8) -> Result<Output> {
-    let wallet = ctx
-        .wallet_id()?
-        .ok_or_else(|| anyhow!("no wallet yet: create one with `scrip wallet create`"))?;
+    let wallet = ctx.wallet_id()?.ok_or_else(no_wallet)?;
     let code_parsed =
         CurrencyCode::new(code).map_err(|e| anyhow!("{code:?} is not a currency code: {e}"))?;
     let state = ctx.wallet_state().await?;
@@ -747,11 +800,11 @@ async fn mint(ctx: &Context, amount: &str, code: &str, decimals: u8) -> Result<O
         .unwrap_or(decimals);
     let currency = Currency::new(wallet, code, decimals)?;
     let amount = parse_amount(amount, &currency)?;
-    let certified = ctx
+    let submitted = ctx
         .submit(WalletEntry::Mint(Mint { currency, amount }))
         .await?;
     certified_output(
-        &certified,
+        &submitted,
         format!(
             "minted {} {}",
             amount.display(currency.decimals),
@@ -767,16 +820,14 @@ async fn pay(
     currency: &str,
     memo: Option<String>,
 ) -> Result<Output> {
-    let wallet = ctx
-        .wallet_id()?
-        .ok_or_else(|| anyhow!("no wallet yet: create one with `scrip wallet create`"))?;
+    let wallet = ctx.wallet_id()?.ok_or_else(no_wallet)?;
     // What the user typed is checked first, then the receiver (which may ask peers for it).
     let state = ctx.wallet_state().await?;
     let known: Vec<Currency> = state.balances.keys().copied().collect();
     let currency = resolve_currency(currency, &known)?;
     let amount = parse_amount(amount, &currency)?;
     let to = crate::payee::check(ctx, to, wallet).await?;
-    let certified = ctx
+    let submitted = ctx
         .submit(WalletEntry::Order(Order {
             to,
             currency,
@@ -785,10 +836,10 @@ async fn pay(
         }))
         .await?;
     certified_output(
-        &certified,
+        &submitted,
         format!(
             "order {} sent: {} {} to {}; it is in escrow until they accept it",
-            certified.entry.id(),
+            submitted.certified.entry.id(),
             amount.display(currency.decimals),
             currency.code.as_str(),
             address(to)
@@ -806,9 +857,7 @@ fn status_text(status: OrderStatus) -> &'static str {
 }
 
 async fn orders(ctx: &Context, incoming: bool, outgoing: bool, pending: bool) -> Result<Output> {
-    let wallet = ctx
-        .wallet_id()?
-        .ok_or_else(|| anyhow!("no wallet yet: create one with `scrip wallet create`"))?;
+    let wallet = ctx.wallet_id()?.ok_or_else(no_wallet)?;
     let (both, open_only) = (incoming == outgoing, pending);
     ctx.blocking(move |store| {
         let ledger = ledger_of(store.as_ref())?;
@@ -879,9 +928,7 @@ async fn find_order(ctx: &Context, id: EntryId) -> Result<(FeedId, Seq, Order)> 
 
 async fn resolve(ctx: &Context, order: &str, rejection: Option<String>) -> Result<Output> {
     let id = parse_order(order)?;
-    let wallet = ctx
-        .wallet_id()?
-        .ok_or_else(|| anyhow!("no wallet yet: create one with `scrip wallet create`"))?;
+    let wallet = ctx.wallet_id()?.ok_or_else(no_wallet)?;
     let (sender, seq, order) = find_order(ctx, id).await?;
     if order.to != wallet {
         bail!("order {id} is not addressed to your wallet");
@@ -896,23 +943,23 @@ async fn resolve(ctx: &Context, order: &str, rejection: Option<String>) -> Resul
     );
     match rejection {
         None => {
-            let certified = ctx
+            let submitted = ctx
                 .submit(WalletEntry::Accept(Accept { order: citation }))
                 .await?;
             certified_output(
-                &certified,
+                &submitted,
                 format!("accepted {amount} from {}", address(sender)),
             )
         }
         Some(reason) => {
-            let certified = ctx
+            let submitted = ctx
                 .submit(WalletEntry::Reject(Reject {
                     order: citation,
                     reason,
                 }))
                 .await?;
             certified_output(
-                &certified,
+                &submitted,
                 format!(
                     "rejected {amount} from {}; they can reclaim it",
                     address(sender)
@@ -924,9 +971,7 @@ async fn resolve(ctx: &Context, order: &str, rejection: Option<String>) -> Resul
 
 async fn reclaim(ctx: &Context, order: &str) -> Result<Output> {
     let id = parse_order(order)?;
-    let wallet = ctx
-        .wallet_id()?
-        .ok_or_else(|| anyhow!("no wallet yet: create one with `scrip wallet create`"))?;
+    let wallet = ctx.wallet_id()?.ok_or_else(no_wallet)?;
     let (sender, seq, order) = find_order(ctx, id).await?;
     if sender != wallet {
         bail!("order {id} is not yours");
@@ -960,14 +1005,14 @@ async fn reclaim(ctx: &Context, order: &str) -> Result<Output> {
             )?)
         })
         .await?;
-    let certified = ctx
+    let submitted = ctx
         .submit(WalletEntry::Reclaim(Reclaim {
             order: OrderRef { seq, id },
             rejection,
         }))
         .await?;
     certified_output(
-        &certified,
+        &submitted,
         format!(
             "reclaimed {} {} from rejected order {id}",
             order.amount.display(order.currency.decimals),
@@ -1003,6 +1048,7 @@ async fn balance(ctx: &Context) -> Result<Output> {
         wallet: address(state.wallet),
         balances,
         escrow: escrow.iter().map(|(c, a)| line(c, *a)).collect(),
+        pending: crate::wallet::pending_line(ctx)?,
     })
 }
 

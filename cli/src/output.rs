@@ -62,6 +62,34 @@ pub struct BalanceLine {
     pub amount: String,
 }
 
+/// An entry an earlier command left pending, settled before this command's own entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlierLine {
+    /// `finished` (certified now, or before a crash) or `dropped` (it can never be certified).
+    pub outcome: String,
+    /// Its seq.
+    pub seq: u64,
+    /// Its id.
+    pub id: String,
+    /// What it is, for people.
+    pub what: String,
+    /// Why it was dropped.
+    pub reason: Option<String>,
+}
+
+/// The entry left pending in this home: signed and saved, not certified yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingLine {
+    /// Its seq.
+    pub seq: u64,
+    /// Its id.
+    pub id: String,
+    /// What it is, for people.
+    pub what: String,
+    /// When it was signed (ms since the epoch; the pending file's time).
+    pub since_ms: u64,
+}
+
 /// What a command produced.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
@@ -144,6 +172,18 @@ pub enum Output {
         votes: usize,
         /// A line for humans.
         summary: String,
+        /// An entry an earlier command left pending, settled first.
+        earlier: Option<EarlierLine>,
+    },
+    /// `scrip pending`.
+    Pending {
+        /// The entry waiting for its certificate, if any.
+        pending: Option<PendingLine>,
+    },
+    /// `scrip pending --retry`.
+    Settled {
+        /// What became of the pending entry (none was pending if `None`).
+        earlier: Option<EarlierLine>,
     },
     /// `scrip orders`.
     Orders {
@@ -158,6 +198,8 @@ pub enum Output {
         balances: Vec<BalanceLine>,
         /// Outgoing orders in escrow (pending or rejected, not reclaimed).
         escrow: Vec<BalanceLine>,
+        /// An entry signed and waiting for its certificate (not counted above).
+        pending: Option<PendingLine>,
     },
     /// `scrip audit`.
     Audit {
@@ -166,8 +208,7 @@ pub enum Output {
     },
 }
 
-/// Exit status of a failed audit.
-pub const EXIT_AUDIT_VIOLATION: i32 = 2;
+pub use crate::failure::EXIT_AUDIT_VIOLATION;
 
 impl Output {
     /// The process exit status this output calls for.
@@ -260,9 +301,42 @@ impl Output {
                     let _ = writeln!(out, "{author} signed two entries at #{seq}");
                 }
             }
-            Output::Certified { summary, votes, .. } => {
+            Output::Certified {
+                summary,
+                votes,
+                earlier,
+                ..
+            } => {
+                if let Some(earlier) = earlier {
+                    out.push_str(&earlier_text(earlier));
+                }
                 let _ = writeln!(out, "{summary} (certified by {votes} notaries)");
             }
+            Output::Pending { pending } => match pending {
+                None => {
+                    let _ = writeln!(out, "nothing pending");
+                }
+                Some(p) => {
+                    let _ = writeln!(
+                        out,
+                        "pending: {} ({}), signed {}, waiting for its notaries' certificate",
+                        p.what,
+                        p.id,
+                        when(p.since_ms)
+                    );
+                    let _ = writeln!(
+                        out,
+                        "it is sent again (the same bytes) by the next wallet command or \
+                         `scrip pending --retry`"
+                    );
+                }
+            },
+            Output::Settled { earlier } => match earlier {
+                None => {
+                    let _ = writeln!(out, "nothing was pending");
+                }
+                Some(earlier) => out.push_str(&earlier_text(earlier)),
+            },
             Output::Orders { orders } => {
                 if orders.is_empty() {
                     let _ = writeln!(out, "no orders");
@@ -289,6 +363,7 @@ impl Output {
                 wallet,
                 balances,
                 escrow,
+                pending,
             } => {
                 let _ = writeln!(out, "wallet {wallet}");
                 if balances.is_empty() {
@@ -308,11 +383,43 @@ impl Output {
                         e.amount, e.currency
                     );
                 }
+                if let Some(p) = pending {
+                    let _ = writeln!(
+                        out,
+                        "  pending: {} is signed but not certified yet (scrip pending)",
+                        p.what
+                    );
+                }
             }
             Output::Audit { report } => out.push_str(&audit_text(report)),
         }
         out
     }
+}
+
+/// The line for an earlier entry settled before a command's own.
+fn earlier_text(earlier: &EarlierLine) -> String {
+    match &earlier.reason {
+        None => format!(
+            "first, the earlier {} ({}) was certified\n",
+            earlier.what, earlier.id
+        ),
+        Some(reason) => format!(
+            "first, the earlier {} ({}) was dropped: {reason}\n",
+            earlier.what, earlier.id
+        ),
+    }
+}
+
+/// A time in ms since the epoch, as a date and time in the local time zone (UTC if it is not
+/// known).
+pub fn when(ms: u64) -> String {
+    let Ok(at) = jiff::Timestamp::from_millisecond(i64::try_from(ms).unwrap_or(i64::MAX)) else {
+        return format!("{ms} ms after the epoch");
+    };
+    at.to_zoned(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M %Z")
+        .to_string()
 }
 
 /// The step-by-step audit report.
@@ -360,4 +467,15 @@ pub fn audit_text(report: &AuditReport) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_dates_in_some_zone() {
+        let text = when(1_795_971_985_000);
+        assert!(text.starts_with("2026-11-"), "{text}");
+    }
 }

@@ -313,3 +313,134 @@ fn payments_to_a_wrong_receiver_are_refused_before_anything_is_signed() {
         "is not known here",
     );
 }
+
+#[test]
+fn a_wallet_is_created_only_with_notaries_that_answer_as_notaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (notaries, args) = notaries(dir.path(), 4);
+    let home = TestHome::init(dir.path(), "alice");
+    let create = |args: &[String], extra: &[&str]| {
+        let mut all = vec!["wallet", "create"];
+        all.extend(args.iter().map(String::as_str));
+        all.extend_from_slice(extra);
+        home.run(&all)
+    };
+    // One wrong port: refused, naming it; nothing written.
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut wrong_port = args.clone();
+    let (id, _) = wrong_port[7].split_once("@127").unwrap();
+    wrong_port[7] = format!("{id}@{nobody}");
+    let before = logical_state(&home);
+    let line = create(&wrong_port, &[]).one_line_error().to_owned();
+    assert!(
+        line.contains("1 of the named notaries do not answer"),
+        "{line}"
+    );
+    assert!(line.contains(&nobody), "{line}");
+    // A replication address instead of a notary address: refused too.
+    let mut not_a_notary = args.clone();
+    let (id, _) = not_a_notary[7].split_once("@127").unwrap();
+    not_a_notary[7] = format!("{id}@{}", notaries[3].1.listen());
+    let line = create(&not_a_notary, &[]).one_line_error().to_owned();
+    assert!(line.contains("do not answer"), "{line}");
+    assert_eq!(
+        logical_state(&home),
+        before,
+        "a refused create published something"
+    );
+    for file in ["wallet.key", "wallet.toml", "wallet.pending"] {
+        assert!(
+            !home.path.join(file).exists(),
+            "a refused create wrote {file}"
+        );
+    }
+    // Told to, it creates the wallet with the three that answer (a quorum).
+    let created = create(&wrong_port, &["--allow-unreachable"]).ok();
+    assert!(created.stdout.contains("created"), "{}", created.stdout);
+}
+
+#[test]
+fn an_unfinished_wallet_can_be_abandoned_and_a_created_one_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_notaries, args) = notaries(dir.path(), 1);
+    let home = TestHome::init(dir.path(), "alice");
+    // What a `wallet create` killed before it reached any notary leaves: a key and notaries.
+    let key = scrip_feed::Keypair::generate().unwrap();
+    scrip_feed::keyfile::write(&home.path.join("wallet.key"), &key).unwrap();
+    let (id, address) = args[1].split_once("@127").unwrap();
+    std::fs::write(
+        home.path.join("wallet.toml"),
+        format!("[[notary]]\nid = \"{id}\"\naddress = \"127{address}\"\n"),
+    )
+    .unwrap();
+    let abandoned = home.run(&["wallet", "abandon"]).ok();
+    assert!(
+        abandoned.stdout.contains("abandoned wallet"),
+        "{}",
+        abandoned.stdout
+    );
+    assert!(home.json(&["id"])["wallet"].is_null());
+    assert!(
+        std::fs::read_dir(&home.path).unwrap().flatten().any(|f| f
+            .file_name()
+            .to_string_lossy()
+            .starts_with("wallet.key.abandoned-")),
+        "the key is kept"
+    );
+    // A new wallet can be created, and then it cannot be abandoned.
+    let mut create = vec!["wallet", "create"];
+    create.extend(args.iter().map(String::as_str));
+    home.run(&create).ok();
+    refused(&home, &["wallet", "abandon"], "cannot be abandoned");
+}
+
+#[test]
+fn a_usage_error_has_its_own_status_and_json_errors_are_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome::init(dir.path(), "alice");
+    let run = home.run(&["pay"]);
+    assert_eq!(run.code, 64, "{run:?}");
+    assert_eq!(home.run(&["--help"]).code, 0);
+    let run = home.run(&["--json", "follow", "@xyz"]);
+    assert_eq!(run.code, 1);
+    let error = run.json();
+    assert_eq!(error["result"], "error");
+    assert_eq!(error["exit"], 1);
+    assert!(
+        error["error"].as_str().unwrap().contains("not a feed id"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_paused_daemon_is_named_by_its_pid_within_the_command_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome::init(dir.path(), "alice");
+    let config = home.path.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("command_timeout = 30", "command_timeout = 5"),
+    )
+    .unwrap();
+    let daemon = home.serve(&[]);
+    let pid = daemon.pid();
+    let signal = |which: &str| {
+        std::process::Command::new("kill")
+            .args([which, &pid.to_string()])
+            .status()
+            .unwrap()
+    };
+    signal("-STOP");
+    let run = home.run(&["id"]);
+    signal("-CONT");
+    assert_eq!(run.code, 4, "{run:?}");
+    let line = run.one_line_error();
+    assert!(line.contains(&format!("pid {pid}")), "{line}");
+    assert!(line.contains("did not answer within 5s"), "{line}");
+    assert_eq!(daemon.stop(), 0);
+}

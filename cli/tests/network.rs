@@ -160,3 +160,104 @@ fn payments_survive_a_notary_killed_mid_run() {
         assert_eq!(daemon.stop(), 0);
     }
 }
+
+/// Four notary processes and their `--notary` arguments.
+fn notary_group(dir: &std::path::Path) -> (Vec<NotaryProcess>, Vec<Option<Daemon>>, Vec<String>) {
+    let notaries: Vec<NotaryProcess> = (0..4)
+        .map(|i| NotaryProcess {
+            home: TestHome::init(dir, &format!("notary{i}")),
+            listen: free_port(),
+            notary: free_port(),
+        })
+        .collect();
+    let running: Vec<Option<Daemon>> = notaries.iter().map(|n| Some(n.start())).collect();
+    let mut create = vec!["wallet".to_owned(), "create".to_owned()];
+    for (n, daemon) in notaries.iter().zip(&running) {
+        create.push("--notary".into());
+        create.push(format!(
+            "{}@{}",
+            daemon.as_ref().unwrap().identity(),
+            n.notary
+        ));
+    }
+    (notaries, running, create)
+}
+
+#[test]
+fn a_payment_without_a_quorum_stays_visible_and_the_next_command_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (notaries, mut running, create) = notary_group(dir.path());
+    let create: Vec<&str> = create.iter().map(String::as_str).collect();
+    let alice = TestHome::init(dir.path(), "alice");
+    let bob = TestHome::init(dir.path(), "bob");
+    let _alice_daemon = alice.serve(&[]);
+    let bob_daemon = bob.serve(&[]);
+    alice
+        .run(&["peer", "add", &bob_daemon.listen(), &bob.identity()])
+        .ok();
+    alice.run(&create).ok();
+    bob.run(&create).ok();
+    alice.run(&["mint", "100.00", "EUR"]).ok();
+    let bob_wallet = bob.wallet();
+
+    // Two of four notaries die: no quorum. The payment is signed and kept, and the command
+    // says so with its own exit status (not "nothing written").
+    running[2].take().unwrap().kill();
+    running[3].take().unwrap().kill();
+    let run = alice.run(&["pay", &bob_wallet, "1.00", "EUR"]);
+    assert_eq!(run.code, 3, "{run:?}");
+    let line = run.one_line_error();
+    assert!(line.contains("do not repeat this command"), "{line}");
+    assert!(line.contains("cannot be reached"), "{line}");
+    let json = alice.run(&["--json", "pay", &bob_wallet, "1.00", "EUR"]);
+    assert_ne!(json.code, 0);
+    // A second payment is not signed while the first is pending.
+    assert_eq!(json.code, 1, "{json:?}");
+    let error = json.json();
+    assert_eq!(error["result"], "error");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing new was signed"),
+        "{error}"
+    );
+    let pending = alice.json(&["pending"]);
+    let what = pending["pending"]["what"].as_str().unwrap();
+    assert!(what.contains("order 1.00 EUR"), "{pending}");
+    assert!(
+        alice.run(&["balance"]).ok().stdout.contains("pending:"),
+        "the balance shows the pending payment"
+    );
+
+    // A notary comes back: the next, unrelated command finishes the payment first and says so.
+    running[2] = Some(notaries[2].start());
+    let minted = alice.json(&["mint", "1.00", "EUR"]);
+    assert_eq!(minted["earlier"]["outcome"], "finished", "{minted}");
+    assert!(
+        minted["earlier"]["what"]
+            .as_str()
+            .unwrap()
+            .contains("order 1.00 EUR"),
+        "{minted}"
+    );
+    assert!(alice.json(&["pending"])["pending"].is_null());
+    // Exactly one order reached the escrow.
+    let balance = alice.json(&["balance"]);
+    assert_eq!(balance["escrow"][0]["amount"], "1.00", "{balance}");
+    assert_eq!(balance["balances"][0]["amount"], "100.00", "{balance}");
+
+    // Every notary refuses connections: said at once, and the entry is kept.
+    for daemon in running.iter_mut() {
+        if let Some(daemon) = daemon.take() {
+            daemon.kill();
+        }
+    }
+    let run = alice.run(&["pay", &bob_wallet, "2.00", "EUR"]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(
+        run.one_line_error().contains("cannot be reached"),
+        "{:?}",
+        run.stderr
+    );
+}

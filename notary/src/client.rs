@@ -110,6 +110,13 @@ impl<N: Network> NotaryConn<N> {
         }
     }
 
+    /// Says goodbye on the open connection, if any (the transport's clean close).
+    async fn close(&self) {
+        if let Some(mut stream) = self.stream.lock().await.take() {
+            let _ = stream.goodbye().await;
+        }
+    }
+
     fn timed_out(&self, what: &'static str) -> Error {
         Error::Transport(scrip_replicate::Error::Timeout {
             what,
@@ -190,6 +197,58 @@ impl<N: Network> std::fmt::Debug for WalletClient<N> {
             .field("wallet", &self.key.id())
             .finish_non_exhaustive()
     }
+}
+
+/// Asks each of `notaries` once (within the request timeout) what it holds of `wallet`,
+/// connecting with `key`: a notary that answers is reachable, is who it should be (the
+/// transport checks its identity) and speaks the notary protocol. For checks before a wallet is
+/// created or abandoned.
+pub async fn probe<N: Network>(
+    key: Arc<Keypair>,
+    notaries: &[NotaryAddr],
+    wallet: FeedId,
+    network: N,
+    config: &ClientConfig,
+) -> Result<Vec<(NotaryAddr, Result<SlotInfo>)>> {
+    let identity = Arc::new(LocalIdentity::new(key)?);
+    let network = Arc::new(network);
+    let asks: Vec<_> = notaries
+        .iter()
+        .map(|notary| {
+            let conn = Arc::new(NotaryConn {
+                notary: notary.clone(),
+                network: Arc::clone(&network),
+                identity: Arc::clone(&identity),
+                config: config.clone(),
+                stream: Mutex::new(None),
+                exchanges: Arc::new(Semaphore::new(EXCHANGES_PER_NOTARY)),
+            });
+            tokio::spawn(async move {
+                let answer = match conn.ask(&Request::SlotQuery { wallet }).await {
+                    Ok(Response::SlotInfo(info)) => Ok(info),
+                    Ok(other) => Err(Error::Protocol {
+                        reason: format!("it answered {}", describe_response(&other)),
+                    }),
+                    Err(Error::Unreachable { reason, .. }) => Err(Error::Protocol { reason }),
+                    Err(err) => Err(Error::Protocol {
+                        reason: format!("it does not answer as a notary ({err})"),
+                    }),
+                };
+                conn.close().await;
+                answer
+            })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(notaries.len());
+    for (notary, ask) in notaries.iter().zip(asks) {
+        let answer = ask.await.unwrap_or_else(|_| {
+            Err(Error::Protocol {
+                reason: "the query task failed".into(),
+            })
+        });
+        answers.push((notary.clone(), answer));
+    }
+    Ok(answers)
 }
 
 /// A response's kind, for messages.
@@ -296,6 +355,14 @@ impl<N: Network> WalletClient<N> {
     /// The wallet's id.
     pub fn id(&self) -> FeedId {
         self.key.id()
+    }
+
+    /// Closes the connections to the notaries with the transport's goodbye (a client that goes
+    /// away calls it; dropping the client closes them without one).
+    pub async fn close(&self) {
+        for conn in &self.conns {
+            conn.close().await;
+        }
     }
 
     /// The store holding the wallet's log.

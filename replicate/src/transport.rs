@@ -476,6 +476,11 @@ impl<S: AsyncRead + AsyncWrite> SecureStream<S> {
     pub async fn recv(&mut self) -> Result<Option<Vec<u8>>> {
         self.reader.recv().await
     }
+
+    /// Says an authenticated goodbye and closes (see [`SecureWriter::goodbye`]).
+    pub async fn goodbye(&mut self) -> Result<()> {
+        self.writer.goodbye().await
+    }
 }
 
 /// The receiving half of a [`SecureStream`].

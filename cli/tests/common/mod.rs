@@ -187,6 +187,11 @@ impl Daemon {
         self.ready["identity"].as_str().unwrap().to_owned()
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     /// Stops it with SIGTERM and waits; returns its exit status.
     pub fn stop(mut self) -> i32 {
         let mut child = self.child.take().unwrap();
