@@ -325,6 +325,29 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
         short_address(mallory.wallet()?)
     ));
 
+    // Everyone holds everyone's wallet (they follow each other; wallets are two hops out)
+    // before anyone pays: a payment needs its receiver's certified genesis.
+    let all: Vec<FeedId> = users.iter().map(Peer::wallet).collect::<Result<_>>()?;
+    for user in &users {
+        let store = Arc::clone(&user.ctx().store);
+        let wanted = all.clone();
+        wait_for("the wallets to replicate", || {
+            let (store, wanted) = (Arc::clone(&store), wanted.clone());
+            async move {
+                let held = tokio::task::spawn_blocking(move || {
+                    wanted.iter().try_fold(true, |all, w| {
+                        Ok::<_, anyhow::Error>(
+                            all && certified::notary_set(store.as_ref(), w)?.is_some(),
+                        )
+                    })
+                })
+                .await??;
+                Ok(held.then_some(()))
+            }
+        })
+        .await?;
+    }
+
     // 4. Money moves.
     n.working("paying, accepting, rejecting, reclaiming");
     let mint = alice
@@ -408,15 +431,22 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
     // 5. Attempts to cheat, each refused with its reason.
     n.working("attempting to cheat");
     n.say("attempts that must fail:");
+    // `scrip pay` refuses an overspend before signing it; a cheater's client would not, so
+    // this one goes around that check, straight to the notaries.
     let overspend = refusal_line(
-        carol
-            .run(Op::Pay {
-                wallet: crate::ops::address(wb),
-                amount: "10000.00".into(),
-                currency: "EUR".into(),
-                memo: None,
-            })
-            .await,
+        crate::wallet::submit(
+            carol.ctx(),
+            WalletEntry::Order(scrip_ledger::content::Order {
+                to: wb,
+                currency: Currency::new(wa, "EUR", 2)?,
+                amount: Amount::from_minor(1_000_000),
+                memo: String::new(),
+            }),
+        )
+        .await
+        .map(|submitted| Output::Done {
+            message: submitted.certified.entry.id().to_string(),
+        }),
     )?;
     n.say(format!(
         "  overspend (carol pays 10000.00 EUR): refused: {overspend}"

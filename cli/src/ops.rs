@@ -826,6 +826,15 @@ async fn pay(
     let known: Vec<Currency> = state.balances.keys().copied().collect();
     let currency = resolve_currency(currency, &known)?;
     let amount = parse_amount(amount, &currency)?;
+    let held = state.balance(&currency);
+    if amount > held {
+        bail!(
+            "you hold {} {}: not enough to pay {}; nothing was signed",
+            held.display(currency.decimals),
+            currency.code.as_str(),
+            amount.display(currency.decimals)
+        );
+    }
     let to = crate::payee::check(ctx, to, wallet).await?;
     let submitted = ctx
         .submit(WalletEntry::Order(Order {

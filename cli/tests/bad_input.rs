@@ -122,11 +122,16 @@ fn an_amount_that_overflows_is_refused() {
 }
 
 #[test]
-fn an_unknown_currency_is_refused() {
+fn an_unknown_currency_or_more_than_is_held_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (home, _notaries) = funded(dir.path());
     let bob = TestHome::init(dir.path(), "bob").identity();
     refused(&home, &["pay", &bob, "1.00", "USD"], "unknown currency USD");
+    refused(
+        &home,
+        &["pay", &bob, "100.01", "EUR"],
+        "you hold 100.00 EUR: not enough to pay 100.01",
+    );
     refused(&home, &["pay", &bob, "1.00", "eur!"], "is not a currency");
 }
 

@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "network/jepsen.rs"]
+mod jepsen;
 
 use std::time::Duration;
 
