@@ -425,13 +425,7 @@ fn a_usage_error_has_its_own_status_and_json_errors_are_json() {
 fn a_paused_daemon_is_named_by_its_pid_within_the_command_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let home = TestHome::init(dir.path(), "alice");
-    let config = home.path.join("config.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace("command_timeout = 30", "command_timeout = 5"),
-    )
-    .unwrap();
+    home.set_config("command_timeout", "5");
     let daemon = home.serve(&[]);
     let pid = daemon.pid();
     let signal = |which: &str| {

@@ -67,23 +67,7 @@ fn balance(home: &TestHome) -> String {
 #[test]
 fn payments_survive_a_notary_killed_mid_run() {
     let dir = tempfile::tempdir().unwrap();
-    let notaries: Vec<NotaryProcess> = (0..4)
-        .map(|i| NotaryProcess {
-            home: TestHome::init(dir.path(), &format!("notary{i}")),
-            listen: free_port(),
-            notary: free_port(),
-        })
-        .collect();
-    let mut running: Vec<Option<Daemon>> = notaries.iter().map(|n| Some(n.start())).collect();
-    let mut create = vec!["wallet".to_owned(), "create".to_owned()];
-    for (n, daemon) in notaries.iter().zip(&running) {
-        create.push("--notary".into());
-        create.push(format!(
-            "{}@{}",
-            daemon.as_ref().unwrap().identity(),
-            n.notary
-        ));
-    }
+    let (notaries, mut running, create) = notary_group(dir.path());
     let create: Vec<&str> = create.iter().map(String::as_str).collect();
 
     let alice = TestHome::init(dir.path(), "alice");

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use common::certified_wallet::{CertifiedWallet, certify};
-use common::key;
+use common::{InterceptVotes, key};
 use scrip_feed::{Entry, Keypair};
 use scrip_ledger::certificate::{ROUND_ZERO, VOTE_DOMAIN};
 use scrip_ledger::verify::subject_of;
@@ -361,40 +361,6 @@ fn non_canonical_request_bytes_are_refused() {
     assert!(Certificate::decode(&cert_bytes).is_err());
 }
 
-/// A vote store whose disk fails for the first `failures` records.
-struct FailingVotes {
-    failures: std::sync::atomic::AtomicUsize,
-    inner: scrip_notary::MemoryVoteStore,
-}
-
-impl scrip_notary::VoteStore for FailingVotes {
-    fn record(
-        &self,
-        votes: &[scrip_notary::VoteRecord],
-        hook: &scrip_notary::votes::StepHook,
-    ) -> scrip_notary::Result<()> {
-        use std::sync::atomic::Ordering;
-        let left = self.failures.load(Ordering::SeqCst);
-        if left > 0 {
-            self.failures.store(left - 1, Ordering::SeqCst);
-            return Err(scrip_notary::Error::Wallet("disk failure (test)".into()));
-        }
-        self.inner.record(votes, hook)
-    }
-
-    fn load(&self) -> scrip_notary::Result<Vec<scrip_ledger::VoteSubject>> {
-        self.inner.load()
-    }
-
-    fn voted_entry(
-        &self,
-        wallet: &scrip_feed::FeedId,
-        seq: scrip_feed::Seq,
-    ) -> scrip_notary::Result<Option<scrip_feed::Entry>> {
-        self.inner.voted_entry(wallet, seq)
-    }
-}
-
 #[tokio::test]
 async fn a_vote_the_store_failed_to_record_is_never_signed() {
     use scrip_notary::wire::{Proposal, Request, Response};
@@ -402,9 +368,20 @@ async fn a_vote_the_store_failed_to_record_is_never_signed() {
     let setup = setup(4);
     let store: Arc<dyn scrip_feed::Store> = Arc::new(scrip_feed::MemoryStore::new());
     scrip_notary::certified::store_certified(store.as_ref(), &setup.log).unwrap();
-    let votes = Arc::new(FailingVotes {
-        failures: std::sync::atomic::AtomicUsize::new(2),
+    // The disk fails for the first two records.
+    let failures = std::sync::atomic::AtomicUsize::new(2);
+    let votes = Arc::new(InterceptVotes {
         inner: scrip_notary::MemoryVoteStore::new(),
+        record: move |inner: &scrip_notary::MemoryVoteStore, votes: &[_], hook: &_| {
+            use std::sync::atomic::Ordering;
+            if failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(scrip_notary::Error::Wallet("disk failure (test)".into()));
+            }
+            inner.record(votes, hook)
+        },
     });
     let notary = Notary::spawn(
         Arc::clone(&setup.notaries[0]),
@@ -493,59 +470,13 @@ fn a_made_up_seq_in_a_prefix_changes_nothing() {
     assert_eq!(state.wallet(&setup.id()).unwrap().heard, 1);
 }
 
-/// What [`GatedVotes`] does from its second record on.
+/// What the vote store of [`one_batch_for_one_slot`] does from its second record on.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum AfterGate {
     /// The disk fails.
     Fail,
     /// The process dies after writing (modelled by never coming back from the write).
     DieAfterWrite,
-}
-
-/// A vote store that holds its first record until released (so that the requests sent
-/// meanwhile are decided together in the next batch), then behaves as `after` says.
-struct GatedVotes {
-    calls: std::sync::atomic::AtomicUsize,
-    entered: std::sync::Mutex<std::sync::mpsc::Sender<usize>>,
-    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
-    after: AfterGate,
-    inner: scrip_notary::MemoryVoteStore,
-}
-
-impl scrip_notary::VoteStore for GatedVotes {
-    fn record(
-        &self,
-        votes: &[scrip_notary::VoteRecord],
-        hook: &scrip_notary::votes::StepHook,
-    ) -> scrip_notary::Result<()> {
-        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let _ = self.entered.lock().unwrap().send(call);
-        if call == 0 {
-            let _ = self.release.lock().unwrap().recv();
-            return self.inner.record(votes, hook);
-        }
-        match self.after {
-            AfterGate::Fail => Err(scrip_notary::Error::Wallet("disk failure (test)".into())),
-            AfterGate::DieAfterWrite => {
-                self.inner.record(votes, hook)?;
-                // Written and flushed, but the process never gets further.
-                let _ = self.release.lock().unwrap().recv();
-                Err(scrip_notary::Error::Wallet("killed (test)".into()))
-            }
-        }
-    }
-
-    fn load(&self) -> scrip_notary::Result<Vec<scrip_ledger::VoteSubject>> {
-        self.inner.load()
-    }
-
-    fn voted_entry(
-        &self,
-        wallet: &scrip_feed::FeedId,
-        seq: scrip_feed::Seq,
-    ) -> scrip_notary::Result<Option<scrip_feed::Entry>> {
-        self.inner.voted_entry(wallet, seq)
-    }
 }
 
 /// Two proposals for one slot decided in one batch — the same entry twice and a conflicting
@@ -561,12 +492,30 @@ async fn one_batch_for_one_slot(after: AfterGate) -> Vec<Option<scrip_notary::wi
     scrip_notary::certified::store_certified(store.as_ref(), &other.log).unwrap();
     let (entered_tx, entered) = std::sync::mpsc::channel();
     let (release, release_rx) = std::sync::mpsc::channel();
-    let votes = Arc::new(GatedVotes {
-        calls: std::sync::atomic::AtomicUsize::new(0),
-        entered: std::sync::Mutex::new(entered_tx),
-        release: std::sync::Mutex::new(release_rx),
-        after,
+    // The first record is held until released (so that the requests sent meanwhile are
+    // decided together in the next batch); the next one behaves as `after` says.
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let entered_tx = std::sync::Mutex::new(entered_tx);
+    let release_rx = std::sync::Mutex::new(release_rx);
+    let votes = Arc::new(InterceptVotes {
         inner: scrip_notary::MemoryVoteStore::new(),
+        record: move |inner: &scrip_notary::MemoryVoteStore, votes: &[_], hook: &_| {
+            let call = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = entered_tx.lock().unwrap().send(call);
+            if call == 0 {
+                let _ = release_rx.lock().unwrap().recv();
+                return inner.record(votes, hook);
+            }
+            match after {
+                AfterGate::Fail => Err(scrip_notary::Error::Wallet("disk failure (test)".into())),
+                AfterGate::DieAfterWrite => {
+                    inner.record(votes, hook)?;
+                    // Written and flushed, but the process never gets further.
+                    let _ = release_rx.lock().unwrap().recv();
+                    Err(scrip_notary::Error::Wallet("killed (test)".into()))
+                }
+            }
+        },
     });
     let notary = Arc::new(
         Notary::spawn(

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::certified_wallet::CertifiedWallet;
-use common::key;
+use common::{InterceptVotes, key};
 use scrip_feed::{Entry, SledOptions, SledStore, Store};
 use scrip_ledger::verify::subject_of;
 use scrip_notary::certified::to_bytes;
@@ -47,11 +47,30 @@ fn notary_child() {
         let hold = std::env::var_os("SCRIP_NOTARY_CHILD_HOLD").is_some();
         let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let votes = Arc::new(HeldVotes {
+        // With a hold, the first record waits (saying "holding") until three more jobs are
+        // queued and the parent says "go" on stdin, so that they are decided together in the
+        // next batch.
+        let (held_by_store, queued_by_store) = (Arc::clone(&held), Arc::clone(&queued));
+        let votes = Arc::new(InterceptVotes {
             inner: SledVoteStore::open(&dir.join("votes")).unwrap(),
-            hold,
-            held: Arc::clone(&held),
-            queued: Arc::clone(&queued),
+            record: move |inner: &SledVoteStore, votes: &[_], hook: &_| {
+                use std::sync::atomic::Ordering;
+                if !hold || held_by_store.load(Ordering::SeqCst) {
+                    return inner.record(votes, hook);
+                }
+                println!("holding");
+                std::io::stdout().flush().unwrap();
+                while queued_by_store.load(Ordering::SeqCst) < 3 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                println!("queued 3");
+                std::io::stdout().flush().unwrap();
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).unwrap();
+                let recorded = inner.record(votes, &|_| {});
+                held_by_store.store(true, Ordering::SeqCst);
+                recorded
+            },
         });
         // With a hold, the steps of the first (held) batch pass: only the next one pauses.
         let hook = move |step: Step| {
@@ -85,53 +104,6 @@ fn notary_child() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     });
-}
-
-/// The child's vote store: with a hold, its first record waits (saying "holding") until three
-/// more jobs are queued and the parent says "go" on stdin, so that they are decided together in
-/// the next batch.
-struct HeldVotes {
-    inner: SledVoteStore,
-    hold: bool,
-    held: Arc<std::sync::atomic::AtomicBool>,
-    queued: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl VoteStore for HeldVotes {
-    fn record(
-        &self,
-        votes: &[scrip_notary::VoteRecord],
-        hook: &scrip_notary::votes::StepHook,
-    ) -> scrip_notary::Result<()> {
-        use std::sync::atomic::Ordering;
-        if self.hold && !self.held.load(Ordering::SeqCst) {
-            println!("holding");
-            std::io::stdout().flush().unwrap();
-            while self.queued.load(Ordering::SeqCst) < 3 {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            println!("queued 3");
-            std::io::stdout().flush().unwrap();
-            let mut line = String::new();
-            std::io::stdin().read_line(&mut line).unwrap();
-            let recorded = self.inner.record(votes, &|_| {});
-            self.held.store(true, Ordering::SeqCst);
-            return recorded;
-        }
-        self.inner.record(votes, hook)
-    }
-
-    fn load(&self) -> scrip_notary::Result<Vec<scrip_ledger::VoteSubject>> {
-        self.inner.load()
-    }
-
-    fn voted_entry(
-        &self,
-        wallet: &scrip_feed::FeedId,
-        seq: scrip_feed::Seq,
-    ) -> scrip_notary::Result<Option<Entry>> {
-        self.inner.voted_entry(wallet, seq)
-    }
 }
 
 struct ChildNotary {

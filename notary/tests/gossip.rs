@@ -271,6 +271,18 @@ async fn wait_event<T>(
     }
 }
 
+/// Waits (20 s at most) until `store` holds `feed` up to `seq`.
+async fn wait_head(store: &Arc<dyn Store>, feed: FeedId, seq: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while store.head(&feed).unwrap().map_or(0, |h| h.seq.get()) < seq {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{feed} never reached #{seq}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Stores `entries` with their certificates (if any) as a peer would hold them.
 fn hold(store: &dyn Store, entries: &[scrip_ledger::CertifiedEntry]) {
     let (report, _) = scrip_notary::certified::offer_certified(
@@ -355,14 +367,7 @@ async fn a_refused_proposal_gossiped_beside_the_certified_entry_freezes_nothing(
     hold(relay.as_ref(), &split.honest[1..]);
     relay_node.announce(wallet, 4).await.unwrap();
     let newcomer_node = wallet_node(82, &newcomer, wallet, to_relay).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while newcomer.head(&wallet).unwrap().map_or(0, |h| h.seq.get()) < 4 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the newcomer never got #4"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_head(&newcomer, wallet, 4).await;
     for store in [&relay, &newcomer] {
         assert!(store.fork_proofs().unwrap().is_empty());
         let log = scrip_notary::certified::certified_log(store.as_ref(), &wallet).unwrap();
@@ -407,14 +412,7 @@ async fn negative_control_two_certified_entries_for_one_slot_give_a_gossiped_pro
     // The newcomer first, so that the proof reaches it by gossip, not on connect.
     let newcomer_node = wallet_node(84, &newcomer, wallet, to_relay.clone()).await;
     let mut newcomer_events = newcomer_node.events();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while newcomer.head(&wallet).unwrap().map_or(0, |h| h.seq.get()) < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the newcomer never got #3"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_head(&newcomer, wallet, 3).await;
     let forker_node = wallet_node(85, &forker, wallet, to_relay).await;
     let seq = wait_event(
         &mut newcomer_events,

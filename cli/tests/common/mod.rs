@@ -100,6 +100,23 @@ impl TestHome {
         self.json(&["id"])["identity"].as_str().unwrap().to_owned()
     }
 
+    /// Sets `key = value` in config.toml (replacing the line `scrip init` wrote for it).
+    pub fn set_config(&self, key: &str, value: &str) {
+        let path = self.path.join("config.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text: Vec<String> = text
+            .lines()
+            .map(|line| {
+                if line.starts_with(&format!("{key} =")) {
+                    format!("{key} = {value}")
+                } else {
+                    line.to_owned()
+                }
+            })
+            .collect();
+        std::fs::write(&path, text.join("\n") + "\n").unwrap();
+    }
+
     pub fn wallet(&self) -> String {
         self.json(&["id"])["wallet"].as_str().unwrap().to_owned()
     }

@@ -321,13 +321,7 @@ fn jepsen_money_is_conserved_and_nothing_acknowledged_is_lost() {
     let mut wallets = Vec::new();
     for name in ["alice", "bob", "carol"] {
         let home = TestHome::init(dir.path(), name);
-        let config = home.path.join("config.toml");
-        let text = std::fs::read_to_string(&config).unwrap();
-        std::fs::write(
-            &config,
-            text.replace("command_timeout = 30", "command_timeout = 5"),
-        )
-        .unwrap();
+        home.set_config("command_timeout", "5");
         wallets.push(WalletHome {
             name: name.into(),
             home,
@@ -366,10 +360,17 @@ fn jepsen_money_is_conserved_and_nothing_acknowledged_is_lost() {
         exits: BTreeMap::new(),
         failures: BTreeMap::new(),
     };
-    // Everyone gets some money first.
+    // Everyone gets some money first (once the receiver's wallet reached the payer).
     for to in [1, 2] {
         let address = world.wallets[to].address.clone();
-        let run = world.run(0, &["pay", &address, "100.00", "EUR"]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let run = loop {
+            let run = world.run(0, &["pay", &address, "100.00", "EUR"]);
+            if run.code == 0 || Instant::now() > deadline {
+                break run;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
         assert_eq!(run.code, 0, "{run:?}");
         world
             .acked

@@ -16,6 +16,45 @@ use scrip_notary::{
 };
 use scrip_replicate::{Tcp, TransportConfig};
 
+/// A vote store whose `record` runs `record` (given the inner store) instead: for tests that
+/// make the disk fail, hold a batch, or die in it. Everything else is the inner store's.
+pub struct InterceptVotes<S, F> {
+    pub inner: S,
+    pub record: F,
+}
+
+impl<S, F> VoteStore for InterceptVotes<S, F>
+where
+    S: VoteStore,
+    F: Fn(
+            &S,
+            &[scrip_notary::VoteRecord],
+            &scrip_notary::votes::StepHook,
+        ) -> scrip_notary::Result<()>
+        + Send
+        + Sync,
+{
+    fn record(
+        &self,
+        votes: &[scrip_notary::VoteRecord],
+        hook: &scrip_notary::votes::StepHook,
+    ) -> scrip_notary::Result<()> {
+        (self.record)(&self.inner, votes, hook)
+    }
+
+    fn load(&self) -> scrip_notary::Result<Vec<scrip_ledger::VoteSubject>> {
+        self.inner.load()
+    }
+
+    fn voted_entry(
+        &self,
+        wallet: &scrip_feed::FeedId,
+        seq: Seq,
+    ) -> scrip_notary::Result<Option<scrip_feed::Entry>> {
+        self.inner.voted_entry(wallet, seq)
+    }
+}
+
 pub fn key(n: u8) -> Arc<Keypair> {
     Arc::new(Keypair::from_seed(&[n; 32]))
 }
