@@ -10,10 +10,11 @@ use scrip_feed::store::VerifiedBatch;
 use scrip_feed::{Entry, FeedId, Keypair, Store};
 use scrip_ledger::verify::{TrustSignatures, VerifyAll};
 use scrip_ledger::{CertifiedEntry, Vote, VoteSubject};
+use scrip_replicate::net::{AcceptLimits, Slot, SlotTable};
 use scrip_replicate::transport::{LocalIdentity, SecureStream};
 use scrip_replicate::{Network, StoreCalls, TransportConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -38,6 +39,8 @@ pub const STORE_QUEUE_CAPACITY: usize = 64;
 pub const LEARNED_WRITE_DELAY: Duration = Duration::from_millis(10);
 /// Most learned entries written in one commit.
 pub const LEARNED_PER_WRITE: usize = 512;
+/// Default [`NotaryConfig::idle_before_eviction`].
+pub const IDLE_BEFORE_EVICTION: Duration = Duration::from_secs(5);
 /// Capacity of the notary's event channel (slow subscribers miss events, never block it).
 pub const EVENTS_CAPACITY: usize = 1024;
 
@@ -61,8 +64,13 @@ pub struct NotaryConfig {
     pub listen: String,
     /// Transport settings (network key, timeouts).
     pub transport: TransportConfig,
-    /// Most clients connected at once.
+    /// Most clients connected at once (session slots, taken after authentication).
     pub max_clients: usize,
+    /// Bounds on incoming connections before they authenticate.
+    pub accept: AcceptLimits,
+    /// How long a client must have sent no request before a newcomer may take its slot when
+    /// all are in use.
+    pub idle_before_eviction: Duration,
     /// Requests per second allowed per client connection (a token bucket of one second).
     pub requests_per_sec: u32,
     /// How store and vote-store calls are run.
@@ -75,6 +83,8 @@ impl Default for NotaryConfig {
             listen: "127.0.0.1:0".into(),
             transport: TransportConfig::default(),
             max_clients: 256,
+            accept: AcceptLimits::default(),
+            idle_before_eviction: IDLE_BEFORE_EVICTION,
             requests_per_sec: 2000,
             store_calls: StoreCalls::Blocking,
         }
@@ -185,23 +195,28 @@ impl Notary {
         let actor = tokio::spawn(actor.run(jobs_rx));
         let accept = {
             let jobs = jobs.clone();
-            let slots = Arc::new(Semaphore::new(config.max_clients));
+            let slots = SlotTable::new(config.max_clients, config.idle_before_eviction);
             let transport = config.transport.clone();
             tokio::spawn(scrip_replicate::net::accept_loop(
                 Arc::new(network),
                 listener,
                 identity,
                 transport,
-                slots,
+                config.accept,
                 "notary",
-                move |stream, address, permit| {
+                move |stream, address| {
                     let config = config.clone();
                     let jobs = jobs.clone();
+                    // A session slot: a free one, or that of the client idle longest.
+                    let slot = slots.admit(Instant::now());
                     async move {
-                        if let Err(err) = serve_client(stream, &config, &jobs).await {
+                        let Some(slot) = slot else {
+                            tracing::debug!(%address, "every client slot is in use: refused");
+                            return;
+                        };
+                        if let Err(err) = serve_client(stream, &config, &jobs, &slot).await {
                             tracing::debug!(%address, %err, "notary client left");
                         }
-                        drop(permit);
                     }
                 },
             ))
@@ -320,15 +335,25 @@ async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: SecureStream<S>,
     config: &NotaryConfig,
     jobs: &mpsc::Sender<Job>,
+    slot: &Slot,
 ) -> Result<()> {
     let rate = f64::from(config.requests_per_sec.max(1));
     let mut tokens = rate;
     let mut last = Instant::now();
     loop {
-        let Some(bytes) = stream.recv().await? else {
+        let received = tokio::select! {
+            received = stream.recv() => received?,
+            () = slot.evicted() => {
+                // A newcomer took the slot of this idle client.
+                let _ = stream.goodbye().await;
+                return Ok(());
+            }
+        };
+        let Some(bytes) = received else {
             return Ok(());
         };
         let now = Instant::now();
+        slot.useful(now);
         tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(rate);
         last = now;
         let response = if tokens < 1.0 {

@@ -443,3 +443,67 @@ async fn a_wallet_stuck_with_an_entry_for_a_taken_slot_recovers_on_its_own() {
     assert_eq!(next.entry.seq(), paid.entry.seq().next().unwrap());
     assert_eq!(restored.balance(&eur).await, 100_000 - 2);
 }
+
+/// Opens `n` TCP connections to `target` from source address `source` and sends nothing.
+async fn silent_sockets(target: &str, source: &str, n: usize) -> Vec<tokio::net::TcpStream> {
+    let target: std::net::SocketAddr = target.parse().unwrap();
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 0..n {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        if let Ok(stream) = socket.connect(target).await {
+            sockets.push(stream);
+        }
+    }
+    sockets
+}
+
+/// Silent sockets and idle authenticated clients on every notary's port: a payment still gets
+/// its quorum (before, 600 silent sockets made payments fail with "no quorum").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_on_the_notary_ports_does_not_stop_payments() {
+    use scrip_replicate::transport::{self, LocalIdentity};
+    let cluster = Cluster::start_with(
+        4,
+        100,
+        scrip_notary::NotaryConfig {
+            transport: common::transport(),
+            max_clients: 16,
+            idle_before_eviction: std::time::Duration::from_millis(300),
+            ..scrip_notary::NotaryConfig::default()
+        },
+    )
+    .await;
+    let (mut issuer, alice, eur) = issuer_and_alice(&cluster).await;
+    let mut held = Vec::new();
+    let mut sessions = Vec::new();
+    for (i, address) in cluster.addresses.iter().enumerate() {
+        held.push(silent_sockets(address, "127.0.0.2", 500).await);
+        // 25 idle clients (distinct identities) for 16 slots.
+        let target: std::net::SocketAddr = address.parse().unwrap();
+        let mut idle = Vec::new();
+        for c in 0..25u8 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+            let tcp = socket.connect(target).await.unwrap();
+            let identity = LocalIdentity::new(common::key(200 + c)).unwrap();
+            if let Ok(session) = transport::connect(
+                tcp,
+                &identity,
+                Some(cluster.keys[i].id()),
+                &common::transport(),
+            )
+            .await
+            {
+                idle.push(session);
+            }
+        }
+        assert!(idle.len() >= 16);
+        sessions.push(idle);
+    }
+    // Once the idle clients have been idle long enough, the wallet (whose own idle connections
+    // may have been evicted too) gets slots back.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    issuer.pay(&alice, &eur, 1).await.unwrap();
+    drop((held, sessions));
+}

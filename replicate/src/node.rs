@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use scrip_feed::rng::SplitMix64;
 use scrip_feed::{Content, Entry, FeedId, ForkProof, Keypair, Seq, Store, Timestamp};
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
@@ -25,6 +25,9 @@ use crate::net::Network;
 use crate::peer::{AcceptAll, AttachmentCheck, PeerCommand, PeerContext, PeerReport};
 use crate::peers::{Origin, PeerTable};
 use crate::scheduler::{Change, DEFAULT_REQUEST_TIMEOUT, Scheduler};
+
+/// Default [`NodeConfig::idle_before_eviction`].
+pub const IDLE_BEFORE_EVICTION: Duration = Duration::from_secs(5);
 
 /// Most entries read at once when applying a feed to the follow graph.
 const SCAN_BATCH: usize = 4096;
@@ -53,8 +56,13 @@ pub struct NodeConfig {
     pub transport: TransportConfig,
     /// Most connections this node dials.
     pub max_outgoing: usize,
-    /// Most connections this node accepts.
+    /// Most connections this node accepts (session slots, taken after authentication).
     pub max_incoming: usize,
+    /// Bounds on incoming connections before they authenticate.
+    pub accept: crate::net::AcceptLimits,
+    /// How long an inbound peer must have been useless (no entries sent or received) before a
+    /// newcomer may take its slot when all are in use.
+    pub idle_before_eviction: Duration,
     /// How often one dialed connection is dropped for another candidate (`None`: never).
     pub rotate_every: Option<Duration>,
     /// How long a peer may claim more of a feed without delivering it before another is asked.
@@ -107,6 +115,8 @@ impl Default for NodeConfig {
             transport: TransportConfig::default(),
             max_outgoing: 4,
             max_incoming: 32,
+            accept: crate::net::AcceptLimits::default(),
+            idle_before_eviction: IDLE_BEFORE_EVICTION,
             rotate_every: Some(Duration::from_secs(300)),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             peer_bytes_per_sec: DEFAULT_PEER_BYTES_PER_SEC,
@@ -183,6 +193,16 @@ pub enum Event {
         /// Entries still to fetch.
         entries: u64,
     },
+    /// An authenticated incoming connection was turned away: every inbound slot is held by a
+    /// peer that was useful recently.
+    ConnectionRefused {
+        /// The peer.
+        peer: FeedId,
+        /// Its address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
     /// A dial failed.
     DialFailed {
         /// The address.
@@ -225,7 +245,8 @@ enum Command<S> {
         stream: Box<SecureStream<S>>,
         address: String,
         outgoing: bool,
-        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        /// An incoming connection's session slot is taken by the actor.
+        slot: Option<crate::net::Slot>,
     },
     DialFailed {
         address: String,
@@ -320,9 +341,9 @@ impl Node {
                 listener,
                 Arc::clone(&identity),
                 config.transport.clone(),
-                Arc::new(Semaphore::new(config.max_incoming)),
+                config.accept,
                 "replication",
-                move |stream, address, permit| {
+                move |stream, address| {
                     let commands = commands.clone();
                     async move {
                         let _ = commands
@@ -330,7 +351,7 @@ impl Node {
                                 stream: Box::new(stream),
                                 address,
                                 outgoing: false,
-                                permit: Some(permit),
+                                slot: None,
                             })
                             .await;
                     }
@@ -360,6 +381,8 @@ impl Node {
             keepalive: config.transport.idle_timeout / 3,
         });
         let request_timeout = config.request_timeout;
+        let (max_incoming, idle_before_eviction) =
+            (config.max_incoming, config.idle_before_eviction);
         let store_calls = config.store_calls;
         let actor = Actor {
             id: keypair.id(),
@@ -388,6 +411,7 @@ impl Node {
             scanning: BTreeSet::new(),
             unjudged: VecDeque::new(),
             accept_task,
+            inbound: crate::net::SlotTable::new(max_incoming, idle_before_eviction),
             tasks: JoinSet::new(),
         };
         let handle = tokio::spawn(actor.run(commands_rx, reports_rx));
@@ -608,6 +632,8 @@ struct Actor<N: Network> {
     /// most [`MAX_UNJUDGED_PROOFS`], one per author): judged when the feed's entries arrive.
     unjudged: VecDeque<(Option<FeedId>, Box<ForkProof>)>,
     accept_task: Option<JoinHandle<()>>,
+    /// Session slots of incoming connections.
+    inbound: Arc<crate::net::SlotTable>,
     /// Every task the actor started that may hold the store: awaited at shutdown, so that the
     /// store is closed when [`NodeHandle::shutdown`] returns.
     tasks: JoinSet<()>,
@@ -690,8 +716,8 @@ impl<N: Network> Actor<N> {
                 stream,
                 address,
                 outgoing,
-                permit,
-            } => self.on_connected(*stream, address, outgoing, permit),
+                slot,
+            } => self.on_connected(*stream, address, outgoing, slot),
             Command::DialFailed { address, reason } => {
                 self.dialing.remove(&address);
                 let jitter = self.rng.next_u64();
@@ -770,7 +796,7 @@ impl<N: Network> Actor<N> {
         stream: SecureStream<N::Stream>,
         address: String,
         outgoing: bool,
-        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        slot: Option<crate::net::Slot>,
     ) {
         let peer = stream.remote();
         if outgoing {
@@ -782,13 +808,33 @@ impl<N: Network> Actor<N> {
         }
         let initiator = if outgoing { self.id } else { peer };
         if let Some(existing) = self.connections.get(&peer) {
-            // Two connections to one peer: both sides keep the one the smaller id initiated.
-            if existing.initiator <= initiator {
+            // Two connections to one peer. Dialed by the same side again: the old one is dead
+            // there (a restart, a dropped link), so the new one wins. Dialed by both sides at
+            // once: both keep the one the smaller id initiated.
+            if existing.initiator != initiator && existing.initiator < initiator {
                 return;
             }
             let _ = existing.commands.try_send(PeerCommand::Close);
         }
         let now = Instant::now();
+        // An incoming connection needs a session slot: a free one, or that of the inbound
+        // peer useless longest (told to close).
+        let slot = match (outgoing, slot) {
+            (true, slot) => slot,
+            (false, Some(slot)) => Some(slot),
+            (false, None) => match self.inbound.admit(now) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!(peer = %peer.short(), %address, "every inbound slot is in use: refused");
+                    self.emit(Event::ConnectionRefused {
+                        peer,
+                        address,
+                        reason: "every inbound slot is in use by a useful peer".into(),
+                    });
+                    return;
+                }
+            },
+        };
         let rank = self.rng.next_u64();
         let wanted = self.scheduler.peer_connected(peer, rank, now);
         let session = Session::new(
@@ -827,8 +873,7 @@ impl<N: Network> Actor<N> {
         // Subscribed together with the heads snapshot above: no announcement is missed.
         let stored_rx = self.stored.subscribe();
         self.tasks.spawn(async move {
-            crate::peer::run(stream, session, context, commands_rx, stored_rx, id).await;
-            drop(permit);
+            crate::peer::run(stream, session, context, commands_rx, stored_rx, id, slot).await;
         });
         self.emit(Event::PeerConnected {
             peer,
@@ -1168,7 +1213,7 @@ impl<N: Network> Actor<N> {
                         stream: Box::new(stream),
                         address,
                         outgoing: true,
-                        permit: None,
+                        slot: None,
                     },
                     Err(err) => Command::DialFailed {
                         address,

@@ -154,6 +154,7 @@ pub(crate) async fn run<S>(
     mut commands: mpsc::Receiver<PeerCommand>,
     mut stored_rx: broadcast::Receiver<(FeedId, u64)>,
     connection: u64,
+    slot: Option<crate::net::Slot>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -198,10 +199,15 @@ pub(crate) async fn run<S>(
         // Act on everything the session wants done.
         while let Some(action) = session.poll_action() {
             match action {
-                Action::Send(message) => match wire::encode(&message) {
-                    Ok(bytes) => outbox.push_back(bytes),
-                    Err(err) => break 'session Err(err),
-                },
+                Action::Send(message) => {
+                    if let (Some(slot), Message::Entries { .. }) = (&slot, &message) {
+                        slot.useful(Instant::now());
+                    }
+                    match wire::encode(&message) {
+                        Ok(bytes) => outbox.push_back(bytes),
+                        Err(err) => break 'session Err(err),
+                    }
+                }
                 Action::Ingest { feed, items } => {
                     pending_ingest.push_back(IngestJob { feed, items })
                 }
@@ -252,6 +258,9 @@ pub(crate) async fn run<S>(
         tokio::select! {
             message = inbound.recv(), if may_read_input => match message {
                 Some(Inbound::Message(message)) => {
+                    if let (Some(slot), Message::Entries { .. }) = (&slot, &message) {
+                        slot.useful(Instant::now());
+                    }
                     if let Err(err) = session.handle(message) {
                         break 'session Err(err);
                     }
@@ -268,6 +277,9 @@ pub(crate) async fn run<S>(
                 }
                 Err(_) => break 'session Err(Error::Closed { during: "while writing" }),
             },
+            () = evicted(slot.as_ref()) => {
+                break 'session Ok("evicted: a newcomer took the slot of this idle peer".into())
+            }
             command = commands.recv() => match command {
                 Some(PeerCommand::SetWanted(feed, wanted)) => session.set_wanted(feed, wanted),
                 Some(PeerCommand::Blocked(feed, blocked)) => session.set_blocked(feed, blocked),
@@ -393,6 +405,14 @@ enum Inbound {
     Message(Message),
     Goodbye,
     Failed(Error),
+}
+
+/// Resolves when the connection's slot was taken by a newcomer (never, without a slot).
+async fn evicted(slot: Option<&crate::net::Slot>) {
+    match slot {
+        Some(slot) => slot.evicted().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(

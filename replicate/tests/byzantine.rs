@@ -436,3 +436,132 @@ async fn a_flood_of_unsolicited_entries_cuts_the_peer_off() {
     honest.shutdown().await;
     node.shutdown().await;
 }
+
+/// How many sockets this process may hold open (the soft limit on file descriptors).
+fn open_files_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(1024)
+}
+
+/// Opens `n` TCP connections to `target` from source address `source` and sends nothing.
+async fn silent_sockets(target: &str, source: &str, n: usize) -> Vec<TcpStream> {
+    let target: std::net::SocketAddr = target.parse().unwrap();
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 0..n {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        if let Ok(stream) = socket.connect(target).await {
+            sockets.push(stream);
+        }
+    }
+    sockets
+}
+
+/// `n` authenticated sessions (distinct identities, from `source`) that then say nothing.
+async fn idle_sessions(
+    target: &str,
+    source: &str,
+    n: usize,
+    seed: u8,
+) -> Vec<SecureStream<TcpStream>> {
+    let target: std::net::SocketAddr = target.parse().unwrap();
+    let mut sessions = Vec::new();
+    for i in 0..n {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        let Ok(tcp) = socket.connect(target).await else {
+            continue;
+        };
+        let mut bytes = [seed; 32];
+        bytes[0] = i as u8;
+        bytes[1] = (i >> 8) as u8;
+        let identity = LocalIdentity::new(Arc::new(Keypair::from_seed(&bytes))).unwrap();
+        if let Ok(session) =
+            transport::connect(tcp, &identity, None, &TransportConfig::default()).await
+        {
+            sessions.push(session);
+        }
+    }
+    sessions
+}
+
+/// A fresh node syncing `feed` (`entries` of it) from `target`; returns how long it took.
+async fn sync_from(target: &str, id: FeedId, feed: FeedId, entries: u64, seed: u8) -> Duration {
+    let store = Arc::new(MemoryStore::new());
+    let started = tokio::time::Instant::now();
+    let node = Node::spawn(
+        key(seed),
+        Arc::clone(&store) as Arc<dyn Store>,
+        Tcp,
+        NodeConfig {
+            listen: None,
+            explicit: [feed].into(),
+            ..config(vec![(target.to_owned(), Some(id))])
+        },
+    )
+    .await
+    .unwrap();
+    let deadline = started + Duration::from_secs(60);
+    while store.head(&feed).unwrap().map_or(0, |h| h.seq.get()) < entries {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a legitimate peer could not sync under attack"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = started.elapsed();
+    node.shutdown().await;
+    took
+}
+
+/// Silent sockets hold only a handshake place (a few per source, a short timeout), and idle
+/// authenticated sessions give their slot to a newcomer: a legitimate peer still syncs.
+/// `SCRIP_FLOOD_SOCKETS` sets the number of silent sockets (default 2,000, or fewer if the
+/// file-descriptor limit is low); the sessions are 100 for 32 slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_silent_sockets_and_idle_sessions_does_not_lock_a_peer_out() {
+    let sockets = std::env::var("SCRIP_FLOOD_SOCKETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+        .min(open_files_limit().saturating_sub(512) / 2);
+    let author = key(60);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let entries = chain(&author, None, 300, "flood");
+    store.ingest(entries).unwrap();
+    let victim = Node::spawn(
+        key(61),
+        Arc::clone(&store),
+        Tcp,
+        NodeConfig {
+            explicit: [author.id()].into(),
+            idle_before_eviction: Duration::from_millis(300),
+            ..config(vec![])
+        },
+    )
+    .await
+    .unwrap();
+    let address = victim.listen_address().unwrap().to_owned();
+    let calm = sync_from(&address, victim.id(), author.id(), 300, 62).await;
+
+    // Silent sockets from one source, then 100 idle authenticated sessions from another.
+    let _silent = silent_sockets(&address, "127.0.0.2", sockets).await;
+    let idle = idle_sessions(&address, "127.0.0.3", 100, 63).await;
+    assert!(idle.len() >= 32, "{} sessions", idle.len());
+    // Every slot is held by one of them; once they have been idle long enough, a newcomer may
+    // take one.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let attacked = sync_from(&address, victim.id(), author.id(), 300, 64).await;
+    eprintln!(
+        "flood: {sockets} silent sockets, 100 idle sessions: sync of 300 entries took {attacked:?} (calm {calm:?})"
+    );
+    victim.shutdown().await;
+}

@@ -65,6 +65,8 @@ pub struct Cluster {
     pub notaries: Vec<Option<NotaryHandle>>,
     pub stores: Vec<Arc<dyn Store>>,
     pub addresses: Vec<String>,
+    /// The settings every notary starts with (its listen address aside).
+    pub config: NotaryConfig,
 }
 
 pub fn transport() -> TransportConfig {
@@ -77,6 +79,19 @@ pub fn transport() -> TransportConfig {
 impl Cluster {
     /// `n` notaries with keys from seed `base`, sled vote stores, memory feed stores.
     pub async fn start(n: u8, base: u8) -> Cluster {
+        Cluster::start_with(
+            n,
+            base,
+            NotaryConfig {
+                transport: transport(),
+                ..NotaryConfig::default()
+            },
+        )
+        .await
+    }
+
+    /// `n` notaries started with `config`.
+    pub async fn start_with(n: u8, base: u8, config: NotaryConfig) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut cluster = Cluster {
             dir,
@@ -86,6 +101,7 @@ impl Cluster {
                 .map(|_| Arc::new(MemoryStore::new()) as Arc<dyn Store>)
                 .collect(),
             addresses: vec![String::new(); n as usize],
+            config,
         };
         for i in 0..n as usize {
             cluster.notaries.push(None);
@@ -104,8 +120,7 @@ impl Cluster {
             Tcp,
             NotaryConfig {
                 listen: listen.into(),
-                transport: transport(),
-                ..NotaryConfig::default()
+                ..self.config.clone()
             },
             Arc::new(|_| {}),
         )
