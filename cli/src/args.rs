@@ -308,6 +308,8 @@ pub enum BenchWhich {
     Notary,
     /// Fold and audit (ledger).
     Audit,
+    /// A new peer's sync under a connection flood.
+    Flood,
     /// All of them.
     All,
 }

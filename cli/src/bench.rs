@@ -19,6 +19,8 @@ struct Sizes {
     fold_entries: usize,
     audit_entries: usize,
     transfers: scrip_notary::bench::TransferRun,
+    /// Silent sockets, idle sessions and entries synced in the flood figure.
+    flood: (usize, usize, usize),
 }
 
 const FULL: Sizes = Sizes {
@@ -27,6 +29,7 @@ const FULL: Sizes = Sizes {
     fold_entries: 1_000_000,
     audit_entries: 100_000,
     transfers: scrip_notary::bench::TransferRun::FULL,
+    flood: (2000, 100, 5000),
 };
 
 const QUICK: Sizes = Sizes {
@@ -35,6 +38,7 @@ const QUICK: Sizes = Sizes {
     fold_entries: 200_000,
     audit_entries: 10_000,
     transfers: scrip_notary::bench::TransferRun::QUICK,
+    flood: (500, 100, 1000),
 };
 
 /// One line of `--json` output.
@@ -142,6 +146,22 @@ pub async fn run(which: BenchWhich, quick: bool, json: bool) -> Result<()> {
             &format!("ledger: fold of {fold} certified entries, audit of a {audit}-entry wallet"),
         );
         print("audit", &figures, json)?;
+    }
+    if all || which == BenchWhich::Flood {
+        let spinner = crate::progress::spinner(progress, "flood");
+        let (sockets, sessions, entries) = sizes.flood;
+        let figures = scrip_replicate::bench::flood(sockets, sessions, entries).await?;
+        spinner.finish_and_clear();
+        heading(
+            json,
+            &format!(
+                "flood: a new peer syncs {} entries from a node, calm, then while {} silent \
+                 sockets and {} idle authenticated sessions are held open against it (target: \
+                 ratio at least 0.33)",
+                figures.entries, figures.sockets, figures.sessions
+            ),
+        );
+        print("flood", &figures.figures(), json)?;
     }
     heading(
         json,

@@ -254,3 +254,149 @@ pub async fn replicate(dir: &Path, authors: usize, per_author: usize) -> Result<
         local_ingest_per_sec,
     })
 }
+
+/// What [`flood`] measured.
+#[derive(Clone, Debug)]
+pub struct FloodFigures {
+    /// Silent sockets held open against the node.
+    pub sockets: usize,
+    /// Idle authenticated sessions held open against it.
+    pub sessions: usize,
+    /// Entries a new peer synced.
+    pub entries: u64,
+    /// How long that took with nobody attacking.
+    pub calm: Duration,
+    /// How long it took under the flood.
+    pub attacked: Duration,
+}
+
+impl FloodFigures {
+    /// The figures for a report: the attacked sync rate against the calm one (the target is a
+    /// ratio of at least 1/3: a sync under attack within 3× its calm time).
+    pub fn figures(&self) -> Vec<Figure> {
+        let rate = |took: Duration| self.entries as f64 / took.as_secs_f64().max(1e-9);
+        vec![
+            Figure::plain("sync with nobody attacking", rate(self.calm), "entries/s"),
+            Figure::against(
+                format!(
+                    "sync under {} silent sockets and {} idle sessions",
+                    self.sockets, self.sessions
+                ),
+                rate(self.attacked),
+                "entries/s",
+                rate(self.calm),
+            ),
+        ]
+    }
+}
+
+/// A TCP connection to `target` from source address `source`.
+async fn connect_from(
+    source: &str,
+    target: std::net::SocketAddr,
+) -> io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    let source: std::net::SocketAddr = format!("{source}:0")
+        .parse()
+        .map_err(|_| io::Error::other("bad source address"))?;
+    socket.bind(source)?;
+    socket.connect(target).await
+}
+
+/// A fresh in-memory node syncing `feed` (`entries` of it) from the node `id` at `target`.
+async fn timed_sync(
+    target: &str,
+    id: scrip_feed::FeedId,
+    feed: scrip_feed::FeedId,
+    entries: u64,
+    seed: u8,
+) -> Result<Duration> {
+    let store: Arc<dyn Store> = Arc::new(scrip_feed::MemoryStore::new());
+    let started = Instant::now();
+    let node = Node::spawn(
+        Arc::new(Keypair::from_seed(&[seed; 32])),
+        Arc::clone(&store),
+        Tcp,
+        NodeConfig {
+            peers: vec![(target.to_owned(), Some(id))],
+            explicit: [feed].into(),
+            tick: Duration::from_millis(50),
+            ..NodeConfig::default()
+        },
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while store.head(&feed)?.map_or(0, |h| h.seq.get()) < entries {
+        if Instant::now() > deadline {
+            node.shutdown().await;
+            return Err(Error::Timeout {
+                what: "a sync under attack",
+                after: Duration::from_secs(120),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let took = started.elapsed();
+    node.shutdown().await;
+    Ok(took)
+}
+
+/// The connection-flood figure: a node holding one feed of `entries` entries is synced by a new
+/// peer, calm, then while `sockets` silent TCP connections (from 127.0.0.2) and `sessions` idle
+/// authenticated sessions (from 127.0.0.3) are held open against it (as many as the process's
+/// file descriptors allow: the figures say how many were).
+pub async fn flood(sockets: usize, sessions: usize, entries: usize) -> Result<FloodFigures> {
+    let feed = make_feeds(1, entries, 96);
+    let store: Arc<dyn Store> = Arc::new(scrip_feed::MemoryStore::new());
+    store.ingest(feed)?;
+    let victim = Node::spawn(
+        Arc::new(Keypair::from_seed(&[91; 32])),
+        Arc::clone(&store),
+        Tcp,
+        NodeConfig {
+            listen: Some("127.0.0.1:0".into()),
+            idle_before_eviction: Duration::from_millis(500),
+            ..NodeConfig::default()
+        },
+    )
+    .await?;
+    let feed_id = store.authors()?.into_iter().next().ok_or(Error::Shutdown)?;
+    let address = victim.listen_address().unwrap_or_default().to_owned();
+    let target: std::net::SocketAddr = address
+        .parse()
+        .map_err(|_| Error::io("the node's address", &io::Error::other(address.clone())))?;
+    let calm = timed_sync(&address, victim.id(), feed_id, entries as u64, 92).await?;
+    let mut silent = Vec::with_capacity(sockets);
+    for _ in 0..sockets {
+        if let Ok(stream) = connect_from("127.0.0.2", target).await {
+            silent.push(stream);
+        }
+    }
+    let mut idle = Vec::with_capacity(sessions);
+    for i in 0..sessions {
+        let Ok(tcp) = connect_from("127.0.0.3", target).await else {
+            continue;
+        };
+        let mut seed = [93u8; 32];
+        seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        let identity = crate::transport::LocalIdentity::new(Arc::new(Keypair::from_seed(&seed)))?;
+        if let Ok(session) =
+            crate::transport::connect(tcp, &identity, None, &Default::default()).await
+        {
+            idle.push(session);
+        }
+    }
+    // Let the idle sessions become evictable, as they would be in a longer attack.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let attacked = timed_sync(&address, victim.id(), feed_id, entries as u64, 94).await;
+    let (sockets, sessions) = (silent.len(), idle.len());
+    drop((silent, idle));
+    victim.shutdown().await;
+    Ok(FloodFigures {
+        sockets,
+        sessions,
+        entries: entries as u64,
+        calm,
+        attacked: attacked?,
+    })
+}

@@ -1141,7 +1141,7 @@ impl<N: Network> Actor<N> {
         }
         for peer in overloaded {
             if let Some(connection) = self.connections.get(&peer) {
-                tracing::warn!(%peer, "closing a connection too slow to take commands");
+                tracing::debug!(%peer, "closing a connection too slow to take commands");
                 let _ = connection.commands.try_send(PeerCommand::Close);
             }
         }
