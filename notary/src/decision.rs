@@ -193,6 +193,31 @@ impl SignatureCheck for VotedFor {
     }
 }
 
+/// The signature checks for deciding on a proposal whose own signature and payload were just
+/// verified: those are not checked again; everything its payload embeds (a citation's entries
+/// and certificates) is.
+struct Verified {
+    entry: EntryId,
+}
+
+impl SignatureCheck for Verified {
+    fn entry(&self, entry: &Entry) -> Result<(), scrip_feed::Error> {
+        if entry.id() == self.entry {
+            Ok(())
+        } else {
+            VerifyAll.entry(entry)
+        }
+    }
+
+    fn votes(
+        &self,
+        certificate: &Certificate,
+        subject: &VoteSubject,
+    ) -> Result<(), CertificateError> {
+        VerifyAll.votes(certificate, subject)
+    }
+}
+
 /// A notary's whole state: pure, rebuilt after a restart from its stores.
 #[derive(Clone, Debug)]
 pub struct NotaryState {
@@ -271,6 +296,9 @@ impl NotaryState {
     ) -> Result<bool, Rejection> {
         let wallet = certified.entry.author();
         let seq = certified.entry.seq().get();
+        // A wallet this notary does not know yet is remembered only once an entry of it is
+        // learned: an entry that does not verify leaves no state behind.
+        let known = self.wallets.contains_key(&wallet);
         let view = self.view(wallet);
         if seq < view.ledger.next_seq {
             return Ok(false);
@@ -294,7 +322,12 @@ impl NotaryState {
                 view.heard = view.heard.max(seq);
                 Ok(true)
             }
-            Err(rejection) => Err(rejection),
+            Err(rejection) => {
+                if !known {
+                    self.wallets.remove(&wallet);
+                }
+                Err(rejection)
+            }
         }
     }
 
@@ -321,7 +354,10 @@ impl NotaryState {
     /// notary refuse a wallet by sending it a made-up seq. Returns whether it was believed.
     pub fn hear(&mut self, certified: &CertifiedEntry, check: &dyn SignatureCheck) -> bool {
         let seq = certified.entry.seq().get();
-        let view = self.view(certified.entry.author());
+        // Without the wallet's genesis there is no set to check the certificate against.
+        let Some(view) = self.wallets.get_mut(&certified.entry.author()) else {
+            return false;
+        };
         let (Some(set), Some(certificate)) = (
             view.ledger.notaries.as_ref(),
             certified.certificate.as_ref(),
@@ -336,12 +372,21 @@ impl NotaryState {
         believed
     }
 
-    /// Decides on `entry` after learning `prefix` (certified entries the client sent).
+    /// Decides on `entry` after learning `prefix` (certified entries the client sent). A
+    /// proposal whose own signature or payload does not verify is refused first and leaves no
+    /// state behind (nor does one for a wallet this notary does not know, until it votes).
     pub fn decide(&mut self, entry: &Entry, prefix: &[CertifiedEntry]) -> Decision {
         let refuse = |refusal| Decision::Refuse {
             refusal,
             existing: None,
         };
+        if let Err(err) = VerifyAll.entry(entry) {
+            return refuse(Refusal::Malformed {
+                reason: format!("the proposed entry does not verify: {err}"),
+            });
+        }
+        // Verified just now: the rules below need not check its signature again.
+        let checked = Verified { entry: entry.id() };
         let mut prefix: Vec<&CertifiedEntry> = prefix.iter().collect();
         prefix.sort_by_key(|c| c.entry.seq());
         for certified in prefix {
@@ -350,7 +395,10 @@ impl NotaryState {
                     reason: "the prefix holds another wallet's entry".into(),
                 });
             }
-            let next = self.view(entry.author()).ledger.next_seq;
+            let next = self
+                .wallets
+                .get(&entry.author())
+                .map_or(1, |view| view.ledger.next_seq);
             if certified.entry.seq().get() > next {
                 // Its predecessors are missing here: it only tells how far the wallet is
                 // certified, and the checks below ask for what is missing.
@@ -367,7 +415,12 @@ impl NotaryState {
         let me = self.me;
         let wallet = entry.author();
         let seq = entry.seq().get();
-        let view = self.view(wallet);
+        // An unknown wallet is looked at through a fresh view, kept only if this notary votes.
+        let mut fresh = None;
+        let view = match self.wallets.get_mut(&wallet) {
+            Some(view) => view,
+            None => fresh.insert(WalletView::new(wallet)),
+        };
         let next = view.ledger.next_seq;
         let subject = subject_of(entry);
 
@@ -421,13 +474,16 @@ impl NotaryState {
         if members.is_some_and(|m| !m.contains(&me)) {
             return refuse(Refusal::NotANotary);
         }
-        if let Err(rejection) = view.ledger.evaluate(entry, None, false, &VerifyAll) {
+        if let Err(rejection) = view.ledger.evaluate(entry, None, false, &checked) {
             return refuse(Refusal::Rules {
                 code: rejection.code().to_owned(),
                 reason: rejection.to_string(),
             });
         }
         view.votes.insert(seq, entry.id());
+        if let Some(view) = fresh {
+            self.wallets.insert(wallet, view);
+        }
         Decision::Vote(subject)
     }
 }

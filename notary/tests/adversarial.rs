@@ -607,3 +607,111 @@ async fn no_signed_answer_leaves_a_batch_before_its_votes_are_flushed() {
         "an answer left the notary before its vote was durable: {answers:?}"
     );
 }
+
+/// This process's resident memory, in bytes (Linux).
+fn resident_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<usize>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Proposals that do not verify (`SCRIP_FLOOD_PROPOSALS` of them, default 20,000; the long run
+/// is 1,000,000), each by another author: every one is refused as malformed, the notary keeps
+/// no state for any of them, and it still votes for a real proposal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bogus_proposals_leave_no_state_behind() {
+    use scrip_notary::wire::{Proposal, Request, Response};
+    use scrip_notary::{Notary, NotaryConfig};
+    let count: usize = std::env::var("SCRIP_FLOOD_PROPOSALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let setup = setup(4);
+    let store: Arc<dyn scrip_feed::Store> = Arc::new(scrip_feed::MemoryStore::new());
+    scrip_notary::certified::store_certified(store.as_ref(), &setup.log).unwrap();
+    let notary = Arc::new(
+        Notary::spawn(
+            Arc::clone(&setup.notaries[0]),
+            store,
+            Arc::new(scrip_notary::MemoryVoteStore::new()),
+            scrip_replicate::Tcp,
+            NotaryConfig::default(),
+            Arc::new(|_| {}),
+        )
+        .await
+        .unwrap(),
+    );
+    let known = notary.wallets().await.len();
+    let before = resident_bytes();
+    // A genesis naming this notary, by a new author each time, its signature broken.
+    let genesis = scrip_ledger::content::WalletEntry::Genesis(scrip_ledger::content::Genesis {
+        notaries: setup.notaries.iter().map(|k| k.id()).collect(),
+    })
+    .to_payload()
+    .unwrap();
+    let bogus = |i: usize| {
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        seed[8] = 0xb0;
+        let key = scrip_feed::Keypair::from_seed(&seed);
+        let entry = Entry::create(
+            &key,
+            None,
+            scrip_feed::Timestamp::from_millis(0),
+            genesis.clone(),
+        )
+        .unwrap();
+        let mut header = entry.header_bytes().to_vec();
+        let last = header.len() - 1;
+        header[last] ^= 1;
+        Request::Propose(Proposal {
+            header,
+            payload: genesis.clone(),
+            prefix: vec![],
+        })
+    };
+    for chunk in (0..count).collect::<Vec<_>>().chunks(256) {
+        let asks: Vec<_> = chunk
+            .iter()
+            .map(|&i| {
+                let (notary, request) = (Arc::clone(&notary), bogus(i));
+                tokio::spawn(async move { notary.ask(request).await.unwrap() })
+            })
+            .collect();
+        for ask in asks {
+            match ask.await.unwrap() {
+                Response::Refusal(Refusal::Malformed { .. }) => {}
+                other => panic!("a bogus proposal got {other:?}"),
+            }
+        }
+    }
+    assert_eq!(
+        notary.wallets().await.len(),
+        known,
+        "state for bogus authors"
+    );
+    let grown = resident_bytes().saturating_sub(before);
+    eprintln!(
+        "proposal flood: {count} bogus proposals, resident memory grew by {} KiB",
+        grown / 1024
+    );
+    assert!(
+        grown < 16 << 20,
+        "{count} bogus proposals grew the notary by {grown} bytes"
+    );
+    // A real proposal still gets its vote.
+    let order = setup.order(10);
+    let real = Request::Propose(Proposal {
+        header: order.header_bytes().to_vec(),
+        payload: order.payload().unwrap().to_vec(),
+        prefix: vec![],
+    });
+    assert!(matches!(notary.ask(real).await.unwrap(), Response::Vote(_)));
+}

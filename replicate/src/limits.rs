@@ -33,6 +33,12 @@ pub use scrip_feed::limits::{
 pub const MAX_FEATURES: usize = 16;
 /// Longest feature or protocol string.
 pub const MAX_NAME_BYTES: usize = 64;
+/// Most notes kept from one peer about feeds this node neither replicates nor holds (beyond
+/// it they are dropped, and that peer's clock is not remembered for resuming).
+pub const MAX_OTHER_NOTES_PER_PEER: usize = 1024;
+/// Most peers whose clocks are remembered between sessions (the least recently seen is
+/// forgotten first).
+pub const MAX_PEER_MEMORIES: usize = 256;
 /// Most fork proofs sent to a peer when a session starts.
 pub const MAX_FORK_PROOFS_ON_CONNECT: usize = 256;
 /// Most fork proofs held in memory, unjudged, about feeds whose first entry the node does not

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::error::{Error, Result};
 use crate::limits::{
     COMMAND_CHANNEL_CAPACITY, DEFAULT_INGEST_BATCH, DEFAULT_PEER_BYTES_PER_SEC,
-    EVENT_CHANNEL_CAPACITY, MAX_FORK_PROOFS_ON_CONNECT, MAX_UNJUDGED_PROOFS,
+    EVENT_CHANNEL_CAPACITY, MAX_FORK_PROOFS_ON_CONNECT, MAX_PEER_MEMORIES, MAX_UNJUDGED_PROOFS,
     STORED_CHANNEL_CAPACITY,
 };
 use crate::net::Network;
@@ -621,7 +621,9 @@ struct Actor<N: Network> {
     scheduler: Scheduler,
     table: PeerTable,
     connections: BTreeMap<FeedId, Connection>,
-    memories: BTreeMap<FeedId, PeerMemory>,
+    /// Clocks remembered per peer, with when each was stored (at most
+    /// [`MAX_PEER_MEMORIES`], the oldest forgotten first).
+    memories: BTreeMap<FeedId, (Instant, PeerMemory)>,
     dialing: BTreeSet<String>,
     next_connection: u64,
     last_rotation: Instant,
@@ -842,7 +844,7 @@ impl<N: Network> Actor<N> {
             self.heads.clone(),
             wanted,
             self.scope.blocked.clone(),
-            self.memories.remove(&peer),
+            self.memories.remove(&peer).map(|(_, memory)| memory),
         );
         let (commands, commands_rx) = mpsc::channel(PEER_COMMAND_CAPACITY);
         self.next_connection += 1;
@@ -926,13 +928,33 @@ impl<N: Network> Actor<N> {
                     .is_some_and(|c| c.id == connection)
                 {
                     self.connections.remove(&peer);
-                    self.memories.insert(peer, memory);
+                    self.remember(peer, memory, now);
                     let changes = self.scheduler.peer_disconnected(&peer, now);
                     self.apply(changes);
                     self.emit(Event::PeerDisconnected { peer, reason });
                 }
             }
         }
+    }
+
+    /// Keeps what a closed session learned of `peer`'s clock (or forgets it), within
+    /// [`MAX_PEER_MEMORIES`].
+    fn remember(&mut self, peer: FeedId, memory: Option<PeerMemory>, now: Instant) {
+        let Some(memory) = memory else {
+            self.memories.remove(&peer);
+            return;
+        };
+        if !self.memories.contains_key(&peer) && self.memories.len() >= MAX_PEER_MEMORIES {
+            let oldest = self
+                .memories
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(peer, _)| *peer);
+            if let Some(oldest) = oldest {
+                self.memories.remove(&oldest);
+            }
+        }
+        self.memories.insert(peer, (now, memory));
     }
 
     fn check_proof(&mut self, from: Option<FeedId>, bytes: Vec<u8>) {

@@ -109,7 +109,7 @@ pub(crate) enum PeerReport {
     Closed {
         peer: FeedId,
         connection: u64,
-        memory: PeerMemory,
+        memory: Option<PeerMemory>,
         reason: String,
     },
 }

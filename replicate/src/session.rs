@@ -17,7 +17,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use scrip_feed::{Entry, FeedId, Seq};
 
 use crate::error::{Error, Result};
-use crate::limits::{MAX_ENTRIES_PER_MESSAGE, MAX_FORK_PROOFS_ON_CONNECT, MAX_NOTES_PER_MESSAGE};
+use crate::limits::{
+    MAX_ENTRIES_PER_MESSAGE, MAX_FORK_PROOFS_ON_CONNECT, MAX_NOTES_PER_MESSAGE,
+    MAX_OTHER_NOTES_PER_PEER,
+};
 use crate::wire::{
     Attachment, Entries, Hello, Message, Note, PROTOCOL_NAME, PROTOCOL_VERSION, WireEntry,
     notes_digest,
@@ -171,6 +174,12 @@ pub struct Session {
     early_proofs: Vec<Vec<u8>>,
     /// Feeds whose note to the peer is out of date (see [`Session::stored`]).
     stale_notes: BTreeSet<FeedId>,
+    /// Notes kept about feeds we neither replicate nor hold (at most
+    /// [`MAX_OTHER_NOTES_PER_PEER`]: they matter only for resuming the clock exchange).
+    other_notes: usize,
+    /// Notes were dropped beyond that bound: our copy of the peer's clock is incomplete, so it
+    /// is not remembered for resuming (the next session exchanges full clocks).
+    notes_dropped: bool,
     actions: VecDeque<Action>,
 }
 
@@ -203,6 +212,8 @@ impl Session {
             unsolicited: 0,
             early_proofs: Vec::new(),
             stale_notes: BTreeSet::new(),
+            other_notes: 0,
+            notes_dropped: false,
             actions: VecDeque::new(),
         }
     }
@@ -225,13 +236,24 @@ impl Session {
         self.actions.push_back(Action::Send(Message::Hello(hello)));
     }
 
-    /// What to remember of this peer after the session.
-    pub fn memory(&self) -> PeerMemory {
-        PeerMemory {
+    /// What to remember of this peer after the session: nothing if notes had to be dropped
+    /// (the copy of its clock would not match the peer's, so resuming would fail anyway).
+    pub fn memory(&self) -> Option<PeerMemory> {
+        (!self.notes_dropped).then(|| PeerMemory {
             epoch: self.peer_epoch,
             theirs: self.theirs.clone(),
             ours: self.ours.clone(),
-        }
+        })
+    }
+
+    /// True if this node replicates `feed` or holds it (a peer's note about it matters).
+    fn relevant(&self, feed: &FeedId) -> bool {
+        self.wanted.contains_key(feed) || self.local.contains_key(feed)
+    }
+
+    /// Notes kept from the peer (its clock, as far as it matters here).
+    pub fn notes_kept(&self) -> usize {
+        self.theirs.len()
     }
 
     /// True once both Hellos are exchanged.
@@ -352,6 +374,19 @@ impl Session {
 
     fn on_clock(&mut self, notes: Vec<(FeedId, Note)>) {
         for (feed, note) in notes {
+            if !self.relevant(&feed) {
+                // A feed we neither replicate nor hold: kept (for resuming) only up to a bound,
+                // never reported, never asked for.
+                if !self.theirs.contains_key(&feed) {
+                    if self.other_notes >= MAX_OTHER_NOTES_PER_PEER {
+                        self.notes_dropped = true;
+                        continue;
+                    }
+                    self.other_notes += 1;
+                }
+                self.theirs.insert(feed, note);
+                continue;
+            }
             self.theirs.insert(feed, note);
             // The peer's latest word wins, even if lower: it may be asking us to resend (after a
             // link mismatch, to find a fork).

@@ -565,3 +565,103 @@ async fn a_flood_of_silent_sockets_and_idle_sessions_does_not_lock_a_peer_out() 
     );
     victim.shutdown().await;
 }
+
+/// This process's resident memory, in bytes (Linux).
+fn resident_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<usize>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// A peer floods notes about made-up feeds (`SCRIP_FLOOD_NOTES`, default 200,000; the long
+/// run is 10,000,000): the node keeps at most `MAX_OTHER_NOTES_PER_PEER` of them, reports none,
+/// remembers none after the session, and keeps replicating from an honest peer. The resident
+/// memory grows by less than 12 MiB (kept, 200,000 notes take about 30 MB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_notes_about_made_up_feeds_is_not_kept() {
+    let notes: usize = std::env::var("SCRIP_FLOOD_NOTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let author = key(70);
+    let entries = chain(&author, None, 40, "real");
+    let Scene {
+        node,
+        store,
+        honest,
+        honest_store,
+    } = scene(&author, &entries[..20]).await;
+    wait_for(store.as_ref(), &author.id(), 20).await;
+    let mut stream = attacker(&node, 71).await;
+    hello(&mut stream, vec![]).await;
+    let before = resident_bytes();
+    let mut rng = scrip_feed::rng::SplitMix64::new(7);
+    let mut sent = 0;
+    while sent < notes {
+        let batch: Vec<(FeedId, Note)> = (0..4096.min(notes - sent))
+            .map(|_| {
+                let mut bytes = [0u8; 32];
+                for chunk in bytes.chunks_mut(8) {
+                    chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+                }
+                (FeedId::from_bytes(bytes), Note::At { seq: 5, send: true })
+            })
+            .collect();
+        sent += batch.len();
+        assert!(
+            send(&mut stream, &Message::Clock(batch)).await,
+            "cut off at {sent}"
+        );
+    }
+    // Everything sent before it has been handled once the node answers a note about a feed it
+    // holds with that feed's entries.
+    assert!(
+        send(
+            &mut stream,
+            &Message::Clock(vec![(author.id(), Note::At { seq: 0, send: true })])
+        )
+        .await
+    );
+    let answered = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match stream.recv().await {
+                Ok(Some(bytes)) => {
+                    if let Ok(Message::Entries(entries)) = wire::decode(&bytes)
+                        && entries.feed == author.id()
+                    {
+                        return true;
+                    }
+                }
+                Ok(None) | Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    assert!(
+        answered,
+        "the node stopped serving the attacker's real request"
+    );
+    let grown = resident_bytes().saturating_sub(before);
+    eprintln!(
+        "notes flood: {notes} notes, resident memory grew by {} KiB",
+        grown / 1024
+    );
+    assert!(
+        grown < 12 << 20,
+        "{notes} notes about made-up feeds grew the node by {grown} bytes"
+    );
+    // Legitimate traffic goes on: new entries from the honest peer arrive.
+    honest_store.ingest(entries[20..].to_vec()).unwrap();
+    honest.announce(author.id(), 40).await.unwrap();
+    wait_for(store.as_ref(), &author.id(), 40).await;
+    node.shutdown().await;
+    honest.shutdown().await;
+}

@@ -110,7 +110,7 @@ impl Net {
         let sb = self.nodes[b].sessions.remove(&a).unwrap();
         self.nodes[a].inbox.retain(|(from, _)| *from != b);
         self.nodes[b].inbox.retain(|(from, _)| *from != a);
-        (sa.memory(), sb.memory())
+        (sa.memory().unwrap(), sb.memory().unwrap())
     }
 
     fn append(&mut self, node: usize, entries: &[Entry]) {
