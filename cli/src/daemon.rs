@@ -103,7 +103,14 @@ impl Daemon {
             ctx,
             ready,
         };
-        daemon.publish_address().await?;
+        // In the background: before it signs, the daemon may wait for its peers to confirm its
+        // own feed's head (a home restored from an older copy must catch up first).
+        let (ctx, address) = (Arc::clone(&daemon.ctx), daemon.ready.listen.clone());
+        tokio::spawn(async move {
+            if let Err(err) = publish_address(&ctx, address).await {
+                tracing::warn!(%err, "the node's address was not published");
+            }
+        });
         Ok(daemon)
     }
 
@@ -115,29 +122,6 @@ impl Daemon {
     /// Its operation context (the demo drives daemons through it).
     pub fn context(&self) -> &Arc<Context> {
         &self.ctx
-    }
-
-    /// Publishes a `Pub` entry with the replication address if the feed's latest one differs,
-    /// so that peers who replicate this feed can dial it.
-    async fn publish_address(&self) -> Result<()> {
-        let me = self.ctx.identity.id();
-        let address = self.ready.listen.clone();
-        let store = Arc::clone(&self.ctx.store);
-        let latest = tokio::task::spawn_blocking(move || -> Result<Option<String>> {
-            let mut latest = None;
-            for entry in store.range(&me, Seq::FIRST, usize::MAX)? {
-                if let Some(Ok(Content::Pub { address })) = entry.payload().map(Content::decode) {
-                    latest = Some(address);
-                }
-            }
-            Ok(latest)
-        })
-        .await
-        .map_err(|e| anyhow!("{e}"))??;
-        if latest.as_deref() != Some(address.as_str()) && !address.is_empty() {
-            self.ctx.publish(Content::Pub { address }).await?;
-        }
-        Ok(())
     }
 
     /// Stops everything, in order.
@@ -152,6 +136,28 @@ impl Daemon {
         }
         self.node.shutdown().await;
     }
+}
+
+/// Publishes a `Pub` entry with the replication address if the feed's latest one differs, so
+/// that peers who replicate this feed can dial it.
+async fn publish_address(ctx: &Context, address: String) -> Result<()> {
+    let me = ctx.identity.id();
+    let store = Arc::clone(&ctx.store);
+    let latest = tokio::task::spawn_blocking(move || -> Result<Option<String>> {
+        let mut latest = None;
+        for entry in store.range(&me, Seq::FIRST, usize::MAX)? {
+            if let Some(Ok(Content::Pub { address })) = entry.payload().map(Content::decode) {
+                latest = Some(address);
+            }
+        }
+        Ok(latest)
+    })
+    .await
+    .map_err(|e| anyhow!("{e}"))??;
+    if latest.as_deref() != Some(address.as_str()) && !address.is_empty() {
+        ctx.publish(Content::Pub { address }).await?;
+    }
+    Ok(())
 }
 
 type Parts = (

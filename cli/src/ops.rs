@@ -182,6 +182,8 @@ pub struct Context {
     /// Show progress bars (a terminal, not the daemon).
     pub progress: bool,
     wallet: Mutex<Option<WalletClient<Tcp>>>,
+    /// Whether this daemon's own feed head was checked against its peers (first publish).
+    own_head_checked: Mutex<bool>,
 }
 
 impl std::fmt::Debug for Context {
@@ -206,6 +208,20 @@ pub fn parse_feed(text: &str) -> Result<FeedId> {
     text.trim()
         .parse::<FeedId>()
         .map_err(|e| anyhow!("{text:?} is not a feed id ({e}); feed ids look like @3yZe7d..."))
+}
+
+/// Longest a daemon waits, before the first entry it signs on the identity's feed, for a peer
+/// to say how far that feed is.
+pub const OWN_HEAD_WAIT: Duration = Duration::from_secs(5);
+
+/// The refusal to sign on a feed that peers hold further than this store.
+fn own_head_behind(local: u64, claimed: u64) -> String {
+    format!(
+        "this home holds its own feed up to #{local} but a peer holds it up to #{claimed}: the \
+         home was restored from an older copy; the daemon is fetching the missing entries, and \
+         nothing is signed until it has them (signing now would fork the feed); try again in a \
+         moment"
+    )
 }
 
 /// The error for a wallet command on a home without a wallet.
@@ -280,6 +296,7 @@ impl Context {
             node,
             progress,
             wallet: Mutex::new(None),
+            own_head_checked: Mutex::new(false),
         })
     }
 
@@ -300,12 +317,55 @@ impl Context {
 
     /// Publishes an encoded payload on the identity's feed (durably), and gossips it.
     pub async fn publish_payload(&self, payload: Vec<u8>) -> Result<Entry> {
+        self.own_head_checked().await?;
         let key = Arc::clone(&self.identity);
         let entry = self
             .blocking(move |store| Ok(store.publish(&key, now(), payload)?))
             .await?;
         self.announce(entry.author(), entry.seq().get()).await;
         Ok(entry)
+    }
+
+    /// Before the first entry this daemon signs on the identity's feed: its head must not be
+    /// behind what peers hold of it (a home restored from an older copy would sign a second
+    /// entry for a seq it already used, and peers would freeze the feed as forked). Waits up to
+    /// [`OWN_HEAD_WAIT`] for a peer that replicates this feed to say how far it is (and for the
+    /// node to fetch what this store lacks); refuses, writing nothing, while it is behind.
+    /// Without a daemon there is no node to ask (`docs/cli.md` §3).
+    async fn own_head_checked(&self) -> Result<()> {
+        let Some(node) = &self.node else {
+            return Ok(());
+        };
+        let mut checked = self.own_head_checked.lock().await;
+        if *checked {
+            // Checked once; later claims still stop a publish below them.
+            let status = node.status().await?;
+            if status.own_claimed > status.own_head {
+                bail!(own_head_behind(status.own_head, status.own_claimed));
+            }
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + OWN_HEAD_WAIT;
+        loop {
+            let status = node.status().await?;
+            let caught_up = status.own_claimed <= status.own_head;
+            let heard = status.settled_peers > 0 || status.known_addresses == 0;
+            if caught_up && heard {
+                *checked = true;
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                if !caught_up {
+                    bail!(own_head_behind(status.own_head, status.own_claimed));
+                }
+                // No peer answered in time: nothing says this store is behind.
+                tracing::warn!(
+                    "no peer reachable to confirm this feed's head; publishing on the local one"
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     pub(crate) async fn announce(&self, feed: FeedId, head: u64) {

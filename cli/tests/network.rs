@@ -247,3 +247,83 @@ fn a_payment_without_a_quorum_stays_visible_and_the_next_command_reports_it() {
         run.stderr
     );
 }
+
+/// Copies a home directory as a user would (a backup), without the daemon's socket.
+fn copy_home(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_home(&entry.path(), &target);
+        } else if entry.path().extension().is_none_or(|e| e != "sock") {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn feed_head(home: &TestHome, feed: &str) -> u64 {
+    home.json(&["feed", feed])["head"].as_u64().unwrap()
+}
+
+#[test]
+fn a_home_restored_from_an_older_copy_does_not_fork_its_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = TestHome::init(dir.path(), "alice");
+    let bob = TestHome::init(dir.path(), "bob");
+    let alice_listen = free_port();
+    let bob_daemon = bob.serve(&[]);
+    let alice_id = alice.identity();
+    bob.run(&["follow", &alice_id]).ok();
+    let serve_alice = || alice.serve(&["--listen", &alice_listen]);
+    let mut alice_daemon = serve_alice();
+    alice
+        .run(&["peer", "add", &bob_daemon.listen(), &bob.identity()])
+        .ok();
+    bob.run(&["peer", "add", &alice_listen, &alice_id]).ok();
+    alice.run(&["post", "one"]).ok();
+    // A backup, taken as a user would: the daemon stopped, the directory copied.
+    assert_eq!(alice_daemon.stop(), 0);
+    let backup = dir.path().join("alice-backup");
+    copy_home(&alice.path, &backup);
+    alice_daemon = serve_alice();
+    alice.run(&["post", "two"]).ok();
+    alice.run(&["post", "three"]).ok();
+    let head = feed_head(&alice, &alice_id);
+    wait_until("bob to hold alice's feed", Duration::from_secs(30), || {
+        feed_head(&bob, &alice_id) >= head
+    });
+    // The home is restored from the backup and its daemon started again.
+    assert_eq!(alice_daemon.stop(), 0);
+    std::fs::remove_dir_all(&alice.path).unwrap();
+    copy_home(&backup, &alice.path);
+    assert!(feed_head(&alice, &alice_id) < head);
+    // On another port: at start the daemon publishes its new address, the first thing it signs.
+    let _alice_daemon = alice.serve(&["--listen", &free_port()]);
+    // Its next entry comes after what it had published, never beside it: refused while the
+    // daemon fetches its feed back, then signed at the right seq.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let run = alice.run(&["--json", "post", "after the restore"]);
+        if run.code == 0 {
+            assert!(run.json()["seq"].as_u64().unwrap() > head, "{run:?}");
+            break;
+        }
+        assert!(
+            run.one_line_error().contains("restored from an older copy"),
+            "{run:?}"
+        );
+        assert!(std::time::Instant::now() < deadline, "never caught up");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Nobody holds a fork proof for alice, and bob gets the new post.
+    wait_until("bob to get the new post", Duration::from_secs(30), || {
+        feed_head(&bob, &alice_id) > head
+    });
+    assert!(bob.json(&["forks"])["forks"].as_array().unwrap().is_empty());
+    assert!(
+        alice.json(&["forks"])["forks"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -35,7 +35,7 @@ pub const MAX_FEATURES: usize = 16;
 pub const MAX_NAME_BYTES: usize = 64;
 /// Most notes kept from one peer about feeds this node neither replicates nor holds (beyond
 /// it they are dropped, and that peer's clock is not remembered for resuming).
-pub const MAX_OTHER_NOTES_PER_PEER: usize = 1024;
+pub const MAX_OTHER_NOTES_PER_PEER: usize = 4096;
 /// Most peers whose clocks are remembered between sessions (the least recently seen is
 /// forgotten first).
 pub const MAX_PEER_MEMORIES: usize = 256;

@@ -238,7 +238,23 @@ pub struct NodeStatus {
     pub blocked: BTreeSet<FeedId>,
     /// Known addresses.
     pub known_addresses: usize,
+    /// Our own feed's head in the store.
+    pub own_head: u64,
+    /// The highest seq of our own feed a peer claimed to hold (since the node started). Above
+    /// `own_head`, this store is older than the feed (a home restored from an older copy): it
+    /// must not sign anything until it has caught up, or it would fork its own feed.
+    pub own_claimed: u64,
+    /// Connections open for at least [`OWN_HEAD_SETTLE`] (long enough for the peer's clock,
+    /// with its note about our feed if it replicates it, to have arrived).
+    pub settled_peers: usize,
 }
+
+/// Two connections dialed by the same side within this long of each other are a double dial
+/// (the first is kept); a later one replaces the older (see `on_connected`).
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// How long a connection must have been open before its peer's clock counts as heard.
+pub const OWN_HEAD_SETTLE: Duration = Duration::from_millis(500);
 
 enum Command<S> {
     Connected {
@@ -412,6 +428,7 @@ impl Node {
             unjudged: VecDeque::new(),
             accept_task,
             inbound: crate::net::SlotTable::new(max_incoming, idle_before_eviction),
+            own_claimed: 0,
             tasks: JoinSet::new(),
         };
         let handle = tokio::spawn(actor.run(commands_rx, reports_rx));
@@ -636,6 +653,8 @@ struct Actor<N: Network> {
     accept_task: Option<JoinHandle<()>>,
     /// Session slots of incoming connections.
     inbound: Arc<crate::net::SlotTable>,
+    /// The highest seq of our own feed any peer claimed to hold.
+    own_claimed: u64,
     /// Every task the actor started that may hold the store: awaited at shutdown, so that the
     /// store is closed when [`NodeHandle::shutdown`] returns.
     tasks: JoinSet<()>,
@@ -787,6 +806,13 @@ impl<N: Network> Actor<N> {
                     scope: self.scope.feeds.clone(),
                     blocked: self.scope.blocked.clone(),
                     known_addresses: self.table.len(),
+                    own_head: self.heads.get(&self.id).copied().unwrap_or(0),
+                    own_claimed: self.own_claimed,
+                    settled_peers: self
+                        .connections
+                        .values()
+                        .filter(|c| c.since.elapsed() >= OWN_HEAD_SETTLE)
+                        .count(),
                 });
             }
             Command::Shutdown(_) => {}
@@ -810,10 +836,15 @@ impl<N: Network> Actor<N> {
         }
         let initiator = if outgoing { self.id } else { peer };
         if let Some(existing) = self.connections.get(&peer) {
-            // Two connections to one peer. Dialed by the same side again: the old one is dead
-            // there (a restart, a dropped link), so the new one wins. Dialed by both sides at
-            // once: both keep the one the smaller id initiated.
-            if existing.initiator != initiator && existing.initiator < initiator {
+            // Two connections to one peer. Dialed by both sides at once: both keep the one the
+            // smaller id initiated. Dialed by the same side twice: within a short while of each
+            // other that is a double dial, and the first is kept; later, the dialer gave up on
+            // the old one (it restarted, or lost the link without a word), so the new one wins
+            // instead of being dropped while the dead one waits for its idle timeout.
+            let stale =
+                existing.initiator == initiator && existing.since.elapsed() >= DUPLICATE_WINDOW;
+            if existing.initiator <= initiator && !stale {
+                tracing::debug!(peer = %peer.short(), %address, "a second connection to a peer: kept the first");
                 return;
             }
             let _ = existing.commands.try_send(PeerCommand::Close);
@@ -889,6 +920,9 @@ impl<N: Network> Actor<N> {
         match report {
             PeerReport::Note { peer, feed, note } => {
                 tracing::debug!(node = %self.id.short(), peer = %peer.short(), feed = %feed.short(), ?note, "note");
+                if feed == self.id {
+                    self.own_claimed = self.own_claimed.max(note.seq());
+                }
                 let changes = self.scheduler.peer_claims(&peer, &feed, note.seq(), now);
                 self.apply(changes);
             }

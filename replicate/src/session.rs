@@ -543,7 +543,17 @@ impl Session {
     pub fn set_wanted(&mut self, feed: FeedId, wanted: Option<bool>) {
         match wanted {
             Some(ask) => {
-                self.wanted.insert(feed, ask);
+                let newly = self.wanted.insert(feed, ask).is_none();
+                // The peer may have told us about this feed while it did not matter here: that
+                // note was kept but not acted on. Now it matters.
+                if newly
+                    && !self.local.contains_key(&feed)
+                    && let Some(note) = self.theirs.get(&feed).copied()
+                {
+                    self.other_notes = self.other_notes.saturating_sub(1);
+                    self.peer_has.insert(feed, note.seq());
+                    self.actions.push_back(Action::PeerNote { feed, note });
+                }
             }
             None => {
                 self.wanted.remove(&feed);

@@ -586,3 +586,78 @@ fn a_blocked_feed_is_never_relayed() {
         "a blocked feed was relayed"
     );
 }
+
+/// Drives `session` through the peer's Hello, dropping what it queued.
+fn running(session: &mut Session) {
+    session.start();
+    let hello = Message::Hello(wire::Hello {
+        protocol: wire::PROTOCOL_NAME.into(),
+        version: wire::PROTOCOL_VERSION,
+        features: vec![],
+        epoch: 7,
+        known_epoch: None,
+        received_notes: None,
+        sent_notes: None,
+    });
+    session.handle(hello).unwrap();
+    while session.poll_action().is_some() {}
+}
+
+fn peer_notes(session: &mut Session) -> Vec<(FeedId, Note)> {
+    let mut notes = Vec::new();
+    while let Some(action) = session.poll_action() {
+        if let Action::PeerNote { feed, note } = action {
+            notes.push((feed, note));
+        }
+    }
+    notes
+}
+
+#[test]
+fn notes_about_feeds_out_of_scope_are_bounded_and_reported_once_they_matter() {
+    use scrip_replicate::limits::MAX_OTHER_NOTES_PER_PEER;
+    let mut session = Session::new(1, BTreeMap::new(), BTreeMap::new(), BTreeSet::new(), None);
+    running(&mut session);
+    let later = key(40).id();
+    let made_up = |i: u64| {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&i.to_le_bytes());
+        FeedId::from_bytes(bytes)
+    };
+    // The peer tells us about a feed we do not replicate yet, then floods made-up ones.
+    let mut notes = vec![(
+        later,
+        Note::At {
+            seq: 9,
+            send: false,
+        },
+    )];
+    notes.extend(
+        (0..2 * MAX_OTHER_NOTES_PER_PEER as u64)
+            .map(|i| (made_up(i), Note::At { seq: 1, send: true })),
+    );
+    for chunk in notes.chunks(4096) {
+        session.handle(Message::Clock(chunk.to_vec())).unwrap();
+    }
+    assert!(
+        peer_notes(&mut session).is_empty(),
+        "nothing out of scope is reported"
+    );
+    assert_eq!(session.notes_kept(), MAX_OTHER_NOTES_PER_PEER);
+    assert!(
+        session.memory().is_none(),
+        "an incomplete clock is not remembered"
+    );
+    // The feed comes into scope: the peer's note about it is reported now.
+    session.set_wanted(later, Some(false));
+    assert_eq!(
+        peer_notes(&mut session),
+        vec![(
+            later,
+            Note::At {
+                seq: 9,
+                send: false
+            }
+        )]
+    );
+}
