@@ -310,19 +310,34 @@ impl LedgerState {
 
     /// Contradictions between wallets' logs, which honest notaries never certify and which only
     /// a faulty quorum (more than f faulty notaries in one group) can produce: a credit citing
-    /// an order its sender's log did not apply (money from nowhere), or a reclaim of an order its
-    /// receiver did not reject. Empty for every history certified by honest quorums; an auditor
-    /// holding several logs uses it to name the faulty group.
+    /// an order its sender's log does not apply (money from nowhere), or a reclaim of an order
+    /// its receiver did not reject. Each names the group that certified the cited entry. Empty
+    /// for every history certified by honest quorums; an auditor holding several logs uses it
+    /// to name a faulty group.
+    ///
+    /// A log shorter than the cited entry is only behind (a copy still replicating) and proves
+    /// nothing. But a log that *reaches* the cited entry's seq proves something whatever it
+    /// holds before it: an uncertified or invalid entry there (the fold stops), another entry at
+    /// that seq (a fork), or the entry itself refused by the rules. In each case the cited
+    /// entry's certificate vouches for something its own log does not support, so every break
+    /// of conservation a set of logs shows is named here.
     pub fn inconsistencies(&self) -> Vec<String> {
         let mut found = Vec::new();
+        let reaches = |wallet: &WalletState, seq: u64| {
+            wallet.outcomes.last().is_some_and(|(last, _)| *last >= seq)
+        };
+        let group = |wallet: &WalletState| {
+            wallet.notaries.as_ref().map_or_else(
+                || "an unknown group".to_owned(),
+                |set| format!("the group {}", set.describe()),
+            )
+        };
         for wallet in self.wallets.values() {
             for (order, resolution) in &wallet.resolved {
-                // Only evidence if the sender's log here reaches the order's position (a
-                // shorter copy of it is just behind).
                 let Some(sender) = self
                     .wallets
                     .get(&resolution.from)
-                    .filter(|s| s.next_seq > resolution.order_seq)
+                    .filter(|s| reaches(s, resolution.order_seq))
                 else {
                     continue;
                 };
@@ -332,8 +347,13 @@ impl LedgerState {
                             && own.currency == resolution.currency
                             && own.amount == resolution.amount => {}
                     _ => found.push(format!(
-                        "{} resolved order {order}, which {}'s log does not hold as a valid order",
-                        wallet.wallet, resolution.from
+                        "{} resolved order {order} (#{} of {}), which {}'s log does not apply as \
+                         a valid order: certified by {} against its own log",
+                        wallet.wallet,
+                        resolution.order_seq,
+                        resolution.from,
+                        resolution.from,
+                        group(sender)
                     )),
                 }
             }
@@ -344,12 +364,16 @@ impl LedgerState {
                 if let Some(receiver) = self
                     .wallets
                     .get(&own.to)
-                    .filter(|r| r.next_seq > own.rejection_seq)
+                    .filter(|r| reaches(r, own.rejection_seq))
                     && !matches!(receiver.resolved.get(order), Some(r) if !r.accepted)
                 {
                     found.push(format!(
-                        "{} reclaimed order {order}, which {} did not reject",
-                        wallet.wallet, own.to
+                        "{} reclaimed order {order}, which {} did not reject: the rejection it \
+                         cites (#{}) was certified by {} against its own log",
+                        wallet.wallet,
+                        own.to,
+                        own.rejection_seq,
+                        group(receiver)
                     ));
                 }
             }

@@ -301,3 +301,178 @@ fn the_parallel_fold_equals_applying_entries_one_by_one() {
     parallel.check_conservation().unwrap();
     assert!(parallel.inconsistencies().is_empty());
 }
+
+/// What a faulty group (more than f faulty notaries) does beyond what honest notaries would.
+#[derive(Clone, Debug)]
+enum Fault {
+    /// Certify the op's entry whatever the rules say (an overspend, a second resolution, a
+    /// reclaim of an accepted order, ...).
+    CertifyAnything(Op),
+    /// Leave an entry of `wallet` uncertified in its log (what follows is certified anyway).
+    Uncertified { wallet: usize, amount: u64 },
+    /// Certify a second entry at the latest slot of `wallet`: an order to `to`.
+    Fork {
+        wallet: usize,
+        to: usize,
+        amount: u64,
+    },
+}
+
+fn fault() -> impl Strategy<Value = Fault> {
+    let w = 0..WALLETS;
+    prop_oneof![
+        6 => op().prop_map(Fault::CertifyAnything),
+        1 => (w.clone(), 0..3_000u64).prop_map(|(wallet, amount)| Fault::Uncertified { wallet, amount }),
+        1 => (w.clone(), w, 0..3_000u64).prop_map(|(wallet, to, amount)| Fault::Fork { wallet, to, amount }),
+    ]
+}
+
+impl World {
+    /// The content `op` stands for in this world, if it names anything yet.
+    fn content(&self, op: &Op) -> Option<(usize, WalletEntry)> {
+        Some(match *op {
+            Op::Mint { issuer, amount } => (
+                issuer,
+                WalletEntry::Mint(Mint {
+                    currency: self.currencies[issuer % 2],
+                    amount: Amount::from_minor(amount),
+                }),
+            ),
+            Op::Order {
+                from,
+                to,
+                currency,
+                amount,
+            } => (
+                from,
+                WalletEntry::Order(Order {
+                    to: self.wallets[to].id(),
+                    currency: self.currencies[currency],
+                    amount: Amount::from_minor(amount),
+                    memo: String::new(),
+                }),
+            ),
+            Op::Accept { pick, stranger } => {
+                let (sender, seq, receiver) = *self.orders.get(pick % self.orders.len().max(1))?;
+                let by = if stranger {
+                    (receiver + 1) % WALLETS
+                } else {
+                    receiver
+                };
+                let order = self.wallets[sender].cite(seq);
+                (by, WalletEntry::Accept(Accept { order }))
+            }
+            Op::Reject { pick } => {
+                let (sender, seq, receiver) = *self.orders.get(pick % self.orders.len().max(1))?;
+                let order = self.wallets[sender].cite(seq);
+                (
+                    receiver,
+                    WalletEntry::Reject(Reject {
+                        order,
+                        reason: String::new(),
+                    }),
+                )
+            }
+            Op::Reclaim { pick, stranger } => {
+                let (rejector, at, index) = *self.rejects.get(pick % self.rejects.len().max(1))?;
+                let (sender, order_seq, _) = self.orders[index];
+                let id = self.wallets[sender].log[order_seq.get() as usize - 1]
+                    .entry
+                    .id();
+                let by = if stranger {
+                    (sender + 1) % WALLETS
+                } else {
+                    sender
+                };
+                let rejection = self.wallets[rejector].cite(at);
+                (
+                    by,
+                    WalletEntry::Reclaim(Reclaim {
+                        order: OrderRef { seq: order_seq, id },
+                        rejection,
+                    }),
+                )
+            }
+        })
+    }
+
+    /// Applies `fault` as a faulty group would.
+    fn apply_fault(&mut self, fault: &Fault) {
+        match fault {
+            Fault::CertifyAnything(op) => {
+                let Some((by, content)) = self.content(op) else {
+                    return;
+                };
+                let seq = self.wallets[by].push(&content);
+                match (op, &content) {
+                    (Op::Order { to, .. }, _) => self.orders.push((by, seq, *to)),
+                    (Op::Reject { pick }, _) => {
+                        let index = pick % self.orders.len().max(1);
+                        self.rejects.push((by, seq, index));
+                    }
+                    _ => {}
+                }
+            }
+            Fault::Uncertified { wallet, amount } => {
+                let content = WalletEntry::Order(Order {
+                    to: self.wallets[(wallet + 1) % WALLETS].id(),
+                    currency: self.currencies[0],
+                    amount: Amount::from_minor(*amount),
+                    memo: String::new(),
+                });
+                let entry = self.wallets[*wallet].sign(&content);
+                self.wallets[*wallet].push_raw(entry, None);
+            }
+            Fault::Fork { wallet, to, amount } => {
+                let kit = &self.wallets[*wallet];
+                if kit.log.len() < 2 {
+                    return;
+                }
+                let previous = kit.log[kit.log.len() - 2].entry.head();
+                let content = WalletEntry::Order(Order {
+                    to: self.wallets[*to].id(),
+                    currency: self.currencies[0],
+                    amount: Amount::from_minor(*amount),
+                    memo: String::from("fork"),
+                });
+                let entry = scrip_feed::Entry::create(
+                    &kit.key,
+                    Some(previous),
+                    scrip_feed::Timestamp::from_millis(u64::MAX / 2),
+                    content.to_payload().unwrap(),
+                )
+                .unwrap();
+                let certificate = kit.certify(&entry);
+                let seq = entry.seq();
+                self.wallets[*wallet].push_raw(entry, Some(certificate));
+                self.orders.push((*wallet, seq, *to));
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    /// With a faulty group certifying anything, leaving entries uncertified and forking logs,
+    /// conservation may break: whenever it does, the cross-check names what broke it.
+    #[test]
+    fn every_break_of_conservation_is_named(
+        honest in proptest::collection::vec(op(), 0..15),
+        faults in proptest::collection::vec(fault(), 1..25),
+    ) {
+        let mut world = World::new();
+        for op in &honest {
+            world.apply(op);
+        }
+        for fault in &faults {
+            world.apply_fault(fault);
+            let state = fold(world.entries(), &TrustSignatures);
+            if let Err(broken) = state.check_conservation() {
+                let named = state.inconsistencies();
+                prop_assert!(!named.is_empty(), "conservation broken ({broken}) and nothing named");
+                prop_assert!(named.iter().all(|n| n.contains("the group {")), "{named:?}");
+            }
+        }
+    }
+}

@@ -774,9 +774,41 @@ fn a_faulty_quorum_creating_money_is_exposed_by_the_cross_check() {
     assert!(both.check_conservation().is_err());
     let found = both.inconsistencies();
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].contains("does not hold as a valid order"));
+    assert!(
+        found[0].contains("does not apply as a valid order"),
+        "{found:?}"
+    );
+    assert!(
+        found[0].contains("certified by the group {"),
+        "names the group: {found:?}"
+    );
     // With honest notaries the overspend is never certified.
     let mut honest = issuer.clone();
     let refused = honest.propose(&order_to(alice.id(), &eur, 1_000_000));
     assert!(matches!(refused, Err(Rejection::Overspend { .. })));
+}
+
+#[test]
+fn a_falsely_certified_order_after_an_uncertified_entry_is_exposed_too() {
+    // The issuer's log stops at an uncertified entry; a faulty quorum certifies an order after
+    // it anyway, and the receiver accepts it. The issuer's log reaches the order's seq, so it
+    // is not "just behind": the credit has no debit, and the cross-check says so.
+    let (mut issuer, mut alice, _, eur) = world();
+    let stray = issuer.sign(&order_to(alice.id(), &eur, 1));
+    issuer.push_raw(stray, None);
+    let order = issuer.order(alice.id(), &eur, 500);
+    let accept = alice.accept(&issuer, order);
+    applied(&[&alice], &alice, accept);
+    let both = state(&[&issuer, &alice]);
+    assert!(both.check_conservation().is_err());
+    let found = both.inconsistencies();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("does not apply as a valid order"),
+        "{found:?}"
+    );
+    // A copy of the issuer's log that stops before the order is only behind: nothing to say.
+    let mut behind = issuer.clone();
+    behind.log.truncate(2);
+    assert!(state(&[&behind, &alice]).inconsistencies().is_empty());
 }
