@@ -684,3 +684,80 @@ fn memory_store_is_a_store() {
     let stores: Vec<Box<dyn Store>> = vec![Box::new(MemoryStore::new())];
     assert_eq!(stores[0].authors().unwrap(), vec![]);
 }
+
+/// Every file under `dir`, with its bytes.
+fn files(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut all = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            all.extend(files(&path));
+        } else {
+            all.insert(path.clone(), std::fs::read(&path).unwrap());
+        }
+    }
+    all
+}
+
+/// A store with 50 entries written over three opens (so that sled wrote a snapshot).
+fn used_store(dir: &std::path::Path) -> scrip_feed::FeedId {
+    let alice = key(1);
+    let entries = chain(&alice, 50);
+    for part in entries.chunks(20) {
+        let store = SledStore::open(dir, SledOptions::default()).unwrap();
+        store.ingest(part.to_vec()).unwrap();
+    }
+    alice.id()
+}
+
+#[test]
+fn a_copy_without_its_snapshot_and_watermark_is_refused_untouched() {
+    // What a careless copy of a home can leave: sled alone would open it as an empty store.
+    let dir = tempfile::tempdir().unwrap();
+    used_store(dir.path());
+    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("snap.") || name == scrip_feed::store::WATERMARK_FILE {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    let before = files(dir.path());
+    let err = SledStore::open(dir.path(), SledOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("nothing was changed"), "{err}");
+    assert!(
+        files(dir.path()) == before,
+        "the refused store was written to"
+    );
+}
+
+#[test]
+fn a_store_without_its_snapshot_opens_whole_or_keeps_a_copy_of_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = used_store(dir.path());
+    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("snap.") {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    let before = files(dir.path());
+    let aside = std::path::PathBuf::from(format!("{}.before-open", dir.path().display()));
+    match SledStore::open(dir.path(), SledOptions::default()) {
+        Ok(store) => {
+            assert_eq!(store.head(&alice).unwrap().unwrap().seq, Seq::new(50));
+            assert!(
+                !aside.exists(),
+                "the copy is removed once the store opened whole"
+            );
+        }
+        Err(err) => {
+            assert!(err.to_string().contains("before-open"), "{err}");
+            let kept: std::collections::BTreeMap<_, _> = files(&aside)
+                .into_iter()
+                .map(|(path, bytes)| (dir.path().join(path.strip_prefix(&aside).unwrap()), bytes))
+                .collect();
+            assert!(kept == before, "the copy holds the files as they were");
+            std::fs::remove_dir_all(&aside).unwrap();
+        }
+    }
+}

@@ -118,6 +118,37 @@ impl DurableDb {
     /// (an empty database gets it), and checks that no acknowledged commit was lost.
     pub fn open(path: &Path, cache_capacity_bytes: u64, format: &[u8]) -> Result<DurableDb> {
         let shown = path.display().to_string();
+        let aside = check_before_open(path, &shown)?;
+        let opened = Self::open_checked(path, cache_capacity_bytes, format, &shown);
+        match (opened, aside) {
+            (Ok(db), Some(aside)) => {
+                // It opened and holds every acknowledged commit: the copy is not needed.
+                let _ = fs::remove_dir_all(aside);
+                Ok(db)
+            }
+            (Err(Error::Corrupt { path, detail }), Some(aside)) => Err(Error::Corrupt {
+                path,
+                detail: format!(
+                    "{detail} (the files as they were before this open are kept in {})",
+                    aside.display()
+                ),
+            }),
+            (Err(err), Some(aside)) => {
+                // Not opened (held by another process, an I/O error): nothing was rewritten.
+                let _ = fs::remove_dir_all(aside);
+                Err(err)
+            }
+            (opened, None) => opened,
+        }
+    }
+
+    fn open_checked(
+        path: &Path,
+        cache_capacity_bytes: u64,
+        format: &[u8],
+        shown: &str,
+    ) -> Result<DurableDb> {
+        let shown = shown.to_owned();
         let opened = catch_unwind(AssertUnwindSafe(|| {
             sled::Config::new()
                 .path(path)
@@ -357,6 +388,71 @@ fn watermark_line(commits: u64) -> String {
 }
 
 /// Reads the watermark file: the number of commits acknowledged, or 0 if there is none yet.
+/// A data file bigger than this held data (a store just created holds a few hundred bytes).
+const MIN_DATA_BYTES: u64 = 4096;
+
+/// Looks at a store directory before the storage engine opens it: sled silently starts empty
+/// without its snapshot and watermark, and rewrites the files it finds damaged as it opens them.
+/// So: data files without the watermark are refused, untouched (the directory is an incomplete
+/// copy: opening it could show an empty store); a watermark counting commits without a data
+/// file is refused; and a store that committed more than once but has no snapshot file (sled
+/// writes one when it reopens a store) is copied aside first, so that a failed open keeps the
+/// files as they were. Returns where that copy is.
+fn check_before_open(path: &Path, shown: &str) -> Result<Option<PathBuf>> {
+    let corrupt = |detail: String| Error::Corrupt {
+        path: shown.to_owned(),
+        detail,
+    };
+    if !path.exists() {
+        return Ok(None);
+    }
+    let watermark = path.join(WATERMARK_FILE);
+    let data = fs::metadata(path.join("db")).map_or(0, |m| m.len());
+    let snapshot = fs::read_dir(path)
+        .map_err(|e| Error::io(format!("reading {shown}"), &e))?
+        .flatten()
+        .any(|f| f.file_name().to_string_lossy().starts_with("snap."));
+    if !watermark.exists() {
+        if data > MIN_DATA_BYTES {
+            return Err(corrupt(format!(
+                "it holds {data} bytes of data but no {WATERMARK_FILE}: not a store left in one \
+                 piece (an incomplete copy?); it was not opened, and nothing was changed: \
+                 restore the whole directory"
+            )));
+        }
+        return Ok(None);
+    }
+    let acknowledged = read_watermark(&watermark, shown)?;
+    if acknowledged > 0 && data == 0 {
+        return Err(corrupt(format!(
+            "{WATERMARK_FILE} counts {acknowledged} commits but the data file is missing; it \
+             was not opened, and nothing was changed"
+        )));
+    }
+    if acknowledged > 1 && !snapshot {
+        let aside = PathBuf::from(format!("{}.before-open", path.display()));
+        let _ = fs::remove_dir_all(&aside);
+        copy_dir(path, &aside)
+            .map_err(|e| Error::io(format!("copying {shown} aside before opening it"), &e))?;
+        return Ok(Some(aside));
+    }
+    Ok(None)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
 fn read_watermark(path: &Path, store: &str) -> Result<u64> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
