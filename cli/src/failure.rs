@@ -57,17 +57,47 @@ impl Failure {
     /// ([`EXIT_FAILED`]). The message is the whole chain on one line.
     pub fn of(err: &anyhow::Error) -> Failure {
         let message = format!("{err:#}").replace('\n', " ");
-        match err.chain().find_map(|e| e.downcast_ref::<Failure>()) {
-            Some(failure) => Failure {
+        if let Some(failure) = err.chain().find_map(|e| e.downcast_ref::<Failure>()) {
+            return Failure {
                 message,
                 ..failure.clone()
-            },
-            None => Failure {
-                exit: EXIT_FAILED,
-                kind: "error".into(),
-                message,
-            },
+            };
         }
+        // A store write that failed part way (a full disk): whether it happened is unknown.
+        if err
+            .chain()
+            .filter_map(feed_error)
+            .any(|e| matches!(e, scrip_feed::Error::WriteUncertain { .. }))
+        {
+            return Failure {
+                exit: EXIT_UNKNOWN,
+                kind: "unknown".into(),
+                message,
+            };
+        }
+        Failure {
+            exit: EXIT_FAILED,
+            kind: "error".into(),
+            message,
+        }
+    }
+}
+
+/// The store error inside `err`, however the library crates wrapped it.
+fn feed_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a scrip_feed::Error> {
+    if let Some(feed) = err.downcast_ref::<scrip_feed::Error>() {
+        return Some(feed);
+    }
+    match err.downcast_ref::<scrip_notary::Error>() {
+        Some(scrip_notary::Error::Feed(feed)) => return Some(feed),
+        Some(scrip_notary::Error::Transport(scrip_replicate::Error::Feed(feed))) => {
+            return Some(feed);
+        }
+        _ => {}
+    }
+    match err.downcast_ref::<scrip_replicate::Error>() {
+        Some(scrip_replicate::Error::Feed(feed)) => Some(feed),
+        _ => None,
     }
 }
 
@@ -84,5 +114,11 @@ mod tests {
         assert_eq!(failure.exit, EXIT_PENDING);
         assert_eq!(failure.message, "paying: kept");
         assert_eq!(Failure::of(&anyhow::anyhow!("plain")).exit, EXIT_FAILED);
+        let full = scrip_feed::Error::WriteUncertain {
+            path: "store".into(),
+            detail: "No space left on device".into(),
+        };
+        let wrapped: anyhow::Error = scrip_notary::Error::Feed(full).into();
+        assert_eq!(Failure::of(&wrapped.context("posting")).exit, EXIT_UNKNOWN);
     }
 }

@@ -292,6 +292,29 @@ pub enum Error {
         /// The engine's message.
         detail: String,
     },
+    /// A write failed part way (a full disk, an I/O error): it may or may not have been made.
+    /// The store refuses further writes until it is reopened ([`Error::RestartNeeded`]), which
+    /// finishes or drops the last commit (the redo journal) and checks it.
+    #[error(
+        "writing the store at {path} failed ({detail}): the write may or may not have been made; \
+         restart (the store then finishes or drops its last write and checks itself; nothing \
+         needs to be moved)"
+    )]
+    WriteUncertain {
+        /// Path of the store.
+        path: String,
+        /// What failed.
+        detail: String,
+    },
+    /// An earlier write failed: the store takes no more writes until it is reopened.
+    #[error(
+        "an earlier write to the store at {path} failed (a full disk?): nothing was written; \
+         free some space if needed and restart, so that the store checks itself"
+    )]
+    RestartNeeded {
+        /// Path of the store.
+        path: String,
+    },
     /// The store is damaged.
     #[error(
         "the feed store at {path} is corrupt ({detail}). Move the directory aside (keep it: it \
@@ -352,6 +375,8 @@ impl Error {
             Error::Io { .. } => "io",
             Error::Storage { .. } => "storage",
             Error::Corrupt { .. } => "corrupt",
+            Error::WriteUncertain { .. } => "write-uncertain",
+            Error::RestartNeeded { .. } => "restart-needed",
             Error::Locked { .. } => "locked",
         }
     }
@@ -369,7 +394,12 @@ impl Error {
     pub fn is_invalid_entry(&self) -> bool {
         !matches!(
             self,
-            Error::Io { .. } | Error::Storage { .. } | Error::Corrupt { .. } | Error::Locked { .. }
+            Error::Io { .. }
+                | Error::Storage { .. }
+                | Error::Corrupt { .. }
+                | Error::Locked { .. }
+                | Error::WriteUncertain { .. }
+                | Error::RestartNeeded { .. }
         )
     }
 }

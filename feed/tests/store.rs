@@ -761,3 +761,120 @@ fn a_store_without_its_snapshot_opens_whole_or_keeps_a_copy_of_its_files() {
         }
     }
 }
+
+/// What a write that failed part way must give: an error saying the write may have been made;
+/// then a refusal of every write saying a restart is needed (never "corrupt"); and after the
+/// reopen, a consistent store holding every acknowledged entry (the last one or not).
+fn check_after_a_failed_write(dir: &std::path::Path, failed: Error, acknowledged: usize) {
+    let alice = key(1);
+    assert!(matches!(failed, Error::WriteUncertain { .. }), "{failed:?}");
+    assert!(
+        failed.to_string().contains("may or may not have been made"),
+        "{failed}"
+    );
+    let reopened = SledStore::open(dir, SledOptions::default()).unwrap();
+    let head = reopened.head(&alice.id()).unwrap().unwrap().seq.get();
+    assert!(
+        head == acknowledged as u64 || head == acknowledged as u64 + 1,
+        "head {head}, {acknowledged} acknowledged"
+    );
+    reopened.verify_integrity().unwrap();
+    // And it takes writes again.
+    let next = extend(&alice, reopened.head(&alice.id()).unwrap(), 1).remove(0);
+    assert_eq!(reopened.append(next), Ok(Appended::Stored));
+}
+
+#[test]
+fn a_failed_flush_is_reported_as_uncertain_and_then_restart_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = key(1);
+    let entries = chain(&alice, 12);
+    let failed = {
+        let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+        store.ingest(entries[..10].to_vec()).unwrap();
+        store.fail_next_flush();
+        let failed = store.append(entries[10].clone()).unwrap_err();
+        // Every later write is refused, saying what to do; reads still work.
+        let later = store.append(entries[11].clone()).unwrap_err();
+        assert!(matches!(later, Error::RestartNeeded { .. }), "{later:?}");
+        assert!(later.to_string().contains("restart"), "{later}");
+        assert!(store.head(&alice.id()).unwrap().unwrap().seq.get() >= 10);
+        failed
+    };
+    check_after_a_failed_write(dir.path(), failed, 10);
+}
+
+/// The same on a real full disk: a 2 MiB tmpfs (needs permission to mount; where there is none,
+/// the injected failure above covers the store's side, and this says it was skipped).
+#[test]
+fn a_full_disk_is_reported_as_uncertain_and_a_reopen_is_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(dir.path())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("no permission to mount a tmpfs here: the full-disk test was skipped");
+        return;
+    }
+    let unmount = || {
+        let _ = std::process::Command::new("umount")
+            .arg(dir.path())
+            .status();
+    };
+    let alice = key(1);
+    let store_dir = dir.path().join("store");
+    let mut acknowledged = 0;
+    let mut failure = None;
+    {
+        let store = SledStore::open(&store_dir, SledOptions::default()).unwrap();
+        let mut head = None;
+        for _ in 0..100_000 {
+            let entry = Entry::create(
+                &alice,
+                head,
+                Timestamp::from_millis(1),
+                post(&"x".repeat(4000)),
+            )
+            .unwrap();
+            match store.append(entry.clone()) {
+                Ok(_) => {
+                    acknowledged += 1;
+                    head = Some(entry.head());
+                }
+                Err(err) => {
+                    failure = Some(err);
+                    break;
+                }
+            }
+        }
+    }
+    let failed = failure.expect("a 2 MiB disk filled up");
+    eprintln!("full disk after {acknowledged} entries: {failed}");
+    // Room again (as a user would make it), then the reopen.
+    let _ = std::fs::write(dir.path().join("filler"), b"");
+    std::process::Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    let result = std::panic::catch_unwind(|| {
+        if matches!(failed, Error::WriteUncertain { .. }) {
+            check_after_a_failed_write(&store_dir, failed, acknowledged);
+        } else {
+            // Refused before anything was written: nothing uncertain, the store as it was.
+            let reopened = SledStore::open(&store_dir, SledOptions::default()).unwrap();
+            assert_eq!(
+                reopened.head(&alice.id()).unwrap().unwrap().seq.get(),
+                acknowledged as u64,
+                "{failed:?}"
+            );
+        }
+    });
+    unmount();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

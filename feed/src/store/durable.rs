@@ -97,8 +97,10 @@ pub enum CommitStep {
 pub struct DurableDb {
     db: sled::Db,
     path: PathBuf,
-    /// Set when a flush failed: what sled holds in memory may not be on disk.
+    /// Set when a write failed part way: what sled holds in memory may not be on disk.
     poisoned: AtomicBool,
+    /// Test hook: the next flush fails (see [`DurableDb::fail_next_flush`]).
+    fail_next_flush: AtomicBool,
     /// Commits so far (the value under `Mcommits`). Callers serialize commits.
     commits: AtomicU64,
     /// The watermark file, rewritten in place after every commit.
@@ -178,6 +180,7 @@ impl DurableDb {
             db,
             path: path.to_path_buf(),
             poisoned: AtomicBool::new(false),
+            fail_next_flush: AtomicBool::new(false),
             commits: AtomicU64::new(0),
             watermark,
         };
@@ -212,6 +215,25 @@ impl DurableDb {
             path: self.path.display().to_string(),
             detail: detail.into(),
         }
+    }
+
+    /// A write that failed part way: the store takes no more writes until it is reopened.
+    fn uncertain(&self, err: sled::Error) -> Error {
+        self.poisoned.store(true, Ordering::SeqCst);
+        Error::WriteUncertain {
+            path: self.path.display().to_string(),
+            detail: plain(&match err {
+                sled::Error::Io(io) => io.to_string(),
+                other => other.to_string(),
+            }),
+        }
+    }
+
+    /// Makes the next commit's flush fail as a full disk would (for tests of what callers
+    /// report; the write itself is made in memory, as when a real flush fails).
+    #[doc(hidden)]
+    pub fn fail_next_flush(&self) {
+        self.fail_next_flush.store(true, Ordering::SeqCst);
     }
 
     /// Maps a sled error.
@@ -262,9 +284,16 @@ impl DurableDb {
     pub fn commit_observed(&self, batch: Writes, observe: &dyn Fn(CommitStep)) -> Result<()> {
         let commits = self.apply_counted(batch)?;
         observe(CommitStep::Written);
-        if let Err(err) = self.db.flush() {
-            self.poisoned.store(true, Ordering::SeqCst);
-            return Err(self.engine(err));
+        let flushed = if self.fail_next_flush.swap(false, Ordering::SeqCst) {
+            Err(sled::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "no space left on device (injected)",
+            )))
+        } else {
+            self.db.flush().map(|_| ())
+        };
+        if let Err(err) = flushed {
+            return Err(self.uncertain(err));
         }
         observe(CommitStep::Flushed);
         self.commits.store(commits, Ordering::SeqCst);
@@ -279,11 +308,8 @@ impl DurableDb {
     /// returns that count. Not durable yet.
     fn apply_counted(&self, writes: Writes) -> Result<u64> {
         if self.poisoned.load(Ordering::SeqCst) {
-            return Err(Error::Storage {
-                detail: format!(
-                    "an earlier flush of {} failed; reopen the store before writing again",
-                    self.path.display()
-                ),
+            return Err(Error::RestartNeeded {
+                path: self.path.display().to_string(),
             });
         }
         let commits = self
@@ -296,9 +322,10 @@ impl DurableDb {
                 "commit journal",
                 &(JOURNAL_VERSION, commits, writes.ops.as_slice()),
             )?;
+            // From the journal on, a failure leaves a write that the next open may finish.
             self.db
                 .insert(META_LAST_KEY, journal)
-                .map_err(|e| self.engine(e))?;
+                .map_err(|e| self.uncertain(e))?;
             self.apply_in_order(&writes.ops, commits)?;
         } else {
             let mut batch = sled::Batch::default();
@@ -309,7 +336,7 @@ impl DurableDb {
                 }
             }
             batch.insert(META_COMMITS_KEY, &commits.to_be_bytes()[..]);
-            self.db.apply_batch(batch).map_err(|e| self.engine(e))?;
+            self.db.apply_batch(batch).map_err(|e| self.uncertain(e))?;
         }
         Ok(commits)
     }
@@ -321,11 +348,11 @@ impl DurableDb {
                 WriteOp::Insert { key, value } => self.db.insert(key, value.as_slice()).map(|_| ()),
                 WriteOp::Remove { key } => self.db.remove(key).map(|_| ()),
             }
-            .map_err(|e| self.engine(e))?;
+            .map_err(|e| self.uncertain(e))?;
         }
         self.db
             .insert(META_COMMITS_KEY, &commits.to_be_bytes()[..])
-            .map_err(|e| self.engine(e))?;
+            .map_err(|e| self.uncertain(e))?;
         Ok(())
     }
 
@@ -387,7 +414,19 @@ fn watermark_line(commits: u64) -> String {
     format!("scrip-watermark v1 {commits:020}\n")
 }
 
-/// Reads the watermark file: the number of commits acknowledged, or 0 if there is none yet.
+/// An engine message for people: sled sometimes wraps an OS error's debug form
+/// (`Os { code: 28, kind: StorageFull, message: "No space left on device" }`); its message is
+/// what matters.
+fn plain(text: &str) -> String {
+    match text.split_once("message: \"") {
+        Some((_, rest)) if text.contains("Os {") => rest
+            .split_once('"')
+            .map_or(text, |(message, _)| message)
+            .to_owned(),
+        _ => text.to_owned(),
+    }
+}
+
 /// A data file bigger than this held data (a store just created holds a few hundred bytes).
 const MIN_DATA_BYTES: u64 = 4096;
 
@@ -453,6 +492,7 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Reads the watermark file: the number of commits acknowledged, or 0 if there is none yet.
 fn read_watermark(path: &Path, store: &str) -> Result<u64> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
@@ -510,6 +550,17 @@ mod tests {
 
     /// A crash in the middle of a journaled commit leaves the journal and any prefix of its
     /// writes (sled recovers a prefix of its log); the next open applies the rest.
+    #[test]
+    fn engine_messages_lose_their_debug_form() {
+        assert_eq!(
+            plain(
+                r#"IO error: Os { code: 28, kind: StorageFull, message: "No space left on device" }"#
+            ),
+            "No space left on device"
+        );
+        assert_eq!(plain("plain words"), "plain words");
+    }
+
     #[test]
     fn a_commit_cut_after_any_of_its_writes_is_finished_on_open() {
         let ops = writes(2, 5).ops.len();

@@ -239,6 +239,12 @@ impl SledStore {
         Ok(())
     }
 
+    /// Makes the next commit's flush fail as a full disk would (tests of what callers report).
+    #[doc(hidden)]
+    pub fn fail_next_flush(&self) {
+        self.durable.fail_next_flush();
+    }
+
     /// Re-checks every stored byte: each feed is a contiguous chain from seq 1 to its head,
     /// every header's signature and link verify, every payload matches its header, the id index
     /// finds every entry and holds nothing else, and every fork proof verifies. Slow on big
