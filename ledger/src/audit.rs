@@ -237,6 +237,13 @@ pub fn precompute(log: &[CertifiedEntry]) -> Precomputed {
             WalletEntry::Genesis(g) => NotarySet::new(&g.notaries).ok(),
             _ => None,
         });
+    precompute_with(log, set.as_ref())
+}
+
+/// [`precompute`] for a part of a wallet's log (its genesis not among it), whose notary set is
+/// `set` (certificates are checked only with one).
+pub fn precompute_with(log: &[CertifiedEntry], set: Option<&NotarySet>) -> Precomputed {
+    let set = set.cloned();
     let cores = thread::available_parallelism().map_or(1, usize::from);
     let chunk = log.len().div_ceil(cores).max(1);
     let parts: Vec<Precomputed> = thread::scope(|scope| {

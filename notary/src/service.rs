@@ -2,13 +2,13 @@
 //! [`NotaryState`], decides requests in batches, persists new votes (one fsync per batch: group
 //! commit) and only then signs and answers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use scrip_feed::store::VerifiedBatch;
 use scrip_feed::{Entry, FeedId, Keypair, Store};
-use scrip_ledger::verify::{TrustSignatures, VerifyAll};
+use scrip_ledger::verify::TrustSignatures;
 use scrip_ledger::{CertifiedEntry, Vote, VoteSubject};
 use scrip_replicate::net::{AcceptLimits, Slot, SlotTable};
 use scrip_replicate::transport::{LocalIdentity, SecureStream};
@@ -98,6 +98,11 @@ enum Job {
     },
     Learn {
         wallet: FeedId,
+    },
+    /// What a read started by a `Learn` found (off the actor).
+    Read {
+        wallet: FeedId,
+        read: Option<LearnRead>,
     },
     Wallets {
         reply: oneshot::Sender<Vec<FeedId>>,
@@ -191,6 +196,8 @@ impl Notary {
             hook,
             writes: Some(writes),
             writer: Some(writer),
+            jobs: jobs.downgrade(),
+            learning: BTreeMap::new(),
         };
         let actor = tokio::spawn(actor.run(jobs_rx));
         let accept = {
@@ -395,6 +402,11 @@ struct Actor {
     /// To the background store writer (`None` once shut down).
     writes: Option<mpsc::Sender<StoreWrite>>,
     writer: Option<JoinHandle<()>>,
+    /// Its own queue, for the results of reads it started (weak: it does not keep itself
+    /// running).
+    jobs: mpsc::WeakSender<Job>,
+    /// Wallets being read to learn, and whether another read was asked for meanwhile.
+    learning: BTreeMap<FeedId, bool>,
 }
 
 /// Work for the notary's feed-store writer.
@@ -539,7 +551,8 @@ impl Actor {
                         limit,
                     } => fetches.push((wallet, from, limit, reply)),
                 },
-                Job::Learn { wallet } => self.learn_from_store(wallet).await,
+                Job::Learn { wallet } => self.learn_from_store(wallet),
+                Job::Read { wallet, read } => self.learn_read(wallet, read),
                 Job::Wallets { reply } => {
                     let _ = reply.send(self.state.wallets().map(|w| w.ledger.wallet).collect());
                 }
@@ -718,37 +731,79 @@ impl Actor {
         }
     }
 
-    async fn learn_from_store(&mut self, wallet: FeedId) {
-        let known = self.state.wallet(&wallet).is_some();
+    /// Starts learning what the feed store holds of `wallet` beyond what this notary knows: the
+    /// reading and the signature checks run off the actor ([`read_to_learn`]); the actor then
+    /// only applies the results ([`Job::Read`]), [`LEARN_BATCH`] entries at a time, so that
+    /// proposals never wait behind a long feed. A feed whose first entry is not a wallet genesis
+    /// costs one read of that entry. One read per wallet at a time; a request meanwhile makes
+    /// one more read follow.
+    fn learn_from_store(&mut self, wallet: FeedId) {
+        if let Some(again) = self.learning.get_mut(&wallet) {
+            *again = true;
+            return;
+        }
+        let Some(jobs) = self.jobs.upgrade() else {
+            return;
+        };
+        self.learning.insert(wallet, false);
         let from = self
             .state
             .wallet(&wallet)
             .map_or(1, |w| w.certified_head() + 1);
         let store = Arc::clone(&self.store);
-        let entries = self
-            .calls
-            .run(move || certified::log(store.as_ref(), &wallet, from, usize::MAX))
-            .await;
-        let Ok(Ok(entries)) = entries else {
+        let calls = self.calls;
+        tokio::spawn(async move {
+            let read = calls
+                .run(move || read_to_learn(store.as_ref(), &wallet, from))
+                .await
+                .ok()
+                .and_then(std::result::Result::ok)
+                .flatten();
+            let _ = jobs.send(Job::Read { wallet, read }).await;
+        });
+    }
+
+    /// Applies what [`read_to_learn`] read and checked.
+    fn learn_read(&mut self, wallet: FeedId, read: Option<LearnRead>) {
+        let again = self.learning.remove(&wallet).unwrap_or(false);
+        let Some(LearnRead { entries, checked }) = read else {
             return;
         };
-        // Feeds that are not wallets (the node replicates other things too) are not our business.
-        let is_wallet = entries.first().is_some_and(|first| {
-            known || scrip_ledger::content::wallet_genesis(&first.entry).is_some()
-        });
-        if !is_wallet {
-            return;
-        }
+        let full = entries.len() >= LEARN_BATCH;
         for entry in entries {
             if entry.certificate.is_none() {
                 break;
             }
-            if let Err(rejection) = self.state.learn(&entry, &VerifyAll) {
+            if let Err(rejection) = self.state.learn(&entry, &checked) {
                 tracing::warn!(%wallet, %rejection, "a stored wallet entry does not verify");
-                break;
+                return;
             }
         }
+        if full || again {
+            self.learn_from_store(wallet);
+        }
     }
+}
+
+/// Most stored entries of one wallet read and learned per turn of the notary's actor.
+pub const LEARN_BATCH: usize = 64;
+
+/// Entries read from the feed store to learn, with their signatures already checked.
+struct LearnRead {
+    entries: Vec<CertifiedEntry>,
+    checked: scrip_ledger::Precomputed,
+}
+
+/// Reads up to [`LEARN_BATCH`] entries of `wallet` from `from` and checks every signature they
+/// carry (on the blocking pool, off the notary's actor). `None` if the feed is not a wallet
+/// (its first entry is not a wallet genesis: then only that entry was read).
+fn read_to_learn(store: &dyn Store, wallet: &FeedId, from: u64) -> Result<Option<LearnRead>> {
+    let Some(set) = certified::notary_set(store, wallet)? else {
+        return Ok(None);
+    };
+    let entries = certified::log(store, wallet, from, LEARN_BATCH)?;
+    let checked = scrip_ledger::audit::precompute_with(&entries, Some(&set));
+    Ok(Some(LearnRead { entries, checked }))
 }
 
 enum Decided {

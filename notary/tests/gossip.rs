@@ -432,3 +432,61 @@ async fn negative_control_two_certified_entries_for_one_slot_give_a_gossiped_pro
         node.shutdown().await;
     }
 }
+
+/// Replication tells the notary about every feed it stores, wallets or not: a social feed costs
+/// one read of its first entry each time (it was read whole, from seq 1, inline in the decision
+/// loop), and a wallet is learned in bounded batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learning_from_the_store_reads_what_is_new_only() {
+    let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let poster = key(90);
+    let mut head = None;
+    let mut posts = Vec::new();
+    for i in 0..2_000u64 {
+        let entry = scrip_feed::Entry::create(
+            &poster,
+            head,
+            scrip_feed::Timestamp::from_millis(i),
+            scrip_feed::Content::Post {
+                text: format!("post {i}"),
+            }
+            .encode()
+            .unwrap(),
+        )
+        .unwrap();
+        head = Some(entry.head());
+        posts.push(entry);
+    }
+    inner.ingest(posts).unwrap();
+    let counting = Arc::new(common::CountingStore {
+        inner,
+        read: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let notary = Notary::spawn(
+        key(91),
+        Arc::clone(&counting) as Arc<dyn Store>,
+        Arc::new(MemoryVoteStore::new()),
+        Tcp,
+        NotaryConfig {
+            transport: transport(),
+            ..NotaryConfig::default()
+        },
+        Arc::new(|_| {}),
+    )
+    .await
+    .unwrap();
+    let before = counting.read.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..50 {
+        notary.learn(poster.id()).await;
+    }
+    // Once the notary answered a later job, it has handled every notice (the old code read the
+    // whole feed for each, inline, before answering anything else).
+    let _ = notary.wallets().await;
+    let read = counting.read.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(
+        read <= 50,
+        "{read} entries read for 50 notices about a 2,000-entry social feed"
+    );
+    assert!(notary.wallets().await.is_empty());
+    notary.shutdown().await;
+}

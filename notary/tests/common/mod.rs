@@ -281,3 +281,101 @@ impl Wallet {
         self.client.state().await.unwrap().balance(currency).minor()
     }
 }
+
+/// A store that counts the entries its readers were given (`get`, `range`), around another.
+pub struct CountingStore {
+    pub inner: Arc<dyn Store>,
+    pub read: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingStore {
+    fn count(&self, n: usize) {
+        self.read.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Store for CountingStore {
+    fn ingest_verified(
+        &self,
+        batch: scrip_feed::store::VerifiedBatch,
+    ) -> scrip_feed::Result<scrip_feed::IngestReport> {
+        self.inner.ingest_verified(batch)
+    }
+    fn ingest_with_attachments(
+        &self,
+        batch: scrip_feed::store::VerifiedBatch,
+        attachments: Vec<scrip_feed::Attachment>,
+    ) -> scrip_feed::Result<(scrip_feed::IngestReport, Vec<scrip_feed::Result<bool>>)> {
+        self.inner.ingest_with_attachments(batch, attachments)
+    }
+    fn get(
+        &self,
+        author: &scrip_feed::FeedId,
+        seq: Seq,
+    ) -> scrip_feed::Result<Option<scrip_feed::Entry>> {
+        let found = self.inner.get(author, seq)?;
+        self.count(usize::from(found.is_some()));
+        Ok(found)
+    }
+    fn get_by_id(&self, id: &scrip_feed::EntryId) -> scrip_feed::Result<Option<scrip_feed::Entry>> {
+        self.inner.get_by_id(id)
+    }
+    fn head(&self, author: &scrip_feed::FeedId) -> scrip_feed::Result<Option<scrip_feed::Head>> {
+        self.inner.head(author)
+    }
+    fn range(
+        &self,
+        author: &scrip_feed::FeedId,
+        from: Seq,
+        limit: usize,
+    ) -> scrip_feed::Result<Vec<scrip_feed::Entry>> {
+        let found = self.inner.range(author, from, limit)?;
+        self.count(found.len());
+        Ok(found)
+    }
+    fn authors(&self) -> scrip_feed::Result<Vec<scrip_feed::FeedId>> {
+        self.inner.authors()
+    }
+    fn set_payload_policy(
+        &self,
+        author: &scrip_feed::FeedId,
+        policy: scrip_feed::PayloadPolicy,
+    ) -> scrip_feed::Result<()> {
+        self.inner.set_payload_policy(author, policy)
+    }
+    fn payload_policy(
+        &self,
+        author: &scrip_feed::FeedId,
+    ) -> scrip_feed::Result<scrip_feed::PayloadPolicy> {
+        self.inner.payload_policy(author)
+    }
+    fn add_fork_proof(&self, proof: &scrip_feed::ForkProof) -> scrip_feed::Result<bool> {
+        self.inner.add_fork_proof(proof)
+    }
+    fn fork_proof(
+        &self,
+        author: &scrip_feed::FeedId,
+    ) -> scrip_feed::Result<Option<scrip_feed::ForkProof>> {
+        self.inner.fork_proof(author)
+    }
+    fn fork_proofs(&self) -> scrip_feed::Result<Vec<scrip_feed::ForkProof>> {
+        self.inner.fork_proofs()
+    }
+    fn put_attachments(
+        &self,
+        items: Vec<scrip_feed::Attachment>,
+    ) -> scrip_feed::Result<Vec<scrip_feed::Result<bool>>> {
+        self.inner.put_attachments(items)
+    }
+    fn attachments(&self, id: &scrip_feed::EntryId) -> scrip_feed::Result<Vec<(String, Vec<u8>)>> {
+        self.inner.attachments(id)
+    }
+    fn publish(
+        &self,
+        keypair: &Keypair,
+        timestamp: scrip_feed::Timestamp,
+        payload: Vec<u8>,
+    ) -> scrip_feed::Result<scrip_feed::Entry> {
+        self.inner.publish(keypair, timestamp, payload)
+    }
+}
