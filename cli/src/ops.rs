@@ -184,6 +184,8 @@ pub struct Context {
     wallet: Mutex<Option<WalletClient<Tcp>>>,
     /// Whether this daemon's own feed head was checked against its peers (first publish).
     own_head_checked: Mutex<bool>,
+    /// The ledger of every wallet held, as far as it was read (see [`Context::ledger`]).
+    ledger: Arc<std::sync::Mutex<LedgerState>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -297,6 +299,7 @@ impl Context {
             progress,
             wallet: Mutex::new(None),
             own_head_checked: Mutex::new(false),
+            ledger: Arc::new(std::sync::Mutex::new(LedgerState::new())),
         })
     }
 
@@ -428,21 +431,48 @@ impl Context {
     /// The wallet's state after its certified log.
     async fn wallet_state(&self) -> Result<WalletState> {
         let wallet = self.wallet_id()?.ok_or_else(no_wallet)?;
+        let ledger = self.ledger().await?;
+        Ok(ledger
+            .wallet(&wallet)
+            .cloned()
+            .unwrap_or_else(|| WalletState::new(wallet)))
+    }
+
+    /// The ledger over every wallet held in the store, kept up to date incrementally: each call
+    /// applies only the certified entries stored since the last one (a daemon's context lives
+    /// as long as the daemon; a one-shot command builds it once).
+    pub async fn ledger(&self) -> Result<LedgerState> {
+        let cache = Arc::clone(&self.ledger);
         self.blocking(move |store| {
-            let log = certified::certified_log(store.as_ref(), &wallet)?;
-            let state = scrip_ledger::fold(log, &TrustSignatures);
-            Ok(state
-                .wallet(&wallet)
-                .cloned()
-                .unwrap_or_else(|| WalletState::new(wallet)))
+            let mut state = cache.lock().unwrap_or_else(|p| p.into_inner());
+            update_ledger(store.as_ref(), &mut state)?;
+            Ok(state.clone())
         })
         .await
     }
+}
 
-    /// The ledger over every wallet held in the store.
-    pub async fn ledger(&self) -> Result<LedgerState> {
-        self.blocking(|store| ledger_of(store.as_ref())).await
+/// Applies to `state` the certified entries of every wallet in `store` that it has not seen.
+pub fn update_ledger(store: &dyn Store, state: &mut LedgerState) -> Result<()> {
+    for wallet in wallets_in(store)? {
+        // Entries considered so far (applied or refused: a refused one is never retried).
+        let seen = state
+            .wallet(&wallet)
+            .and_then(|w| w.outcomes.last())
+            .map_or(0, |(seq, _)| *seq);
+        let head = store.head(&wallet)?.map_or(0, |h| h.seq.get());
+        if head <= seen {
+            continue;
+        }
+        for entry in certified::log(store, &wallet, seen + 1, usize::MAX)? {
+            if entry.certificate.is_none() {
+                break;
+            }
+            // Signatures were checked when the entries were stored.
+            let _ = state.apply(&entry, &TrustSignatures);
+        }
     }
+    Ok(())
 }
 
 /// Every wallet feed in `store` (feeds whose first entry is a wallet genesis).
@@ -457,13 +487,11 @@ pub fn wallets_in(store: &dyn Store) -> Result<Vec<FeedId>> {
 }
 
 /// The ledger state of every wallet's certified log in `store` (signatures were checked when
-/// the entries were stored).
+/// the entries were stored), built from nothing.
 pub fn ledger_of(store: &dyn Store) -> Result<LedgerState> {
-    let mut entries = Vec::new();
-    for wallet in wallets_in(store)? {
-        entries.extend(certified::certified_log(store, &wallet)?);
-    }
-    Ok(scrip_ledger::fold(entries, &TrustSignatures))
+    let mut state = LedgerState::new();
+    update_ledger(store, &mut state)?;
+    Ok(state)
 }
 
 fn certified_output(submitted: &crate::wallet::Submitted, summary: String) -> Result<Output> {
@@ -928,8 +956,8 @@ fn status_text(status: OrderStatus) -> &'static str {
 async fn orders(ctx: &Context, incoming: bool, outgoing: bool, pending: bool) -> Result<Output> {
     let wallet = ctx.wallet_id()?.ok_or_else(no_wallet)?;
     let (both, open_only) = (incoming == outgoing, pending);
+    let ledger = ctx.ledger().await?;
     ctx.blocking(move |store| {
-        let ledger = ledger_of(store.as_ref())?;
         let mut lines = Vec::new();
         for (id, order) in ledger.orders() {
             let direction = if order.to == wallet {
@@ -1160,4 +1188,43 @@ pub fn check_home(home: &Home) -> Result<()> {
     home.identity().context("reading the identity key")?;
     home.wallet_key().context("reading the wallet key")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use scrip_ledger::kit::{KitWallet, notaries};
+
+    /// The ledger kept up to date entry by entry equals the one built from nothing, and each
+    /// update reads only what is new.
+    #[test]
+    fn the_incremental_ledger_equals_a_fresh_fold() {
+        let store = scrip_feed::MemoryStore::new();
+        let set = notaries(30, 4);
+        let mut issuer = KitWallet::new(Arc::new(Keypair::from_seed(&[1; 32])), set.clone());
+        let mut payee = KitWallet::new(Arc::new(Keypair::from_seed(&[2; 32])), set);
+        let eur = issuer.currency("EUR", 2).unwrap();
+        issuer.mint(&eur, 1_000);
+        let mut state = LedgerState::new();
+        for round in 0..5 {
+            let order = issuer.order(payee.id(), &eur, 10 + round);
+            if round % 2 == 0 {
+                payee.accept(&issuer, order);
+            }
+            for wallet in [&issuer, &payee] {
+                let have = store.head(&wallet.id()).unwrap().map_or(0, |h| h.seq.get());
+                let new: Vec<_> = wallet.log[usize::try_from(have).unwrap()..].to_vec();
+                certified::store_certified(&store, &new).unwrap();
+            }
+            update_ledger(&store, &mut state).unwrap();
+            assert_eq!(
+                state.hash(),
+                ledger_of(&store).unwrap().hash(),
+                "round {round}"
+            );
+        }
+        state.check_conservation().unwrap();
+    }
 }
