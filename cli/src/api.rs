@@ -24,6 +24,8 @@ use crate::output::Output;
 pub const MAX_LINE_BYTES: usize = 4 << 20;
 /// Requests served at once.
 pub const MAX_API_CLIENTS: usize = 16;
+/// Time a connection to the control socket has to send its request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -125,7 +127,10 @@ async fn answer(stream: UnixStream, ctx: &Context) -> Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read).take(u64::try_from(MAX_LINE_BYTES).unwrap_or(u64::MAX));
     let mut line = String::new();
-    reader.read_line(&mut line).await?;
+    // A connection that sends nothing gives its place back (there are only 16).
+    tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line))
+        .await
+        .map_err(|_| anyhow!("no request within {}s", REQUEST_TIMEOUT.as_secs()))??;
     let answer = match serde_json::from_str::<Op>(&line) {
         Err(err) => Answer::Error(Failure::of(&anyhow!("bad request: {err}"))),
         Ok(op) => match ops::execute(ctx, op).await {

@@ -61,9 +61,14 @@ impl Config {
         if self.network_key == "default" {
             return Ok(NetworkKey::default_network());
         }
-        self.network_key
-            .parse()
-            .map_err(|e| anyhow!("network_key {:?}: {e}", self.network_key))
+        // The key is a secret: a mistyped one is not echoed.
+        self.network_key.parse().map_err(|_| {
+            anyhow!(
+                "network_key is neither \"default\" nor 64 hex digits ({} characters given; \
+                 not shown, it is a secret)",
+                self.network_key.chars().count()
+            )
+        })
     }
 
     /// The file `scrip init` writes: these values, each explained.
@@ -118,7 +123,11 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused() {
-        assert!(Config::parse("network_key = \"xyz\"").is_err());
+        let err = Config::parse("network_key = \"0123456789abcdefXYZ\"").unwrap_err();
+        assert!(
+            !format!("{err:#}").contains("XYZ"),
+            "the key is not echoed: {err:#}"
+        );
         assert!(Config::parse("hops = 0").is_err());
         assert!(Config::parse("command_timeout = 0").is_err());
         assert!(Config::parse("listne = \"typo\"").is_err());

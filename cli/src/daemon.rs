@@ -73,6 +73,7 @@ impl Daemon {
     /// Starts the daemon of `home`.
     pub async fn start(home: Home, options: ServeOptions) -> Result<Daemon> {
         let config = home.config()?;
+        home.check_private()?;
         let identity = Arc::new(home.identity()?);
         // The socket first: a second daemon on this home stops here, before touching the store.
         let listener = api::bind(&home).await?;

@@ -130,6 +130,24 @@ impl Home {
         Ok(())
     }
 
+    /// Refuses a home that other users can read or write (its mode changed since `scrip init`
+    /// made it 0700): the keys are checked one by one, but the store and settings are not.
+    pub fn check_private(&self) -> Result<()> {
+        let mode = fs::metadata(&self.root)
+            .with_context(|| format!("reading {}", self.root.display()))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            bail!(
+                "{} can be read or written by other users (mode {mode:03o}): run `chmod 700 {}`",
+                self.root.display(),
+                self.root.display()
+            );
+        }
+        Ok(())
+    }
+
     /// Creates the home: directory (0700), identity key (0600), config.toml, empty store.
     /// Refuses if it exists already.
     pub fn init(&self, config: &Config) -> Result<Keypair> {
@@ -150,6 +168,9 @@ impl Home {
         let key = Keypair::generate()?;
         // The store first: if the directory is unusable, no key is left behind.
         drop(self.open_store()?);
+        // Owner only, whatever the umask.
+        fs::set_permissions(self.root.join(STORE), fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", self.root.join(STORE).display()))?;
         keyfile::write(&self.root.join(IDENTITY_KEY), &key)?;
         Ok(key)
     }
@@ -315,9 +336,18 @@ impl Home {
 /// Writes `bytes` to `path` durably: a temporary file, fsync, rename, directory fsync.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let temporary = path.with_extension("tmp");
-    let mut file =
-        fs::File::create(&temporary).with_context(|| format!("writing {}", temporary.display()))?;
+    // Owner only, whatever the umask.
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {}", temporary.display()))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", temporary.display()))?;

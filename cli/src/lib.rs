@@ -176,8 +176,13 @@ pub async fn run_op(home: Home, op: Op) -> Result<Output> {
             return api::call(stream, &op, timeout).await;
         }
         let probe = home.clone();
-        if let Some(store) = tokio::task::spawn_blocking(move || probe.try_open_store()).await?? {
-            break store;
+        match tokio::task::spawn_blocking(move || probe.try_open_store()).await? {
+            Ok(Some(store)) => break store,
+            Ok(None) => {}
+            // A home that cannot be written (read-only media, another user's copy) can still
+            // say who it is.
+            Err(_) if op == Op::Id => return ops::id_without_store(&home),
+            Err(err) => return Err(err),
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(home.in_use());

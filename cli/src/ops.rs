@@ -639,6 +639,20 @@ async fn id(ctx: &Context) -> Result<Output> {
     })
 }
 
+/// `scrip id` for a home whose store cannot be opened (read-only): what the keys and settings
+/// say, without the nickname (which lives in the store).
+pub fn id_without_store(home: &Home) -> Result<Output> {
+    let config = home.config()?;
+    Ok(Output::Id {
+        home: home.root().display().to_string(),
+        identity: home.identity()?.id().to_string(),
+        nick: None,
+        wallet: home.wallet_key()?.map(|k| address(k.id())),
+        listen: config.listen,
+        daemon: false,
+    })
+}
+
 async fn peer_add(ctx: &Context, addr: String, feed: Option<String>) -> Result<Output> {
     let id = feed.as_deref().map(parse_feed).transpose()?;
     if addr.trim().is_empty() || addr.contains(char::is_whitespace) {
@@ -1186,6 +1200,7 @@ async fn audit(ctx: &Context, wallet: &str, timeout: u64) -> Result<Output> {
 /// Checks that the home's keys are readable and private, before anything else happens.
 pub fn check_home(home: &Home) -> Result<()> {
     home.identity().context("reading the identity key")?;
+    home.check_private()?;
     home.wallet_key().context("reading the wallet key")?;
     Ok(())
 }

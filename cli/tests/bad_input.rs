@@ -443,3 +443,38 @@ fn a_paused_daemon_is_named_by_its_pid_within_the_command_timeout() {
     assert!(line.contains("did not answer within 5s"), "{line}");
     assert_eq!(daemon.stop(), 0);
 }
+
+#[test]
+fn a_home_made_under_umask_000_stays_private_and_an_opened_one_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alice");
+    // `scrip init` under umask 000 (run through a shell to set it).
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000 && {} --home {} init",
+            common::scrip_bin(),
+            path.display()
+        ))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o700);
+    assert_eq!(mode(&path.join("config.toml")), 0o600);
+    assert_eq!(mode(&path.join("store")), 0o700);
+    let home = TestHome { path };
+    home.run(&["peer", "add", "127.0.0.1:9"]).ok();
+    assert_eq!(mode(&home.path.join("peers.toml")), 0o600);
+    // Opened to others later: refused, saying how to fix it.
+    std::fs::set_permissions(&home.path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for args in [&["id"][..], &["post", "hello"], &["serve"]] {
+        let run = home.run(args);
+        assert!(
+            run.one_line_error().contains("chmod 700"),
+            "{args:?}: {run:?}"
+        );
+    }
+}

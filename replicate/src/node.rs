@@ -996,9 +996,14 @@ impl<N: Network> Actor<N> {
         match ForkProof::decode(&bytes) {
             Ok(proof) => self.judge_proof(from, Box::new(proof)),
             Err(err) => {
+                // Two signatures that do not verify are no honest mistake: the peer is dropped
+                // (and named), once, without a log line per proof.
                 let reason = format!("invalid fork proof: {err}");
-                tracing::warn!(peer = ?from, %reason, "a peer sent an invalid fork proof");
+                tracing::debug!(peer = ?from, %reason, "a peer sent an invalid fork proof");
                 if let Some(peer) = from {
+                    if let Some(connection) = self.connections.get(&peer) {
+                        let _ = connection.commands.try_send(PeerCommand::Close);
+                    }
                     self.emit(Event::ProofRefused {
                         peer,
                         author: None,
@@ -1331,7 +1336,7 @@ fn judge_proof(store: &dyn Store, check: &dyn AttachmentCheck, proof: Box<ForkPr
                 "fork proof for {author} at #{} without the evidence its feed requires",
                 proof.seq().get()
             );
-            tracing::warn!(%reason, "a fork proof is not kept");
+            tracing::debug!(%reason, "a fork proof is not kept");
             Verdict::Refused {
                 author: Some(author),
                 reason,
