@@ -181,7 +181,7 @@ pub async fn run_op(home: Home, op: Op) -> Result<Output> {
             Ok(None) => {}
             // A home that cannot be written (read-only media, another user's copy) can still
             // say who it is.
-            Err(_) if op == Op::Id => return ops::id_without_store(&home),
+            Err(err) if op == Op::Id && read_only(&err) => return ops::id_without_store(&home),
             Err(err) => return Err(err),
         }
         if tokio::time::Instant::now() >= deadline {
@@ -193,6 +193,19 @@ pub async fn run_op(home: Home, op: Op) -> Result<Output> {
     let output = ops::execute(&ctx, op).await;
     ctx.close().await;
     output
+}
+
+/// True if `err` says the store cannot be written (not that it is damaged or in use).
+fn read_only(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<scrip_feed::Error>(),
+            Some(scrip_feed::Error::Io {
+                kind: std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem,
+                ..
+            })
+        )
+    })
 }
 
 fn print(output: &Output, json: bool) -> Result<i32> {
