@@ -250,7 +250,10 @@ fn a_payment_without_a_quorum_stays_visible_and_the_next_command_reports_it() {
 
 /// Copies a home directory as a user would (a backup), without the daemon's socket.
 fn copy_home(from: &std::path::Path, to: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(to).unwrap();
+    // As `cp -a` would: the copy keeps the home private.
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
     for entry in std::fs::read_dir(from).unwrap().flatten() {
         let target = to.join(entry.file_name());
         if entry.path().is_dir() {

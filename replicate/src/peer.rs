@@ -219,7 +219,7 @@ pub(crate) async fn run<S>(
                     report(&context, PeerReport::ForkProof { peer, bytes }).await;
                 }
                 Action::Refused { feed, reason } => {
-                    tracing::warn!(%peer, %feed, %reason, "stopped taking a feed from a peer");
+                    tracing::debug!(%peer, %feed, %reason, "stopped taking a feed from a peer");
                     report(&context, PeerReport::Refused { peer, feed, reason }).await;
                 }
             }

@@ -132,8 +132,23 @@ impl TestHome {
             .env_remove("SCRIP_HOME")
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            // To a file beside the home, never a pipe nobody reads: a daemon whose log fills a
+            // pipe blocks on its next line, and every command on its home then times out.
+            .stderr(self.log_file())
             .spawn()
+            .unwrap()
+    }
+
+    /// Where this home's daemons write their log (beside the home, appended).
+    pub fn log_path(&self) -> PathBuf {
+        self.path.with_extension("log")
+    }
+
+    fn log_file(&self) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
             .unwrap()
     }
 
@@ -144,11 +159,8 @@ impl TestHome {
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
         let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            let mut err = String::new();
-            if let Some(mut stderr) = child.stderr.take() {
-                use std::io::Read;
-                let _ = stderr.read_to_string(&mut err);
-            }
+            let _ = child.wait();
+            let err = std::fs::read_to_string(self.log_path()).unwrap_or_default();
             panic!("the daemon did not start ({e}): {line:?} {err}")
         });
         Daemon {
