@@ -239,10 +239,10 @@ pub async fn serve(home: Home, options: ServeOptions, json: bool) -> Result<()> 
     let daemon = Daemon::start(home, options).await?;
     let ready = daemon.ready().clone();
     if json {
-        println!("{}", serde_json::to_string(&ready)?);
+        crate::say(&format!("{}\n", serde_json::to_string(&ready)?))?;
     } else {
-        println!(
-            "scrip daemon running: identity {}, replication on {}{}, control socket {}",
+        crate::say(&format!(
+            "scrip daemon running: identity {}, replication on {}{}, control socket {}\n",
             ready.identity,
             ready.listen,
             ready
@@ -250,7 +250,7 @@ pub async fn serve(home: Home, options: ServeOptions, json: bool) -> Result<()> 
                 .as_ref()
                 .map_or(String::new(), |n| format!(", notary on {n}")),
             ready.socket
-        );
+        ))?;
     }
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
@@ -260,7 +260,7 @@ pub async fn serve(home: Home, options: ServeOptions, json: bool) -> Result<()> 
     }
     daemon.stop().await;
     if !json {
-        println!("scrip daemon stopped; everything is on disk");
+        crate::say("scrip daemon stopped; everything is on disk\n")?;
     }
     Ok(())
 }

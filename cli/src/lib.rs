@@ -209,10 +209,25 @@ fn read_only(err: &anyhow::Error) -> bool {
 }
 
 fn print(output: &Output, json: bool) -> Result<i32> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(output)?);
+    let text = if json {
+        format!("{}\n", serde_json::to_string_pretty(output)?)
     } else {
-        print!("{}", output.text());
-    }
+        output.text()
+    };
+    say(&text)?;
     Ok(output.exit_code())
+}
+
+/// Writes `text` to stdout. A reader that went away (`scrip feed | head`) is not an error: the
+/// command ends quietly.
+pub fn say(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
