@@ -310,6 +310,8 @@ pub enum BenchWhich {
     Audit,
     /// A new peer's sync under a connection flood.
     Flood,
+    /// `balance` and `orders` with a small and a large store.
+    Reads,
     /// All of them.
     All,
 }

@@ -21,6 +21,8 @@ struct Sizes {
     transfers: scrip_notary::bench::TransferRun,
     /// Silent sockets, idle sessions and entries synced in the flood figure.
     flood: (usize, usize, usize),
+    /// Certified entries in the store for the small and the large wallet-reads figure.
+    reads: (usize, usize),
 }
 
 const FULL: Sizes = Sizes {
@@ -30,6 +32,7 @@ const FULL: Sizes = Sizes {
     audit_entries: 100_000,
     transfers: scrip_notary::bench::TransferRun::FULL,
     flood: (2000, 100, 5000),
+    reads: (1_000, 1_000_000),
 };
 
 const QUICK: Sizes = Sizes {
@@ -39,6 +42,7 @@ const QUICK: Sizes = Sizes {
     audit_entries: 10_000,
     transfers: scrip_notary::bench::TransferRun::QUICK,
     flood: (500, 100, 1000),
+    reads: (1_000, 100_000),
 };
 
 /// One line of `--json` output.
@@ -163,9 +167,114 @@ pub async fn run(which: BenchWhich, quick: bool, json: bool) -> Result<()> {
         );
         print("flood", &figures.figures(), json)?;
     }
+    if all || which == BenchWhich::Reads {
+        let spinner = crate::progress::spinner(progress, "wallet reads");
+        let (small, large) = sizes.reads;
+        let figures = reads(small, large).await?;
+        spinner.finish_and_clear();
+        heading(
+            json,
+            &format!(
+                "reads: `balance` and `orders` of one wallet (median of 30, the daemon's \
+                 incrementally kept ledger; its history stays the same) with {small} and with \
+                 {large} certified entries in the store (target: ratio at least 0.5)"
+            ),
+        );
+        print("reads", &figures, json)?;
+    }
     heading(
         json,
         &format!("done in {:.1} s", started.elapsed().as_secs_f64()),
     );
     Ok(())
+}
+
+/// Entries of the workload holding the home's wallet in the reads figure.
+const READS_OWN_ENTRIES: usize = 1_000;
+
+/// Median time of `ops` on a home whose store holds `entries` certified entries (the ledger
+/// benchmark's workload: 101 wallets, placeholder signatures, stored as if already checked),
+/// the home's wallet being one of them. The first call builds the ledger and is not timed.
+async fn read_latency(entries: usize) -> Result<Vec<(&'static str, f64)>> {
+    use crate::ops::{self, Context, Op};
+    use scrip_feed::store::VerifiedBatch;
+    let dir = tempfile::tempdir()?;
+    let home = crate::home::Home::at(dir.path().join("home"));
+    home.init(&crate::config::Config::default())?;
+    // The workload's wallet 1 (see `scrip_ledger::bench`).
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&1u64.to_le_bytes());
+    seed[8] = 0x5c;
+    let key = scrip_feed::Keypair::from_seed(&seed);
+    scrip_feed::keyfile::write(&dir.path().join("home/wallet.key"), &key)?;
+    let store = home.open_store()?;
+    // The home's wallet and its 100 counterparts hold a small history (1,000 entries); the
+    // rest of the store is other wallets' (a disjoint workload), so that only the store grows.
+    let workload = tokio::task::spawn_blocking(move || {
+        let mut all = scrip_ledger::bench::fold_workload(READS_OWN_ENTRIES);
+        if entries > READS_OWN_ENTRIES {
+            all.extend(scrip_ledger::bench::fold_workload_of(
+                entries - READS_OWN_ENTRIES,
+                1_000,
+            ));
+        }
+        all
+    })
+    .await?;
+    let filling: std::sync::Arc<dyn scrip_feed::Store> = store.clone();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        for part in workload.chunks(5000) {
+            let batch =
+                VerifiedBatch::already_verified(part.iter().map(|c| c.entry.clone()).collect());
+            scrip_notary::certified::offer_certified(filling.as_ref(), batch, part, true)?;
+        }
+        Ok(())
+    })
+    .await??;
+    let ctx = Context::new(home, store, None, false)?;
+    ops::execute(&ctx, Op::Balance).await?;
+    let mut figures = Vec::new();
+    for (name, op) in [
+        ("balance", Op::Balance),
+        (
+            "orders",
+            Op::Orders {
+                incoming: false,
+                outgoing: false,
+                pending: false,
+            },
+        ),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..30 {
+            let started = Instant::now();
+            ops::execute(&ctx, op.clone()).await?;
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        figures.push((name, times[times.len() / 2]));
+    }
+    Ok(figures)
+}
+
+/// `balance` and `orders` latency with a small and a large store, each against the small one.
+async fn reads(small: usize, large: usize) -> Result<Vec<Figure>> {
+    let few = read_latency(small).await?;
+    let many = read_latency(large).await?;
+    let mut figures = Vec::new();
+    for ((name, calm), (_, loaded)) in few.into_iter().zip(many) {
+        figures.push(Figure::plain(
+            format!("{name} with {small} entries"),
+            calm,
+            "ms",
+        ));
+        // As a rate, so that the ratio is the small store's time over the large one's.
+        figures.push(Figure::against(
+            format!("{name} with {large} entries (as calls/s)"),
+            1000.0 / loaded.max(1e-9),
+            "calls/s",
+            1000.0 / calm.max(1e-9),
+        ));
+    }
+    Ok(figures)
 }

@@ -185,7 +185,7 @@ pub struct Context {
     /// Whether this daemon's own feed head was checked against its peers (first publish).
     own_head_checked: Mutex<bool>,
     /// The ledger of every wallet held, as far as it was read (see [`Context::ledger`]).
-    ledger: Arc<std::sync::Mutex<LedgerState>>,
+    ledger: Arc<std::sync::Mutex<LedgerCache>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -299,7 +299,7 @@ impl Context {
             progress,
             wallet: Mutex::new(None),
             own_head_checked: Mutex::new(false),
-            ledger: Arc::new(std::sync::Mutex::new(LedgerState::new())),
+            ledger: Arc::new(std::sync::Mutex::new(LedgerCache::default())),
         })
     }
 
@@ -431,30 +431,60 @@ impl Context {
     /// The wallet's state after its certified log.
     async fn wallet_state(&self) -> Result<WalletState> {
         let wallet = self.wallet_id()?.ok_or_else(no_wallet)?;
-        let ledger = self.ledger().await?;
-        Ok(ledger
-            .wallet(&wallet)
-            .cloned()
-            .unwrap_or_else(|| WalletState::new(wallet)))
+        self.with_ledger(move |ledger| {
+            ledger
+                .wallet(&wallet)
+                .cloned()
+                .unwrap_or_else(|| WalletState::new(wallet))
+        })
+        .await
     }
 
     /// The ledger over every wallet held in the store, kept up to date incrementally: each call
     /// applies only the certified entries stored since the last one (a daemon's context lives
-    /// as long as the daemon; a one-shot command builds it once).
+    /// as long as the daemon; a one-shot command builds it once). A copy of the whole state.
     pub async fn ledger(&self) -> Result<LedgerState> {
+        self.with_ledger(LedgerState::clone).await
+    }
+
+    /// Runs `read` on the up-to-date ledger (see [`Context::ledger`]) without copying it.
+    pub async fn with_ledger<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&LedgerState) -> T + Send + 'static,
+    ) -> Result<T> {
         let cache = Arc::clone(&self.ledger);
         self.blocking(move |store| {
-            let mut state = cache.lock().unwrap_or_else(|p| p.into_inner());
-            update_ledger(store.as_ref(), &mut state)?;
-            Ok(state.clone())
+            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            update_ledger(store.as_ref(), &mut cache)?;
+            Ok(read(&cache.state))
         })
         .await
     }
 }
 
-/// Applies to `state` the certified entries of every wallet in `store` that it has not seen.
-pub fn update_ledger(store: &dyn Store, state: &mut LedgerState) -> Result<()> {
-    for wallet in wallets_in(store)? {
+/// The ledger of the wallets in a store, as far as it was read, and the feeds known not to be
+/// wallets (their first entry is not a wallet genesis; it is not read again).
+#[derive(Debug, Default)]
+pub struct LedgerCache {
+    /// The ledger.
+    pub state: LedgerState,
+    not_wallets: std::collections::BTreeSet<FeedId>,
+}
+
+/// Applies to `cache` the certified entries of every wallet in `store` that it has not seen:
+/// per call, a look at every author's head, and the reading of what is new.
+pub fn update_ledger(store: &dyn Store, cache: &mut LedgerCache) -> Result<()> {
+    let LedgerCache { state, not_wallets } = cache;
+    for wallet in store.authors()? {
+        if not_wallets.contains(&wallet) {
+            continue;
+        }
+        if state.wallet(&wallet).is_none() && certified::notary_set(store, &wallet)?.is_none() {
+            if store.head(&wallet)?.is_some() {
+                not_wallets.insert(wallet);
+            }
+            continue;
+        }
         // Entries considered so far (applied or refused: a refused one is never retried).
         let seen = state
             .wallet(&wallet)
@@ -489,9 +519,9 @@ pub fn wallets_in(store: &dyn Store) -> Result<Vec<FeedId>> {
 /// The ledger state of every wallet's certified log in `store` (signatures were checked when
 /// the entries were stored), built from nothing.
 pub fn ledger_of(store: &dyn Store) -> Result<LedgerState> {
-    let mut state = LedgerState::new();
-    update_ledger(store, &mut state)?;
-    Ok(state)
+    let mut cache = LedgerCache::default();
+    update_ledger(store, &mut cache)?;
+    Ok(cache.state)
 }
 
 fn certified_output(submitted: &crate::wallet::Submitted, summary: String) -> Result<Output> {
@@ -970,10 +1000,12 @@ fn status_text(status: OrderStatus) -> &'static str {
 async fn orders(ctx: &Context, incoming: bool, outgoing: bool, pending: bool) -> Result<Output> {
     let wallet = ctx.wallet_id()?.ok_or_else(no_wallet)?;
     let (both, open_only) = (incoming == outgoing, pending);
-    let ledger = ctx.ledger().await?;
+    let mine = ctx
+        .with_ledger(move |ledger| ledger.orders_of(&wallet))
+        .await?;
     ctx.blocking(move |store| {
         let mut lines = Vec::new();
-        for (id, order) in ledger.orders() {
+        for (id, order) in mine {
             let direction = if order.to == wallet {
                 "incoming"
             } else if order.from == wallet {
@@ -1146,8 +1178,11 @@ async fn balance(ctx: &Context) -> Result<Output> {
         .map(|(c, a)| line(c, *a))
         .collect();
     let mut escrow: BTreeMap<Currency, Amount> = BTreeMap::new();
-    let ledger = ctx.ledger().await?;
-    for order in ledger.orders().values() {
+    let wallet = state.wallet;
+    let mine = ctx
+        .with_ledger(move |ledger| ledger.orders_of(&wallet))
+        .await?;
+    for order in mine.values() {
         if order.from == state.wallet
             && matches!(order.status, OrderStatus::Pending | OrderStatus::Rejected)
         {
@@ -1222,7 +1257,7 @@ mod tests {
         let mut payee = KitWallet::new(Arc::new(Keypair::from_seed(&[2; 32])), set);
         let eur = issuer.currency("EUR", 2).unwrap();
         issuer.mint(&eur, 1_000);
-        let mut state = LedgerState::new();
+        let mut cache = LedgerCache::default();
         for round in 0..5 {
             let order = issuer.order(payee.id(), &eur, 10 + round);
             if round % 2 == 0 {
@@ -1233,13 +1268,13 @@ mod tests {
                 let new: Vec<_> = wallet.log[usize::try_from(have).unwrap()..].to_vec();
                 certified::store_certified(&store, &new).unwrap();
             }
-            update_ledger(&store, &mut state).unwrap();
+            update_ledger(&store, &mut cache).unwrap();
             assert_eq!(
-                state.hash(),
+                cache.state.hash(),
                 ledger_of(&store).unwrap().hash(),
                 "round {round}"
             );
         }
-        state.check_conservation().unwrap();
+        cache.state.check_conservation().unwrap();
     }
 }

@@ -103,14 +103,22 @@ impl Unsigned {
 /// which accept every tenth payment and pay each other; signatures are placeholders (the fold
 /// is run trusting them).
 pub fn fold_workload(entries: usize) -> Vec<CertifiedEntry> {
+    fold_workload_of(entries, 0)
+}
+
+/// [`fold_workload`] with wallets made from seeds `first_seed..=first_seed + 100` (the issuer
+/// is the first): workloads with different first seeds share no wallet.
+pub fn fold_workload_of(entries: usize, first_seed: u64) -> Vec<CertifiedEntry> {
     let notary_ids: Vec<FeedId> = notaries(200, 4).iter().map(|k| k.id()).collect();
-    let mut issuer = Unsigned::new(0, &notary_ids);
+    let mut issuer = Unsigned::new(first_seed, &notary_ids);
     let currency = Currency::new(issuer.id, "EUR", 2).unwrap_or_else(|_| unreachable());
     issuer.push(&WalletEntry::Mint(Mint {
         currency,
         amount: Amount::from_minor(u64::MAX / 2),
     }));
-    let mut wallets: Vec<Unsigned> = (1..=100).map(|i| Unsigned::new(i, &notary_ids)).collect();
+    let mut wallets: Vec<Unsigned> = (1..=100)
+        .map(|i| Unsigned::new(first_seed + i, &notary_ids))
+        .collect();
     let order = |to: FeedId, amount: u64| {
         WalletEntry::Order(Order {
             to,

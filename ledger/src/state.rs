@@ -1,7 +1,7 @@
 //! The ledger: the fold over certified wallet logs, and what it says about balances, orders,
 //! supply and conservation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use scrip_feed::{Entry, EntryId, FeedId, Hash, codec};
 use serde::Serialize;
@@ -10,7 +10,7 @@ use crate::amount::{Amount, Currency};
 use crate::certificate::Certificate;
 use crate::error::Rejection;
 use crate::verify::SignatureCheck;
-use crate::wallet::{Effect, Outcome, WalletState};
+use crate::wallet::{Effect, Outcome, OwnOrder, WalletState};
 
 /// A wallet entry with its certificate (if it has one).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +65,11 @@ pub struct Totals {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct LedgerState {
     wallets: BTreeMap<FeedId, WalletState>,
+    /// The orders addressed to each wallet, by receiver: derived from `wallets` (so that one
+    /// wallet's orders are found without looking at every wallet), not part of the canonical
+    /// encoding.
+    #[serde(skip)]
+    incoming: BTreeMap<FeedId, BTreeSet<(FeedId, EntryId)>>,
 }
 
 /// Folds certified entries (of any wallets, in any order) into a ledger state.
@@ -136,13 +141,21 @@ pub fn fold(entries: Vec<CertifiedEntry>, check: &dyn SignatureCheck) -> LedgerS
                 .collect()
         })
     };
-    LedgerState {
-        wallets: folded
-            .into_iter()
-            .flatten()
-            .map(|w| (w.wallet, w))
-            .collect(),
+    let wallets: BTreeMap<FeedId, WalletState> = folded
+        .into_iter()
+        .flatten()
+        .map(|w| (w.wallet, w))
+        .collect();
+    let mut incoming: BTreeMap<FeedId, BTreeSet<(FeedId, EntryId)>> = BTreeMap::new();
+    for wallet in wallets.values() {
+        for (id, own) in &wallet.orders {
+            incoming
+                .entry(own.to)
+                .or_default()
+                .insert((wallet.wallet, *id));
+        }
     }
+    LedgerState { wallets, incoming }
 }
 
 /// Below this many entries the fold runs on one thread.
@@ -192,7 +205,59 @@ impl LedgerState {
             .or_insert_with(|| WalletState::new(author));
         let decision = wallet.evaluate(&entry.entry, entry.certificate.as_ref(), true, check);
         wallet.commit(&entry.entry, &decision);
+        if let Ok(Effect::Order { order, to, .. }) = &decision {
+            self.incoming
+                .entry(*to)
+                .or_default()
+                .insert((author, *order));
+        }
         decision
+    }
+
+    /// The orders from or to `wallet`, with their status: like [`LedgerState::orders`], but
+    /// looking only at that wallet's orders and those addressed to it.
+    pub fn orders_of(&self, wallet: &FeedId) -> BTreeMap<EntryId, OrderView> {
+        let mut orders = BTreeMap::new();
+        let mut add = |from: &WalletState, id: &EntryId, own: &OwnOrder| {
+            orders.insert(*id, self.view(from, id, own));
+        };
+        if let Some(own) = self.wallets.get(wallet) {
+            for (id, order) in &own.orders {
+                add(own, id, order);
+            }
+        }
+        for (sender, id) in self.incoming.get(wallet).into_iter().flatten() {
+            if let Some(from) = self.wallets.get(sender)
+                && let Some(order) = from.orders.get(id)
+            {
+                add(from, id, order);
+            }
+        }
+        orders
+    }
+
+    /// What the order `id` that `from` made is, and how it stands.
+    fn view(&self, from: &WalletState, id: &EntryId, own: &OwnOrder) -> OrderView {
+        let status = if own.reclaimed {
+            OrderStatus::Reclaimed
+        } else {
+            match self
+                .wallets
+                .get(&own.to)
+                .and_then(|receiver| receiver.resolved.get(id))
+            {
+                Some(r) if r.accepted => OrderStatus::Accepted,
+                Some(_) => OrderStatus::Rejected,
+                None => OrderStatus::Pending,
+            }
+        };
+        OrderView {
+            from: from.wallet,
+            to: own.to,
+            currency: own.currency,
+            amount: own.amount,
+            status,
+        }
     }
 
     /// Would `entry` be valid as the next entry of its wallet? The question a notary asks before
@@ -242,29 +307,7 @@ impl LedgerState {
         let mut orders = BTreeMap::new();
         for wallet in self.wallets.values() {
             for (id, own) in &wallet.orders {
-                let status = if own.reclaimed {
-                    OrderStatus::Reclaimed
-                } else {
-                    match self
-                        .wallets
-                        .get(&own.to)
-                        .and_then(|receiver| receiver.resolved.get(id))
-                    {
-                        Some(r) if r.accepted => OrderStatus::Accepted,
-                        Some(_) => OrderStatus::Rejected,
-                        None => OrderStatus::Pending,
-                    }
-                };
-                orders.insert(
-                    *id,
-                    OrderView {
-                        from: wallet.wallet,
-                        to: own.to,
-                        currency: own.currency,
-                        amount: own.amount,
-                        status,
-                    },
-                );
+                orders.insert(*id, self.view(wallet, id, own));
             }
         }
         orders

@@ -280,6 +280,19 @@ proptest! {
         }
         prop_assert_eq!(incremental.hash(), full.hash());
 
+        // One wallet's orders, found through the index, are exactly its share of all orders.
+        let all = full.orders();
+        for wallet in &world.wallets {
+            let id = wallet.id();
+            let mine: BTreeMap<_, _> = all
+                .iter()
+                .filter(|(_, o)| o.from == id || o.to == id)
+                .map(|(k, v)| (*k, v.clone()))
+                .collect();
+            prop_assert_eq!(&full.orders_of(&id), &mine);
+            prop_assert_eq!(&incremental.orders_of(&id), &mine);
+        }
+
         // Honest notaries certified only valid entries: every one of them is applied.
         let outcomes: usize = full.wallets().map(|w| w.outcomes.len()).sum();
         prop_assert_eq!(outcomes, entries.len());
