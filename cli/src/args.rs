@@ -312,6 +312,8 @@ pub enum BenchWhich {
     Flood,
     /// `balance` and `orders` with a small and a large store.
     Reads,
+    /// A one-entry durable commit with a small and a large store.
+    Commit,
     /// All of them.
     All,
 }

@@ -23,6 +23,8 @@ struct Sizes {
     flood: (usize, usize, usize),
     /// Certified entries in the store for the small and the large wallet-reads figure.
     reads: (usize, usize),
+    /// Entries in the store for the small and the large commit figure.
+    commit: (usize, usize),
 }
 
 const FULL: Sizes = Sizes {
@@ -33,6 +35,7 @@ const FULL: Sizes = Sizes {
     transfers: scrip_notary::bench::TransferRun::FULL,
     flood: (2000, 100, 5000),
     reads: (1_000, 1_000_000),
+    commit: (10_000, 1_000_000),
 };
 
 const QUICK: Sizes = Sizes {
@@ -43,6 +46,7 @@ const QUICK: Sizes = Sizes {
     transfers: scrip_notary::bench::TransferRun::QUICK,
     flood: (500, 100, 1000),
     reads: (1_000, 100_000),
+    commit: (10_000, 100_000),
 };
 
 /// One line of `--json` output.
@@ -181,6 +185,34 @@ pub async fn run(which: BenchWhich, quick: bool, json: bool) -> Result<()> {
             ),
         );
         print("reads", &figures, json)?;
+    }
+    if all || which == BenchWhich::Commit {
+        let spinner = crate::progress::spinner(progress, "commit");
+        let (small, large) = sizes.commit;
+        let figures = tokio::task::spawn_blocking(move || -> Result<Vec<Figure>> {
+            let (a, b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+            let few = scrip_feed::bench::commit_latency(a.path(), small)?.as_secs_f64();
+            let many = scrip_feed::bench::commit_latency(b.path(), large)?.as_secs_f64();
+            Ok(vec![
+                Figure::plain(format!("commit with {small} entries"), few * 1e6, "us"),
+                Figure::against(
+                    format!("commit with {large} entries (as commits/s)"),
+                    1.0 / many.max(1e-9),
+                    "commits/s",
+                    1.0 / few.max(1e-9),
+                ),
+            ])
+        })
+        .await??;
+        spinner.finish_and_clear();
+        heading(
+            json,
+            &format!(
+                "commit: a one-entry durable commit (median of 200) into a sled store holding \
+                 {small} and {large} entries"
+            ),
+        );
+        print("commit", &figures, json)?;
     }
     heading(
         json,

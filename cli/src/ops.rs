@@ -1023,8 +1023,10 @@ async fn orders(ctx: &Context, incoming: bool, outgoing: bool, pending: bool) ->
             if open_only && !open {
                 continue;
             }
+            // By position (a direct read), not by id (an index lookup).
             let memo = store
-                .get_by_id(&id)?
+                .get(&order.from, Seq::new(order.seq))?
+                .filter(|entry| entry.id() == id)
                 .and_then(|e| e.payload().map(WalletEntry::from_payload))
                 .and_then(Result::ok)
                 .and_then(|c| match c {

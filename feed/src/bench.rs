@@ -246,3 +246,23 @@ pub fn ingest(
         raw_verify_per_sec,
     })
 }
+
+/// The median time of a one-entry durable commit (a `publish`: sign, store, flush) into a sled
+/// store under `dir` that already holds `entries` entries of 100 other authors (filled in
+/// batches of 5,000, not timed). The measure of whether commits slow down as a store grows.
+pub fn commit_latency(dir: &Path, entries: usize) -> Result<Duration> {
+    let store = SledStore::open(dir, SledOptions::default())?;
+    let feeds = make_feeds(100, entries.div_ceil(100).max(1), 96);
+    for batch in feeds.chunks(5000) {
+        store.ingest(batch.to_vec())?;
+    }
+    let key = Keypair::from_seed(&[0xc0; 32]);
+    let mut times = Vec::with_capacity(200);
+    for i in 0..200u64 {
+        let started = Instant::now();
+        store.publish(&key, Timestamp::from_millis(i), vec![0u8; 200])?;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    Ok(times[times.len() / 2])
+}

@@ -39,6 +39,8 @@ pub enum OrderStatus {
 pub struct OrderView {
     /// The sender.
     pub from: FeedId,
+    /// The order's seq in the sender's log.
+    pub seq: u64,
     /// The receiver.
     pub to: FeedId,
     /// The currency.
@@ -253,6 +255,7 @@ impl LedgerState {
         };
         OrderView {
             from: from.wallet,
+            seq: own.seq,
             to: own.to,
             currency: own.currency,
             amount: own.amount,
