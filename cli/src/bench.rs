@@ -297,8 +297,8 @@ async fn reads(small: usize, large: usize) -> Result<Vec<Figure>> {
     for ((name, calm), (_, loaded)) in few.into_iter().zip(many) {
         figures.push(Figure::plain(
             format!("{name} with {small} entries"),
-            calm,
-            "ms",
+            calm * 1000.0,
+            "us",
         ));
         // As a rate, so that the ratio is the small store's time over the large one's.
         figures.push(Figure::against(
