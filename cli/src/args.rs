@@ -314,6 +314,8 @@ pub enum BenchWhich {
     Reads,
     /// A one-entry durable commit with a small and a large store.
     Commit,
+    /// Notary proposal latency while a large social feed replicates through the notaries.
+    Load,
     /// All of them.
     All,
 }

@@ -25,6 +25,8 @@ struct Sizes {
     reads: (usize, usize),
     /// Entries in the store for the small and the large commit figure.
     commit: (usize, usize),
+    /// Proposals at idle notaries and the social feed replicating through them.
+    load: scrip_notary::bench::LoadRun,
 }
 
 const FULL: Sizes = Sizes {
@@ -36,6 +38,7 @@ const FULL: Sizes = Sizes {
     flood: (2000, 100, 5000),
     reads: (1_000, 1_000_000),
     commit: (10_000, 1_000_000),
+    load: scrip_notary::bench::LoadRun::FULL,
 };
 
 const QUICK: Sizes = Sizes {
@@ -47,6 +50,7 @@ const QUICK: Sizes = Sizes {
     flood: (500, 100, 1000),
     reads: (1_000, 100_000),
     commit: (10_000, 100_000),
+    load: scrip_notary::bench::LoadRun::QUICK,
 };
 
 /// One line of `--json` output.
@@ -213,6 +217,26 @@ pub async fn run(which: BenchWhich, quick: bool, json: bool) -> Result<()> {
             ),
         );
         print("commit", &figures, json)?;
+    }
+    if all || which == BenchWhich::Load {
+        let spinner = crate::progress::spinner(progress, "notary under replication");
+        let dir = tempfile::tempdir()?;
+        let figures =
+            scrip_notary::bench::proposals_under_replication(dir.path(), sizes.load).await?;
+        spinner.finish_and_clear();
+        heading(
+            json,
+            &format!(
+                "load: one wallet's proposals, one after another, to 3 of its 4 notaries (every \
+                 certificate needs the loaded one): {} idle, then {} while a {}-entry social \
+                 feed replicates into one notary's store through its node (target: ratio at \
+                 least 0.5)",
+                figures.idle.len(),
+                figures.loaded.len(),
+                figures.social_entries
+            ),
+        );
+        print("load", &figures.figures(), json)?;
     }
     heading(
         json,

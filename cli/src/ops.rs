@@ -462,20 +462,33 @@ impl Context {
     }
 }
 
-/// The ledger of the wallets in a store, as far as it was read, and the feeds known not to be
-/// wallets (their first entry is not a wallet genesis; it is not read again).
+/// The ledger of the wallets in a store, as far as it was read, the feeds known not to be
+/// wallets (their first entry is not a wallet genesis; it is not read again), and where the
+/// store's record of changed feeds was when it was last read.
 #[derive(Debug, Default)]
 pub struct LedgerCache {
     /// The ledger.
     pub state: LedgerState,
     not_wallets: std::collections::BTreeSet<FeedId>,
+    mark: Option<scrip_feed::store::ChangeMark>,
 }
 
 /// Applies to `cache` the certified entries of every wallet in `store` that it has not seen:
-/// per call, a look at every author's head, and the reading of what is new.
+/// per call, a look at the feeds written to since the last call (at every feed the first time,
+/// or when the store no longer remembers that far: see `Store::changes_since`), and the
+/// reading of what is new in them.
 pub fn update_ledger(store: &dyn Store, cache: &mut LedgerCache) -> Result<()> {
-    let LedgerCache { state, not_wallets } = cache;
-    for wallet in store.authors()? {
+    let LedgerCache {
+        state,
+        not_wallets,
+        mark,
+    } = cache;
+    let (now, changes) = store.changes_since(*mark);
+    let feeds = match changes {
+        scrip_feed::store::Changes::Feeds(feeds) => feeds.into_iter().collect(),
+        scrip_feed::store::Changes::Unknown => store.authors()?,
+    };
+    for wallet in feeds {
         if not_wallets.contains(&wallet) {
             continue;
         }
@@ -502,6 +515,9 @@ pub fn update_ledger(store: &dyn Store, cache: &mut LedgerCache) -> Result<()> {
             let _ = state.apply(&entry, &TrustSignatures);
         }
     }
+    // Only once everything changed before `now` was read: after an error the next call looks
+    // at the same feeds again.
+    *mark = Some(now);
     Ok(())
 }
 
@@ -1268,6 +1284,19 @@ mod tests {
             for wallet in [&issuer, &payee] {
                 let have = store.head(&wallet.id()).unwrap().map_or(0, |h| h.seq.get());
                 let new: Vec<_> = wallet.log[usize::try_from(have).unwrap()..].to_vec();
+                if round % 2 == 1 {
+                    // The entries first, their certificates later (as replication may bring
+                    // them): the ledger takes them in when the certificates arrive.
+                    let bare: Vec<_> = new
+                        .iter()
+                        .map(|c| scrip_ledger::CertifiedEntry {
+                            entry: c.entry.clone(),
+                            certificate: None,
+                        })
+                        .collect();
+                    certified::store_certified(&store, &bare).unwrap();
+                    update_ledger(&store, &mut cache).unwrap();
+                }
                 certified::store_certified(&store, &new).unwrap();
             }
             update_ledger(&store, &mut cache).unwrap();

@@ -1,6 +1,7 @@
 //! Model test: across random operation sequences (appends of valid, duplicate, forking, gapped,
 //! badly signed and payload-less entries; batch ingests; payload policy changes; gossiped fork
-//! proofs; reopens), the sled store behaves exactly like the in-memory reference store.
+//! proofs; reopens), the sled store behaves exactly like the in-memory reference store, and each
+//! store's record of changed feeds (`Store::changes_since`) names every feed an operation changed.
 //!
 //! CI runs `SCRIP_MODEL_CASES` cases (default 48); for a long run:
 //! `SCRIP_MODEL_CASES=2000 cargo test -p scrip-feed --release --test model`.
@@ -11,9 +12,10 @@
 mod common;
 
 use proptest::prelude::*;
+use scrip_feed::store::{ChangeMark, Changes};
 use scrip_feed::{
-    Entry, ForkProof, Keypair, MemoryStore, PayloadPolicy, Seq, SledOptions, SledStore, Store,
-    Timestamp,
+    Entry, FeedId, ForkProof, Keypair, MemoryStore, PayloadPolicy, Seq, SledOptions, SledStore,
+    Store, Timestamp,
 };
 
 const AUTHORS: u8 = 3;
@@ -153,6 +155,23 @@ struct Harness {
     sled: Option<SledStore>,
     model: MemoryStore,
     salt: u64,
+    /// Each store's change mark (sled, model), taken before the operation under test.
+    marks: [Option<ChangeMark>; 2],
+}
+
+/// What a reader of one feed could see change.
+type Seen = (
+    Option<scrip_feed::Head>,
+    Option<ForkProof>,
+    scrip_feed::Result<PayloadPolicy>,
+);
+
+fn seen(store: &dyn Store, id: &FeedId) -> Seen {
+    (
+        store.head(id).unwrap(),
+        store.fork_proof(id).unwrap(),
+        store.payload_policy(id),
+    )
 }
 
 impl Harness {
@@ -164,6 +183,7 @@ impl Harness {
             sled: Some(sled),
             model: MemoryStore::new(),
             salt: 0,
+            marks: [None, None],
         }
     }
 
@@ -235,6 +255,34 @@ impl Harness {
         }
     }
 
+    /// Applies `op`, checking that each store's change record names every feed it changed.
+    fn apply_and_check_changes(&mut self, op: &Op) {
+        let ids: Vec<FeedId> = (0..AUTHORS).map(|a| keypair(a).id()).collect();
+        let before: Vec<Vec<Seen>> = [self.sled() as &dyn Store, &self.model]
+            .iter()
+            .map(|store| ids.iter().map(|id| seen(*store, id)).collect())
+            .collect();
+        self.apply(op);
+        let stores = [self.sled() as &dyn Store, &self.model];
+        let mut marks = self.marks;
+        for (i, store) in stores.iter().enumerate() {
+            let (mark, changes) = store.changes_since(marks[i]);
+            marks[i] = Some(mark);
+            let Changes::Feeds(changed) = changes else {
+                continue;
+            };
+            for (id, was) in ids.iter().zip(&before[i]) {
+                if seen(*store, id) != *was {
+                    assert!(
+                        changed.contains(id),
+                        "store {i}: {id} changed by {op:?} but is not named"
+                    );
+                }
+            }
+        }
+        self.marks = marks;
+    }
+
     fn assert_same(&self) {
         let (sled, model) = (self.sled(), &self.model);
         assert_eq!(sled.authors().unwrap(), model.authors().unwrap());
@@ -270,7 +318,7 @@ proptest! {
     fn sled_store_behaves_like_the_model(ops in proptest::collection::vec(op(), 1..40)) {
         let mut harness = Harness::new();
         for op in &ops {
-            harness.apply(op);
+            harness.apply_and_check_changes(op);
             harness.assert_same();
         }
         harness.apply(&Op::Reopen);

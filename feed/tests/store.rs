@@ -47,6 +47,7 @@ on_both_stores!(
     attachments_are_kept_with_their_entry,
     entries_and_their_attachments_are_stored_together,
     a_reader_never_sees_an_entry_before_its_attachments,
+    an_attachment_alone_is_a_change_of_its_feed,
 );
 
 fn appends_a_chain_and_reads_it_back(store: &dyn Store) {
@@ -368,6 +369,43 @@ fn attachments_are_kept_with_their_entry(store: &dyn Store) {
         results.last(),
         Some(Err(Error::TooManyAttachments { .. }))
     ));
+}
+
+/// A certificate that arrives after its entry changes what a ledger reader sees: the change
+/// record names the entry's feed (and only it), and a refused attachment changes nothing.
+fn an_attachment_alone_is_a_change_of_its_feed(store: &dyn Store) {
+    use scrip_feed::Attachment;
+    use scrip_feed::store::Changes;
+    let (alice, bob) = (key(1), key(2));
+    let entries = chain(&alice, 2);
+    store.ingest(entries.clone()).unwrap();
+    store.ingest(chain(&bob, 1)).unwrap();
+    let (mark, first) = store.changes_since(None);
+    assert_eq!(first, Changes::Unknown, "a first look is at every feed");
+    let (mark, none) = store.changes_since(Some(mark));
+    assert_eq!(none, Changes::Feeds(Default::default()));
+    let certificate = |entry: &Entry, kind: &str| Attachment {
+        entry: entry.id(),
+        kind: kind.into(),
+        bytes: vec![1],
+    };
+    let results = store
+        .put_attachments(vec![certificate(&entries[1], "scrip/certificate")])
+        .unwrap();
+    assert_eq!(results, vec![Ok(true)]);
+    let (mark, changed) = store.changes_since(Some(mark));
+    assert_eq!(changed, Changes::Feeds([alice.id()].into()));
+    let results = store
+        .put_attachments(vec![
+            certificate(&entries[1], "scrip/certificate"),
+            certificate(&entries[0], "Bad Kind"),
+        ])
+        .unwrap();
+    assert_eq!(results[0], Ok(false));
+    assert_eq!(
+        store.changes_since(Some(mark)).1,
+        Changes::Feeds(Default::default())
+    );
 }
 
 fn entries_and_their_attachments_are_stored_together(store: &dyn Store) {

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
+use super::changes::{ChangeLog, ChangeMark, Changes};
 use super::plan::{Plan, Tables, VerifiedBatch, Write, plan_ingest};
 use super::{Attachment, IngestReport, PayloadPolicy, Store, check_attachment};
 use crate::entry::{Entry, Head, Seq, Timestamp};
@@ -28,6 +29,8 @@ struct MemTables {
 #[derive(Default, Debug)]
 pub struct MemoryStore {
     tables: Mutex<MemTables>,
+    /// Which feeds were written to, recorded under the tables' lock.
+    changes: ChangeLog,
 }
 
 impl MemoryStore {
@@ -44,14 +47,17 @@ impl MemoryStore {
 
     fn ingest_locked(
         tables: &mut MemTables,
+        changes: &ChangeLog,
         batch: VerifiedBatch,
         incoming: &[Attachment],
     ) -> Result<IngestReport> {
         let Plan { writes, report } = plan_ingest(&*tables, batch, incoming)?;
+        let mut touched = BTreeSet::new();
         for write in writes {
             match write {
                 Write::Entry(mut entry) => {
                     let key = (entry.author(), entry.seq());
+                    touched.insert(key.0);
                     if let Some(payload) = entry.take_payload() {
                         tables.payloads.insert(key, payload);
                     }
@@ -59,21 +65,27 @@ impl MemoryStore {
                     tables.feeds.entry(key.0).or_default().push(entry);
                 }
                 Write::ForkProof(proof) => {
+                    touched.insert(proof.author());
                     tables.forks.entry(proof.author()).or_insert(*proof);
                 }
             }
         }
+        changes.record(touched);
         Ok(report)
     }
 
-    fn attach_locked(tables: &mut MemTables, items: Vec<Attachment>) -> Vec<Result<bool>> {
+    fn attach_locked(
+        tables: &mut MemTables,
+        changes: &ChangeLog,
+        items: Vec<Attachment>,
+    ) -> Vec<Result<bool>> {
         items
             .into_iter()
             .map(|item| {
                 check_attachment(&item)?;
-                if !tables.ids.contains_key(&item.entry) {
+                let Some(&(author, _)) = tables.ids.get(&item.entry) else {
                     return Err(Error::UnknownEntry { id: item.entry });
-                }
+                };
                 let key = (item.entry, item.kind);
                 if tables.attachments.contains_key(&key) {
                     return Ok(false);
@@ -90,6 +102,7 @@ impl MemoryStore {
                     });
                 }
                 tables.attachments.insert(key, item.bytes);
+                changes.record([author]);
                 Ok(true)
             })
             .collect()
@@ -142,15 +155,19 @@ impl Tables for MemTables {
 
 impl Store for MemoryStore {
     fn ingest_verified(&self, batch: VerifiedBatch) -> Result<IngestReport> {
-        MemoryStore::ingest_locked(&mut self.lock(), batch, &[])
+        MemoryStore::ingest_locked(&mut self.lock(), &self.changes, batch, &[])
     }
 
     fn publish(&self, keypair: &Keypair, timestamp: Timestamp, payload: Vec<u8>) -> Result<Entry> {
         let mut tables = self.lock();
         let head = tables.head(&keypair.id())?;
         let entry = Entry::create(keypair, head, timestamp, payload)?;
-        let mut report =
-            MemoryStore::ingest_locked(&mut tables, VerifiedBatch::new(vec![entry.clone()]), &[])?;
+        let mut report = MemoryStore::ingest_locked(
+            &mut tables,
+            &self.changes,
+            VerifiedBatch::new(vec![entry.clone()]),
+            &[],
+        )?;
         match report.outcomes.pop() {
             Some(Ok(_)) => Ok(entry),
             Some(Err(err)) => Err(err),
@@ -208,6 +225,7 @@ impl Store for MemoryStore {
                 tables.payloads.retain(|(a, _), _| a != author);
             }
         }
+        self.changes.record([*author]);
         Ok(())
     }
 
@@ -221,6 +239,7 @@ impl Store for MemoryStore {
             return Ok(false);
         }
         tables.forks.insert(proof.author(), proof.clone());
+        self.changes.record([proof.author()]);
         Ok(true)
     }
 
@@ -239,13 +258,21 @@ impl Store for MemoryStore {
     ) -> Result<(IngestReport, Vec<Result<bool>>)> {
         // Under one lock: no reader sees the entries without their attachments.
         let mut tables = self.lock();
-        let report = MemoryStore::ingest_locked(&mut tables, batch, &attachments)?;
-        let attached = MemoryStore::attach_locked(&mut tables, attachments);
+        let report = MemoryStore::ingest_locked(&mut tables, &self.changes, batch, &attachments)?;
+        let attached = MemoryStore::attach_locked(&mut tables, &self.changes, attachments);
         Ok((report, attached))
     }
 
     fn put_attachments(&self, items: Vec<Attachment>) -> Result<Vec<Result<bool>>> {
-        Ok(MemoryStore::attach_locked(&mut self.lock(), items))
+        Ok(MemoryStore::attach_locked(
+            &mut self.lock(),
+            &self.changes,
+            items,
+        ))
+    }
+
+    fn changes_since(&self, mark: Option<ChangeMark>) -> (ChangeMark, Changes) {
+        self.changes.since(mark)
     }
 
     fn attachments(&self, id: &EntryId) -> Result<Vec<(String, Vec<u8>)>> {

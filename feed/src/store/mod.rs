@@ -13,6 +13,7 @@
 //! between, so a reopened store never holds a broken chain. Opening a store checks its format
 //! marker and the consistency of every feed's head, and reports damage as [`Error::Corrupt`].
 
+pub mod changes;
 mod chunk;
 pub mod durable;
 mod id_index;
@@ -20,6 +21,7 @@ mod memory;
 mod plan;
 mod sled_store;
 
+pub use changes::{ChangeMark, Changes};
 pub use memory::MemoryStore;
 pub use plan::{VerifiedBatch, verify_parallel};
 pub use sled_store::{
@@ -227,4 +229,14 @@ pub trait Store: Send + Sync {
         timestamp: crate::Timestamp,
         payload: Vec<u8>,
     ) -> Result<Entry>;
+
+    /// The feeds written to (entries, attachments, fork proofs, payload policy) since `mark`,
+    /// and the mark to pass next time. `None`, or a mark further back than the store remembers
+    /// ([`changes::MAX_REMEMBERED_CHANGES`]), answers [`Changes::Unknown`]: look at every feed.
+    /// The record lives in memory, per open store (see [`changes`]); a store that keeps none
+    /// always answers `Unknown`.
+    fn changes_since(&self, mark: Option<ChangeMark>) -> (ChangeMark, Changes) {
+        let _ = mark;
+        (ChangeMark::UNTRACKED, Changes::Unknown)
+    }
 }

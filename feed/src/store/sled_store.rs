@@ -33,10 +33,12 @@
 //! Every stored header is self-verifying (its id is its hash, and it carries its signature), so
 //! [`SledStore::verify_integrity`] can re-check the whole store from its own bytes.
 
+use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
+use super::changes::{ChangeLog, ChangeMark, Changes};
 use super::chunk::{Chunk, ChunkWriter};
 use super::durable::{DurableDb, Writes};
 use super::id_index::{self, IdIndex, IndexError};
@@ -99,6 +101,8 @@ pub struct SledStore {
     writer: Mutex<()>,
     /// The id index directory; write-locked while a commit changes the runs.
     index: RwLock<IdIndex>,
+    /// Which feeds were written to, for [`Store::changes_since`].
+    changes: ChangeLog,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -179,6 +183,7 @@ impl SledStore {
             path,
             writer: Mutex::new(()),
             index: RwLock::new(index),
+            changes: ChangeLog::default(),
         };
         match catch_unwind(AssertUnwindSafe(|| store.check_heads())) {
             Ok(result) => result?,
@@ -403,18 +408,31 @@ impl SledStore {
             }
         }
         close(&mut entries, chunk.take());
-        let storing: std::collections::HashSet<EntryId> = writes
+        let storing: std::collections::HashMap<EntryId, FeedId> = writes
             .iter()
             .filter_map(|w| match w {
-                Write::Entry(entry) => Some(entry.id()),
+                Write::Entry(entry) => Some((entry.id(), entry.author())),
                 Write::ForkProof(_) => None,
+            })
+            .collect();
+        let mut touched: BTreeSet<FeedId> = writes
+            .iter()
+            .map(|w| match w {
+                Write::Entry(entry) => entry.author(),
+                Write::ForkProof(proof) => proof.author(),
             })
             .collect();
         let mut planned: std::collections::BTreeMap<EntryId, Vec<String>> = Default::default();
         let mut attached = Vec::with_capacity(attachments.len());
         let mut batch = Writes::default();
         for item in attachments {
-            attached.push(self.plan_attachment(item, &storing, &mut planned, &mut batch)?);
+            attached.push(self.plan_attachment(
+                item,
+                &storing,
+                &mut planned,
+                &mut touched,
+                &mut batch,
+            )?);
         }
         batch.append(entries);
         if writes.is_empty() && planned.values().all(Vec::is_empty) {
@@ -433,10 +451,14 @@ impl SledStore {
         for (author, head) in heads {
             batch.insert(&feed_key(TAG_HEAD, &author)[..], &encode_head(&head)[..]);
         }
-        match flush {
-            Flush::Now => self.commit(batch)?,
-            Flush::Later => self.durable.commit_lazily(batch)?,
-        }
+        let committed = match flush {
+            Flush::Now => self.commit(batch),
+            Flush::Later => self.durable.commit_lazily(batch),
+        };
+        // Recorded even if the commit failed: it may have been applied (a failed flush), and
+        // an extra look costs a reader nothing but time.
+        self.changes.record(touched);
+        committed?;
         if let Some(next_index) = next_index {
             *index = next_index;
         }
@@ -449,16 +471,21 @@ impl SledStore {
     fn plan_attachment(
         &self,
         item: Attachment,
-        storing: &std::collections::HashSet<EntryId>,
+        storing: &std::collections::HashMap<EntryId, FeedId>,
         planned: &mut std::collections::BTreeMap<EntryId, Vec<String>>,
+        touched: &mut BTreeSet<FeedId>,
         batch: &mut Writes,
     ) -> Result<Result<bool>> {
         if let Err(err) = check_attachment(&item) {
             return Ok(Err(err));
         }
-        if !storing.contains(&item.entry) && self.locate(&item.entry)?.is_none() {
-            return Ok(Err(Error::UnknownEntry { id: item.entry }));
-        }
+        let author = match storing.get(&item.entry) {
+            Some(author) => *author,
+            None => match self.locate(&item.entry)? {
+                Some((author, _)) => author,
+                None => return Ok(Err(Error::UnknownEntry { id: item.entry })),
+            },
+        };
         let prefix = attachment_prefix(&item.entry);
         let mut key = prefix.to_vec();
         key.extend_from_slice(item.kind.as_bytes());
@@ -475,6 +502,7 @@ impl SledStore {
         }
         kinds.push(item.kind);
         batch.insert(key, item.bytes);
+        touched.insert(author);
         Ok(Ok(true))
     }
 }
@@ -678,7 +706,9 @@ impl Store for SledStore {
                 }
             }
         }
-        self.commit(batch)
+        let committed = self.commit(batch);
+        self.changes.record([*author]);
+        committed
     }
 
     fn payload_policy(&self, author: &FeedId) -> Result<PayloadPolicy> {
@@ -693,7 +723,9 @@ impl Store for SledStore {
         }
         let mut batch = Writes::default();
         batch.insert(&key[..], proof.encode());
-        self.commit(batch)?;
+        let committed = self.commit(batch);
+        self.changes.record([proof.author()]);
+        committed?;
         Ok(true)
     }
 
@@ -705,6 +737,10 @@ impl Store for SledStore {
         let _writer = self.lock_writer();
         let (_, results) = self.ingest_locked(VerifiedBatch::new(Vec::new()), items, Flush::Now)?;
         Ok(results)
+    }
+
+    fn changes_since(&self, mark: Option<ChangeMark>) -> (ChangeMark, Changes) {
+        self.changes.since(mark)
     }
 
     fn attachments(&self, id: &EntryId) -> Result<Vec<(String, Vec<u8>)>> {
