@@ -77,6 +77,21 @@ pub fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// This process's resident memory in bytes (Linux `VmRSS`; 0 where it cannot be read), for
+/// the tests and benchmarks that bound what a flood makes a process keep.
+pub fn resident_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<usize>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
 /// Raw `verify_strict` signatures per second on one core, over header-sized messages with the
 /// key already decompressed: the ceiling for anything that checks entry signatures. The best of
 /// five windows, so that a noisy neighbour lowers the ceiling less than the figures judged by it.

@@ -255,15 +255,7 @@ impl Rig {
 /// One transfer: the order certified, the receiver given the sender's new entries (what
 /// replication does in a running node, certificates checked), the accept certified.
 async fn transfer(pair: &mut Pair) -> Result<()> {
-    let order = pair
-        .sender
-        .submit(&WalletEntry::Order(Order {
-            to: pair.receiver.id(),
-            currency: pair.currency,
-            amount: Amount::from_minor(1),
-            memo: String::new(),
-        }))
-        .await?;
+    let order = pair.sender.submit(&one_unit_order(pair)).await?;
     let (from, to, sender) = (
         Arc::clone(pair.sender.store()),
         Arc::clone(pair.receiver.store()),
@@ -477,15 +469,18 @@ impl SourcePeer {
 /// Proposes a one-unit order of `pair` and returns how long its certification took.
 async fn propose(pair: &mut Pair) -> Result<Duration> {
     let began = Instant::now();
-    pair.sender
-        .submit(&WalletEntry::Order(Order {
-            to: pair.receiver.id(),
-            currency: pair.currency,
-            amount: Amount::from_minor(1),
-            memo: String::new(),
-        }))
-        .await?;
+    pair.sender.submit(&one_unit_order(pair)).await?;
     Ok(began.elapsed())
+}
+
+/// An order of one minor unit from `pair`'s sender to its receiver.
+fn one_unit_order(pair: &Pair) -> WalletEntry {
+    WalletEntry::Order(Order {
+        to: pair.receiver.id(),
+        currency: pair.currency,
+        amount: Amount::from_minor(1),
+        memo: String::new(),
+    })
 }
 
 /// The latency at `per_mille` thousandths of sorted `latencies` (nearest rank).

@@ -608,20 +608,6 @@ async fn no_signed_answer_leaves_a_batch_before_its_votes_are_flushed() {
     );
 }
 
-/// This process's resident memory, in bytes (Linux).
-fn resident_bytes() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<usize>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// Proposals that do not verify (`SCRIP_FLOOD_PROPOSALS` of them, default 20,000; the long run
 /// is 1,000,000), each by another author: every one is refused as malformed, the notary keeps
 /// no state for any of them, and it still votes for a real proposal.
@@ -629,10 +615,7 @@ fn resident_bytes() -> usize {
 async fn bogus_proposals_leave_no_state_behind() {
     use scrip_notary::wire::{Proposal, Request, Response};
     use scrip_notary::{Notary, NotaryConfig};
-    let count: usize = std::env::var("SCRIP_FLOOD_PROPOSALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
+    let count = scrip_feed::bench::env_usize("SCRIP_FLOOD_PROPOSALS", 20_000);
     let setup = setup(4);
     let store: Arc<dyn scrip_feed::Store> = Arc::new(scrip_feed::MemoryStore::new());
     scrip_notary::certified::store_certified(store.as_ref(), &setup.log).unwrap();
@@ -649,7 +632,7 @@ async fn bogus_proposals_leave_no_state_behind() {
         .unwrap(),
     );
     let known = notary.wallets().await.len();
-    let before = resident_bytes();
+    let before = scrip_feed::bench::resident_bytes();
     // A genesis naming this notary, by a new author each time, its signature broken.
     let genesis = scrip_ledger::content::WalletEntry::Genesis(scrip_ledger::content::Genesis {
         notaries: setup.notaries.iter().map(|k| k.id()).collect(),
@@ -697,7 +680,7 @@ async fn bogus_proposals_leave_no_state_behind() {
         known,
         "state for bogus authors"
     );
-    let grown = resident_bytes().saturating_sub(before);
+    let grown = scrip_feed::bench::resident_bytes().saturating_sub(before);
     eprintln!(
         "proposal flood: {count} bogus proposals, resident memory grew by {} KiB",
         grown / 1024

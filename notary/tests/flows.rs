@@ -446,16 +446,7 @@ async fn a_wallet_stuck_with_an_entry_for_a_taken_slot_recovers_on_its_own() {
 
 /// Opens `n` TCP connections to `target` from source address `source` and sends nothing.
 async fn silent_sockets(target: &str, source: &str, n: usize) -> Vec<tokio::net::TcpStream> {
-    let target: std::net::SocketAddr = target.parse().unwrap();
-    let mut sockets = Vec::with_capacity(n);
-    for _ in 0..n {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-        if let Ok(stream) = socket.connect(target).await {
-            sockets.push(stream);
-        }
-    }
-    sockets
+    scrip_replicate::bench::silent_sockets(target.parse().unwrap(), source, n).await
 }
 
 /// Silent sockets and idle authenticated clients on every notary's port: a payment still gets

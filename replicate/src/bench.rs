@@ -290,8 +290,9 @@ impl FloodFigures {
     }
 }
 
-/// A TCP connection to `target` from source address `source`.
-async fn connect_from(
+/// A TCP connection to `target` from source address `source` (an attacker's, in the flood
+/// figure and tests: `127.0.0.2` and the like are all loopback on Linux).
+pub async fn connect_from(
     source: &str,
     target: std::net::SocketAddr,
 ) -> io::Result<tokio::net::TcpStream> {
@@ -301,6 +302,37 @@ async fn connect_from(
         .map_err(|_| io::Error::other("bad source address"))?;
     socket.bind(source)?;
     socket.connect(target).await
+}
+
+/// `n` TCP connections to `target` from `source` that will never send anything (as many as
+/// could be opened).
+pub async fn silent_sockets(
+    target: std::net::SocketAddr,
+    source: &str,
+    n: usize,
+) -> Vec<tokio::net::TcpStream> {
+    let mut silent = Vec::with_capacity(n);
+    for _ in 0..n {
+        if let Ok(stream) = connect_from(source, target).await {
+            silent.push(stream);
+        }
+    }
+    silent
+}
+
+/// How many files (sockets) this process may hold open: the soft limit (1,024 where it cannot
+/// be read).
+pub fn open_files_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(1024)
 }
 
 /// A fresh in-memory node syncing `feed` (`entries` of it) from the node `id` at `target`.
@@ -366,12 +398,7 @@ pub async fn flood(sockets: usize, sessions: usize, entries: usize) -> Result<Fl
         .parse()
         .map_err(|_| Error::io("the node's address", &io::Error::other(address.clone())))?;
     let calm = timed_sync(&address, victim.id(), feed_id, entries as u64, 92).await?;
-    let mut silent = Vec::with_capacity(sockets);
-    for _ in 0..sockets {
-        if let Ok(stream) = connect_from("127.0.0.2", target).await {
-            silent.push(stream);
-        }
-    }
+    let silent = silent_sockets(target, "127.0.0.2", sockets).await;
     let mut idle = Vec::with_capacity(sessions);
     for i in 0..sessions {
         let Ok(tcp) = connect_from("127.0.0.3", target).await else {

@@ -445,32 +445,9 @@ async fn a_flood_of_unsolicited_entries_cuts_the_peer_off() {
     node.shutdown().await;
 }
 
-/// How many sockets this process may hold open (the soft limit on file descriptors).
-fn open_files_limit() -> usize {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|limits| {
-            limits
-                .lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(1024)
-}
-
 /// Opens `n` TCP connections to `target` from source address `source` and sends nothing.
 async fn silent_sockets(target: &str, source: &str, n: usize) -> Vec<TcpStream> {
-    let target: std::net::SocketAddr = target.parse().unwrap();
-    let mut sockets = Vec::with_capacity(n);
-    for _ in 0..n {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-        if let Ok(stream) = socket.connect(target).await {
-            sockets.push(stream);
-        }
-    }
-    sockets
+    scrip_replicate::bench::silent_sockets(target.parse().unwrap(), source, n).await
 }
 
 /// `n` authenticated sessions (distinct identities, from `source`) that then say nothing.
@@ -536,11 +513,8 @@ async fn sync_from(target: &str, id: FeedId, feed: FeedId, entries: u64, seed: u
 /// file-descriptor limit is low); the sessions are 100 for 32 slots.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_silent_sockets_and_idle_sessions_does_not_lock_a_peer_out() {
-    let sockets = std::env::var("SCRIP_FLOOD_SOCKETS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000)
-        .min(open_files_limit().saturating_sub(512) / 2);
+    let sockets = scrip_feed::bench::env_usize("SCRIP_FLOOD_SOCKETS", 2000)
+        .min(scrip_replicate::bench::open_files_limit().saturating_sub(512) / 2);
     let author = key(60);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let entries = chain(&author, None, 300, "flood");
@@ -574,30 +548,13 @@ async fn a_flood_of_silent_sockets_and_idle_sessions_does_not_lock_a_peer_out() 
     victim.shutdown().await;
 }
 
-/// This process's resident memory, in bytes (Linux).
-fn resident_bytes() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<usize>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// A peer floods notes about made-up feeds (`SCRIP_FLOOD_NOTES`, default 200,000; the long
 /// run is 10,000,000): the node keeps at most `MAX_OTHER_NOTES_PER_PEER` of them, reports none,
 /// remembers none after the session, and keeps replicating from an honest peer. The resident
 /// memory grows by less than 12 MiB (kept, 200,000 notes take about 30 MB).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_notes_about_made_up_feeds_is_not_kept() {
-    let notes: usize = std::env::var("SCRIP_FLOOD_NOTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+    let notes = scrip_feed::bench::env_usize("SCRIP_FLOOD_NOTES", 200_000);
     let author = key(70);
     let entries = chain(&author, None, 40, "real");
     let Scene {
@@ -609,7 +566,7 @@ async fn a_flood_of_notes_about_made_up_feeds_is_not_kept() {
     wait_for(store.as_ref(), &author.id(), 20).await;
     let mut stream = attacker(&node, 71).await;
     hello(&mut stream, vec![]).await;
-    let before = resident_bytes();
+    let before = scrip_feed::bench::resident_bytes();
     let mut rng = scrip_feed::rng::SplitMix64::new(7);
     let mut sent = 0;
     while sent < notes {
@@ -657,7 +614,7 @@ async fn a_flood_of_notes_about_made_up_feeds_is_not_kept() {
         answered,
         "the node stopped serving the attacker's real request"
     );
-    let grown = resident_bytes().saturating_sub(before);
+    let grown = scrip_feed::bench::resident_bytes().saturating_sub(before);
     eprintln!(
         "notes flood: {notes} notes, resident memory grew by {} KiB",
         grown / 1024
