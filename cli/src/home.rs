@@ -247,6 +247,19 @@ impl Home {
         }
     }
 
+    /// Opens a copy of the feed store, made in a new temporary directory (deleted when the
+    /// returned guard is dropped): for reading a store that cannot be written where it is.
+    pub fn open_store_copy(&self) -> Result<(tempfile::TempDir, Arc<SledStore>)> {
+        let copy = tempfile::tempdir().context("making a directory for a copy of the store")?;
+        let from = self.root.join(STORE);
+        let to = copy.path().join(STORE);
+        scrip_feed::store::durable::copy_dir(&from, &to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        let store = SledStore::open(&to, SledOptions::default())
+            .with_context(|| format!("opening a copy of {}", from.display()))?;
+        Ok((copy, Arc::new(store)))
+    }
+
     /// The error for a store another process keeps holding.
     pub fn in_use(&self) -> anyhow::Error {
         anyhow!(

@@ -180,8 +180,11 @@ pub async fn run_op(home: Home, op: Op) -> Result<Output> {
             Ok(Some(store)) => break store,
             Ok(None) => {}
             // A home that cannot be written (read-only media, another user's copy) can still
-            // say who it is.
+            // say who it is, and show what it holds from a copy of its store.
             Err(err) if op == Op::Id && read_only(&err) => return ops::id_without_store(&home),
+            Err(err) if op.only_reads() && read_only(&err) => {
+                return run_on_a_copy(home, op).await;
+            }
             Err(err) => return Err(err),
         }
         if tokio::time::Instant::now() >= deadline {
@@ -192,6 +195,23 @@ pub async fn run_op(home: Home, op: Op) -> Result<Output> {
     let ctx = Context::new(home, store, None, progress::wanted())?;
     let output = ops::execute(&ctx, op).await;
     ctx.close().await;
+    output
+}
+
+/// Runs `op` (one that only reads) on a temporary copy of `home`'s store, which cannot be
+/// written where it is (sled opens a store for writing only). The copy is deleted afterwards.
+async fn run_on_a_copy(home: Home, op: Op) -> Result<Output> {
+    let copying = home.clone();
+    let (copy, store) = tokio::task::spawn_blocking(move || copying.open_store_copy()).await??;
+    eprintln!(
+        "note: {} cannot be written; reading a temporary copy of its store",
+        home.root().display()
+    );
+    let ctx = Context::new(home, store, None, progress::wanted())?;
+    let output = ops::execute(&ctx, op).await;
+    ctx.close().await;
+    drop(ctx);
+    drop(copy);
     output
 }
 

@@ -156,6 +156,15 @@ pub enum Op {
 }
 
 impl Op {
+    /// Whether `self` only reads the home (it can run on a copy of a store that cannot be
+    /// written: see `run_op`).
+    pub fn only_reads(&self) -> bool {
+        matches!(
+            self,
+            Op::Id | Op::PeerList | Op::Feed { .. } | Op::Forks | Op::Balance | Op::Orders { .. }
+        )
+    }
+
     /// How long a command waits for its daemon to answer `self`: the configured command
     /// timeout, or longer for an operation that is given its own time.
     pub fn patience(&self, command_timeout: u64) -> Duration {

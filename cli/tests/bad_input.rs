@@ -478,3 +478,67 @@ fn a_home_made_under_umask_000_stays_private_and_an_opened_one_is_refused() {
         );
     }
 }
+
+/// A read-only bind mount of a directory onto itself, undone when dropped.
+struct ReadOnly(std::path::PathBuf);
+
+impl ReadOnly {
+    /// `None` where this process may not mount (the test then says it was skipped).
+    fn mount(path: &std::path::Path) -> Option<ReadOnly> {
+        let run = |args: &[&str]| {
+            std::process::Command::new("mount")
+                .args(args)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let at = path.to_str().unwrap();
+        if !run(&["--bind", at, at]) {
+            return None;
+        }
+        let guard = ReadOnly(path.to_path_buf());
+        run(&["-o", "remount,bind,ro", at]).then_some(guard)
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A home on read-only media (here a read-only bind mount, which even root cannot write) can
+/// still be inspected: `id` from its keys, `feed` and the other reading commands from a
+/// temporary copy of its store; a writing command fails with one readable line; nothing in the
+/// home changes.
+#[test]
+fn a_read_only_home_can_still_be_inspected() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome::init(dir.path(), "alice");
+    home.run(&["post", "written before the home became read-only"])
+        .ok();
+    let identity = home.identity();
+    let before = home.snapshot();
+    let Some(read_only) = ReadOnly::mount(&home.path) else {
+        eprintln!("no permission to mount here: the read-only home test was skipped");
+        return;
+    };
+    assert_eq!(home.identity(), identity);
+    let feed = home.run(&["feed"]).ok();
+    assert!(
+        feed.stdout
+            .contains("written before the home became read-only"),
+        "{}",
+        feed.stdout
+    );
+    assert!(feed.stderr.contains("temporary copy"), "{}", feed.stderr);
+    home.run(&["peer", "list"]).ok();
+    home.run(&["forks"]).ok();
+    let line = home.run(&["post", "more"]).one_line_error().to_owned();
+    assert!(
+        line.contains("read-only") || line.contains("Read-only"),
+        "{line}"
+    );
+    drop(read_only);
+    assert_eq!(home.snapshot(), before, "the read-only home changed");
+}

@@ -478,7 +478,9 @@ fn check_before_open(path: &Path, shown: &str) -> Result<Option<PathBuf>> {
     Ok(None)
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+/// Copies the directory `from` (files and subdirectories) to `to`: a store set aside before
+/// opening, or a store read from a copy because it cannot be written where it is.
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     fs::create_dir_all(to)?;
     for entry in fs::read_dir(from)? {
         let entry = entry?;
