@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use scrip_feed::rng::SplitMix64;
 use scrip_feed::store::VerifiedBatch;
-use scrip_feed::{Attachment, Entry, Keypair, Seq, SledOptions, SledStore, Store, Timestamp};
+use scrip_feed::{Attachment, Entry, Keypair, Seq, Store, Timestamp};
 
 const AUTHORS: u64 = 6;
 const CHILD_ENV: &str = "SCRIP_CRASH_CHILD_DIR";
@@ -39,7 +39,7 @@ fn crash_child() {
         .parse()
         .unwrap();
     let mut rng = SplitMix64::new(seed);
-    let store = SledStore::open(&dir, SledOptions::default()).unwrap();
+    let store = common::open_sled(&dir).unwrap();
     let mut out = std::io::stdout().lock();
     let mut clock = 0u64;
     loop {
@@ -174,7 +174,7 @@ fn crash_test_kills_a_writer_and_loses_nothing_acknowledged() {
             }
         }
 
-        let store = SledStore::open(dir.path(), SledOptions::default())
+        let store = common::open_sled(dir.path())
             .unwrap_or_else(|e| panic!("round {round} (seed {seed}): reopen failed: {e}"));
         for (a, &seq) in acked.iter().enumerate() {
             let head = store.head(&author(a as u64).id()).unwrap();

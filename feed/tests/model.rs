@@ -14,8 +14,7 @@ mod common;
 use proptest::prelude::*;
 use scrip_feed::store::{ChangeMark, Changes};
 use scrip_feed::{
-    Entry, FeedId, ForkProof, Keypair, MemoryStore, PayloadPolicy, Seq, SledOptions, SledStore,
-    Store, Timestamp,
+    Entry, FeedId, ForkProof, Keypair, MemoryStore, PayloadPolicy, Seq, SledStore, Store, Timestamp,
 };
 
 const AUTHORS: u8 = 3;
@@ -177,7 +176,7 @@ fn seen(store: &dyn Store, id: &FeedId) -> Seen {
 impl Harness {
     fn new() -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let sled = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+        let sled = common::open_sled(dir.path()).unwrap();
         Harness {
             dir,
             sled: Some(sled),
@@ -250,7 +249,7 @@ impl Harness {
             }
             Op::Reopen => {
                 self.sled = None;
-                self.sled = Some(SledStore::open(self.dir.path(), SledOptions::default()).unwrap());
+                self.sled = Some(common::open_sled(self.dir.path()).unwrap());
             }
         }
     }

@@ -20,7 +20,7 @@ macro_rules! on_both_stores {
         mod sled {
             $(#[test] fn $name() {
                 let dir = tempfile::tempdir().unwrap();
-                let store = scrip_feed::SledStore::open(dir.path(), Default::default()).unwrap();
+                let store = crate::common::open_sled(dir.path()).unwrap();
                 super::$name(&store);
                 // Whatever the test did, the store re-verifies from its own bytes.
                 store.verify_integrity().unwrap();
@@ -522,7 +522,7 @@ fn lookups_of_missing_things_are_none(store: &dyn Store) {
 #[test]
 fn concurrent_publishes_never_fork_the_feed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+    let store = common::open_sled(dir.path()).unwrap();
     let alice = key(1);
     std::thread::scope(|scope| {
         for t in 0..4 {
@@ -555,7 +555,7 @@ fn sled_store_keeps_everything_across_reopen() {
     )
     .unwrap();
     {
-        let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+        let store = common::open_sled(dir.path()).unwrap();
         store.ingest(entries.clone()).unwrap();
         store.ingest(chain(&bob, 3)).unwrap();
         store
@@ -566,7 +566,7 @@ fn sled_store_keeps_everything_across_reopen() {
             Err(Error::Fork { .. })
         ));
     }
-    let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+    let store = common::open_sled(dir.path()).unwrap();
     assert_eq!(store.head(&alice.id()).unwrap(), Some(entries[9].head()));
     assert_eq!(
         store.get(&alice.id(), Seq::new(5)).unwrap().as_ref(),
@@ -592,7 +592,7 @@ fn sled_store_keeps_everything_across_reopen() {
 #[test]
 fn second_open_of_a_sled_store_is_refused_as_locked() {
     let dir = tempfile::tempdir().unwrap();
-    let _first = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+    let _first = common::open_sled(dir.path()).unwrap();
     // sled's lock is per process and file; a second open in this process must fail too.
     let err = SledStore::open(dir.path(), SledOptions::default()).unwrap_err();
     assert!(matches!(err, Error::Locked { .. }), "{err:?}");
@@ -603,11 +603,11 @@ fn second_open_of_a_sled_store_is_refused_as_locked() {
 fn damaged_config_is_reported_as_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+        let store = common::open_sled(dir.path()).unwrap();
         store.ingest(chain(&key(1), 5)).unwrap();
     }
     std::fs::write(dir.path().join("conf"), b"\xff\xfe garbage").unwrap();
-    let err = SledStore::open(dir.path(), SledOptions::default()).unwrap_err();
+    let err = common::open_sled(dir.path()).unwrap_err();
     assert!(!err.is_invalid_entry(), "{err:?}");
 }
 
@@ -620,7 +620,7 @@ fn damaged_data_is_reported_never_silently_lost() {
     for offset_step in [97usize, 131, 211, 4001] {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+            let store = common::open_sled(dir.path()).unwrap();
             store.ingest(chain(&alice, 50)).unwrap();
         }
         let db_file = dir.path().join("db");
@@ -631,7 +631,7 @@ fn damaged_data_is_reported_never_silently_lost() {
             offset += offset_step * 7;
         }
         std::fs::write(&db_file, bytes).unwrap();
-        match SledStore::open(dir.path(), SledOptions::default()) {
+        match common::open_sled(dir.path()) {
             Err(err) => {
                 assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
                 assert!(err.to_string().contains("re-sync"), "{err}");
@@ -648,11 +648,11 @@ fn damaged_data_is_reported_never_silently_lost() {
 fn damaged_watermark_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+        let store = common::open_sled(dir.path()).unwrap();
         store.ingest(chain(&key(1), 2)).unwrap();
     }
     std::fs::write(dir.path().join(scrip_feed::store::WATERMARK_FILE), b"junk").unwrap();
-    let err = SledStore::open(dir.path(), SledOptions::default()).unwrap_err();
+    let err = common::open_sled(dir.path()).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
 }
 
@@ -664,7 +664,7 @@ fn store_with_a_foreign_format_marker_is_refused() {
         db.insert(b"Mformat", &[99u8]).unwrap();
         db.flush().unwrap();
     }
-    let err = SledStore::open(dir.path(), SledOptions::default()).unwrap_err();
+    let err = common::open_sled(dir.path()).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains("unknown store format"), "{err}");
 }
@@ -674,7 +674,7 @@ fn inconsistent_head_is_detected_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let alice = key(1);
     {
-        let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+        let store = common::open_sled(dir.path()).unwrap();
         store.ingest(chain(&alice, 3)).unwrap();
     }
     {
@@ -686,7 +686,7 @@ fn inconsistent_head_is_detected_on_open() {
         assert!(db.remove(k).unwrap().is_some());
         db.flush().unwrap();
     }
-    let err = SledStore::open(dir.path(), SledOptions::default()).unwrap_err();
+    let err = common::open_sled(dir.path()).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
 }
 
@@ -742,7 +742,7 @@ fn used_store(dir: &std::path::Path) -> scrip_feed::FeedId {
     let alice = key(1);
     let entries = chain(&alice, 50);
     for part in entries.chunks(20) {
-        let store = SledStore::open(dir, SledOptions::default()).unwrap();
+        let store = common::open_sled(dir).unwrap();
         store.ingest(part.to_vec()).unwrap();
     }
     alice.id()
@@ -760,7 +760,7 @@ fn a_copy_without_its_snapshot_and_watermark_is_refused_untouched() {
         }
     }
     let before = files(dir.path());
-    let err = SledStore::open(dir.path(), SledOptions::default()).unwrap_err();
+    let err = common::open_sled(dir.path()).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains("nothing was changed"), "{err}");
     assert!(
@@ -780,7 +780,7 @@ fn a_store_without_its_snapshot_opens_whole_or_keeps_a_copy_of_its_files() {
     }
     let before = files(dir.path());
     let aside = std::path::PathBuf::from(format!("{}.before-open", dir.path().display()));
-    match SledStore::open(dir.path(), SledOptions::default()) {
+    match common::open_sled(dir.path()) {
         Ok(store) => {
             assert_eq!(store.head(&alice).unwrap().unwrap().seq, Seq::new(50));
             assert!(
@@ -810,7 +810,7 @@ fn check_after_a_failed_write(dir: &std::path::Path, failed: Error, acknowledged
         failed.to_string().contains("may or may not have been made"),
         "{failed}"
     );
-    let reopened = SledStore::open(dir, SledOptions::default()).unwrap();
+    let reopened = common::open_sled(dir).unwrap();
     let head = reopened.head(&alice.id()).unwrap().unwrap().seq.get();
     assert!(
         head == acknowledged as u64 || head == acknowledged as u64 + 1,
@@ -828,7 +828,7 @@ fn a_failed_flush_is_reported_as_uncertain_and_then_restart_needed() {
     let alice = key(1);
     let entries = chain(&alice, 12);
     let failed = {
-        let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+        let store = common::open_sled(dir.path()).unwrap();
         store.ingest(entries[..10].to_vec()).unwrap();
         store.fail_next_flush();
         let failed = store.append(entries[10].clone()).unwrap_err();
@@ -867,7 +867,7 @@ fn a_full_disk_is_reported_as_uncertain_and_a_reopen_is_consistent() {
     let mut acknowledged = 0;
     let mut failure = None;
     {
-        let store = SledStore::open(&store_dir, SledOptions::default()).unwrap();
+        let store = common::open_sled(&store_dir).unwrap();
         let mut head = None;
         for _ in 0..100_000 {
             let entry = Entry::create(
@@ -903,7 +903,7 @@ fn a_full_disk_is_reported_as_uncertain_and_a_reopen_is_consistent() {
             check_after_a_failed_write(&store_dir, failed, acknowledged);
         } else {
             // Refused before anything was written: nothing uncertain, the store as it was.
-            let reopened = SledStore::open(&store_dir, SledOptions::default()).unwrap();
+            let reopened = common::open_sled(&store_dir).unwrap();
             assert_eq!(
                 reopened.head(&alice.id()).unwrap().unwrap().seq.get(),
                 acknowledged as u64,

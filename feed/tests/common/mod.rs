@@ -3,7 +3,22 @@
 
 pub mod cases;
 
-use scrip_feed::{Content, Entry, Head, Keypair, Timestamp};
+use scrip_feed::{Content, Entry, Head, Keypair, SledOptions, SledStore, Timestamp};
+
+/// Opens the sled store at `dir`, waiting up to 5 s while it is locked: after a store of this
+/// process is dropped, sled's background threads may hold its lock for a moment longer (a test
+/// that reopens at once would see `Locked` now and then on a busy machine).
+pub fn open_sled(dir: impl AsRef<std::path::Path>) -> scrip_feed::Result<SledStore> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match SledStore::open(dir.as_ref(), SledOptions::default()) {
+            Err(scrip_feed::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
 
 /// A deterministic key from a small number.
 pub fn key(n: u8) -> Keypair {
