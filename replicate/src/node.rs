@@ -77,6 +77,10 @@ pub struct NodeConfig {
     pub seed: u64,
     /// How store calls are run.
     pub store_calls: StoreCalls,
+    /// Check and store received entries on a thread of lower CPU priority (see
+    /// [`crate::background`]) instead of tokio's blocking pool: for a node sharing its
+    /// process with latency-sensitive work (a notary). Ignored with [`StoreCalls::Inline`].
+    pub background_ingest: bool,
 }
 
 /// How a node runs its (synchronous) store calls.
@@ -124,6 +128,7 @@ impl Default for NodeConfig {
             tick: Duration::from_secs(1),
             seed: 0,
             store_calls: StoreCalls::Blocking,
+            background_ingest: false,
         }
     }
 }
@@ -395,6 +400,12 @@ impl Node {
             bytes_per_sec: config.peer_bytes_per_sec,
             ingest_batch: config.ingest_batch,
             keepalive: config.transport.idle_timeout / 3,
+            background: match config.store_calls {
+                StoreCalls::Blocking if config.background_ingest => {
+                    Some(crate::background::Background::start()?)
+                }
+                _ => None,
+            },
         });
         let request_timeout = config.request_timeout;
         let (max_incoming, idle_before_eviction) =
