@@ -67,8 +67,8 @@ struct JsonFigure<'a> {
 fn print(bench: &str, figures: &[Figure], json: bool) -> Result<()> {
     for figure in figures {
         if json {
-            println!(
-                "{}",
+            crate::say(&format!(
+                "{}\n",
                 serde_json::to_string(&JsonFigure {
                     bench,
                     name: &figure.name,
@@ -77,18 +77,19 @@ fn print(bench: &str, figures: &[Figure], json: bool) -> Result<()> {
                     ceiling: figure.ceiling,
                     ratio: figure.ratio,
                 })?
-            );
+            ))?;
         } else {
-            println!("  {figure}");
+            crate::say(&format!("  {figure}\n"))?;
         }
     }
     Ok(())
 }
 
-fn heading(json: bool, text: &str) {
+fn heading(json: bool, text: &str) -> Result<()> {
     if !json {
-        println!("{text}");
+        crate::say(&format!("{text}\n"))?;
     }
+    Ok(())
 }
 
 /// Runs `which`.
@@ -112,7 +113,7 @@ pub async fn run(which: BenchWhich, quick: bool, json: bool) -> Result<()> {
                 "ingest: {} entries from 100 authors into sled, batches of 5000, flushed",
                 figures.entries
             ),
-        );
+        )?;
         print("ingest", &figures.figures(), json)?;
     }
     if all || which == BenchWhich::Replicate {
@@ -127,7 +128,7 @@ pub async fn run(which: BenchWhich, quick: bool, json: bool) -> Result<()> {
                 "replicate: {} entries from 10 authors between two nodes over loopback Noise TCP",
                 figures.entries
             ),
-        );
+        )?;
         print("replicate", &figures.figures(), json)?;
     }
     if all || which == BenchWhich::Notary {
@@ -144,7 +145,7 @@ pub async fn run(which: BenchWhich, quick: bool, json: bool) -> Result<()> {
                 figures.transfers,
                 figures.pairs
             ),
-        );
+        )?;
         print("notary", &figures.figures(), json)?;
     }
     if all || which == BenchWhich::Audit {
@@ -156,7 +157,7 @@ pub async fn run(which: BenchWhich, quick: bool, json: bool) -> Result<()> {
         heading(
             json,
             &format!("ledger: fold of {fold} certified entries, audit of a {audit}-entry wallet"),
-        );
+        )?;
         print("audit", &figures, json)?;
     }
     if all || which == BenchWhich::Flood {
@@ -172,7 +173,7 @@ pub async fn run(which: BenchWhich, quick: bool, json: bool) -> Result<()> {
                  ratio at least 0.33)",
                 figures.entries, figures.sockets, figures.sessions
             ),
-        );
+        )?;
         print("flood", &figures.figures(), json)?;
     }
     if all || which == BenchWhich::Reads {
@@ -187,7 +188,7 @@ pub async fn run(which: BenchWhich, quick: bool, json: bool) -> Result<()> {
                  incrementally kept ledger; its history stays the same) with {small} and with \
                  {large} certified entries in the store (target: ratio at least 0.5)"
             ),
-        );
+        )?;
         print("reads", &figures, json)?;
     }
     if all || which == BenchWhich::Commit {
@@ -215,7 +216,7 @@ pub async fn run(which: BenchWhich, quick: bool, json: bool) -> Result<()> {
                 "commit: a one-entry durable commit (median of 200) into a sled store holding \
                  {small} and {large} entries"
             ),
-        );
+        )?;
         print("commit", &figures, json)?;
     }
     if all || which == BenchWhich::Load {
@@ -235,13 +236,13 @@ pub async fn run(which: BenchWhich, quick: bool, json: bool) -> Result<()> {
                 figures.loaded.len(),
                 figures.social_entries
             ),
-        );
+        )?;
         print("load", &figures.figures(), json)?;
     }
     heading(
         json,
         &format!("done in {:.1} s", started.elapsed().as_secs_f64()),
-    );
+    )?;
     Ok(())
 }
 

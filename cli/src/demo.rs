@@ -94,8 +94,8 @@ struct AuditLine {
 
 #[derive(Debug, Serialize)]
 struct SupplyLine {
+    /// `CODE@ISSUER`.
     currency: String,
-    issuer: String,
     minted: String,
     in_balances: String,
     in_escrow: String,
@@ -107,6 +107,8 @@ struct Narrator {
     json: bool,
     spinner: ProgressBar,
     report: DemoReport,
+    /// The first failure to write to stdout (a closed pipe is not one: see [`crate::say`]).
+    unwritten: Option<anyhow::Error>,
 }
 
 impl Narrator {
@@ -115,13 +117,17 @@ impl Narrator {
             json,
             spinner: crate::progress::spinner(crate::progress::wanted(), "starting"),
             report: DemoReport::default(),
+            unwritten: None,
         }
     }
 
     fn say(&mut self, line: impl Into<String>) {
         let line = line.into();
         if !self.json {
-            self.spinner.suspend(|| println!("{line}"));
+            let written = self.spinner.suspend(|| crate::say(&format!("{line}\n")));
+            if let Err(err) = written {
+                self.unwritten.get_or_insert(err);
+            }
         }
         self.report.steps.push(line);
     }
@@ -133,8 +139,14 @@ impl Narrator {
 
     fn finish(self) -> Result<DemoReport> {
         self.spinner.finish_and_clear();
+        if let Some(err) = self.unwritten {
+            return Err(err);
+        }
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&self.report)?);
+            crate::say(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&self.report)?
+            ))?;
         }
         Ok(self.report)
     }
@@ -605,30 +617,37 @@ fn summary(n: &mut Narrator, ledger: &scrip_ledger::LedgerState, names: &[(&str,
     n.say("balances:");
     for (name, wallet) in names {
         let state = ledger.wallet(wallet);
-        let text: Vec<String> = state
+        let held: Vec<(String, &Currency)> = state
             .map(|s| {
                 s.balances
                     .iter()
-                    .map(|(c, a)| format!("{} {}", a.display(c.decimals), c.code.as_str()))
+                    .map(|(c, a)| (a.display(c.decimals), c))
                     .collect()
             })
             .unwrap_or_default();
+        let text: Vec<String> = held
+            .iter()
+            .map(|(amount, c)| format!("{amount} {}", c.short()))
+            .collect();
         n.say(format!("  {name:<8} {}", text.join(", ")));
-        n.report.balances.insert((*name).to_owned(), text);
+        n.report.balances.insert(
+            (*name).to_owned(),
+            held.iter()
+                .map(|(amount, c)| format!("{amount} {c}"))
+                .collect(),
+        );
     }
     n.say("supply:");
     for (currency, totals) in ledger.totals() {
         n.report.supply.push(SupplyLine {
-            currency: currency.code.as_str().to_owned(),
-            issuer: currency.issuer.to_string(),
+            currency: currency.to_string(),
             minted: totals.supply.display(currency.decimals),
             in_balances: totals.balances.display(currency.decimals),
             in_escrow: totals.escrow.display(currency.decimals),
         });
         n.say(format!(
-            "  {} (issuer {}): minted {}, in balances {}, in escrow {}",
-            currency.code.as_str(),
-            short(&currency.issuer),
+            "  {}: minted {}, in balances {}, in escrow {}",
+            currency.short(),
             totals.supply.display(currency.decimals),
             totals.balances.display(currency.decimals),
             totals.escrow.display(currency.decimals),

@@ -55,7 +55,8 @@ fn main() {
                     "exit": failure.exit,
                     "error": failure.message,
                 });
-                println!("{answer:#}");
+                // Nothing more to say if stdout is gone, too.
+                let _ = scrip_cli::say(&format!("{answer:#}\n"));
             }
             failure.exit
         }

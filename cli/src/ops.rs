@@ -568,25 +568,28 @@ fn certified_output(submitted: &crate::wallet::Submitted, summary: String) -> Re
     })
 }
 
-fn currency_text(currency: &Currency) -> String {
-    currency.code.as_str().to_owned()
-}
-
-/// Finds the currency meant by `text` (`CODE` or `CODE@ISSUER`) among `known`.
+/// Finds the currency meant by `text` among `known`: `CODE`, or `CODE@ISSUER` with the issuer's
+/// full id or its start (the short form `balance` shows, `EUR@4dFUkGx9`).
 fn resolve_currency(text: &str, known: &[Currency]) -> Result<Currency> {
     let (code, issuer) = match text.split_once('@') {
-        Some((code, issuer)) => (code, Some(parse_feed(&format!("@{issuer}"))?)),
+        Some((_, "")) => bail!("{text:?} is not a currency: nothing follows the @"),
+        Some((code, issuer)) => (code, Some(format!("@{issuer}"))),
         None => (text, None),
     };
     let code = CurrencyCode::new(code).map_err(|e| anyhow!("{text:?} is not a currency: {e}"))?;
     let matching: Vec<&Currency> = known
         .iter()
-        .filter(|c| c.code == code && issuer.is_none_or(|i| c.issuer == i))
+        .filter(|c| {
+            c.code == code
+                && issuer
+                    .as_ref()
+                    .is_none_or(|i| c.issuer.to_string().starts_with(i.as_str()))
+        })
         .collect();
     match matching.as_slice() {
         [one] => Ok(**one),
         [] => {
-            let held: Vec<String> = known.iter().map(currency_text).collect();
+            let held: Vec<String> = known.iter().map(Currency::short).collect();
             bail!(
                 "unknown currency {text}: this wallet holds {}",
                 if held.is_empty() {
@@ -600,7 +603,7 @@ fn resolve_currency(text: &str, known: &[Currency]) -> Result<Currency> {
             "{text} is issued by several wallets: write CODE@ISSUER, one of {}",
             matching
                 .iter()
-                .map(|c| format!("{}{}", c.code.as_str(), c.issuer))
+                .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -1065,7 +1068,7 @@ async fn orders(ctx: &Context, incoming: bool, outgoing: bool, pending: bool) ->
                 from: address(order.from),
                 to: address(order.to),
                 amount: order.amount.display(order.currency.decimals),
-                currency: currency_text(&order.currency),
+                currency: order.currency.to_string(),
                 status: status_text(order.status).into(),
                 memo,
             });
@@ -1194,8 +1197,7 @@ async fn reclaim(ctx: &Context, order: &str) -> Result<Output> {
 async fn balance(ctx: &Context) -> Result<Output> {
     let state = ctx.wallet_state().await?;
     let line = |currency: &Currency, amount: Amount| BalanceLine {
-        currency: currency_text(currency),
-        issuer: address(currency.issuer),
+        currency: currency.to_string(),
         amount: amount.display(currency.decimals),
     };
     let balances = state
@@ -1316,5 +1318,24 @@ mod tests {
             );
         }
         cache.state.check_conservation().unwrap();
+    }
+
+    /// A currency is named by its code, or CODE@ and its issuer's id, in full or the start of
+    /// it that `balance` shows; an ambiguous or unknown name is refused with what is held.
+    #[test]
+    fn a_currency_is_found_by_code_full_notation_or_short_form() {
+        let a = Currency::new(Keypair::from_seed(&[1; 32]).id(), "EUR", 2).unwrap();
+        let b = Currency::new(Keypair::from_seed(&[2; 32]).id(), "EUR", 2).unwrap();
+        let usd = Currency::new(a.issuer, "USD", 2).unwrap();
+        let held = [a, b, usd];
+        assert_eq!(resolve_currency("USD", &held).unwrap(), usd);
+        assert_eq!(resolve_currency(&a.to_string(), &held).unwrap(), a);
+        assert_eq!(resolve_currency(&b.short(), &held).unwrap(), b);
+        let several = resolve_currency("EUR", &held).unwrap_err().to_string();
+        assert!(several.contains(&a.to_string()) && several.contains(&b.to_string()));
+        let unknown = resolve_currency("GBP", &held).unwrap_err().to_string();
+        assert!(unknown.contains(&usd.short()), "{unknown}");
+        assert!(resolve_currency("EUR@", &held).is_err());
+        assert!(resolve_currency("EUR@zzzz", &held).is_err());
     }
 }

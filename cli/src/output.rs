@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use scrip_ledger::AuditReport;
+use scrip_ledger::{AuditReport, short_currency};
 use serde::{Deserialize, Serialize};
 
 /// An entry of a feed, as `scrip feed` shows it.
@@ -43,7 +43,7 @@ pub struct OrderLine {
     pub to: String,
     /// The amount, as a decimal.
     pub amount: String,
-    /// The currency code.
+    /// The currency, `CODE@ISSUER` (the issuer's full id).
     pub currency: String,
     /// `pending`, `accepted`, `rejected` or `reclaimed`.
     pub status: String,
@@ -54,10 +54,8 @@ pub struct OrderLine {
 /// A balance line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BalanceLine {
-    /// The currency code.
+    /// The currency, `CODE@ISSUER` (the issuer's full id).
     pub currency: String,
-    /// Its issuer's wallet.
-    pub issuer: String,
     /// The amount, as a decimal.
     pub amount: String,
 }
@@ -354,8 +352,11 @@ impl Output {
                     };
                     let _ = writeln!(
                         out,
-                        "{}  {:>12} {:<6} {arrow} {other}  {}{memo}",
-                        o.id, o.amount, o.currency, o.status
+                        "{}  {:>12} {:<15} {arrow} {other}  {}{memo}",
+                        o.id,
+                        o.amount,
+                        short_currency(&o.currency),
+                        o.status
                     );
                 }
             }
@@ -370,17 +371,14 @@ impl Output {
                     let _ = writeln!(out, "  no money yet");
                 }
                 for b in balances {
-                    let _ = writeln!(
-                        out,
-                        "  {:>14} {:<6} issued by {}",
-                        b.amount, b.currency, b.issuer
-                    );
+                    let _ = writeln!(out, "  {:>14} {}", b.amount, short_currency(&b.currency));
                 }
                 for e in escrow {
                     let _ = writeln!(
                         out,
-                        "  {:>14} {:<6} in escrow (sent, not accepted yet)",
-                        e.amount, e.currency
+                        "  {:>14} {} in escrow (sent, not accepted yet)",
+                        e.amount,
+                        short_currency(&e.currency)
                     );
                 }
                 if let Some(p) = pending {
@@ -436,8 +434,9 @@ pub fn audit_text(report: &AuditReport) -> String {
     for step in &report.steps {
         let money = match (&step.amount, &step.currency) {
             (Some(amount), Some(currency)) => format!(
-                "{}{amount} {currency}",
-                step.direction.as_deref().unwrap_or(" ")
+                "{}{amount} {}",
+                step.direction.as_deref().unwrap_or(" "),
+                short_currency(currency)
             ),
             _ => String::new(),
         };
@@ -451,12 +450,17 @@ pub fn audit_text(report: &AuditReport) -> String {
             .map_or(String::new(), |b| format!("  -> {b}"));
         let _ = writeln!(
             out,
-            "  #{:<5} {:<8} {money:>18}{after}{with}",
+            "  #{:<5} {:<8} {money:>26}{after}{with}",
             step.seq, step.kind
         );
     }
     for b in &report.balances {
-        let _ = writeln!(out, "  balance {} {}", b.amount, b.currency);
+        let _ = writeln!(
+            out,
+            "  balance {} {}",
+            b.amount,
+            short_currency(&b.currency)
+        );
     }
     match &report.verdict {
         scrip_ledger::audit::Verdict::Sound => {

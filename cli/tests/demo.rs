@@ -54,20 +54,32 @@ fn the_demo_prints_a_summary_whose_checks_all_pass() {
         "  carol    3 entries, sound",
         "  mallory  1 entry, sound",
         "balances:",
-        "  alice    750.00 EUR",
-        "  bob      200.00 EUR",
-        "  carol    50.00 EUR",
-        "supply:",
     ];
     assert_eq!(&summary[..expected.len()], &expected, "in:\n{out}");
+    // Currencies in the short form for people: CODE@ and 8 characters of the issuer.
+    let eur = |line: &str, start: &str| {
+        line.strip_prefix(start)
+            .and_then(|rest| rest.strip_prefix("EUR@"))
+            .is_some_and(|issuer| issuer.len() == 8)
+    };
+    assert!(eur(summary[expected.len()], "  alice    750.00 "), "{out}");
     assert!(
-        summary[expected.len()].starts_with("  EUR (issuer @")
-            && summary[expected.len()]
-                .ends_with("minted 1000.00, in balances 1000.00, in escrow 0.00"),
+        eur(summary[expected.len() + 1], "  bob      200.00 "),
+        "{out}"
+    );
+    assert!(
+        eur(summary[expected.len() + 2], "  carol    50.00 "),
+        "{out}"
+    );
+    assert_eq!(summary[expected.len() + 3], "supply:");
+    let supply = expected.len() + 4;
+    assert!(
+        summary[supply].starts_with("  EUR@")
+            && summary[supply].ends_with("minted 1000.00, in balances 1000.00, in escrow 0.00"),
         "{out}"
     );
     assert_eq!(
-        summary[expected.len() + 1],
+        summary[supply + 1],
         "conservation: for every currency, balances + escrow = minted  OK"
     );
     assert_eq!(summary.last(), Some(&"all checks passed"));
@@ -82,9 +94,12 @@ fn the_demo_keeps_real_homes_in_dir_and_reports_json() {
     let report = run.json();
     assert_eq!(report["passed"], true);
     assert_eq!(report["conservation"], true);
-    assert_eq!(report["balances"]["alice"][0], "750.00 EUR");
-    assert_eq!(report["balances"]["bob"][0], "200.00 EUR");
-    assert_eq!(report["balances"]["carol"][0], "50.00 EUR");
+    // The full notation for machines: CODE@ISSUER, the issuer's whole id.
+    let issuer = report["supply"][0]["currency"].as_str().unwrap().to_owned();
+    assert!(issuer.starts_with("EUR@") && issuer.len() > 40, "{issuer}");
+    assert_eq!(report["balances"]["alice"][0], format!("750.00 {issuer}"));
+    assert_eq!(report["balances"]["bob"][0], format!("200.00 {issuer}"));
+    assert_eq!(report["balances"]["carol"][0], format!("50.00 {issuer}"));
     assert_eq!(report["supply"][0]["minted"], "1000.00");
     assert_eq!(report["supply"][0]["in_escrow"], "0.00");
     let audits = report["audits"].as_array().unwrap();
@@ -124,4 +139,30 @@ fn the_demo_keeps_real_homes_in_dir_and_reports_json() {
         "{}",
         audit.stdout
     );
+}
+
+/// `scrip demo | head -1`: the reader goes away after one line; the demo ends quietly (no panic,
+/// no backtrace) instead of failing to print.
+#[test]
+fn a_closed_stdout_ends_the_demo_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(scrip_bin())
+        .arg("demo")
+        .env_remove("SCRIP_HOME")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("scrip demo in "), "{first:?}");
+    // The reader is dropped here: every later line meets a closed pipe.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
 }

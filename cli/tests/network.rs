@@ -57,7 +57,8 @@ fn balance(home: &TestHome) -> String {
             format!(
                 "{} {}",
                 b["amount"].as_str().unwrap(),
-                b["currency"].as_str().unwrap()
+                // The code of `CODE@ISSUER`.
+                b["currency"].as_str().unwrap().split('@').next().unwrap()
             )
         })
         .collect::<Vec<_>>()

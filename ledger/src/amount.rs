@@ -236,6 +236,12 @@ impl Currency {
         Ok(currency)
     }
 
+    /// The short form for people, `CODE@` and the first 8 base58 characters of the issuer
+    /// (`EUR@4dFUkGx9`): for display only, never for machines (see [`short_currency`]).
+    pub fn short(&self) -> String {
+        short_currency(&self.to_string())
+    }
+
     /// Checks the code and decimals of a decoded currency.
     pub fn check(&self) -> Result<(), Error> {
         CurrencyCode::new(self.code.as_str())?;
@@ -248,10 +254,21 @@ impl Currency {
     }
 }
 
+/// A currency's notation, `CODE@ISSUER` with the issuer's full base58 id: how scrip writes a
+/// currency everywhere (messages, JSON, audit reports). Its decimals are not part of the
+/// notation: the issuer's first mint fixes them (ledger.md §3).
 impl fmt::Display for Currency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `short()` is `@` and the first base58 characters of the issuer.
-        write!(f, "{}{}", self.code, self.issuer.short())
+        write!(f, "{}{}", self.code, self.issuer)
+    }
+}
+
+/// The short display form of a currency's notation (`CODE@ISSUER` → `CODE@` and 8 characters of
+/// the issuer); text that is not such a notation is returned as it is.
+pub fn short_currency(notation: &str) -> String {
+    match notation.split_once('@') {
+        Some((code, issuer)) => format!("{code}@{}", issuer.chars().take(8).collect::<String>()),
+        None => notation.to_owned(),
     }
 }
 

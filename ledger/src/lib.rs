@@ -34,7 +34,7 @@ pub mod verify;
 pub mod wallet;
 
 pub use address::WalletAddress;
-pub use amount::{Amount, Currency, CurrencyCode};
+pub use amount::{Amount, Currency, CurrencyCode, short_currency};
 pub use audit::{AuditReport, AuditStep, Verdict, audit};
 pub use certificate::{Certificate, NotarySet, Vote, VoteSubject, check_overlap, overlap_required};
 pub use content::{CertifiedBytes, Citation, WalletEntry};
