@@ -2,7 +2,7 @@
 //! every default spelled out and explained.
 
 use anyhow::{Result, anyhow, bail};
-use scrip_replicate::NetworkKey;
+use scrip_replicate::transport::NetworkKey;
 use serde::{Deserialize, Serialize};
 
 /// Default replication address of `scrip serve`.

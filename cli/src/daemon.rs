@@ -13,9 +13,11 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow};
 use scrip_feed::{Content, Seq, Store};
-use scrip_notary::certified::CertificateCheck;
-use scrip_notary::{Notary, NotaryConfig, NotaryHandle, SledVoteStore, gossip};
-use scrip_replicate::{Node, NodeConfig, NodeHandle, Tcp};
+use scrip_notary::{Notary, NotaryConfig, NotaryHandle, SledVoteStore};
+use scrip_replicate::transport::Tcp;
+use scrip_replicate::{Node, NodeConfig, NodeHandle};
+
+use crate::bridge::CertificateCheck;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
@@ -222,7 +224,7 @@ async fn start_parts(
         .await;
         match started {
             Ok(notary) => {
-                let bridge = gossip::bridge(node.link(), &notary);
+                let bridge = crate::bridge::bridge(node.link(), &notary);
                 (Some(notary), Some(bridge))
             }
             Err(err) => {

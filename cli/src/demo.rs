@@ -738,7 +738,7 @@ async fn equivocate(mallory: &Peer, notaries: &[Peer]) -> Result<String> {
 async fn ask(
     notary: &NotaryAddr,
     identity: &LocalIdentity,
-    config: &scrip_replicate::TransportConfig,
+    config: &transport::TransportConfig,
     request: &Request,
 ) -> Result<Response> {
     let tcp = tokio::net::TcpStream::connect(&notary.address)

@@ -88,12 +88,8 @@ fn feed_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a scri
     if let Some(feed) = err.downcast_ref::<scrip_feed::Error>() {
         return Some(feed);
     }
-    match err.downcast_ref::<scrip_notary::Error>() {
-        Some(scrip_notary::Error::Feed(feed)) => return Some(feed),
-        Some(scrip_notary::Error::Transport(scrip_replicate::Error::Feed(feed))) => {
-            return Some(feed);
-        }
-        _ => {}
+    if let Some(scrip_notary::Error::Feed(feed)) = err.downcast_ref::<scrip_notary::Error>() {
+        return Some(feed);
     }
     match err.downcast_ref::<scrip_replicate::Error>() {
         Some(scrip_replicate::Error::Feed(feed)) => Some(feed),

@@ -11,6 +11,8 @@
 //! - [`failure`]: exit statuses, and failures as they cross the control socket.
 //! - [`api`]: the daemon's control socket (JSON lines over a Unix socket).
 //! - [`daemon`]: `scrip serve` (replicate node, optional notary service, control socket).
+//! - [`bridge`]: where a notary and a replicate node meet (the notary crate uses only the
+//!   replicate crate's transport): the bridge between them and the node's certificate check.
 //! - [`net`]: one-shot catch-up from peers (`scrip sync`, audits of wallets not held).
 //! - [`payee`]: the checks on a payment's receiver, made before anything is signed.
 //! - [`demo`]: `scrip demo`, a whole network on loopback.
@@ -24,6 +26,7 @@
 pub mod api;
 pub mod args;
 pub mod bench;
+pub mod bridge;
 pub mod config;
 pub mod daemon;
 pub mod demo;

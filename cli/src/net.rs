@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use scrip_feed::FeedId;
-use scrip_notary::certified::CertificateCheck;
-use scrip_replicate::{Event, Node, NodeConfig, NodeLink, Tcp};
+use scrip_replicate::transport::Tcp;
+use scrip_replicate::{Event, Node, NodeConfig, NodeLink};
+
+use crate::bridge::CertificateCheck;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 

@@ -16,7 +16,8 @@ use scrip_ledger::{
 };
 use scrip_notary::certified;
 use scrip_notary::{NotaryAddr, PendingFile, WalletClient};
-use scrip_replicate::{NodeLink, Tcp, TransportConfig};
+use scrip_replicate::NodeLink;
+use scrip_replicate::transport::{Tcp, TransportConfig};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 

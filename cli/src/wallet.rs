@@ -9,7 +9,7 @@ use scrip_feed::Entry;
 use scrip_ledger::{CertifiedEntry, WalletEntry};
 use scrip_notary::client::{Earlier, probe};
 use scrip_notary::{ClientConfig, NotaryAddr, PendingFile};
-use scrip_replicate::Tcp;
+use scrip_replicate::transport::Tcp;
 
 use crate::failure::Failure;
 use crate::ops::{Context, address, transport};

@@ -2,14 +2,11 @@
 //! attachment of kind `scrip/certificate`; conversions to and from their wire bytes; citations;
 //! and the attachment check that keeps only valid certificates.
 
-use std::sync::Arc;
-
 use scrip_feed::store::VerifiedBatch;
 use scrip_feed::{Attachment, Entry, FeedId, IngestReport, Seq, Store};
 use scrip_ledger::certificate::CERTIFICATE_KIND;
 use scrip_ledger::verify::{VerifyAll, certify};
 use scrip_ledger::{Certificate, CertifiedBytes, CertifiedEntry, Citation, NotarySet};
-use scrip_replicate::AttachmentCheck;
 
 use crate::error::{Error, Result};
 
@@ -84,7 +81,7 @@ pub fn copy_certified(from: &dyn Store, to: &dyn Store, wallet: &FeedId) -> Resu
 }
 
 /// The notary set a genesis entry names.
-fn genesis_set(genesis: &Entry) -> Option<NotarySet> {
+pub fn genesis_set(genesis: &Entry) -> Option<NotarySet> {
     scrip_ledger::content::wallet_genesis(genesis).and_then(|g| NotarySet::new(&g.notaries).ok())
 }
 
@@ -188,95 +185,4 @@ pub fn notary_set(store: &dyn Store, wallet: &FeedId) -> Result<Option<NotarySet
     Ok(store
         .get(wallet, Seq::FIRST)?
         .and_then(|genesis| genesis_set(&genesis)))
-}
-
-/// Keeps a `scrip/certificate` attachment only if it certifies its entry under the wallet's
-/// notary set (from the wallet's genesis in the store); other kinds are kept as they are.
-#[derive(Clone)]
-pub struct CertificateCheck {
-    store: Arc<dyn Store>,
-}
-
-impl std::fmt::Debug for CertificateCheck {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CertificateCheck")
-    }
-}
-
-impl CertificateCheck {
-    /// A check reading genesis entries from `store`.
-    pub fn new(store: Arc<dyn Store>) -> CertificateCheck {
-        CertificateCheck { store }
-    }
-}
-
-impl CertificateCheck {
-    /// The first entry of `entry`'s feed: from the store, else from the batch received with it
-    /// (the entry itself, if it is the first). A batch genesis the store then refuses (a fork)
-    /// takes its entries down with it: entries that do not link to the stored chain are refused.
-    fn first_entry(&self, entry: &Entry, batch: &[Entry]) -> Option<Entry> {
-        let author = entry.author();
-        if entry.seq() == Seq::FIRST {
-            return Some(entry.clone());
-        }
-        self.store
-            .get(&author, Seq::FIRST)
-            .ok()
-            .flatten()
-            .or_else(|| {
-                batch
-                    .iter()
-                    .find(|e| e.author() == author && e.seq() == Seq::FIRST)
-                    .cloned()
-            })
-    }
-}
-
-/// True if `evidence` holds a certificate of `entry` under `set`.
-fn certified_by(evidence: &scrip_feed::fork::Evidence, entry: &Entry, set: &NotarySet) -> bool {
-    evidence.iter().any(|(kind, bytes)| {
-        kind == CERTIFICATE_KIND
-            && Certificate::decode(bytes).is_ok_and(|c| certify(&c, set, entry, &VerifyAll).is_ok())
-    })
-}
-
-impl AttachmentCheck for CertificateCheck {
-    fn accept(&self, entry: &Entry, kind: &str, bytes: &[u8], batch: &[Entry]) -> bool {
-        if kind != CERTIFICATE_KIND {
-            return true;
-        }
-        let Ok(certificate) = Certificate::decode(bytes) else {
-            return false;
-        };
-        // Under the set the wallet's genesis names (the genesis is certified by that set too).
-        self.first_entry(entry, batch)
-            .as_ref()
-            .and_then(genesis_set)
-            .is_some_and(|set| certify(&certificate, &set, entry, &VerifyAll).is_ok())
-    }
-
-    /// Every entry of a wallet (a feed whose first entry is a wallet genesis) needs its
-    /// certificate: a proposal its notaries refused is not part of the wallet.
-    fn required(&self, entry: &Entry, batch: &[Entry]) -> Option<&'static str> {
-        self.first_entry(entry, batch)
-            .as_ref()
-            .and_then(scrip_ledger::content::wallet_genesis)
-            .map(|_| CERTIFICATE_KIND)
-    }
-
-    /// A wallet's fork proof counts only if both halves carry a certificate under the set of
-    /// the genesis held here: two certified entries for one slot (more than f faulty notaries).
-    /// A signed proposal next to the certified entry proves nothing.
-    fn proof_counts(&self, proof: &scrip_feed::ForkProof, first: &Entry) -> bool {
-        if scrip_ledger::content::wallet_genesis(first).is_none() {
-            return true;
-        }
-        let Some(set) = genesis_set(first) else {
-            return false;
-        };
-        proof
-            .halves()
-            .iter()
-            .all(|(entry, evidence)| certified_by(evidence, entry, &set))
-    }
 }

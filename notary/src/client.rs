@@ -20,8 +20,7 @@ use scrip_ledger::certificate::ROUND_ZERO;
 use scrip_ledger::content::Genesis;
 use scrip_ledger::verify::{VerifyAll, subject_of};
 use scrip_ledger::{Certificate, CertifiedEntry, NotarySet, Vote, WalletEntry, WalletState};
-use scrip_replicate::transport::{self, LocalIdentity, SecureStream};
-use scrip_replicate::{Network, StoreCalls, TransportConfig};
+use scrip_replicate::transport::{self, LocalIdentity, Network, SecureStream, TransportConfig};
 use tokio::sync::{Mutex, Semaphore, mpsc};
 
 use crate::certified::{self, from_bytes, to_bytes};
@@ -50,8 +49,6 @@ pub struct ClientConfig {
     pub deadline: Duration,
     /// Pause before asking a notary again after a failure or a "not now".
     pub retry: Duration,
-    /// How store calls are run.
-    pub store_calls: StoreCalls,
 }
 
 impl Default for ClientConfig {
@@ -61,7 +58,6 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(3),
             deadline: Duration::from_secs(30),
             retry: Duration::from_millis(200),
-            store_calls: StoreCalls::Blocking,
         }
     }
 }
@@ -118,7 +114,7 @@ impl<N: Network> NotaryConn<N> {
     }
 
     fn timed_out(&self, what: &'static str) -> Error {
-        Error::Transport(scrip_replicate::Error::Timeout {
+        Error::Transport(transport::Error::Timeout {
             what,
             after: self.config.request_timeout,
         })
@@ -157,7 +153,7 @@ impl<N: Network> NotaryConn<N> {
             stream.send(bytes).await?;
             match stream.recv().await? {
                 Some(answer) => Ok(wire::decode::<Response>(&answer)?),
-                None => Err(Error::Transport(scrip_replicate::Error::Closed {
+                None => Err(Error::Transport(transport::Error::Closed {
                     during: "waiting for the notary's answer",
                 })),
             }
@@ -374,10 +370,10 @@ impl<N: Network> WalletClient<N> {
     pub async fn log(&self) -> Result<Vec<CertifiedEntry>> {
         let store = Arc::clone(&self.store);
         let wallet = self.id();
-        self.config
-            .store_calls
+        N::BLOCKING
             .run(move || certified::certified_log(store.as_ref(), &wallet))
-            .await?
+            .await
+            .ok_or(Error::Shutdown)?
     }
 
     /// The wallet's state after its certified log.
@@ -440,9 +436,7 @@ impl<N: Network> WalletClient<N> {
             self.id(),
         );
         self.pending_clear = false;
-        let entry = self
-            .config
-            .store_calls
+        let entry = N::BLOCKING
             .run(move || {
                 let head = store.head(&wallet)?;
                 let timestamp = Timestamp::from_millis(head.map_or(0, |h| h.seq.get()));
@@ -451,18 +445,18 @@ impl<N: Network> WalletClient<N> {
                 pending.save(&entry)?;
                 Ok::<_, Error>(entry)
             })
-            .await??;
+            .await
+            .ok_or(Error::Shutdown)??;
         self.certify(entry).await
     }
 
     /// The entry in the pending file, if any (and notes when there is none).
     async fn load_pending(&mut self) -> Result<Option<Entry>> {
         let pending = self.pending.clone();
-        let loaded = self
-            .config
-            .store_calls
+        let loaded = N::BLOCKING
             .run(move || pending.load())
-            .await??;
+            .await
+            .ok_or(Error::Shutdown)??;
         if loaded.is_none() {
             self.pending_clear = true;
         }
@@ -529,11 +523,10 @@ impl<N: Network> WalletClient<N> {
     async fn settled_in_store(&mut self, entry: &Entry) -> Result<Option<Earlier>> {
         let store = Arc::clone(&self.store);
         let (wallet, seq) = (entry.author(), entry.seq());
-        let stored = self
-            .config
-            .store_calls
+        let stored = N::BLOCKING
             .run(move || certified::log(store.as_ref(), &wallet, seq.get(), 1))
-            .await??
+            .await
+            .ok_or(Error::Shutdown)??
             .into_iter()
             .find(|c| c.entry.seq() == seq && c.certificate.is_some());
         let Some(stored) = stored else {
@@ -556,11 +549,10 @@ impl<N: Network> WalletClient<N> {
     async fn store_head(&self) -> Result<Option<scrip_feed::Head>> {
         let store = Arc::clone(&self.store);
         let wallet = self.id();
-        Ok(self
-            .config
-            .store_calls
+        Ok(N::BLOCKING
             .run(move || store.head(&wallet))
-            .await??)
+            .await
+            .ok_or(Error::Shutdown)??)
     }
 
     /// The certified entry `entry` follows, if any: the one this client certified last if it is
@@ -623,11 +615,10 @@ impl<N: Network> WalletClient<N> {
         let wallet = self.id();
         let local = self.store_head().await?.map_or(0, |h| h.seq.get());
         let store = Arc::clone(&self.store);
-        let held_set = self
-            .config
-            .store_calls
+        let held_set = N::BLOCKING
             .run(move || certified::notary_set(store.as_ref(), &wallet))
-            .await??;
+            .await
+            .ok_or(Error::Shutdown)??;
         let set = match held_set {
             Some(set) => set,
             // Not created yet: the notaries it is being created with.
@@ -702,10 +693,10 @@ impl<N: Network> WalletClient<N> {
                 }
                 let store = Arc::clone(&self.store);
                 let to_store = fetched.clone();
-                self.config
-                    .store_calls
+                N::BLOCKING
                     .run(move || certified::store_certified(store.as_ref(), &to_store))
-                    .await??;
+                    .await
+                    .ok_or(Error::Shutdown)??;
                 log.extend(fetched);
             }
         }
@@ -834,10 +825,10 @@ impl<N: Network> WalletClient<N> {
             let pending = self.pending.clone();
             let saved = entry.clone();
             self.pending_clear = false;
-            self.config
-                .store_calls
+            N::BLOCKING
                 .run(move || pending.save(&saved))
-                .await??;
+                .await
+                .ok_or(Error::Shutdown)??;
             let certified = self.certify(entry).await?;
             return Ok(certified.entry.seq().get());
         }
@@ -905,13 +896,13 @@ impl<N: Network> WalletClient<N> {
                 let to_store = certified.clone();
                 let pending = self.pending.clone();
                 // Durable in the store first; only then is the pending entry forgotten.
-                self.config
-                    .store_calls
+                N::BLOCKING
                     .run(move || {
                         certified::store_own_certified(store.as_ref(), &to_store)?;
                         pending.clear()
                     })
-                    .await??;
+                    .await
+                    .ok_or(Error::Shutdown)??;
                 self.pending_clear = true;
                 self.last_certified = Some(certified.clone());
                 Ok(certified)

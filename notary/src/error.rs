@@ -15,10 +15,13 @@ pub enum Error {
     Feed(#[from] scrip_feed::Error),
     /// The transport failed.
     #[error(transparent)]
-    Transport(#[from] scrip_replicate::Error),
+    Transport(#[from] scrip_replicate::transport::Error),
     /// Ledger content is malformed.
     #[error(transparent)]
     Ledger(#[from] scrip_ledger::Error),
+    /// The notary service (or the runtime under a client) is shutting down.
+    #[error("the notary is shutting down")]
+    Shutdown,
     /// A vote store already holds another entry for a slot.
     #[error("slot #{seq} of {wallet} already holds a vote for another entry")]
     SlotTaken {

@@ -6,16 +6,15 @@
 //!   certified prefix and the slots it voted for (vote, same vote again, or a refusal with a
 //!   reason).
 //! - [`votes`]: durable vote records (persisted and fsynced before any vote is signed).
-//! - [`wire`]: the notary protocol (propose, slot query, fetch) over the replicate transport.
+//! - [`wire`]: the notary protocol (propose, slot query, fetch) over the replicate crate's
+//!   transport, the only part of that crate the notary uses. A notary runs beside a replicate
+//!   node in `scrip serve --notary`; the two are bridged where they are composed (`scrip-cli`).
 //! - [`service`]: the notary service: a listener and one actor deciding requests in batches with
 //!   one flush per batch (group commit).
 //! - [`client`]: the wallet client: durable pending proposals retried byte for byte, parallel
 //!   requests finishing at a quorum, safe restore.
-//! - [`certified`]: certified entries in a feed store (certificates as attachments), citations,
-//!   and the attachment check that keeps only valid certificates.
+//! - [`certified`]: certified entries in a feed store (certificates as attachments), citations.
 //! - [`pending`]: the client's pending-proposal file.
-//! - [`gossip`]: the bridge between a notary and the replicate node beside it (notaries are
-//!   ordinary peers: they replicate wallets and certificates, and catch up on their own).
 //! - [`bench`]: the end-to-end transfer benchmark.
 //!
 //! The protocol is specified in `docs/protocol/notary.md`.
@@ -25,7 +24,6 @@ pub mod certified;
 pub mod client;
 pub mod decision;
 mod error;
-pub mod gossip;
 pub mod pending;
 pub mod service;
 pub mod votes;

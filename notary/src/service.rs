@@ -10,9 +10,9 @@ use scrip_feed::store::VerifiedBatch;
 use scrip_feed::{Entry, FeedId, Keypair, Store};
 use scrip_ledger::verify::TrustSignatures;
 use scrip_ledger::{CertifiedEntry, Vote, VoteSubject};
-use scrip_replicate::net::{AcceptLimits, Slot, SlotTable};
-use scrip_replicate::transport::{LocalIdentity, SecureStream};
-use scrip_replicate::{Network, StoreCalls, TransportConfig};
+use scrip_replicate::transport::{
+    AcceptLimits, Blocking, LocalIdentity, Network, SecureStream, Slot, SlotTable, TransportConfig,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -73,8 +73,6 @@ pub struct NotaryConfig {
     pub idle_before_eviction: Duration,
     /// Requests per second allowed per client connection (a token bucket of one second).
     pub requests_per_sec: u32,
-    /// How store and vote-store calls are run.
-    pub store_calls: StoreCalls,
 }
 
 impl Default for NotaryConfig {
@@ -86,7 +84,6 @@ impl Default for NotaryConfig {
             accept: AcceptLimits::default(),
             idle_before_eviction: IDLE_BEFORE_EVICTION,
             requests_per_sec: 2000,
-            store_calls: StoreCalls::Blocking,
         }
     }
 }
@@ -168,11 +165,12 @@ impl Notary {
         hook: Arc<StepHook>,
     ) -> Result<NotaryHandle> {
         let me = keypair.id();
-        let calls = config.store_calls;
+        let calls = N::BLOCKING;
         let (rebuild_store, rebuild_votes) = (Arc::clone(&store), Arc::clone(&votes));
         let state = calls
             .run(move || rebuild(me, rebuild_store.as_ref(), rebuild_votes.as_ref()))
-            .await??;
+            .await
+            .ok_or(Error::Shutdown)??;
         let (listener, address) = network
             .bind(&config.listen)
             .await
@@ -204,7 +202,7 @@ impl Notary {
             let jobs = jobs.clone();
             let slots = SlotTable::new(config.max_clients, config.idle_before_eviction);
             let transport = config.transport.clone();
-            tokio::spawn(scrip_replicate::net::accept_loop(
+            tokio::spawn(scrip_replicate::transport::accept_loop(
                 Arc::new(network),
                 listener,
                 identity,
@@ -285,10 +283,8 @@ impl NotaryHandle {
         self.jobs
             .send(Job::Request { request, reply })
             .await
-            .map_err(|_| Error::Transport(scrip_replicate::Error::Shutdown))?;
-        answer
-            .await
-            .map_err(|_| Error::Transport(scrip_replicate::Error::Shutdown))
+            .map_err(|_| Error::Shutdown)?;
+        answer.await.map_err(|_| Error::Shutdown)
     }
 
     /// Stops accepting, finishes the queued jobs and stops.
@@ -381,10 +377,8 @@ async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
                     let (reply, answer) = oneshot::channel();
                     jobs.send(Job::Request { request, reply })
                         .await
-                        .map_err(|_| Error::Transport(scrip_replicate::Error::Shutdown))?;
-                    answer
-                        .await
-                        .map_err(|_| Error::Transport(scrip_replicate::Error::Shutdown))?
+                        .map_err(|_| Error::Shutdown)?;
+                    answer.await.map_err(|_| Error::Shutdown)?
                 }
             }
         };
@@ -397,7 +391,7 @@ struct Actor {
     state: NotaryState,
     store: Arc<dyn Store>,
     votes: Arc<dyn VoteStore>,
-    calls: StoreCalls,
+    calls: Blocking,
     hook: Arc<StepHook>,
     /// To the background store writer (`None` once shut down).
     writes: Option<mpsc::Sender<StoreWrite>>,
@@ -425,7 +419,7 @@ enum StoreWrite {
 /// Writes queued [`StoreWrite`]s, what gathered within [`LEARNED_WRITE_DELAY`] in one commit.
 async fn store_writer(
     store: Arc<dyn Store>,
-    calls: StoreCalls,
+    calls: Blocking,
     mut writes: mpsc::Receiver<StoreWrite>,
     events: broadcast::Sender<NotaryEvent>,
 ) {
@@ -458,7 +452,7 @@ async fn store_writer(
 /// Writes learned entries to the feed store in one commit (no flush) and tells the node.
 async fn write_learned(
     store: &Arc<dyn Store>,
-    calls: StoreCalls,
+    calls: Blocking,
     learned: Vec<CertifiedEntry>,
     events: &broadcast::Sender<NotaryEvent>,
 ) {
@@ -479,7 +473,8 @@ async fn write_learned(
             }
             Ok::<_, Error>((report, heads))
         })
-        .await;
+        .await
+        .ok_or(Error::Shutdown);
     match written {
         Ok(Ok((report, heads))) => {
             if report.refused() > 0 {
@@ -614,6 +609,7 @@ impl Actor {
             .calls
             .run(move || votes.record(&records, hook.as_ref()))
             .await
+            .ok_or(Error::Shutdown)
         {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(err.to_string()),
@@ -637,7 +633,8 @@ impl Actor {
             let _ = barrier.await;
             let fetched = calls
                 .run(move || certified::log(store.as_ref(), &wallet, from, limit))
-                .await;
+                .await
+                .ok_or(Error::Shutdown);
             let response = match fetched {
                 Ok(Ok(entries)) => Response::Certified(
                     entries
@@ -672,7 +669,8 @@ impl Actor {
             let read = self
                 .calls
                 .run(move || votes.voted_entry(&wallet, scrip_feed::Seq::new(seq)))
-                .await;
+                .await
+                .ok_or(Error::Shutdown);
             if let Ok(Ok(Some(entry))) = read
                 && entry.id() == id
                 && let Some(payload) = entry.payload()
@@ -756,6 +754,7 @@ impl Actor {
             let read = calls
                 .run(move || read_to_learn(store.as_ref(), &wallet, from))
                 .await
+                .ok_or(Error::Shutdown)
                 .ok()
                 .and_then(std::result::Result::ok)
                 .flatten();

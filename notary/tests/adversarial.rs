@@ -387,7 +387,7 @@ async fn a_vote_the_store_failed_to_record_is_never_signed() {
         Arc::clone(&setup.notaries[0]),
         store,
         Arc::clone(&votes) as Arc<dyn VoteStore>,
-        scrip_replicate::Tcp,
+        scrip_replicate::transport::Tcp,
         NotaryConfig::default(),
         Arc::new(|_| {}),
     )
@@ -522,7 +522,7 @@ async fn one_batch_for_one_slot(after: AfterGate) -> Vec<Option<scrip_notary::wi
             Arc::clone(&setup.notaries[0]),
             store,
             Arc::clone(&votes) as Arc<dyn VoteStore>,
-            scrip_replicate::Tcp,
+            scrip_replicate::transport::Tcp,
             NotaryConfig::default(),
             Arc::new(|_| {}),
         )
@@ -624,7 +624,7 @@ async fn bogus_proposals_leave_no_state_behind() {
             Arc::clone(&setup.notaries[0]),
             store,
             Arc::new(scrip_notary::MemoryVoteStore::new()),
-            scrip_replicate::Tcp,
+            scrip_replicate::transport::Tcp,
             NotaryConfig::default(),
             Arc::new(|_| {}),
         )

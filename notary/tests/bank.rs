@@ -25,7 +25,7 @@ use scrip_notary::{
     ClientConfig, MemoryVoteStore, Notary, NotaryAddr, NotaryConfig, PendingFile, VoteStore,
     WalletClient,
 };
-use scrip_replicate::{StoreCalls, TransportConfig, Turmoil};
+use scrip_replicate::transport::{TransportConfig, Turmoil};
 
 const NOTARIES: usize = 4;
 const WALLETS: usize = 3;
@@ -85,7 +85,6 @@ async fn wallet_loop(
         request_timeout: Duration::from_secs(2),
         deadline: Duration::from_secs(8),
         retry: Duration::from_millis(300),
-        store_calls: StoreCalls::Inline,
     };
     let me = wallet_key(i);
     let mut client = WalletClient::new(
@@ -253,7 +252,6 @@ fn run_bank(seed: u64) {
                     NotaryConfig {
                         listen: format!("0.0.0.0:{PORT}"),
                         transport: transport(),
-                        store_calls: StoreCalls::Inline,
                         ..NotaryConfig::default()
                     },
                     Arc::new(|_| {}),

@@ -20,8 +20,7 @@ use scrip_ledger::verify::subject_of;
 use scrip_notary::certified::to_bytes;
 use scrip_notary::wire::{self, Proposal, Request, Response};
 use scrip_notary::{Notary, NotaryConfig, Refusal, SledVoteStore, Step, VoteStore};
-use scrip_replicate::transport::{self, LocalIdentity};
-use scrip_replicate::{Tcp, TransportConfig};
+use scrip_replicate::transport::{self, LocalIdentity, Tcp, TransportConfig};
 
 const CHILD_DIR: &str = "SCRIP_NOTARY_CHILD_DIR";
 const NOTARY_SEED: u8 = 100;

@@ -324,7 +324,7 @@ async fn slow_notaries_get_the_same_bytes_again_and_the_slot_never_locks() {
             Arc::clone(&store),
             scrip_notary::PendingFile::new(dir.path().join("pending")),
             addrs.clone(),
-            scrip_replicate::Tcp,
+            scrip_replicate::transport::Tcp,
             config,
         )
         .unwrap(),

@@ -18,8 +18,8 @@ use scrip_feed::{Entry, Keypair, SledOptions, SledStore, Store};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::{Error, Result};
-use crate::net::{Network, Tcp};
 use crate::node::{Event, Node, NodeConfig};
+use crate::transport::{Network, Tcp};
 
 /// A stream that counts the bytes it carries.
 #[derive(Debug)]
@@ -236,10 +236,10 @@ pub async fn replicate(dir: &Path, authors: usize, per_author: usize) -> Result<
                 .map_err(|_| Error::Shutdown)??;
             }
             _ => {
-                return Err(Error::Timeout {
-                    what: "the replication benchmark",
-                    after: Duration::from_secs(120),
-                });
+                return Err(Error::timeout(
+                    "the replication benchmark",
+                    Duration::from_secs(120),
+                ));
             }
         }
     }
@@ -361,10 +361,10 @@ async fn timed_sync(
     while store.head(&feed)?.map_or(0, |h| h.seq.get()) < entries {
         if Instant::now() > deadline {
             node.shutdown().await;
-            return Err(Error::Timeout {
-                what: "a sync under attack",
-                after: Duration::from_secs(120),
-            });
+            return Err(Error::timeout(
+                "a sync under attack",
+                Duration::from_secs(120),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

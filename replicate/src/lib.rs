@@ -2,16 +2,18 @@
 //!
 //! # Layout
 //!
-//! - [`transport`]: Noise `XXpsk3` (the PSK is the network key) over any `AsyncRead +
-//!   AsyncWrite`, with the Noise static key bound to the peer's ed25519 feed identity, and
-//!   length-prefixed, chunked, authenticated framing. Spec: `docs/protocol/transport.md`.
+//! - [`transport`]: the layer below replication, with a public surface of its own: Noise
+//!   `XXpsk3` (the PSK is the network key) over any `AsyncRead + AsyncWrite`, with the Noise
+//!   static key bound to the peer's ed25519 feed identity, and length-prefixed, chunked,
+//!   authenticated framing; the networks it runs on (TCP, or a simulated one in tests); the
+//!   bounded accept loop and session slots. The notary protocol uses it too. Spec:
+//!   `docs/protocol/transport.md`.
 //! - [`wire`]: the replication messages and their limits. Spec: `docs/protocol/replication.md`.
 //! - [`session`]: the replication session with one peer, a sans-IO state machine.
 //! - [`scope`], [`scheduler`], [`peers`]: pure decisions of the node: which feeds to replicate
 //!   (follow graph, blocks, explicit requests), which peer to ask each feed of, whom to dial.
 //! - [`peer`]: the thin async driver of one session (reader, writer, ingest worker).
-//! - [`node`]: the gossip node actor and its [`NodeHandle`]; [`net`]: the network it runs on
-//!   (TCP, or a simulated one in tests).
+//! - [`node`]: the gossip node actor and its [`NodeHandle`].
 //! - [`background`]: the lower-priority thread a node may check and store received entries on.
 //! - [`limits`]: every bound, as a named constant.
 //! - [`bench`]: the replication macro benchmark (`cargo bench`, `scrip bench`).
@@ -23,7 +25,6 @@ pub mod background;
 pub mod bench;
 mod error;
 pub mod limits;
-pub mod net;
 pub mod node;
 pub mod peer;
 pub mod peers;
@@ -34,11 +35,5 @@ pub mod transport;
 pub mod wire;
 
 pub use error::{Error, Result};
-#[cfg(feature = "turmoil")]
-pub use net::Turmoil;
-pub use net::{Network, Tcp};
-pub use node::{Event, Node, NodeConfig, NodeHandle, NodeLink, NodeStatus, PeerStatus, StoreCalls};
+pub use node::{Event, Node, NodeConfig, NodeHandle, NodeLink, NodeStatus, PeerStatus};
 pub use peer::{AcceptAll, AttachmentCheck};
-pub use transport::{
-    LocalIdentity, NetworkKey, SecureReader, SecureStream, SecureWriter, TransportConfig,
-};

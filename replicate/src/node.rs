@@ -21,7 +21,6 @@ use crate::limits::{
     EVENT_CHANNEL_CAPACITY, MAX_FORK_PROOFS_ON_CONNECT, MAX_PEER_MEMORIES, MAX_UNJUDGED_PROOFS,
     STORED_CHANNEL_CAPACITY,
 };
-use crate::net::Network;
 use crate::peer::{AcceptAll, AttachmentCheck, PeerCommand, PeerContext, PeerReport};
 use crate::peers::{Origin, PeerTable};
 use crate::scheduler::{Change, DEFAULT_REQUEST_TIMEOUT, Scheduler};
@@ -33,7 +32,7 @@ pub const IDLE_BEFORE_EVICTION: Duration = Duration::from_secs(5);
 const SCAN_BATCH: usize = 4096;
 use crate::scope::{DEFAULT_HOPS, FollowGraph, Scope};
 use crate::session::{PeerMemory, Session};
-use crate::transport::{self, LocalIdentity, SecureStream, TransportConfig};
+use crate::transport::{self, Blocking, LocalIdentity, Network, SecureStream, TransportConfig};
 
 /// Capacity of each connection's command channel. The node uses `try_send`; a connection too
 /// slow to take its commands is closed.
@@ -59,7 +58,7 @@ pub struct NodeConfig {
     /// Most connections this node accepts (session slots, taken after authentication).
     pub max_incoming: usize,
     /// Bounds on incoming connections before they authenticate.
-    pub accept: crate::net::AcceptLimits,
+    pub accept: crate::transport::AcceptLimits,
     /// How long an inbound peer must have been useless (no entries sent or received) before a
     /// newcomer may take its slot when all are in use.
     pub idle_before_eviction: Duration,
@@ -75,37 +74,25 @@ pub struct NodeConfig {
     pub tick: Duration,
     /// Seed of the node's random choices (peer order, backoff jitter, epoch).
     pub seed: u64,
-    /// How store calls are run.
-    pub store_calls: StoreCalls,
     /// Check and store received entries on a thread of lower CPU priority (see
     /// [`crate::background`]) instead of tokio's blocking pool: for a node sharing its
-    /// process with latency-sensitive work (a notary). Ignored with [`StoreCalls::Inline`].
+    /// process with latency-sensitive work (a notary). Ignored on a network whose blocking work
+    /// runs inline ([`Blocking::Inline`]: simulations).
     pub background_ingest: bool,
 }
 
-/// How a node runs its (synchronous) store calls.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum StoreCalls {
-    /// On tokio's blocking thread pool (the default: sled does disk I/O and fsync).
-    #[default]
-    Blocking,
-    /// On the calling task. Only for fast in-memory stores, e.g. in deterministic simulations,
-    /// where work on other threads would make runs depend on real time.
-    Inline,
-}
+/// How this crate runs its (synchronous) store calls: as the node's network wants blocking work
+/// run ([`Network::BLOCKING`]), with this crate's error when the runtime is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StoreCalls(pub(crate) Blocking);
 
 impl StoreCalls {
     /// Runs `call` as configured.
-    pub async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         self,
         call: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T> {
-        match self {
-            StoreCalls::Inline => Ok(call()),
-            StoreCalls::Blocking => tokio::task::spawn_blocking(call)
-                .await
-                .map_err(|_| Error::Shutdown),
-        }
+        self.0.run(call).await.ok_or(Error::Shutdown)
     }
 }
 
@@ -119,7 +106,7 @@ impl Default for NodeConfig {
             transport: TransportConfig::default(),
             max_outgoing: 4,
             max_incoming: 32,
-            accept: crate::net::AcceptLimits::default(),
+            accept: crate::transport::AcceptLimits::default(),
             idle_before_eviction: IDLE_BEFORE_EVICTION,
             rotate_every: Some(Duration::from_secs(300)),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -127,7 +114,6 @@ impl Default for NodeConfig {
             ingest_batch: DEFAULT_INGEST_BATCH,
             tick: Duration::from_secs(1),
             seed: 0,
-            store_calls: StoreCalls::Blocking,
             background_ingest: false,
         }
     }
@@ -267,7 +253,7 @@ enum Command<S> {
         address: String,
         outgoing: bool,
         /// An incoming connection's session slot is taken by the actor.
-        slot: Option<crate::net::Slot>,
+        slot: Option<crate::transport::Slot>,
     },
     DialFailed {
         address: String,
@@ -357,7 +343,7 @@ impl Node {
                 .map_err(|e| Error::io("binding the listen address", &e))?;
             listen = Some(bound);
             let commands = commands.clone();
-            accept_task = Some(tokio::spawn(crate::net::accept_loop(
+            accept_task = Some(tokio::spawn(crate::transport::accept_loop(
                 Arc::clone(&network),
                 listener,
                 Arc::clone(&identity),
@@ -381,8 +367,8 @@ impl Node {
         }
 
         let store_for_heads = Arc::clone(&store);
-        let heads = config
-            .store_calls
+        let store_calls = StoreCalls(N::BLOCKING);
+        let heads = store_calls
             .run(move || all_heads(store_for_heads.as_ref()))
             .await??;
 
@@ -394,14 +380,14 @@ impl Node {
         }
         let context = Arc::new(PeerContext {
             store: Arc::clone(&store),
-            store_calls: config.store_calls,
+            store_calls,
             reports,
             attachments,
             bytes_per_sec: config.peer_bytes_per_sec,
             ingest_batch: config.ingest_batch,
             keepalive: config.transport.idle_timeout / 3,
-            background: match config.store_calls {
-                StoreCalls::Blocking if config.background_ingest => {
+            background: match N::BLOCKING {
+                Blocking::Pool if config.background_ingest => {
                     Some(crate::background::Background::start()?)
                 }
                 _ => None,
@@ -410,7 +396,6 @@ impl Node {
         let request_timeout = config.request_timeout;
         let (max_incoming, idle_before_eviction) =
             (config.max_incoming, config.idle_before_eviction);
-        let store_calls = config.store_calls;
         let actor = Actor {
             id: keypair.id(),
             config,
@@ -438,7 +423,7 @@ impl Node {
             scanning: BTreeSet::new(),
             unjudged: VecDeque::new(),
             accept_task,
-            inbound: crate::net::SlotTable::new(max_incoming, idle_before_eviction),
+            inbound: crate::transport::SlotTable::new(max_incoming, idle_before_eviction),
             own_claimed: 0,
             tasks: JoinSet::new(),
         };
@@ -663,7 +648,7 @@ struct Actor<N: Network> {
     unjudged: VecDeque<(Option<FeedId>, Box<ForkProof>)>,
     accept_task: Option<JoinHandle<()>>,
     /// Session slots of incoming connections.
-    inbound: Arc<crate::net::SlotTable>,
+    inbound: Arc<crate::transport::SlotTable>,
     /// The highest seq of our own feed any peer claimed to hold.
     own_claimed: u64,
     /// Every task the actor started that may hold the store: awaited at shutdown, so that the
@@ -835,7 +820,7 @@ impl<N: Network> Actor<N> {
         stream: SecureStream<N::Stream>,
         address: String,
         outgoing: bool,
-        slot: Option<crate::net::Slot>,
+        slot: Option<crate::transport::Slot>,
     ) {
         let peer = stream.remote();
         if outgoing {
@@ -1045,16 +1030,16 @@ impl<N: Network> Actor<N> {
         );
     }
 
-    /// Runs a store call off the actor (or inline, see [`StoreCalls`]); the command it returns
+    /// Runs a store call off the actor (or inline, see [`Blocking`]); the command it returns
     /// is then handled by the actor.
     fn store_task(&mut self, call: impl FnOnce() -> Option<Command<N::Stream>> + Send + 'static) {
-        match self.config.store_calls {
-            StoreCalls::Inline => {
+        match N::BLOCKING {
+            Blocking::Inline => {
                 if let Some(command) = call() {
                     self.on_command(command);
                 }
             }
-            StoreCalls::Blocking => {
+            Blocking::Pool => {
                 let commands = self.commands.clone();
                 self.tasks.spawn(async move {
                     if let Ok(Some(command)) = tokio::task::spawn_blocking(call).await {
@@ -1273,11 +1258,11 @@ impl<N: Network> Actor<N> {
                 let dialed = async {
                     let stream = tokio::time::timeout(DIAL_TIMEOUT, network.connect(&address))
                         .await
-                        .map_err(|_| Error::Timeout {
+                        .map_err(|_| transport::Error::Timeout {
                             what: "connecting",
                             after: DIAL_TIMEOUT,
                         })?
-                        .map_err(|e| Error::io("connecting", &e))?;
+                        .map_err(|e| transport::Error::io("connecting", &e))?;
                     transport::connect(stream, &identity, expected, &transport).await
                 };
                 let command = match dialed.await {

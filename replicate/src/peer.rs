@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::session::{Action, IngestResult, PeerMemory, Session};
-use crate::transport::SecureStream;
+use crate::transport::{self, SecureStream};
 use crate::wire::{self, Attachment, Message, Note};
 
 /// Decoded messages waiting for the session loop.
@@ -157,7 +157,7 @@ pub(crate) async fn run<S>(
     mut commands: mpsc::Receiver<PeerCommand>,
     mut stored_rx: broadcast::Receiver<(FeedId, u64)>,
     connection: u64,
-    slot: Option<crate::net::Slot>,
+    slot: Option<crate::transport::Slot>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -270,7 +270,7 @@ pub(crate) async fn run<S>(
                 }
                 Some(Inbound::Goodbye) => break 'session Ok("the peer said goodbye".into()),
                 Some(Inbound::Failed(err)) => break 'session Err(err),
-                None => break 'session Err(Error::Closed { during: "while reading" }),
+                None => break 'session Err(transport::Error::Closed { during: "while reading" }.into()),
             },
             permit = outbound.reserve(), if !outbox.is_empty() => match permit {
                 Ok(permit) => {
@@ -278,7 +278,7 @@ pub(crate) async fn run<S>(
                         permit.send(Outgoing::Message(bytes));
                     }
                 }
-                Err(_) => break 'session Err(Error::Closed { during: "while writing" }),
+                Err(_) => break 'session Err(transport::Error::Closed { during: "while writing" }.into()),
             },
             () = evicted(slot.as_ref()) => {
                 break 'session Ok("evicted: a newcomer took the slot of this idle peer".into())
@@ -411,7 +411,7 @@ enum Inbound {
 }
 
 /// Resolves when the connection's slot was taken by a newcomer (never, without a slot).
-async fn evicted(slot: Option<&crate::net::Slot>) {
+async fn evicted(slot: Option<&crate::transport::Slot>) {
     match slot {
         Some(slot) => slot.evicted().await,
         None => std::future::pending().await,
@@ -435,7 +435,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 return;
             }
             Err(err) => {
-                let _ = inbound.send(Inbound::Failed(err)).await;
+                let _ = inbound.send(Inbound::Failed(err.into())).await;
                 return;
             }
         };

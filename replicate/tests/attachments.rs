@@ -14,7 +14,8 @@ use scrip_feed::{
     Entry, EntryId, FeedId, ForkProof, Head, Keypair, MemoryStore, Result, Seq, SledOptions,
     SledStore, Store, Timestamp,
 };
-use scrip_replicate::{Node, NodeConfig, Tcp, TransportConfig};
+use scrip_replicate::transport::{Tcp, TransportConfig};
+use scrip_replicate::{Node, NodeConfig};
 
 /// How long the relay's write of attachment-carrying entries takes: long enough for a third
 /// node to connect and read in the middle of it.

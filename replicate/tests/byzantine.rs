@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scrip_feed::{Content, Entry, FeedId, Head, Keypair, MemoryStore, Seq, Store, Timestamp};
-use scrip_replicate::transport::{self, SecureStream};
+use scrip_replicate::transport::{self, LocalIdentity, SecureStream, Tcp, TransportConfig};
 use scrip_replicate::wire::{self, Entries, Hello, Message, Note, WireEntry};
-use scrip_replicate::{Event, LocalIdentity, Node, NodeConfig, NodeHandle, Tcp, TransportConfig};
+use scrip_replicate::{Event, Node, NodeConfig, NodeHandle};
 use tokio::net::TcpStream;
 
 fn key(n: u8) -> Arc<Keypair> {

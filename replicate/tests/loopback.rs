@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scrip_feed::{Content, FeedId, Keypair, MemoryStore, SledOptions, SledStore, Store, Timestamp};
-use scrip_replicate::{Event, Node, NodeConfig, NodeHandle, Tcp, TransportConfig};
+use scrip_replicate::transport::{Tcp, TransportConfig};
+use scrip_replicate::{Event, Node, NodeConfig, NodeHandle};
 
 fn init_logs() {
     let _ = tracing_subscriber::fmt()

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use scrip_feed::{Content, FeedId, Keypair, MemoryStore, Store, Timestamp};
-use scrip_replicate::{Event, Node, NodeConfig, StoreCalls, TransportConfig, Turmoil};
+use scrip_replicate::transport::{TransportConfig, Turmoil};
+use scrip_replicate::{Event, Node, NodeConfig};
 
 fn key(n: usize) -> Arc<Keypair> {
     Arc::new(Keypair::from_seed(&[u8::try_from(n + 1).unwrap(); 32]))
@@ -93,7 +94,6 @@ fn build(
                         ..TransportConfig::default()
                     },
                     seed: seed ^ (i as u64),
-                    store_calls: StoreCalls::Inline,
                     ..NodeConfig::default()
                 };
                 let node = Node::spawn(

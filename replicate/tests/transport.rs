@@ -11,7 +11,7 @@ use scrip_replicate::transport::{
     self, HANDSHAKE_DOMAIN, IDENTITY_PROOF_VERSION, IdentityProof, NOISE_PARAMS, PROLOGUE, Role,
     verify_identity_proof,
 };
-use scrip_replicate::{Error, LocalIdentity, NetworkKey, TransportConfig};
+use scrip_replicate::transport::{Error, LocalIdentity, NetworkKey, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 
 fn identity(n: u8) -> LocalIdentity {

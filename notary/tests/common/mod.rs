@@ -14,7 +14,7 @@ use scrip_notary::{
     ClientConfig, Notary, NotaryAddr, NotaryConfig, NotaryHandle, PendingFile, SledVoteStore,
     VoteStore, WalletClient,
 };
-use scrip_replicate::{Tcp, TransportConfig};
+use scrip_replicate::transport::{Tcp, TransportConfig};
 
 /// A vote store whose `record` runs `record` (given the inner store) instead: for tests that
 /// make the disk fail, hold a batch, or die in it. Everything else is the inner store's.
@@ -154,7 +154,6 @@ pub fn client_config() -> ClientConfig {
         request_timeout: Duration::from_secs(2),
         deadline: Duration::from_secs(8),
         retry: Duration::from_millis(50),
-        ..ClientConfig::default()
     }
 }
 

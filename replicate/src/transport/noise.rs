@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use zeroize::Zeroizing;
 
-use crate::error::{Error, Result};
+use super::error::{Error, Result};
 use crate::limits::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, MAX_FRAME_DATA, MAX_FRAME_PLAINTEXT,
     MAX_MESSAGE_BYTES, NOISE_MAX_MESSAGE, NOISE_TAG,

@@ -11,6 +11,8 @@ use serde::Serialize;
 
 use crate::args::BenchWhich;
 
+mod load;
+
 /// Sizes of one run.
 #[derive(Clone, Copy, Debug)]
 struct Sizes {
@@ -26,7 +28,7 @@ struct Sizes {
     /// Entries in the store for the small and the large commit figure.
     commit: (usize, usize),
     /// Proposals at idle notaries and the social feed replicating through them.
-    load: scrip_notary::bench::LoadRun,
+    load: load::LoadRun,
 }
 
 const FULL: Sizes = Sizes {
@@ -38,7 +40,7 @@ const FULL: Sizes = Sizes {
     flood: (2000, 100, 5000),
     reads: (1_000, 1_000_000),
     commit: (10_000, 1_000_000),
-    load: scrip_notary::bench::LoadRun::FULL,
+    load: load::LoadRun::FULL,
 };
 
 const QUICK: Sizes = Sizes {
@@ -50,7 +52,7 @@ const QUICK: Sizes = Sizes {
     flood: (500, 100, 1000),
     reads: (1_000, 100_000),
     commit: (10_000, 100_000),
-    load: scrip_notary::bench::LoadRun::QUICK,
+    load: load::LoadRun::QUICK,
 };
 
 /// One line of `--json` output.
@@ -222,8 +224,7 @@ pub async fn run(which: BenchWhich, quick: bool, json: bool) -> Result<()> {
     if all || which == BenchWhich::Load {
         let spinner = crate::progress::spinner(progress, "notary under replication");
         let dir = tempfile::tempdir()?;
-        let figures =
-            scrip_notary::bench::proposals_under_replication(dir.path(), sizes.load).await?;
+        let figures = load::proposals_under_replication(dir.path(), sizes.load).await?;
         spinner.finish_and_clear();
         heading(
             json,

@@ -1,23 +1,24 @@
 //! Notaries as ordinary peers: each notary runs beside a replicate node sharing its store,
-//! joined by the gossip bridge. A notary that was down while a wallet moved on catches up from
+//! joined by the bridge (`scrip_cli::bridge`, where the two are composed). A notary that was down while a wallet moved on catches up from
 //! the other notaries by replication alone (no client talks to it), and its certificates are
 //! checked on the way in.
 #![allow(clippy::unwrap_used)]
 
+// The notary tests' cluster and wallet helpers (one definition, shared).
+#[path = "../../notary/tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{key, transport, wallet};
+use scrip_cli::bridge::{self, CertificateCheck};
 use scrip_feed::{FeedId, Keypair, MemoryStore, Store};
 use scrip_ledger::Currency;
-use scrip_notary::certified::CertificateCheck;
 use scrip_notary::wire::{Request, Response};
-use scrip_notary::{
-    MemoryVoteStore, Notary, NotaryAddr, NotaryConfig, NotaryHandle, VoteStore, gossip,
-};
-use scrip_replicate::{Node, NodeConfig, NodeHandle, Tcp};
+use scrip_notary::{MemoryVoteStore, Notary, NotaryAddr, NotaryConfig, NotaryHandle, VoteStore};
+use scrip_replicate::transport::Tcp;
+use scrip_replicate::{Node, NodeConfig, NodeHandle};
 
 /// One notary peer: a node and a notary service over one store, bridged.
 struct Peer {
@@ -64,7 +65,7 @@ async fn start_peer(disk: &Disk, peers: Vec<(String, Option<FeedId>)>) -> (Peer,
     )
     .await
     .unwrap();
-    let bridge = gossip::bridge(node.link(), &notary);
+    let bridge = bridge::bridge(node.link(), &notary);
     let node_address = node.listen_address().unwrap().to_string();
     (
         Peer {

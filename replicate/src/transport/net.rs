@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::transport::{self, LocalIdentity, SecureStream, TransportConfig};
+use super::noise::{self, LocalIdentity, SecureStream, TransportConfig};
 
 /// Pause after a failed accept (e.g. out of file descriptors), so the loop does not spin.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -37,6 +37,34 @@ pub trait Network: Send + Sync + 'static {
 
     /// Dials `address`.
     fn connect(&self, address: &str) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+
+    /// How work that blocks a thread (store calls) runs beside this network's tasks.
+    const BLOCKING: Blocking = Blocking::Pool;
+}
+
+/// How work that blocks a thread (store calls: disk I/O, fsync) runs beside a network's tasks:
+/// a property of the runtime the network lives in ([`Network::BLOCKING`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Blocking {
+    /// On tokio's blocking thread pool (real networks).
+    #[default]
+    Pool,
+    /// On the calling task: in a deterministic simulation, where work on other threads would
+    /// make runs depend on real time (its stores are in memory).
+    Inline,
+}
+
+impl Blocking {
+    /// Runs `call`; `None` if the runtime shut down before it finished.
+    pub async fn run<T: Send + 'static>(
+        self,
+        call: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        match self {
+            Blocking::Inline => Some(call()),
+            Blocking::Pool => tokio::task::spawn_blocking(call).await.ok(),
+        }
+    }
 }
 
 /// Bounds on the connections a listener has not authenticated yet (`docs/protocol/transport.md`,
@@ -168,7 +196,7 @@ pub async fn accept_loop<N, F, Fut>(
         let config = config.clone();
         let handle = handle.clone();
         tokio::spawn(async move {
-            let accepted = transport::accept(stream, &identity, &config).await;
+            let accepted = noise::accept(stream, &identity, &config).await;
             drop(place);
             match accepted {
                 Ok(stream) => handle(stream, address).await,
@@ -321,6 +349,7 @@ pub struct Turmoil;
 impl Network for Turmoil {
     type Stream = turmoil::net::TcpStream;
     type Listener = turmoil::net::TcpListener;
+    const BLOCKING: Blocking = Blocking::Inline;
 
     async fn bind(&self, address: &str) -> io::Result<(Self::Listener, String)> {
         let listener = turmoil::net::TcpListener::bind(address).await?;

@@ -1,0 +1,175 @@
+//! Where a notary and a replicate node are composed (`scrip serve --notary`, `scrip bench
+//! load`): notaries are ordinary peers, so a notary service runs beside a replicate node that
+//! shares its feed store, and this bridge connects the two. Neither crate knows the other: the
+//! notary uses only the replicate crate's transport (docs/ARCHITECTURE.md, "Layers").
+//!
+//! - Node → notary: when the node stores entries of a feed received from a peer, the notary
+//!   learns the certified ones ([`NotaryHandle::learn`]). A notary that was down or partitioned
+//!   catches up from other notaries, wallets or any peer holding the wallet, with no client
+//!   involved; its amnesia guard lifts as soon as it holds what it heard of.
+//! - Notary → node: when the notary keeps entries of a wallet (certified ones learned from a
+//!   proposal, or the one it voted for), the node is asked to replicate that wallet and told of
+//!   the new entries, so that peers get them. At start, every wallet the notary knows is asked
+//!   for.
+//!
+//! Certificates travel as the `scrip/certificate` attachment of their entry; the node must run
+//! with [`CertificateCheck`] as its attachment check so that only valid ones are kept.
+
+use std::sync::Arc;
+
+use scrip_feed::{Entry, Seq, Store};
+use scrip_ledger::certificate::CERTIFICATE_KIND;
+use scrip_ledger::verify::{VerifyAll, certify};
+use scrip_ledger::{Certificate, NotarySet};
+use scrip_notary::certified::genesis_set;
+use scrip_notary::service::{NotaryEvent, NotaryHandle, NotaryLink};
+use scrip_replicate::transport::Network;
+use scrip_replicate::{AttachmentCheck, Event, NodeLink};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+
+/// Starts the bridge between `notary` and the node behind `node` (which must share the
+/// notary's feed store). It stops when either side shuts down.
+pub fn bridge<N: Network>(node: NodeLink<N>, notary: &NotaryHandle) -> JoinHandle<()> {
+    let mut node_events = node.events();
+    let mut notary_events = notary.events();
+    let link = notary.link();
+    tokio::spawn(async move {
+        if !replicate_known_wallets(&node, &link).await {
+            return;
+        }
+        loop {
+            tokio::select! {
+                event = node_events.recv() => match event {
+                    Ok(Event::Stored { feed, from: Some(_), received, .. }) if received > 0 => {
+                        link.learn(feed).await;
+                    }
+                    Ok(_) => {}
+                    // Missed events: look at every wallet again.
+                    Err(RecvError::Lagged(_)) => {
+                        for wallet in link.wallets().await {
+                            link.learn(wallet).await;
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+                event = notary_events.recv() => match event {
+                    Ok(NotaryEvent::Stored { wallet, head }) => {
+                        if node.request_feed(wallet).await.is_err()
+                            || node.announce(wallet, head).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        if !replicate_known_wallets(&node, &link).await {
+                            return;
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+    })
+}
+
+/// Asks the node to replicate every wallet the notary knows. False if the node is gone.
+async fn replicate_known_wallets<N: Network>(node: &NodeLink<N>, notary: &NotaryLink) -> bool {
+    for wallet in notary.wallets().await {
+        if node.request_feed(wallet).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Keeps a `scrip/certificate` attachment only if it certifies its entry under the wallet's
+/// notary set (from the wallet's genesis in the store); other kinds are kept as they are.
+#[derive(Clone)]
+pub struct CertificateCheck {
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for CertificateCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CertificateCheck")
+    }
+}
+
+impl CertificateCheck {
+    /// A check reading genesis entries from `store`.
+    pub fn new(store: Arc<dyn Store>) -> CertificateCheck {
+        CertificateCheck { store }
+    }
+}
+
+impl CertificateCheck {
+    /// The first entry of `entry`'s feed: from the store, else from the batch received with it
+    /// (the entry itself, if it is the first). A batch genesis the store then refuses (a fork)
+    /// takes its entries down with it: entries that do not link to the stored chain are refused.
+    fn first_entry(&self, entry: &Entry, batch: &[Entry]) -> Option<Entry> {
+        let author = entry.author();
+        if entry.seq() == Seq::FIRST {
+            return Some(entry.clone());
+        }
+        self.store
+            .get(&author, Seq::FIRST)
+            .ok()
+            .flatten()
+            .or_else(|| {
+                batch
+                    .iter()
+                    .find(|e| e.author() == author && e.seq() == Seq::FIRST)
+                    .cloned()
+            })
+    }
+}
+
+/// True if `evidence` holds a certificate of `entry` under `set`.
+fn certified_by(evidence: &scrip_feed::fork::Evidence, entry: &Entry, set: &NotarySet) -> bool {
+    evidence.iter().any(|(kind, bytes)| {
+        kind == CERTIFICATE_KIND
+            && Certificate::decode(bytes).is_ok_and(|c| certify(&c, set, entry, &VerifyAll).is_ok())
+    })
+}
+
+impl AttachmentCheck for CertificateCheck {
+    fn accept(&self, entry: &Entry, kind: &str, bytes: &[u8], batch: &[Entry]) -> bool {
+        if kind != CERTIFICATE_KIND {
+            return true;
+        }
+        let Ok(certificate) = Certificate::decode(bytes) else {
+            return false;
+        };
+        // Under the set the wallet's genesis names (the genesis is certified by that set too).
+        self.first_entry(entry, batch)
+            .as_ref()
+            .and_then(genesis_set)
+            .is_some_and(|set| certify(&certificate, &set, entry, &VerifyAll).is_ok())
+    }
+
+    /// Every entry of a wallet (a feed whose first entry is a wallet genesis) needs its
+    /// certificate: a proposal its notaries refused is not part of the wallet.
+    fn required(&self, entry: &Entry, batch: &[Entry]) -> Option<&'static str> {
+        self.first_entry(entry, batch)
+            .as_ref()
+            .and_then(scrip_ledger::content::wallet_genesis)
+            .map(|_| CERTIFICATE_KIND)
+    }
+
+    /// A wallet's fork proof counts only if both halves carry a certificate under the set of
+    /// the genesis held here: two certified entries for one slot (more than f faulty notaries).
+    /// A signed proposal next to the certified entry proves nothing.
+    fn proof_counts(&self, proof: &scrip_feed::ForkProof, first: &Entry) -> bool {
+        if scrip_ledger::content::wallet_genesis(first).is_none() {
+            return true;
+        }
+        let Some(set) = genesis_set(first) else {
+            return false;
+        };
+        proof
+            .halves()
+            .iter()
+            .all(|(entry, evidence)| certified_by(evidence, entry, &set))
+    }
+}
