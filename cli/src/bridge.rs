@@ -19,9 +19,9 @@ use std::sync::Arc;
 
 use scrip_feed::{Entry, Seq, Store};
 use scrip_ledger::certificate::CERTIFICATE_KIND;
+use scrip_ledger::content::wallet_notaries;
 use scrip_ledger::verify::{VerifyAll, certify};
 use scrip_ledger::{Certificate, NotarySet};
-use scrip_notary::certified::genesis_set;
 use scrip_notary::service::{NotaryEvent, NotaryHandle, NotaryLink};
 use scrip_replicate::transport::Network;
 use scrip_replicate::{AttachmentCheck, Event, NodeLink};
@@ -144,7 +144,7 @@ impl AttachmentCheck for CertificateCheck {
         // Under the set the wallet's genesis names (the genesis is certified by that set too).
         self.first_entry(entry, batch)
             .as_ref()
-            .and_then(genesis_set)
+            .and_then(wallet_notaries)
             .is_some_and(|set| certify(&certificate, &set, entry, &VerifyAll).is_ok())
     }
 
@@ -153,7 +153,7 @@ impl AttachmentCheck for CertificateCheck {
     fn required(&self, entry: &Entry, batch: &[Entry]) -> Option<&'static str> {
         self.first_entry(entry, batch)
             .as_ref()
-            .and_then(scrip_ledger::content::wallet_genesis)
+            .and_then(wallet_notaries)
             .map(|_| CERTIFICATE_KIND)
     }
 
@@ -161,11 +161,8 @@ impl AttachmentCheck for CertificateCheck {
     /// the genesis held here: two certified entries for one slot (more than f faulty notaries).
     /// A signed proposal next to the certified entry proves nothing.
     fn proof_counts(&self, proof: &scrip_feed::ForkProof, first: &Entry) -> bool {
-        if scrip_ledger::content::wallet_genesis(first).is_none() {
+        let Some(set) = wallet_notaries(first) else {
             return true;
-        }
-        let Some(set) = genesis_set(first) else {
-            return false;
         };
         proof
             .halves()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use scrip_feed::{Content, FeedId, Seq, Store};
-use scrip_ledger::content::{wallet_genesis, wallet_link};
+use scrip_ledger::content::{wallet_link, wallet_notaries};
 use scrip_ledger::{NotarySet, WalletAddress, check_overlap};
 use scrip_notary::certified;
 
@@ -60,7 +60,7 @@ fn held(store: &dyn Store, feed: &FeedId) -> Result<Held> {
     let Some(first) = store.get(feed, Seq::FIRST)? else {
         return Ok(Held::Unknown);
     };
-    if wallet_genesis(&first).is_some() {
+    if wallet_notaries(&first).is_some() {
         let certified = certified::log(store, feed, 1, 1)?
             .first()
             .is_some_and(|genesis| genesis.certificate.is_some());

@@ -224,10 +224,8 @@ pub fn wallet_link(payload: &[u8]) -> Option<FeedId> {
     }
 }
 
-/// The notary set a wallet's genesis names, if `entry` is one: the first entry of its feed, with
-/// a payload that is a wallet [`Genesis`]. This is what makes a feed a **wallet**: every entry of
-/// a feed whose first entry is a wallet genesis counts only with a certificate under that set
-/// (`docs/protocol/ledger.md` §1, `feed.md` §9).
+/// The wallet [`Genesis`] `entry` is, if it is one: the first entry of its feed, with a payload
+/// that is a wallet genesis (its notary set not checked yet: see [`wallet_notaries`]).
 pub fn wallet_genesis(entry: &scrip_feed::Entry) -> Option<Genesis> {
     if entry.seq() != Seq::FIRST {
         return None;
@@ -236,6 +234,14 @@ pub fn wallet_genesis(entry: &scrip_feed::Entry) -> Option<Genesis> {
         Ok(WalletEntry::Genesis(genesis)) => Some(genesis),
         _ => None,
     }
+}
+
+/// The notary set of the wallet whose first entry is `entry`, if it is a wallet's genesis naming
+/// a valid set. The one test of what makes a feed a **wallet**: every entry of a feed whose
+/// first entry passes it counts only with a certificate under that set (`docs/protocol/ledger.md`
+/// §1, `feed.md` §9). A genesis naming an invalid set is no wallet: nothing could certify it.
+pub fn wallet_notaries(entry: &scrip_feed::Entry) -> Option<crate::NotarySet> {
+    wallet_genesis(entry).and_then(|g| crate::NotarySet::new(&g.notaries).ok())
 }
 
 /// If `payload` is exactly the canonical encoding of `Content::App { kind: WALLET_KIND, bytes }`,
@@ -273,6 +279,41 @@ mod tests {
             wallet_link(&Content::Post { text: "hi".into() }.encode().unwrap()),
             None
         );
+    }
+
+    /// A feed is a wallet only if its first entry is a genesis naming a valid notary set.
+    #[test]
+    fn a_wallet_is_a_first_entry_genesis_with_a_valid_set() {
+        let key = Keypair::from_seed(&[3; 32]);
+        let notary = Keypair::from_seed(&[4; 32]).id();
+        let first = |notaries: Vec<FeedId>| {
+            let payload = WalletEntry::Genesis(Genesis { notaries })
+                .to_payload()
+                .unwrap();
+            scrip_feed::Entry::create(&key, None, scrip_feed::Timestamp::from_millis(0), payload)
+                .unwrap()
+        };
+        let valid = first(vec![notary]);
+        assert_eq!(
+            wallet_notaries(&valid).map(|set| set.n()),
+            Some(1),
+            "a valid genesis"
+        );
+        // The same notary twice: a genesis, but no valid set, so no wallet.
+        let doubled = first(vec![notary, notary]);
+        assert!(wallet_genesis(&doubled).is_some());
+        assert!(wallet_notaries(&doubled).is_none());
+        assert!(wallet_notaries(&first(Vec::new())).is_none(), "no notaries");
+        // A genesis payload at seq 2 makes nothing a wallet.
+        let payload = WalletEntry::Genesis(Genesis {
+            notaries: vec![notary],
+        })
+        .to_payload()
+        .unwrap();
+        let second =
+            scrip_feed::Entry::create(&key, Some(valid.head()), valid.timestamp(), payload)
+                .unwrap();
+        assert!(wallet_notaries(&second).is_none());
     }
 
     #[test]

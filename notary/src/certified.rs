@@ -5,6 +5,7 @@
 use scrip_feed::store::VerifiedBatch;
 use scrip_feed::{Attachment, Entry, FeedId, IngestReport, Seq, Store};
 use scrip_ledger::certificate::CERTIFICATE_KIND;
+use scrip_ledger::content::wallet_notaries;
 use scrip_ledger::verify::{VerifyAll, certify};
 use scrip_ledger::{Certificate, CertifiedBytes, CertifiedEntry, Citation, NotarySet};
 
@@ -60,7 +61,7 @@ pub fn copy_certified(from: &dyn Store, to: &dyn Store, wallet: &FeedId) -> Resu
     let mut valid = 0;
     for certified in &entries {
         if set.is_none() && certified.entry.seq() == Seq::FIRST {
-            set = genesis_set(&certified.entry);
+            set = wallet_notaries(&certified.entry);
         }
         let ok = match (&certified.certificate, &set) {
             (Some(certificate), Some(set)) => {
@@ -78,11 +79,6 @@ pub fn copy_certified(from: &dyn Store, to: &dyn Store, wallet: &FeedId) -> Resu
         return Ok(());
     }
     store_certified(to, &entries)
-}
-
-/// The notary set a genesis entry names.
-pub fn genesis_set(genesis: &Entry) -> Option<NotarySet> {
-    scrip_ledger::content::wallet_genesis(genesis).and_then(|g| NotarySet::new(&g.notaries).ok())
 }
 
 /// Durably stores certified entries with their certificates, in one commit.
@@ -184,5 +180,5 @@ pub fn citation(store: &dyn Store, wallet: &FeedId, seq: Seq) -> Result<Citation
 pub fn notary_set(store: &dyn Store, wallet: &FeedId) -> Result<Option<NotarySet>> {
     Ok(store
         .get(wallet, Seq::FIRST)?
-        .and_then(|genesis| genesis_set(&genesis)))
+        .and_then(|genesis| wallet_notaries(&genesis)))
 }

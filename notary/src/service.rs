@@ -11,7 +11,8 @@ use scrip_feed::{Entry, FeedId, Keypair, Store};
 use scrip_ledger::verify::TrustSignatures;
 use scrip_ledger::{CertifiedEntry, Vote, VoteSubject};
 use scrip_replicate::transport::{
-    AcceptLimits, Blocking, LocalIdentity, Network, SecureStream, Slot, SlotTable, TransportConfig,
+    AcceptLimits, Blocking, LocalIdentity, Network, SecureStream, Slot, SlotTable, TokenBucket,
+    TransportConfig,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -318,7 +319,7 @@ fn rebuild(me: FeedId, store: &dyn Store, votes: &dyn VoteStore) -> Result<Notar
         let log = certified::certified_log(store, &author)?;
         let is_wallet = log
             .first()
-            .is_some_and(|e| scrip_ledger::content::wallet_genesis(&e.entry).is_some());
+            .is_some_and(|e| scrip_ledger::content::wallet_notaries(&e.entry).is_some());
         if !is_wallet {
             continue;
         }
@@ -340,9 +341,7 @@ async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
     jobs: &mpsc::Sender<Job>,
     slot: &Slot,
 ) -> Result<()> {
-    let rate = f64::from(config.requests_per_sec.max(1));
-    let mut tokens = rate;
-    let mut last = Instant::now();
+    let mut bucket = TokenBucket::new(u64::from(config.requests_per_sec), Instant::now());
     loop {
         let received = tokio::select! {
             received = stream.recv() => received?,
@@ -357,9 +356,7 @@ async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let now = Instant::now();
         slot.useful(now);
-        tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(rate);
-        last = now;
-        let response = if tokens < 1.0 {
+        let response = if !bucket.try_take(now, 1) {
             Response::Refusal(Refusal::Unavailable {
                 reason: format!(
                     "rate limit: {} requests per second",
@@ -367,7 +364,6 @@ async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
                 ),
             })
         } else {
-            tokens -= 1.0;
             match wire::decode::<Request>(&bytes).and_then(|r| wire::check_request(&r).map(|()| r))
             {
                 Err(err) => Response::Refusal(Refusal::Malformed {

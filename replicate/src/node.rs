@@ -368,9 +368,7 @@ impl Node {
 
         let store_for_heads = Arc::clone(&store);
         let store_calls = StoreCalls(N::BLOCKING);
-        let heads = store_calls
-            .run(move || all_heads(store_for_heads.as_ref()))
-            .await??;
+        let heads = store_calls.run(move || store_for_heads.heads()).await??;
 
         let mut rng = SplitMix64::new(config.seed ^ 0x5c21_7a0b_9d3e_4f61);
         let epoch = rng.next_u64();
@@ -654,16 +652,6 @@ struct Actor<N: Network> {
     /// Every task the actor started that may hold the store: awaited at shutdown, so that the
     /// store is closed when [`NodeHandle::shutdown`] returns.
     tasks: JoinSet<()>,
-}
-
-fn all_heads(store: &dyn Store) -> Result<BTreeMap<FeedId, u64>> {
-    let mut heads = BTreeMap::new();
-    for author in store.authors()? {
-        if let Some(head) = store.head(&author)? {
-            heads.insert(author, head.seq.get());
-        }
-    }
-    Ok(heads)
 }
 
 impl<N: Network> Actor<N> {

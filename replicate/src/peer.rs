@@ -8,7 +8,7 @@
 //! peers streaming to each other cannot deadlock; it stops reading input while ingests are
 //! queued, which pushes back on a fast sender through TCP.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -294,7 +294,7 @@ pub(crate) async fn run<S>(
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     // Missed announcements: ask the store for every head instead.
                     let store = Arc::clone(&context.store);
-                    let heads = context.store_calls.run(move || heads(store.as_ref())).await;
+                    let heads = context.store_calls.run(move || store.heads()).await;
                     if let Ok(Ok(heads)) = heads {
                         for (feed, seq) in heads {
                             session.stored(feed, seq);
@@ -393,16 +393,6 @@ fn read_entries(
         .collect()
 }
 
-fn heads(store: &dyn Store) -> Result<BTreeMap<FeedId, u64>> {
-    let mut heads = BTreeMap::new();
-    for author in store.authors()? {
-        if let Some(head) = store.head(&author)? {
-            heads.insert(author, head.seq.get());
-        }
-    }
-    Ok(heads)
-}
-
 /// What the reader task hands the session loop.
 enum Inbound {
     Message(Message),
@@ -423,10 +413,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
     inbound: mpsc::Sender<Inbound>,
     bytes_per_sec: u64,
 ) {
-    // A token bucket holding at most one second of bytes.
-    let rate = bytes_per_sec.max(1) as f64;
-    let mut tokens = rate;
-    let mut last = Instant::now();
+    // At most one second of bytes ahead; a message counts at least 64 bytes.
+    let mut bucket = transport::TokenBucket::new(bytes_per_sec, Instant::now());
     loop {
         let received = match reader.recv().await {
             Ok(Some(bytes)) => bytes,
@@ -439,12 +427,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 return;
             }
         };
-        let now = Instant::now();
-        tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(rate);
-        last = now;
-        tokens -= received.len().max(64) as f64;
-        if tokens < 0.0 {
-            tokio::time::sleep(Duration::from_secs_f64(-tokens / rate)).await;
+        let size = u64::try_from(received.len().max(64)).unwrap_or(u64::MAX);
+        let wait = bucket.take(Instant::now(), size);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
         let (message, failed) = match wire::decode(&received) {
             Ok(message) => (Inbound::Message(message), false),

@@ -67,12 +67,7 @@ fn seed_feed(store: &dyn Store, me: &Keypair, everyone: &[Arc<Keypair>], posts: 
 }
 
 fn heads(store: &dyn Store) -> BTreeMap<FeedId, u64> {
-    store
-        .authors()
-        .unwrap()
-        .into_iter()
-        .map(|a| (a, store.head(&a).unwrap().unwrap().seq.get()))
-        .collect()
+    store.heads().unwrap()
 }
 
 async fn converge(stores: &[Arc<dyn Store>], expected: &BTreeMap<FeedId, u64>, within: Duration) {

@@ -79,12 +79,7 @@ impl Net {
     }
 
     fn heads(store: &MemoryStore) -> BTreeMap<FeedId, u64> {
-        store
-            .authors()
-            .unwrap()
-            .into_iter()
-            .map(|a| (a, store.head(&a).unwrap().unwrap().seq.get()))
-            .collect()
+        store.heads().unwrap()
     }
 
     /// Opens a session between `a` and `b`, each asking the other for every feed it replicates.

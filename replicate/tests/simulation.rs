@@ -27,12 +27,7 @@ fn host(n: usize) -> String {
 const PORT: u16 = 7000;
 
 fn heads(store: &dyn Store) -> BTreeMap<FeedId, u64> {
-    store
-        .authors()
-        .unwrap()
-        .into_iter()
-        .map(|a| (a, store.head(&a).unwrap().unwrap().seq.get()))
-        .collect()
+    store.heads().unwrap()
 }
 
 /// The simulated world: `n` nodes, each dialing `links[i]`, each following everyone, each

@@ -194,6 +194,17 @@ pub trait Store: Send + Sync {
     /// Every author with at least one stored entry, in id order.
     fn authors(&self) -> Result<Vec<FeedId>>;
 
+    /// The head seq of every stored feed, by author.
+    fn heads(&self) -> Result<std::collections::BTreeMap<FeedId, u64>> {
+        let mut heads = std::collections::BTreeMap::new();
+        for author in self.authors()? {
+            if let Some(head) = self.head(&author)? {
+                heads.insert(author, head.seq.get());
+            }
+        }
+        Ok(heads)
+    }
+
     /// Sets whether `author`'s payloads are kept. [`PayloadPolicy::Drop`] also deletes the
     /// payloads already stored.
     fn set_payload_policy(&self, author: &FeedId, policy: PayloadPolicy) -> Result<()>;

@@ -14,11 +14,13 @@
 //!   tests) and how blocking work runs beside it ([`Blocking`]); the bounded accept loop
 //!   ([`accept_loop`], [`AcceptLimits`]) and the table of session slots with idle eviction
 //!   ([`SlotTable`]).
+//! - [`TokenBucket`]: the rate limit on what a connection may send us.
 //! - [`Error`]: what can go wrong on one connection.
 
 mod error;
 pub mod net;
 pub mod noise;
+mod rate;
 
 pub use error::{Error, Result};
 #[cfg(feature = "turmoil")]
@@ -32,3 +34,4 @@ pub use noise::{
     NetworkKey, PROLOGUE, Role, SecureReader, SecureStream, SecureWriter, TransportConfig, accept,
     connect, verify_identity_proof,
 };
+pub use rate::TokenBucket;
