@@ -688,8 +688,7 @@ async fn equivocate(mallory: &Peer, notaries: &[Peer]) -> Result<String> {
     let prefix = vec![certified::to_bytes(previous)?];
     let propose = |e: &Entry| -> Result<Request> {
         Ok(Request::Propose(Proposal {
-            header: e.header_bytes().to_vec(),
-            payload: e.payload().ok_or_else(|| anyhow!("no payload"))?.to_vec(),
+            entry: scrip_feed::EntryBytes::of(e),
             prefix: prefix.clone(),
         }))
     };

@@ -66,8 +66,7 @@ pub fn describe(entry: &Entry) -> String {
 }
 
 fn cited(citation: &scrip_ledger::Citation) -> String {
-    Entry::decode(&citation.entry.header, None)
-        .map_or_else(|_| "?".into(), |entry| entry.id().to_string())
+    citation.cited_id().to_string()
 }
 
 /// The report line of a settled earlier entry.

@@ -161,6 +161,36 @@ impl fmt::Debug for Entry {
     }
 }
 
+/// An entry as bytes: its signed header exactly as signed, and its payload (empty if the entry
+/// has none). The one shape in which entries travel inside other messages and files (notary
+/// proposals, certified entries and citations, vote records, the pending file): on the wire,
+/// `header: Vec<u8> ‖ payload: Vec<u8>` (`feed.md` §1). Decoding it checks the header's format
+/// ([`Entry::decode`]), not its signature.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryBytes {
+    /// The signed header, exactly as signed.
+    #[serde(with = "codec::bytes")]
+    pub header: Vec<u8>,
+    /// The payload.
+    #[serde(with = "codec::bytes")]
+    pub payload: Vec<u8>,
+}
+
+impl EntryBytes {
+    /// The bytes of `entry`.
+    pub fn of(entry: &Entry) -> EntryBytes {
+        EntryBytes {
+            header: entry.header_bytes().to_vec(),
+            payload: entry.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        }
+    }
+
+    /// The entry these bytes hold (format checked, signature not).
+    pub fn decode(&self) -> Result<Entry> {
+        Entry::decode(&self.header, Some(self.payload.clone()))
+    }
+}
+
 impl Entry {
     /// Creates and signs the entry following `prev` (or the first entry if `prev` is `None`) in
     /// `keypair`'s feed, carrying `payload`.

@@ -49,7 +49,7 @@ pub mod store;
 pub mod validate;
 
 pub use content::Content;
-pub use entry::{Entry, Head, Header, HeaderFields, Seq, Timestamp};
+pub use entry::{Entry, EntryBytes, Head, Header, HeaderFields, Seq, Timestamp};
 pub use error::{Error, ForkProofDefect, Result};
 pub use fork::ForkProof;
 pub use hash::{EntryId, Hash};

@@ -299,7 +299,7 @@ fn precompute_citation(citation: &Citation, out: &mut Precomputed) {
 }
 
 fn precompute_bytes(bytes: &CertifiedBytes, out: &mut Precomputed) {
-    let Ok(entry) = Entry::decode(&bytes.header, Some(bytes.payload.clone())) else {
+    let Ok(entry) = bytes.bytes.decode() else {
         return;
     };
     out.entries.insert(entry.id(), VerifyAll.entry(&entry));

@@ -88,8 +88,7 @@ impl Unsigned {
     fn bytes(&self, seq: Seq) -> CertifiedBytes {
         let e = &self.log[usize::try_from(seq.get() - 1).unwrap_or(0)];
         CertifiedBytes {
-            header: e.entry.header_bytes().to_vec(),
-            payload: e.entry.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            bytes: scrip_feed::EntryBytes::of(&e.entry),
             certificate: e.certificate.clone().unwrap_or(Certificate {
                 entry: EntryId::of_header(b""),
                 round: 0,

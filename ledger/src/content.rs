@@ -8,7 +8,7 @@
 //! payload and certificate, and its wallet's genesis with its certificate. So a wallet's log,
 //! alone, carries everything needed to replay its balance: that is what makes the audit a replay.
 
-use scrip_feed::{Content, EntryId, FeedId, Seq, codec};
+use scrip_feed::{Content, EntryBytes, EntryId, FeedId, Seq, codec};
 use serde::{Deserialize, Serialize};
 
 use crate::amount::{Amount, Currency};
@@ -107,12 +107,8 @@ pub struct OrderRef {
 /// A certified entry, as bytes: signed header, payload, certificate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertifiedBytes {
-    /// The signed header, exactly as signed.
-    #[serde(with = "scrip_feed::codec::bytes")]
-    pub header: Vec<u8>,
-    /// The payload.
-    #[serde(with = "scrip_feed::codec::bytes")]
-    pub payload: Vec<u8>,
+    /// The entry: signed header and payload.
+    pub bytes: EntryBytes,
     /// Its certificate from its wallet's notaries.
     pub certificate: Certificate,
 }
@@ -129,7 +125,7 @@ pub struct Citation {
 impl Citation {
     /// The id of the cited entry (blake3 of its header).
     pub fn cited_id(&self) -> EntryId {
-        EntryId::of_header(&self.entry.header)
+        EntryId::of_header(&self.entry.bytes.header)
     }
 }
 

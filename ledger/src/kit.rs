@@ -113,12 +113,7 @@ impl KitWallet {
     pub fn bytes(&self, seq: Seq) -> CertifiedBytes {
         let certified = &self.log[usize::try_from(seq.get() - 1).unwrap_or(0)];
         CertifiedBytes {
-            header: certified.entry.header_bytes().to_vec(),
-            payload: certified
-                .entry
-                .payload()
-                .map(<[u8]>::to_vec)
-                .unwrap_or_default(),
+            bytes: scrip_feed::EntryBytes::of(&certified.entry),
             certificate: certified.certificate.clone().unwrap_or(Certificate {
                 entry: certified.entry.id(),
                 round: ROUND_ZERO,

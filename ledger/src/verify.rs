@@ -148,12 +148,14 @@ pub fn decode_certified(
     bytes: &CertifiedBytes,
     check: &dyn SignatureCheck,
 ) -> Result<(Entry, WalletEntry), Rejection> {
-    let entry = Entry::decode(&bytes.header, Some(bytes.payload.clone()))
+    let entry = bytes
+        .bytes
+        .decode()
         .map_err(|e| missing(format!("cited entry: {e}")))?;
     check
         .entry(&entry)
         .map_err(|e| missing(format!("cited entry: {e}")))?;
-    let content = WalletEntry::from_payload(&bytes.payload)
+    let content = WalletEntry::from_payload(&bytes.bytes.payload)
         .map_err(|e| missing(format!("cited entry: {e}")))?;
     Ok((entry, content))
 }

@@ -493,7 +493,7 @@ fn rejection_missing_citation() {
     let (mut issuer, mut alice, _, eur) = world();
     let order = issuer.order(alice.id(), &eur, 10);
     let mut citation = issuer.cite(order);
-    citation.entry.header = vec![1, 2, 3];
+    citation.entry.bytes.header = vec![1, 2, 3];
     let seq = alice.push(&WalletEntry::Accept(scrip_ledger::content::Accept {
         order: citation,
     }));
@@ -687,8 +687,7 @@ fn accept_citing_a_forked_order_is_refused() {
         earlier.sign(&order_to(alice.id(), &eur, 99))
     };
     let mut citation = issuer.cite(certified);
-    citation.entry.header = twin.header_bytes().to_vec();
-    citation.entry.payload = twin.payload().unwrap().to_vec();
+    citation.entry.bytes = scrip_feed::EntryBytes::of(&twin);
     let seq = alice.push(&WalletEntry::Accept(scrip_ledger::content::Accept {
         order: citation,
     }));

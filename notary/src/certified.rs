@@ -3,7 +3,7 @@
 //! and the attachment check that keeps only valid certificates.
 
 use scrip_feed::store::VerifiedBatch;
-use scrip_feed::{Attachment, Entry, FeedId, IngestReport, Seq, Store};
+use scrip_feed::{Attachment, Entry, EntryBytes, FeedId, IngestReport, Seq, Store};
 use scrip_ledger::certificate::CERTIFICATE_KIND;
 use scrip_ledger::content::wallet_notaries;
 use scrip_ledger::verify::{VerifyAll, certify};
@@ -146,8 +146,10 @@ pub fn to_bytes(certified: &CertifiedEntry) -> Result<CertifiedBytes> {
         .clone()
         .ok_or_else(|| Error::Wallet("an entry without a certificate".into()))?;
     Ok(CertifiedBytes {
-        header: certified.entry.header_bytes().to_vec(),
-        payload: payload.to_vec(),
+        bytes: EntryBytes {
+            header: certified.entry.header_bytes().to_vec(),
+            payload: payload.to_vec(),
+        },
         certificate,
     })
 }
@@ -155,7 +157,7 @@ pub fn to_bytes(certified: &CertifiedEntry) -> Result<CertifiedBytes> {
 /// A certified entry from its wire bytes (decoded, not yet verified).
 pub fn from_bytes(bytes: &CertifiedBytes) -> Result<CertifiedEntry> {
     Ok(CertifiedEntry {
-        entry: Entry::decode(&bytes.header, Some(bytes.payload.clone()))?,
+        entry: bytes.bytes.decode()?,
         certificate: Some(bytes.certificate.clone()),
     })
 }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use scrip_feed::{Entry, FeedId, Keypair, Seq, Store, Timestamp};
+use scrip_feed::{Entry, EntryBytes, FeedId, Keypair, Seq, Store, Timestamp};
 use scrip_ledger::certificate::ROUND_ZERO;
 use scrip_ledger::content::Genesis;
 use scrip_ledger::verify::{VerifyAll, subject_of};
@@ -802,7 +802,7 @@ impl<N: Network> WalletClient<N> {
     async fn finish_found_pending(
         &mut self,
         local: u64,
-        pendings: Vec<crate::wire::PendingBytes>,
+        pendings: Vec<EntryBytes>,
         take_over: bool,
     ) -> Result<u64> {
         if pendings.is_empty() || (!take_over && self.load_pending().await?.is_some()) {
@@ -812,7 +812,7 @@ impl<N: Network> WalletClient<N> {
         }
         let head = self.store_head().await?;
         for bytes in pendings {
-            let Ok(entry) = Entry::decode(&bytes.header, Some(bytes.payload)) else {
+            let Ok(entry) = bytes.decode() else {
                 continue;
             };
             let follows = entry.author() == self.id()
@@ -939,8 +939,7 @@ async fn propose_to<N: Network>(
     let mut unreachable = false;
     loop {
         let proposal = Proposal {
-            header: entry.header_bytes().to_vec(),
-            payload: entry.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            entry: EntryBytes::of(&entry),
             prefix: std::mem::take(&mut prefix),
         };
         let answer = conn.ask(&Request::Propose(proposal)).await;

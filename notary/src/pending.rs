@@ -21,7 +21,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use scrip_feed::{Entry, codec};
+use scrip_feed::{Entry, EntryBytes, codec};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -32,10 +32,7 @@ const CHECKSUM_BYTES: usize = 32;
 #[derive(Serialize, Deserialize)]
 struct PendingWire {
     version: u8,
-    #[serde(with = "scrip_feed::codec::bytes")]
-    header: Vec<u8>,
-    #[serde(with = "scrip_feed::codec::bytes")]
-    payload: Vec<u8>,
+    entry: EntryBytes,
 }
 
 /// The pending-proposal file.
@@ -63,8 +60,7 @@ impl PendingFile {
     pub fn save(&self, entry: &Entry) -> Result<()> {
         let wire = PendingWire {
             version: PENDING_VERSION,
-            header: entry.header_bytes().to_vec(),
-            payload: entry.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            entry: EntryBytes::of(entry),
         };
         let mut bytes = codec::encode("pending entry", &wire)?;
         let checksum = blake3::hash(&bytes);
@@ -112,7 +108,7 @@ impl PendingFile {
                 wire.version
             )));
         }
-        Ok(Some(Entry::decode(&wire.header, Some(wire.payload))?))
+        Ok(Some(wire.entry.decode()?))
     }
 
     /// A save cut short by a crash: that entry was never sent, so nothing is pending.
@@ -189,8 +185,7 @@ mod tests {
         let path = dir.path().join("pending");
         let wire = PendingWire {
             version: 9,
-            header: vec![],
-            payload: vec![],
+            entry: EntryBytes::default(),
         };
         let mut bytes = codec::encode("pending entry", &wire).unwrap();
         let checksum = blake3::hash(&bytes);

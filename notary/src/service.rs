@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scrip_feed::store::VerifiedBatch;
-use scrip_feed::{Entry, FeedId, Keypair, Store};
+use scrip_feed::{Entry, EntryBytes, FeedId, Keypair, Store};
 use scrip_ledger::verify::TrustSignatures;
 use scrip_ledger::{CertifiedEntry, Vote, VoteSubject};
 use scrip_replicate::transport::{
@@ -23,9 +23,7 @@ use crate::certified::{self, from_bytes, to_bytes};
 use crate::decision::{Decision, NotaryState, Refusal};
 use crate::error::{Error, Result};
 use crate::votes::{StepHook, VoteRecord, VoteStore};
-use crate::wire::{
-    self, MAX_CERTIFIED_PER_MESSAGE, PendingBytes, Proposal, Request, Response, SlotInfo,
-};
+use crate::wire::{self, MAX_CERTIFIED_PER_MESSAGE, Proposal, Request, Response, SlotInfo};
 
 /// Capacity of the notary actor's job queue.
 pub const JOB_QUEUE_CAPACITY: usize = 1024;
@@ -671,7 +669,7 @@ impl Actor {
                 && entry.id() == id
                 && let Some(payload) = entry.payload()
             {
-                pending = Some(PendingBytes {
+                pending = Some(EntryBytes {
                     header: entry.header_bytes().to_vec(),
                     payload: payload.to_vec(),
                 });
@@ -689,7 +687,7 @@ impl Actor {
     fn propose(&mut self, proposal: &Proposal, learned: &mut Vec<CertifiedEntry>) -> Decided {
         let malformed =
             |reason: String| Decided::Answer(Response::Refusal(Refusal::Malformed { reason }));
-        let entry = match Entry::decode(&proposal.header, Some(proposal.payload.clone())) {
+        let entry = match proposal.entry.decode() {
             Ok(entry) => entry,
             Err(err) => return malformed(err.to_string()),
         };

@@ -13,9 +13,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use scrip_feed::store::durable::{CommitStep, DurableDb};
-use scrip_feed::{Entry, EntryId, FeedId, Seq, codec};
+use scrip_feed::{Entry, EntryBytes, EntryId, FeedId, Seq, codec};
 use scrip_ledger::VoteSubject;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -40,27 +39,13 @@ impl VoteRecord {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct EntryBytes {
-    #[serde(with = "scrip_feed::codec::bytes")]
-    header: Vec<u8>,
-    #[serde(with = "scrip_feed::codec::bytes")]
-    payload: Vec<u8>,
-}
-
 fn entry_bytes(entry: &Entry) -> Result<Vec<u8>> {
-    Ok(codec::encode(
-        "voted entry",
-        &EntryBytes {
-            header: entry.header_bytes().to_vec(),
-            payload: entry.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-        },
-    )?)
+    Ok(codec::encode("voted entry", &EntryBytes::of(entry))?)
 }
 
 fn entry_from_bytes(bytes: &[u8]) -> Result<Entry> {
     let wire: EntryBytes = codec::decode_canonical("voted entry", bytes)?;
-    Ok(Entry::decode(&wire.header, Some(wire.payload))?)
+    Ok(wire.decode()?)
 }
 
 /// Where a vote is on its way to the client: the crash-test fail points.

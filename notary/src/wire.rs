@@ -2,7 +2,7 @@
 //! one request, one response. Each message is `postcard((NOTARY_WIRE_VERSION: u8, message))`,
 //! decoded canonically. Variants are only ever appended.
 
-use scrip_feed::{EntryId, FeedId, codec};
+use scrip_feed::{EntryBytes, EntryId, FeedId, codec};
 use scrip_ledger::{CertifiedBytes, Vote};
 use serde::{Deserialize, Serialize};
 
@@ -38,12 +38,8 @@ pub enum Request {
 /// A proposed entry, with any certified entries the notary is missing before it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
-    /// The signed header.
-    #[serde(with = "scrip_feed::codec::bytes")]
-    pub header: Vec<u8>,
-    /// The payload (citations are embedded in it).
-    #[serde(with = "scrip_feed::codec::bytes")]
-    pub payload: Vec<u8>,
+    /// The entry: signed header and payload (citations are embedded in the payload).
+    pub entry: EntryBytes,
     /// Certified entries of the wallet before this one, oldest first.
     pub prefix: Vec<CertifiedBytes>,
 }
@@ -74,18 +70,7 @@ pub struct SlotInfo {
     pub voted: Option<(u64, EntryId)>,
     /// The entry it voted for right after its certified head, if it holds it: a restored
     /// wallet finishes certifying exactly these bytes instead of signing another entry.
-    pub pending: Option<PendingBytes>,
-}
-
-/// An entry's signed header and payload.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingBytes {
-    /// The signed header.
-    #[serde(with = "scrip_feed::codec::bytes")]
-    pub header: Vec<u8>,
-    /// The payload.
-    #[serde(with = "scrip_feed::codec::bytes")]
-    pub payload: Vec<u8>,
+    pub pending: Option<EntryBytes>,
 }
 
 /// Encodes a message.

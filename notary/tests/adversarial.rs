@@ -347,8 +347,7 @@ fn non_canonical_request_bytes_are_refused() {
     let setup = setup(4);
     let a = setup.order(10);
     let request = Request::Propose(Proposal {
-        header: a.header_bytes().to_vec(),
-        payload: a.payload().unwrap().to_vec(),
+        entry: scrip_feed::EntryBytes::of(&a),
         prefix: vec![],
     });
     let mut bytes = wire::encode(&request).unwrap();
@@ -396,8 +395,7 @@ async fn a_vote_the_store_failed_to_record_is_never_signed() {
     let order = setup.order(10);
     let propose = || {
         Request::Propose(Proposal {
-            header: order.header_bytes().to_vec(),
-            payload: order.payload().unwrap().to_vec(),
+            entry: scrip_feed::EntryBytes::of(&order),
             prefix: vec![],
         })
     };
@@ -531,8 +529,7 @@ async fn one_batch_for_one_slot(after: AfterGate) -> Vec<Option<scrip_notary::wi
     );
     let propose = |entry: &Entry| {
         Request::Propose(Proposal {
-            header: entry.header_bytes().to_vec(),
-            payload: entry.payload().unwrap().to_vec(),
+            entry: scrip_feed::EntryBytes::of(entry),
             prefix: vec![],
         })
     };
@@ -655,8 +652,10 @@ async fn bogus_proposals_leave_no_state_behind() {
         let last = header.len() - 1;
         header[last] ^= 1;
         Request::Propose(Proposal {
-            header,
-            payload: genesis.clone(),
+            entry: scrip_feed::EntryBytes {
+                header,
+                payload: genesis.clone(),
+            },
             prefix: vec![],
         })
     };
@@ -692,8 +691,7 @@ async fn bogus_proposals_leave_no_state_behind() {
     // A real proposal still gets its vote.
     let order = setup.order(10);
     let real = Request::Propose(Proposal {
-        header: order.header_bytes().to_vec(),
-        payload: order.payload().unwrap().to_vec(),
+        entry: scrip_feed::EntryBytes::of(&order),
         prefix: vec![],
     });
     assert!(matches!(notary.ask(real).await.unwrap(), Response::Vote(_)));

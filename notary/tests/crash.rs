@@ -197,8 +197,7 @@ trait Propose {
 impl Propose for CertifiedWallet {
     fn propose(&self, entry: &Entry) -> Request {
         Request::Propose(Proposal {
-            header: entry.header_bytes().to_vec(),
-            payload: entry.payload().unwrap().to_vec(),
+            entry: scrip_feed::EntryBytes::of(entry),
             prefix: self.log.iter().map(|c| to_bytes(c).unwrap()).collect(),
         })
     }

@@ -156,8 +156,7 @@ async fn a_lagging_notary_gets_the_prefix_and_refuses_an_overspend() {
     let notary = cluster.notaries[3].as_ref().unwrap();
     let ask = |prefix| {
         scrip_notary::wire::Request::Propose(scrip_notary::wire::Proposal {
-            header: entry.header_bytes().to_vec(),
-            payload: entry.payload().unwrap().to_vec(),
+            entry: scrip_feed::EntryBytes::of(&entry),
             prefix,
         })
     };

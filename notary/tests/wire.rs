@@ -13,7 +13,7 @@ use scrip_ledger::content::{Genesis, Mint, WalletEntry};
 use scrip_ledger::verify::subject_of;
 use scrip_ledger::{Amount, Certificate, CertifiedBytes, Currency, Vote};
 use scrip_notary::Refusal;
-use scrip_notary::wire::{self, PendingBytes, Proposal, Request, Response, SlotInfo};
+use scrip_notary::wire::{self, Proposal, Request, Response, SlotInfo};
 use serde_json::{Value, json};
 
 fn vectors_path() -> PathBuf {
@@ -77,8 +77,7 @@ fn world() -> World {
 fn messages() -> Vec<(&'static str, Result<Request, Response>)> {
     let w = world();
     let certified = CertifiedBytes {
-        header: w.genesis.header_bytes().to_vec(),
-        payload: w.genesis.payload().unwrap().to_vec(),
+        bytes: scrip_feed::EntryBytes::of(&w.genesis),
         certificate: w.certificate.clone(),
     };
     let vote = Vote::sign(&w.notaries[0], &subject_of(&w.mint));
@@ -87,8 +86,7 @@ fn messages() -> Vec<(&'static str, Result<Request, Response>)> {
         (
             "request propose",
             Ok(Request::Propose(Proposal {
-                header: w.mint.header_bytes().to_vec(),
-                payload: w.mint.payload().unwrap().to_vec(),
+                entry: scrip_feed::EntryBytes::of(&w.mint),
                 prefix: vec![certified.clone()],
             })),
         ),
@@ -155,10 +153,7 @@ fn messages() -> Vec<(&'static str, Result<Request, Response>)> {
                 certified_head: 1,
                 heard: 1,
                 voted: Some((2, w.mint.id())),
-                pending: Some(PendingBytes {
-                    header: w.mint.header_bytes().to_vec(),
-                    payload: w.mint.payload().unwrap().to_vec(),
-                }),
+                pending: Some(scrip_feed::EntryBytes::of(&w.mint)),
             })),
         ),
         (
