@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::ops::Op;
 
 /// scrip: append-only signed logs replicated peer to peer, with a payments ledger on top that
 /// no single peer can cheat.
@@ -43,10 +46,6 @@ pub enum Command {
         #[arg(long, value_name = "KEY")]
         network_key: Option<String>,
     },
-    /// Show this home's identity and wallet.
-    ///
-    /// Example: `scrip id`
-    Id,
     /// Run the node daemon: replication, the local control socket, and with --notary the
     /// notary service. Stops cleanly on Ctrl-C or SIGTERM.
     ///
@@ -65,169 +64,12 @@ pub enum Command {
     /// Manage the peers this node dials.
     #[command(subcommand)]
     Peer(PeerCommand),
-    /// Follow a feed: replicate it (and what it follows, two hops out).
-    ///
-    /// Example: `scrip follow @3yZe7d...`
-    Follow {
-        /// The feed id (`@...`).
-        feed: String,
-    },
-    /// Stop following a feed.
-    ///
-    /// Example: `scrip unfollow @3yZe7d...`
-    Unfollow {
-        /// The feed id (`@...`).
-        feed: String,
-    },
-    /// Block a feed: never replicate or relay it.
-    ///
-    /// Example: `scrip block @3yZe7d...`
-    Block {
-        /// The feed id (`@...`).
-        feed: String,
-    },
-    /// Publish a post.
-    ///
-    /// Example: `scrip post "hello, world"`
-    Post {
-        /// The text.
-        text: String,
-    },
-    /// Set your nickname.
-    ///
-    /// Example: `scrip nick alice`
-    Nick {
-        /// The name (at most 64 bytes).
-        name: String,
-    },
-    /// Read a feed, newest first, with nicknames (default: your own).
-    ///
-    /// Example: `scrip feed @3yZe7d... --limit 10`
-    Feed {
-        /// The feed id (`@...`).
-        feed: Option<String>,
-        /// How many entries.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-    },
-    /// Catch up once from a peer, then stop.
-    ///
-    /// Example: `scrip sync 127.0.0.1:7411`
-    Sync {
-        /// The peer's replication address.
-        addr: String,
-        /// The identity expected there (`@...`).
-        id: Option<String>,
-        /// Give up after this many seconds.
-        #[arg(long, default_value_t = 30)]
-        timeout: u64,
-    },
-    /// List the fork proofs this node holds (authors who signed two entries for one seq).
-    ///
-    /// Example: `scrip forks`
-    Forks,
     /// Create and inspect your wallet.
     #[command(subcommand)]
     Wallet(WalletCommand),
-    /// Issue money in your own currency (you are its issuer).
-    ///
-    /// Example: `scrip mint 100.00 EUR`
-    Mint {
-        /// The amount, as a decimal ("100.00").
-        #[arg(allow_hyphen_values = true)]
-        amount: String,
-        /// The currency code (1–8 of A-Z0-9).
-        currency: String,
-        /// Decimal places, fixed by the first mint of a code.
-        #[arg(long, default_value_t = 2)]
-        decimals: u8,
-    },
-    /// Pay another wallet: an order, certified by your notaries, held in escrow until the
-    /// receiver accepts or rejects it.
-    ///
-    /// The receiver is checked before anything is signed: a mistyped address, a person's
-    /// identity instead of their wallet, a wallet nobody here knows, or one whose notaries could
-    /// never safely settle the payment are refused.
-    ///
-    /// Example: `scrip pay +8Hq2... 12.50 EUR --memo "lunch"`
-    Pay {
-        /// The receiving wallet's address (`+...`, shown by the receiver's `scrip id`).
-        wallet: String,
-        /// The amount, as a decimal ("12.50").
-        #[arg(allow_hyphen_values = true)]
-        amount: String,
-        /// The currency: a code you hold ("EUR"), or CODE@ISSUER when several issuers use it.
-        currency: String,
-        /// A note for the receiver (at most 256 bytes).
-        #[arg(long)]
-        memo: Option<String>,
-    },
-    /// Show the wallet entry signed earlier and still waiting for its notaries, if any (a
-    /// command that exited with status 3 left it); `--retry` tries to settle it now.
-    ///
-    /// A pending entry is sent again, byte for byte, by the next wallet command; it is dropped
-    /// only when it can never be certified (refused by enough notaries, or its slot taken by
-    /// another certified entry of the wallet), and that is reported.
-    ///
-    /// Example: `scrip pending --retry`
-    Pending {
-        /// Try to get it certified now.
-        #[arg(long)]
-        retry: bool,
-    },
-    /// List orders to and from your wallet.
-    ///
-    /// Example: `scrip orders --incoming --pending`
-    Orders {
-        /// Only orders to you.
-        #[arg(long)]
-        incoming: bool,
-        /// Only orders from you.
-        #[arg(long)]
-        outgoing: bool,
-        /// Only orders not yet accepted, or rejected and not yet reclaimed.
-        #[arg(long)]
-        pending: bool,
-    },
-    /// Accept an order paid to you: the amount is credited to your wallet.
-    ///
-    /// Example: `scrip accept %5tGk...`
-    Accept {
-        /// The order id (`%...`, see `scrip orders`).
-        order: String,
-    },
-    /// Reject an order paid to you: the sender can then reclaim it.
-    ///
-    /// Example: `scrip reject %5tGk... --reason "wrong amount"`
-    Reject {
-        /// The order id (`%...`).
-        order: String,
-        /// Why (at most 256 bytes).
-        #[arg(long, default_value = "")]
-        reason: String,
-    },
-    /// Take back an order of yours that its receiver rejected.
-    ///
-    /// Example: `scrip reclaim %5tGk...`
-    Reclaim {
-        /// The order id (`%...`).
-        order: String,
-    },
-    /// Show your wallet's balances.
-    ///
-    /// Example: `scrip balance`
-    Balance,
-    /// Replay and verify a wallet's log step by step (fetching it from peers if needed). Exits
-    /// 0 if it is sound, 2 with the first violation otherwise.
-    ///
-    /// Example: `scrip audit +8Hq2... --json`
-    Audit {
-        /// The wallet (its address `+...`, or its feed id `@...`).
-        wallet: String,
-        /// Seconds to spend fetching the log from peers when it is not held.
-        #[arg(long, default_value_t = 10)]
-        timeout: u64,
-    },
+    /// The commands that act on a home (see [`Op`]).
+    #[command(flatten)]
+    Op(Op),
     /// Run a whole local network on loopback (4 notaries, several wallets, an auditor) and
     /// print what happened.
     ///
@@ -264,16 +106,20 @@ pub enum PeerCommand {
     /// Add a peer to dial (kept in peers.toml).
     ///
     /// Example: `scrip peer add 127.0.0.1:7421 @3yZe7d...`
-    Add {
-        /// Its replication address.
-        addr: String,
-        /// The identity expected there (`@...`); without it any identity is accepted.
-        feed: Option<String>,
-    },
+    Add(PeerAdd),
     /// List known peers (and, with a running daemon, the connected ones).
     ///
     /// Example: `scrip peer list`
     List,
+}
+
+/// The arguments of `scrip peer add` ([`Op::PeerAdd`]).
+#[derive(Args, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerAdd {
+    /// Its replication address.
+    pub addr: String,
+    /// The identity expected there (`@...`); without it any identity is accepted.
+    pub feed: Option<String>,
 }
 
 /// Wallet commands.
@@ -282,19 +128,44 @@ pub enum WalletCommand {
     /// Create your wallet with its notaries (at least one; 4 tolerate one faulty notary).
     ///
     /// Example: `scrip wallet create --notary @N1...@127.0.0.1:7412 --notary @N2...@127.0.0.1:7422`
-    Create {
-        /// A notary as FEED_ID@ADDR (its notary service address); repeat for each.
-        #[arg(long = "notary", value_name = "FEED_ID@ADDR", required = true)]
-        notaries: Vec<String>,
-        /// Create the wallet even if some notaries do not answer now (a quorum must).
-        #[arg(long)]
-        allow_unreachable: bool,
-    },
+    Create(WalletCreate),
     /// Give up a wallet whose creation never finished (its genesis was never certified and no
     /// reachable notary voted for it). Its key is kept, renamed, not deleted.
     ///
     /// Example: `scrip wallet abandon`
     Abandon,
+}
+
+/// The arguments of `scrip wallet create` ([`Op::WalletCreate`]).
+#[derive(Args, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalletCreate {
+    /// A notary as FEED_ID@ADDR (its notary service address); repeat for each.
+    #[arg(long = "notary", value_name = "FEED_ID@ADDR", required = true)]
+    pub notaries: Vec<String>,
+    /// Create the wallet even if some notaries do not answer now (a quorum must).
+    #[arg(long)]
+    #[serde(default)]
+    pub allow_unreachable: bool,
+}
+
+impl PeerCommand {
+    /// The operation.
+    pub fn op(self) -> Op {
+        match self {
+            PeerCommand::Add(add) => Op::PeerAdd(add),
+            PeerCommand::List => Op::PeerList,
+        }
+    }
+}
+
+impl WalletCommand {
+    /// The operation.
+    pub fn op(self) -> Op {
+        match self {
+            WalletCommand::Create(create) => Op::WalletCreate(create),
+            WalletCommand::Abandon => Op::WalletAbandon,
+        }
+    }
 }
 
 /// The benchmarks of `scrip bench`.

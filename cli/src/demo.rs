@@ -27,6 +27,7 @@ use scrip_notary::{NotaryAddr, Refusal};
 use scrip_replicate::transport::{self, LocalIdentity};
 use serde::Serialize;
 
+use crate::args::{PeerAdd, WalletCreate};
 use crate::config::Config;
 use crate::daemon::{Daemon, ServeOptions};
 use crate::home::Home;
@@ -292,10 +293,10 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
     for peer in &everyone {
         for (address, id) in &addresses {
             if *id != peer.ctx().identity.id().to_string() {
-                peer.run(Op::PeerAdd {
+                peer.run(Op::PeerAdd(PeerAdd {
                     addr: address.clone(),
                     feed: Some(id.clone()),
-                })
+                }))
                 .await?;
             }
         }
@@ -316,10 +317,10 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
     // 3. Wallets, certified by the notaries.
     n.working("creating wallets");
     for user in &users {
-        user.run(Op::WalletCreate {
+        user.run(Op::WalletCreate(WalletCreate {
             notaries: notary_args.clone(),
             allow_unreachable: false,
-        })
+        }))
         .await?;
     }
     let [alice, bob, carol, mallory] = [&users[0], &users[1], &users[2], &users[3]];

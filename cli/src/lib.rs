@@ -42,7 +42,7 @@ pub mod wallet;
 use anyhow::Result;
 use clap::CommandFactory;
 
-use crate::args::{Cli, Command, PeerCommand, WalletCommand};
+use crate::args::{Cli, Command};
 use crate::config::Config;
 use crate::home::Home;
 use crate::ops::{Context, Op};
@@ -106,60 +106,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
             clap_complete::generate(shell, &mut Cli::command(), "scrip", &mut std::io::stdout());
             return Ok(0);
         }
-        Command::Id => Op::Id,
-        Command::Peer(PeerCommand::Add { addr, feed }) => Op::PeerAdd { addr, feed },
-        Command::Peer(PeerCommand::List) => Op::PeerList,
-        Command::Follow { feed } => Op::Follow { feed },
-        Command::Unfollow { feed } => Op::Unfollow { feed },
-        Command::Block { feed } => Op::Block { feed },
-        Command::Post { text } => Op::Post { text },
-        Command::Nick { name } => Op::Nick { name },
-        Command::Feed { feed, limit } => Op::Feed { feed, limit },
-        Command::Sync { addr, id, timeout } => Op::Sync { addr, id, timeout },
-        Command::Forks => Op::Forks,
-        Command::Wallet(WalletCommand::Create {
-            notaries,
-            allow_unreachable,
-        }) => Op::WalletCreate {
-            notaries,
-            allow_unreachable,
-        },
-        Command::Wallet(WalletCommand::Abandon) => Op::WalletAbandon,
-        Command::Pending { retry } => Op::Pending { retry },
-        Command::Mint {
-            amount,
-            currency,
-            decimals,
-        } => Op::Mint {
-            amount,
-            currency,
-            decimals,
-        },
-        Command::Pay {
-            wallet,
-            amount,
-            currency,
-            memo,
-        } => Op::Pay {
-            wallet,
-            amount,
-            currency,
-            memo,
-        },
-        Command::Orders {
-            incoming,
-            outgoing,
-            pending,
-        } => Op::Orders {
-            incoming,
-            outgoing,
-            pending,
-        },
-        Command::Accept { order } => Op::Accept { order },
-        Command::Reject { order, reason } => Op::Reject { order, reason },
-        Command::Reclaim { order } => Op::Reclaim { order },
-        Command::Balance => Op::Balance,
-        Command::Audit { wallet, timeout } => Op::Audit { wallet, timeout },
+        Command::Peer(peer) => peer.op(),
+        Command::Wallet(wallet) => wallet.op(),
+        Command::Op(op) => op,
     };
     let home = Home::resolve(cli.home)?;
     let output = run_op(home, op).await?;

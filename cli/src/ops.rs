@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use clap::Subcommand;
 use scrip_feed::{Content, Entry, EntryId, FeedId, Keypair, Seq, Store, Timestamp};
 use scrip_ledger::content::{Accept, Genesis, Mint, Order, OrderRef, Reclaim, Reject};
 use scrip_ledger::{
@@ -21,137 +22,193 @@ use scrip_replicate::transport::{Tcp, TransportConfig};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use crate::args::{PeerAdd, WalletCreate};
 use crate::config::Config;
 use crate::home::{Home, PeerEntry};
 use crate::net;
 use crate::output::{BalanceLine, FeedLine, OrderLine, Output, PeerLine};
 
-/// An operation, with its arguments as typed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// An operation: the commands that act on a home, run by the CLI itself or sent to the home's
+/// daemon over its control socket (as JSON, `{"op": "pay", ...}`). This one type is both the
+/// clap definition of those commands (flattened into [`crate::args::Command`]) and what the
+/// socket carries; `peer` and `wallet` subcommands share their argument structs with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Subcommand)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
-    /// `scrip id`.
-    Id,
-    /// `scrip peer add`.
-    PeerAdd {
-        /// Address.
-        addr: String,
-        /// Expected identity.
-        feed: Option<String>,
-    },
+    /// `scrip peer add` (see [`crate::args::PeerCommand`]).
+    #[command(skip)]
+    PeerAdd(PeerAdd),
     /// `scrip peer list`.
+    #[command(skip)]
     PeerList,
-    /// `scrip follow`.
+    /// `scrip wallet create` (see [`crate::args::WalletCommand`]).
+    #[command(skip)]
+    WalletCreate(WalletCreate),
+    /// `scrip wallet abandon`.
+    #[command(skip)]
+    WalletAbandon,
+    /// Show this home's identity and wallet.
+    ///
+    /// Example: `scrip id`
+    Id,
+    /// Follow a feed: replicate it (and what it follows, two hops out).
+    ///
+    /// Example: `scrip follow @3yZe7d...`
     Follow {
-        /// Feed id.
+        /// The feed id (`@...`).
         feed: String,
     },
-    /// `scrip unfollow`.
+    /// Stop following a feed.
+    ///
+    /// Example: `scrip unfollow @3yZe7d...`
     Unfollow {
-        /// Feed id.
+        /// The feed id (`@...`).
         feed: String,
     },
-    /// `scrip block`.
+    /// Block a feed: never replicate or relay it.
+    ///
+    /// Example: `scrip block @3yZe7d...`
     Block {
-        /// Feed id.
+        /// The feed id (`@...`).
         feed: String,
     },
-    /// `scrip post`.
+    /// Publish a post.
+    ///
+    /// Example: `scrip post "hello, world"`
     Post {
-        /// Text.
+        /// The text.
         text: String,
     },
-    /// `scrip nick`.
+    /// Set your nickname.
+    ///
+    /// Example: `scrip nick alice`
     Nick {
-        /// Name.
+        /// The name (at most 64 bytes).
         name: String,
     },
-    /// `scrip feed`.
+    /// Read a feed, newest first, with nicknames (default: your own).
+    ///
+    /// Example: `scrip feed @3yZe7d... --limit 10`
     Feed {
-        /// Feed id (default: own).
+        /// The feed id (`@...`).
         feed: Option<String>,
-        /// How many.
+        /// How many entries.
+        #[arg(long, default_value_t = 20)]
         limit: usize,
     },
-    /// `scrip sync`.
+    /// Catch up once from a peer, then stop.
+    ///
+    /// Example: `scrip sync 127.0.0.1:7411`
     Sync {
-        /// Address.
+        /// The peer's replication address.
         addr: String,
-        /// Expected identity.
+        /// The identity expected there (`@...`).
         id: Option<String>,
-        /// Seconds.
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
-    /// `scrip forks`.
+    /// List the fork proofs this node holds (authors who signed two entries for one seq).
+    ///
+    /// Example: `scrip forks`
     Forks,
-    /// `scrip wallet create`.
-    WalletCreate {
-        /// `FEED_ID@ADDR` each.
-        notaries: Vec<String>,
-        /// Create it even if some notaries do not answer (a quorum must).
-        #[serde(default)]
-        allow_unreachable: bool,
-    },
-    /// `scrip wallet abandon`.
-    WalletAbandon,
-    /// `scrip pending`.
-    Pending {
-        /// Try to settle it now.
-        retry: bool,
-    },
-    /// `scrip mint`.
+    /// Issue money in your own currency (you are its issuer).
+    ///
+    /// Example: `scrip mint 100.00 EUR`
     Mint {
-        /// Decimal amount.
+        /// The amount, as a decimal ("100.00").
+        #[arg(allow_hyphen_values = true)]
         amount: String,
-        /// Code.
+        /// The currency code (1–8 of A-Z0-9).
         currency: String,
-        /// Decimal places.
+        /// Decimal places, fixed by the first mint of a code.
+        #[arg(long, default_value_t = 2)]
         decimals: u8,
     },
-    /// `scrip pay`.
+    /// Pay another wallet: an order, certified by your notaries, held in escrow until the
+    /// receiver accepts or rejects it.
+    ///
+    /// The receiver is checked before anything is signed: a mistyped address, a person's
+    /// identity instead of their wallet, a wallet nobody here knows, or one whose notaries could
+    /// never safely settle the payment are refused.
+    ///
+    /// Example: `scrip pay +8Hq2... 12.50 EUR --memo "lunch"`
     Pay {
-        /// Receiving wallet.
+        /// The receiving wallet's address (`+...`, shown by the receiver's `scrip id`).
         wallet: String,
-        /// Decimal amount.
+        /// The amount, as a decimal ("12.50").
+        #[arg(allow_hyphen_values = true)]
         amount: String,
-        /// Currency.
+        /// The currency: a code you hold ("EUR"), or CODE@ISSUER when several issuers use it.
         currency: String,
-        /// Memo.
+        /// A note for the receiver (at most 256 bytes).
+        #[arg(long)]
         memo: Option<String>,
     },
-    /// `scrip orders`.
+    /// Show the wallet entry signed earlier and still waiting for its notaries, if any (a
+    /// command that exited with status 3 left it); `--retry` tries to settle it now.
+    ///
+    /// A pending entry is sent again, byte for byte, by the next wallet command; it is dropped
+    /// only when it can never be certified (refused by enough notaries, or its slot taken by
+    /// another certified entry of the wallet), and that is reported.
+    ///
+    /// Example: `scrip pending --retry`
+    Pending {
+        /// Try to get it certified now.
+        #[arg(long)]
+        retry: bool,
+    },
+    /// List orders to and from your wallet.
+    ///
+    /// Example: `scrip orders --incoming --pending`
     Orders {
-        /// Only incoming.
+        /// Only orders to you.
+        #[arg(long)]
         incoming: bool,
-        /// Only outgoing.
+        /// Only orders from you.
+        #[arg(long)]
         outgoing: bool,
-        /// Only open ones.
+        /// Only orders not yet accepted, or rejected and not yet reclaimed.
+        #[arg(long)]
         pending: bool,
     },
-    /// `scrip accept`.
+    /// Accept an order paid to you: the amount is credited to your wallet.
+    ///
+    /// Example: `scrip accept %5tGk...`
     Accept {
-        /// Order id.
+        /// The order id (`%...`, see `scrip orders`).
         order: String,
     },
-    /// `scrip reject`.
+    /// Reject an order paid to you: the sender can then reclaim it.
+    ///
+    /// Example: `scrip reject %5tGk... --reason "wrong amount"`
     Reject {
-        /// Order id.
+        /// The order id (`%...`).
         order: String,
-        /// Why.
+        /// Why (at most 256 bytes).
+        #[arg(long, default_value = "")]
         reason: String,
     },
-    /// `scrip reclaim`.
+    /// Take back an order of yours that its receiver rejected.
+    ///
+    /// Example: `scrip reclaim %5tGk...`
     Reclaim {
-        /// Order id.
+        /// The order id (`%...`).
         order: String,
     },
-    /// `scrip balance`.
+    /// Show your wallet's balances.
+    ///
+    /// Example: `scrip balance`
     Balance,
-    /// `scrip audit`.
+    /// Replay and verify a wallet's log step by step (fetching it from peers if needed). Exits
+    /// 0 if it is sound, 2 with the first violation otherwise.
+    ///
+    /// Example: `scrip audit +8Hq2... --json`
     Audit {
-        /// Wallet id.
+        /// The wallet (its address `+...`, or its feed id `@...`).
         wallet: String,
-        /// Seconds to fetch.
+        /// Seconds to spend fetching the log from peers when it is not held.
+        #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
 }
@@ -625,7 +682,7 @@ fn parse_amount(text: &str, currency: &Currency) -> Result<Amount> {
 pub async fn execute(ctx: &Context, op: Op) -> Result<Output> {
     match op {
         Op::Id => id(ctx).await,
-        Op::PeerAdd { addr, feed } => peer_add(ctx, addr, feed).await,
+        Op::PeerAdd(PeerAdd { addr, feed }) => peer_add(ctx, addr, feed).await,
         Op::PeerList => peer_list(ctx).await,
         Op::Follow { feed } => follow(ctx, &feed, "follow").await,
         Op::Unfollow { feed } => follow(ctx, &feed, "unfollow").await,
@@ -643,10 +700,10 @@ pub async fn execute(ctx: &Context, op: Op) -> Result<Output> {
                     .collect(),
             })
         }
-        Op::WalletCreate {
+        Op::WalletCreate(WalletCreate {
             notaries,
             allow_unreachable,
-        } => wallet_create(ctx, notaries, allow_unreachable).await,
+        }) => wallet_create(ctx, notaries, allow_unreachable).await,
         Op::WalletAbandon => Ok(Output::Done {
             message: crate::wallet::abandon(ctx).await?,
         }),
