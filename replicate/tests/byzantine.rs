@@ -181,6 +181,32 @@ async fn cut_off(stream: &mut SecureStream<TcpStream>) -> bool {
     .unwrap_or(false)
 }
 
+/// Waits (at most 10 s) for the first event that `matches` accepts; fails naming `what` if none
+/// comes. Negative tests wait for the refusal they expect, never for time to pass.
+async fn expect_event<T>(
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    what: &str,
+    mut matches: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(found) = matches(&event) {
+                        return Some(found);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return None,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten();
+    found.unwrap_or_else(|| panic!("no event: {what}"))
+}
+
 async fn wait_for(store: &dyn Store, feed: &FeedId, seq: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while store.head(feed).unwrap().map_or(0, |h| h.seq.get()) < seq {
@@ -231,18 +257,11 @@ async fn bad_signatures_are_refused_and_the_feed_comes_from_an_honest_peer() {
     wait_for(store.as_ref(), &author.id(), 20).await;
     assert_eq!(store.range(&author.id(), Seq::FIRST, 100).unwrap(), entries);
     // The refusal is reported (it may come after the honest peer's entries).
-    let refused = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match events.recv().await {
-                Ok(Event::Refused { feed, .. }) if feed == author.id() => return true,
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => return false,
-            }
-        }
+    let feed = author.id();
+    expect_event(&mut events, "the refusal reported", |e| {
+        matches!(e, Event::Refused { feed: f, .. } if *f == feed).then_some(())
     })
-    .await
-    .unwrap_or(false);
-    assert!(refused, "the refusal was not reported");
+    .await;
     assert_all_valid(store.as_ref());
     drop(bad);
     honest.shutdown().await;
@@ -260,6 +279,7 @@ async fn a_broken_chain_is_refused() {
         ..
     } = scene(&author, &entries[..5]).await;
     wait_for(store.as_ref(), &author.id(), 5).await;
+    let mut events = node.events();
     let mut bad = attacker(&node, 66).await;
     hello(
         &mut bad,
@@ -277,7 +297,12 @@ async fn a_broken_chain_is_refused() {
     let other = chain(&author, None, 7, "other");
     send(&mut bad, &wire_entries(author.id(), &other[5..])).await;
     send(&mut bad, &wire_entries(author.id(), &other[5..])).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (bad_id, feed) = (key(66).id(), author.id());
+    expect_event(&mut events, "the feed refused from the attacker", |e| {
+        matches!(e, Event::Refused { peer, feed: f, .. } if *peer == bad_id && *f == feed)
+            .then_some(())
+    })
+    .await;
     assert_eq!(
         store.range(&author.id(), Seq::FIRST, 100).unwrap(),
         entries[..5]
@@ -347,6 +372,7 @@ async fn an_invalid_fork_proof_is_not_believed() {
         honest,
         ..
     } = scene(&author, &entries).await;
+    let mut events = node.events();
     let mut bad = attacker(&node, 66).await;
     hello(&mut bad, vec![]).await;
     // Two headers by different authors are no fork proof.
@@ -359,7 +385,15 @@ async fn an_invalid_fork_proof_is_not_believed() {
     .unwrap();
     send(&mut bad, &Message::ForkProof(fake)).await;
     send(&mut bad, &Message::ForkProof(vec![1, 2, 3])).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The node refuses the proof, names the peer and drops it.
+    let bad_id = key(66).id();
+    let reason = expect_event(&mut events, "the invalid proof refused", |e| match e {
+        Event::ProofRefused { peer, reason, .. } if *peer == bad_id => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(reason.contains("invalid fork proof"), "{reason}");
+    assert!(cut_off(&mut bad).await, "the peer that sent it is dropped");
     assert_eq!(store.fork_proofs().unwrap(), vec![]);
     drop(bad);
     honest.shutdown().await;
