@@ -77,6 +77,33 @@ pub fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The seeds of a randomized test (simulation seeds, crash loops): fixed, so that CI runs the
+/// same ones every time, and printed, so that any run can be replayed.
+///
+/// - `one` (e.g. `SCRIP_SIM_SEED`) set: that seed alone (replaying a failure);
+/// - else `count` (e.g. `SCRIP_SIM_SEEDS`, default `default_count`) seeds derived from
+///   `SCRIP_SEED_BASE` (default 0): the long run on demand takes more of them, or another base to
+///   explore new ones.
+pub fn test_seeds(one: &str, count: &str, default_count: usize) -> Vec<u64> {
+    let seeds: Vec<u64> = match std::env::var(one).ok().and_then(|v| v.parse().ok()) {
+        Some(seed) => vec![seed],
+        None => {
+            let base: u64 = std::env::var("SCRIP_SEED_BASE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut rng = crate::rng::SplitMix64::new(base);
+            (0..env_usize(count, default_count))
+                .map(|_| rng.next_u64())
+                .collect()
+        }
+    };
+    eprintln!(
+        "seeds {seeds:?} (replay one with {one}=<seed>; more with {count}=<n>, others with SCRIP_SEED_BASE=<n>)"
+    );
+    seeds
+}
+
 /// This process's resident memory in bytes (Linux `VmRSS`; 0 where it cannot be read), for
 /// the tests and benchmarks that bound what a flood makes a process keep.
 pub fn resident_bytes() -> usize {

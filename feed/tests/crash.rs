@@ -111,12 +111,7 @@ fn env_u64(name: &str) -> Option<u64> {
 #[test]
 fn crash_test_kills_a_writer_and_loses_nothing_acknowledged() {
     let kills = env_u64("SCRIP_CRASH_KILLS").unwrap_or(100);
-    let seed = env_u64("SCRIP_CRASH_SEED").unwrap_or_else(|| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap();
-        now.as_secs() ^ u64::from(now.subsec_nanos()).rotate_left(32)
-    });
+    let seed = scrip_feed::bench::test_seeds("SCRIP_CRASH_SEED", "SCRIP_CRASH_RUNS", 1)[0];
     eprintln!("crash test: {kills} kills, SCRIP_CRASH_SEED={seed}");
     let mut rng = SplitMix64::new(seed);
     let dir = tempfile::tempdir().unwrap();

@@ -310,8 +310,19 @@ fn cases() -> u32 {
         .unwrap_or(48)
 }
 
+/// A fixed seed in CI (0), `PROPTEST_RNG_SEED` to replay or explore another; printed.
+fn rng_seed() -> proptest::test_runner::RngSeed {
+    use proptest::test_runner::RngSeed;
+    let seed = match ProptestConfig::default().rng_seed {
+        RngSeed::Fixed(seed) => seed,
+        RngSeed::Random => 0,
+    };
+    eprintln!("proptest seed {seed} (PROPTEST_RNG_SEED=<n> for another)");
+    RngSeed::Fixed(seed)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), rng_seed: rng_seed(), ..ProptestConfig::default() })]
 
     #[test]
     fn sled_store_behaves_like_the_model(ops in proptest::collection::vec(op(), 1..40)) {

@@ -237,8 +237,19 @@ fn cases() -> u32 {
         .unwrap_or(64)
 }
 
+/// A fixed seed in CI (0), `PROPTEST_RNG_SEED` to replay or explore another; printed.
+fn rng_seed() -> proptest::test_runner::RngSeed {
+    use proptest::test_runner::RngSeed;
+    let seed = match ProptestConfig::default().rng_seed {
+        RngSeed::Fixed(seed) => seed,
+        RngSeed::Random => 0,
+    };
+    eprintln!("proptest seed {seed} (PROPTEST_RNG_SEED=<n> for another)");
+    RngSeed::Fixed(seed)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), rng_seed: rng_seed(), ..ProptestConfig::default() })]
 
     #[test]
     fn invariants_hold_at_every_step(ops in proptest::collection::vec(op(), 1..40), seed in any::<u64>()) {
@@ -465,7 +476,7 @@ impl World {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), rng_seed: rng_seed(), ..ProptestConfig::default() })]
 
     /// With a faulty group certifying anything, leaving entries uncertified and forking logs,
     /// conservation may break: whenever it does, the cross-check names what broke it.

@@ -372,26 +372,7 @@ fn run_bank(seed: u64) {
 
 #[test]
 fn bank_invariants_hold_through_crashes_and_partitions() {
-    let seeds: Vec<u64> = match std::env::var("SCRIP_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        Some(seed) => vec![seed],
-        None => {
-            let count = std::env::var("SCRIP_BANK_SEEDS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(2u64);
-            let base = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs();
-            (0..count)
-                .map(|i| base.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(i))
-                .collect()
-        }
-    };
-    for seed in seeds {
+    for seed in scrip_feed::bench::test_seeds("SCRIP_SIM_SEED", "SCRIP_BANK_SEEDS", 2) {
         run_bank(seed);
     }
 }

@@ -172,23 +172,7 @@ impl World {
 }
 
 fn seeds() -> Vec<u64> {
-    if let Some(seed) = std::env::var("SCRIP_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        return vec![seed];
-    }
-    let count = std::env::var("SCRIP_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3u64);
-    let base = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    (0..count)
-        .map(|i| base.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i))
-        .collect()
+    scrip_feed::bench::test_seeds("SCRIP_SIM_SEED", "SCRIP_SIM_SEEDS", 3)
 }
 
 /// Steps the simulation until `done` holds or `limit` of simulated time passes.
