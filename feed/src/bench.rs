@@ -104,6 +104,25 @@ pub fn test_seeds(one: &str, count: &str, default_count: usize) -> Vec<u64> {
     seeds
 }
 
+/// Whether the calling test should run its body here: true in a child process started for
+/// this test alone; otherwise starts that child (this test binary, `--exact name`), waits for
+/// it, fails if it failed, and returns false. For tests that measure the process (resident
+/// memory), which other tests of the same binary running beside them would disturb.
+pub fn run_alone(name: &str) -> bool {
+    const ALONE: &str = "SCRIP_TEST_ALONE";
+    if std::env::var(ALONE).is_ok_and(|v| v == name) {
+        return true;
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("this test binary: {e}"));
+    let status = std::process::Command::new(exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(ALONE, name)
+        .status()
+        .unwrap_or_else(|e| panic!("starting {name} alone: {e}"));
+    assert!(status.success(), "{name}, run alone, failed: {status}");
+    false
+}
+
 /// This process's resident memory in bytes (Linux `VmRSS`; 0 where it cannot be read), for
 /// the tests and benchmarks that bound what a flood makes a process keep.
 pub fn resident_bytes() -> usize {

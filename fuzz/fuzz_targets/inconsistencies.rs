@@ -4,7 +4,7 @@
 //! what broke it (`LedgerState::inconsistencies`, `docs/protocol/ledger.md` §6).
 //!
 //! Run: `cargo install cargo-fuzz; cd fuzz; cargo fuzz run inconsistencies --sanitizer none`
-//! (the property test `every_break_of_conservation_is_named` in `ledger/tests/invariants.rs`
+//! (the property test `every_break_of_conservation_is_named` in `ledger/tests/it/invariants.rs`
 //! checks the same in CI).
 #![no_main]
 

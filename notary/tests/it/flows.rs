@@ -2,7 +2,7 @@
 //! refusals that must happen; slow, missing and lagging notaries; restarts.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

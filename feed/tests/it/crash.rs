@@ -6,10 +6,10 @@
 //!
 //! CI runs `SCRIP_CRASH_KILLS` kills (default 100). A long run, reproducible from the printed
 //! seed:
-//! `SCRIP_CRASH_KILLS=2000 SCRIP_CRASH_SEED=42 cargo test -p scrip-feed --test crash -- --nocapture`
+//! `SCRIP_CRASH_KILLS=2000 SCRIP_CRASH_SEED=42 cargo test -p scrip-feed --test it crash:: -- --nocapture`
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -123,7 +123,7 @@ fn crash_test_kills_a_writer_and_loses_nothing_acknowledged() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "crash_child",
+                "crash::crash_child",
                 "--ignored",
                 "--nocapture",
                 "--test-threads=1",

@@ -1,7 +1,7 @@
 //! The daemon and one-shot commands on one home: they take turns with the store.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! exit, and nothing written.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::{TestHome, notaries};
 

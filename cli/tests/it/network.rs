@@ -5,7 +5,7 @@
 //! from a fresh observer that fetches the logs from peers.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 #[path = "network/jepsen.rs"]
 mod jepsen;
 

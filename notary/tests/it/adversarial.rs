@@ -3,7 +3,7 @@
 //! check can fail), malformed certificates in a proposal.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
@@ -610,6 +610,10 @@ async fn no_signed_answer_leaves_a_batch_before_its_votes_are_flushed() {
 /// no state for any of them, and it still votes for a real proposal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bogus_proposals_leave_no_state_behind() {
+    // Its memory figure is of the whole process: measured in one running this test alone.
+    if !scrip_feed::bench::run_alone("adversarial::bogus_proposals_leave_no_state_behind") {
+        return;
+    }
     use scrip_notary::wire::{Proposal, Request, Response};
     use scrip_notary::{Notary, NotaryConfig};
     let count = scrip_feed::bench::env_usize("SCRIP_FLOOD_PROPOSALS", 20_000);

@@ -3,7 +3,7 @@
 //! vectors in `docs/protocol/vectors/feed.json`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::cases::{self, Case};
 use scrip_feed::Error;

@@ -4,12 +4,12 @@
 //! store's record of changed feeds (`Store::changes_since`) names every feed an operation changed.
 //!
 //! CI runs `SCRIP_MODEL_CASES` cases (default 48); for a long run:
-//! `SCRIP_MODEL_CASES=2000 cargo test -p scrip-feed --release --test model`.
+//! `SCRIP_MODEL_CASES=2000 cargo test -p scrip-feed --release --test it model::`.
 //! proptest prints the failing sequence, minimised, and records its seed under
 //! `proptest-regressions/`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use proptest::prelude::*;
 use scrip_feed::store::{ChangeMark, Changes};

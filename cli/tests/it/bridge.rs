@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 // The notary tests' cluster and wallet helpers (one definition, shared).
-#[path = "../../notary/tests/common/mod.rs"]
+#[path = "../../../notary/tests/it/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! plus what only the sled store has (reopen, locking, corruption).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::{chain, extend, key, post};
 use scrip_feed::store::verify_parallel;

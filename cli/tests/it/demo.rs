@@ -1,7 +1,7 @@
 //! The README's main job: `scrip demo` runs a whole network and its summary is right.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

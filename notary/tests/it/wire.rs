@@ -2,7 +2,7 @@
 //! are deterministic), encoded and compared with the checked-in
 //! `docs/protocol/vectors/notary.json`, then decoded back. A change to any layout fails here and
 //! needs a version bump. To regenerate after a deliberate change:
-//! `SCRIP_REGEN_VECTORS=1 cargo test -p scrip-notary --test wire`.
+//! `SCRIP_REGEN_VECTORS=1 cargo test -p scrip-notary --test it wire::`.
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;

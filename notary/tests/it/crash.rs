@@ -6,7 +6,7 @@
 //! CI runs `SCRIP_NOTARY_CRASH_ROUNDS` rounds per step (default 2).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -124,7 +124,7 @@ fn spawn_child_with(
     command
         .args([
             "--exact",
-            "notary_child",
+            "crash::notary_child",
             "--ignored",
             "--nocapture",
             "--test-threads=1",
