@@ -473,9 +473,258 @@ pub fn audit_text(report: &AuditReport) -> String {
     out
 }
 
+/// One example of every JSON shape a command prints with `--json` (the control socket carries
+/// the same values), keyed by the command that prints it, plus the error shape. Pinned by
+/// `docs/cli-output.json`: a changed shape fails `every_json_shape_is_the_documented_one` until
+/// the file (and docs/cli.md) say so.
+pub fn json_examples() -> serde_json::Value {
+    use scrip_ledger::audit::{AuditStep, BalanceLine as AuditBalance, Verdict};
+    let wallet = "+3yZe7dW1qfNvLhGgQXzK2r8Vu5mJp4sTc9bA6nHkE1oD7xRy";
+    let feed = "@8ZfKtzK7ZX8rtGhAqUDS4MVPT143o1FwKjw2aBwta8bE";
+    let issuer = "@4dFUkGx9qPz3WcNrVb7LmYt2Hs8KjXa5RgEo1TfDi6Mn";
+    let eur = format!("EUR{issuer}");
+    let order = "%5tGkQ2rVb8NxLmW3yZcHf7JpK4sTd9aE6gUo1XiRn";
+    let earlier = EarlierLine {
+        outcome: "finished".into(),
+        seq: 4,
+        id: "%9aE6gUo1XiRn5tGkQ2rVb8NxLmW3yZcHf7JpK4sTd".into(),
+        what: "order of 5.00 EUR to +3yZe7dW1q".into(),
+        reason: None,
+    };
+    let pending = PendingLine {
+        seq: 6,
+        id: "%2rVb8NxLmW3yZcHf7JpK4sTd9aE6gUo1XiRn5tGkQ".into(),
+        what: "order of 1.00 EUR to +3yZe7dW1q".into(),
+        since_ms: 1_795_971_985_000,
+    };
+    let balance = BalanceLine {
+        currency: eur.clone(),
+        amount: "63.75".into(),
+    };
+    let certified = |kind: &str, seq: u64, summary: &str| Output::Certified {
+        kind: kind.into(),
+        wallet: wallet.into(),
+        seq,
+        id: order.into(),
+        votes: 3,
+        summary: summary.into(),
+        earlier: (kind == "order").then(|| earlier.clone()),
+    };
+    let examples: Vec<(&str, Output)> = vec![
+        (
+            "init",
+            Output::Initialized {
+                home: "/home/alice/.local/share/scrip".into(),
+                identity: feed.into(),
+            },
+        ),
+        (
+            "id",
+            Output::Id {
+                home: "/home/alice/.local/share/scrip".into(),
+                identity: feed.into(),
+                nick: Some("alice".into()),
+                wallet: Some(wallet.into()),
+                listen: "127.0.0.1:7411".into(),
+                daemon: true,
+            },
+        ),
+        (
+            "wallet abandon, peer add (one line for people)",
+            Output::Done {
+                message: "added peer 127.0.0.1:7421".into(),
+            },
+        ),
+        (
+            "post, nick, follow, unfollow, block",
+            Output::Published {
+                kind: "post".into(),
+                seq: 12,
+                id: "%7JpK4sTd9aE6gUo1XiRn5tGkQ2rVb8NxLmW3yZcHf".into(),
+            },
+        ),
+        (
+            "peer list",
+            Output::Peers {
+                peers: vec![PeerLine {
+                    address: "127.0.0.1:7421".into(),
+                    id: Some(feed.into()),
+                    connected: true,
+                }],
+            },
+        ),
+        (
+            "feed",
+            Output::Feed {
+                feed: feed.into(),
+                nick: Some("alice".into()),
+                head: 12,
+                entries: vec![FeedLine {
+                    seq: 12,
+                    timestamp_ms: 1_795_971_985_000,
+                    kind: "post".into(),
+                    text: "hello".into(),
+                }],
+            },
+        ),
+        (
+            "sync",
+            Output::Synced {
+                peer: "127.0.0.1:7421".into(),
+                stored: 40,
+            },
+        ),
+        (
+            "forks",
+            Output::Forks {
+                forks: vec![(feed.into(), 7)],
+            },
+        ),
+        (
+            "wallet create",
+            certified("genesis", 1, "wallet created with 4 notaries (quorum 3)"),
+        ),
+        ("mint", certified("mint", 2, "minted 100.00 EUR")),
+        (
+            "pay",
+            certified("order", 5, "ordered 12.50 EUR to +3yZe7dW1q"),
+        ),
+        (
+            "accept, reject, reclaim",
+            certified("accept", 3, "accepted 12.50 EUR"),
+        ),
+        (
+            "pending",
+            Output::Pending {
+                pending: Some(pending.clone()),
+            },
+        ),
+        (
+            "pending --retry",
+            Output::Settled {
+                earlier: Some(EarlierLine {
+                    outcome: "dropped".into(),
+                    reason: Some("refused by 2 notaries: overspend".into()),
+                    ..earlier.clone()
+                }),
+            },
+        ),
+        (
+            "orders",
+            Output::Orders {
+                orders: vec![OrderLine {
+                    id: order.into(),
+                    direction: "incoming".into(),
+                    from: wallet.into(),
+                    to: "+8Hq2Zx4".into(),
+                    amount: "12.50".into(),
+                    currency: eur.clone(),
+                    status: "pending".into(),
+                    memo: "lunch".into(),
+                }],
+            },
+        ),
+        (
+            "balance",
+            Output::Balance {
+                wallet: wallet.into(),
+                balances: vec![balance.clone()],
+                escrow: vec![BalanceLine {
+                    amount: "12.50".into(),
+                    ..balance
+                }],
+                pending: Some(pending),
+            },
+        ),
+        (
+            "audit",
+            Output::Audit {
+                report: AuditReport {
+                    wallet: feed.into(),
+                    entries: 2,
+                    notaries: vec![issuer.into()],
+                    quorum: 1,
+                    steps: vec![AuditStep {
+                        seq: 2,
+                        entry: order.into(),
+                        kind: "accept".into(),
+                        counterparty: Some(issuer.into()),
+                        order: Some(order.into()),
+                        currency: Some(eur.clone()),
+                        amount: Some("25.00".into()),
+                        direction: Some("+".into()),
+                        balance_after: Some("25.00".into()),
+                    }],
+                    balances: vec![AuditBalance {
+                        currency: eur,
+                        amount: "25.00".into(),
+                    }],
+                    verdict: Verdict::Sound,
+                },
+            },
+        ),
+    ];
+    // Every variant has its example (this match has no wildcard: a new variant needs one).
+    let covered = |o: &Output| match o {
+        Output::Initialized { .. } => 0,
+        Output::Id { .. } => 1,
+        Output::Done { .. } => 2,
+        Output::Published { .. } => 3,
+        Output::Peers { .. } => 4,
+        Output::Feed { .. } => 5,
+        Output::Synced { .. } => 6,
+        Output::Forks { .. } => 7,
+        Output::Certified { .. } => 8,
+        Output::Pending { .. } => 9,
+        Output::Settled { .. } => 10,
+        Output::Orders { .. } => 11,
+        Output::Balance { .. } => 12,
+        Output::Audit { .. } => 13,
+    };
+    let mut seen: Vec<usize> = examples.iter().map(|(_, o)| covered(o)).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        (0..14).collect::<Vec<_>>(),
+        "an Output variant without an example"
+    );
+    let mut all = serde_json::Map::new();
+    for (command, output) in examples {
+        let value = serde_json::to_value(&output).unwrap_or_default();
+        all.insert(command.to_owned(), value);
+    }
+    all.insert(
+        "any command that fails".into(),
+        serde_json::json!({
+            "result": "error",
+            "kind": "error",
+            "exit": 1,
+            "error": "\"12.345\" has more decimals than EUR (2)",
+        }),
+    );
+    serde_json::Value::Object(all)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The JSON of every command is the one docs/cli-output.json shows (regenerate with
+    /// `SCRIP_REGEN_VECTORS=1`, then say in docs/cli.md what changed).
+    #[test]
+    fn every_json_shape_is_the_documented_one() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/cli-output.json");
+        let text = format!("{:#}\n", json_examples());
+        if std::env::var("SCRIP_REGEN_VECTORS").is_ok() {
+            std::fs::write(path, &text).unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
+        let frozen = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            frozen == text,
+            "the JSON output changed; if on purpose, regenerate {path} with SCRIP_REGEN_VECTORS=1 and document it:\n{text}"
+        );
+    }
 
     #[test]
     fn times_are_dates_in_some_zone() {

@@ -76,7 +76,9 @@ impl FromStr for FeedId {
         };
         let bytes = parse_prefixed_base58(input, FeedId::PREFIX).map_err(invalid)?;
         let key = VerifyingKey::from_bytes(&bytes)
-            .map_err(|_| invalid("not a valid ed25519 public key"))?;
+            .ok()
+            .filter(|key| canonical(key, &bytes))
+            .ok_or_else(|| invalid("not a valid ed25519 public key"))?;
         if key.is_weak() {
             return Err(invalid("a weak (small-order) ed25519 key"));
         }
@@ -148,6 +150,14 @@ pub fn signing_bytes(domain: &[u8], message: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// Whether `bytes` is the canonical encoding of the point `key` decompressed to. Decompression
+/// alone also accepts a y coordinate at or above the field's prime p (read modulo p) and a set
+/// sign bit on x = 0: other byte strings for the same point, which would give one key two
+/// feed ids. feed.md §2 refuses them.
+fn canonical(key: &VerifyingKey, bytes: &[u8; 32]) -> bool {
+    key.to_edwards().compress().as_bytes() == bytes
+}
+
 /// Most decompressed keys [`AuthorKey::cached`] remembers.
 pub const AUTHOR_KEY_CACHE_CAPACITY: usize = 4096;
 
@@ -171,7 +181,9 @@ impl AuthorKey {
     /// not have small order ([`Error::WeakAuthorKey`]).
     pub fn new(author: &FeedId) -> Result<AuthorKey, Error> {
         let key = VerifyingKey::from_bytes(author.as_bytes())
-            .map_err(|_| Error::InvalidAuthorKey { author: *author })?;
+            .ok()
+            .filter(|key| canonical(key, author.as_bytes()))
+            .ok_or(Error::InvalidAuthorKey { author: *author })?;
         if key.is_weak() {
             return Err(Error::WeakAuthorKey { author: *author });
         }
@@ -298,6 +310,40 @@ impl fmt::Debug for Keypair {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keys whose y is written at or above p (y + p for a small y) decompress to a valid point
+    /// but are not its canonical encoding: refused at parse and as an author, like any invalid
+    /// key. The test finds such keys among y = 2..18 and fails if it finds none.
+    #[test]
+    fn non_canonical_key_encodings_are_refused() {
+        // p = 2^255 - 19, little-endian.
+        let mut p = [0xffu8; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        let mut found = 0;
+        for y in 2u8..19 {
+            let mut bytes = p;
+            bytes[0] = bytes[0].wrapping_add(y); // 0xed + y < 0x100 for y < 19
+            let Ok(key) = VerifyingKey::from_bytes(&bytes) else {
+                continue;
+            };
+            if key.is_weak() {
+                continue;
+            }
+            found += 1;
+            let id = FeedId::from_bytes(bytes);
+            assert!(
+                matches!(AuthorKey::new(&id), Err(Error::InvalidAuthorKey { .. })),
+                "y = {y} + p"
+            );
+            let text = format!("@{}", bs58::encode(bytes).into_string());
+            assert!(text.parse::<FeedId>().is_err(), "y = {y} + p parses");
+            // The canonical encoding of the same point is an ordinary key.
+            let canonical = FeedId::from_bytes(key.to_edwards().compress().to_bytes());
+            assert!(AuthorKey::new(&canonical).is_ok());
+        }
+        assert!(found > 0, "no non-canonical test key found");
+    }
 
     #[test]
     fn feed_id_text_round_trips() {

@@ -195,14 +195,69 @@ fn generate() -> Value {
         },
         "invalid_fork_proofs": bad_proofs,
         "invalid_entries": invalid,
-        "invalid_feed_ids": [
-            alice.id().to_string()[1..].to_string(),
-            format!("{} ", alice.id()),
-            format!("@1{}", &alice.id().to_string()[1..]),
-            "@0OIl".to_string(),
-            FeedId::from_bytes({ let mut b = [0u8; 32]; b[0] = 1; b }).to_string(),
-        ],
+        "invalid_feed_ids": invalid_feed_ids(&alice),
     })
+}
+
+/// Feed ids the parser refuses, each with the error it gives (`feed.md` §2).
+fn invalid_feed_ids(alice: &Keypair) -> Vec<serde_json::Value> {
+    // The smallest y with no point on the curve.
+    let no_point = (2u8..=255)
+        .map(|y| {
+            let mut b = [0u8; 32];
+            b[0] = y;
+            b
+        })
+        .find(|b| {
+            FeedId::from_bytes(*b)
+                .to_string()
+                .parse::<FeedId>()
+                .is_err()
+        })
+        .expect("some small y has no point");
+    // y + p for the smallest y < 19 that is a valid key: the same point written at or above p.
+    let y = (2u8..19)
+        .find(|&y| {
+            let mut b = [0u8; 32];
+            b[0] = y;
+            FeedId::from_bytes(b).to_string().parse::<FeedId>().is_ok()
+        })
+        .expect("some y < 19 is a valid key");
+    let mut above_p = [0xffu8; 32];
+    above_p[0] = 0xed + y;
+    above_p[31] = 0x7f;
+    [
+        ("no @ prefix", alice.id().to_string()[1..].to_string()),
+        ("trailing whitespace", format!("{} ", alice.id())),
+        (
+            "33 bytes (a leading zero byte)",
+            format!("@1{}", &alice.id().to_string()[1..]),
+        ),
+        ("not base58", "@0OIl".to_string()),
+        (
+            "the identity point (y = 1): small order",
+            FeedId::from_bytes({
+                let mut b = [0u8; 32];
+                b[0] = 1;
+                b
+            })
+            .to_string(),
+        ),
+        (
+            "y has no point on the curve",
+            FeedId::from_bytes(no_point).to_string(),
+        ),
+        (
+            "y written at or above p (not canonical)",
+            FeedId::from_bytes(above_p).to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(why, input)| {
+        let error = input.parse::<FeedId>().expect_err(why).to_string();
+        json!({ "input": input, "why": why, "error": error })
+    })
+    .collect()
 }
 
 #[test]
@@ -395,8 +450,9 @@ fn replay_invalid_entries() {
 
 #[test]
 fn replay_invalid_feed_ids() {
-    for text in load()["invalid_feed_ids"].as_array().unwrap() {
-        let text = text.as_str().unwrap();
-        assert!(text.parse::<FeedId>().is_err(), "accepted {text:?}");
+    for case in load()["invalid_feed_ids"].as_array().unwrap() {
+        let text = case["input"].as_str().unwrap();
+        let err = text.parse::<FeedId>().expect_err(text);
+        assert_eq!(err.to_string(), case["error"].as_str().unwrap(), "{text:?}");
     }
 }

@@ -173,12 +173,21 @@ fn encode(message: &Result<Request, Response>) -> Vec<u8> {
 fn generate() -> Value {
     let messages: Vec<Value> = messages()
         .iter()
-        .map(|(name, message)| json!({"name": name, "hex": hex::encode(encode(message))}))
+        .map(|(name, message)| {
+            // The decoded value beside its bytes: each field by name, byte strings and keys as
+            // arrays of numbers (serde's data model), so a reader can match bytes to fields.
+            let decoded = match message {
+                Ok(request) => json!({ "Request": request }),
+                Err(response) => json!({ "Response": response }),
+            };
+            json!({"name": name, "hex": hex::encode(encode(message)), "decoded": decoded})
+        })
         .collect();
     json!({
         "about": "scrip notary wire messages v1: postcard((version: u8 = 1, message)); \
                   see docs/protocol/notary.md. Keys: wallet seed [1; 32], notaries seeds \
-                  [10..13; 32].",
+                  [10..13; 32]. `decoded` is each message's value in serde's JSON form \
+                  (fields by name, byte strings and keys as arrays of numbers).",
         "messages": messages,
     })
 }
