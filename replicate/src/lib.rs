@@ -10,8 +10,10 @@
 //!   `docs/protocol/transport.md`.
 //! - [`wire`]: the replication messages and their limits. Spec: `docs/protocol/replication.md`.
 //! - [`session`]: the replication session with one peer, a sans-IO state machine.
-//! - [`scope`], [`scheduler`], [`peers`]: pure decisions of the node: which feeds to replicate
-//!   (follow graph, blocks, explicit requests), which peer to ask each feed of, whom to dial.
+//! - [`scope`], [`scheduler`], [`peers`], [`policy`]: pure decisions of the node: which feeds to
+//!   replicate (follow graph, blocks, explicit requests), which peer to ask each feed of, whom to
+//!   dial and when to retry (backoff), which of two connections to a peer to keep, when to
+//!   rotate, what a change of scope tells each session. Unit-tested on their own.
 //! - [`peer`]: the thin async driver of one session (reader, writer, ingest worker).
 //! - [`node`]: the gossip node actor and its [`NodeHandle`].
 //! - [`background`]: the lower-priority thread a node may check and store received entries on.
@@ -28,6 +30,7 @@ pub mod limits;
 pub mod node;
 pub mod peer;
 pub mod peers;
+pub mod policy;
 pub mod scheduler;
 pub mod scope;
 pub mod session;

@@ -23,6 +23,7 @@ use crate::limits::{
 };
 use crate::peer::{AcceptAll, AttachmentCheck, PeerCommand, PeerContext, PeerReport};
 use crate::peers::{Origin, PeerTable};
+use crate::policy::ScopeChange;
 use crate::scheduler::{Change, DEFAULT_REQUEST_TIMEOUT, Scheduler};
 
 /// Default [`NodeConfig::idle_before_eviction`].
@@ -201,6 +202,15 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Reading the store failed (the node goes on, and retries the read with backoff).
+    StoreFailed {
+        /// What the node was reading for.
+        what: &'static str,
+        /// The feed concerned, if any.
+        feed: Option<FeedId>,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A connection, as the node status reports it.
@@ -240,10 +250,6 @@ pub struct NodeStatus {
     pub settled_peers: usize,
 }
 
-/// Two connections dialed by the same side within this long of each other are a double dial
-/// (the first is kept); a later one replaces the older (see `on_connected`).
-pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10);
-
 /// How long a connection must have been open before its peer's clock counts as heard.
 pub const OWN_HEAD_SETTLE: Duration = Duration::from_millis(500);
 
@@ -266,6 +272,10 @@ enum Command<S> {
     Scanned {
         feed: FeedId,
         entries: Vec<Entry>,
+    },
+    ScanFailed {
+        feed: FeedId,
+        reason: String,
     },
     ProofChecked {
         from: Option<FeedId>,
@@ -419,6 +429,7 @@ impl Node {
             last_rotation: Instant::now(),
             last_catch_up: (0, 0),
             scanning: BTreeSet::new(),
+            scan_failures: BTreeMap::new(),
             unjudged: VecDeque::new(),
             accept_task,
             inbound: crate::transport::SlotTable::new(max_incoming, idle_before_eviction),
@@ -641,6 +652,10 @@ struct Actor<N: Network> {
     last_catch_up: (usize, u64),
     /// Feeds whose entries are being read for the follow graph.
     scanning: BTreeSet<FeedId>,
+    /// Feeds whose last read for the follow graph failed: consecutive failures, and when to
+    /// read again ([`crate::peers::backoff`]). A failed read is never retried at once: that
+    /// would spin (and recurse, with store calls run inline).
+    scan_failures: BTreeMap<FeedId, (u32, Instant)>,
     /// Verified fork proofs about feeds whose first entry is not held yet, oldest first (at
     /// most [`MAX_UNJUDGED_PROOFS`], one per author): judged when the feed's entries arrive.
     unjudged: VecDeque<(Option<FeedId>, Box<ForkProof>)>,
@@ -731,6 +746,7 @@ impl<N: Network> Actor<N> {
             }
             Command::LocalStored { feed, head } => self.on_stored(feed, head, 0, 0, None),
             Command::Scanned { feed, entries } => self.on_scanned(feed, entries),
+            Command::ScanFailed { feed, reason } => self.on_scan_failed(feed, reason),
             Command::ProofNotKept { from, verdict } => match verdict {
                 Verdict::NotHeld(proof) => {
                     // Judged once the feed's first entry is here (it may be on its way).
@@ -825,9 +841,12 @@ impl<N: Network> Actor<N> {
             // other that is a double dial, and the first is kept; later, the dialer gave up on
             // the old one (it restarted, or lost the link without a word), so the new one wins
             // instead of being dropped while the dead one waits for its idle timeout.
-            let stale =
-                existing.initiator == initiator && existing.since.elapsed() >= DUPLICATE_WINDOW;
-            if existing.initiator <= initiator && !stale {
+            let decision = crate::policy::on_duplicate(
+                existing.initiator,
+                existing.since.elapsed(),
+                initiator,
+            );
+            if decision == crate::policy::Duplicate::KeepExisting {
                 tracing::debug!(peer = %peer.short(), %address, "a second connection to a peer: kept the first");
                 return;
             }
@@ -1082,15 +1101,63 @@ impl<N: Network> Actor<N> {
 
     /// Reads `feed`'s entries not yet applied to the follow graph (on a blocking thread).
     fn scan(&mut self, feed: FeedId) {
+        if self
+            .scan_failures
+            .get(&feed)
+            .is_some_and(|(_, retry_at)| *retry_at > Instant::now())
+        {
+            // It failed lately: the tick reads it again when its backoff is over.
+            return;
+        }
         if !self.scanning.insert(feed) {
             return;
         }
         let from = Seq::new(self.graph.next_seq(&feed));
         let store = Arc::clone(&self.store);
         self.store_task(move || {
-            let entries = store.range(&feed, from, SCAN_BATCH).unwrap_or_default();
-            Some(Command::Scanned { feed, entries })
+            Some(match store.range(&feed, from, SCAN_BATCH) {
+                Ok(entries) => Command::Scanned { feed, entries },
+                Err(err) => Command::ScanFailed {
+                    feed,
+                    reason: err.to_string(),
+                },
+            })
         });
+    }
+
+    /// A read for the follow graph failed: reported, and retried later with backoff.
+    fn on_scan_failed(&mut self, feed: FeedId, reason: String) {
+        self.scanning.remove(&feed);
+        let failures = self
+            .scan_failures
+            .get(&feed)
+            .map_or(1, |(n, _)| n.saturating_add(1));
+        let retry_at = Instant::now() + crate::peers::backoff(failures, self.rng.below(1000));
+        self.scan_failures.insert(feed, (failures, retry_at));
+        tracing::warn!(feed = %feed.short(), %reason, failures, "reading a feed from the store failed; retrying later");
+        self.emit(Event::StoreFailed {
+            what: "reading a feed for its follows",
+            feed: Some(feed),
+            reason,
+        });
+    }
+
+    /// Reads again the feeds whose failed read's backoff is over.
+    fn retry_failed_scans(&mut self, now: Instant) {
+        let due: Vec<FeedId> = self
+            .scan_failures
+            .iter()
+            .filter(|(_, (_, retry_at))| *retry_at <= now)
+            .map(|(feed, _)| *feed)
+            .collect();
+        for feed in due {
+            // Still counted as failed (its backoff keeps growing) until a read succeeds; its
+            // retry time is cleared so that `scan` lets this read through.
+            if let Some((_, retry_at)) = self.scan_failures.get_mut(&feed) {
+                *retry_at = now;
+            }
+            self.scan(feed);
+        }
     }
 
     /// Builds the scope from scratch: own feed and explicit feeds first; scanning them reveals
@@ -1108,6 +1175,7 @@ impl<N: Network> Actor<N> {
 
     fn on_scanned(&mut self, feed: FeedId, entries: Vec<Entry>) {
         self.scanning.remove(&feed);
+        self.scan_failures.remove(&feed);
         let mut changed = false;
         for entry in &entries {
             changed |= self.graph.apply(entry);
@@ -1144,30 +1212,24 @@ impl<N: Network> Actor<N> {
             .map(|f| (*f, self.heads.get(f).copied().unwrap_or(0)))
             .collect();
         let changes = self.scheduler.set_scope(&feeds, Instant::now());
+        let told: Vec<PeerCommand> = crate::policy::scope_changes(&old, &self.scope)
+            .into_iter()
+            .map(|change| match change {
+                ScopeChange::Dropped(feed) => PeerCommand::SetWanted(feed, None),
+                ScopeChange::Added(feed) => PeerCommand::SetWanted(feed, Some(false)),
+                ScopeChange::Blocked(feed, blocked) => PeerCommand::Blocked(feed, blocked),
+            })
+            .collect();
         for connection in self.connections.values() {
-            for feed in old.feeds.keys().filter(|f| !self.scope.contains(f)) {
-                let _ = connection
-                    .commands
-                    .try_send(PeerCommand::SetWanted(*feed, None));
-            }
-            for feed in self.scope.feeds.keys().filter(|f| !old.contains(f)) {
-                let _ = connection
-                    .commands
-                    .try_send(PeerCommand::SetWanted(*feed, Some(false)));
-            }
-            for feed in self.scope.blocked.symmetric_difference(&old.blocked) {
-                let blocked = self.scope.blocked.contains(feed);
-                let _ = connection
-                    .commands
-                    .try_send(PeerCommand::Blocked(*feed, blocked));
+            for command in &told {
+                let _ = connection.commands.try_send(command.clone());
             }
         }
         self.apply(changes);
         // Newly reachable feeds may follow others.
-        for feed in self.scope.feeds.keys().copied().collect::<Vec<_>>() {
-            if !old.contains(&feed) && self.heads.contains_key(&feed) {
-                self.scan(feed);
-            }
+        let held: BTreeSet<FeedId> = self.heads.keys().copied().collect();
+        for feed in crate::policy::to_scan(&old, &self.scope, &held) {
+            self.scan(feed);
         }
     }
 
@@ -1196,6 +1258,7 @@ impl<N: Network> Actor<N> {
         let now = Instant::now();
         let changes = self.scheduler.tick(now);
         self.apply(changes);
+        self.retry_failed_scans(now);
         self.dial();
         self.rotate(now);
         let behind = self.scheduler.behind();
@@ -1231,12 +1294,11 @@ impl<N: Network> Actor<N> {
                 })
                 .map(|(address, info)| (address.clone(), info.id))
                 .collect();
-            if candidates.is_empty() {
+            let Some((address, expected)) =
+                crate::policy::pick(&candidates, self.rng.next_u64()).cloned()
+            else {
                 return;
-            }
-            let (address, expected) = candidates
-                [usize::try_from(self.rng.below(candidates.len() as u64)).unwrap_or(0)]
-            .clone();
+            };
             self.dialing.insert(address.clone());
             let network = Arc::clone(&self.network);
             let identity = Arc::clone(&self.identity);
@@ -1272,15 +1334,24 @@ impl<N: Network> Actor<N> {
 
     /// Now and then, drops the oldest dialed connection so that another candidate gets a turn.
     fn rotate(&mut self, now: Instant) {
-        let Some(every) = self.config.rotate_every else {
-            return;
-        };
-        if now.saturating_duration_since(self.last_rotation) < every {
-            return;
-        }
-        self.last_rotation = now;
         let dialed = self.connections.values().filter(|c| c.outgoing).count();
-        if dialed < self.config.max_outgoing || self.table.len() <= dialed {
+        let due = crate::policy::rotation_due(
+            now,
+            self.last_rotation,
+            self.config.rotate_every,
+            dialed,
+            self.config.max_outgoing,
+            self.table.len(),
+        );
+        // A period is over (whether or not anyone was rotated out): the next one starts.
+        if self
+            .config
+            .rotate_every
+            .is_some_and(|every| now.saturating_duration_since(self.last_rotation) >= every)
+        {
+            self.last_rotation = now;
+        }
+        if !due {
             return;
         }
         if let Some(oldest) = self

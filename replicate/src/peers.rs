@@ -14,6 +14,19 @@ pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// Longest reconnect delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
+/// How long to wait after `failures` consecutive failures (at least 1): [`BACKOFF_MIN`]
+/// doubling per failure up to [`BACKOFF_MAX`], stretched by up to half by `jitter` (0..1000,
+/// from the node's seeded generator) so that peers do not retry in step. The one backoff of the
+/// node: dials, and store reads that failed.
+pub fn backoff(failures: u32, jitter: u64) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    let base = BACKOFF_MIN
+        .saturating_mul(1u32 << exponent)
+        .min(BACKOFF_MAX);
+    base.mul_f64(1.0 + (jitter % 1000) as f64 / 2000.0)
+        .min(BACKOFF_MAX)
+}
+
 /// Where an address came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
@@ -106,12 +119,7 @@ impl PeerTable {
     pub fn failed(&mut self, address: &str, now: Instant, jitter: u64) {
         if let Some(info) = self.peers.get_mut(address) {
             info.failures = info.failures.saturating_add(1);
-            let exponent = info.failures.saturating_sub(1).min(16);
-            let base = BACKOFF_MIN
-                .saturating_mul(1u32 << exponent)
-                .min(BACKOFF_MAX);
-            let jittered = base.mul_f64(1.0 + (jitter % 1000) as f64 / 2000.0);
-            info.retry_at = Some(now + jittered.min(BACKOFF_MAX));
+            info.retry_at = Some(now + backoff(info.failures, jitter));
         }
     }
 

@@ -8,4 +8,5 @@ mod byzantine;
 mod loopback;
 mod session;
 mod simulation;
+mod store_errors;
 mod transport;

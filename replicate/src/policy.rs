@@ -1,0 +1,201 @@
+//! The node's decisions about connections and scope, as pure functions of what the actor knows
+//! (time and randomness come in as arguments): which of two connections to one peer to keep,
+//! when to rotate a dialed connection out, which address to dial, and what a change of scope
+//! tells each session. The actor (`node.rs`) only executes what these decide; the scheduler
+//! (`scheduler.rs`), the scope (`scope.rs`) and the peer table with its backoff (`peers.rs`)
+//! are its other pure parts.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use scrip_feed::FeedId;
+use tokio::time::Instant;
+
+use crate::scope::Scope;
+
+/// Within this long of the first, a second connection dialed by the same side is a double dial
+/// and the first is kept; later, the dialer gave up on the first.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// What to do with a new connection to a peer already connected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Duplicate {
+    /// Keep the existing connection; drop the new one.
+    KeepExisting,
+    /// Close the existing connection; keep the new one.
+    Replace,
+}
+
+/// Two connections to one peer. Dialed by both sides at once: both sides keep the one the
+/// smaller feed id initiated (they decide alike, without a word). Dialed by the same side
+/// twice: within [`DUPLICATE_WINDOW`] that is a double dial and the first is kept; later the
+/// dialer gave up on the old one (it restarted, or lost the link without a word), so the new one
+/// wins instead of being dropped while the dead one waits for its idle timeout.
+pub fn on_duplicate(
+    existing_initiator: FeedId,
+    existing_age: Duration,
+    new_initiator: FeedId,
+) -> Duplicate {
+    let stale = existing_initiator == new_initiator && existing_age >= DUPLICATE_WINDOW;
+    if existing_initiator <= new_initiator && !stale {
+        Duplicate::KeepExisting
+    } else {
+        Duplicate::Replace
+    }
+}
+
+/// Whether it is time to close the oldest dialed connection so that another candidate gets a
+/// turn: every `every` (never if `None`), only with every dial slot in use and more known
+/// addresses than dialed connections.
+pub fn rotation_due(
+    now: Instant,
+    last_rotation: Instant,
+    every: Option<Duration>,
+    dialed: usize,
+    max_outgoing: usize,
+    known_addresses: usize,
+) -> bool {
+    every.is_some_and(|every| now.saturating_duration_since(last_rotation) >= every)
+        && dialed >= max_outgoing
+        && known_addresses > dialed
+}
+
+/// One of `candidates`, chosen by `draw` (a number from the node's seeded generator).
+pub fn pick<T>(candidates: &[T], draw: u64) -> Option<&T> {
+    let len = u64::try_from(candidates.len()).ok().filter(|&n| n > 0)?;
+    candidates.get(usize::try_from(draw % len).ok()?)
+}
+
+/// What a change of scope tells every session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScopeChange {
+    /// The feed left the scope: no longer replicated.
+    Dropped(FeedId),
+    /// The feed entered the scope: replicated, not asked of this peer yet (the scheduler picks
+    /// its source).
+    Added(FeedId),
+    /// The feed was blocked (`true`) or unblocked.
+    Blocked(FeedId, bool),
+}
+
+/// The changes from scope `old` to scope `new`, feeds dropped first, then added, then blocks.
+pub fn scope_changes(old: &Scope, new: &Scope) -> Vec<ScopeChange> {
+    let dropped = old
+        .feeds
+        .keys()
+        .filter(|f| !new.contains(f))
+        .map(|f| ScopeChange::Dropped(*f));
+    let added = new
+        .feeds
+        .keys()
+        .filter(|f| !old.contains(f))
+        .map(|f| ScopeChange::Added(*f));
+    let blocks = old
+        .blocked
+        .symmetric_difference(&new.blocked)
+        .map(|f| ScopeChange::Blocked(*f, new.blocked.contains(f)));
+    dropped.chain(added).chain(blocks).collect()
+}
+
+/// The feeds newly in scope that the store holds entries of: read for their follows next.
+pub fn to_scan(old: &Scope, new: &Scope, held: &BTreeSet<FeedId>) -> Vec<FeedId> {
+    new.feeds
+        .keys()
+        .filter(|f| !old.contains(f) && held.contains(f))
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scrip_feed::Keypair;
+
+    fn id(n: u8) -> FeedId {
+        Keypair::from_seed(&[n; 32]).id()
+    }
+
+    #[test]
+    fn a_simultaneous_dial_keeps_the_connection_the_smaller_id_initiated_on_both_sides() {
+        let (a, b) = if id(1) < id(2) {
+            (id(1), id(2))
+        } else {
+            (id(2), id(1))
+        };
+        let young = Duration::from_millis(100);
+        // a < b. At a: the existing one b dialed, the new one a dialed: keep a's (replace).
+        assert_eq!(on_duplicate(b, young, a), Duplicate::Replace);
+        // At b, the other way round: keep the existing one, a's.
+        assert_eq!(on_duplicate(a, young, b), Duplicate::KeepExisting);
+    }
+
+    #[test]
+    fn a_redial_by_the_same_side_replaces_only_a_stale_connection() {
+        let a = id(1);
+        assert_eq!(
+            on_duplicate(a, Duration::from_secs(1), a),
+            Duplicate::KeepExisting,
+            "a double dial"
+        );
+        assert_eq!(
+            on_duplicate(a, DUPLICATE_WINDOW, a),
+            Duplicate::Replace,
+            "the dialer gave up on the old one"
+        );
+    }
+
+    #[test]
+    fn rotation_waits_for_its_period_full_slots_and_other_candidates() {
+        let t0 = Instant::now();
+        let every = Some(Duration::from_secs(300));
+        let later = t0 + Duration::from_secs(300);
+        assert!(rotation_due(later, t0, every, 4, 4, 5));
+        assert!(!rotation_due(later, t0, None, 4, 4, 5), "disabled");
+        assert!(
+            !rotation_due(t0 + Duration::from_secs(299), t0, every, 4, 4, 5),
+            "too soon"
+        );
+        assert!(!rotation_due(later, t0, every, 3, 4, 5), "a free dial slot");
+        assert!(
+            !rotation_due(later, t0, every, 4, 4, 4),
+            "nobody else to dial"
+        );
+    }
+
+    #[test]
+    fn pick_draws_among_candidates_and_none_from_nothing() {
+        let none: [u8; 0] = [];
+        assert_eq!(pick(&none, 7), None);
+        let three = ['a', 'b', 'c'];
+        assert_eq!(pick(&three, 0), Some(&'a'));
+        assert_eq!(pick(&three, 4), Some(&'b'));
+        assert_eq!(pick(&three, u64::MAX), Some(&'a'));
+    }
+
+    #[test]
+    fn a_scope_change_lists_dropped_added_and_blocked_feeds() {
+        let (f1, f2, f3) = (id(1), id(2), id(3));
+        let old = Scope {
+            feeds: [(f1, 0), (f2, 1)].into(),
+            blocked: [f3].into(),
+        };
+        let new = Scope {
+            feeds: [(f2, 1), (f3, 2)].into(),
+            blocked: BTreeSet::new(),
+        };
+        assert_eq!(
+            scope_changes(&old, &new),
+            vec![
+                ScopeChange::Dropped(f1),
+                ScopeChange::Added(f3),
+                ScopeChange::Blocked(f3, false)
+            ]
+        );
+        assert!(scope_changes(&new, &new).is_empty());
+        assert_eq!(to_scan(&old, &new, &[f3].into()), vec![f3]);
+        assert!(
+            to_scan(&old, &new, &BTreeSet::new()).is_empty(),
+            "nothing held"
+        );
+    }
+}
