@@ -228,7 +228,27 @@ fn refusal_line(result: Result<Output>) -> Result<String> {
     }
 }
 
-/// Runs the demo in `dir` (a fresh temporary directory if `None`).
+/// The demo's network: every peer a daemon with its own home.
+struct World {
+    notaries: Vec<Peer>,
+    /// alice, bob, carol, mallory.
+    users: Vec<Peer>,
+    observer: Peer,
+    /// `ID@ADDRESS` of each notary, as `wallet create` takes them.
+    notary_args: Vec<String>,
+}
+
+impl World {
+    fn user(&self, name: &str) -> Result<&Peer> {
+        self.users
+            .iter()
+            .find(|u| u.name == name)
+            .ok_or_else(|| anyhow!("no user {name}"))
+    }
+}
+
+/// Runs the demo in `dir` (a fresh temporary directory if `None`): the network starts, wallets
+/// are created, money moves, cheating is refused, and the observer audits everything.
 pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
     let started = Instant::now();
     let mut n = Narrator::new(json);
@@ -244,12 +264,50 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     n.report.dir = dir.display().to_string();
     n.say(format!("scrip demo in {}", dir.display()));
-    n.working("starting 4 notaries");
 
-    // 1. Four notaries, each a daemon with its own store, vote store and ports.
+    let world = start_world(&dir, &mut n).await?;
+    create_wallets(&world, &mut n).await?;
+    let order_to_bob = move_money(&world, &mut n).await?;
+    attempt_cheats(&world, &mut n, &order_to_bob).await?;
+    let passed = audit_everything(&world, &mut n).await?;
+
+    n.working("stopping every peer");
+    let World {
+        notaries,
+        users,
+        observer,
+        ..
+    } = world;
+    let stopping: Vec<_> = users
+        .into_iter()
+        .chain(notaries)
+        .chain(std::iter::once(observer))
+        .map(|peer| tokio::spawn(peer.daemon.stop()))
+        .collect();
+    for stop in stopping {
+        let _ = stop.await;
+    }
+    n.report.seconds = started.elapsed().as_secs_f64();
+    n.say(format!("demo finished in {:.1} s", n.report.seconds));
+    n.report.passed = passed;
+    if n.report.passed {
+        n.say("all checks passed");
+    }
+    let report = n.finish()?;
+    if !report.passed {
+        bail!("the demo's checks failed (see above)");
+    }
+    Ok(())
+}
+
+/// Steps 1 and 2: four notaries, each a daemon with its own store, vote store and ports; the users
+/// and the observer; everyone peers with every notary and every user, and the users follow
+/// each other.
+async fn start_world(dir: &Path, n: &mut Narrator) -> Result<World> {
+    n.working("starting 4 notaries");
     let mut notaries = Vec::new();
     for name in ["notary-1", "notary-2", "notary-3", "notary-4"] {
-        notaries.push(start(&dir, name, true).await?);
+        notaries.push(start(dir, name, true).await?);
     }
     let notary_args: Vec<String> = notaries
         .iter()
@@ -272,13 +330,12 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
             .unwrap_or_default()
     ));
 
-    // 2. The users and the observer; everyone peers with every notary and every user.
     n.working("starting the users and the observer");
     let mut users = Vec::new();
     for name in ["alice", "bob", "carol", "mallory"] {
-        users.push(start(&dir, name, false).await?);
+        users.push(start(dir, name, false).await?);
     }
-    let observer = start(&dir, "observer", false).await?;
+    let observer = start(dir, "observer", false).await?;
     let mut everyone: Vec<&Peer> = notaries.iter().chain(users.iter()).collect();
     everyone.push(&observer);
     let addresses: Vec<(String, String)> = everyone
@@ -313,10 +370,22 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
         }
     }
     n.say("started alice, bob, carol, mallory and an observer; they follow each other");
+    Ok(World {
+        notaries,
+        users,
+        observer,
+        notary_args,
+    })
+}
 
-    // 3. Wallets, certified by the notaries.
+/// Step 3: wallets, certified by the notaries; everyone holds everyone's wallet before anyone
+/// pays.
+async fn create_wallets(world: &World, n: &mut Narrator) -> Result<()> {
+    let World {
+        users, notary_args, ..
+    } = world;
     n.working("creating wallets");
-    for user in &users {
+    for user in users {
         user.run(Op::WalletCreate(WalletCreate {
             notaries: notary_args.clone(),
             allow_unreachable: false,
@@ -325,7 +394,7 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
     }
     let [alice, bob, carol, mallory] = [&users[0], &users[1], &users[2], &users[3]];
     let (wa, wb, wc) = (alice.wallet()?, bob.wallet()?, carol.wallet()?);
-    for user in &users {
+    for user in users {
         n.report
             .wallets
             .insert(user.name.to_owned(), crate::ops::address(user.wallet()?));
@@ -341,7 +410,7 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
     // Everyone holds everyone's wallet (they follow each other; wallets are two hops out)
     // before anyone pays: a payment needs its receiver's certified genesis.
     let all: Vec<FeedId> = users.iter().map(Peer::wallet).collect::<Result<_>>()?;
-    for user in &users {
+    for user in users {
         let store = Arc::clone(&user.ctx().store);
         let wanted = all.clone();
         wait_for("the wallets to replicate", || {
@@ -360,8 +429,19 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
         })
         .await?;
     }
+    Ok(())
+}
 
-    // 4. Money moves.
+/// Step 4, money moves: alice mints and pays bob (he accepts) and carol (she rejects, alice
+/// reclaims); bob pays carol (she accepts). Returns the id of alice's order to bob.
+// Long because: the story's payments in the order they are told.
+async fn move_money(world: &World, n: &mut Narrator) -> Result<String> {
+    let (alice, bob, carol) = (
+        world.user("alice")?,
+        world.user("bob")?,
+        world.user("carol")?,
+    );
+    let (wa, wb, wc) = (alice.wallet()?, bob.wallet()?, carol.wallet()?);
     n.working("paying, accepting, rejecting, reclaiming");
     let mint = alice
         .run(Op::Mint {
@@ -383,7 +463,7 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
     let order_to_bob = incoming_order(bob, &wa).await?;
     let accepted = bob
         .run(Op::Accept {
-            order: order_to_bob.clone(),
+            order: order_to_bob.to_owned(),
         })
         .await?;
     n.say(format!("bob: {}", accepted.text().trim()));
@@ -440,8 +520,19 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
         })
         .await?;
     n.say("bob paid carol 50.00 EUR; carol accepted");
+    Ok(order_to_bob)
+}
 
-    // 5. Attempts to cheat, each refused with its reason.
+/// Step 5: attempts to cheat, each refused with its reason.
+async fn attempt_cheats(world: &World, n: &mut Narrator, order_to_bob: &str) -> Result<()> {
+    let (alice, bob, carol, mallory) = (
+        world.user("alice")?,
+        world.user("bob")?,
+        world.user("carol")?,
+        world.user("mallory")?,
+    );
+    let (wa, wb) = (alice.wallet()?, bob.wallet()?);
+    let notaries = &world.notaries;
     n.working("attempting to cheat");
     n.say("attempts that must fail:");
     // `scrip pay` refuses an overspend before signing it; a cheater's client would not, so
@@ -481,7 +572,7 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
     n.report.refused.insert("typo".into(), typo);
     let double = refusal_line(
         bob.run(Op::Accept {
-            order: order_to_bob.clone(),
+            order: order_to_bob.to_owned(),
         })
         .await,
     )?;
@@ -489,13 +580,25 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
         "  double accept (bob accepts alice's order again): refused: {double}"
     ));
     n.report.refused.insert("double_accept".into(), double);
-    let equivocation = equivocate(mallory, &notaries).await?;
+    let equivocation = equivocate(mallory, notaries).await?;
     n.say(format!(
         "  equivocation (mallory signs two entries for one slot): {equivocation}"
     ));
     n.report.refused.insert("equivocation".into(), equivocation);
+    Ok(())
+}
 
-    // 6. The observer replicates every wallet and audits them.
+/// Step 6: the observer replicates every wallet and audits them; the balances, the supply and
+/// conservation are checked. Returns whether every check passed.
+// Long because: the observer's checks in the order the demo tells them, a few lines each.
+async fn audit_everything(world: &World, n: &mut Narrator) -> Result<bool> {
+    let (users, observer) = (&world.users, &world.observer);
+    let (wa, wb, wc) = (
+        world.user("alice")?.wallet()?,
+        world.user("bob")?.wallet()?,
+        world.user("carol")?.wallet()?,
+    );
+    let mallory = world.user("mallory")?;
     n.working("the observer replicates every wallet");
     let wallets = vec![wa, wb, wc, mallory.wallet()?];
     for wallet in &wallets {
@@ -504,7 +607,7 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
         }
     }
     let mut heads = BTreeMap::new();
-    for user in &users {
+    for user in users {
         let wallet = user.wallet()?;
         let store = Arc::clone(&user.ctx().store);
         let log =
@@ -562,11 +665,7 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
         });
     }
     let ledger = observer.ctx().ledger().await?;
-    summary(
-        &mut n,
-        &ledger,
-        &[("alice", wa), ("bob", wb), ("carol", wc)],
-    );
+    summary(n, &ledger, &[("alice", wa), ("bob", wb), ("carol", wc)]);
     let conservation = ledger.check_conservation();
     match &conservation {
         Ok(()) => n.say("conservation: for every currency, balances + escrow = minted  OK"),
@@ -590,28 +689,7 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
         .values()
         .filter(|o| o.status == OrderStatus::Pending)
         .count();
-
-    n.working("stopping every peer");
-    let stopping: Vec<_> = users
-        .into_iter()
-        .chain(notaries)
-        .chain(std::iter::once(observer))
-        .map(|peer| tokio::spawn(peer.daemon.stop()))
-        .collect();
-    for stop in stopping {
-        let _ = stop.await;
-    }
-    n.report.seconds = started.elapsed().as_secs_f64();
-    n.say(format!("demo finished in {:.1} s", n.report.seconds));
-    n.report.passed = sound && conservation.is_ok() && balances_right && open_orders == 0;
-    if n.report.passed {
-        n.say("all checks passed");
-    }
-    let report = n.finish()?;
-    if !report.passed {
-        bail!("the demo's checks failed (see above)");
-    }
-    Ok(())
+    Ok(sound && conservation.is_ok() && balances_right && open_orders == 0)
 }
 
 fn summary(n: &mut Narrator, ledger: &scrip_ledger::LedgerState, names: &[(&str, FeedId)]) {

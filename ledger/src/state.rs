@@ -78,6 +78,8 @@ pub struct LedgerState {
 ///
 /// Wallets are independent (each one's state depends on its own log only), so their logs are
 /// folded in parallel on all cores; the result does not depend on how they are split.
+// Long because: the fold of ledger.md section 6 in one pass: parallel signature checks, then the
+// sequential replay.
 pub fn fold(entries: Vec<CertifiedEntry>, check: &dyn SignatureCheck) -> LedgerState {
     // Group positions by wallet and order each log by seq. Entries are large: they are never
     // moved, only referred to.

@@ -291,6 +291,8 @@ impl WalletState {
     }
 
     /// The ledger rules of each kind of entry.
+    // Long because: one arm per entry kind, mirroring ledger.md section 3 row by row, so that the
+    // rules read against the spec in one place.
     fn rules(
         &self,
         entry: &Entry,

@@ -611,6 +611,7 @@ impl<N: Network> WalletClient<N> {
         self.sync_inner(true).await
     }
 
+    // Long because: safe restore as notary.md section 5 lists it, step by step.
     async fn sync_inner(&mut self, take_over: bool) -> Result<u64> {
         let wallet = self.id();
         let local = self.store_head().await?.map_or(0, |h| h.seq.get());
@@ -837,6 +838,8 @@ impl<N: Network> WalletClient<N> {
 
     /// Gathers a quorum of votes for `entry` (already pending), retrying the same bytes, then
     /// stores it with its certificate and clears the pending file.
+    // Long because: one certification as notary.md section 5 describes it: a loop over the
+    // notaries' answers, each kind of answer a few lines.
     async fn certify(&mut self, entry: Entry) -> Result<CertifiedEntry> {
         let set = self.notary_set(&entry).await?;
         let (answers, mut answers_rx) = mpsc::channel::<(FeedId, Answer)>(self.conns.len().max(1));

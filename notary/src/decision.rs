@@ -375,6 +375,8 @@ impl NotaryState {
     /// Decides on `entry` after learning `prefix` (certified entries the client sent). A
     /// proposal whose own signature or payload does not verify is refused first and leaves no
     /// state behind (nor does one for a wallet this notary does not know, until it votes).
+    // Long because: the numbered steps of notary.md section 3 in order, one block each; their order
+    // is the safety argument, so it stays visible in one place.
     pub fn decide(&mut self, entry: &Entry, prefix: &[CertifiedEntry]) -> Decision {
         let refuse = |refusal| Decision::Refuse {
             refusal,

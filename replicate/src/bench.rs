@@ -145,6 +145,7 @@ impl ReplicateFigures {
 /// Fills a sled store under `dir/source` with `authors × per_author` entries (timing that as the
 /// local ingest rate), then replicates them to an empty sled store under `dir/sink` over
 /// loopback TCP and times it.
+// Long because: a benchmark's setup, run and measurement, in sequence.
 pub async fn replicate(dir: &Path, authors: usize, per_author: usize) -> Result<ReplicateFigures> {
     let entries = tokio::task::spawn_blocking(move || make_feeds(authors, per_author, 96))
         .await

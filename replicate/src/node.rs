@@ -330,6 +330,7 @@ impl Node {
     }
 
     /// Starts a node whose received attachments are checked by `attachments`.
+    // Long because: a constructor: binds, reads the heads, and fills the actor's fields.
     pub async fn spawn_with<N: Network>(
         keypair: Arc<Keypair>,
         store: Arc<dyn Store>,
@@ -730,6 +731,7 @@ impl<N: Network> Actor<N> {
         let _ = self.events.send(event);
     }
 
+    // Long because: a dispatcher: one short arm per command.
     fn on_command(&mut self, command: Command<N::Stream>) {
         match command {
             Command::Connected {
@@ -819,6 +821,8 @@ impl<N: Network> Actor<N> {
         }
     }
 
+    // Long because: one new connection from start to finish: duplicate rule, slot admission,
+    // session, tasks; the decisions themselves are in policy.rs.
     fn on_connected(
         &mut self,
         stream: SecureStream<N::Stream>,

@@ -150,6 +150,8 @@ enum Outgoing {
 ///
 /// `stored_rx` must be subscribed when `session`'s heads were taken (by the node actor, in one
 /// step), so that no announcement falls between the two.
+// Long because: the one select loop of a connection; every branch shares the session and the flow-
+// control state, and the order of the branches is the order of events it guarantees.
 pub(crate) async fn run<S>(
     stream: SecureStream<S>,
     mut session: Session,

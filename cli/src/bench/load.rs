@@ -160,6 +160,7 @@ impl SourcePeer {
 /// another in both phases; the loaded phase lasts until the notary holds the whole feed. All
 /// of it shares this machine's cores and disk (the other notaries and the wallet too; the peer
 /// serving the feed runs on a runtime of its own).
+// Long because: a benchmark: setup, idle phase, loaded phase, teardown, in sequence.
 pub async fn proposals_under_replication(dir: &Path, run: LoadRun) -> Result<LoadFigures> {
     let mut rig = Rig::start(dir).await?;
     let mut pair = rig.pairs(b'R', 1).await?.remove(0);

@@ -95,6 +95,7 @@ fn heading(json: bool, text: &str) -> Result<()> {
 }
 
 /// Runs `which`.
+// Long because: a list: one block per benchmark, each printing its heading and figures.
 pub async fn run(which: BenchWhich, quick: bool, json: bool) -> Result<()> {
     let sizes = if quick { QUICK } else { FULL };
     let all = which == BenchWhich::All;

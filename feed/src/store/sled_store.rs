@@ -366,6 +366,8 @@ impl SledStore {
 
     /// Plans and durably applies an ingest, with `attachments` for its entries (or entries
     /// already stored) in the same commit; the caller holds the writer lock.
+    // Long because: the store's one write path (plan, writes, commit, report); its order is the
+    // durability argument of feed.md section 10.
     fn ingest_locked(
         &self,
         batch: VerifiedBatch,

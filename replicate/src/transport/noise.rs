@@ -346,6 +346,8 @@ where
         })?
 }
 
+// Long because: the three Noise messages and both identity proofs in protocol order (transport.md
+// sections 1 and 2).
 async fn handshake<S>(
     mut stream: S,
     local: &LocalIdentity,
