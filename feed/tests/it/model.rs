@@ -213,7 +213,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..AUTHORS, any::<bool>()).prop_map(|(a, d)| Op::Policy(a, d)),
         1 => (0..AUTHORS, any::<u8>()).prop_map(|(a, s)| Op::GossipForkProof(a, s)),
         // Few entries picked, so that some carry several kinds and reach the limit.
-        4 => (0..AUTHORS, 0..3u8, 0..=KINDS.len() as u8, prop_oneof![9 => 0..64u16, 1 => Just(8193u16)])
+        4 => (0..AUTHORS, 0..3u8, 0..=u8::try_from(KINDS.len()).unwrap(), prop_oneof![9 => 0..64u16, 1 => Just(8193u16)])
             .prop_map(|(author, pick, kind, size)| Op::Attach { author, pick, kind, size }),
         1 => Just(Op::Reopen),
     ]
