@@ -10,6 +10,8 @@
 //!   `docs/protocol/transport.md`.
 //! - [`wire`]: the replication messages and their limits. Spec: `docs/protocol/replication.md`.
 //! - [`session`]: the replication session with one peer, a sans-IO state machine.
+//! - [`connections`]: the node's connections, dialing and rotation as a pure state machine that
+//!   the actor feeds events and whose answers it executes.
 //! - [`scope`], [`scheduler`], [`peers`], [`policy`]: pure decisions of the node: which feeds to
 //!   replicate (follow graph, blocks, explicit requests), which peer to ask each feed of, whom to
 //!   dial and when to retry (backoff), which of two connections to a peer to keep, when to
@@ -25,6 +27,7 @@
 
 pub mod background;
 pub mod bench;
+pub mod connections;
 mod error;
 pub mod limits;
 pub mod node;

@@ -15,6 +15,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use crate::connections::{Arrival, Connections};
 use crate::error::{Error, Result};
 use crate::limits::{
     COMMAND_CHANNEL_CAPACITY, DEFAULT_INGEST_BATCH, DEFAULT_PEER_BYTES_PER_SEC,
@@ -405,6 +406,14 @@ impl Node {
         let request_timeout = config.request_timeout;
         let (max_incoming, idle_before_eviction) =
             (config.max_incoming, config.idle_before_eviction);
+        let connections = Connections::new(
+            keypair.id(),
+            listen.clone(),
+            config.max_outgoing,
+            config.rotate_every,
+            table,
+            Instant::now(),
+        );
         let actor = Actor {
             id: keypair.id(),
             config,
@@ -422,12 +431,8 @@ impl Node {
             graph: FollowGraph::new(),
             scope: Scope::default(),
             scheduler: Scheduler::new(request_timeout),
-            table,
-            connections: BTreeMap::new(),
+            connections,
             memories: BTreeMap::new(),
-            dialing: BTreeSet::new(),
-            next_connection: 0,
-            last_rotation: Instant::now(),
             last_catch_up: (0, 0),
             scanning: BTreeSet::new(),
             scan_failures: BTreeMap::new(),
@@ -615,16 +620,6 @@ impl<N: Network> Drop for NodeHandle<N> {
     }
 }
 
-struct Connection {
-    id: u64,
-    address: String,
-    outgoing: bool,
-    /// Who initiated it (for choosing between two connections to one peer).
-    initiator: FeedId,
-    commands: mpsc::Sender<PeerCommand>,
-    since: Instant,
-}
-
 struct Actor<N: Network> {
     id: FeedId,
     config: NodeConfig,
@@ -642,14 +637,12 @@ struct Actor<N: Network> {
     graph: FollowGraph,
     scope: Scope,
     scheduler: Scheduler,
-    table: PeerTable,
-    connections: BTreeMap<FeedId, Connection>,
+    /// Open connections (each with its command channel), dialing and the peer table: the pure
+    /// state machine of `connections.rs`.
+    connections: Connections<mpsc::Sender<PeerCommand>>,
     /// Clocks remembered per peer, with when each was stored (at most
     /// [`MAX_PEER_MEMORIES`], the oldest forgotten first).
     memories: BTreeMap<FeedId, (Instant, PeerMemory)>,
-    dialing: BTreeSet<String>,
-    next_connection: u64,
-    last_rotation: Instant,
     last_catch_up: (usize, u64),
     /// Feeds whose entries are being read for the follow graph.
     scanning: BTreeSet<FeedId>,
@@ -704,8 +697,8 @@ impl<N: Network> Actor<N> {
         if let Some(task) = self.accept_task.take() {
             task.abort();
         }
-        for connection in self.connections.values() {
-            let _ = connection.commands.try_send(PeerCommand::Close);
+        for (_, open) in self.connections.iter() {
+            let _ = open.handle.try_send(PeerCommand::Close);
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while !self.connections.is_empty() {
@@ -741,9 +734,9 @@ impl<N: Network> Actor<N> {
                 slot,
             } => self.on_connected(*stream, address, outgoing, slot),
             Command::DialFailed { address, reason } => {
-                self.dialing.remove(&address);
                 let jitter = self.rng.next_u64();
-                self.table.failed(&address, Instant::now(), jitter);
+                self.connections
+                    .dial_failed(&address, Instant::now(), jitter);
                 self.emit(Event::DialFailed { address, reason });
             }
             Command::LocalStored { feed, head } => self.on_stored(feed, head, 0, 0, None),
@@ -789,7 +782,8 @@ impl<N: Network> Actor<N> {
                 }
             }
             Command::AddPeer(address, id) => {
-                self.table.add(address, id, Origin::Configured);
+                self.connections
+                    .add_address(address, id, Origin::Configured);
                 self.dial();
             }
             Command::Status(reply) => {
@@ -807,13 +801,13 @@ impl<N: Network> Actor<N> {
                         .collect(),
                     scope: self.scope.feeds.clone(),
                     blocked: self.scope.blocked.clone(),
-                    known_addresses: self.table.len(),
+                    known_addresses: self.connections.known_addresses(),
                     own_head: self.heads.get(&self.id).copied().unwrap_or(0),
                     own_claimed: self.own_claimed,
                     settled_peers: self
                         .connections
-                        .values()
-                        .filter(|c| c.since.elapsed() >= OWN_HEAD_SETTLE)
+                        .iter()
+                        .filter(|(_, c)| c.since.elapsed() >= OWN_HEAD_SETTLE)
                         .count(),
                 });
             }
@@ -831,30 +825,17 @@ impl<N: Network> Actor<N> {
         slot: Option<crate::transport::Slot>,
     ) {
         let peer = stream.remote();
-        if outgoing {
-            self.dialing.remove(&address);
-            self.table.succeeded(&address, peer);
-        }
-        if peer == self.id {
-            return;
-        }
-        let initiator = if outgoing { self.id } else { peer };
-        if let Some(existing) = self.connections.get(&peer) {
-            // Two connections to one peer. Dialed by both sides at once: both keep the one the
-            // smaller id initiated. Dialed by the same side twice: within a short while of each
-            // other that is a double dial, and the first is kept; later, the dialer gave up on
-            // the old one (it restarted, or lost the link without a word), so the new one wins
-            // instead of being dropped while the dead one waits for its idle timeout.
-            let decision = crate::policy::on_duplicate(
-                existing.initiator,
-                existing.since.elapsed(),
-                initiator,
-            );
-            if decision == crate::policy::Duplicate::KeepExisting {
-                tracing::debug!(peer = %peer.short(), %address, "a second connection to a peer: kept the first");
+        // Two connections to one peer, or one to ourselves: `policy::on_duplicate` decides.
+        match self.connections.arrived(peer, &address, outgoing) {
+            Arrival::Drop => {
+                tracing::debug!(peer = %peer.short(), %address, "a second connection to a peer (or to ourselves): dropped");
                 return;
             }
-            let _ = existing.commands.try_send(PeerCommand::Close);
+            Arrival::Admit { replaces } => {
+                if let Some(old) = replaces {
+                    let _ = old.try_send(PeerCommand::Close);
+                }
+            }
         }
         let now = Instant::now();
         // An incoming connection needs a session slot: a free one, or that of the inbound
@@ -885,19 +866,9 @@ impl<N: Network> Actor<N> {
             self.memories.remove(&peer).map(|(_, memory)| memory),
         );
         let (commands, commands_rx) = mpsc::channel(PEER_COMMAND_CAPACITY);
-        self.next_connection += 1;
-        let id = self.next_connection;
-        self.connections.insert(
-            peer,
-            Connection {
-                id,
-                address: address.clone(),
-                outgoing,
-                initiator,
-                commands: commands.clone(),
-                since: now,
-            },
-        );
+        let id = self
+            .connections
+            .admit(peer, address.clone(), outgoing, now, commands.clone());
         // Known fork proofs go to every new peer.
         let store = Arc::clone(&self.store);
         let proofs_to = commands;
@@ -963,12 +934,7 @@ impl<N: Network> Actor<N> {
                 memory,
                 reason,
             } => {
-                if self
-                    .connections
-                    .get(&peer)
-                    .is_some_and(|c| c.id == connection)
-                {
-                    self.connections.remove(&peer);
+                if self.connections.closed(&peer, connection) {
                     self.remember(peer, memory, now);
                     let changes = self.scheduler.peer_disconnected(&peer, now);
                     self.apply(changes);
@@ -1008,8 +974,8 @@ impl<N: Network> Actor<N> {
                 let reason = format!("invalid fork proof: {err}");
                 tracing::debug!(peer = ?from, %reason, "a peer sent an invalid fork proof");
                 if let Some(peer) = from {
-                    if let Some(connection) = self.connections.get(&peer) {
-                        let _ = connection.commands.try_send(PeerCommand::Close);
+                    if let Some(open) = self.connections.get(&peer) {
+                        let _ = open.handle.try_send(PeerCommand::Close);
                     }
                     self.emit(Event::ProofRefused {
                         peer,
@@ -1063,11 +1029,9 @@ impl<N: Network> Actor<N> {
 
     fn broadcast_proof(&self, proof: &ForkProof, except: Option<FeedId>) {
         let bytes = proof.encode();
-        for (peer, connection) in &self.connections {
+        for (peer, open) in self.connections.iter() {
             if Some(*peer) != except {
-                let _ = connection
-                    .commands
-                    .try_send(PeerCommand::ForkProof(bytes.clone()));
+                let _ = open.handle.try_send(PeerCommand::ForkProof(bytes.clone()));
             }
         }
     }
@@ -1187,8 +1151,8 @@ impl<N: Network> Actor<N> {
         if changed {
             for (author, address) in self.graph.pubs() {
                 if *author != self.id {
-                    self.table
-                        .add(address.clone(), Some(*author), Origin::Announced);
+                    self.connections
+                        .add_address(address.clone(), Some(*author), Origin::Announced);
                 }
             }
             self.recompute_scope();
@@ -1224,9 +1188,9 @@ impl<N: Network> Actor<N> {
                 ScopeChange::Blocked(feed, blocked) => PeerCommand::Blocked(feed, blocked),
             })
             .collect();
-        for connection in self.connections.values() {
+        for (_, open) in self.connections.iter() {
             for command in &told {
-                let _ = connection.commands.try_send(command.clone());
+                let _ = open.handle.try_send(command.clone());
             }
         }
         self.apply(changes);
@@ -1241,9 +1205,9 @@ impl<N: Network> Actor<N> {
         let mut overloaded = Vec::new();
         for Change { peer, feed, ask } in changes {
             tracing::debug!(node = %self.id.short(), peer = %peer.short(), feed = %feed.short(), ask, "source change");
-            if let Some(connection) = self.connections.get(&peer)
-                && connection
-                    .commands
+            if let Some(open) = self.connections.get(&peer)
+                && open
+                    .handle
                     .try_send(PeerCommand::SetWanted(feed, Some(ask)))
                     .is_err()
             {
@@ -1251,9 +1215,9 @@ impl<N: Network> Actor<N> {
             }
         }
         for peer in overloaded {
-            if let Some(connection) = self.connections.get(&peer) {
+            if let Some(open) = self.connections.get(&peer) {
                 tracing::debug!(%peer, "closing a connection too slow to take commands");
-                let _ = connection.commands.try_send(PeerCommand::Close);
+                let _ = open.handle.try_send(PeerCommand::Close);
             }
         }
     }
@@ -1276,34 +1240,11 @@ impl<N: Network> Actor<N> {
         }
     }
 
-    fn outgoing(&self) -> usize {
-        self.connections.values().filter(|c| c.outgoing).count() + self.dialing.len()
-    }
-
+    /// Dials what the connection table picks (`Connections::to_dial`), each on a task of its own.
     fn dial(&mut self) {
-        let now = Instant::now();
-        while self.outgoing() < self.config.max_outgoing {
-            let connected: BTreeSet<FeedId> = self.connections.keys().copied().collect();
-            let addresses: BTreeSet<&String> =
-                self.connections.values().map(|c| &c.address).collect();
-            let own = self.id;
-            let own_listen = self.listen.clone();
-            let candidates: Vec<(String, Option<FeedId>)> = self
-                .table
-                .dialable(now, |address, id| {
-                    id.is_some_and(|id| *id == own || connected.contains(id))
-                        || addresses.contains(&address.to_string())
-                        || self.dialing.contains(address)
-                        || own_listen.as_deref() == Some(address)
-                })
-                .map(|(address, info)| (address.clone(), info.id))
-                .collect();
-            let Some((address, expected)) =
-                crate::policy::pick(&candidates, self.rng.next_u64()).cloned()
-            else {
-                return;
-            };
-            self.dialing.insert(address.clone());
+        let rng = &mut self.rng;
+        let chosen = self.connections.to_dial(Instant::now(), || rng.next_u64());
+        for (address, expected) in chosen {
             let network = Arc::clone(&self.network);
             let identity = Arc::clone(&self.identity);
             let transport = self.config.transport.clone();
@@ -1338,33 +1279,8 @@ impl<N: Network> Actor<N> {
 
     /// Now and then, drops the oldest dialed connection so that another candidate gets a turn.
     fn rotate(&mut self, now: Instant) {
-        let dialed = self.connections.values().filter(|c| c.outgoing).count();
-        let due = crate::policy::rotation_due(
-            now,
-            self.last_rotation,
-            self.config.rotate_every,
-            dialed,
-            self.config.max_outgoing,
-            self.table.len(),
-        );
-        // A period is over (whether or not anyone was rotated out): the next one starts.
-        if self
-            .config
-            .rotate_every
-            .is_some_and(|every| now.saturating_duration_since(self.last_rotation) >= every)
-        {
-            self.last_rotation = now;
-        }
-        if !due {
-            return;
-        }
-        if let Some(oldest) = self
-            .connections
-            .values()
-            .filter(|c| c.outgoing)
-            .min_by_key(|c| c.since)
-        {
-            let _ = oldest.commands.try_send(PeerCommand::Close);
+        if let Some(oldest) = self.connections.to_rotate(now) {
+            let _ = oldest.try_send(PeerCommand::Close);
         }
     }
 }

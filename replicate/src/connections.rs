@@ -1,0 +1,344 @@
+//! The node's connections as a pure, synchronous state machine: who is connected, which
+//! addresses are being dialed, the peer table with its backoff, and the rotation clock. The
+//! actor (`node.rs`) feeds it what happened (a connection authenticated or closed, a dial
+//! failed, a tick) with the time and random draws as arguments, and executes what it answers
+//! (dial these addresses, close that connection). `T` is what the actor keeps per connection
+//! (its command channel); this module never looks inside it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use scrip_feed::FeedId;
+use tokio::time::Instant;
+
+use crate::peers::{Origin, PeerTable};
+use crate::policy::{Duplicate, on_duplicate, pick, rotation_due};
+
+/// One open connection.
+#[derive(Clone, Debug)]
+pub struct Open<T> {
+    /// Its number (a closed connection's late report is told apart from its successor's).
+    pub id: u64,
+    /// The remote address.
+    pub address: String,
+    /// Whether we dialed it.
+    pub outgoing: bool,
+    /// Who initiated it.
+    pub initiator: FeedId,
+    /// When it was admitted.
+    pub since: Instant,
+    /// The actor's handle on it.
+    pub handle: T,
+}
+
+/// What to do with a connection that just authenticated.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Arrival<'a, T> {
+    /// Drop it: it is to ourselves, or a duplicate the existing connection wins over.
+    Drop,
+    /// Admit it (then [`Connections::admit`]); `replaces` is an existing connection to the same
+    /// peer to close.
+    Admit {
+        /// The connection the new one replaces, if any.
+        replaces: Option<&'a T>,
+    },
+}
+
+/// The node's connections and dialing.
+#[derive(Debug)]
+pub struct Connections<T> {
+    me: FeedId,
+    own_listen: Option<String>,
+    max_outgoing: usize,
+    rotate_every: Option<Duration>,
+    table: PeerTable,
+    dialing: BTreeSet<String>,
+    open: BTreeMap<FeedId, Open<T>>,
+    next_id: u64,
+    last_rotation: Instant,
+}
+
+impl<T> Connections<T> {
+    /// No connections yet; `table` holds the configured addresses.
+    pub fn new(
+        me: FeedId,
+        own_listen: Option<String>,
+        max_outgoing: usize,
+        rotate_every: Option<Duration>,
+        table: PeerTable,
+        now: Instant,
+    ) -> Connections<T> {
+        Connections {
+            me,
+            own_listen,
+            max_outgoing,
+            rotate_every,
+            table,
+            dialing: BTreeSet::new(),
+            open: BTreeMap::new(),
+            next_id: 0,
+            last_rotation: now,
+        }
+    }
+
+    /// Adds (or updates) an address to dial; true if the table changed.
+    pub fn add_address(&mut self, address: String, id: Option<FeedId>, origin: Origin) -> bool {
+        self.table.add(address, id, origin)
+    }
+
+    /// Known addresses.
+    pub fn known_addresses(&self) -> usize {
+        self.table.len()
+    }
+
+    /// A connection to `peer` authenticated (`outgoing`: we dialed `address`). Decides whether
+    /// to keep it ([`on_duplicate`] when `peer` is connected already).
+    pub fn arrived(&mut self, peer: FeedId, address: &str, outgoing: bool) -> Arrival<'_, T> {
+        if outgoing {
+            self.dialing.remove(address);
+            self.table.succeeded(address, peer);
+        }
+        if peer == self.me {
+            return Arrival::Drop;
+        }
+        let initiator = if outgoing { self.me } else { peer };
+        match self.open.get(&peer) {
+            None => Arrival::Admit { replaces: None },
+            Some(existing) => {
+                match on_duplicate(existing.initiator, existing.since.elapsed(), initiator) {
+                    Duplicate::KeepExisting => Arrival::Drop,
+                    Duplicate::Replace => Arrival::Admit {
+                        replaces: Some(&existing.handle),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Admits a connection [`Connections::arrived`] said to admit; returns its number.
+    pub fn admit(
+        &mut self,
+        peer: FeedId,
+        address: String,
+        outgoing: bool,
+        now: Instant,
+        handle: T,
+    ) -> u64 {
+        self.next_id += 1;
+        let initiator = if outgoing { self.me } else { peer };
+        self.open.insert(
+            peer,
+            Open {
+                id: self.next_id,
+                address,
+                outgoing,
+                initiator,
+                since: now,
+                handle,
+            },
+        );
+        self.next_id
+    }
+
+    /// Connection `id` to `peer` closed. False if it was already replaced (a late report).
+    pub fn closed(&mut self, peer: &FeedId, id: u64) -> bool {
+        if self.open.get(peer).is_some_and(|c| c.id == id) {
+            self.open.remove(peer);
+            return true;
+        }
+        false
+    }
+
+    /// A dial of `address` failed: it backs off (`jitter` from the node's generator).
+    pub fn dial_failed(&mut self, address: &str, now: Instant, jitter: u64) {
+        self.dialing.remove(address);
+        self.table.failed(address, now, jitter);
+    }
+
+    /// Connections we dialed or are dialing.
+    fn outgoing(&self) -> usize {
+        self.open.values().filter(|c| c.outgoing).count() + self.dialing.len()
+    }
+
+    /// The addresses to dial now, up to `max_outgoing` outgoing connections, each chosen by a
+    /// draw from `draws`; they count as being dialed until [`Connections::arrived`] or
+    /// [`Connections::dial_failed`]. Never our own address, a connected peer's, an address being
+    /// dialed, or one backing off.
+    pub fn to_dial(
+        &mut self,
+        now: Instant,
+        mut draws: impl FnMut() -> u64,
+    ) -> Vec<(String, Option<FeedId>)> {
+        let mut chosen = Vec::new();
+        while self.outgoing() < self.max_outgoing {
+            let connected: BTreeSet<FeedId> = self.open.keys().copied().collect();
+            let addresses: BTreeSet<&String> = self.open.values().map(|c| &c.address).collect();
+            let (me, own_listen, dialing) = (self.me, &self.own_listen, &self.dialing);
+            let candidates: Vec<(String, Option<FeedId>)> = self
+                .table
+                .dialable(now, |address, id| {
+                    id.is_some_and(|id| *id == me || connected.contains(id))
+                        || addresses.contains(&address.to_string())
+                        || dialing.contains(address)
+                        || own_listen.as_deref() == Some(address)
+                })
+                .map(|(address, info)| (address.clone(), info.id))
+                .collect();
+            let Some(next) = pick(&candidates, draws()).cloned() else {
+                break;
+            };
+            self.dialing.insert(next.0.clone());
+            chosen.push(next);
+        }
+        chosen
+    }
+
+    /// Now and then the oldest dialed connection is closed, so that another candidate gets a
+    /// turn ([`rotation_due`]): the handle of the one to close, if it is time.
+    pub fn to_rotate(&mut self, now: Instant) -> Option<&T> {
+        let dialed = self.open.values().filter(|c| c.outgoing).count();
+        let due = rotation_due(
+            now,
+            self.last_rotation,
+            self.rotate_every,
+            dialed,
+            self.max_outgoing,
+            self.table.len(),
+        );
+        // A period is over (whether or not anyone is rotated out): the next one starts.
+        if self
+            .rotate_every
+            .is_some_and(|every| now.saturating_duration_since(self.last_rotation) >= every)
+        {
+            self.last_rotation = now;
+        }
+        if !due {
+            return None;
+        }
+        self.open
+            .values()
+            .filter(|c| c.outgoing)
+            .min_by_key(|c| c.since)
+            .map(|c| &c.handle)
+    }
+
+    /// The connection to `peer`, if open.
+    pub fn get(&self, peer: &FeedId) -> Option<&Open<T>> {
+        self.open.get(peer)
+    }
+
+    /// Every open connection.
+    pub fn iter(&self) -> impl Iterator<Item = (&FeedId, &Open<T>)> {
+        self.open.iter()
+    }
+
+    /// True if no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scrip_feed::Keypair;
+
+    fn id(n: u8) -> FeedId {
+        Keypair::from_seed(&[n; 32]).id()
+    }
+
+    fn table(addresses: &[(&str, Option<FeedId>)]) -> PeerTable {
+        let mut table = PeerTable::new();
+        for (address, id) in addresses {
+            table.add((*address).to_owned(), *id, Origin::Configured);
+        }
+        table
+    }
+
+    #[test]
+    fn dialing_fills_the_outgoing_slots_and_never_dials_twice_or_to_itself() {
+        let t0 = Instant::now();
+        let me = id(1);
+        let mut c: Connections<()> = Connections::new(
+            me,
+            Some("own:1".into()),
+            2,
+            None,
+            table(&[
+                ("own:1", None),
+                ("self:2", Some(me)),
+                ("a:1", Some(id(2))),
+                ("b:1", None),
+                ("c:1", None),
+            ]),
+            t0,
+        );
+        let mut draws = 0u64..;
+        let first = c.to_dial(t0, || draws.next().unwrap());
+        assert_eq!(first.len(), 2, "{first:?}");
+        assert!(first.iter().all(|(a, _)| a != "own:1" && a != "self:2"));
+        assert!(c.to_dial(t0, || 0).is_empty(), "both slots are dialing");
+        // One fails: its slot is free again, but that address backs off.
+        let failed = first[0].0.clone();
+        c.dial_failed(&failed, t0, 0);
+        let again = c.to_dial(t0, || 0);
+        assert_eq!(again.len(), 1);
+        assert_ne!(again[0].0, failed, "a failed address backs off");
+    }
+
+    #[test]
+    fn a_connected_peer_is_not_dialed_and_a_duplicate_follows_the_rule() {
+        let t0 = Instant::now();
+        let (me, other) = (id(1), id(2));
+        let mut c: Connections<&str> =
+            Connections::new(me, None, 4, None, table(&[("x:1", Some(other))]), t0);
+        // It dialed us: admitted.
+        assert_eq!(
+            c.arrived(other, "x:9", false),
+            Arrival::Admit { replaces: None }
+        );
+        let first = c.admit(other, "x:9".into(), false, t0, "theirs");
+        assert!(c.to_dial(t0, || 0).is_empty(), "already connected");
+        // We dial it too, at once: the one the smaller id initiated wins on both sides.
+        let ours = c.arrived(other, "x:1", true);
+        if me < other {
+            assert_eq!(
+                ours,
+                Arrival::Admit {
+                    replaces: Some(&"theirs")
+                }
+            );
+        } else {
+            assert_eq!(ours, Arrival::Drop);
+        }
+        // A late report of a replaced connection changes nothing.
+        let second = c.admit(other, "x:1".into(), true, t0, "ours");
+        assert!(!c.closed(&other, first));
+        assert!(c.closed(&other, second));
+        assert!(c.is_empty());
+        assert_eq!(c.arrived(me, "x:1", true), Arrival::Drop, "ourselves");
+    }
+
+    #[test]
+    fn rotation_closes_the_oldest_dialed_connection_once_a_period() {
+        let t0 = Instant::now();
+        let every = Duration::from_secs(300);
+        let mut c: Connections<u8> = Connections::new(
+            id(1),
+            None,
+            2,
+            Some(every),
+            table(&[("a:1", None), ("b:1", None), ("c:1", None)]),
+            t0,
+        );
+        c.admit(id(2), "a:1".into(), true, t0, 2);
+        c.admit(id(3), "b:1".into(), true, t0 + Duration::from_secs(1), 3);
+        assert_eq!(c.to_rotate(t0 + Duration::from_secs(10)), None, "too soon");
+        assert_eq!(c.to_rotate(t0 + every), Some(&2), "the oldest");
+        assert_eq!(
+            c.to_rotate(t0 + every + Duration::from_secs(1)),
+            None,
+            "one per period"
+        );
+    }
+}
