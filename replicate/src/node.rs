@@ -435,7 +435,7 @@ impl Node {
             memories: BTreeMap::new(),
             last_catch_up: (0, 0),
             scanning: BTreeSet::new(),
-            scan_failures: BTreeMap::new(),
+            scan_retries: crate::policy::Retries::default(),
             unjudged: VecDeque::new(),
             accept_task,
             inbound: crate::transport::SlotTable::new(max_incoming, idle_before_eviction),
@@ -646,10 +646,9 @@ struct Actor<N: Network> {
     last_catch_up: (usize, u64),
     /// Feeds whose entries are being read for the follow graph.
     scanning: BTreeSet<FeedId>,
-    /// Feeds whose last read for the follow graph failed: consecutive failures, and when to
-    /// read again ([`crate::peers::backoff`]). A failed read is never retried at once: that
-    /// would spin (and recurse, with store calls run inline).
-    scan_failures: BTreeMap<FeedId, (u32, Instant)>,
+    /// Feeds whose last read for the follow graph failed, and when to read them again: never at
+    /// once, which would spin (and recurse, with store calls run inline).
+    scan_retries: crate::policy::Retries,
     /// Verified fork proofs about feeds whose first entry is not held yet, oldest first (at
     /// most [`MAX_UNJUDGED_PROOFS`], one per author): judged when the feed's entries arrive.
     unjudged: VecDeque<(Option<FeedId>, Box<ForkProof>)>,
@@ -1069,11 +1068,7 @@ impl<N: Network> Actor<N> {
 
     /// Reads `feed`'s entries not yet applied to the follow graph (on a blocking thread).
     fn scan(&mut self, feed: FeedId) {
-        if self
-            .scan_failures
-            .get(&feed)
-            .is_some_and(|(_, retry_at)| *retry_at > Instant::now())
-        {
+        if self.scan_retries.waiting(&feed, Instant::now()) {
             // It failed lately: the tick reads it again when its backoff is over.
             return;
         }
@@ -1096,12 +1091,8 @@ impl<N: Network> Actor<N> {
     /// A read for the follow graph failed: reported, and retried later with backoff.
     fn on_scan_failed(&mut self, feed: FeedId, reason: String) {
         self.scanning.remove(&feed);
-        let failures = self
-            .scan_failures
-            .get(&feed)
-            .map_or(1, |(n, _)| n.saturating_add(1));
-        let retry_at = Instant::now() + crate::peers::backoff(failures, self.rng.below(1000));
-        self.scan_failures.insert(feed, (failures, retry_at));
+        let jitter = self.rng.below(1000);
+        let failures = self.scan_retries.failed(feed, Instant::now(), jitter);
         tracing::warn!(feed = %feed.short(), %reason, failures, "reading a feed from the store failed; retrying later");
         self.emit(Event::StoreFailed {
             what: "reading a feed for its follows",
@@ -1112,18 +1103,7 @@ impl<N: Network> Actor<N> {
 
     /// Reads again the feeds whose failed read's backoff is over.
     fn retry_failed_scans(&mut self, now: Instant) {
-        let due: Vec<FeedId> = self
-            .scan_failures
-            .iter()
-            .filter(|(_, (_, retry_at))| *retry_at <= now)
-            .map(|(feed, _)| *feed)
-            .collect();
-        for feed in due {
-            // Still counted as failed (its backoff keeps growing) until a read succeeds; its
-            // retry time is cleared so that `scan` lets this read through.
-            if let Some((_, retry_at)) = self.scan_failures.get_mut(&feed) {
-                *retry_at = now;
-            }
+        for feed in self.scan_retries.due(now) {
             self.scan(feed);
         }
     }
@@ -1143,7 +1123,7 @@ impl<N: Network> Actor<N> {
 
     fn on_scanned(&mut self, feed: FeedId, entries: Vec<Entry>) {
         self.scanning.remove(&feed);
-        self.scan_failures.remove(&feed);
+        self.scan_retries.succeeded(&feed);
         let mut changed = false;
         for entry in &entries {
             changed |= self.graph.apply(entry);

@@ -5,7 +5,7 @@
 //! (`scheduler.rs`), the scope (`scope.rs`) and the peer table with its backoff (`peers.rs`)
 //! are its other pure parts.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use scrip_feed::FeedId;
@@ -106,6 +106,48 @@ pub fn to_scan(old: &Scope, new: &Scope, held: &BTreeSet<FeedId>) -> Vec<FeedId>
         .collect()
 }
 
+/// Reads of the store that failed, per feed, and when each may be tried again: never at once
+/// (that would spin), after [`crate::peers::backoff`] growing with each consecutive failure.
+#[derive(Clone, Debug, Default)]
+pub struct Retries {
+    failed: BTreeMap<FeedId, (u32, Instant)>,
+}
+
+impl Retries {
+    /// A read of `feed` failed at `now`: returns how many times in a row.
+    pub fn failed(&mut self, feed: FeedId, now: Instant, jitter: u64) -> u32 {
+        let failures = self
+            .failed
+            .get(&feed)
+            .map_or(1, |(n, _)| n.saturating_add(1));
+        let retry_at = now + crate::peers::backoff(failures, jitter);
+        self.failed.insert(feed, (failures, retry_at));
+        failures
+    }
+
+    /// A read of `feed` succeeded: forgotten.
+    pub fn succeeded(&mut self, feed: &FeedId) {
+        self.failed.remove(feed);
+    }
+
+    /// Whether `feed` must not be read before its backoff is over.
+    pub fn waiting(&self, feed: &FeedId, now: Instant) -> bool {
+        self.failed
+            .get(feed)
+            .is_some_and(|(_, retry_at)| *retry_at > now)
+    }
+
+    /// The feeds whose backoff is over at `now` (still counted as failing until a read
+    /// succeeds, so that the next failure waits longer).
+    pub fn due(&self, now: Instant) -> Vec<FeedId> {
+        self.failed
+            .iter()
+            .filter(|(_, (_, retry_at))| *retry_at <= now)
+            .map(|(feed, _)| *feed)
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +212,27 @@ mod tests {
         assert_eq!(pick(&three, 0), Some(&'a'));
         assert_eq!(pick(&three, 4), Some(&'b'));
         assert_eq!(pick(&three, u64::MAX), Some(&'a'));
+    }
+
+    #[test]
+    fn a_failed_read_waits_longer_each_time_and_is_forgotten_once_it_works() {
+        let t0 = Instant::now();
+        let feed = id(5);
+        let mut retries = Retries::default();
+        assert!(!retries.waiting(&feed, t0));
+        assert_eq!(retries.failed(feed, t0, 0), 1);
+        assert!(retries.waiting(&feed, t0), "not again at once");
+        assert!(retries.due(t0).is_empty());
+        let first = crate::peers::BACKOFF_MIN;
+        assert_eq!(retries.due(t0 + first), vec![feed]);
+        assert_eq!(retries.failed(feed, t0 + first, 0), 2);
+        assert!(
+            retries.waiting(&feed, t0 + first + first),
+            "the second wait is longer"
+        );
+        assert!(!retries.waiting(&feed, t0 + first * 3));
+        retries.succeeded(&feed);
+        assert!(retries.due(t0 + first * 10).is_empty());
     }
 
     #[test]
