@@ -123,6 +123,17 @@ pub fn run_alone(name: &str) -> bool {
     false
 }
 
+/// The seed of a proptest suite: `PROPTEST_RNG_SEED` if set (to replay or explore), else 0, so
+/// that CI runs the same cases every time; printed.
+pub fn proptest_seed() -> u64 {
+    let seed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    eprintln!("proptest seed {seed} (PROPTEST_RNG_SEED=<n> for another)");
+    seed
+}
+
 /// This process's resident memory in bytes (Linux `VmRSS`; 0 where it cannot be read), for
 /// the tests and benchmarks that bound what a flood makes a process keep.
 pub fn resident_bytes() -> usize {

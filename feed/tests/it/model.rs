@@ -527,13 +527,7 @@ fn cases() -> u32 {
 
 /// A fixed seed in CI (0), `PROPTEST_RNG_SEED` to replay or explore another; printed.
 fn rng_seed() -> proptest::test_runner::RngSeed {
-    use proptest::test_runner::RngSeed;
-    let seed = match ProptestConfig::default().rng_seed {
-        RngSeed::Fixed(seed) => seed,
-        RngSeed::Random => 0,
-    };
-    eprintln!("proptest seed {seed} (PROPTEST_RNG_SEED=<n> for another)");
-    RngSeed::Fixed(seed)
+    proptest::test_runner::RngSeed::Fixed(scrip_feed::bench::proptest_seed())
 }
 
 proptest! {

@@ -5,14 +5,15 @@
 //! replication only sends what follows a peer's head.)
 #![allow(clippy::unwrap_used)]
 
+use crate::common::HookedStore;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use scrip_feed::store::{Attachment, IngestReport, PayloadPolicy, VerifiedBatch};
+use scrip_feed::store::{Attachment, VerifiedBatch};
 use scrip_feed::{
-    Entry, EntryId, FeedId, ForkProof, Head, Keypair, MemoryStore, Result, Seq, SledOptions,
-    SledStore, Store, Timestamp,
+    Entry, EntryId, FeedId, Keypair, MemoryStore, SledOptions, SledStore, Store, Timestamp,
 };
 use scrip_replicate::transport::{Tcp, TransportConfig};
 use scrip_replicate::{Node, NodeConfig};
@@ -20,79 +21,6 @@ use scrip_replicate::{Node, NodeConfig};
 /// How long the relay's write of attachment-carrying entries takes: long enough for a third
 /// node to connect and read in the middle of it.
 const SLOW_WRITE: Duration = Duration::from_millis(1500);
-
-/// A sled store whose writes of attachments are slow once `slow` is set; `writing` tells when
-/// one is under way.
-struct SlowAttachments {
-    inner: SledStore,
-    slow: AtomicBool,
-    writing: AtomicBool,
-}
-
-impl SlowAttachments {
-    fn pause(&self, attachments: usize) {
-        if attachments > 0 && self.slow.load(Ordering::SeqCst) {
-            self.writing.store(true, Ordering::SeqCst);
-            std::thread::sleep(SLOW_WRITE);
-        }
-    }
-}
-
-impl Store for SlowAttachments {
-    fn ingest_verified(&self, batch: VerifiedBatch) -> Result<IngestReport> {
-        self.inner.ingest_verified(batch)
-    }
-    fn ingest_with_attachments(
-        &self,
-        batch: VerifiedBatch,
-        attachments: Vec<Attachment>,
-    ) -> Result<(IngestReport, Vec<Result<bool>>)> {
-        // Nothing of the batch is visible while it is paused.
-        self.pause(attachments.len());
-        self.inner.ingest_with_attachments(batch, attachments)
-    }
-    fn get(&self, author: &FeedId, seq: Seq) -> Result<Option<Entry>> {
-        self.inner.get(author, seq)
-    }
-    fn get_by_id(&self, id: &EntryId) -> Result<Option<Entry>> {
-        self.inner.get_by_id(id)
-    }
-    fn head(&self, author: &FeedId) -> Result<Option<Head>> {
-        self.inner.head(author)
-    }
-    fn range(&self, author: &FeedId, from: Seq, limit: usize) -> Result<Vec<Entry>> {
-        self.inner.range(author, from, limit)
-    }
-    fn authors(&self) -> Result<Vec<FeedId>> {
-        self.inner.authors()
-    }
-    fn set_payload_policy(&self, author: &FeedId, policy: PayloadPolicy) -> Result<()> {
-        self.inner.set_payload_policy(author, policy)
-    }
-    fn payload_policy(&self, author: &FeedId) -> Result<PayloadPolicy> {
-        self.inner.payload_policy(author)
-    }
-    fn add_fork_proof(&self, proof: &ForkProof) -> Result<bool> {
-        self.inner.add_fork_proof(proof)
-    }
-    fn fork_proof(&self, author: &FeedId) -> Result<Option<ForkProof>> {
-        self.inner.fork_proof(author)
-    }
-    fn fork_proofs(&self) -> Result<Vec<ForkProof>> {
-        self.inner.fork_proofs()
-    }
-    fn put_attachments(&self, items: Vec<Attachment>) -> Result<Vec<Result<bool>>> {
-        // Entries stored by an earlier commit are visible while this one is paused.
-        self.pause(items.len());
-        self.inner.put_attachments(items)
-    }
-    fn attachments(&self, id: &EntryId) -> Result<Vec<(String, Vec<u8>)>> {
-        self.inner.attachments(id)
-    }
-    fn publish(&self, author: &Keypair, timestamp: Timestamp, payload: Vec<u8>) -> Result<Entry> {
-        self.inner.publish(author, timestamp, payload)
-    }
-}
 
 fn config(peers: Vec<(String, Option<FeedId>)>, feed: FeedId) -> NodeConfig {
     NodeConfig {
@@ -168,11 +96,21 @@ async fn a_peer_reading_from_a_relay_mid_write_never_gets_entries_without_their_
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let relay_store = Arc::new(SlowAttachments {
-        inner: SledStore::open(dir.path(), SledOptions::default()).unwrap(),
-        slow: AtomicBool::new(false),
-        writing: AtomicBool::new(false),
+    // The relay's writes of attachments are slow once `slow` is set; `writing` tells when one
+    // is under way.
+    let (slow, writing) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let mut hooked = HookedStore::new(SledStore::open(dir.path(), SledOptions::default()).unwrap());
+    let (pausing, started) = (Arc::clone(&slow), Arc::clone(&writing));
+    hooked.writing = Box::new(move |attachments| {
+        if attachments > 0 && pausing.load(Ordering::SeqCst) {
+            started.store(true, Ordering::SeqCst);
+            std::thread::sleep(SLOW_WRITE);
+        }
     });
+    let relay_store = Arc::new(hooked);
     let relay = Node::spawn(
         Arc::new(Keypair::from_seed(&[2; 32])),
         Arc::clone(&relay_store) as Arc<dyn Store>,
@@ -196,11 +134,11 @@ async fn a_peer_reading_from_a_relay_mid_write_never_gets_entries_without_their_
     .await;
 
     // Entries #2..#4 reach the relay, whose write of them is slow; a reader connects meanwhile.
-    relay_store.slow.store(true, Ordering::SeqCst);
+    slow.store(true, Ordering::SeqCst);
     let ids_rest = write(source_store.as_ref(), &author, 2, 4);
     source.announce(feed, 4).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !relay_store.writing.load(Ordering::SeqCst) {
+    while !writing.load(Ordering::SeqCst) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the relay never wrote #2..#4"

@@ -7,79 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use scrip_feed::store::{Attachment, IngestReport, PayloadPolicy, VerifiedBatch};
-use scrip_feed::{
-    Content, Entry, EntryId, Error, FeedId, ForkProof, Head, Keypair, MemoryStore, Result, Seq,
-    Store, Timestamp,
-};
+use scrip_feed::{Content, Error, Keypair, MemoryStore, Store, Timestamp};
+
+use crate::common::HookedStore;
 use scrip_replicate::transport::Tcp;
 use scrip_replicate::{Event, Node, NodeConfig};
-
-/// A memory store whose reads of one feed's entries fail, counted.
-struct FailingReads {
-    inner: MemoryStore,
-    feed: FeedId,
-    failed: AtomicUsize,
-}
-
-impl Store for FailingReads {
-    fn ingest_verified(&self, batch: VerifiedBatch) -> Result<IngestReport> {
-        self.inner.ingest_verified(batch)
-    }
-    fn ingest_with_attachments(
-        &self,
-        batch: VerifiedBatch,
-        attachments: Vec<Attachment>,
-    ) -> Result<(IngestReport, Vec<Result<bool>>)> {
-        self.inner.ingest_with_attachments(batch, attachments)
-    }
-    fn get(&self, author: &FeedId, seq: Seq) -> Result<Option<Entry>> {
-        self.inner.get(author, seq)
-    }
-    fn get_by_id(&self, id: &EntryId) -> Result<Option<Entry>> {
-        self.inner.get_by_id(id)
-    }
-    fn head(&self, author: &FeedId) -> Result<Option<Head>> {
-        self.inner.head(author)
-    }
-    fn range(&self, author: &FeedId, from: Seq, limit: usize) -> Result<Vec<Entry>> {
-        if *author == self.feed {
-            self.failed.fetch_add(1, Ordering::SeqCst);
-            return Err(Error::io(
-                "reading a chunk",
-                &std::io::Error::other("injected read failure"),
-            ));
-        }
-        self.inner.range(author, from, limit)
-    }
-    fn authors(&self) -> Result<Vec<FeedId>> {
-        self.inner.authors()
-    }
-    fn set_payload_policy(&self, author: &FeedId, policy: PayloadPolicy) -> Result<()> {
-        self.inner.set_payload_policy(author, policy)
-    }
-    fn payload_policy(&self, author: &FeedId) -> Result<PayloadPolicy> {
-        self.inner.payload_policy(author)
-    }
-    fn add_fork_proof(&self, proof: &ForkProof) -> Result<bool> {
-        self.inner.add_fork_proof(proof)
-    }
-    fn fork_proof(&self, author: &FeedId) -> Result<Option<ForkProof>> {
-        self.inner.fork_proof(author)
-    }
-    fn fork_proofs(&self) -> Result<Vec<ForkProof>> {
-        self.inner.fork_proofs()
-    }
-    fn put_attachments(&self, items: Vec<Attachment>) -> Result<Vec<Result<bool>>> {
-        self.inner.put_attachments(items)
-    }
-    fn attachments(&self, id: &EntryId) -> Result<Vec<(String, Vec<u8>)>> {
-        self.inner.attachments(id)
-    }
-    fn publish(&self, author: &Keypair, timestamp: Timestamp, payload: Vec<u8>) -> Result<Entry> {
-        self.inner.publish(author, timestamp, payload)
-    }
-}
 
 /// The node's own feed cannot be read for its follows: each failed read is reported as
 /// `StoreFailed`, and the second report comes after exactly two reads (a backoff between them),
@@ -95,11 +27,20 @@ async fn a_failing_store_read_is_reported_and_retried_with_backoff() {
             Content::Post { text: "hi".into() }.encode().unwrap(),
         )
         .unwrap();
-    let store = Arc::new(FailingReads {
-        inner,
-        feed: key.id(),
-        failed: AtomicUsize::new(0),
+    // Every read of the node's own feed fails, counted.
+    let failed = Arc::new(AtomicUsize::new(0));
+    let mut store = HookedStore::new(inner);
+    let (counter, own) = (Arc::clone(&failed), key.id());
+    store.read = Box::new(move |feed| {
+        (*feed == own).then(|| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Error::io(
+                "reading a chunk",
+                &std::io::Error::other("injected read failure"),
+            )
+        })
     });
+    let store = Arc::new(store);
     let node = Node::spawn(
         Arc::clone(&key),
         Arc::clone(&store) as Arc<dyn Store>,
@@ -129,7 +70,7 @@ async fn a_failing_store_read_is_reported_and_retried_with_backoff() {
     .await;
     assert!(found.is_ok() && reports == 2, "{reports} failures reported");
     // Two reports, two reads (at most one more started since): no spinning.
-    let reads = store.failed.load(Ordering::SeqCst);
+    let reads = failed.load(Ordering::SeqCst);
     assert!((2..=3).contains(&reads), "{reads} reads");
     node.shutdown().await;
 }
