@@ -185,8 +185,6 @@ async fn start_parts(
         hops: config.hops,
         explicit: wallet.into_iter().collect(),
         transport: transport(config)?,
-        // A notary's decisions come first when the cores are busy (scrip bench load).
-        background_ingest: options.notary,
         ..NodeConfig::default()
     };
     let node = Node::spawn_with(
