@@ -185,6 +185,7 @@ async fn start_parts(
         hops: config.hops,
         explicit: wallet.into_iter().collect(),
         transport: transport(config)?,
+        seed: crate::ops::random_seed()?,
         ..NodeConfig::default()
     };
     let node = Node::spawn_with(

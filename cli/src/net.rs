@@ -47,6 +47,7 @@ pub async fn catch_up(
                 hops: ctx.config.hops,
                 explicit: feeds.iter().copied().collect(),
                 transport: transport(&ctx.config)?,
+                seed: crate::ops::random_seed()?,
                 ..NodeConfig::default()
             };
             let node = Node::spawn_with(
@@ -174,6 +175,7 @@ pub async fn fetch_feed(ctx: &Context, feed: FeedId, timeout: Duration) -> Resul
                 hops: ctx.config.hops,
                 explicit: [feed].into(),
                 transport: transport(&ctx.config)?,
+                seed: crate::ops::random_seed()?,
                 ..NodeConfig::default()
             };
             Some(

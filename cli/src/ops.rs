@@ -272,6 +272,13 @@ pub fn now() -> Timestamp {
     Timestamp::from_millis(ms)
 }
 
+/// A seed for a node's random choices, from the operating system: every node process draws
+/// its own epoch and dials its own peers (`replication.md` §3, §4). A constant seed gave every
+/// daemon the same epoch after every restart and made all of them choose alike.
+pub fn random_seed() -> Result<u64> {
+    getrandom::u64().map_err(|e| anyhow!("the operating system's randomness: {e}"))
+}
+
 /// Parses a feed id as typed, with the input in the error.
 pub fn parse_feed(text: &str) -> Result<FeedId> {
     text.trim()

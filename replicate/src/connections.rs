@@ -163,10 +163,13 @@ impl<T> Connections<T> {
     /// The addresses to dial now, up to `max_outgoing` outgoing connections, each chosen by a
     /// draw from `draws`; they count as being dialed until [`Connections::arrived`] or
     /// [`Connections::dial_failed`]. Never our own address, a connected peer's, an address being
-    /// dialed, or one backing off.
+    /// dialed, or one backing off. Peers whose feeds we replicate (`wanted`: the people we
+    /// follow) come first: connecting only to peers that hold nothing we want (notaries, say)
+    /// would leave the feeds we follow unreplicated until a rotation.
     pub fn to_dial(
         &mut self,
         now: Instant,
+        wanted: &BTreeSet<FeedId>,
         mut draws: impl FnMut() -> u64,
     ) -> Vec<(String, Option<FeedId>)> {
         let mut chosen = Vec::new();
@@ -184,7 +187,20 @@ impl<T> Connections<T> {
                 })
                 .map(|(address, info)| (address.clone(), info.id))
                 .collect();
-            let Some(next) = pick(&candidates, draws()).cloned() else {
+            let preferred: Vec<(String, Option<FeedId>)> = candidates
+                .iter()
+                .filter(|(_, id)| id.is_some_and(|id| wanted.contains(&id)))
+                .cloned()
+                .collect();
+            let from = if preferred.is_empty() {
+                &candidates
+            } else {
+                &preferred
+            };
+            if from.is_empty() {
+                break;
+            }
+            let Some(next) = pick(from, draws()).cloned() else {
                 break;
             };
             self.dialing.insert(next.0.clone());
@@ -274,14 +290,17 @@ mod tests {
             t0,
         );
         let mut draws = 0u64..;
-        let first = c.to_dial(t0, || draws.next().unwrap());
+        let first = c.to_dial(t0, &BTreeSet::new(), || draws.next().unwrap());
         assert_eq!(first.len(), 2, "{first:?}");
         assert!(first.iter().all(|(a, _)| a != "own:1" && a != "self:2"));
-        assert!(c.to_dial(t0, || 0).is_empty(), "both slots are dialing");
+        assert!(
+            c.to_dial(t0, &BTreeSet::new(), || 0).is_empty(),
+            "both slots are dialing"
+        );
         // One fails: its slot is free again, but that address backs off.
         let failed = first[0].0.clone();
         c.dial_failed(&failed, t0, 0);
-        let again = c.to_dial(t0, || 0);
+        let again = c.to_dial(t0, &BTreeSet::new(), || 0);
         assert_eq!(again.len(), 1);
         assert_ne!(again[0].0, failed, "a failed address backs off");
     }
@@ -298,7 +317,10 @@ mod tests {
             Arrival::Admit { replaces: None }
         );
         let first = c.admit(other, "x:9".into(), false, t0, "theirs");
-        assert!(c.to_dial(t0, || 0).is_empty(), "already connected");
+        assert!(
+            c.to_dial(t0, &BTreeSet::new(), || 0).is_empty(),
+            "already connected"
+        );
         // We dial it too, at once: the one the smaller id initiated wins on both sides.
         let ours = c.arrived(other, "x:1", true);
         if me < other {
@@ -317,6 +339,48 @@ mod tests {
         assert!(c.closed(&other, second));
         assert!(c.is_empty());
         assert_eq!(c.arrived(me, "x:1", true), Arrival::Drop, "ourselves");
+    }
+
+    /// Peers whose feeds are wanted are dialed before anonymous addresses, whatever the draws.
+    #[test]
+    fn peers_we_follow_are_dialed_first() {
+        let t0 = Instant::now();
+        let (friend, other) = (id(2), id(3));
+        let mut c: Connections<()> = Connections::new(
+            id(1),
+            None,
+            2,
+            None,
+            table(&[
+                ("n1:1", None),
+                ("n2:1", None),
+                ("n3:1", None),
+                ("friend:1", Some(friend)),
+                ("other:1", Some(other)),
+            ]),
+            t0,
+        );
+        for draw in 0..5u64 {
+            let mut c2: Connections<()> = Connections::new(
+                id(1),
+                None,
+                2,
+                None,
+                table(&[
+                    ("n1:1", None),
+                    ("n2:1", None),
+                    ("n3:1", None),
+                    ("friend:1", Some(friend)),
+                ]),
+                t0,
+            );
+            let chosen = c2.to_dial(t0, &[friend].into(), || draw);
+            assert_eq!(chosen[0].0, "friend:1", "draw {draw}");
+        }
+        let chosen = c.to_dial(t0, &[friend, other].into(), || 0);
+        let mut names: Vec<&str> = chosen.iter().map(|(a, _)| a.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["friend:1", "other:1"]);
     }
 
     #[test]

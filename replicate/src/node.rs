@@ -1211,7 +1211,11 @@ impl<N: Network> Actor<N> {
     /// Dials what the connection table picks (`Connections::to_dial`), each on a task of its own.
     fn dial(&mut self) {
         let rng = &mut self.rng;
-        let chosen = self.connections.to_dial(Instant::now(), || rng.next_u64());
+        // The feeds we replicate: their authors' addresses are dialed first.
+        let wanted: BTreeSet<FeedId> = self.scope.feeds.keys().copied().collect();
+        let chosen = self
+            .connections
+            .to_dial(Instant::now(), &wanted, || rng.next_u64());
         for (address, expected) in chosen {
             let network = Arc::clone(&self.network);
             let identity = Arc::clone(&self.identity);
