@@ -18,12 +18,14 @@
 //!   rotate, what a change of scope tells each session. Unit-tested on their own.
 //! - [`peer`]: the thin async driver of one session (reader, writer, ingest worker).
 //! - [`node`]: the gossip node actor and its [`NodeHandle`].
+//! - [`background`]: the lower-priority thread a node may check and store received entries on.
 //! - [`limits`]: every bound, as a named constant.
 //! - [`bench`]: the replication macro benchmark (`cargo bench`, `scrip bench`).
 //!
 //! The crate moves signed entries (validated by `scrip-feed` before they are stored) and opaque
 //! attachments; it never decides ledger validity.
 
+pub mod background;
 pub mod bench;
 pub mod connections;
 mod error;

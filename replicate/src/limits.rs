@@ -60,3 +60,7 @@ pub const STORED_CHANNEL_CAPACITY: usize = 8192;
 pub const DEFAULT_PEER_BYTES_PER_SEC: u64 = 64 * 1024 * 1024;
 /// Default number of entries a session ingests per store batch.
 pub const DEFAULT_INGEST_BATCH: usize = 2048;
+
+/// Ingest jobs waiting for a node's background thread (see [`crate::background`]): a
+/// connection has at most one in flight, so this only makes connections wait their turn.
+pub const BACKGROUND_QUEUE: usize = 16;

@@ -76,6 +76,11 @@ pub struct NodeConfig {
     pub tick: Duration,
     /// Seed of the node's random choices (peer order, backoff jitter, epoch).
     pub seed: u64,
+    /// Check and store received entries on a thread of lower CPU priority (see
+    /// [`crate::background`]) instead of tokio's blocking pool: for a node sharing its
+    /// process with latency-sensitive work (a notary). Ignored on a network whose blocking work
+    /// runs inline ([`Blocking::Inline`]: simulations).
+    pub background_ingest: bool,
 }
 
 /// How this crate runs its (synchronous) store calls: as the node's network wants blocking work
@@ -111,6 +116,7 @@ impl Default for NodeConfig {
             ingest_batch: DEFAULT_INGEST_BATCH,
             tick: Duration::from_secs(1),
             seed: 0,
+            background_ingest: false,
         }
     }
 }
@@ -390,6 +396,12 @@ impl Node {
             bytes_per_sec: config.peer_bytes_per_sec,
             ingest_batch: config.ingest_batch,
             keepalive: config.transport.idle_timeout / 3,
+            background: match N::BLOCKING {
+                Blocking::Pool if config.background_ingest => {
+                    Some(crate::background::Background::start()?)
+                }
+                _ => None,
+            },
         });
         let request_timeout = config.request_timeout;
         let (max_incoming, idle_before_eviction) =

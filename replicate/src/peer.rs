@@ -123,6 +123,9 @@ pub(crate) struct PeerContext {
     pub bytes_per_sec: u64,
     pub ingest_batch: usize,
     pub keepalive: Duration,
+    /// Where received entries are checked and stored, if not on tokio's blocking pool (see
+    /// `NodeConfig::background_ingest`).
+    pub background: Option<crate::background::Background>,
 }
 
 struct IngestJob {
@@ -459,8 +462,12 @@ async fn ingest_loop(
             }
         }
         let calls = context.store_calls;
+        let background = context.background.clone();
         let context = Arc::clone(&context);
-        let result = calls.run(move || ingest(&context, batch)).await;
+        let result = match background {
+            Some(background) => background.run(move || ingest(&context, batch)).await,
+            None => calls.run(move || ingest(&context, batch)).await,
+        };
         match result {
             Ok(Ok(results)) => {
                 if done.send(results).await.is_err() {

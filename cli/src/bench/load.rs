@@ -208,6 +208,8 @@ pub async fn proposals_under_replication(dir: &Path, run: LoadRun) -> Result<Loa
                 listen: None,
                 peers: vec![(address.clone(), Some(source_id))],
                 explicit: [author].into(),
+                // As `scrip serve --notary` runs its node.
+                background_ingest: true,
                 ..NodeConfig::default()
             },
             Arc::new(CertificateCheck::new(Arc::clone(store))),

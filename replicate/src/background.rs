@@ -1,0 +1,112 @@
+//! A thread at lower CPU priority for replication's heavy lifting (checking and storing received
+//! entries), so that latency-sensitive work in the same process — a notary's decisions beside
+//! the node — is scheduled first when the cores are busy. The operating system still gives the
+//! thread whatever CPU is idle: replication only slows down while something else needs the
+//! cores. The threads that verify a batch in parallel are started from this thread and inherit
+//! its priority (Linux: the nice value is per thread and inherited).
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::limits::BACKGROUND_QUEUE;
+
+/// The nice value of the background thread: 10 gives it about a tenth of the CPU share of a
+/// normal thread while both want the same core.
+pub const BACKGROUND_NICE: i32 = 10;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A handle on the background thread; the thread ends when every handle is dropped.
+#[derive(Clone, Debug)]
+pub struct Background {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Background {
+    /// Starts the thread. If its priority cannot be lowered (not Linux, or refused), it runs at
+    /// normal priority and says so in the log.
+    pub fn start() -> Result<Background> {
+        let (jobs, mut queue) = mpsc::channel::<Job>(BACKGROUND_QUEUE);
+        std::thread::Builder::new()
+            .name("scrip-ingest".into())
+            .spawn(move || {
+                if let Err(err) = lower_priority() {
+                    tracing::info!(%err, "replication ingest runs at normal CPU priority");
+                }
+                while let Some(job) = queue.blocking_recv() {
+                    job();
+                }
+            })
+            .map_err(|e| Error::io("starting the ingest thread", &e))?;
+        Ok(Background { jobs })
+    }
+
+    /// Runs `call` on the background thread and returns its result.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        call: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = reply.send(call());
+        });
+        self.jobs.send(job).await.map_err(|_| Error::Shutdown)?;
+        answer.await.map_err(|_| Error::Shutdown)
+    }
+}
+
+/// Lowers the calling thread's CPU priority to [`BACKGROUND_NICE`].
+#[cfg(target_os = "linux")]
+fn lower_priority() -> std::io::Result<()> {
+    // On Linux, PRIO_PROCESS with a thread id reads and sets that thread's nice value alone.
+    let me = Some(rustix::thread::gettid());
+    if rustix::process::getpriority_process(me)? >= BACKGROUND_NICE {
+        return Ok(());
+    }
+    rustix::process::setpriority_process(me, BACKGROUND_NICE).map_err(std::io::Error::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() -> std::io::Result<()> {
+    Err(std::io::Error::other(
+        "per-thread priority is only set on Linux",
+    ))
+}
+
+/// The calling thread's nice value (tests).
+#[cfg(all(test, target_os = "linux"))]
+fn own_nice() -> i32 {
+    rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap_or(i32::MIN)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn jobs_run_in_order_on_a_thread_at_lower_priority_and_threads_it_starts_inherit_it() {
+        let background = Background::start().unwrap();
+        let here = own_nice();
+        let (there, helper) = background
+            .run(|| {
+                let helper = std::thread::spawn(own_nice).join().unwrap();
+                (own_nice(), helper)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            there,
+            BACKGROUND_NICE.max(here),
+            "the ingest thread's nice value"
+        );
+        assert_eq!(helper, there, "a verification helper thread's nice value");
+        assert_eq!(own_nice(), here, "the caller's priority is untouched");
+        let mut order = Vec::new();
+        for i in 0..40 {
+            order.push(background.run(move || i).await.unwrap());
+        }
+        assert_eq!(order, (0..40).collect::<Vec<_>>());
+    }
+}
