@@ -42,3 +42,43 @@ fn commands_typed_while_the_daemon_starts_neither_fail_nor_stop_it() {
         .unwrap();
     assert_eq!(serve.wait().unwrap().code(), Some(0));
 }
+
+/// Each start of a daemon draws a new epoch (replication.md §3), so that a peer remembering the
+/// previous process's clock does not resume from it. (Every daemon seeded its node with 0, and so
+/// introduced itself with the same epoch after every restart.)
+#[test]
+fn a_restarted_daemon_introduces_itself_with_a_new_epoch() {
+    use std::sync::Arc;
+
+    use scrip_feed::Keypair;
+    use scrip_replicate::transport::{self, LocalIdentity, TransportConfig};
+    use scrip_replicate::wire::{self, Message};
+
+    let epoch = |listen: &str| -> u64 {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let identity = LocalIdentity::new(Arc::new(Keypair::from_seed(&[77; 32]))).unwrap();
+            let tcp = tokio::net::TcpStream::connect(listen).await.unwrap();
+            let mut stream = transport::connect(tcp, &identity, None, &TransportConfig::default())
+                .await
+                .unwrap();
+            let first = stream.recv().await.unwrap().unwrap();
+            match wire::decode(&first).unwrap() {
+                Message::Hello(hello) => hello.epoch,
+                other => panic!("the first message is not Hello: {other:?}"),
+            }
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome::init(dir.path(), "alice");
+    let first = home.serve(&[]);
+    let before = epoch(&first.listen());
+    assert_eq!(first.stop(), 0);
+    let second = home.serve(&[]);
+    let after = epoch(&second.listen());
+    assert_ne!(before, after, "the same epoch after a restart");
+    assert_eq!(second.stop(), 0);
+}
