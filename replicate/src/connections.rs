@@ -346,22 +346,8 @@ mod tests {
     fn peers_we_follow_are_dialed_first() {
         let t0 = Instant::now();
         let (friend, other) = (id(2), id(3));
-        let mut c: Connections<()> = Connections::new(
-            id(1),
-            None,
-            2,
-            None,
-            table(&[
-                ("n1:1", None),
-                ("n2:1", None),
-                ("n3:1", None),
-                ("friend:1", Some(friend)),
-                ("other:1", Some(other)),
-            ]),
-            t0,
-        );
-        for draw in 0..5u64 {
-            let mut c2: Connections<()> = Connections::new(
+        let world = || -> Connections<()> {
+            Connections::new(
                 id(1),
                 None,
                 2,
@@ -371,13 +357,18 @@ mod tests {
                     ("n2:1", None),
                     ("n3:1", None),
                     ("friend:1", Some(friend)),
+                    ("other:1", Some(other)),
                 ]),
                 t0,
-            );
-            let chosen = c2.to_dial(t0, &[friend].into(), || draw);
+            )
+        };
+        // Whatever the draw, the one followed peer comes first.
+        for draw in 0..5u64 {
+            let chosen = world().to_dial(t0, &[friend].into(), || draw);
             assert_eq!(chosen[0].0, "friend:1", "draw {draw}");
         }
-        let chosen = c.to_dial(t0, &[friend, other].into(), || 0);
+        // Two followed peers fill both slots before any anonymous address.
+        let chosen = world().to_dial(t0, &[friend, other].into(), || 0);
         let mut names: Vec<&str> = chosen.iter().map(|(a, _)| a.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, ["friend:1", "other:1"]);
