@@ -24,6 +24,7 @@ fn demo(args: &[&str]) -> common::Run {
 
 #[test]
 fn the_demo_prints_a_summary_whose_checks_all_pass() {
+    let _turn = common::whole_network();
     let run = demo(&[]).ok();
     let out = &run.stdout;
     // The story: money moves, each attempt to cheat is refused with its reason.
@@ -89,6 +90,7 @@ fn the_demo_prints_a_summary_whose_checks_all_pass() {
 
 #[test]
 fn the_demo_keeps_real_homes_in_dir_and_reports_json() {
+    let _turn = common::whole_network();
     let dir = tempfile::tempdir().unwrap();
     let run = demo(&["--json", "--dir", dir.path().to_str().unwrap()]).ok();
     let report = run.json();
@@ -145,6 +147,7 @@ fn the_demo_keeps_real_homes_in_dir_and_reports_json() {
 /// no backtrace) instead of failing to print.
 #[test]
 fn a_closed_stdout_ends_the_demo_quietly() {
+    let _turn = common::whole_network();
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let mut child = Command::new(scrip_bin())

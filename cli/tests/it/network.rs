@@ -67,6 +67,7 @@ fn balance(home: &TestHome) -> String {
 
 #[test]
 fn payments_survive_a_notary_killed_mid_run() {
+    let _turn = common::whole_network();
     let dir = tempfile::tempdir().unwrap();
     let (notaries, mut running, create) = notary_group(dir.path());
     let create: Vec<&str> = create.iter().map(String::as_str).collect();
@@ -172,6 +173,7 @@ fn notary_group(dir: &std::path::Path) -> (Vec<NotaryProcess>, Vec<Option<Daemon
 
 #[test]
 fn a_payment_without_a_quorum_stays_visible_and_the_next_command_reports_it() {
+    let _turn = common::whole_network();
     let dir = tempfile::tempdir().unwrap();
     let (notaries, mut running, create) = notary_group(dir.path());
     let create: Vec<&str> = create.iter().map(String::as_str).collect();
@@ -271,6 +273,7 @@ fn feed_head(home: &TestHome, feed: &str) -> u64 {
 
 #[test]
 fn a_home_restored_from_an_older_copy_does_not_fork_its_feed() {
+    let _turn = common::whole_network();
     let dir = tempfile::tempdir().unwrap();
     let alice = TestHome::init(dir.path(), "alice");
     let bob = TestHome::init(dir.path(), "bob");

@@ -272,3 +272,14 @@ pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Tests that run a whole network (the demo: nine daemons in one process; the network tests:
+/// notary and wallet processes) take turns. Three or four of them at once on a 2-core machine
+/// starve each other's daemons past their deadlines (the demo's 20 s wait for wallets to
+/// replicate failed that way once the crate's tests shared one binary); lighter tests still run
+/// beside them.
+pub fn whole_network() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -315,6 +315,7 @@ fn env_u64(name: &str) -> Option<u64> {
 
 #[test]
 fn jepsen_money_is_conserved_and_nothing_acknowledged_is_lost() {
+    let _turn = crate::common::whole_network();
     let steps = env_u64("SCRIP_JEPSEN_STEPS").unwrap_or(30);
     let seed = env_u64("SCRIP_JEPSEN_SEED").unwrap_or(0x5c81_9e95);
     eprintln!("jepsen: SCRIP_JEPSEN_SEED={seed} SCRIP_JEPSEN_STEPS={steps}");
