@@ -169,7 +169,7 @@ impl<T> Connections<T> {
     pub fn to_dial(
         &mut self,
         now: Instant,
-        wanted: &BTreeSet<FeedId>,
+        wanted: impl Fn(&FeedId) -> bool,
         mut draws: impl FnMut() -> u64,
     ) -> Vec<(String, Option<FeedId>)> {
         let mut chosen = Vec::new();
@@ -189,7 +189,7 @@ impl<T> Connections<T> {
                 .collect();
             let preferred: Vec<(String, Option<FeedId>)> = candidates
                 .iter()
-                .filter(|(_, id)| id.is_some_and(|id| wanted.contains(&id)))
+                .filter(|(_, id)| id.as_ref().is_some_and(&wanted))
                 .cloned()
                 .collect();
             let from = if preferred.is_empty() {
@@ -290,17 +290,17 @@ mod tests {
             t0,
         );
         let mut draws = 0u64..;
-        let first = c.to_dial(t0, &BTreeSet::new(), || draws.next().unwrap());
+        let first = c.to_dial(t0, |_| false, || draws.next().unwrap());
         assert_eq!(first.len(), 2, "{first:?}");
         assert!(first.iter().all(|(a, _)| a != "own:1" && a != "self:2"));
         assert!(
-            c.to_dial(t0, &BTreeSet::new(), || 0).is_empty(),
+            c.to_dial(t0, |_| false, || 0).is_empty(),
             "both slots are dialing"
         );
         // One fails: its slot is free again, but that address backs off.
         let failed = first[0].0.clone();
         c.dial_failed(&failed, t0, 0);
-        let again = c.to_dial(t0, &BTreeSet::new(), || 0);
+        let again = c.to_dial(t0, |_| false, || 0);
         assert_eq!(again.len(), 1);
         assert_ne!(again[0].0, failed, "a failed address backs off");
     }
@@ -318,7 +318,7 @@ mod tests {
         );
         let first = c.admit(other, "x:9".into(), false, t0, "theirs");
         assert!(
-            c.to_dial(t0, &BTreeSet::new(), || 0).is_empty(),
+            c.to_dial(t0, |_| false, || 0).is_empty(),
             "already connected"
         );
         // We dial it too, at once: the one the smaller id initiated wins on both sides.
@@ -364,11 +364,11 @@ mod tests {
         };
         // Whatever the draw, the one followed peer comes first.
         for draw in 0..5u64 {
-            let chosen = world().to_dial(t0, &[friend].into(), || draw);
+            let chosen = world().to_dial(t0, |id| *id == friend, || draw);
             assert_eq!(chosen[0].0, "friend:1", "draw {draw}");
         }
         // Two followed peers fill both slots before any anonymous address.
-        let chosen = world().to_dial(t0, &[friend, other].into(), || 0);
+        let chosen = world().to_dial(t0, |id| [friend, other].contains(id), || 0);
         let mut names: Vec<&str> = chosen.iter().map(|(a, _)| a.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, ["friend:1", "other:1"]);

@@ -1175,8 +1175,8 @@ impl<N: Network> Actor<N> {
         }
         self.apply(changes);
         // Newly reachable feeds may follow others.
-        let held: BTreeSet<FeedId> = self.heads.keys().copied().collect();
-        for feed in crate::policy::to_scan(&old, &self.scope, &held) {
+        let heads = &self.heads;
+        for feed in crate::policy::to_scan(&old, &self.scope, |f| heads.contains_key(f)) {
             self.scan(feed);
         }
     }
@@ -1224,10 +1224,10 @@ impl<N: Network> Actor<N> {
     fn dial(&mut self) {
         let rng = &mut self.rng;
         // The feeds we replicate: their authors' addresses are dialed first.
-        let wanted: BTreeSet<FeedId> = self.scope.feeds.keys().copied().collect();
-        let chosen = self
-            .connections
-            .to_dial(Instant::now(), &wanted, || rng.next_u64());
+        let scope = &self.scope;
+        let chosen =
+            self.connections
+                .to_dial(Instant::now(), |id| scope.contains(id), || rng.next_u64());
         for (address, expected) in chosen {
             let network = Arc::clone(&self.network);
             let identity = Arc::clone(&self.identity);

@@ -5,7 +5,7 @@
 //! (`scheduler.rs`), the scope (`scope.rs`) and the peer table with its backoff (`peers.rs`)
 //! are its other pure parts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use scrip_feed::FeedId;
@@ -98,10 +98,10 @@ pub fn scope_changes(old: &Scope, new: &Scope) -> Vec<ScopeChange> {
 }
 
 /// The feeds newly in scope that the store holds entries of: read for their follows next.
-pub fn to_scan(old: &Scope, new: &Scope, held: &BTreeSet<FeedId>) -> Vec<FeedId> {
+pub fn to_scan(old: &Scope, new: &Scope, held: impl Fn(&FeedId) -> bool) -> Vec<FeedId> {
     new.feeds
         .keys()
-        .filter(|f| !old.contains(f) && held.contains(f))
+        .filter(|f| !old.contains(f) && held(f))
         .copied()
         .collect()
 }
@@ -244,7 +244,7 @@ mod tests {
         };
         let new = Scope {
             feeds: [(f2, 1), (f3, 2)].into(),
-            blocked: BTreeSet::new(),
+            blocked: std::collections::BTreeSet::new(),
         };
         assert_eq!(
             scope_changes(&old, &new),
@@ -255,10 +255,7 @@ mod tests {
             ]
         );
         assert!(scope_changes(&new, &new).is_empty());
-        assert_eq!(to_scan(&old, &new, &[f3].into()), vec![f3]);
-        assert!(
-            to_scan(&old, &new, &BTreeSet::new()).is_empty(),
-            "nothing held"
-        );
+        assert_eq!(to_scan(&old, &new, |f| *f == f3), vec![f3]);
+        assert!(to_scan(&old, &new, |_| false).is_empty(), "nothing held");
     }
 }
