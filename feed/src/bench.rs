@@ -123,6 +123,33 @@ pub fn run_alone(name: &str) -> bool {
     false
 }
 
+/// A loopback address that no one listens on now and that the system will not hand out by
+/// itself: a port below the ephemeral range (`ip_local_port_range`), so that neither a
+/// `127.0.0.1:0` bind nor an outgoing connection of another test can take it between this call
+/// and the daemon binding it, or while a killed daemon is restarted on it. Ports are tried from
+/// a per-process start (the pid spreads concurrent test processes apart) and each is checked free
+/// by binding it once.
+pub fn fixed_port() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOWEST: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768)
+        .max(LOWEST + 1_000);
+    let span = ephemeral_start - LOWEST;
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let address = format!("127.0.0.1:{}", LOWEST + offset);
+        if std::net::TcpListener::bind(&address).is_ok() {
+            return address;
+        }
+    }
+    panic!("no free loopback port below {ephemeral_start}")
+}
+
 /// The seed of a proptest suite: `PROPTEST_RNG_SEED` if set (to replay or explore), else 0, so
 /// that CI runs the same cases every time; printed.
 pub fn proptest_seed() -> u64 {

@@ -158,11 +158,7 @@ fn an_unreachable_peer_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let home = TestHome::init(dir.path(), "alice");
     // A port nobody listens on: bind, note it, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let port = common::fixed_port();
     refused(&home, &["sync", &port, "--timeout", "5"], "cannot reach");
 }
 
@@ -331,11 +327,7 @@ fn a_wallet_is_created_only_with_notaries_that_answer_as_notaries() {
         home.run(&all)
     };
     // One wrong port: refused, naming it; nothing written.
-    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let nobody = common::fixed_port();
     let mut wrong_port = args.clone();
     let (id, _) = wrong_port[7].split_once("@127").unwrap();
     wrong_port[7] = format!("{id}@{nobody}");

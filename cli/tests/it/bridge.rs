@@ -95,9 +95,7 @@ async fn a_notary_that_was_down_catches_up_by_gossip_alone() {
     let mut disks = Vec::new();
     for i in 0..4u8 {
         // A fixed notary port, so that the wallet's address book stays right across a restart.
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let notary_address = probe.local_addr().unwrap().to_string();
-        drop(probe);
+        let notary_address = crate::common::fixed_port();
         disks.push(Disk {
             key: key(40 + i),
             store: Arc::new(MemoryStore::new()),

@@ -15,11 +15,7 @@ use common::{Daemon, TestHome, wait_until};
 use serde_json::Value;
 
 fn free_port() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string()
+    common::fixed_port()
 }
 
 struct NotaryProcess {

@@ -223,8 +223,7 @@ async fn ask(address: &str, request: &Request, timeout: Duration) -> Option<Resp
 }
 
 fn free_port() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
+    scrip_feed::bench::fixed_port()
 }
 
 /// One round: propose A, crash the notary at `step`, restart it, propose B then A.

@@ -283,3 +283,9 @@ pub fn whole_network() -> std::sync::MutexGuard<'static, ()> {
     TURN.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// A loopback port that stays free for a daemon to bind (one definition, in the feed crate's
+/// test helpers).
+pub fn fixed_port() -> String {
+    scrip_feed::bench::fixed_port()
+}
