@@ -545,6 +545,8 @@ async fn attempt_cheats(world: &World, n: &mut Narrator, order_to_bob: &str) -> 
                 currency: Currency::new(wa, "EUR", 2)?,
                 amount: Amount::from_minor(1_000_000),
                 memo: String::new(),
+                expiry: Some(scrip_ledger::kit::FAR_EXPIRY),
+                condition: None,
             }),
         )
         .await

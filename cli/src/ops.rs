@@ -1067,6 +1067,8 @@ async fn pay(
             currency,
             amount,
             memo: memo.unwrap_or_default(),
+            expiry: Some(scrip_ledger::kit::FAR_EXPIRY),
+            condition: None,
         }))
         .await?;
     certified_output(
@@ -1087,6 +1089,8 @@ fn status_text(status: OrderStatus) -> &'static str {
         OrderStatus::Accepted => "accepted",
         OrderStatus::Rejected => "rejected",
         OrderStatus::Reclaimed => "reclaimed",
+        OrderStatus::Cancelled => "cancelled",
+        OrderStatus::Refunded => "refunded",
     }
 }
 
@@ -1182,7 +1186,10 @@ async fn resolve(ctx: &Context, order: &str, rejection: Option<String>) -> Resul
     match rejection {
         None => {
             let submitted = ctx
-                .submit(WalletEntry::Accept(Accept { order: citation }))
+                .submit(WalletEntry::Accept(Accept {
+                    order: citation,
+                    preimage: None,
+                }))
                 .await?;
             certified_output(
                 &submitted,

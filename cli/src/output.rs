@@ -657,6 +657,9 @@ pub fn json_examples() -> serde_json::Value {
                         amount: Some("25.00".into()),
                         direction: Some("+".into()),
                         balance_after: Some("25.00".into()),
+                        expiry: None,
+                        condition: None,
+                        preimage: None,
                     }],
                     balances: vec![AuditBalance {
                         currency: eur,

@@ -24,7 +24,8 @@ pub struct AuditStep {
     pub seq: u64,
     /// Its entry id.
     pub entry: String,
-    /// What it is (`genesis`, `mint`, `order`, `accept`, `reject`, `reclaim`).
+    /// What it is (`genesis`, `mint`, `order`, `accept`, `reject`, `reclaim`, `cancel`,
+    /// `refund`).
     pub kind: String,
     /// The other wallet involved, if any.
     pub counterparty: Option<String>,
@@ -38,6 +39,15 @@ pub struct AuditStep {
     pub direction: Option<String>,
     /// The wallet's balance in that currency after the step (decimal text).
     pub balance_after: Option<String>,
+    /// An order's expiry, in milliseconds since the Unix epoch (none for a version-1 order).
+    #[serde(default)]
+    pub expiry: Option<u64>,
+    /// An order's hash lock (hex), if it has one.
+    #[serde(default)]
+    pub condition: Option<String>,
+    /// The preimage an accept reveals (hex), for a hash-locked order.
+    #[serde(default)]
+    pub preimage: Option<String>,
 }
 
 /// A final balance.
@@ -131,6 +141,9 @@ pub fn audit_with(
                     amount: None,
                     direction: None,
                     balance_after: None,
+                    expiry: None,
+                    condition: None,
+                    preimage: None,
                 });
                 verdict = violation(seq, &rejection);
                 break;
@@ -184,19 +197,38 @@ fn step(entry: &Entry, effect: &Effect, state: &WalletState) -> AuditStep {
         amount: None,
         direction: None,
         balance_after: None,
+        expiry: None,
+        condition: None,
+        preimage: None,
     };
     match effect {
         Effect::Genesis { .. } => {}
         Effect::Mint { .. } => {}
-        Effect::Order { order, to, .. } => {
+        Effect::Order {
+            order,
+            to,
+            expiry,
+            condition,
+            ..
+        } => {
             step.order = Some(order.to_string());
             step.counterparty = Some(to.to_string());
+            step.expiry = expiry.map(|e| e.as_millis());
+            step.condition = condition.map(|c| c.to_hex());
         }
         Effect::Accept { order, from, .. } | Effect::Reject { order, from, .. } => {
             step.order = Some(order.to_string());
             step.counterparty = Some(from.to_string());
+            if let Some(WalletEntry::Accept(accept)) = entry
+                .payload()
+                .and_then(|p| WalletEntry::from_payload(p).ok())
+            {
+                step.preimage = accept.preimage.as_ref().map(|p| p.to_hex());
+            }
         }
-        Effect::Reclaim { order, .. } => step.order = Some(order.to_string()),
+        Effect::Reclaim { order, .. }
+        | Effect::Cancel { order, .. }
+        | Effect::Refund { order, .. } => step.order = Some(order.to_string()),
     }
     let currency = match effect {
         Effect::Genesis { .. } => None,
@@ -211,6 +243,12 @@ fn step(entry: &Entry, effect: &Effect, state: &WalletState) -> AuditStep {
             currency, amount, ..
         }
         | Effect::Reclaim {
+            currency, amount, ..
+        }
+        | Effect::Cancel {
+            currency, amount, ..
+        }
+        | Effect::Refund {
             currency, amount, ..
         } => Some((currency, amount)),
     };

@@ -17,7 +17,7 @@ use scrip_feed::{
 use crate::amount::{Amount, Currency};
 use crate::audit::audit;
 use crate::certificate::{Certificate, ROUND_ZERO, Vote};
-use crate::content::{Accept, CertifiedBytes, Citation, Genesis, Mint, Order, WalletEntry};
+use crate::content::{Accept, CertifiedBytes, Citation, Genesis, Mint, WalletEntry};
 use crate::kit::{KitWallet, notaries};
 use crate::state::{CertifiedEntry, fold};
 use crate::verify::TrustSignatures;
@@ -119,12 +119,7 @@ pub fn fold_workload_of(entries: usize, first_seed: u64) -> Vec<CertifiedEntry> 
         .map(|i| Unsigned::new(first_seed + i, &notary_ids))
         .collect();
     let order = |to: FeedId, amount: u64| {
-        WalletEntry::Order(Order {
-            to,
-            currency,
-            amount: Amount::from_minor(amount),
-            memo: String::new(),
-        })
+        crate::kit::order(to, &currency, amount, crate::kit::FAR_EXPIRY, None)
     };
     let budget = entries.saturating_sub(102);
     let funding = budget / 10;
@@ -135,7 +130,10 @@ pub fn fold_workload_of(entries: usize, first_seed: u64) -> Vec<CertifiedEntry> 
             entry: issuer.bytes(seq),
             genesis: issuer.bytes(Seq::FIRST),
         };
-        wallets[to].push(&WalletEntry::Accept(Accept { order: citation }));
+        wallets[to].push(&WalletEntry::Accept(Accept {
+            order: citation,
+            preimage: None,
+        }));
     }
     let mut made = 102 + (funding / 2) * 2;
     let mut i = 0usize;
@@ -184,12 +182,7 @@ pub fn audit_workload(entries: usize) -> (FeedId, Vec<CertifiedEntry>) {
     let mut unsigned: Vec<Entry> = Vec::with_capacity(entries);
     let mut head = wallet.head();
     for i in 2..entries {
-        let content = WalletEntry::Order(Order {
-            to: receiver,
-            currency,
-            amount: Amount::from_minor(1),
-            memo: String::new(),
-        });
+        let content = crate::kit::order(receiver, &currency, 1, crate::kit::FAR_EXPIRY, None);
         let payload = content.to_payload().unwrap_or_default();
         let Ok(entry) = Entry::create(&wallet.key, head, Timestamp::from_millis(i as u64), payload)
         else {

@@ -4,11 +4,16 @@
 //! `bytes = postcard((WALLET_VERSION: u8, WalletEntry))`, decoded canonically. Variant order is
 //! the format: variants are only ever appended.
 //!
+//! Two content versions are read: version 1 (orders without expiry or condition) and version 2,
+//! which every new entry is written in (orders with an expiry and an optional hash lock,
+//! accepts with a preimage, cancels and refunds). Both decode into the one [`WalletEntry`]; a
+//! version-1 order has no expiry.
+//!
 //! Entries that credit a wallet **embed** what they cite: the cited entry's signed header,
 //! payload and certificate, and its wallet's genesis with its certificate. So a wallet's log,
 //! alone, carries everything needed to replay its balance: that is what makes the audit a replay.
 
-use scrip_feed::{Content, EntryBytes, EntryId, FeedId, Seq, codec};
+use scrip_feed::{Content, EntryBytes, EntryId, FeedId, Seq, Timestamp, codec};
 use serde::{Deserialize, Serialize};
 
 use crate::amount::{Amount, Currency};
@@ -17,8 +22,10 @@ use crate::error::Error;
 
 /// The feed `App` kind of wallet content.
 pub const WALLET_KIND: &str = "scrip/wallet";
-/// The wallet content version.
-pub const WALLET_VERSION: u8 = 1;
+/// The wallet content version every new entry is written in.
+pub const WALLET_VERSION: u8 = 2;
+/// The first wallet content version (orders without expiry or condition), still read.
+pub const WALLET_VERSION_1: u8 = 1;
 /// Longest order memo, in bytes.
 pub const MAX_MEMO_BYTES: usize = 256;
 /// Longest rejection reason, in bytes.
@@ -39,6 +46,10 @@ pub enum WalletEntry {
     Reject(Reject),
     /// The sender takes back a rejected order.
     Reclaim(Reclaim),
+    /// The sender takes back an unconditional order its receiver has not accepted (version 2).
+    Cancel(Cancel),
+    /// The sender takes back an order after its expiry (version 2).
+    Refund(Refund),
 }
 
 /// The wallet's notaries.
@@ -68,6 +79,11 @@ pub struct Order {
     pub amount: Amount,
     /// Free text, at most [`MAX_MEMO_BYTES`].
     pub memo: String,
+    /// When it can no longer be accepted and may be refunded (version 2; a version-1 order
+    /// never expires).
+    pub expiry: Option<Timestamp>,
+    /// A hash lock: accepting needs its preimage (version 2 only).
+    pub condition: Option<HashLock>,
 }
 
 /// Acceptance of an order addressed to this wallet.
@@ -75,6 +91,94 @@ pub struct Order {
 pub struct Accept {
     /// The sender's certified order.
     pub order: Citation,
+    /// The preimage of the order's hash lock (exactly when the order has one; version 2).
+    pub preimage: Option<Preimage>,
+}
+
+/// Taking back an unconditional order its receiver has not accepted, before or after its
+/// expiry, without any entry from the receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancel {
+    /// The order, in this wallet's own log.
+    pub order: OrderRef,
+}
+
+/// Taking back an order its receiver has not accepted, after its expiry, without any entry
+/// from the receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    /// The order, in this wallet's own log.
+    pub order: OrderRef,
+}
+
+/// Length of a hash lock's preimage, in bytes.
+pub const PREIMAGE_BYTES: usize = 32;
+
+/// A hash lock: `blake3(preimage)` of a [`PREIMAGE_BYTES`]-byte secret (plain blake3, no key
+/// or context, so that anyone can check a preimage with any blake3 implementation).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct HashLock(pub [u8; 32]);
+
+impl HashLock {
+    /// Whether `preimage` opens this lock.
+    pub fn opens(&self, preimage: &Preimage) -> bool {
+        blake3::hash(&preimage.0).as_bytes() == &self.0
+    }
+
+    /// Hex text.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(text: &str) -> Result<HashLock, Error> {
+        parse_hex32("hash lock", text).map(HashLock)
+    }
+}
+
+impl std::fmt::Debug for HashLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HashLock({})", self.to_hex())
+    }
+}
+
+/// The secret that opens a [`HashLock`]. Secret until an accept reveals it (then anyone who
+/// replicates the receiver's log reads it): zeroized on drop, redacted in `Debug`.
+#[derive(
+    Clone, PartialEq, Eq, Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop,
+)]
+pub struct Preimage(pub [u8; PREIMAGE_BYTES]);
+
+impl Preimage {
+    /// Its lock.
+    pub fn lock(&self) -> HashLock {
+        HashLock(*blake3::hash(&self.0).as_bytes())
+    }
+
+    /// Hex text (the secret itself: show it only to its owner).
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(text: &str) -> Result<Preimage, Error> {
+        parse_hex32("preimage", text).map(Preimage)
+    }
+}
+
+impl std::fmt::Debug for Preimage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Preimage(<redacted>)")
+    }
+}
+
+fn parse_hex32(what: &'static str, text: &str) -> Result<[u8; 32], Error> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut bytes).map_err(|e| Error::Malformed {
+        what,
+        reason: format!("expected 64 hex digits: {e}"),
+    })?;
+    Ok(bytes)
 }
 
 /// Rejection of an order addressed to this wallet.
@@ -130,9 +234,29 @@ impl Citation {
 }
 
 impl WalletEntry {
-    /// Encodes the entry as a feed payload.
+    /// Encodes the entry as a feed payload, in the current version ([`WALLET_VERSION`]). An
+    /// order needs an expiry; only orders carry one.
     pub fn to_payload(&self) -> Result<Vec<u8>, Error> {
-        let bytes = codec::encode("wallet entry", &(WALLET_VERSION, self))?;
+        let bytes = codec::encode(
+            "wallet entry",
+            &(WALLET_VERSION, wire::V2::from_entry(self)?),
+        )?;
+        Ok(Content::App {
+            kind: WALLET_KIND.into(),
+            bytes,
+        }
+        .encode()?)
+    }
+
+    /// Encodes the entry in the first content version ([`WALLET_VERSION_1`]), as wallets
+    /// wrote before orders had an expiry: for tests and vectors showing that such logs still
+    /// fold. Fails for what version 1 cannot say (an expiry, a condition, a preimage, a cancel
+    /// or a refund).
+    pub fn to_payload_v1(&self) -> Result<Vec<u8>, Error> {
+        let bytes = codec::encode(
+            "wallet entry",
+            &(WALLET_VERSION_1, wire::V1::from_entry(self)?),
+        )?;
         Ok(Content::App {
             kind: WALLET_KIND.into(),
             bytes,
@@ -168,13 +292,19 @@ impl WalletEntry {
             reason,
         };
         match bytes.first() {
-            Some(&WALLET_VERSION) => {}
-            Some(other) => return Err(malformed(format!("unknown version {other}"))),
-            None => return Err(malformed("empty".into())),
+            Some(&WALLET_VERSION) => {
+                let (_, entry): (u8, wire::V2) = codec::decode_canonical("wallet entry", bytes)
+                    .map_err(|e| malformed(e.to_string()))?;
+                Ok(entry.into_entry())
+            }
+            Some(&WALLET_VERSION_1) => {
+                let (_, entry): (u8, wire::V1) = codec::decode_canonical("wallet entry", bytes)
+                    .map_err(|e| malformed(e.to_string()))?;
+                Ok(entry.into_entry())
+            }
+            Some(other) => Err(malformed(format!("unknown version {other}"))),
+            None => Err(malformed("empty".into())),
         }
-        let (_, entry): (u8, WalletEntry) =
-            codec::decode_canonical("wallet entry", bytes).map_err(|e| malformed(e.to_string()))?;
-        Ok(entry)
     }
 
     /// A short name of the variant.
@@ -186,6 +316,173 @@ impl WalletEntry {
             WalletEntry::Accept(_) => "accept",
             WalletEntry::Reject(_) => "reject",
             WalletEntry::Reclaim(_) => "reclaim",
+            WalletEntry::Cancel(_) => "cancel",
+            WalletEntry::Refund(_) => "refund",
+        }
+    }
+}
+
+/// The two wire layouts of wallet content. Variant order is the format: append only.
+mod wire {
+    use super::*;
+
+    fn unsaid(what: &str, version: u8) -> Error {
+        Error::Malformed {
+            what: "wallet entry",
+            reason: format!("{what} cannot be written in wallet content version {version}"),
+        }
+    }
+
+    /// Version 1: orders without expiry or condition, accepts without preimage.
+    #[derive(Serialize, Deserialize)]
+    pub enum V1 {
+        Genesis(Genesis),
+        Mint(Mint),
+        Order {
+            to: FeedId,
+            currency: crate::amount::Currency,
+            amount: crate::amount::Amount,
+            memo: String,
+        },
+        Accept {
+            order: Citation,
+        },
+        Reject(Reject),
+        Reclaim(Reclaim),
+    }
+
+    impl V1 {
+        pub fn into_entry(self) -> WalletEntry {
+            match self {
+                V1::Genesis(g) => WalletEntry::Genesis(g),
+                V1::Mint(m) => WalletEntry::Mint(m),
+                V1::Order {
+                    to,
+                    currency,
+                    amount,
+                    memo,
+                } => WalletEntry::Order(Order {
+                    to,
+                    currency,
+                    amount,
+                    memo,
+                    expiry: None,
+                    condition: None,
+                }),
+                V1::Accept { order } => WalletEntry::Accept(Accept {
+                    order,
+                    preimage: None,
+                }),
+                V1::Reject(r) => WalletEntry::Reject(r),
+                V1::Reclaim(r) => WalletEntry::Reclaim(r),
+            }
+        }
+
+        pub fn from_entry(entry: &WalletEntry) -> Result<V1, Error> {
+            Ok(match entry.clone() {
+                WalletEntry::Genesis(g) => V1::Genesis(g),
+                WalletEntry::Mint(m) => V1::Mint(m),
+                WalletEntry::Order(o) => {
+                    if o.expiry.is_some() || o.condition.is_some() {
+                        return Err(unsaid("an expiry or a condition", WALLET_VERSION_1));
+                    }
+                    V1::Order {
+                        to: o.to,
+                        currency: o.currency,
+                        amount: o.amount,
+                        memo: o.memo,
+                    }
+                }
+                WalletEntry::Accept(a) => {
+                    if a.preimage.is_some() {
+                        return Err(unsaid("a preimage", WALLET_VERSION_1));
+                    }
+                    V1::Accept { order: a.order }
+                }
+                WalletEntry::Reject(r) => V1::Reject(r),
+                WalletEntry::Reclaim(r) => V1::Reclaim(r),
+                WalletEntry::Cancel(_) | WalletEntry::Refund(_) => {
+                    return Err(unsaid("a cancel or a refund", WALLET_VERSION_1));
+                }
+            })
+        }
+    }
+
+    /// Version 2: every order has an expiry and may have a hash lock; cancels and refunds.
+    #[derive(Serialize, Deserialize)]
+    pub enum V2 {
+        Genesis(Genesis),
+        Mint(Mint),
+        Order {
+            to: FeedId,
+            currency: crate::amount::Currency,
+            amount: crate::amount::Amount,
+            memo: String,
+            expiry: Timestamp,
+            condition: Option<HashLock>,
+        },
+        Accept {
+            order: Citation,
+            preimage: Option<Preimage>,
+        },
+        Reject(Reject),
+        Reclaim(Reclaim),
+        Cancel(Cancel),
+        Refund(Refund),
+    }
+
+    impl V2 {
+        pub fn into_entry(self) -> WalletEntry {
+            match self {
+                V2::Genesis(g) => WalletEntry::Genesis(g),
+                V2::Mint(m) => WalletEntry::Mint(m),
+                V2::Order {
+                    to,
+                    currency,
+                    amount,
+                    memo,
+                    expiry,
+                    condition,
+                } => WalletEntry::Order(Order {
+                    to,
+                    currency,
+                    amount,
+                    memo,
+                    expiry: Some(expiry),
+                    condition,
+                }),
+                V2::Accept { order, preimage } => WalletEntry::Accept(Accept { order, preimage }),
+                V2::Reject(r) => WalletEntry::Reject(r),
+                V2::Reclaim(r) => WalletEntry::Reclaim(r),
+                V2::Cancel(c) => WalletEntry::Cancel(c),
+                V2::Refund(r) => WalletEntry::Refund(r),
+            }
+        }
+
+        pub fn from_entry(entry: &WalletEntry) -> Result<V2, Error> {
+            Ok(match entry.clone() {
+                WalletEntry::Genesis(g) => V2::Genesis(g),
+                WalletEntry::Mint(m) => V2::Mint(m),
+                WalletEntry::Order(o) => V2::Order {
+                    expiry: o.expiry.ok_or_else(|| Error::Malformed {
+                        what: "wallet entry",
+                        reason: "an order needs an expiry".into(),
+                    })?,
+                    to: o.to,
+                    currency: o.currency,
+                    amount: o.amount,
+                    memo: o.memo,
+                    condition: o.condition,
+                },
+                WalletEntry::Accept(a) => V2::Accept {
+                    order: a.order,
+                    preimage: a.preimage,
+                },
+                WalletEntry::Reject(r) => V2::Reject(r),
+                WalletEntry::Reclaim(r) => V2::Reclaim(r),
+                WalletEntry::Cancel(c) => V2::Cancel(c),
+                WalletEntry::Refund(r) => V2::Refund(r),
+            })
         }
     }
 }
@@ -329,6 +626,8 @@ mod tests {
                 currency,
                 amount: Amount::from_minor(5),
                 memo: "lunch".into(),
+                expiry: Some(crate::kit::FAR_EXPIRY),
+                condition: None,
             }),
         ];
         for (index, entry) in entries.iter().enumerate() {
@@ -350,6 +649,8 @@ mod tests {
             currency: Currency::new(issuer, "EUR", 2).unwrap(),
             amount: Amount::from_minor(5),
             memo: "m".repeat(200),
+            expiry: Some(crate::kit::FAR_EXPIRY),
+            condition: None,
         });
         let payload = entry.to_payload().unwrap();
         assert!(wallet_bytes(&payload).is_some());

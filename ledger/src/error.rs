@@ -227,8 +227,8 @@ pub enum Rejection {
         /// The order.
         order: String,
     },
-    /// A second reclaim of one order.
-    #[error("order {order} is already reclaimed")]
+    /// A second reclaim, cancel or refund of one order: its escrow was already taken back.
+    #[error("order {order} is already taken back")]
     DoubleReclaim {
         /// The order.
         order: String,
@@ -254,6 +254,36 @@ pub enum Rejection {
     /// A reclaim of an order this wallet did not make (or not in its log).
     #[error("order {order} is not an order of this wallet")]
     UnknownOrder {
+        /// The order.
+        order: String,
+    },
+    /// An accept of a hash-locked order without its preimage.
+    #[error("order {order} is hash-locked: accepting it needs the preimage")]
+    MissingPreimage {
+        /// The order.
+        order: String,
+    },
+    /// An accept whose preimage does not open the order's hash lock.
+    #[error("the preimage does not open the hash lock of order {order}")]
+    WrongPreimage {
+        /// The order.
+        order: String,
+    },
+    /// An accept carrying a preimage for an order without a hash lock.
+    #[error("order {order} has no hash lock, yet the accept carries a preimage")]
+    UnexpectedPreimage {
+        /// The order.
+        order: String,
+    },
+    /// A cancel of a hash-locked order (it is refunded after its expiry only).
+    #[error("order {order} is hash-locked: it cannot be cancelled, only refunded after its expiry")]
+    ConditionalCancel {
+        /// The order.
+        order: String,
+    },
+    /// A refund of an order without an expiry (a version-1 order: cancel it instead).
+    #[error("order {order} has no expiry: cancel it instead")]
+    NoExpiry {
         /// The order.
         order: String,
     },
@@ -325,6 +355,11 @@ impl Rejection {
             Rejection::NotAddressedToYou { .. } => "not-addressed-to-you",
             Rejection::AlreadyResolved { .. } => "already-resolved",
             Rejection::DoubleReclaim { .. } => "double-reclaim",
+            Rejection::MissingPreimage { .. } => "missing-preimage",
+            Rejection::WrongPreimage { .. } => "wrong-preimage",
+            Rejection::UnexpectedPreimage { .. } => "unexpected-preimage",
+            Rejection::ConditionalCancel { .. } => "conditional-cancel",
+            Rejection::NoExpiry { .. } => "no-expiry",
             Rejection::ReclaimWithoutRejection { .. } => "reclaim-without-rejection",
             Rejection::NotTheReceiversRejection { .. } => "not-the-receivers-rejection",
             Rejection::UnknownOrder { .. } => "unknown-order",

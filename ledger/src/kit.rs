@@ -57,7 +57,11 @@ impl KitWallet {
 
     /// Signs `content` as the next entry (without certifying it).
     pub fn sign(&self, content: &WalletEntry) -> Entry {
-        let payload = content.to_payload().unwrap_or_default();
+        self.sign_payload(content.to_payload().unwrap_or_default())
+    }
+
+    /// Signs `payload` as the next entry (without certifying it).
+    pub fn sign_payload(&self, payload: Vec<u8>) -> Entry {
         let seq = self.log.len() as u64;
         Entry::create(&self.key, self.head(), Timestamp::from_millis(seq), payload)
             .unwrap_or_else(|_| unreachable_entry())
@@ -79,7 +83,18 @@ impl KitWallet {
 
     /// Signs, certifies and appends `content`; returns its seq.
     pub fn push(&mut self, content: &WalletEntry) -> Seq {
-        let entry = self.sign(content);
+        self.push_payload(content.to_payload().unwrap_or_default())
+    }
+
+    /// Signs, certifies and appends `content` written in wallet content version 1 (as wallets
+    /// wrote before orders had an expiry); returns its seq.
+    pub fn push_v1(&mut self, content: &WalletEntry) -> Seq {
+        self.push_payload(content.to_payload_v1().unwrap_or_default())
+    }
+
+    /// Signs, certifies and appends `payload`; returns its seq.
+    pub fn push_payload(&mut self, payload: Vec<u8>) -> Seq {
+        let entry = self.sign_payload(payload);
         let certificate = self.certify(&entry);
         let seq = entry.seq();
         self.log.push(CertifiedEntry {
@@ -143,21 +158,25 @@ impl KitWallet {
         }))
     }
 
-    /// Orders a payment; returns the order's seq.
+    /// Orders a payment expiring at [`FAR_EXPIRY`], without a condition; returns its seq.
     pub fn order(&mut self, to: FeedId, currency: &Currency, amount: u64) -> Seq {
-        self.push(&WalletEntry::Order(Order {
-            to,
-            currency: *currency,
-            amount: Amount::from_minor(amount),
-            memo: String::new(),
-        }))
+        self.push(&order(to, currency, amount, FAR_EXPIRY, None))
     }
 
-    /// Accepts `sender`'s order at `seq`.
+    /// Accepts `sender`'s order at `seq` (without a preimage).
     pub fn accept(&mut self, sender: &KitWallet, seq: Seq) -> Seq {
         self.push(&WalletEntry::Accept(Accept {
             order: sender.cite(seq),
+            preimage: None,
         }))
+    }
+
+    /// The id of this wallet's entry at `seq`, as an order reference.
+    pub fn order_ref(&self, seq: Seq) -> OrderRef {
+        let id = self.log[usize::try_from(seq.get() - 1).unwrap_or(0)]
+            .entry
+            .id();
+        OrderRef { seq, id }
     }
 
     /// Rejects `sender`'s order at `seq`.
@@ -170,14 +189,32 @@ impl KitWallet {
 
     /// Reclaims own order at `order_seq`, citing `receiver`'s rejection at `rejection_seq`.
     pub fn reclaim(&mut self, order_seq: Seq, receiver: &KitWallet, rejection_seq: Seq) -> Seq {
-        let id = self.log[usize::try_from(order_seq.get() - 1).unwrap_or(0)]
-            .entry
-            .id();
         self.push(&WalletEntry::Reclaim(Reclaim {
-            order: OrderRef { seq: order_seq, id },
+            order: self.order_ref(order_seq),
             rejection: receiver.cite(rejection_seq),
         }))
     }
+}
+
+/// An expiry far away (2100-01-01), for tests whose orders should not expire.
+pub const FAR_EXPIRY: Timestamp = Timestamp::from_millis(4_102_444_800_000);
+
+/// An order of `amount` minor units to `to`, expiring at `expiry`, with an optional hash lock.
+pub fn order(
+    to: FeedId,
+    currency: &Currency,
+    amount: u64,
+    expiry: Timestamp,
+    condition: Option<crate::content::HashLock>,
+) -> WalletEntry {
+    WalletEntry::Order(Order {
+        to,
+        currency: *currency,
+        amount: Amount::from_minor(amount),
+        memo: String::new(),
+        expiry: Some(expiry),
+        condition,
+    })
 }
 
 #[cold]

@@ -10,7 +10,7 @@ use crate::amount::{Amount, Currency};
 use crate::certificate::Certificate;
 use crate::error::Rejection;
 use crate::verify::SignatureCheck;
-use crate::wallet::{Effect, Outcome, OwnOrder, WalletState};
+use crate::wallet::{Effect, Outcome, OwnOrder, Returned, WalletState};
 
 /// A wallet entry with its certificate (if it has one).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,8 +30,13 @@ pub enum OrderStatus {
     Accepted,
     /// Declined; in escrow until the sender reclaims it.
     Rejected,
-    /// Returned to the sender.
+    /// Returned to the sender after the receiver's rejection.
     Reclaimed,
+    /// Returned to the sender by a cancel (an unconditional order the receiver had not
+    /// accepted).
+    Cancelled,
+    /// Returned to the sender after its expiry.
+    Refunded,
 }
 
 /// An order as the whole ledger sees it.
@@ -242,10 +247,11 @@ impl LedgerState {
 
     /// What the order `id` that `from` made is, and how it stands.
     fn view(&self, from: &WalletState, id: &EntryId, own: &OwnOrder) -> OrderView {
-        let status = if own.reclaimed {
-            OrderStatus::Reclaimed
-        } else {
-            match self
+        let status = match own.returned {
+            Some(Returned::Reclaimed { .. }) => OrderStatus::Reclaimed,
+            Some(Returned::Cancelled { .. }) => OrderStatus::Cancelled,
+            Some(Returned::Refunded { .. }) => OrderStatus::Refunded,
+            None => match self
                 .wallets
                 .get(&own.to)
                 .and_then(|receiver| receiver.resolved.get(id))
@@ -253,7 +259,7 @@ impl LedgerState {
                 Some(r) if r.accepted => OrderStatus::Accepted,
                 Some(_) => OrderStatus::Rejected,
                 None => OrderStatus::Pending,
-            }
+            },
         };
         OrderView {
             from: from.wallet,
@@ -406,13 +412,34 @@ impl LedgerState {
                 }
             }
             for (order, own) in &wallet.orders {
-                if !own.reclaimed {
-                    continue;
-                }
+                let rejection_seq = match own.returned {
+                    None => continue,
+                    Some(Returned::Reclaimed { rejection_seq, .. }) => rejection_seq,
+                    Some(Returned::Cancelled { seq } | Returned::Refunded { seq }) => {
+                        // Taken back without the receiver: the receiver must not have accepted
+                        // it. Both groups certified their half; the honest notaries both
+                        // certificates share locked the order's fate (ledger.md section 5).
+                        if let Some(receiver) = self.wallets.get(&own.to)
+                            && let Some(r) = receiver.resolved.get(order)
+                            && r.accepted
+                        {
+                            found.push(format!(
+                                "order {order} of {} was both accepted by {} (#{}, certified by \
+                                 {}) and taken back by its sender (#{seq}, certified by {})",
+                                wallet.wallet,
+                                own.to,
+                                r.seq,
+                                group(receiver),
+                                group(wallet)
+                            ));
+                        }
+                        continue;
+                    }
+                };
                 if let Some(receiver) = self
                     .wallets
                     .get(&own.to)
-                    .filter(|r| reaches(r, own.rejection_seq))
+                    .filter(|r| reaches(r, rejection_seq))
                     && !matches!(receiver.resolved.get(order), Some(r) if !r.accepted)
                 {
                     found.push(format!(
@@ -420,7 +447,7 @@ impl LedgerState {
                          cites (#{}) was certified by {} against its own log",
                         wallet.wallet,
                         own.to,
-                        own.rejection_seq,
+                        rejection_seq,
                         group(receiver)
                     ));
                 }

@@ -8,12 +8,12 @@
 use std::collections::BTreeMap;
 
 use scrip_feed::validate::validate_link;
-use scrip_feed::{Entry, EntryId, FeedId, Head, Seq};
+use scrip_feed::{Entry, EntryId, FeedId, Head, Seq, Timestamp};
 use serde::Serialize;
 
 use crate::amount::{Amount, Currency, CurrencyCode};
 use crate::certificate::{Certificate, NotarySet, check_overlap};
-use crate::content::{MAX_MEMO_BYTES, MAX_REASON_BYTES, WalletEntry};
+use crate::content::{HashLock, MAX_MEMO_BYTES, MAX_REASON_BYTES, OrderRef, WalletEntry};
 use crate::error::{Rejection, currency_text, feed_text, id_text};
 use crate::verify::{SignatureCheck, certify, verify_citation};
 
@@ -28,10 +28,35 @@ pub struct OwnOrder {
     pub currency: Currency,
     /// The amount.
     pub amount: Amount,
-    /// Taken back after a rejection.
-    pub reclaimed: bool,
-    /// The seq of the receiver's rejection cited by the reclaim (0 until reclaimed).
-    pub rejection_seq: u64,
+    /// When it expires (none for a version-1 order).
+    pub expiry: Option<Timestamp>,
+    /// Its hash lock, if any.
+    pub condition: Option<HashLock>,
+    /// How its escrow came back to this wallet, if it did.
+    pub returned: Option<Returned>,
+}
+
+/// How an order's escrow came back to its sender (the sender's end of an order; the
+/// receiver's ends, accept and reject, are in the receiver's log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Returned {
+    /// Reclaimed after the receiver's rejection.
+    Reclaimed {
+        /// The seq of the reclaim.
+        seq: u64,
+        /// The seq of the receiver's rejection it cites.
+        rejection_seq: u64,
+    },
+    /// Cancelled (an unconditional order, not accepted).
+    Cancelled {
+        /// The seq of the cancel.
+        seq: u64,
+    },
+    /// Refunded after its expiry.
+    Refunded {
+        /// The seq of the refund.
+        seq: u64,
+    },
 }
 
 /// How this wallet resolved an order addressed to it.
@@ -76,6 +101,10 @@ pub enum Effect {
         currency: Currency,
         /// The amount.
         amount: Amount,
+        /// Its expiry, if any.
+        expiry: Option<Timestamp>,
+        /// Its hash lock, if any.
+        condition: Option<HashLock>,
     },
     /// An order credited to this wallet.
     Accept {
@@ -114,6 +143,24 @@ pub enum Effect {
         /// The amount.
         amount: Amount,
     },
+    /// An unconditional order's escrow returned without the receiver.
+    Cancel {
+        /// The order id.
+        order: EntryId,
+        /// The currency.
+        currency: Currency,
+        /// The amount.
+        amount: Amount,
+    },
+    /// An expired order's escrow returned without the receiver.
+    Refund {
+        /// The order id.
+        order: EntryId,
+        /// The currency.
+        currency: Currency,
+        /// The amount.
+        amount: Amount,
+    },
 }
 
 impl Effect {
@@ -128,6 +175,12 @@ impl Effect {
                 currency, amount, ..
             }
             | Effect::Reclaim {
+                currency, amount, ..
+            }
+            | Effect::Cancel {
+                currency, amount, ..
+            }
+            | Effect::Refund {
                 currency, amount, ..
             } => Some((currency, *amount, true)),
             Effect::Order {
@@ -365,10 +418,32 @@ impl WalletState {
                     to: order.to,
                     currency: order.currency,
                     amount: order.amount,
+                    expiry: order.expiry,
+                    condition: order.condition,
                 })
             }
             WalletEntry::Accept(accept) => {
                 let (cited, order) = self.cited_order(&accept.order, check)?;
+                let order_text = || id_text(&cited.id);
+                match (&order.condition, &accept.preimage) {
+                    (None, None) => {}
+                    (Some(lock), Some(preimage)) if lock.opens(preimage) => {}
+                    (Some(_), Some(_)) => {
+                        return Err(Rejection::WrongPreimage {
+                            order: order_text(),
+                        });
+                    }
+                    (Some(_), None) => {
+                        return Err(Rejection::MissingPreimage {
+                            order: order_text(),
+                        });
+                    }
+                    (None, Some(_)) => {
+                        return Err(Rejection::UnexpectedPreimage {
+                            order: order_text(),
+                        });
+                    }
+                }
                 check_overlap(&cited.notaries, set).map_err(|(overlap, required)| {
                     Rejection::OverlapTooSmall {
                         overlap,
@@ -397,18 +472,37 @@ impl WalletState {
                     amount: order.amount,
                 })
             }
+            WalletEntry::Cancel(cancel) => {
+                let own = self.own_order(&cancel.order)?;
+                if own.condition.is_some() {
+                    return Err(Rejection::ConditionalCancel {
+                        order: id_text(&cancel.order.id),
+                    });
+                }
+                add(self.balances.get(&own.currency), own.amount)?;
+                Ok(Effect::Cancel {
+                    order: cancel.order.id,
+                    currency: own.currency,
+                    amount: own.amount,
+                })
+            }
+            WalletEntry::Refund(refund) => {
+                let own = self.own_order(&refund.order)?;
+                if own.expiry.is_none() {
+                    return Err(Rejection::NoExpiry {
+                        order: id_text(&refund.order.id),
+                    });
+                }
+                add(self.balances.get(&own.currency), own.amount)?;
+                Ok(Effect::Refund {
+                    order: refund.order.id,
+                    currency: own.currency,
+                    amount: own.amount,
+                })
+            }
             WalletEntry::Reclaim(reclaim) => {
                 let order_text = id_text(&reclaim.order.id);
-                let own = self
-                    .orders
-                    .get(&reclaim.order.id)
-                    .filter(|o| o.seq == reclaim.order.seq.get())
-                    .ok_or_else(|| Rejection::UnknownOrder {
-                        order: order_text.clone(),
-                    })?;
-                if own.reclaimed {
-                    return Err(Rejection::DoubleReclaim { order: order_text });
-                }
+                let own = self.own_order(&reclaim.order)?;
                 let cited = verify_citation(&reclaim.rejection, check)?;
                 let WalletEntry::Reject(rejection) = &cited.content else {
                     return Err(Rejection::ReclaimWithoutRejection {
@@ -447,6 +541,24 @@ impl WalletState {
                 })
             }
         }
+    }
+
+    /// This wallet's own order at `order`'s seq, whose escrow it has not taken back yet.
+    fn own_order(&self, order: &OrderRef) -> Result<&OwnOrder, Rejection> {
+        let order_text = || id_text(&order.id);
+        let own = self
+            .orders
+            .get(&order.id)
+            .filter(|o| o.seq == order.seq.get())
+            .ok_or_else(|| Rejection::UnknownOrder {
+                order: order_text(),
+            })?;
+        if own.returned.is_some() {
+            return Err(Rejection::DoubleReclaim {
+                order: order_text(),
+            });
+        }
+        Ok(own)
     }
 
     /// The order cited by an accept or reject, checked: a certified order, addressed to this
@@ -529,6 +641,8 @@ impl WalletState {
                 to,
                 currency,
                 amount,
+                expiry,
+                condition,
             } => {
                 if let Some(balance) = self.balances.get_mut(currency) {
                     *balance = Amount::from_minor(balance.minor().saturating_sub(amount.minor()));
@@ -540,8 +654,9 @@ impl WalletState {
                         to: *to,
                         currency: *currency,
                         amount: *amount,
-                        reclaimed: false,
-                        rejection_seq: 0,
+                        expiry: *expiry,
+                        condition: *condition,
+                        returned: None,
                     },
                 );
             }
@@ -583,8 +698,30 @@ impl WalletState {
             } => {
                 self.credit(currency, *amount);
                 if let Some(own) = self.orders.get_mut(order) {
-                    own.reclaimed = true;
-                    own.rejection_seq = *rejection_seq;
+                    own.returned = Some(Returned::Reclaimed {
+                        seq: entry.seq().get(),
+                        rejection_seq: *rejection_seq,
+                    });
+                }
+            }
+            Effect::Cancel {
+                order,
+                currency,
+                amount,
+            }
+            | Effect::Refund {
+                order,
+                currency,
+                amount,
+            } => {
+                self.credit(currency, *amount);
+                let seq = entry.seq().get();
+                if let Some(own) = self.orders.get_mut(order) {
+                    own.returned = Some(if matches!(effect, Effect::Cancel { .. }) {
+                        Returned::Cancelled { seq }
+                    } else {
+                        Returned::Refunded { seq }
+                    });
                 }
             }
         }

@@ -281,7 +281,10 @@ async fn transfer(pair: &mut Pair) -> Result<()> {
     .await
     .map_err(|_| Error::Wallet("a benchmark task failed".into()))??;
     pair.receiver
-        .submit(&WalletEntry::Accept(Accept { order: citation }))
+        .submit(&WalletEntry::Accept(Accept {
+            order: citation,
+            preimage: None,
+        }))
         .await?;
     Ok(())
 }
@@ -357,6 +360,8 @@ fn one_unit_order(pair: &Pair) -> WalletEntry {
         currency: pair.currency,
         amount: Amount::from_minor(1),
         memo: String::new(),
+        expiry: Some(scrip_ledger::kit::FAR_EXPIRY),
+        condition: None,
     })
 }
 

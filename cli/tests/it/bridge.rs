@@ -194,6 +194,8 @@ fn split_wallet() -> SplitWallet {
             currency: eur,
             amount: scrip_ledger::Amount::from_minor(amount),
             memo: String::new(),
+            expiry: Some(scrip_ledger::kit::FAR_EXPIRY),
+            condition: None,
         })
     };
     let mut other_kit = kit.clone();

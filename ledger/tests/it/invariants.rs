@@ -4,7 +4,8 @@
 //!
 //! - conservation at every step, per currency: Σ balances + Σ escrow = Σ mints;
 //! - no balance above the supply (so none wrapped negative); no order resolved twice; no order
-//!   reclaimed unless rejected;
+//!   reclaimed unless rejected; no order both accepted and taken back (cancelled or refunded:
+//!   the world's fate table plays the honest notaries' fate locks, notary.md section 3);
 //! - the fold is independent of arrival order, and applying entries one by one equals refolding.
 //!
 //! CI runs `SCRIP_LEDGER_CASES` cases (default 64); proptest prints a failing history minimised.
@@ -15,7 +16,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use scrip_feed::{Keypair, Seq};
-use scrip_ledger::content::{Accept, Mint, Order, OrderRef, Reclaim, Reject, WalletEntry};
+use scrip_ledger::content::{
+    Accept, Cancel, Mint, Order, OrderRef, Preimage, Reclaim, Refund, Reject, WalletEntry,
+};
 use scrip_ledger::kit::{KitWallet, notaries};
 use scrip_ledger::{
     Amount, CertifiedEntry, Currency, LedgerState, OrderStatus, Outcome, TrustSignatures,
@@ -35,6 +38,8 @@ enum Op {
         to: usize,
         currency: usize,
         amount: u64,
+        /// With a hash lock (accepted with its preimage).
+        locked: bool,
     },
     /// The order's receiver (or, with `stranger`, another wallet) accepts it.
     Accept {
@@ -50,19 +55,27 @@ enum Op {
         pick: usize,
         stranger: bool,
     },
+    /// The sender takes an order back without the receiver: a cancel, or with `expired` a
+    /// refund (the kit has no clock: as if the expiry had passed).
+    TakeBack {
+        pick: usize,
+        expired: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     let w = 0..WALLETS;
     prop_oneof![
         1 => (0..2usize, 1..5_000u64).prop_map(|(issuer, amount)| Op::Mint { issuer, amount }),
-        5 => (w.clone(), w.clone(), 0..2usize, 0..3_000u64)
-            .prop_map(|(from, to, currency, amount)| Op::Order { from, to, currency, amount }),
+        5 => (w.clone(), w.clone(), 0..2usize, 0..3_000u64, proptest::bool::weighted(0.3))
+            .prop_map(|(from, to, currency, amount, locked)| Op::Order { from, to, currency, amount, locked }),
         4 => (any::<usize>(), proptest::bool::weighted(0.15))
             .prop_map(|(pick, stranger)| Op::Accept { pick, stranger }),
         2 => any::<usize>().prop_map(|pick| Op::Reject { pick }),
         2 => (any::<usize>(), proptest::bool::weighted(0.15))
             .prop_map(|(pick, stranger)| Op::Reclaim { pick, stranger }),
+        2 => (any::<usize>(), any::<bool>())
+            .prop_map(|(pick, expired)| Op::TakeBack { pick, expired }),
     ]
 }
 
@@ -73,6 +86,14 @@ struct World {
     orders: Vec<(usize, Seq, usize)>,
     /// Every reject written: (rejector, seq, order index).
     rejects: Vec<(usize, Seq, usize)>,
+    /// Each order's fate as the honest notaries locked it (by order index): accepted (true)
+    /// or taken back (false).
+    fates: BTreeMap<usize, bool>,
+}
+
+/// The preimage of the hash lock of the order at `index`.
+fn preimage(index: usize) -> Preimage {
+    Preimage(*blake3::hash(&index.to_le_bytes()).as_bytes())
 }
 
 impl World {
@@ -95,6 +116,7 @@ impl World {
             currencies,
             orders: Vec::new(),
             rejects: Vec::new(),
+            fates: BTreeMap::new(),
         };
         world.apply(&Op::Mint {
             issuer: 0,
@@ -124,12 +146,15 @@ impl World {
                 to,
                 currency,
                 amount,
+                locked,
             } => {
                 let content = WalletEntry::Order(Order {
                     to: self.wallets[to].id(),
                     currency: self.currencies[currency],
                     amount: Amount::from_minor(amount),
                     memo: String::new(),
+                    expiry: Some(scrip_ledger::kit::FAR_EXPIRY),
+                    condition: locked.then(|| preimage(self.orders.len()).lock()),
                 });
                 if let Ok(seq) = self.wallets[from].propose(&content) {
                     self.orders.push((from, seq, to));
@@ -139,14 +164,57 @@ impl World {
                 if self.orders.is_empty() {
                     return;
                 }
-                let (sender, seq, receiver) = self.orders[pick % self.orders.len()];
+                let index = pick % self.orders.len();
+                let (sender, seq, receiver) = self.orders[index];
                 let by = if stranger {
                     (receiver + 1) % WALLETS
                 } else {
                     receiver
                 };
+                // Honest notaries refuse to accept an order they locked as taken back.
+                if self.fates.get(&index) == Some(&false) {
+                    return;
+                }
                 let citation = self.wallets[sender].cite(seq);
-                let _ = self.wallets[by].propose(&WalletEntry::Accept(Accept { order: citation }));
+                let locked = matches!(
+                    WalletEntry::from_payload(
+                        self.wallets[sender].log[seq.get() as usize - 1]
+                            .entry
+                            .payload()
+                            .unwrap()
+                    ),
+                    Ok(WalletEntry::Order(Order {
+                        condition: Some(_),
+                        ..
+                    }))
+                );
+                let accept = WalletEntry::Accept(Accept {
+                    order: citation,
+                    preimage: locked.then(|| preimage(index)),
+                });
+                if self.wallets[by].propose(&accept).is_ok() {
+                    self.fates.insert(index, true);
+                }
+            }
+            Op::TakeBack { pick, expired } => {
+                if self.orders.is_empty() {
+                    return;
+                }
+                let index = pick % self.orders.len();
+                let (sender, seq, _) = self.orders[index];
+                // Honest notaries refuse to take back an order they locked as accepted.
+                if self.fates.get(&index) == Some(&true) {
+                    return;
+                }
+                let order = self.wallets[sender].order_ref(seq);
+                let content = if expired {
+                    WalletEntry::Refund(Refund { order })
+                } else {
+                    WalletEntry::Cancel(Cancel { order })
+                };
+                if self.wallets[sender].propose(&content).is_ok() {
+                    self.fates.insert(index, false);
+                }
             }
             Op::Reject { pick } => {
                 if self.orders.is_empty() {
@@ -213,10 +281,26 @@ fn assert_invariants(state: &LedgerState) {
         resolutions.values().all(|&n| n == 1),
         "an order resolved twice"
     );
+    // No order both accepted and taken back.
+    for wallet in state.wallets() {
+        for (id, own) in &wallet.orders {
+            if own.returned.is_some()
+                && let Some(receiver) = state.wallet(&own.to)
+            {
+                assert!(
+                    !matches!(receiver.resolved.get(id), Some(r) if r.accepted),
+                    "an order both accepted and taken back"
+                );
+            }
+        }
+    }
     // No order reclaimed unless rejected by its receiver.
     for wallet in state.wallets() {
         for (id, own) in &wallet.orders {
-            if own.reclaimed {
+            if matches!(
+                own.returned,
+                Some(scrip_ledger::wallet::Returned::Reclaimed { .. })
+            ) {
                 let receiver = state.wallet(&own.to).unwrap();
                 assert!(matches!(receiver.resolved.get(id), Some(r) if !r.accepted));
             }
@@ -361,6 +445,7 @@ impl World {
                 to,
                 currency,
                 amount,
+                locked,
             } => (
                 from,
                 WalletEntry::Order(Order {
@@ -368,17 +453,36 @@ impl World {
                     currency: self.currencies[currency],
                     amount: Amount::from_minor(amount),
                     memo: String::new(),
+                    expiry: Some(scrip_ledger::kit::FAR_EXPIRY),
+                    condition: locked.then(|| preimage(self.orders.len()).lock()),
                 }),
             ),
             Op::Accept { pick, stranger } => {
-                let (sender, seq, receiver) = *self.orders.get(pick % self.orders.len().max(1))?;
+                let index = pick % self.orders.len().max(1);
+                let (sender, seq, receiver) = *self.orders.get(index)?;
                 let by = if stranger {
                     (receiver + 1) % WALLETS
                 } else {
                     receiver
                 };
                 let order = self.wallets[sender].cite(seq);
-                (by, WalletEntry::Accept(Accept { order }))
+                (
+                    by,
+                    WalletEntry::Accept(Accept {
+                        order,
+                        preimage: Some(preimage(index)),
+                    }),
+                )
+            }
+            Op::TakeBack { pick, expired } => {
+                let (sender, seq, _) = *self.orders.get(pick % self.orders.len().max(1))?;
+                let order = self.wallets[sender].order_ref(seq);
+                let content = if expired {
+                    WalletEntry::Refund(Refund { order })
+                } else {
+                    WalletEntry::Cancel(Cancel { order })
+                };
+                (sender, content)
             }
             Op::Reject { pick } => {
                 let (sender, seq, receiver) = *self.orders.get(pick % self.orders.len().max(1))?;
@@ -437,6 +541,8 @@ impl World {
                     currency: self.currencies[0],
                     amount: Amount::from_minor(*amount),
                     memo: String::new(),
+                    expiry: Some(scrip_ledger::kit::FAR_EXPIRY),
+                    condition: None,
                 });
                 let entry = self.wallets[*wallet].sign(&content);
                 self.wallets[*wallet].push_raw(entry, None);
@@ -452,6 +558,8 @@ impl World {
                     currency: self.currencies[0],
                     amount: Amount::from_minor(*amount),
                     memo: String::from("fork"),
+                    expiry: Some(scrip_ledger::kit::FAR_EXPIRY),
+                    condition: None,
                 });
                 let entry = scrip_feed::Entry::create(
                     &kit.key,

@@ -4,5 +4,7 @@
 //! per file); each file is a module. Run one with `cargo test -p <crate> --test it <module>::`.
 
 mod audit;
+mod ends;
 mod invariants;
 mod rules;
+mod vectors;

@@ -115,6 +115,8 @@ fn check_answers_whether_an_entry_would_be_valid_next() {
         currency: eur,
         amount: Amount::from_minor(10),
         memo: String::new(),
+        expiry: Some(scrip_ledger::kit::FAR_EXPIRY),
+        condition: None,
     }));
     assert!(matches!(
         s.check(&good, &VerifyAll),
@@ -125,6 +127,8 @@ fn check_answers_whether_an_entry_would_be_valid_next() {
         currency: eur,
         amount: Amount::from_minor(100_001),
         memo: String::new(),
+        expiry: Some(scrip_ledger::kit::FAR_EXPIRY),
+        condition: None,
     }));
     assert!(matches!(
         s.check(&greedy, &VerifyAll),
@@ -286,6 +290,8 @@ fn order_to(to: FeedId, currency: &Currency, amount: u64) -> WalletEntry {
         currency: *currency,
         amount: Amount::from_minor(amount),
         memo: String::new(),
+        expiry: Some(scrip_ledger::kit::FAR_EXPIRY),
+        condition: None,
     })
 }
 
@@ -375,6 +381,8 @@ fn rejection_too_long_memo() {
         currency: eur,
         amount: Amount::from_minor(1),
         memo: "m".repeat(257),
+        expiry: Some(scrip_ledger::kit::FAR_EXPIRY),
+        condition: None,
     }));
     assert!(matches!(
         rejected(&[&issuer], &issuer, seq),
@@ -496,6 +504,7 @@ fn rejection_missing_citation() {
     citation.entry.bytes.header = vec![1, 2, 3];
     let seq = alice.push(&WalletEntry::Accept(scrip_ledger::content::Accept {
         order: citation,
+        preimage: None,
     }));
     assert!(matches!(
         rejected(&[&alice], &alice, seq),
@@ -690,6 +699,7 @@ fn accept_citing_a_forked_order_is_refused() {
     citation.entry.bytes = scrip_feed::EntryBytes::of(&twin);
     let seq = alice.push(&WalletEntry::Accept(scrip_ledger::content::Accept {
         order: citation,
+        preimage: None,
     }));
     assert!(matches!(
         rejected(&[&alice], &alice, seq),
@@ -707,6 +717,7 @@ fn accept_citing_an_uncertified_order_is_refused() {
     citation.entry.certificate.votes.clear();
     let seq = alice.push(&WalletEntry::Accept(scrip_ledger::content::Accept {
         order: citation,
+        preimage: None,
     }));
     assert!(matches!(
         rejected(&[&alice], &alice, seq),

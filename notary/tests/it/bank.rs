@@ -149,6 +149,8 @@ async fn wallet_loop(
                     currency: currencies[rng.below(2) as usize],
                     amount: Amount::from_minor(1 + rng.below(3_000)),
                     memo: String::new(),
+                    expiry: Some(scrip_ledger::kit::FAR_EXPIRY),
+                    condition: None,
                 }))
             }
             5..=8 => {
@@ -177,7 +179,10 @@ async fn wallet_loop(
                             reason: "no".into(),
                         })
                     } else {
-                        WalletEntry::Accept(Accept { order: citation })
+                        WalletEntry::Accept(Accept {
+                            order: citation,
+                            preimage: None,
+                        })
                     })
                 } else if let Some((id, order)) = mine_rejected.first() {
                     copy_from_board(&board, store.as_ref(), &order.to);

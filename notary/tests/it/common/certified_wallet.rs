@@ -52,6 +52,8 @@ impl CertifiedWallet {
             currency: self.currency,
             amount: Amount::from_minor(amount),
             memo: String::new(),
+            expiry: Some(scrip_ledger::kit::FAR_EXPIRY),
+            condition: None,
         }))
     }
 

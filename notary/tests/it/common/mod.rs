@@ -207,6 +207,8 @@ impl Wallet {
             currency: *currency,
             amount: Amount::from_minor(amount),
             memo: String::new(),
+            expiry: Some(scrip_ledger::kit::FAR_EXPIRY),
+            condition: None,
         })
     }
 
@@ -240,7 +242,10 @@ impl Wallet {
     ) -> scrip_notary::Result<CertifiedEntry> {
         let citation = self.cite(sender, seq);
         self.client
-            .submit(&WalletEntry::Accept(Accept { order: citation }))
+            .submit(&WalletEntry::Accept(Accept {
+                order: citation,
+                preimage: None,
+            }))
             .await
     }
 
