@@ -1185,10 +1185,17 @@ async fn resolve(ctx: &Context, order: &str, rejection: Option<String>) -> Resul
     );
     match rejection {
         None => {
+            let claim = match order.expiry {
+                Some(_) => Some(
+                    crate::wallet::fate(ctx, &citation, scrip_ledger::Fate::Claimed, None).await?,
+                ),
+                None => None,
+            };
             let submitted = ctx
                 .submit(WalletEntry::Accept(Accept {
                     order: citation,
                     preimage: None,
+                    claim,
                 }))
                 .await?;
             certified_output(

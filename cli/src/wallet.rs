@@ -163,6 +163,27 @@ pub async fn submit(ctx: &Context, content: WalletEntry) -> Result<Submitted> {
     }
 }
 
+/// A fate certificate for `order` from a quorum of the order wallet's notaries
+/// (`ledger.md` §5a): a claim when this wallet is the order's receiver, a void when it is its
+/// sender. Nothing is written to the wallet's log.
+pub async fn fate(
+    ctx: &Context,
+    order: &scrip_ledger::Citation,
+    fate: scrip_ledger::Fate,
+    preimage: Option<scrip_ledger::content::Preimage>,
+) -> Result<scrip_ledger::FateCertificate> {
+    let guard = ctx.wallet_client().await?;
+    let client = guard.as_ref().ok_or_else(|| anyhow!("no wallet client"))?;
+    client.fate(order, fate, preimage).await.map_err(|err| {
+        let what = match fate {
+            scrip_ledger::Fate::Claimed => "claiming the order",
+            scrip_ledger::Fate::Cancelled => "cancelling the order",
+            scrip_ledger::Fate::Expired => "refunding the expired order",
+        };
+        anyhow!("{what} failed: {err}; nothing was signed")
+    })
+}
+
 /// `scrip pending --retry`: settles the entry an earlier command left pending.
 pub async fn retry(ctx: &Context) -> Result<Option<EarlierLine>> {
     let mut guard = ctx.wallet_client().await?;

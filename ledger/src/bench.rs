@@ -130,9 +130,20 @@ pub fn fold_workload_of(entries: usize, first_seed: u64) -> Vec<CertifiedEntry> 
             entry: issuer.bytes(seq),
             genesis: issuer.bytes(Seq::FIRST),
         };
+        let claim = crate::fate::FateCertificate::from_votes(
+            crate::fate::Fate::Claimed,
+            notary_ids
+                .iter()
+                .map(|n| Vote {
+                    notary: *n,
+                    signature: Signature::from_bytes([0; 64]),
+                })
+                .collect(),
+        );
         wallets[to].push(&WalletEntry::Accept(Accept {
             order: citation,
             preimage: None,
+            claim: Some(claim),
         }));
     }
     let mut made = 102 + (funding / 2) * 2;

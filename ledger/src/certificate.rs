@@ -282,7 +282,14 @@ pub fn check_certificate_shape(
             found: certificate.round,
         });
     }
-    for pair in certificate.votes.windows(2) {
+    check_signers(&certificate.votes, set)
+}
+
+/// The signer rules shared by every kind of quorum certificate (entry certificates and fate
+/// certificates): votes strictly increasing by notary (`duplicate-signer`), every signer in the
+/// set (`unknown-signer`), at least a quorum of them (`below-quorum`).
+pub fn check_signers(votes: &[Vote], set: &NotarySet) -> Result<(), CertificateError> {
+    for pair in votes.windows(2) {
         if pair[0].notary >= pair[1].notary {
             return Err(CertificateError::DuplicateSigner {
                 notary: pair[1].notary.to_string(),
@@ -291,7 +298,7 @@ pub fn check_certificate_shape(
     }
     // Both lists are sorted: one merge walk checks membership.
     let mut members = set.members().iter().peekable();
-    for vote in &certificate.votes {
+    for vote in votes {
         while members.next_if(|m| **m < vote.notary).is_some() {}
         if members.peek() != Some(&&vote.notary) {
             return Err(CertificateError::UnknownSigner {
@@ -299,9 +306,9 @@ pub fn check_certificate_shape(
             });
         }
     }
-    if certificate.votes.len() < set.quorum() {
+    if votes.len() < set.quorum() {
         return Err(CertificateError::BelowQuorum {
-            have: certificate.votes.len(),
+            have: votes.len(),
             need: set.quorum(),
         });
     }

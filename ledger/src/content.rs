@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::amount::{Amount, Currency};
 use crate::certificate::Certificate;
 use crate::error::Error;
+use crate::fate::FateCertificate;
 
 /// The feed `App` kind of wallet content.
 pub const WALLET_KIND: &str = "scrip/wallet";
@@ -93,22 +94,29 @@ pub struct Accept {
     pub order: Citation,
     /// The preimage of the order's hash lock (exactly when the order has one; version 2).
     pub preimage: Option<Preimage>,
+    /// The order's claim certificate from its sender's notaries (exactly when the order has an
+    /// expiry; version 2).
+    pub claim: Option<FateCertificate>,
 }
 
 /// Taking back an unconditional order its receiver has not accepted, before or after its
 /// expiry, without any entry from the receiver.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cancel {
     /// The order, in this wallet's own log.
     pub order: OrderRef,
+    /// Its void certificate (fate `Cancelled`) from this wallet's notaries.
+    pub void: FateCertificate,
 }
 
 /// Taking back an order its receiver has not accepted, after its expiry, without any entry
 /// from the receiver.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refund {
     /// The order, in this wallet's own log.
     pub order: OrderRef,
+    /// Its void certificate (fate `Expired`) from this wallet's notaries.
+    pub void: FateCertificate,
 }
 
 /// Length of a hash lock's preimage, in bytes.
@@ -372,6 +380,7 @@ mod wire {
                 V1::Accept { order } => WalletEntry::Accept(Accept {
                     order,
                     preimage: None,
+                    claim: None,
                 }),
                 V1::Reject(r) => WalletEntry::Reject(r),
                 V1::Reclaim(r) => WalletEntry::Reclaim(r),
@@ -394,8 +403,8 @@ mod wire {
                     }
                 }
                 WalletEntry::Accept(a) => {
-                    if a.preimage.is_some() {
-                        return Err(unsaid("a preimage", WALLET_VERSION_1));
+                    if a.preimage.is_some() || a.claim.is_some() {
+                        return Err(unsaid("a preimage or a claim", WALLET_VERSION_1));
                     }
                     V1::Accept { order: a.order }
                 }
@@ -424,6 +433,7 @@ mod wire {
         Accept {
             order: Citation,
             preimage: Option<Preimage>,
+            claim: Option<FateCertificate>,
         },
         Reject(Reject),
         Reclaim(Reclaim),
@@ -451,7 +461,15 @@ mod wire {
                     expiry: Some(expiry),
                     condition,
                 }),
-                V2::Accept { order, preimage } => WalletEntry::Accept(Accept { order, preimage }),
+                V2::Accept {
+                    order,
+                    preimage,
+                    claim,
+                } => WalletEntry::Accept(Accept {
+                    order,
+                    preimage,
+                    claim,
+                }),
                 V2::Reject(r) => WalletEntry::Reject(r),
                 V2::Reclaim(r) => WalletEntry::Reclaim(r),
                 V2::Cancel(c) => WalletEntry::Cancel(c),
@@ -477,6 +495,7 @@ mod wire {
                 WalletEntry::Accept(a) => V2::Accept {
                     order: a.order,
                     preimage: a.preimage,
+                    claim: a.claim,
                 },
                 WalletEntry::Reject(r) => V2::Reject(r),
                 WalletEntry::Reclaim(r) => V2::Reclaim(r),

@@ -96,6 +96,14 @@ pub enum CertificateError {
         /// The notary.
         notary: String,
     },
+    /// A fate certificate for another fate.
+    #[error("the certificate is for the fate {found}, expected {expected}")]
+    WrongFate {
+        /// The fate expected.
+        expected: &'static str,
+        /// The fate the certificate names.
+        found: &'static str,
+    },
     /// The certificate bytes are malformed or not canonical.
     #[error("malformed certificate: {reason}")]
     Malformed {
@@ -287,6 +295,26 @@ pub enum Rejection {
         /// The order.
         order: String,
     },
+    /// An accept of an order with an expiry that does not carry the claim certificate.
+    #[error("order {order} has an expiry: accepting it needs its claim certificate")]
+    MissingClaim {
+        /// The order.
+        order: String,
+    },
+    /// An accept of a version-1 order carrying a claim certificate (such orders are not claimed).
+    #[error("order {order} has no expiry and is not claimed, yet the accept carries a claim")]
+    UnexpectedClaim {
+        /// The order.
+        order: String,
+    },
+    /// A claim or void certificate that does not verify under the order wallet's set.
+    #[error("the fate certificate of order {order} is invalid: {error}")]
+    InvalidFate {
+        /// The order.
+        order: String,
+        /// Why.
+        error: CertificateError,
+    },
     /// A citation that cannot be read.
     #[error("missing or unreadable citation: {reason}")]
     MissingCitation {
@@ -360,6 +388,9 @@ impl Rejection {
             Rejection::UnexpectedPreimage { .. } => "unexpected-preimage",
             Rejection::ConditionalCancel { .. } => "conditional-cancel",
             Rejection::NoExpiry { .. } => "no-expiry",
+            Rejection::MissingClaim { .. } => "missing-claim",
+            Rejection::UnexpectedClaim { .. } => "unexpected-claim",
+            Rejection::InvalidFate { .. } => "invalid-fate",
             Rejection::ReclaimWithoutRejection { .. } => "reclaim-without-rejection",
             Rejection::NotTheReceiversRejection { .. } => "not-the-receivers-rejection",
             Rejection::UnknownOrder { .. } => "unknown-order",

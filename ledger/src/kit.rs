@@ -12,6 +12,7 @@ use crate::content::{
     Accept, CertifiedBytes, Citation, Genesis, Mint, Order, OrderRef, Reclaim, Reject, WalletEntry,
 };
 use crate::error::Error;
+use crate::fate::{Fate, FateCertificate, FateSubject};
 use crate::state::CertifiedEntry;
 use crate::verify::subject_of;
 
@@ -163,12 +164,72 @@ impl KitWallet {
         self.push(&order(to, currency, amount, FAR_EXPIRY, None))
     }
 
-    /// Accepts `sender`'s order at `seq` (without a preimage).
+    /// Accepts `sender`'s order at `seq` (without a preimage), with a claim certificate from
+    /// the sender's notaries if the order has an expiry.
     pub fn accept(&mut self, sender: &KitWallet, seq: Seq) -> Seq {
-        self.push(&WalletEntry::Accept(Accept {
-            order: sender.cite(seq),
-            preimage: None,
-        }))
+        self.push(&sender.accept_of(seq, None))
+    }
+
+    /// The accept of this wallet's order at `seq` that its receiver would write: the citation,
+    /// `preimage`, and a claim certificate if the order has an expiry.
+    pub fn accept_of(&self, seq: Seq, preimage: Option<crate::content::Preimage>) -> WalletEntry {
+        let expires = matches!(
+            self.content(seq),
+            Some(WalletEntry::Order(Order {
+                expiry: Some(_),
+                ..
+            }))
+        );
+        WalletEntry::Accept(Accept {
+            order: self.cite(seq),
+            preimage,
+            claim: expires.then(|| self.fate(seq, Fate::Claimed)),
+        })
+    }
+
+    /// The content of this wallet's entry at `seq`, if it decodes.
+    pub fn content(&self, seq: Seq) -> Option<WalletEntry> {
+        let entry = &self
+            .log
+            .get(usize::try_from(seq.get().checked_sub(1)?).ok()?)?
+            .entry;
+        WalletEntry::from_payload(entry.payload()?).ok()
+    }
+
+    /// A fate certificate for this wallet's order at `seq`, with votes of the first `voters`
+    /// notaries.
+    pub fn fate(&self, seq: Seq, fate: Fate) -> FateCertificate {
+        let subject = FateSubject {
+            wallet: self.id(),
+            order: self.order_ref(seq).id,
+            fate,
+        };
+        FateCertificate::from_votes(
+            fate,
+            self.notaries
+                .iter()
+                .take(self.voters)
+                .map(|n| subject.vote(n))
+                .collect(),
+        )
+    }
+
+    /// Cancels own order at `seq` (with a void certificate of this wallet's notaries).
+    pub fn cancel(&mut self, seq: Seq) -> Seq {
+        let entry = WalletEntry::Cancel(crate::content::Cancel {
+            order: self.order_ref(seq),
+            void: self.fate(seq, Fate::Cancelled),
+        });
+        self.push(&entry)
+    }
+
+    /// Refunds own expired order at `seq` (with a void certificate of this wallet's notaries).
+    pub fn refund(&mut self, seq: Seq) -> Seq {
+        let entry = WalletEntry::Refund(crate::content::Refund {
+            order: self.order_ref(seq),
+            void: self.fate(seq, Fate::Expired),
+        });
+        self.push(&entry)
     }
 
     /// The id of this wallet's entry at `seq`, as an order reference.

@@ -11,6 +11,8 @@
 //!   reclaim), carried as the feed's `App` content; credits embed the certified entries they cite.
 //! - [`certificate`]: notary sets, votes (`scrip/vote/v1`), certificates, the quorum
 //!   q = n − ⌊(n−1)/3⌋ and the cross-group overlap rule.
+//! - [`fate`]: the fate of an order (claimed, or void: cancelled or expired), decided once per
+//!   order by a quorum of its sender's notaries and cited by the accept, cancel or refund.
 //! - [`verify`]: how signatures are checked ([`SignatureCheck`]) and citation verification.
 //! - [`wallet`]: one wallet's state and the rules for its next entry ([`WalletState::evaluate`]
 //!   is the exact question a notary asks before voting).
@@ -28,6 +30,7 @@ pub mod bench;
 pub mod certificate;
 pub mod content;
 mod error;
+pub mod fate;
 pub mod kit;
 pub mod state;
 pub mod verify;
@@ -39,6 +42,7 @@ pub use audit::{AuditReport, AuditStep, Verdict, audit};
 pub use certificate::{Certificate, NotarySet, Vote, VoteSubject, check_overlap, overlap_required};
 pub use content::{CertifiedBytes, Citation, WalletEntry};
 pub use error::{CertificateError, Error, Rejection};
+pub use fate::{Fate, FateCertificate, FateSubject};
 pub use state::{CertifiedEntry, LedgerState, OrderStatus, OrderView, Totals, fold};
 pub use verify::{Precomputed, SignatureCheck, TrustSignatures, VerifyAll};
 pub use wallet::{Effect, Outcome, WalletState};

@@ -417,19 +417,19 @@ impl LedgerState {
                     Some(Returned::Reclaimed { rejection_seq, .. }) => rejection_seq,
                     Some(Returned::Cancelled { seq } | Returned::Refunded { seq }) => {
                         // Taken back without the receiver: the receiver must not have accepted
-                        // it. Both groups certified their half; the honest notaries both
-                        // certificates share locked the order's fate (ledger.md section 5).
+                        // it. Both cite a fate certificate of the sender's group (a claim and a
+                        // void), which only a group with more than f faulty notaries signs.
                         if let Some(receiver) = self.wallets.get(&own.to)
                             && let Some(r) = receiver.resolved.get(order)
                             && r.accepted
                         {
                             found.push(format!(
-                                "order {order} of {} was both accepted by {} (#{}, certified by \
-                                 {}) and taken back by its sender (#{seq}, certified by {})",
+                                "order {order} of {} was both accepted by {} (#{}) and taken \
+                                 back by its sender (#{seq}): {} signed both its claim and its \
+                                 void",
                                 wallet.wallet,
                                 own.to,
                                 r.seq,
-                                group(receiver),
                                 group(wallet)
                             ));
                         }

@@ -29,6 +29,15 @@ pub trait SignatureCheck: Sync {
         certificate: &Certificate,
         subject: &VoteSubject,
     ) -> Result<(), CertificateError>;
+
+    /// Checks the signatures of a fate certificate's votes (verified, unless overridden).
+    fn fate_votes(
+        &self,
+        votes: &[crate::certificate::Vote],
+        subject: &crate::fate::FateSubject,
+    ) -> Result<(), CertificateError> {
+        crate::fate::verify_fate_votes(votes, subject)
+    }
 }
 
 /// Verifies every signature.
@@ -65,6 +74,14 @@ impl SignatureCheck for TrustSignatures {
         &self,
         _certificate: &Certificate,
         _subject: &VoteSubject,
+    ) -> Result<(), CertificateError> {
+        Ok(())
+    }
+
+    fn fate_votes(
+        &self,
+        _votes: &[crate::certificate::Vote],
+        _subject: &crate::fate::FateSubject,
     ) -> Result<(), CertificateError> {
         Ok(())
     }

@@ -15,6 +15,7 @@ use crate::amount::{Amount, Currency, CurrencyCode};
 use crate::certificate::{Certificate, NotarySet, check_overlap};
 use crate::content::{HashLock, MAX_MEMO_BYTES, MAX_REASON_BYTES, OrderRef, WalletEntry};
 use crate::error::{Rejection, currency_text, feed_text, id_text};
+use crate::fate::{Fate, FateCertificate, FateSubject, check_claim, check_fate};
 use crate::verify::{SignatureCheck, certify, verify_citation};
 
 /// An order this wallet made.
@@ -444,6 +445,34 @@ impl WalletState {
                         });
                     }
                 }
+                // An order with an expiry is accepted only with its claim certificate from the
+                // sender's notaries (ledger.md section 5a); a version-1 order is never claimed.
+                match (&order.expiry, &accept.claim) {
+                    (Some(_), Some(claim)) => {
+                        let subject = FateSubject {
+                            wallet: cited.author,
+                            order: cited.id,
+                            fate: Fate::Claimed,
+                        };
+                        check_claim(claim, &cited.notaries, set, &subject, check).map_err(
+                            |error| Rejection::InvalidFate {
+                                order: order_text(),
+                                error,
+                            },
+                        )?;
+                    }
+                    (Some(_), None) => {
+                        return Err(Rejection::MissingClaim {
+                            order: order_text(),
+                        });
+                    }
+                    (None, Some(_)) => {
+                        return Err(Rejection::UnexpectedClaim {
+                            order: order_text(),
+                        });
+                    }
+                    (None, None) => {}
+                }
                 check_overlap(&cited.notaries, set).map_err(|(overlap, required)| {
                     Rejection::OverlapTooSmall {
                         overlap,
@@ -474,11 +503,17 @@ impl WalletState {
             }
             WalletEntry::Cancel(cancel) => {
                 let own = self.own_order(&cancel.order)?;
+                if own.expiry.is_none() {
+                    return Err(Rejection::NoExpiry {
+                        order: id_text(&cancel.order.id),
+                    });
+                }
                 if own.condition.is_some() {
                     return Err(Rejection::ConditionalCancel {
                         order: id_text(&cancel.order.id),
                     });
                 }
+                self.check_void(&cancel.order, &cancel.void, Fate::Cancelled, set, check)?;
                 add(self.balances.get(&own.currency), own.amount)?;
                 Ok(Effect::Cancel {
                     order: cancel.order.id,
@@ -493,6 +528,7 @@ impl WalletState {
                         order: id_text(&refund.order.id),
                     });
                 }
+                self.check_void(&refund.order, &refund.void, Fate::Expired, set, check)?;
                 add(self.balances.get(&own.currency), own.amount)?;
                 Ok(Effect::Refund {
                     order: refund.order.id,
@@ -541,6 +577,26 @@ impl WalletState {
                 })
             }
         }
+    }
+
+    /// A void certificate of this wallet's own order, under its own set.
+    fn check_void(
+        &self,
+        order: &OrderRef,
+        void: &FateCertificate,
+        fate: Fate,
+        set: &NotarySet,
+        check: &dyn SignatureCheck,
+    ) -> Result<(), Rejection> {
+        let subject = FateSubject {
+            wallet: self.wallet,
+            order: order.id,
+            fate,
+        };
+        check_fate(void, set, &subject, check).map_err(|error| Rejection::InvalidFate {
+            order: id_text(&order.id),
+            error,
+        })
     }
 
     /// This wallet's own order at `order`'s seq, whose escrow it has not taken back yet.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use scrip_feed::bench::{Figure, raw_verify_rate};
 use scrip_feed::identity::signing_bytes;
 use scrip_feed::{Keypair, SledOptions, SledStore, Store};
-use scrip_ledger::content::{Accept, Mint, Order, WalletEntry};
+use scrip_ledger::content::{Mint, Order, WalletEntry};
 use scrip_ledger::{Amount, Currency};
 use scrip_replicate::transport::Tcp;
 
@@ -280,12 +280,7 @@ async fn transfer(pair: &mut Pair) -> Result<()> {
     })
     .await
     .map_err(|_| Error::Wallet("a benchmark task failed".into()))??;
-    pair.receiver
-        .submit(&WalletEntry::Accept(Accept {
-            order: citation,
-            preimage: None,
-        }))
-        .await?;
+    pair.receiver.accept(citation, None).await?;
     Ok(())
 }
 

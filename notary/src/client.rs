@@ -18,8 +18,12 @@ use std::time::Duration;
 use scrip_feed::{Entry, EntryBytes, FeedId, Keypair, Seq, Store, Timestamp};
 use scrip_ledger::certificate::ROUND_ZERO;
 use scrip_ledger::content::Genesis;
+use scrip_ledger::content::Preimage;
 use scrip_ledger::verify::{VerifyAll, subject_of};
-use scrip_ledger::{Certificate, CertifiedEntry, NotarySet, Vote, WalletEntry, WalletState};
+use scrip_ledger::{
+    Certificate, CertifiedEntry, Fate, FateCertificate, FateSubject, NotarySet, Vote, WalletEntry,
+    WalletState,
+};
 use scrip_replicate::transport::{self, LocalIdentity, Network, SecureStream, TransportConfig};
 use tokio::sync::{Mutex, Semaphore, mpsc};
 
@@ -27,7 +31,9 @@ use crate::certified::{self, from_bytes, to_bytes};
 use crate::decision::Refusal;
 use crate::error::{Error, Result};
 use crate::pending::PendingFile;
-use crate::wire::{self, MAX_CERTIFIED_PER_MESSAGE, Proposal, Request, Response, SlotInfo};
+use crate::wire::{
+    self, FateRequest, MAX_CERTIFIED_PER_MESSAGE, Proposal, Request, Response, SlotInfo,
+};
 
 /// A notary as a client reaches it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -401,6 +407,178 @@ impl<N: Network> WalletClient<N> {
             tracing::info!(entry = %earlier.entry().id(), ?earlier, "an earlier entry was settled first");
         }
         self.propose(content).await
+    }
+
+    /// Gets a fate certificate for `order` (a certified order, cited with its wallet's genesis)
+    /// from a quorum of the **order wallet's** notaries (`ledger.md` §5a): `Claimed` when this
+    /// wallet is the order's receiver (with the preimage of a hash-locked order), `Cancelled` or
+    /// `Expired` when it is its sender. The request is signed with this wallet's key. Asks every
+    /// notary of that set this client has an address for, in parallel, retrying failures until
+    /// the deadline; finishes at q valid votes, or at f + 1 equal definitive refusals
+    /// ([`Error::Refused`]: e.g. `order-claimed`, `order-voided`, `order-expired`,
+    /// `not-expired`). Nothing is written: a fate vote is no wallet entry.
+    pub async fn fate(
+        &self,
+        order: &scrip_ledger::Citation,
+        fate: Fate,
+        preimage: Option<Preimage>,
+    ) -> Result<FateCertificate> {
+        let cited = scrip_ledger::verify::verify_citation(order, &VerifyAll)
+            .map_err(|e| Error::Wallet(format!("the order to decide: {e}")))?;
+        let set = cited.notaries;
+        let subject = FateSubject {
+            wallet: cited.author,
+            order: cited.id,
+            fate,
+        };
+        let request = FateRequest {
+            order: order.clone(),
+            fate,
+            preimage,
+            signature: subject.request(&self.key),
+        };
+        let known: Vec<_> = self
+            .conns
+            .iter()
+            .filter(|c| set.contains(&c.notary.id))
+            .cloned()
+            .collect();
+        // A quorum of the order's set; or, for a claim, the notaries this wallet shares with
+        // the sender (`ledger.md` §5a): those it has addresses for.
+        let own = match &self.notaries {
+            Some(own) => Some(own.clone()),
+            None => {
+                let (store, wallet) = (Arc::clone(&self.store), self.id());
+                N::BLOCKING
+                    .run(move || certified::notary_set(store.as_ref(), &wallet))
+                    .await
+                    .ok_or(Error::Shutdown)??
+            }
+        };
+        let (members, needed) = match own {
+            _ if known.len() >= set.quorum() => (known, set.quorum()),
+            Some(own) if fate == Fate::Claimed => {
+                let shared: Vec<_> = known
+                    .into_iter()
+                    .filter(|c| own.contains(&c.notary.id))
+                    .collect();
+                let needed = scrip_ledger::fate::claim_threshold_in_overlap(&set, &own).max(1);
+                (shared, needed)
+            }
+            _ => (known, set.quorum()),
+        };
+        if members.len() < needed {
+            return Err(Error::NoQuorum {
+                votes: 0,
+                needed,
+                detail: format!(
+                    "this wallet knows the address of {} of the order's {} notaries; this \
+                     fate needs {needed} of them",
+                    members.len(),
+                    set.n(),
+                ),
+            });
+        }
+        let (answers, mut answers_rx) = mpsc::channel::<(FeedId, Answer)>(members.len());
+        let deadline = tokio::time::Instant::now() + self.config.deadline;
+        let tasks: Vec<_> = members
+            .iter()
+            .map(|conn| {
+                tokio::spawn(ask_fate(
+                    Arc::clone(conn),
+                    request.clone(),
+                    subject,
+                    self.config.retry,
+                    answers.clone(),
+                ))
+            })
+            .collect();
+        drop(answers);
+        let mut tally = Tally::with(needed, members.len());
+        let outcome = loop {
+            match tokio::time::timeout_at(deadline, answers_rx.recv()).await {
+                Ok(Some((notary, answer))) => {
+                    if let Some(outcome) = tally.add(notary, answer) {
+                        break outcome;
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    break Err(tally.no_quorum("the others did not answer in time"));
+                }
+            }
+        };
+        for task in &tasks {
+            task.abort();
+        }
+        match outcome {
+            Ok(votes) => Ok(FateCertificate::from_votes(fate, votes)),
+            Err(Settled::Refused(refusal)) => Err(Error::Refused {
+                refusal: Box::new(refusal),
+                count: members.len() - needed + 1,
+            }),
+            Err(Settled::Failed(err)) => Err(err),
+        }
+    }
+
+    /// Accepts `order` (addressed to this wallet): for an order with an expiry, first its claim
+    /// from the order wallet's notaries ([`WalletClient::fate`], with `preimage` for a
+    /// hash-locked order), then the `Accept` citing it, certified as this wallet's next entry.
+    /// A version-1 order is accepted without a claim.
+    pub async fn accept(
+        &mut self,
+        order: scrip_ledger::Citation,
+        preimage: Option<Preimage>,
+    ) -> Result<CertifiedEntry> {
+        let expires = matches!(
+            WalletEntry::from_payload(&order.entry.bytes.payload),
+            Ok(WalletEntry::Order(scrip_ledger::content::Order {
+                expiry: Some(_),
+                ..
+            }))
+        );
+        let claim = if expires {
+            Some(self.fate(&order, Fate::Claimed, preimage.clone()).await?)
+        } else {
+            None
+        };
+        self.submit(&WalletEntry::Accept(scrip_ledger::content::Accept {
+            order,
+            preimage,
+            claim,
+        }))
+        .await
+    }
+
+    /// Takes back this wallet's own order at `seq` without its receiver: its void from this
+    /// wallet's notaries ([`WalletClient::fate`], `Cancelled` or `Expired`), then the `Cancel`
+    /// or `Refund` citing it, certified as the next entry.
+    pub async fn take_back(&mut self, seq: Seq, fate: Fate) -> Result<CertifiedEntry> {
+        let (store, wallet) = (Arc::clone(&self.store), self.id());
+        let order = N::BLOCKING
+            .run(move || certified::citation(store.as_ref(), &wallet, seq))
+            .await
+            .ok_or(Error::Shutdown)??;
+        let order_ref = scrip_ledger::content::OrderRef {
+            seq,
+            id: order.cited_id(),
+        };
+        let void = self.fate(&order, fate, None).await?;
+        let content = match fate {
+            Fate::Cancelled => WalletEntry::Cancel(scrip_ledger::content::Cancel {
+                order: order_ref,
+                void,
+            }),
+            Fate::Expired => WalletEntry::Refund(scrip_ledger::content::Refund {
+                order: order_ref,
+                void,
+            }),
+            Fate::Claimed => {
+                return Err(Error::Wallet(
+                    "an order is taken back by a cancel or a refund, not a claim".into(),
+                ));
+            }
+        };
+        self.submit(&content).await
     }
 
     /// Makes the wallet ready for a new entry: learns its certified head from a quorum of its
@@ -996,6 +1174,53 @@ async fn propose_to<N: Network>(
     }
 }
 
+/// Asks one notary for a fate vote until it votes or definitively refuses (the caller aborts
+/// the task once it has what it needs), reporting to `answers` as [`propose_to`] does.
+async fn ask_fate<N: Network>(
+    conn: Arc<NotaryConn<N>>,
+    request: FateRequest,
+    subject: FateSubject,
+    retry: Duration,
+    answers: mpsc::Sender<(FeedId, Answer)>,
+) {
+    let notary = conn.notary.id;
+    let request = Request::Fate(Box::new(request));
+    let mut unreachable = false;
+    loop {
+        let answer = conn.ask(&request).await;
+        match &answer {
+            Err(Error::Unreachable { reason, .. }) if !unreachable => {
+                unreachable = true;
+                let _ = answers
+                    .send((notary, Answer::Unreachable(reason.clone())))
+                    .await;
+            }
+            Ok(_) if unreachable => {
+                unreachable = false;
+                let _ = answers.send((notary, Answer::Reached)).await;
+            }
+            _ => {}
+        }
+        match answer {
+            Ok(Response::Vote(vote)) => {
+                if vote.notary == notary
+                    && scrip_ledger::fate::verify_fate_votes(&[vote], &subject).is_ok()
+                {
+                    let _ = answers.send((notary, Answer::Vote(vote))).await;
+                    return;
+                }
+                tracing::warn!(%notary, "a notary sent a bad fate vote");
+            }
+            Ok(Response::Refusal(refusal)) if refusal.is_definitive() => {
+                let _ = answers.send((notary, Answer::Refused(refusal))).await;
+                return;
+            }
+            Ok(_) | Err(_) => {}
+        }
+        tokio::time::sleep(retry).await;
+    }
+}
+
 /// How a certification ended without a certificate.
 enum Settled {
     /// f + 1 equal definitive refusals (no honest notary voted for it).
@@ -1016,10 +1241,17 @@ struct Tally {
 
 impl Tally {
     fn new(set: &NotarySet) -> Tally {
+        Tally::with(set.quorum(), set.members().len())
+    }
+
+    /// A tally of `members` asked, finished at `needed` votes, or at `members − needed + 1`
+    /// equal definitive refusals (then fewer than `needed` can ever vote; for a set's quorum
+    /// that is f + 1).
+    fn with(needed: usize, members: usize) -> Tally {
         Tally {
-            quorum: set.quorum(),
-            enough_refusals: set.f() + 1,
-            members: set.members().len(),
+            quorum: needed,
+            enough_refusals: members.saturating_sub(needed) + 1,
+            members,
             votes: BTreeMap::new(),
             refusals: BTreeMap::new(),
             unreachable: BTreeMap::new(),

@@ -22,10 +22,14 @@
 
 use std::collections::BTreeMap;
 
+use scrip_feed::Timestamp;
 use scrip_feed::validate::validate_payload;
 use scrip_feed::{Entry, EntryId, FeedId, Seq};
 use scrip_ledger::certificate::ROUND_ZERO;
-use scrip_ledger::verify::{SignatureCheck, VerifyAll, subject_of};
+use scrip_ledger::verify::{SignatureCheck, VerifyAll, subject_of, verify_citation};
+use scrip_ledger::{Fate, FateSubject};
+
+use crate::wire::FateRequest;
 use scrip_ledger::{
     Certificate, CertificateError, CertifiedEntry, Rejection, VoteSubject, WalletEntry, WalletState,
 };
@@ -223,6 +227,196 @@ impl SignatureCheck for Verified {
 pub struct NotaryState {
     me: FeedId,
     wallets: BTreeMap<FeedId, WalletView>,
+    /// The fate this notary signed for each order it signed one for (the first; a claim
+    /// excludes every void and a void excludes a claim).
+    fates: BTreeMap<EntryId, Fate>,
+}
+
+/// The order a fate request is about, as the notary knows it: from its own state (an order
+/// of a wallet whose certified prefix it holds: nothing to check again) or from the request's
+/// citation, verified.
+#[derive(Clone, Debug)]
+pub struct FateOrder {
+    /// The order's wallet (its sender).
+    pub author: FeedId,
+    /// The order id.
+    pub id: EntryId,
+    /// Its receiver.
+    pub to: FeedId,
+    /// Its expiry.
+    pub expiry: Option<Timestamp>,
+    /// Its hash lock.
+    pub condition: Option<scrip_ledger::content::HashLock>,
+    /// The order wallet's notaries.
+    pub notaries: scrip_ledger::NotarySet,
+}
+
+impl FateOrder {
+    /// The order the request cites, verified (its citation: genesis, entry, certificates).
+    pub fn verified(request: &FateRequest) -> Result<FateOrder, Box<Refusal>> {
+        let malformed = |reason: String| Box::new(Refusal::Malformed { reason });
+        let cited = verify_citation(&request.order, &VerifyAll)
+            .map_err(|e| malformed(format!("the cited order: {e}")))?;
+        let WalletEntry::Order(order) = cited.content else {
+            return Err(malformed(format!(
+                "the cited entry is a {}, not an order",
+                cited.content.kind()
+            )));
+        };
+        Ok(FateOrder {
+            author: cited.author,
+            id: cited.id,
+            to: order.to,
+            expiry: order.expiry,
+            condition: order.condition,
+            notaries: cited.notaries,
+        })
+    }
+}
+
+/// What the notary decided for a fate request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FateDecision {
+    /// A new fate: persist it, then sign it.
+    Vote(FateSubject),
+    /// A fate it already holds for the order (or another void of a voided order): sign it
+    /// once what it holds is durable.
+    Again(FateSubject),
+    /// No vote.
+    Refuse(Refusal),
+}
+
+/// The rules of a fate request that do not depend on what this notary signed before
+/// (`notary.md` §3a, steps 1–6), in order: the citation verifies and cites an order (else
+/// `Malformed`); this notary is one of the order wallet's notaries (`NotANotary`); the order
+/// has an expiry (`Rules no-expiry`: a version-1 order is never claimed nor voided); the
+/// request is signed by the order's receiver for a claim, by its sender for a void
+/// (`Malformed`); for a claim, the preimage opens the order's lock (`missing-preimage`,
+/// `wrong-preimage`, `unexpected-preimage`); for a cancel, the order has no lock
+/// (`conditional-cancel`). Returns the subject to vote for and the order's expiry (the clock
+/// rule is [`clock_rule`]).
+pub fn fate_rules(
+    request: &FateRequest,
+    cited: &FateOrder,
+    me: &FeedId,
+) -> Result<(FateSubject, Timestamp), Box<Refusal>> {
+    let malformed = |reason: String| Box::new(Refusal::Malformed { reason });
+    let rules = |code: &str, reason: String| {
+        Box::new(Refusal::Rules {
+            code: code.into(),
+            reason,
+        })
+    };
+    let order = cited;
+    if !cited.notaries.contains(me) {
+        return Err(Box::new(Refusal::NotANotary));
+    }
+    let Some(expiry) = order.expiry else {
+        return Err(rules(
+            "no-expiry",
+            format!(
+                "order {} has no expiry: it is never claimed nor voided",
+                cited.id
+            ),
+        ));
+    };
+    let subject = FateSubject {
+        wallet: cited.author,
+        order: cited.id,
+        fate: request.fate,
+    };
+    let (requester, role) = if request.fate.is_void() {
+        (cited.author, "sender")
+    } else {
+        (order.to, "receiver")
+    };
+    if !subject.request_verifies(&requester, &request.signature) {
+        return Err(malformed(format!(
+            "the request for fate {} is not signed by the order's {role}",
+            request.fate.name()
+        )));
+    }
+    match request.fate {
+        Fate::Claimed => match (&order.condition, &request.preimage) {
+            (None, None) => {}
+            (Some(lock), Some(preimage)) if lock.opens(preimage) => {}
+            (Some(_), Some(_)) => {
+                return Err(rules(
+                    "wrong-preimage",
+                    format!(
+                        "the preimage does not open the hash lock of order {}",
+                        cited.id
+                    ),
+                ));
+            }
+            (Some(_), None) => {
+                return Err(rules(
+                    "missing-preimage",
+                    format!(
+                        "order {} is hash-locked: claiming it needs the preimage",
+                        cited.id
+                    ),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(rules(
+                    "unexpected-preimage",
+                    format!("order {} has no hash lock", cited.id),
+                ));
+            }
+        },
+        Fate::Cancelled if order.condition.is_some() => {
+            return Err(rules(
+                "conditional-cancel",
+                format!(
+                    "order {} is hash-locked: it cannot be cancelled, only refunded after its \
+                     expiry",
+                    cited.id
+                ),
+            ));
+        }
+        Fate::Cancelled | Fate::Expired => {}
+    }
+    Ok((subject, expiry))
+}
+
+/// The clock rule of a fate (`notary.md` §3a, step 6), with this notary's clock `now` and its
+/// margin `skew_ms`: a claim only while `now + skew < expiry`, so that the true time is before
+/// the expiry (`order-expired`); an expiry only once `now ≥ expiry + skew`, so that the true time
+/// is past it (`not-expired`); a cancel at any time.
+pub fn clock_rule(
+    subject: &FateSubject,
+    expiry: Timestamp,
+    now: Timestamp,
+    skew_ms: u64,
+) -> Result<(), Box<Refusal>> {
+    let (now, expiry) = (now.as_millis(), expiry.as_millis());
+    let rules = |code: &str, reason: String| {
+        Box::new(Refusal::Rules {
+            code: code.into(),
+            reason,
+        })
+    };
+    match subject.fate {
+        Fate::Claimed if now.saturating_add(skew_ms) >= expiry => Err(rules(
+            "order-expired",
+            format!(
+                "order {} expires at {expiry} ms; this notary claims only until {skew_ms} ms \
+                 before (its clock reads {now} ms)",
+                subject.order
+            ),
+        )),
+        Fate::Expired if now < expiry.saturating_add(skew_ms) => Err(rules(
+            "not-expired",
+            format!(
+                "order {} expires at {expiry} ms; this notary voids it from {} ms (its clock \
+                 reads {now} ms)",
+                subject.order,
+                expiry.saturating_add(skew_ms)
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl NotaryState {
@@ -231,7 +425,104 @@ impl NotaryState {
         NotaryState {
             me,
             wallets: BTreeMap::new(),
+            fates: BTreeMap::new(),
         }
+    }
+
+    /// Decides a fate request at time `now` (this notary's clock, in milliseconds since the
+    /// Unix epoch), with clock margin `skew_ms`: the rules of [`fate_rules`], then **the fate
+    /// lock** (step 7): if this notary signed a fate of the order that excludes the one asked
+    /// for, `Rules order-claimed` or `order-voided`; if it signed a compatible one, the same
+    /// again; else the fate is noted at once (a second request in the same batch sees it) and
+    /// signed only once durable.
+    pub fn decide_fate(
+        &mut self,
+        request: &FateRequest,
+        now: Timestamp,
+        skew_ms: u64,
+    ) -> FateDecision {
+        let order = match self.known_order(request) {
+            Some(order) => order,
+            None => match FateOrder::verified(request) {
+                Ok(order) => order,
+                Err(refusal) => return FateDecision::Refuse(*refusal),
+            },
+        };
+        let (subject, expiry) = match fate_rules(request, &order, &self.me) {
+            Ok(found) => found,
+            Err(refusal) => return FateDecision::Refuse(*refusal),
+        };
+        match self.fates.get(&subject.order) {
+            Some(held) if held.excludes(subject.fate) => {
+                let (code, what) = if held.is_void() {
+                    ("order-voided", "voided for its sender")
+                } else {
+                    ("order-claimed", "claimed by its receiver")
+                };
+                FateDecision::Refuse(Refusal::Rules {
+                    code: code.into(),
+                    reason: format!("this notary already signed order {} {what}", subject.order),
+                })
+            }
+            // The very fate it signed: again, whatever its clock says now (it signed it when
+            // the rules held, and a client may be collecting the votes it missed).
+            Some(held) if *held == subject.fate => FateDecision::Again(subject),
+            // Another void of a voided order: its clock rule, then signed (the order is void
+            // here already, durably or in this batch).
+            Some(_) => match clock_rule(&subject, expiry, now, skew_ms) {
+                Ok(()) => FateDecision::Again(subject),
+                Err(refusal) => FateDecision::Refuse(*refusal),
+            },
+            None => match clock_rule(&subject, expiry, now, skew_ms) {
+                Ok(()) => {
+                    self.fates.insert(subject.order, subject.fate);
+                    FateDecision::Vote(subject)
+                }
+                Err(refusal) => FateDecision::Refuse(*refusal),
+            },
+        }
+    }
+
+    /// The order a fate request cites, if this notary holds it certified in a wallet's prefix:
+    /// the same id means the same header, and the order's fields come from its own state.
+    fn known_order(&self, request: &FateRequest) -> Option<FateOrder> {
+        let id = request.order.cited_id();
+        let header = Entry::decode(&request.order.entry.bytes.header, None).ok()?;
+        let view = self.wallets.get(&header.author())?;
+        let own = view.ledger.orders.get(&id)?;
+        Some(FateOrder {
+            author: view.ledger.wallet,
+            id,
+            to: own.to,
+            expiry: own.expiry,
+            condition: own.condition,
+            notaries: view.ledger.notaries.clone()?,
+        })
+    }
+
+    /// The fate this notary signed for `order`, if any.
+    pub fn fate(&self, order: &EntryId) -> Option<Fate> {
+        self.fates.get(order).copied()
+    }
+
+    /// Restores a durable fate record (after a restart).
+    pub fn restore_fate(&mut self, order: EntryId, fate: Fate) {
+        self.fates.entry(order).or_insert(fate);
+    }
+
+    /// Takes back a fate decided but never made durable (the vote store failed).
+    pub fn forget_fate(&mut self, subject: &FateSubject) {
+        if self.fates.get(&subject.order) == Some(&subject.fate) {
+            self.fates.remove(&subject.order);
+        }
+    }
+
+    /// True if this notary holds a fate of the order that `subject`'s fate is compatible with
+    /// (so that signing `subject` keeps its promise).
+    pub fn holds_fate(&self, subject: &FateSubject) -> bool {
+        self.fates
+            .get(&subject.order)
+            .is_some_and(|held| !held.excludes(subject.fate))
     }
 
     /// This notary.

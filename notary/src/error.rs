@@ -30,6 +30,12 @@ pub enum Error {
         /// The slot.
         seq: u64,
     },
+    /// A vote store already holds a fate of an order that excludes the one to record.
+    #[error("order {order} already holds a fate that excludes this one")]
+    FateTaken {
+        /// The order.
+        order: scrip_feed::EntryId,
+    },
     /// Enough notaries refused the entry the same way that no honest one voted for it: the slot
     /// is free again and nothing was written.
     #[error("refused by {count} notaries: {refusal}")]

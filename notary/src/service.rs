@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scrip_feed::store::VerifiedBatch;
-use scrip_feed::{Entry, EntryBytes, FeedId, Keypair, Store};
+use scrip_feed::{EntryBytes, FeedId, Keypair, Store};
 use scrip_ledger::verify::TrustSignatures;
-use scrip_ledger::{CertifiedEntry, Vote, VoteSubject};
+use scrip_ledger::{CertifiedEntry, FateSubject, Vote, VoteSubject};
 use scrip_replicate::transport::{
     AcceptLimits, Blocking, LocalIdentity, Network, SecureStream, Slot, SlotTable, TokenBucket,
     TransportConfig,
@@ -20,10 +20,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::certified::{self, from_bytes, to_bytes};
-use crate::decision::{Decision, NotaryState, Refusal};
+use crate::decision::{Decision, FateDecision, NotaryState, Refusal};
 use crate::error::{Error, Result};
 use crate::votes::{StepHook, VoteRecord, VoteStore};
-use crate::wire::{self, MAX_CERTIFIED_PER_MESSAGE, Proposal, Request, Response, SlotInfo};
+use crate::wire::{
+    self, FateRequest, MAX_CERTIFIED_PER_MESSAGE, Proposal, Request, Response, SlotInfo,
+};
 
 /// Capacity of the notary actor's job queue.
 pub const JOB_QUEUE_CAPACITY: usize = 1024;
@@ -72,6 +74,12 @@ pub struct NotaryConfig {
     pub idle_before_eviction: Duration,
     /// Requests per second allowed per client connection (a token bucket of one second).
     pub requests_per_sec: u32,
+    /// The margin δ of the fate clock rule: the bound this notary assumes on its clock's
+    /// error (`notary.md` §3a). Every notary of a set should use the same.
+    pub clock_skew: Duration,
+    /// Added to the system clock when deciding fates, in milliseconds: 0 in use; tests and
+    /// simulations set it to skew a notary's clock.
+    pub clock_offset_ms: i64,
 }
 
 impl Default for NotaryConfig {
@@ -83,8 +91,22 @@ impl Default for NotaryConfig {
             accept: AcceptLimits::default(),
             idle_before_eviction: IDLE_BEFORE_EVICTION,
             requests_per_sec: 2000,
+            clock_skew: CLOCK_SKEW,
+            clock_offset_ms: 0,
         }
     }
+}
+
+/// The default margin δ of the fate clock rule (`notary.md` §3a): notaries keep their clocks
+/// within this of true time (NTP keeps them within milliseconds).
+pub const CLOCK_SKEW: Duration = Duration::from_secs(30);
+
+/// This notary's clock for fate decisions: the system clock plus `offset_ms`.
+pub fn fate_clock(offset_ms: i64) -> scrip_feed::Timestamp {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    scrip_feed::Timestamp::from_millis(now.saturating_add_signed(offset_ms))
 }
 
 enum Job {
@@ -195,6 +217,8 @@ impl Notary {
             writer: Some(writer),
             jobs: jobs.downgrade(),
             learning: BTreeMap::new(),
+            clock_skew: config.clock_skew,
+            clock_offset_ms: config.clock_offset_ms,
         };
         let actor = tokio::spawn(actor.run(jobs_rx));
         let accept = {
@@ -330,6 +354,9 @@ fn rebuild(me: FeedId, store: &dyn Store, votes: &dyn VoteStore) -> Result<Notar
     for vote in votes.load()? {
         state.restore_vote(&vote);
     }
+    for fate in votes.load_fates()? {
+        state.restore_fate(fate.order, fate.fate);
+    }
     Ok(state)
 }
 
@@ -395,6 +422,10 @@ struct Actor {
     jobs: mpsc::WeakSender<Job>,
     /// Wallets being read to learn, and whether another read was asked for meanwhile.
     learning: BTreeMap<FeedId, bool>,
+    /// The fate clock rule's margin.
+    clock_skew: Duration,
+    /// Added to the system clock for fate decisions (tests).
+    clock_offset_ms: i64,
 }
 
 /// Work for the notary's feed-store writer.
@@ -512,7 +543,7 @@ impl Actor {
     }
 
     async fn process(&mut self, batch: Vec<Job>) {
-        let mut to_persist: Vec<(VoteSubject, Entry, oneshot::Sender<Response>)> = Vec::new();
+        let mut to_persist: Vec<(VoteRecord, oneshot::Sender<Response>)> = Vec::new();
         // Signed answers about a vote that may have been decided in this very batch (the same
         // vote again, or `Locked` carrying it): they wait until the batch's votes are durable.
         let mut to_sign: Vec<(Signed, oneshot::Sender<Response>)> = Vec::new();
@@ -522,9 +553,14 @@ impl Actor {
             match job {
                 Job::Request { request, reply } => match request {
                     Request::Propose(proposal) => match self.propose(&proposal, &mut learned) {
-                        Decided::Persist(subject, entry) => {
-                            to_persist.push((subject, entry, reply));
+                        Decided::Persist(record) => to_persist.push((record, reply)),
+                        Decided::Sign(signed) => to_sign.push((signed, reply)),
+                        Decided::Answer(response) => {
+                            let _ = reply.send(response);
                         }
+                    },
+                    Request::Fate(request) => match self.fate(&request) {
+                        Decided::Persist(record) => to_persist.push((record, reply)),
                         Decided::Sign(signed) => to_sign.push((signed, reply)),
                         Decided::Answer(response) => {
                             let _ = reply.send(response);
@@ -552,15 +588,23 @@ impl Actor {
         let persisted = self.persist(&to_persist).await;
         match &persisted {
             Ok(()) => {
-                for (subject, _, reply) in to_persist {
-                    let _ = reply.send(Response::Vote(self.sign(&subject)));
+                for (record, reply) in to_persist {
+                    let vote = match &record {
+                        VoteRecord::Entry { subject, .. } => self.sign(subject),
+                        VoteRecord::Fate(subject) => subject.vote(&self.keypair),
+                    };
+                    let _ = reply.send(Response::Vote(vote));
                 }
             }
             Err(reason) => {
                 tracing::error!(%reason, "recording votes failed: refusing");
-                for (subject, _, reply) in to_persist {
-                    // Not durable, so not a vote: the slot must not answer `Again` later.
-                    self.state.forget_vote(&subject);
+                for (record, reply) in to_persist {
+                    // Not durable, so not a vote: the slot (or the order's fate) must not
+                    // answer `Again` later.
+                    match &record {
+                        VoteRecord::Entry { subject, .. } => self.state.forget_vote(subject),
+                        VoteRecord::Fate(subject) => self.state.forget_fate(subject),
+                    }
                     let _ = reply.send(unavailable(reason));
                 }
             }
@@ -569,7 +613,7 @@ impl Actor {
         // whose write failed finds it forgotten: it was never a vote, and nothing is signed.
         for (signed, reply) in to_sign {
             let response = match &persisted {
-                Err(reason) if !self.state.holds_vote(signed.subject()) => unavailable(reason),
+                Err(reason) if !signed.still_held(&self.state) => unavailable(reason),
                 _ => signed.answer(&self.keypair),
             };
             let _ = reply.send(response);
@@ -588,15 +632,12 @@ impl Actor {
     /// text on failure.
     async fn persist(
         &self,
-        to_persist: &[(VoteSubject, Entry, oneshot::Sender<Response>)],
+        to_persist: &[(VoteRecord, oneshot::Sender<Response>)],
     ) -> std::result::Result<(), String> {
         if to_persist.is_empty() {
             return Ok(());
         }
-        let records: Vec<VoteRecord> = to_persist
-            .iter()
-            .map(|(subject, entry, _)| VoteRecord::new(*subject, entry.clone()))
-            .collect();
+        let records: Vec<VoteRecord> = to_persist.iter().map(|(r, _)| r.clone()).collect();
         let votes = Arc::clone(&self.votes);
         let hook = Arc::clone(&self.hook);
         match self
@@ -684,6 +725,17 @@ impl Actor {
         }
     }
 
+    /// Decides a fate request with this notary's clock.
+    fn fate(&mut self, request: &FateRequest) -> Decided {
+        let now = fate_clock(self.clock_offset_ms);
+        let skew = u64::try_from(self.clock_skew.as_millis()).unwrap_or(u64::MAX);
+        match self.state.decide_fate(request, now, skew) {
+            FateDecision::Vote(subject) => Decided::Persist(VoteRecord::Fate(subject)),
+            FateDecision::Again(subject) => Decided::Sign(Signed::Fate(subject)),
+            FateDecision::Refuse(refusal) => Decided::Answer(Response::Refusal(refusal)),
+        }
+    }
+
     fn propose(&mut self, proposal: &Proposal, learned: &mut Vec<CertifiedEntry>) -> Decided {
         let malformed =
             |reason: String| Decided::Answer(Response::Refusal(Refusal::Malformed { reason }));
@@ -713,7 +765,7 @@ impl Actor {
                 .filter(|c| c.entry.seq().get() > before && c.entry.seq().get() <= after),
         );
         match decision {
-            Decision::Vote(subject) => Decided::Persist(subject, entry),
+            Decision::Vote(subject) => Decided::Persist(VoteRecord::new(subject, entry)),
             Decision::Again(subject) => Decided::Sign(Signed::Again(subject)),
             Decision::Refuse {
                 refusal: refusal @ Refusal::Locked { .. },
@@ -800,8 +852,8 @@ fn read_to_learn(store: &dyn Store, wallet: &FeedId, from: u64) -> Result<Option
 }
 
 enum Decided {
-    /// A new vote: record it durably, then sign it.
-    Persist(VoteSubject, Entry),
+    /// A new vote (for an entry, or an order's fate): record it durably, then sign it.
+    Persist(VoteRecord),
     /// An answer carrying the signature of an existing vote: sent once that vote is durable.
     Sign(Signed),
     /// An answer that carries no signature.
@@ -818,16 +870,19 @@ enum Signed {
         refusal: Refusal,
         existing: VoteSubject,
     },
+    /// A fate vote for a fate the order holds here already (the same, or another void).
+    Fate(FateSubject),
 }
 
 impl Signed {
-    /// The vote the answer carries.
-    fn subject(&self) -> &VoteSubject {
+    /// Whether the state still holds what the answer signs (a vote, or a compatible fate).
+    fn still_held(&self, state: &NotaryState) -> bool {
         match self {
             Signed::Again(subject)
             | Signed::Locked {
                 existing: subject, ..
-            } => subject,
+            } => state.holds_vote(subject),
+            Signed::Fate(subject) => state.holds_fate(subject),
         }
     }
 
@@ -835,6 +890,7 @@ impl Signed {
     fn answer(self, keypair: &Keypair) -> Response {
         match self {
             Signed::Again(subject) => Response::Vote(Vote::sign(keypair, &subject)),
+            Signed::Fate(subject) => Response::Vote(subject.vote(keypair)),
             Signed::Locked {
                 mut refusal,
                 existing,

@@ -2,8 +2,9 @@
 //! one request, one response. Each message is `postcard((NOTARY_WIRE_VERSION: u8, message))`,
 //! decoded canonically. Variants are only ever appended.
 
-use scrip_feed::{EntryBytes, EntryId, FeedId, codec};
-use scrip_ledger::{CertifiedBytes, Vote};
+use scrip_feed::{EntryBytes, EntryId, FeedId, Signature, codec};
+use scrip_ledger::content::{Citation, Preimage};
+use scrip_ledger::{CertifiedBytes, Fate, Vote};
 use serde::{Deserialize, Serialize};
 
 use crate::decision::Refusal;
@@ -33,9 +34,28 @@ pub enum Request {
         /// At most this many.
         limit: u32,
     },
+    /// Asks for a fate vote on an order (`ledger.md` §5a, `notary.md` §3a): answered with
+    /// a `Vote` (a fate vote) or a `Refusal`.
+    Fate(Box<FateRequest>),
 }
 
 /// A proposed entry, with any certified entries the notary is missing before it.
+/// A request for a fate vote: the order (cited with its certificate and its wallet's genesis),
+/// the fate, the preimage of its hash lock (for a claim of a locked order), and the signature
+/// of the requesting wallet over the fate subject (`scrip/fate-request/v1`): the order's
+/// receiver for a claim, its sender for a void.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FateRequest {
+    /// The order.
+    pub order: Citation,
+    /// The fate asked for.
+    pub fate: Fate,
+    /// The preimage, for a claim of a hash-locked order.
+    pub preimage: Option<Preimage>,
+    /// The requesting wallet's signature.
+    pub signature: Signature,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
     /// The entry: signed header and payload (citations are embedded in the payload).

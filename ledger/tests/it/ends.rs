@@ -9,6 +9,7 @@ use std::sync::Arc;
 use scrip_feed::{Keypair, Seq, Timestamp};
 use scrip_ledger::amount::Amount;
 use scrip_ledger::content::{Accept, Cancel, HashLock, Preimage, Refund, WalletEntry};
+use scrip_ledger::fate::{Fate, FateCertificate};
 use scrip_ledger::kit::{FAR_EXPIRY, KitWallet, notaries, order};
 use scrip_ledger::{Currency, LedgerState, OrderStatus, Outcome, Rejection, VerifyAll, fold};
 
@@ -54,20 +55,15 @@ fn secret(byte: u8) -> Preimage {
 }
 
 fn accept_with(receiver: &mut KitWallet, sender: &KitWallet, seq: Seq, p: Option<Preimage>) -> Seq {
-    receiver.push(&WalletEntry::Accept(Accept {
-        order: sender.cite(seq),
-        preimage: p,
-    }))
+    receiver.push(&sender.accept_of(seq, p))
 }
 
 fn cancel(wallet: &mut KitWallet, seq: Seq) -> Seq {
-    let order = wallet.order_ref(seq);
-    wallet.push(&WalletEntry::Cancel(Cancel { order }))
+    wallet.cancel(seq)
 }
 
 fn refund(wallet: &mut KitWallet, seq: Seq) -> Seq {
-    let order = wallet.order_ref(seq);
-    wallet.push(&WalletEntry::Refund(Refund { order }))
+    wallet.refund(seq)
 }
 
 #[test]
@@ -153,16 +149,17 @@ fn rejection_no_expiry_for_a_version_1_order() {
         condition: None,
     });
     let paid = issuer.push_v1(&v1);
+    // A version-1 order is never claimed, so it is never voided either: it ends as before
+    // (accepted, or rejected and reclaimed).
     let back = refund(&mut issuer, paid);
     assert_eq!(
         rejected(&[&issuer, &alice], &issuer, back).code(),
         "no-expiry"
     );
-    // A version-1 order is unconditional: it can be cancelled.
     let cancelled = cancel(&mut issuer, paid);
     assert_eq!(
-        outcome(&[&issuer, &alice], &issuer, cancelled),
-        Outcome::Applied
+        rejected(&[&issuer, &alice], &issuer, cancelled).code(),
+        "no-expiry"
     );
 }
 
@@ -173,12 +170,18 @@ fn cancel_or_refund_of_another_wallets_order_is_an_unknown_order() {
     let paid = issuer.order(alice.id(), &eur, 100);
     // Alice names the issuer's order as if it were hers.
     let order = issuer.order_ref(paid);
-    let seq = alice.push(&WalletEntry::Cancel(Cancel { order }));
+    let seq = alice.push(&WalletEntry::Cancel(Cancel {
+        order,
+        void: issuer.fate(paid, Fate::Cancelled),
+    }));
     assert_eq!(
         rejected(&[&issuer, &alice], &alice, seq).code(),
         "unknown-order"
     );
-    let seq = alice.push(&WalletEntry::Refund(Refund { order }));
+    let seq = alice.push(&WalletEntry::Refund(Refund {
+        order,
+        void: issuer.fate(paid, Fate::Expired),
+    }));
     assert_eq!(
         rejected(&[&issuer, &alice], &alice, seq).code(),
         "unknown-order"
@@ -277,6 +280,7 @@ fn a_version_1_log_folds_as_before() {
     let accepted = alice.push_v1(&WalletEntry::Accept(Accept {
         order: issuer.cite(paid),
         preimage: None,
+        claim: None,
     }));
     assert_eq!(
         outcome(&[&issuer, &alice], &alice, accepted),
@@ -313,5 +317,113 @@ fn an_order_both_accepted_and_cancelled_is_named() {
     let found = s.inconsistencies();
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("both accepted"), "{}", found[0]);
-    assert!(found[0].contains("certified by the group"), "{}", found[0]);
+    assert!(
+        found[0].contains("signed both its claim and its void"),
+        "{}",
+        found[0]
+    );
+    assert!(found[0].contains("the group {"), "{}", found[0]);
+}
+
+/// An accept of an order with an expiry needs the claim certificate of the sender's notaries,
+/// for that order and that fate; a version-1 order is never claimed.
+#[test]
+fn rejection_missing_claim_invalid_fate_and_unexpected_claim() {
+    let (mut issuer, mut alice, eur) = world();
+    let paid = issuer.order(alice.id(), &eur, 100);
+    let other = issuer.order(alice.id(), &eur, 100);
+    let accept = |claim: Option<FateCertificate>| {
+        WalletEntry::Accept(Accept {
+            order: issuer.cite(paid),
+            preimage: None,
+            claim,
+        })
+    };
+    let entries = [
+        (accept(None), "missing-claim"),
+        // Another order's claim.
+        (
+            accept(Some(issuer.fate(other, Fate::Claimed))),
+            "invalid-fate",
+        ),
+        // A void is no claim.
+        (
+            accept(Some(issuer.fate(paid, Fate::Cancelled))),
+            "invalid-fate",
+        ),
+        // A void's votes relabelled as a claim.
+        (
+            accept(Some(FateCertificate {
+                fate: Fate::Claimed,
+                votes: issuer.fate(paid, Fate::Cancelled).votes,
+            })),
+            "invalid-fate",
+        ),
+        // Too few votes.
+        (
+            accept(Some(FateCertificate {
+                fate: Fate::Claimed,
+                votes: issuer.fate(paid, Fate::Claimed).votes[..2].to_vec(),
+            })),
+            "invalid-fate",
+        ),
+    ];
+    for (entry, code) in entries {
+        let seq = alice.push(&entry);
+        assert_eq!(rejected(&[&issuer, &alice], &alice, seq).code(), code);
+    }
+    let seq = accept_with(&mut alice, &issuer, paid, None);
+    assert_eq!(outcome(&[&issuer, &alice], &alice, seq), Outcome::Applied);
+
+    // A version-1 order with a claim: refused.
+    let v1 = WalletEntry::Order(scrip_ledger::content::Order {
+        to: alice.id(),
+        currency: eur,
+        amount: Amount::from_minor(10),
+        memo: String::new(),
+        expiry: None,
+        condition: None,
+    });
+    let old = issuer.push_v1(&v1);
+    let seq = alice.push(&WalletEntry::Accept(Accept {
+        order: issuer.cite(old),
+        preimage: None,
+        claim: Some(issuer.fate(old, Fate::Claimed)),
+    }));
+    assert_eq!(
+        rejected(&[&issuer, &alice], &alice, seq).code(),
+        "unexpected-claim"
+    );
+}
+
+/// A cancel needs a void certificate for that order with the fate `cancelled`, a refund one
+/// with the fate `expired`, both from the wallet's own notaries.
+#[test]
+fn a_take_back_needs_the_void_of_its_kind() {
+    let (mut issuer, alice, eur) = world();
+    let paid = issuer.order(alice.id(), &eur, 100);
+    let order = issuer.order_ref(paid);
+    let wrong = [
+        WalletEntry::Cancel(Cancel {
+            order,
+            void: issuer.fate(paid, Fate::Expired),
+        }),
+        WalletEntry::Refund(Refund {
+            order,
+            void: issuer.fate(paid, Fate::Cancelled),
+        }),
+        WalletEntry::Cancel(Cancel {
+            order,
+            void: issuer.fate(paid, Fate::Claimed),
+        }),
+    ];
+    for entry in wrong {
+        let seq = issuer.push(&entry);
+        assert_eq!(
+            rejected(&[&issuer, &alice], &issuer, seq).code(),
+            "invalid-fate"
+        );
+    }
+    let seq = issuer.refund(paid);
+    assert_eq!(outcome(&[&issuer, &alice], &issuer, seq), Outcome::Applied);
 }

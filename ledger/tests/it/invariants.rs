@@ -17,8 +17,9 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use scrip_feed::{Keypair, Seq};
 use scrip_ledger::content::{
-    Accept, Cancel, Mint, Order, OrderRef, Preimage, Reclaim, Refund, Reject, WalletEntry,
+    Cancel, Mint, Order, OrderRef, Preimage, Reclaim, Refund, Reject, WalletEntry,
 };
+use scrip_ledger::fate::Fate;
 use scrip_ledger::kit::{KitWallet, notaries};
 use scrip_ledger::{
     Amount, CertifiedEntry, Currency, LedgerState, OrderStatus, Outcome, TrustSignatures,
@@ -188,10 +189,8 @@ impl World {
                         ..
                     }))
                 );
-                let accept = WalletEntry::Accept(Accept {
-                    order: citation,
-                    preimage: locked.then(|| preimage(index)),
-                });
+                drop(citation);
+                let accept = self.wallets[sender].accept_of(seq, locked.then(|| preimage(index)));
                 if self.wallets[by].propose(&accept).is_ok() {
                     self.fates.insert(index, true);
                 }
@@ -208,9 +207,15 @@ impl World {
                 }
                 let order = self.wallets[sender].order_ref(seq);
                 let content = if expired {
-                    WalletEntry::Refund(Refund { order })
+                    WalletEntry::Refund(Refund {
+                        order,
+                        void: self.wallets[sender].fate(seq, Fate::Expired),
+                    })
                 } else {
-                    WalletEntry::Cancel(Cancel { order })
+                    WalletEntry::Cancel(Cancel {
+                        order,
+                        void: self.wallets[sender].fate(seq, Fate::Cancelled),
+                    })
                 };
                 if self.wallets[sender].propose(&content).is_ok() {
                     self.fates.insert(index, false);
@@ -465,22 +470,24 @@ impl World {
                 } else {
                     receiver
                 };
-                let order = self.wallets[sender].cite(seq);
                 (
                     by,
-                    WalletEntry::Accept(Accept {
-                        order,
-                        preimage: Some(preimage(index)),
-                    }),
+                    self.wallets[sender].accept_of(seq, Some(preimage(index))),
                 )
             }
             Op::TakeBack { pick, expired } => {
                 let (sender, seq, _) = *self.orders.get(pick % self.orders.len().max(1))?;
                 let order = self.wallets[sender].order_ref(seq);
                 let content = if expired {
-                    WalletEntry::Refund(Refund { order })
+                    WalletEntry::Refund(Refund {
+                        order,
+                        void: self.wallets[sender].fate(seq, Fate::Expired),
+                    })
                 } else {
-                    WalletEntry::Cancel(Cancel { order })
+                    WalletEntry::Cancel(Cancel {
+                        order,
+                        void: self.wallets[sender].fate(seq, Fate::Cancelled),
+                    })
                 };
                 (sender, content)
             }

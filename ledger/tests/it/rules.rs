@@ -505,6 +505,7 @@ fn rejection_missing_citation() {
     let seq = alice.push(&WalletEntry::Accept(scrip_ledger::content::Accept {
         order: citation,
         preimage: None,
+        claim: None,
     }));
     assert!(matches!(
         rejected(&[&alice], &alice, seq),
@@ -700,6 +701,7 @@ fn accept_citing_a_forked_order_is_refused() {
     let seq = alice.push(&WalletEntry::Accept(scrip_ledger::content::Accept {
         order: citation,
         preimage: None,
+        claim: None,
     }));
     assert!(matches!(
         rejected(&[&alice], &alice, seq),
@@ -718,6 +720,7 @@ fn accept_citing_an_uncertified_order_is_refused() {
     let seq = alice.push(&WalletEntry::Accept(scrip_ledger::content::Accept {
         order: citation,
         preimage: None,
+        claim: None,
     }));
     assert!(matches!(
         rejected(&[&alice], &alice, seq),

@@ -12,6 +12,7 @@ use scrip_feed::{Content, Keypair, Seq, Timestamp};
 use scrip_ledger::content::{
     Accept, Cancel, Preimage, Reclaim, Refund, Reject, WALLET_KIND, WalletEntry,
 };
+use scrip_ledger::fate::Fate;
 use scrip_ledger::kit::{KitWallet, notaries, order};
 use serde_json::{Value, json};
 
@@ -79,6 +80,7 @@ fn valid() -> Vec<(&'static str, u8, WalletEntry)> {
             WalletEntry::Accept(Accept {
                 order: issuer.cite(plain),
                 preimage: None,
+                claim: Some(issuer.fate(plain, Fate::Claimed)),
             }),
         ),
         (
@@ -87,6 +89,7 @@ fn valid() -> Vec<(&'static str, u8, WalletEntry)> {
             WalletEntry::Accept(Accept {
                 order: issuer.cite(locked),
                 preimage: Some(preimage),
+                claim: Some(issuer.fate(locked, Fate::Claimed)),
             }),
         ),
         (
@@ -95,6 +98,7 @@ fn valid() -> Vec<(&'static str, u8, WalletEntry)> {
             WalletEntry::Accept(Accept {
                 order: issuer.cite(plain),
                 preimage: None,
+                claim: None,
             }),
         ),
         (
@@ -110,6 +114,7 @@ fn valid() -> Vec<(&'static str, u8, WalletEntry)> {
             2,
             WalletEntry::Cancel(Cancel {
                 order: issuer.order_ref(plain),
+                void: issuer.fate(plain, Fate::Cancelled),
             }),
         ),
         (
@@ -117,6 +122,7 @@ fn valid() -> Vec<(&'static str, u8, WalletEntry)> {
             2,
             WalletEntry::Refund(Refund {
                 order: issuer.order_ref(locked),
+                void: issuer.fate(locked, Fate::Expired),
             }),
         ),
     ]
@@ -145,6 +151,10 @@ fn invalid() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         order: scrip_ledger::content::OrderRef {
             seq: Seq::new(3),
             id: scrip_feed::EntryId::of_header(b"x"),
+        },
+        void: scrip_ledger::FateCertificate {
+            fate: Fate::Cancelled,
+            votes: Vec::new(),
         },
     })
     .to_payload()
@@ -188,6 +198,13 @@ fn generate() -> Value {
         })
         .collect();
     let preimage = Preimage([7; 32]);
+    let subject = scrip_ledger::FateSubject {
+        wallet: Keypair::from_seed(&[1; 32]).id(),
+        order: scrip_feed::EntryId::of_header(b"an order header"),
+        fate: Fate::Claimed,
+    };
+    let notary = Keypair::from_seed(&[10; 32]);
+    let alice = Keypair::from_seed(&[2; 32]);
     json!({
         "about": "scrip wallet content: feed App content of kind \"scrip/wallet\" whose bytes are \
                   postcard((version: u8, WalletEntry)); see docs/protocol/ledger.md section 1. \
@@ -200,6 +217,18 @@ fn generate() -> Value {
             "preimage": preimage.to_hex(),
             "lock": preimage.lock().to_hex(),
             "rule": "lock = blake3(preimage), preimage exactly 32 bytes",
+        },
+        "fate_vote": {
+            "about": "a notary's vote for a fate: ed25519 over \"scrip/fate/v1\" || 0x00 || \
+                      message; a wallet's request: over \"scrip/fate-request/v1\" || 0x00 || \
+                      message; message = postcard((wallet, order, fate)), fate 0 = claimed, \
+                      1 = cancelled, 2 = expired",
+            "wallet": hex::encode(subject.wallet.as_bytes()),
+            "order": hex::encode(subject.order.as_bytes()),
+            "fate": subject.fate.name(),
+            "message": hex::encode(subject.message()),
+            "vote_by_notary_seed_10": hex::encode(subject.vote(&notary).signature.as_bytes()),
+            "request_by_alice": hex::encode(subject.request(&alice).as_bytes()),
         },
     })
 }

@@ -1,5 +1,6 @@
 //! A Jepsen-style bank test in turmoil's deterministic simulation: three wallets and two
-//! currencies make random concurrent orders, accepts, rejects and reclaims through four notaries
+//! currencies make random concurrent orders, accepts (each claimed first from the payer's
+//! notaries), rejects, reclaims and cancels (racing the receiver's claim) through four notaries
 //! that crash and restart, while links between wallets and notaries partition and heal. At the
 //! end, on every store, the fold is sound and conservation holds, and every entry a client
 //! acknowledged is certified and present.
@@ -18,8 +19,8 @@ use std::time::Duration;
 
 use scrip_feed::rng::SplitMix64;
 use scrip_feed::{EntryId, FeedId, Keypair, MemoryStore, Seq, Store};
-use scrip_ledger::content::{Accept, Mint, Order, OrderRef, Reclaim, Reject, WalletEntry};
-use scrip_ledger::{Amount, CertifiedEntry, Currency, OrderStatus, VerifyAll, fold};
+use scrip_ledger::content::{Mint, Order, OrderRef, Reclaim, Reject, WalletEntry};
+use scrip_ledger::{Amount, CertifiedEntry, Currency, Fate, OrderStatus, VerifyAll, fold};
 use scrip_notary::certified;
 use scrip_notary::{
     ClientConfig, MemoryVoteStore, Notary, NotaryAddr, NotaryConfig, PendingFile, VoteStore,
@@ -135,23 +136,23 @@ async fn wallet_loop(
             publish(&board, store.as_ref(), me.id());
         }
         let content = match rng.below(10) {
-            0 | 1 if i < 2 => Some(WalletEntry::Mint(Mint {
+            0 | 1 if i < 2 => Some(Act::Submit(WalletEntry::Mint(Mint {
                 currency: currencies[i],
                 amount: Amount::from_minor(1 + rng.below(5_000)),
-            })),
+            }))),
             0..=4 => {
                 let to = wallet_key(
                     ((i as u64 + 1 + rng.below(WALLETS as u64 - 1)) % WALLETS as u64) as usize,
                 )
                 .id();
-                Some(WalletEntry::Order(Order {
+                Some(Act::Submit(WalletEntry::Order(Order {
                     to,
                     currency: currencies[rng.below(2) as usize],
                     amount: Amount::from_minor(1 + rng.below(3_000)),
                     memo: String::new(),
                     expiry: Some(scrip_ledger::kit::FAR_EXPIRY),
                     condition: None,
-                }))
+                })))
             }
             5..=8 => {
                 // Resolve an order addressed to me, or reclaim a rejected one of mine.
@@ -174,22 +175,20 @@ async fn wallet_loop(
                     let seq = state.wallet(&order.from).unwrap().orders[*id].seq;
                     let citation = certified::citation(store.as_ref(), &order.from, Seq::new(seq))?;
                     Some(if rng.below(3) == 0 {
-                        WalletEntry::Reject(Reject {
+                        Act::Submit(WalletEntry::Reject(Reject {
                             order: citation,
                             reason: "no".into(),
-                        })
+                        }))
                     } else {
-                        WalletEntry::Accept(Accept {
-                            order: citation,
-                            preimage: None,
-                        })
+                        // Claimed first from the payer's notaries, then accepted.
+                        Act::Accept(citation)
                     })
                 } else if let Some((id, order)) = mine_rejected.first() {
                     copy_from_board(&board, store.as_ref(), &order.to);
                     let receiver = state.wallet(&order.to).unwrap();
                     let rejection_seq = receiver.resolved[*id].seq;
                     let own_seq = state.wallet(&me.id()).unwrap().orders[*id].seq;
-                    Some(WalletEntry::Reclaim(Reclaim {
+                    Some(Act::Submit(WalletEntry::Reclaim(Reclaim {
                         order: OrderRef {
                             seq: Seq::new(own_seq),
                             id: **id,
@@ -199,15 +198,32 @@ async fn wallet_loop(
                             &order.to,
                             Seq::new(rejection_seq),
                         )?,
-                    }))
+                    })))
                 } else {
                     None
                 }
             }
+            9 => {
+                // Cancel one of my pending orders (its receiver may be claiming it meanwhile:
+                // the fate decides, never both).
+                let snapshot = board.lock().unwrap().clone();
+                let all: Vec<CertifiedEntry> = snapshot.values().flatten().cloned().collect();
+                let state = fold(all, &scrip_ledger::TrustSignatures);
+                state
+                    .orders()
+                    .values()
+                    .find(|o| o.from == me.id() && o.status == OrderStatus::Pending)
+                    .map(|o| Act::Cancel(Seq::new(o.seq)))
+            }
             _ => None,
         };
-        let Some(content) = content else { continue };
-        match client.submit(&content).await {
+        let Some(act) = content else { continue };
+        let done = match act {
+            Act::Submit(content) => client.submit(&content).await,
+            Act::Accept(citation) => client.accept(citation, None).await,
+            Act::Cancel(seq) => client.take_back(seq, Fate::Cancelled).await,
+        };
+        match done {
             Ok(entry) => {
                 ack(&entry);
                 publish(&board, store.as_ref(), me.id());
@@ -228,7 +244,18 @@ async fn wallet_loop(
     Ok(())
 }
 
-fn run_bank(seed: u64) {
+/// What a wallet does in one step.
+enum Act {
+    /// Submit this entry.
+    Submit(WalletEntry),
+    /// Claim and accept this order.
+    Accept(scrip_ledger::Citation),
+    /// Cancel my order at this seq.
+    Cancel(Seq),
+}
+
+/// Runs one seed; returns how many orders ended accepted and cancelled.
+fn run_bank(seed: u64) -> (usize, usize) {
     eprintln!("bank test: SCRIP_SIM_SEED={seed}");
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
@@ -370,14 +397,29 @@ fn run_bank(seed: u64) {
         assert!(partial.wallets().all(|w| !w.halted));
     }
     let entries = union.len();
-    let orders = state.orders().len();
-    eprintln!("bank test: {entries} certified entries, {orders} orders, all invariants hold");
-    assert!(orders > 0, "the run made no orders");
+    let orders = state.orders();
+    let ended = |status: OrderStatus| orders.values().filter(|o| o.status == status).count();
+    let (accepted, cancelled) = (ended(OrderStatus::Accepted), ended(OrderStatus::Cancelled));
+    eprintln!(
+        "bank test: {entries} certified entries, {} orders ({accepted} accepted, {cancelled} \
+         cancelled), all invariants hold",
+        orders.len()
+    );
+    assert!(!orders.is_empty(), "the run made no orders");
+    (accepted, cancelled)
 }
 
 #[test]
 fn bank_invariants_hold_through_crashes_and_partitions() {
+    let (mut accepted, mut cancelled) = (0, 0);
     for seed in scrip_feed::bench::test_seeds("SCRIP_SIM_SEED", "SCRIP_BANK_SEEDS", 2) {
-        run_bank(seed);
+        let (a, c) = run_bank(seed);
+        accepted += a;
+        cancelled += c;
     }
+    // The runs did claim and accept orders, and cancel some (the paths under test ran).
+    assert!(
+        accepted > 0 && cancelled > 0,
+        "accepted {accepted}, cancelled {cancelled}"
+    );
 }

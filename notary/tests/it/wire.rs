@@ -82,6 +82,50 @@ fn messages() -> Vec<(&'static str, Result<Request, Response>)> {
     };
     let vote = Vote::sign(&w.notaries[0], &subject_of(&w.mint));
     let wallet = w.genesis.author();
+    // An order of the wallet (after its genesis) to the wallet of seed 2, hash-locked, and the
+    // receiver's claim request for it.
+    let receiver = key(2);
+    let preimage = scrip_ledger::content::Preimage([7; 32]);
+    let order = Entry::create(
+        &key(1),
+        Some(w.genesis.head()),
+        Timestamp::from_millis(1_700_000_000_002),
+        scrip_ledger::kit::order(
+            receiver.id(),
+            &Currency::new(wallet, "EUR", 2).unwrap(),
+            500,
+            Timestamp::from_millis(1_800_000_000_000),
+            Some(preimage.lock()),
+        )
+        .to_payload()
+        .unwrap(),
+    )
+    .unwrap();
+    let order_certificate = Certificate::from_votes(
+        order.id(),
+        ROUND_ZERO,
+        w.notaries[..3]
+            .iter()
+            .map(|n| Vote::sign(n, &subject_of(&order)))
+            .collect(),
+    );
+    let fate = scrip_ledger::FateSubject {
+        wallet,
+        order: order.id(),
+        fate: scrip_ledger::Fate::Claimed,
+    };
+    let fate_request = wire::FateRequest {
+        order: scrip_ledger::Citation {
+            entry: CertifiedBytes {
+                bytes: scrip_feed::EntryBytes::of(&order),
+                certificate: order_certificate,
+            },
+            genesis: certified.clone(),
+        },
+        fate: scrip_ledger::Fate::Claimed,
+        preimage: Some(preimage),
+        signature: fate.request(&receiver),
+    };
     vec![
         (
             "request propose",
@@ -99,7 +143,12 @@ fn messages() -> Vec<(&'static str, Result<Request, Response>)> {
                 limit: 64,
             }),
         ),
+        ("request fate", Ok(Request::Fate(Box::new(fate_request)))),
         ("response vote", Err(Response::Vote(vote))),
+        (
+            "response vote (fate)",
+            Err(Response::Vote(fate.vote(&w.notaries[0]))),
+        ),
         (
             "response refusal not-a-notary",
             Err(Response::Refusal(Refusal::NotANotary)),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scrip_feed::{Keypair, MemoryStore, Seq, Store};
-use scrip_ledger::content::{Accept, Mint, Order, OrderRef, Reclaim, Reject, WalletEntry};
+use scrip_ledger::content::{Mint, Order, OrderRef, Reclaim, Reject, WalletEntry};
 use scrip_ledger::{Amount, CertifiedEntry, Currency};
 use scrip_notary::certified;
 use scrip_notary::{
@@ -44,6 +44,10 @@ where
 
     fn load(&self) -> scrip_notary::Result<Vec<scrip_ledger::VoteSubject>> {
         self.inner.load()
+    }
+
+    fn load_fates(&self) -> scrip_notary::Result<Vec<scrip_ledger::FateSubject>> {
+        self.inner.load_fates()
     }
 
     fn voted_entry(
@@ -241,12 +245,7 @@ impl Wallet {
         seq: Seq,
     ) -> scrip_notary::Result<CertifiedEntry> {
         let citation = self.cite(sender, seq);
-        self.client
-            .submit(&WalletEntry::Accept(Accept {
-                order: citation,
-                preimage: None,
-            }))
-            .await
+        self.client.accept(citation, None).await
     }
 
     pub async fn reject(
