@@ -8,5 +8,7 @@ mod common;
 mod adversarial;
 mod bank;
 mod crash;
+mod fate_sim;
+mod fates;
 mod flows;
 mod wire;

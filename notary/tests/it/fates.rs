@@ -1,0 +1,326 @@
+//! The fate decision (`notary.md` §3a), one rule at a time, on the pure state machine with an
+//! explicit clock: the deadline and its margin on both sides, the fate lock in both directions,
+//! preimages, who may ask, and restoring fates after a restart. The seeded simulation of many
+//! notaries with skewed clocks, crashes and byzantine members is `fate_sim.rs`.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use scrip_feed::{Keypair, Seq, Timestamp};
+use scrip_ledger::content::{HashLock, Preimage, WalletEntry};
+use scrip_ledger::kit::{KitWallet, notaries, order};
+use scrip_ledger::{Currency, Fate, FateSubject, TrustSignatures};
+use scrip_notary::decision::{FateDecision, NotaryState};
+use scrip_notary::wire::FateRequest;
+
+/// The margin δ used here.
+const SKEW: u64 = 30_000;
+/// The order's expiry.
+const EXPIRY: u64 = 1_000_000_000;
+
+struct World {
+    sender: KitWallet,
+    receiver: KitWallet,
+    eur: Currency,
+}
+
+fn world() -> World {
+    let set = notaries(50, 4);
+    let mut sender = KitWallet::new(Arc::new(Keypair::from_seed(&[1; 32])), set.clone());
+    let receiver = KitWallet::new(Arc::new(Keypair::from_seed(&[2; 32])), set);
+    let eur = sender.currency("EUR", 2).unwrap();
+    sender.mint(&eur, 10_000);
+    World {
+        sender,
+        receiver,
+        eur,
+    }
+}
+
+impl World {
+    fn order(&mut self, lock: Option<HashLock>) -> Seq {
+        let to = self.receiver.id();
+        self.sender.push(&order(
+            to,
+            &self.eur,
+            100,
+            Timestamp::from_millis(EXPIRY),
+            lock,
+        ))
+    }
+
+    /// A request for `fate` of the order at `seq`, signed by whoever should ask.
+    fn request(&self, seq: Seq, fate: Fate, preimage: Option<Preimage>) -> FateRequest {
+        let asker = if fate.is_void() {
+            &self.sender.key
+        } else {
+            &self.receiver.key
+        };
+        self.signed_by(seq, fate, preimage, asker)
+    }
+
+    fn signed_by(
+        &self,
+        seq: Seq,
+        fate: Fate,
+        preimage: Option<Preimage>,
+        asker: &Keypair,
+    ) -> FateRequest {
+        let subject = FateSubject {
+            wallet: self.sender.id(),
+            order: self.sender.order_ref(seq).id,
+            fate,
+        };
+        FateRequest {
+            order: self.sender.cite(seq),
+            fate,
+            preimage,
+            signature: subject.request(asker),
+        }
+    }
+
+    /// The state of the sender's first notary.
+    fn notary(&self) -> NotaryState {
+        NotaryState::new(self.sender.notaries[0].id())
+    }
+
+    /// The same, knowing the sender's certified log (the fast path: no citation checks).
+    fn notary_knowing(&self) -> NotaryState {
+        let mut state = self.notary();
+        for entry in &self.sender.log {
+            state.learn(entry, &TrustSignatures).unwrap();
+        }
+        state
+    }
+}
+
+fn at(ms: u64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+fn code(decision: &FateDecision) -> String {
+    match decision {
+        FateDecision::Refuse(refusal) => refusal.kind(),
+        FateDecision::Vote(_) => "vote".into(),
+        FateDecision::Again(_) => "again".into(),
+    }
+}
+
+#[test]
+fn a_claim_is_signed_only_before_the_expiry_minus_the_margin() {
+    let mut w = world();
+    let seq = w.order(None);
+    let claim = w.request(seq, Fate::Claimed, None);
+    let last = EXPIRY - SKEW - 1;
+    assert_eq!(
+        code(&w.notary().decide_fate(&claim, at(last), SKEW)),
+        "vote"
+    );
+    assert_eq!(
+        code(&w.notary().decide_fate(&claim, at(last + 1), SKEW)),
+        "rules:order-expired"
+    );
+    assert_eq!(
+        code(&w.notary().decide_fate(&claim, at(EXPIRY + 5), SKEW)),
+        "rules:order-expired"
+    );
+}
+
+#[test]
+fn an_expiry_void_is_signed_only_from_the_expiry_plus_the_margin() {
+    let mut w = world();
+    let seq = w.order(Some(Preimage([3; 32]).lock()));
+    let expired = w.request(seq, Fate::Expired, None);
+    assert_eq!(
+        code(
+            &w.notary()
+                .decide_fate(&expired, at(EXPIRY + SKEW - 1), SKEW)
+        ),
+        "rules:not-expired"
+    );
+    assert_eq!(
+        code(&w.notary().decide_fate(&expired, at(EXPIRY), SKEW)),
+        "rules:not-expired"
+    );
+    assert_eq!(
+        code(&w.notary().decide_fate(&expired, at(EXPIRY + SKEW), SKEW)),
+        "vote"
+    );
+}
+
+/// A claim excludes every void and a void a claim, at one notary, whatever the clock; the same
+/// fate is signed again (even past the deadline); a second void of a voided order is fine.
+#[test]
+fn the_fate_lock_holds_both_ways() {
+    let mut w = world();
+    let claimed = w.order(None);
+    let cancelled = w.order(None);
+    let mut notary = w.notary_knowing();
+    let early = at(EXPIRY - 10 * SKEW);
+    let late = at(EXPIRY + 10 * SKEW);
+    assert_eq!(
+        code(&notary.decide_fate(&w.request(claimed, Fate::Claimed, None), early, SKEW)),
+        "vote"
+    );
+    // A cancel after the claim, and an expiry void later: refused with the reason.
+    for (fate, when) in [(Fate::Cancelled, early), (Fate::Expired, late)] {
+        assert_eq!(
+            code(&notary.decide_fate(&w.request(claimed, fate, None), when, SKEW)),
+            "rules:order-claimed"
+        );
+    }
+    // The claim again, after the deadline: the same vote.
+    assert_eq!(
+        code(&notary.decide_fate(&w.request(claimed, Fate::Claimed, None), late, SKEW)),
+        "again"
+    );
+
+    assert_eq!(
+        code(&notary.decide_fate(&w.request(cancelled, Fate::Cancelled, None), early, SKEW)),
+        "vote"
+    );
+    assert_eq!(
+        code(&notary.decide_fate(&w.request(cancelled, Fate::Claimed, None), early, SKEW)),
+        "rules:order-voided"
+    );
+    // Another void of a voided order: its clock rule, then signed without a new record.
+    assert_eq!(
+        code(&notary.decide_fate(&w.request(cancelled, Fate::Expired, None), early, SKEW)),
+        "rules:not-expired"
+    );
+    assert_eq!(
+        code(&notary.decide_fate(&w.request(cancelled, Fate::Expired, None), late, SKEW)),
+        "again"
+    );
+}
+
+#[test]
+fn a_claim_needs_the_preimage_of_its_own_lock() {
+    let mut w = world();
+    let locked = w.order(Some(Preimage([7; 32]).lock()));
+    let other = w.order(Some(Preimage([8; 32]).lock()));
+    let plain = w.order(None);
+    let now = at(EXPIRY - 10 * SKEW);
+    let cases = [
+        (locked, None, "rules:missing-preimage"),
+        (locked, Some(Preimage([9; 32])), "rules:wrong-preimage"),
+        // The preimage of another order's lock.
+        (locked, Some(Preimage([8; 32])), "rules:wrong-preimage"),
+        (plain, Some(Preimage([7; 32])), "rules:unexpected-preimage"),
+        (locked, Some(Preimage([7; 32])), "vote"),
+        (other, Some(Preimage([8; 32])), "vote"),
+    ];
+    let mut notary = w.notary();
+    for (seq, preimage, expected) in cases {
+        let request = w.request(seq, Fate::Claimed, preimage);
+        assert_eq!(code(&notary.decide_fate(&request, now, SKEW)), expected);
+    }
+}
+
+#[test]
+fn a_hash_locked_order_cannot_be_cancelled() {
+    let mut w = world();
+    let seq = w.order(Some(Preimage([7; 32]).lock()));
+    let cancel = w.request(seq, Fate::Cancelled, None);
+    assert_eq!(
+        code(&w.notary().decide_fate(&cancel, at(0), SKEW)),
+        "rules:conditional-cancel"
+    );
+}
+
+/// Only the receiver claims and only the sender voids: nobody decides someone else's payment.
+#[test]
+fn only_the_receiver_claims_and_only_the_sender_voids() {
+    let mut w = world();
+    let seq = w.order(None);
+    let stranger = Keypair::from_seed(&[99; 32]);
+    let now = at(0);
+    let wrong = [
+        w.signed_by(seq, Fate::Claimed, None, &stranger),
+        w.signed_by(seq, Fate::Claimed, None, &w.sender.key),
+        w.signed_by(seq, Fate::Cancelled, None, &w.receiver.key),
+        w.signed_by(seq, Fate::Cancelled, None, &stranger),
+    ];
+    for request in wrong {
+        assert_eq!(
+            code(&w.notary().decide_fate(&request, now, SKEW)),
+            "malformed"
+        );
+        assert_eq!(
+            code(&w.notary_knowing().decide_fate(&request, now, SKEW)),
+            "malformed"
+        );
+    }
+}
+
+#[test]
+fn a_version_1_order_has_no_fate_and_a_stranger_notary_signs_none() {
+    let mut w = world();
+    let to = w.receiver.id();
+    let v1 = WalletEntry::Order(scrip_ledger::content::Order {
+        to,
+        currency: w.eur,
+        amount: scrip_ledger::Amount::from_minor(10),
+        memo: String::new(),
+        expiry: None,
+        condition: None,
+    });
+    let old = w.sender.push_v1(&v1);
+    assert_eq!(
+        code(
+            &w.notary()
+                .decide_fate(&w.request(old, Fate::Cancelled, None), at(0), SKEW)
+        ),
+        "rules:no-expiry"
+    );
+    let seq = w.order(None);
+    let mut outsider = NotaryState::new(Keypair::from_seed(&[77; 32]).id());
+    assert_eq!(
+        code(&outsider.decide_fate(&w.request(seq, Fate::Claimed, None), at(0), SKEW)),
+        "not-a-notary"
+    );
+}
+
+/// A citation that does not verify is refused before anything else (a notary that does not
+/// know the order checks it).
+#[test]
+fn a_forged_citation_is_refused() {
+    let mut w = world();
+    let seq = w.order(None);
+    let mut request = w.request(seq, Fate::Claimed, None);
+    request.order.entry.certificate.votes.truncate(1);
+    assert_eq!(
+        code(&w.notary().decide_fate(&request, at(0), SKEW)),
+        "malformed"
+    );
+}
+
+/// After a restart the notary's fates come back from its records: the opposite fate stays
+/// refused, the same is signed again.
+#[test]
+fn restored_fates_keep_their_promise() {
+    let mut w = world();
+    let seq = w.order(None);
+    let mut before = w.notary();
+    let FateDecision::Vote(subject) =
+        before.decide_fate(&w.request(seq, Fate::Claimed, None), at(0), SKEW)
+    else {
+        panic!("expected a vote");
+    };
+    let mut after = w.notary();
+    after.restore_fate(subject.order, subject.fate);
+    assert_eq!(
+        code(&after.decide_fate(&w.request(seq, Fate::Cancelled, None), at(0), SKEW)),
+        "rules:order-claimed"
+    );
+    assert_eq!(
+        code(&after.decide_fate(&w.request(seq, Fate::Claimed, None), at(0), SKEW)),
+        "again"
+    );
+    // A fate decided but never made durable is forgotten: the opposite one is then allowed.
+    after.forget_fate(&subject);
+    assert_eq!(
+        code(&after.decide_fate(&w.request(seq, Fate::Cancelled, None), at(0), SKEW)),
+        "vote"
+    );
+}
