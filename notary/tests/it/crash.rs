@@ -361,3 +361,86 @@ async fn a_notary_killed_in_a_batch_with_two_proposals_for_one_slot_sent_no_vote
         one_batch_round("Flushed").await;
     }
 }
+
+/// One fate round: ask the child for a claim of an order, kill it at `step` of recording the
+/// claim, restart it, ask for a void (a cancel) and then the claim again. Returns the fates it
+/// signed for the order and its answer to the void.
+async fn fate_round(step: &str) -> (Vec<scrip_ledger::Fate>, Option<Refusal>) {
+    use scrip_ledger::{Fate, FateSubject};
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = world();
+    world.extend(10);
+    let seq = scrip_feed::Seq::new(world.log.len() as u64);
+    let order = world.order_ref(seq).id;
+    let request = |fate: Fate| {
+        let asker = if fate.is_void() { key(1) } else { key(2) };
+        let subject = FateSubject {
+            wallet: world.id(),
+            order,
+            fate,
+        };
+        Request::Fate(Box::new(wire::FateRequest {
+            order: world.cite(seq),
+            fate,
+            preimage: None,
+            signature: subject.request(&asker),
+        }))
+    };
+    let address = free_port();
+    let child = spawn_child(dir.path(), &address, Some(step));
+    let claim = request(Fate::Claimed);
+    let address_claim = address.clone();
+    let pending =
+        tokio::spawn(async move { ask(&address_claim, &claim, Duration::from_secs(30)).await });
+    let paused = child.wait_for("paused");
+    assert_eq!(paused, format!("paused {step}"));
+    child.kill();
+    assert!(
+        pending.await.unwrap().is_none(),
+        "an answer escaped before the crash"
+    );
+
+    let child = spawn_child(dir.path(), &address, None);
+    let mut signed = Vec::new();
+    let mut void_refusal = None;
+    for fate in [Fate::Cancelled, Fate::Claimed] {
+        let subject = FateSubject {
+            wallet: world.id(),
+            order,
+            fate,
+        };
+        match ask(&address, &request(fate), Duration::from_secs(10)).await {
+            Some(Response::Vote(vote)) => {
+                scrip_ledger::fate::verify_fate_votes(&[vote], &subject).unwrap();
+                signed.push(fate);
+            }
+            Some(Response::Refusal(refusal)) => {
+                if fate == Fate::Cancelled {
+                    void_refusal = Some(refusal);
+                }
+            }
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    child.kill();
+    (signed, void_refusal)
+}
+
+/// A notary killed at any step of recording a claim never signs both the claim and a void of
+/// the order after it restarts; once the claim was flushed, the void is refused for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notary_killed_while_recording_a_fate_never_signs_the_opposite_one() {
+    for _ in 0..rounds() {
+        for step in ["BeforeWrite", "Written", "Flushed"] {
+            let (signed, void_refusal) = fate_round(step).await;
+            assert_eq!(signed.len(), 1, "{step}: signed {signed:?}");
+            if step == "Flushed" {
+                assert_eq!(signed, vec![scrip_ledger::Fate::Claimed]);
+                assert!(
+                    matches!(&void_refusal, Some(Refusal::Rules { code, .. }) if code == "order-claimed"),
+                    "{void_refusal:?}"
+                );
+            }
+        }
+    }
+}
