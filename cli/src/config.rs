@@ -13,6 +13,10 @@ pub const DEFAULT_NOTARY_LISTEN: &str = "127.0.0.1:7412";
 pub const DEFAULT_HOPS: u8 = 2;
 /// Default time a command waits for its daemon's answer, in seconds.
 pub const DEFAULT_COMMAND_TIMEOUT: u64 = 30;
+/// Default time an order can be accepted, from when it is paid.
+pub const DEFAULT_ORDER_EXPIRY: &str = "7d";
+/// Default bound on clock error, in seconds (the notaries' margin δ, `notary.md` §3a).
+pub const DEFAULT_CLOCK_SKEW: u64 = 30;
 
 /// A home's settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +32,13 @@ pub struct Config {
     pub hops: u8,
     /// Seconds a command waits for the daemon's answer on the control socket.
     pub command_timeout: u64,
+    /// How long an order can be accepted (`pay` without `--expires`), e.g. "7d", "12h".
+    pub order_expiry: String,
+    /// The bound on clock error assumed, in seconds: a notary's margin δ around expiries, and
+    /// what this wallet's commands keep clear of them.
+    pub clock_skew: u64,
+    /// Whether the daemon refunds this wallet's expired orders by itself.
+    pub auto_refund: bool,
 }
 
 impl Default for Config {
@@ -38,8 +49,24 @@ impl Default for Config {
             network_key: "default".into(),
             hops: DEFAULT_HOPS,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            order_expiry: DEFAULT_ORDER_EXPIRY.into(),
+            clock_skew: DEFAULT_CLOCK_SKEW,
+            auto_refund: true,
         }
     }
+}
+
+/// Parses a duration such as "90s", "2h", "7d" or "1h 30m" (days are 24 hours).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration> {
+    let span: jiff::Span = text
+        .trim()
+        .parse()
+        .map_err(|e| anyhow!("{text:?} is not a duration such as 90s, 2h or 7d: {e}"))?;
+    let duration = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|e| anyhow!("{text:?} is not a duration such as 90s, 2h or 7d: {e}"))?;
+    std::time::Duration::try_from(duration)
+        .map_err(|_| anyhow!("{text:?} is negative: a duration is positive"))
 }
 
 impl Config {
@@ -53,6 +80,10 @@ impl Config {
         if !(5..=3600).contains(&config.command_timeout) {
             bail!("command_timeout must be 5 to 3600 seconds");
         }
+        if config.clock_skew > 3600 {
+            bail!("clock_skew must be at most 3600 seconds");
+        }
+        config.order_expiry()?;
         Ok(config)
     }
 
@@ -69,6 +100,16 @@ impl Config {
                 self.network_key.chars().count()
             )
         })
+    }
+
+    /// The default order expiry, checked.
+    pub fn order_expiry(&self) -> Result<std::time::Duration> {
+        let expiry =
+            parse_duration(&self.order_expiry).map_err(|e| anyhow!("order_expiry: {e}"))?;
+        if expiry < std::time::Duration::from_secs(1) {
+            bail!("order_expiry must be at least 1s");
+        }
+        Ok(expiry)
     }
 
     /// The file `scrip init` writes: these values, each explained.
@@ -92,12 +133,26 @@ impl Config {
              \n\
              # Seconds a command waits for this home's daemon to answer before it gives up and\n\
              # says so, naming the daemon's pid (default {DEFAULT_COMMAND_TIMEOUT}).\n\
-             command_timeout = {timeout}\n",
+             command_timeout = {timeout}\n\
+             \n\
+             # How long an order you pay can be accepted, unless `scrip pay --expires` says\n\
+             # otherwise; after that you get it back (default \"{DEFAULT_ORDER_EXPIRY}\").\n\
+             order_expiry = {expiry:?}\n\
+             \n\
+             # The bound on clock error, in seconds: a notary claims an order only until this\n\
+             # long before its expiry and refunds it from this long after (default {DEFAULT_CLOCK_SKEW}).\n\
+             clock_skew = {skew}\n\
+             \n\
+             # Whether `scrip serve` refunds your expired orders by itself (default true).\n\
+             auto_refund = {refund}\n",
             listen = self.listen,
             notary = self.notary_listen,
             key = self.network_key,
             hops = self.hops,
             timeout = self.command_timeout,
+            expiry = self.order_expiry,
+            skew = self.clock_skew,
+            refund = self.auto_refund,
         )
     }
 }
@@ -131,5 +186,18 @@ mod tests {
         assert!(Config::parse("hops = 0").is_err());
         assert!(Config::parse("command_timeout = 0").is_err());
         assert!(Config::parse("listne = \"typo\"").is_err());
+        assert!(Config::parse("order_expiry = \"soon\"").is_err());
+        assert!(Config::parse("order_expiry = \"0s\"").is_err());
+        assert!(Config::parse("clock_skew = 99999").is_err());
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("2h").unwrap().as_secs(), 7_200);
+        assert_eq!(parse_duration("7d").unwrap().as_secs(), 7 * 86_400);
+        assert_eq!(parse_duration("1h 30m").unwrap().as_secs(), 5_400);
+        assert!(parse_duration("-1h").is_err());
+        assert!(parse_duration("tomorrow").is_err());
     }
 }

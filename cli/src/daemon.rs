@@ -58,6 +58,7 @@ pub struct Daemon {
     notary: Option<NotaryHandle>,
     bridge: Option<JoinHandle<()>>,
     api: JoinHandle<()>,
+    refunder: Option<JoinHandle<()>>,
     socket: PathBuf,
     ctx: Arc<Context>,
     ready: Ready,
@@ -97,11 +98,15 @@ impl Daemon {
             notary: notary.as_ref().map(|n| n.address().to_string()),
             socket: socket.display().to_string(),
         };
+        let refunder = config
+            .auto_refund
+            .then(|| tokio::spawn(refund_expired_orders(Arc::clone(&ctx))));
         let daemon = Daemon {
             node,
             notary,
             bridge,
             api,
+            refunder,
             socket,
             ctx,
             ready,
@@ -130,6 +135,9 @@ impl Daemon {
     /// Stops everything, in order.
     pub async fn stop(self) {
         self.api.abort();
+        if let Some(refunder) = self.refunder {
+            refunder.abort();
+        }
         api::unbind(&self.socket);
         if let Some(notary) = self.notary {
             notary.shutdown().await;
@@ -138,6 +146,36 @@ impl Daemon {
             bridge.abort();
         }
         self.node.shutdown().await;
+    }
+}
+
+/// Longest the refunder sleeps before it looks at the wallet's orders again (a payment made
+/// meanwhile wakes it at once).
+const REFUND_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The daemon's refunder: takes back this wallet's orders that expired unaccepted, as soon as
+/// the notaries' margin allows, and reports each in the log.
+async fn refund_expired_orders(ctx: Arc<Context>) {
+    loop {
+        let wait = match crate::ops::refund_expired(&ctx).await {
+            Ok((lines, next)) => {
+                for line in lines {
+                    tracing::info!("auto-refund: {line}");
+                }
+                next.map_or(REFUND_RECHECK, |at| {
+                    std::time::Duration::from_millis(at.saturating_sub(crate::ops::now_ms()))
+                        .min(REFUND_RECHECK)
+                })
+            }
+            Err(err) => {
+                tracing::warn!("auto-refund: {err:#}");
+                REFUND_RECHECK
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = ctx.orders_changed.notified() => {}
+        }
     }
 }
 
@@ -218,6 +256,7 @@ async fn start_parts(
                     .clone()
                     .unwrap_or(config.notary_listen.clone()),
                 transport: transport(config)?,
+                clock_skew: std::time::Duration::from_secs(config.clock_skew),
                 ..NotaryConfig::default()
             },
             Arc::new(|_| {}),

@@ -20,7 +20,7 @@ use indicatif::ProgressBar;
 use scrip_feed::{Entry, FeedId, Keypair};
 use scrip_ledger::content::{Mint, WalletEntry};
 use scrip_ledger::verify::subject_of;
-use scrip_ledger::{Amount, Currency, OrderStatus};
+use scrip_ledger::{Amount, Currency, OrderStatus, short_currency};
 use scrip_notary::certified;
 use scrip_notary::wire::{self, Proposal, Request, Response};
 use scrip_notary::{NotaryAddr, Refusal};
@@ -71,6 +71,8 @@ struct DemoReport {
     wallets: BTreeMap<String, String>,
     /// Each attempt that must fail, with the reason it was refused.
     refused: BTreeMap<String, String>,
+    /// How orders ended without their receiver: `cancelled` and `refunded`, each with its line.
+    ends: BTreeMap<String, String>,
     /// The observer's audit of each wallet.
     audits: Vec<AuditLine>,
     /// Balances per wallet name, as `amount CODE`.
@@ -167,6 +169,9 @@ async fn start(dir: &Path, name: &'static str, notary: bool) -> Result<Peer> {
     home.init(&Config {
         listen: "127.0.0.1:0".into(),
         notary_listen: "127.0.0.1:0".into(),
+        // One machine, one clock: no margin needed around expiries (so that the demo can show
+        // an order expiring in seconds).
+        clock_skew: 0,
         ..Config::default()
     })?;
     let daemon = Daemon::start(
@@ -268,6 +273,7 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> Result<()> {
     let world = start_world(&dir, &mut n).await?;
     create_wallets(&world, &mut n).await?;
     let order_to_bob = move_money(&world, &mut n).await?;
+    orders_end(&world, &mut n).await?;
     attempt_cheats(&world, &mut n, &order_to_bob).await?;
     let passed = audit_everything(&world, &mut n).await?;
 
@@ -457,6 +463,8 @@ async fn move_money(world: &World, n: &mut Narrator) -> Result<String> {
             amount: "250.00".into(),
             currency: "EUR".into(),
             memo: Some("rent".into()),
+            expires: None,
+            condition: None,
         })
         .await?;
     n.say(format!("alice: {}", paid.text().trim()));
@@ -464,6 +472,7 @@ async fn move_money(world: &World, n: &mut Narrator) -> Result<String> {
     let accepted = bob
         .run(Op::Accept {
             order: order_to_bob.to_owned(),
+            preimage: None,
         })
         .await?;
     n.say(format!("bob: {}", accepted.text().trim()));
@@ -474,6 +483,8 @@ async fn move_money(world: &World, n: &mut Narrator) -> Result<String> {
             amount: "100.00".into(),
             currency: "EUR".into(),
             memo: Some("deposit".into()),
+            expires: None,
+            condition: None,
         })
         .await?;
     let order_to_carol = incoming_order(carol, &wa).await?;
@@ -511,16 +522,103 @@ async fn move_money(world: &World, n: &mut Narrator) -> Result<String> {
         amount: "50.00".into(),
         currency: "EUR".into(),
         memo: None,
+        expires: None,
+        condition: None,
     })
     .await?;
     let order_bob_carol = incoming_order(carol, &wb).await?;
     carol
         .run(Op::Accept {
             order: order_bob_carol,
+            preimage: None,
         })
         .await?;
     n.say("bob paid carol 50.00 EUR; carol accepted");
     Ok(order_to_bob)
+}
+
+/// Step 4b, orders that end without their receiver: alice cancels an order to carol (carol's
+/// accept afterwards is refused: the order's fate is decided), and an order to bob expires
+/// unaccepted and alice's daemon refunds it by itself.
+async fn orders_end(world: &World, n: &mut Narrator) -> Result<()> {
+    let (alice, bob, carol) = (
+        world.user("alice")?,
+        world.user("bob")?,
+        world.user("carol")?,
+    );
+    let (wa, wb, wc) = (alice.wallet()?, bob.wallet()?, carol.wallet()?);
+    n.working("cancelling and letting an order expire");
+    alice
+        .run(Op::Pay {
+            wallet: crate::ops::address(wc),
+            amount: "20.00".into(),
+            currency: "EUR".into(),
+            memo: Some("ticket".into()),
+            expires: None,
+            condition: None,
+        })
+        .await?;
+    let to_carol = incoming_order(carol, &wa).await?;
+    let cancelled = alice
+        .run(Op::Cancel {
+            order: to_carol.clone(),
+        })
+        .await?;
+    let line = cancelled.text().trim().to_owned();
+    n.say(format!("alice: {line}"));
+    n.report.ends.insert("cancelled".into(), line);
+    let late = refusal_line(
+        carol
+            .run(Op::Accept {
+                order: to_carol,
+                preimage: None,
+            })
+            .await,
+    )?;
+    n.say(format!(
+        "  carol accepts the cancelled order: refused: {late}"
+    ));
+    n.report.refused.insert("accept_after_cancel".into(), late);
+
+    alice
+        .run(Op::Pay {
+            wallet: crate::ops::address(wb),
+            amount: "30.00".into(),
+            currency: "EUR".into(),
+            memo: Some("if you want it".into()),
+            expires: Some("2s".into()),
+            condition: None,
+        })
+        .await?;
+    let to_bob = incoming_order(bob, &wa).await?;
+    n.say(format!(
+        "alice paid bob 30.00 EUR expiring in 2 s ({to_bob}); bob does not answer"
+    ));
+    // Alice's daemon refunds it by itself once it expired.
+    let refunded = wait_for("alice's daemon to refund the expired order", || async {
+        let Output::Orders { orders } = alice
+            .run(Op::Orders {
+                incoming: false,
+                outgoing: true,
+                pending: false,
+            })
+            .await?
+        else {
+            bail!("unexpected output");
+        };
+        Ok(orders
+            .into_iter()
+            .find(|o| o.id == to_bob && o.status == "refunded"))
+    })
+    .await?;
+    let line = format!(
+        "alice's daemon refunded the expired order by itself: {} {} back",
+        refunded.amount,
+        short_currency(&refunded.currency)
+    );
+    n.say(line.clone());
+    n.report.ends.insert("refunded".into(), line);
+    Ok(())
 }
 
 /// Step 5: attempts to cheat, each refused with its reason.
@@ -565,6 +663,8 @@ async fn attempt_cheats(world: &World, n: &mut Narrator, order_to_bob: &str) -> 
                 amount: "1.00".into(),
                 currency: "EUR".into(),
                 memo: None,
+                expires: None,
+                condition: None,
             })
             .await,
     )?;
@@ -575,6 +675,7 @@ async fn attempt_cheats(world: &World, n: &mut Narrator, order_to_bob: &str) -> 
     let double = refusal_line(
         bob.run(Op::Accept {
             order: order_to_bob.to_owned(),
+            preimage: None,
         })
         .await,
     )?;

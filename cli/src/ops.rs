@@ -144,6 +144,16 @@ pub enum Op {
         /// A note for the receiver (at most 256 bytes).
         #[arg(long)]
         memo: Option<String>,
+        /// How long the receiver can accept it ("90s", "2h", "7d"; default: config.toml's
+        /// order_expiry, 7 days); after that you get it back (`scrip reclaim`, or the daemon by
+        /// itself).
+        #[arg(long)]
+        expires: Option<String>,
+        /// A hash lock (64 hex digits, from the receiver's `scrip hashlock`): only the holder of
+        /// its secret can accept, and the order cannot be cancelled, only refunded after it
+        /// expires.
+        #[arg(long)]
+        condition: Option<String>,
     },
     /// Show the wallet entry signed earlier and still waiting for its notaries, if any (a
     /// command that exited with status 3 left it); `--retry` tries to settle it now.
@@ -178,6 +188,9 @@ pub enum Op {
     Accept {
         /// The order id (`%...`, see `scrip orders`).
         order: String,
+        /// The secret (64 hex digits) that opens the order's hash lock, if it has one.
+        #[arg(long)]
+        preimage: Option<String>,
     },
     /// Reject an order paid to you: the sender can then reclaim it.
     ///
@@ -189,13 +202,27 @@ pub enum Op {
         #[arg(long, default_value = "")]
         reason: String,
     },
-    /// Take back an order of yours that its receiver rejected.
+    /// Take back an order of yours that its receiver rejected, or that expired unaccepted.
     ///
     /// Example: `scrip reclaim %5tGk...`
     Reclaim {
         /// The order id (`%...`).
         order: String,
     },
+    /// Cancel an order of yours that its receiver has not accepted: you get it back at once.
+    /// Not for a hash-locked order (it is refunded after it expires).
+    ///
+    /// Example: `scrip cancel %5tGk...`
+    Cancel {
+        /// The order id (`%...`).
+        order: String,
+    },
+    /// Make a secret for a hash-locked payment: keep the preimage, give the lock to the payer
+    /// (`scrip pay ... --condition LOCK`), accept with `scrip accept ORDER --preimage SECRET`.
+    /// Accepting reveals the secret to everyone who reads your wallet.
+    ///
+    /// Example: `scrip hashlock`
+    Hashlock,
     /// Show your wallet's balances.
     ///
     /// Example: `scrip balance`
@@ -253,6 +280,8 @@ pub struct Context {
     own_head_checked: Mutex<bool>,
     /// The ledger of every wallet held, as far as it was read (see [`Context::ledger`]).
     ledger: Arc<std::sync::Mutex<LedgerCache>>,
+    /// Signalled when this wallet pays (the daemon's refunder then looks at its expiries again).
+    pub orders_changed: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Context {
@@ -374,6 +403,7 @@ impl Context {
             wallet: Mutex::new(None),
             own_head_checked: Mutex::new(false),
             ledger: Arc::new(std::sync::Mutex::new(LedgerCache::default())),
+            orders_changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -733,15 +763,34 @@ pub async fn execute(ctx: &Context, op: Op) -> Result<Output> {
             amount,
             currency,
             memo,
-        } => pay(ctx, &wallet, &amount, &currency, memo).await,
+            expires,
+            condition,
+        } => {
+            let terms = Terms {
+                memo,
+                expires,
+                condition,
+            };
+            pay(ctx, &wallet, &amount, &currency, terms).await
+        }
         Op::Orders {
             incoming,
             outgoing,
             pending,
         } => orders(ctx, incoming, outgoing, pending).await,
-        Op::Accept { order } => resolve(ctx, &order, None).await,
-        Op::Reject { order, reason } => resolve(ctx, &order, Some(reason)).await,
+        Op::Accept { order, preimage } => resolve(ctx, &order, Resolve::Accept(preimage)).await,
+        Op::Reject { order, reason } => resolve(ctx, &order, Resolve::Reject(reason)).await,
         Op::Reclaim { order } => reclaim(ctx, &order).await,
+        Op::Cancel { order } => cancel(ctx, &order).await,
+        Op::Hashlock => {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| anyhow!("no randomness: {e}"))?;
+            let preimage = scrip_ledger::content::Preimage(secret);
+            Ok(Output::Hashlock {
+                lock: preimage.lock().to_hex(),
+                preimage: preimage.to_hex(),
+            })
+        }
         Op::Balance => balance(ctx).await,
         Op::Audit { wallet, timeout } => audit(ctx, &wallet, timeout).await,
     }
@@ -1038,13 +1087,44 @@ async fn mint(ctx: &Context, amount: &str, code: &str, decimals: u8) -> Result<O
     )
 }
 
+/// What `pay` asks beyond the amount: the memo, the expiry, the hash lock.
+struct Terms {
+    memo: Option<String>,
+    expires: Option<String>,
+    condition: Option<String>,
+}
+
+/// This machine's clock, in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// "3d 4h", "12m 5s": a short human duration.
+pub fn short_duration(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
 async fn pay(
     ctx: &Context,
     to: &str,
     amount: &str,
     currency: &str,
-    memo: Option<String>,
+    terms: Terms,
 ) -> Result<Output> {
+    let Terms {
+        memo,
+        expires,
+        condition,
+    } = terms;
     let wallet = ctx.wallet_id()?.ok_or_else(no_wallet)?;
     // What the user typed is checked first, then the receiver (which may ask peers for it).
     let state = ctx.wallet_state().await?;
@@ -1060,6 +1140,26 @@ async fn pay(
             amount.display(currency.decimals)
         );
     }
+    let lifetime = match &expires {
+        Some(text) => crate::config::parse_duration(text).map_err(|e| anyhow!("--expires: {e}"))?,
+        None => ctx.config.order_expiry()?,
+    };
+    // The receiver must be able to claim it: notaries claim only until δ before the expiry.
+    let skew = ctx.config.clock_skew.saturating_mul(1000);
+    let lifetime_ms = u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX);
+    if lifetime_ms <= skew.saturating_mul(2) {
+        bail!(
+            "an order expiring in {} could never be accepted: notaries claim orders only until              {}s before their expiry (clock_skew); nothing was signed",
+            short_duration(lifetime_ms),
+            ctx.config.clock_skew
+        );
+    }
+    let expiry = scrip_feed::Timestamp::from_millis(now_ms().saturating_add(lifetime_ms));
+    let condition = condition
+        .as_deref()
+        .map(scrip_ledger::content::HashLock::from_hex)
+        .transpose()
+        .map_err(|e| anyhow!("--condition: {e}; nothing was signed"))?;
     let to = crate::payee::check(ctx, to, wallet).await?;
     let submitted = ctx
         .submit(WalletEntry::Order(Order {
@@ -1067,18 +1167,26 @@ async fn pay(
             currency,
             amount,
             memo: memo.unwrap_or_default(),
-            expiry: Some(scrip_ledger::kit::FAR_EXPIRY),
-            condition: None,
+            expiry: Some(expiry),
+            condition,
         }))
         .await?;
+    ctx.orders_changed.notify_one();
     certified_output(
         &submitted,
         format!(
-            "order {} sent: {} {} to {}; it is in escrow until they accept it",
+            "order {} sent: {} {} to {}; it is in escrow until they accept it, or until it \
+             expires at {} and comes back to you{}",
             submitted.certified.entry.id(),
             amount.display(currency.decimals),
             currency.code.as_str(),
-            address(to)
+            address(to),
+            crate::output::when(expiry.as_millis()),
+            if condition.is_some() {
+                " (hash-locked: only the holder of the secret can accept it)"
+            } else {
+                ""
+            }
         ),
     )
 }
@@ -1094,8 +1202,37 @@ fn status_text(status: OrderStatus) -> &'static str {
     }
 }
 
+/// What a person should know about where an order stands: the time left to accept it, or
+/// that it expired and what follows.
+fn order_note(order: &scrip_ledger::OrderView, direction: &str, now: u64, skew: u64) -> String {
+    let Some(expiry) = order.expiry.map(|e| e.as_millis()) else {
+        return String::new();
+    };
+    if order.status != OrderStatus::Pending {
+        return String::new();
+    }
+    let locked = if order.condition.is_some() {
+        "hash-locked; "
+    } else {
+        ""
+    };
+    if now < expiry {
+        return format!("{locked}expires in {}", short_duration(expiry - now));
+    }
+    let refundable = now >= expiry.saturating_add(skew);
+    match (direction, refundable) {
+        ("outgoing", true) => format!("{locked}expired: `scrip reclaim` refunds it"),
+        ("outgoing", false) => format!(
+            "{locked}expired: refundable in {}",
+            short_duration(expiry.saturating_add(skew) - now)
+        ),
+        _ => format!("{locked}expired: it goes back to the payer"),
+    }
+}
+
 async fn orders(ctx: &Context, incoming: bool, outgoing: bool, pending: bool) -> Result<Output> {
     let wallet = ctx.wallet_id()?.ok_or_else(no_wallet)?;
+    let (now, skew) = (now_ms(), ctx.config.clock_skew.saturating_mul(1000));
     let (both, open_only) = (incoming == outgoing, pending);
     let mine = ctx
         .with_ledger(move |ledger| ledger.orders_of(&wallet))
@@ -1131,6 +1268,7 @@ async fn orders(ctx: &Context, incoming: bool, outgoing: bool, pending: bool) ->
                     _ => None,
                 })
                 .unwrap_or_default();
+            let note = order_note(&order, direction, now, skew);
             lines.push(OrderLine {
                 id: id.to_string(),
                 direction: direction.into(),
@@ -1140,6 +1278,9 @@ async fn orders(ctx: &Context, incoming: bool, outgoing: bool, pending: bool) ->
                 currency: order.currency.to_string(),
                 status: status_text(order.status).into(),
                 memo,
+                expires: order.expiry.map(|e| e.as_millis()),
+                condition: order.condition.map(|c| c.to_hex()),
+                note,
             });
         }
         Ok(Output::Orders { orders: lines })
@@ -1168,7 +1309,15 @@ async fn find_order(ctx: &Context, id: EntryId) -> Result<(FeedId, Seq, Order)> 
     .await
 }
 
-async fn resolve(ctx: &Context, order: &str, rejection: Option<String>) -> Result<Output> {
+/// How an incoming order is answered.
+enum Resolve {
+    /// Accepted, with the preimage of its hash lock if it has one.
+    Accept(Option<String>),
+    /// Rejected, with the reason.
+    Reject(String),
+}
+
+async fn resolve(ctx: &Context, order: &str, answer: Resolve) -> Result<Output> {
     let id = parse_order(order)?;
     let wallet = ctx.wallet_id()?.ok_or_else(no_wallet)?;
     let (sender, seq, order) = find_order(ctx, id).await?;
@@ -1183,18 +1332,59 @@ async fn resolve(ctx: &Context, order: &str, rejection: Option<String>) -> Resul
         order.amount.display(order.currency.decimals),
         order.currency.code.as_str()
     );
-    match rejection {
-        None => {
+    match answer {
+        Resolve::Accept(preimage) => {
+            let preimage = preimage
+                .as_deref()
+                .map(scrip_ledger::content::Preimage::from_hex)
+                .transpose()
+                .map_err(|e| anyhow!("--preimage: {e}; nothing was signed"))?;
+            match (&order.condition, &preimage) {
+                (Some(lock), Some(p)) if !lock.opens(p) => {
+                    bail!("that secret does not open order {id}'s hash lock; nothing was signed")
+                }
+                (Some(_), None) => bail!(
+                    "order {id} is hash-locked: accept it with --preimage SECRET (the secret \
+                     whose lock you gave the payer); nothing was signed"
+                ),
+                (None, Some(_)) => {
+                    bail!("order {id} has no hash lock: accept it without --preimage")
+                }
+                _ => {}
+            }
+            // Claims are signed only until δ before the expiry; one started later could reach
+            // some notaries in time and not others (notary.md section 3a): not started at all.
+            if let Some(expiry) = order.expiry {
+                let margin = ctx
+                    .config
+                    .clock_skew
+                    .saturating_mul(1000)
+                    .saturating_add(CLAIM_TIME_MS);
+                if now_ms().saturating_add(margin) >= expiry.as_millis() {
+                    bail!(
+                        "order {id} expires at {}: too soon to accept it safely (a claim needs \
+                         {} before the expiry); it goes back to the payer",
+                        crate::output::when(expiry.as_millis()),
+                        short_duration(margin)
+                    );
+                }
+            }
             let claim = match order.expiry {
                 Some(_) => Some(
-                    crate::wallet::fate(ctx, &citation, scrip_ledger::Fate::Claimed, None).await?,
+                    crate::wallet::fate(
+                        ctx,
+                        &citation,
+                        scrip_ledger::Fate::Claimed,
+                        preimage.clone(),
+                    )
+                    .await?,
                 ),
                 None => None,
             };
             let submitted = ctx
                 .submit(WalletEntry::Accept(Accept {
                     order: citation,
-                    preimage: None,
+                    preimage,
                     claim,
                 }))
                 .await?;
@@ -1203,7 +1393,7 @@ async fn resolve(ctx: &Context, order: &str, rejection: Option<String>) -> Resul
                 format!("accepted {amount} from {}", address(sender)),
             )
         }
-        Some(reason) => {
+        Resolve::Reject(reason) => {
             let submitted = ctx
                 .submit(WalletEntry::Reject(Reject {
                     order: citation,
@@ -1221,6 +1411,10 @@ async fn resolve(ctx: &Context, order: &str, rejection: Option<String>) -> Resul
     }
 }
 
+/// Time a claim (then the accept) is given before an order's expiry margin, in milliseconds:
+/// the wallet client's certification deadline.
+const CLAIM_TIME_MS: u64 = 30_000;
+
 async fn reclaim(ctx: &Context, order: &str) -> Result<Output> {
     let id = parse_order(order)?;
     let wallet = ctx.wallet_id()?.ok_or_else(no_wallet)?;
@@ -1229,46 +1423,188 @@ async fn reclaim(ctx: &Context, order: &str) -> Result<Output> {
         bail!("order {id} is not yours");
     }
     let receiver = order.to;
-    let rejection = ctx
+    let resolution = ctx
         .blocking(move |store| {
             let log = certified::certified_log(store.as_ref(), &receiver)?;
             let state = scrip_ledger::fold(log, &TrustSignatures);
-            let resolution = state
+            Ok(state
                 .wallet(&receiver)
                 .and_then(|w| w.resolved.get(&id))
-                .cloned()
-                .ok_or_else(|| {
-                    anyhow!(
-                        "{} has not rejected order {id} (as far as this node knows: \
-                         follow them to replicate their wallet)",
-                        address(receiver)
-                    )
-                })?;
-            if resolution.accepted {
-                bail!(
-                    "{} accepted order {id}: there is nothing to reclaim",
-                    address(receiver)
-                );
-            }
-            Ok(certified::citation(
-                store.as_ref(),
-                &receiver,
-                Seq::new(resolution.seq),
-            )?)
+                .cloned())
         })
         .await?;
-    let submitted = ctx
-        .submit(WalletEntry::Reclaim(Reclaim {
-            order: OrderRef { seq, id },
-            rejection,
-        }))
+    match resolution {
+        Some(resolution) if resolution.accepted => bail!(
+            "{} accepted order {id}: there is nothing to reclaim",
+            address(receiver)
+        ),
+        Some(resolution) => {
+            let rejection = ctx
+                .blocking(move |store| {
+                    Ok(certified::citation(
+                        store.as_ref(),
+                        &receiver,
+                        Seq::new(resolution.seq),
+                    )?)
+                })
+                .await?;
+            let submitted = ctx
+                .submit(WalletEntry::Reclaim(Reclaim {
+                    order: OrderRef { seq, id },
+                    rejection,
+                }))
+                .await?;
+            certified_output(
+                &submitted,
+                format!(
+                    "reclaimed {} {} (rejected by {})",
+                    order.amount.display(order.currency.decimals),
+                    order.currency.code.as_str(),
+                    address(receiver)
+                ),
+            )
+        }
+        None => {
+            let Some(expiry) = order.expiry else {
+                bail!(
+                    "{} has not rejected order {id} (as far as this node knows: follow them to \
+                     replicate their wallet), and the order never expires (an old order): only \
+                     its receiver's rejection returns it",
+                    address(receiver)
+                );
+            };
+            let refundable = expiry
+                .as_millis()
+                .saturating_add(ctx.config.clock_skew.saturating_mul(1000));
+            let now = now_ms();
+            if now < refundable {
+                bail!(
+                    "{} has not rejected order {id} (as far as this node knows: follow them to \
+                     replicate their wallet), and it has not expired: it expires at {}, and \
+                     can be refunded from {} (in {}){}; nothing was signed",
+                    address(receiver),
+                    crate::output::when(expiry.as_millis()),
+                    crate::output::when(refundable),
+                    short_duration(refundable - now),
+                    if order.condition.is_none() {
+                        "; `scrip cancel` takes it back now if the receiver has not accepted it"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            take_back(ctx, seq, id, &order, scrip_ledger::Fate::Expired).await
+        }
+    }
+}
+
+/// This wallet's pending orders that expired and may be refunded now (expiry + clock_skew
+/// passed), and the time the next one may be (milliseconds since the epoch), if any.
+async fn expired_orders(ctx: &Context) -> Result<(Vec<(EntryId, u64)>, Option<u64>)> {
+    let Some(wallet) = ctx.wallet_id()? else {
+        return Ok((Vec::new(), None));
+    };
+    let (now, skew) = (now_ms(), ctx.config.clock_skew.saturating_mul(1000));
+    let mine = ctx
+        .with_ledger(move |ledger| ledger.orders_of(&wallet))
         .await?;
+    let mut due = Vec::new();
+    let mut next: Option<u64> = None;
+    for (id, order) in mine {
+        if order.from != wallet || order.status != OrderStatus::Pending {
+            continue;
+        }
+        let Some(expiry) = order.expiry else { continue };
+        let at = expiry.as_millis().saturating_add(skew);
+        if at <= now {
+            due.push((id, order.seq));
+        } else {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+    }
+    Ok((due, next))
+}
+
+/// Refunds this wallet's expired orders (the daemon does it by itself unless
+/// `auto_refund = false`); returns a line per order refunded or failed, and when to look
+/// again.
+pub async fn refund_expired(ctx: &Context) -> Result<(Vec<String>, Option<u64>)> {
+    let (due, next) = expired_orders(ctx).await?;
+    let mut lines = Vec::new();
+    for (id, seq) in due {
+        let found = find_order(ctx, id).await;
+        let outcome = match found {
+            Ok((_, _, order)) => {
+                take_back(ctx, Seq::new(seq), id, &order, scrip_ledger::Fate::Expired).await
+            }
+            Err(err) => Err(err),
+        };
+        lines.push(match outcome {
+            Ok(output) => output.text().trim().to_owned(),
+            Err(err) => format!("refunding expired order {id} failed: {err:#}"),
+        });
+    }
+    Ok((lines, next))
+}
+
+async fn cancel(ctx: &Context, order: &str) -> Result<Output> {
+    let id = parse_order(order)?;
+    let wallet = ctx.wallet_id()?.ok_or_else(no_wallet)?;
+    let (sender, seq, order) = find_order(ctx, id).await?;
+    if sender != wallet {
+        bail!("order {id} is not yours");
+    }
+    if order.condition.is_some() {
+        bail!(
+            "order {id} is hash-locked: it cannot be cancelled (its receiver may be relying on \
+             it); it comes back to you after it expires (`scrip reclaim`)"
+        );
+    }
+    if order.expiry.is_none() {
+        bail!("order {id} is an old order without an expiry: it cannot be cancelled");
+    }
+    take_back(ctx, seq, id, &order, scrip_ledger::Fate::Cancelled).await
+}
+
+/// Takes back this wallet's order `id` at `seq` without its receiver: the void (`fate`) from
+/// the wallet's notaries, then the `Cancel` or `Refund` citing it.
+async fn take_back(
+    ctx: &Context,
+    seq: Seq,
+    id: EntryId,
+    order: &Order,
+    fate: scrip_ledger::Fate,
+) -> Result<Output> {
+    let wallet = ctx.wallet_id()?.ok_or_else(no_wallet)?;
+    let citation = ctx
+        .blocking(move |store| Ok(certified::citation(store.as_ref(), &wallet, seq)?))
+        .await?;
+    let void = crate::wallet::fate(ctx, &citation, fate, None).await?;
+    let order_ref = OrderRef { seq, id };
+    let (content, done) = if fate == scrip_ledger::Fate::Cancelled {
+        (
+            WalletEntry::Cancel(scrip_ledger::content::Cancel {
+                order: order_ref,
+                void,
+            }),
+            "cancelled",
+        )
+    } else {
+        (
+            WalletEntry::Refund(scrip_ledger::content::Refund {
+                order: order_ref,
+                void,
+            }),
+            "refunded (expired)",
+        )
+    };
+    let submitted = ctx.submit(content).await?;
     certified_output(
         &submitted,
         format!(
-            "reclaimed {} {} from rejected order {id}",
+            "{done}: order {id}, {} {} back from escrow",
             order.amount.display(order.currency.decimals),
-            order.currency.code.as_str()
+            order.currency.code.as_str(),
         ),
     )
 }

@@ -45,10 +45,18 @@ pub struct OrderLine {
     pub amount: String,
     /// The currency, `CODE@ISSUER` (the issuer's full id).
     pub currency: String,
-    /// `pending`, `accepted`, `rejected` or `reclaimed`.
+    /// How it stands or ended: `pending`, `accepted`, `rejected`, `reclaimed`, `cancelled`
+    /// or `refunded`.
     pub status: String,
     /// The sender's memo.
     pub memo: String,
+    /// Its expiry, in milliseconds since the Unix epoch (null for an old order without one).
+    pub expires: Option<u64>,
+    /// Its hash lock (64 hex digits), if any.
+    pub condition: Option<String>,
+    /// For people: the time left to accept it, or what its expiry means now (empty once it
+    /// ended).
+    pub note: String,
 }
 
 /// A balance line.
@@ -118,6 +126,13 @@ pub enum Output {
     Done {
         /// The line.
         message: String,
+    },
+    /// `scrip hashlock`: a new secret and its lock.
+    Hashlock {
+        /// The secret (64 hex digits): keep it; accepting with it reveals it.
+        preimage: String,
+        /// Its lock, `blake3(preimage)` (64 hex digits): give it to the payer.
+        lock: String,
     },
     /// An entry published on the identity's feed.
     Published {
@@ -261,6 +276,14 @@ impl Output {
             Output::Done { message } => {
                 let _ = writeln!(out, "{message}");
             }
+            Output::Hashlock { preimage, lock } => {
+                let _ = writeln!(
+                    out,
+                    "lock    {lock}   (give it to the payer: scrip pay ... --condition LOCK)\n\
+                     secret  {preimage}   (keep it until you accept: scrip accept ORDER \
+                     --preimage SECRET)"
+                );
+            }
             Output::Published { kind, seq, id } => {
                 let _ = writeln!(out, "published {kind} #{seq} {id}");
             }
@@ -352,9 +375,14 @@ impl Output {
                     } else {
                         format!("  \"{}\"", o.memo)
                     };
+                    let note = if o.note.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  ({})", o.note)
+                    };
                     let _ = writeln!(
                         out,
-                        "{}  {:>12} {:<15} {arrow} {other}  {}{memo}",
+                        "{}  {:>12} {:<15} {arrow} {other}  {}{memo}{note}",
                         o.id,
                         o.amount,
                         short_currency(&o.currency),
@@ -539,6 +567,13 @@ pub fn json_examples() -> serde_json::Value {
             },
         ),
         (
+            "hashlock",
+            Output::Hashlock {
+                preimage: "0707070707070707070707070707070707070707070707070707070707070707".into(),
+                lock: "ebaf85b465a09de21b398fb112c1500f2cbe658c42f379e0c0f18d24b819f637".into(),
+            },
+        ),
+        (
             "post, nick, follow, unfollow, block",
             Output::Published {
                 kind: "post".into(),
@@ -624,6 +659,9 @@ pub fn json_examples() -> serde_json::Value {
                     currency: eur.clone(),
                     status: "pending".into(),
                     memo: "lunch".into(),
+                    expires: Some(1_796_000_000_000),
+                    condition: None,
+                    note: "expires in 6d 23h".into(),
                 }],
             },
         ),
@@ -686,13 +724,14 @@ pub fn json_examples() -> serde_json::Value {
         Output::Orders { .. } => 11,
         Output::Balance { .. } => 12,
         Output::Audit { .. } => 13,
+        Output::Hashlock { .. } => 14,
     };
     let mut seen: Vec<usize> = examples.iter().map(|(_, o)| covered(o)).collect();
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(
         seen,
-        (0..14).collect::<Vec<_>>(),
+        (0..15).collect::<Vec<_>>(),
         "an Output variant without an example"
     );
     let mut all = serde_json::Map::new();

@@ -54,6 +54,10 @@ pub struct OrderView {
     pub amount: Amount,
     /// Its status.
     pub status: OrderStatus,
+    /// Its expiry, if any (none for a version-1 order).
+    pub expiry: Option<scrip_feed::Timestamp>,
+    /// Its hash lock, if any.
+    pub condition: Option<crate::content::HashLock>,
 }
 
 /// Per currency: Σ balances, Σ escrow, Σ mints.
@@ -268,6 +272,8 @@ impl LedgerState {
             currency: own.currency,
             amount: own.amount,
             status,
+            expiry: own.expiry,
+            condition: own.condition,
         }
     }
 

@@ -34,6 +34,13 @@ fn the_demo_prints_a_summary_whose_checks_all_pass() {
         "bob: accepted 250.00 EUR",
         "carol: rejected 100.00 EUR",
         "alice: reclaimed 100.00 EUR",
+        // Orders that end without their receiver: a cancel (and the receiver's accept of it
+        // refused), an expired order refunded by the payer's daemon by itself.
+        "alice: cancelled: order %",
+        "20.00 EUR back from escrow",
+        "carol accepts the cancelled order: refused:",
+        "voided for its sender",
+        "alice's daemon refunded the expired order by itself: 30.00 EUR",
         "overspend (carol pays 10000.00 EUR): refused:",
         "overspend: balance 5000, order 1000000",
         "double accept (bob accepts alice's order again): refused:",
@@ -50,7 +57,7 @@ fn the_demo_prints_a_summary_whose_checks_all_pass() {
         .collect();
     let expected = [
         "observer: replicated every wallet with its certificates; auditing each one",
-        "  alice    5 entries, sound",
+        "  alice    9 entries, sound",
         "  bob      3 entries, sound",
         "  carol    3 entries, sound",
         "  mallory  1 entry, sound",
@@ -107,7 +114,18 @@ fn the_demo_keeps_real_homes_in_dir_and_reports_json() {
     let audits = report["audits"].as_array().unwrap();
     assert_eq!(audits.len(), 4);
     assert!(audits.iter().all(|a| a["sound"] == true));
-    for attempt in ["overspend", "double_accept", "equivocation"] {
+    for end in ["cancelled", "refunded"] {
+        assert!(
+            report["ends"][end].as_str().is_some_and(|r| !r.is_empty()),
+            "no {end} order: {report}"
+        );
+    }
+    for attempt in [
+        "overspend",
+        "double_accept",
+        "equivocation",
+        "accept_after_cancel",
+    ] {
         assert!(
             report["refused"][attempt]
                 .as_str()
