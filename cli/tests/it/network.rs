@@ -147,11 +147,25 @@ fn payments_survive_a_notary_killed_mid_run() {
 
 /// Four notary processes and their `--notary` arguments.
 fn notary_group(dir: &std::path::Path) -> (Vec<NotaryProcess>, Vec<Option<Daemon>>, Vec<String>) {
+    notary_group_with(dir, &[])
+}
+
+/// [`notary_group`] with these config.toml settings in each notary's home.
+fn notary_group_with(
+    dir: &std::path::Path,
+    settings: &[(&str, &str)],
+) -> (Vec<NotaryProcess>, Vec<Option<Daemon>>, Vec<String>) {
     let notaries: Vec<NotaryProcess> = (0..4)
-        .map(|i| NotaryProcess {
-            home: TestHome::init(dir, &format!("notary{i}")),
-            listen: free_port(),
-            notary: free_port(),
+        .map(|i| {
+            let home = TestHome::init(dir, &format!("notary{i}"));
+            for (key, value) in settings {
+                home.set_config(key, value);
+            }
+            NotaryProcess {
+                home,
+                listen: free_port(),
+                notary: free_port(),
+            }
         })
         .collect();
     let running: Vec<Option<Daemon>> = notaries.iter().map(|n| Some(n.start())).collect();
@@ -329,4 +343,140 @@ fn a_home_restored_from_an_older_copy_does_not_fork_its_feed() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// How orders end, through the real binary and daemons: an expiry too short is refused before
+/// signing; an order is not refunded before it expires and the payer's daemon refunds it by
+/// itself after; a hash-locked order cannot be cancelled and is accepted only with its secret
+/// (revealed in the receiver's audit); a cancelled order cannot be accepted afterwards.
+#[test]
+fn orders_expire_cancel_and_unlock_as_documented() {
+    let _turn = common::whole_network();
+    let dir = tempfile::tempdir().unwrap();
+    // One machine, one clock: a margin of 1 s keeps the test short.
+    let (_notaries, running, create) = notary_group_with(dir.path(), &[("clock_skew", "1")]);
+    let create: Vec<&str> = create.iter().map(String::as_str).collect();
+    let alice = TestHome::init(dir.path(), "alice");
+    let bob = TestHome::init(dir.path(), "bob");
+    for home in [&alice, &bob] {
+        home.set_config("clock_skew", "1");
+    }
+    let alice_daemon = alice.serve(&[]);
+    let bob_daemon = bob.serve(&[]);
+    for (home, other, other_daemon) in [(&alice, &bob, &bob_daemon), (&bob, &alice, &alice_daemon)]
+    {
+        home.run(&["peer", "add", &other_daemon.listen(), &other.identity()])
+            .ok();
+        home.run(&["follow", &other.identity()]).ok();
+    }
+    alice.run(&create).ok();
+    bob.run(&create).ok();
+    let bob_wallet = bob.wallet();
+    alice.run(&["mint", "100.00", "EUR"]).ok();
+    let order_of = |run: common::Run| run.ok().json()["id"].as_str().unwrap().to_owned();
+
+    // An expiry within twice the margin: nothing signed.
+    let short = alice.run(&["pay", &bob_wallet, "1.00", "EUR", "--expires", "2s"]);
+    assert_eq!(short.code, 1, "{short:?}");
+    assert!(short.one_line_error().contains("could never be accepted"));
+    let typo = alice.run(&["pay", &bob_wallet, "1.00", "EUR", "--expires", "soon"]);
+    assert!(typo.one_line_error().contains("not a duration"), "{typo:?}");
+
+    // Expires in 5 s: not refundable before; the payer's daemon refunds it after.
+    let expiring = order_of(alice.run(&[
+        "--json",
+        "pay",
+        &bob_wallet,
+        "2.00",
+        "EUR",
+        "--expires",
+        "5s",
+    ]));
+    let early = alice.run(&["reclaim", &expiring]);
+    assert!(
+        early.one_line_error().contains("has not expired"),
+        "{early:?}"
+    );
+    let status = |home: &TestHome, id: &str| -> String {
+        home.json(&["orders"])["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["id"] == id)
+            .map(|o| o["status"].as_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    wait_until(
+        "alice's daemon to refund the expired order",
+        Duration::from_secs(60),
+        || status(&alice, &expiring) == "refunded",
+    );
+    wait_until("bob to see the order", Duration::from_secs(30), || {
+        !status(&bob, &expiring).is_empty()
+    });
+    let late = bob.run(&["accept", &expiring]);
+    assert_ne!(late.code, 0, "{late:?}");
+
+    // A hash-locked order: no cancel; accepted only with the secret.
+    let lock = bob.json(&["hashlock"]);
+    let (secret, lock) = (
+        lock["preimage"].as_str().unwrap().to_owned(),
+        lock["lock"].as_str().unwrap().to_owned(),
+    );
+    let locked = order_of(alice.run(&[
+        "--json",
+        "pay",
+        &bob_wallet,
+        "3.00",
+        "EUR",
+        "--condition",
+        &lock,
+    ]));
+    let cancel = alice.run(&["cancel", &locked]);
+    assert!(
+        cancel.one_line_error().contains("hash-locked"),
+        "{cancel:?}"
+    );
+    wait_until(
+        "bob to receive the locked order",
+        Duration::from_secs(30),
+        || status(&bob, &locked) == "pending",
+    );
+    let without = bob.run(&["accept", &locked]);
+    assert!(
+        without.one_line_error().contains("--preimage"),
+        "{without:?}"
+    );
+    let wrong = bob.run(&["accept", &locked, "--preimage", &"00".repeat(32)]);
+    assert!(
+        wrong.one_line_error().contains("does not open"),
+        "{wrong:?}"
+    );
+    bob.run(&["accept", &locked, "--preimage", &secret]).ok();
+    let audit = bob.json(&["audit", &bob.wallet()]);
+    let steps = audit["report"]["steps"].as_array().unwrap();
+    assert!(
+        steps.iter().any(|s| s["preimage"] == secret.as_str()),
+        "the accept reveals the secret: {audit}"
+    );
+
+    // A cancelled order cannot be accepted afterwards.
+    let cancelled = order_of(alice.run(&["--json", "pay", &bob_wallet, "4.00", "EUR"]));
+    wait_until("bob to receive the order", Duration::from_secs(30), || {
+        status(&bob, &cancelled) == "pending"
+    });
+    alice.run(&["cancel", &cancelled]).ok();
+    let refused = bob.run(&["accept", &cancelled]);
+    assert!(refused.one_line_error().contains("voided"), "{refused:?}");
+
+    // 100 minted; 2.00 refunded, 3.00 accepted, 4.00 cancelled.
+    assert_eq!(balance(&alice), "97.00 EUR");
+    wait_until("bob's balance", Duration::from_secs(30), || {
+        balance(&bob) == "3.00 EUR"
+    });
+    for wallet in [alice.wallet(), bob.wallet()] {
+        let report = bob.json(&["audit", &wallet]);
+        assert_eq!(report["report"]["verdict"]["verdict"], "sound", "{report}");
+    }
+    drop((alice_daemon, bob_daemon, running));
 }
