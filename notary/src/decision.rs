@@ -222,6 +222,116 @@ impl SignatureCheck for Verified {
     }
 }
 
+/// Most certified entries a notary remembers having verified (entry id and certificate), so
+/// that a citation of one it already checked is not checked again (a bounded, first-in
+/// first-out memory: what falls out is checked again when cited).
+pub const MAX_SEEN_CERTIFIED: usize = 65_536;
+
+/// Certified entries this notary verified (their signature and a certificate for them): the
+/// bounded memory behind [`Remembered`].
+#[derive(Clone, Debug, Default)]
+pub struct Seen {
+    order: std::collections::VecDeque<(EntryId, scrip_feed::Hash)>,
+    certified: std::collections::HashSet<(EntryId, scrip_feed::Hash)>,
+    entries: std::collections::HashMap<EntryId, u32>,
+}
+
+impl Seen {
+    /// The hash a certificate is remembered by (its canonical encoding).
+    pub fn certificate_hash(certificate: &Certificate) -> scrip_feed::Hash {
+        scrip_feed::Hash::of(&certificate.encode())
+    }
+
+    /// Remembers that `entry`'s signature and `certificate` for it verified.
+    pub fn insert(&mut self, entry: EntryId, certificate: &Certificate) {
+        let key = (entry, Seen::certificate_hash(certificate));
+        if !self.certified.insert(key) {
+            return;
+        }
+        *self.entries.entry(entry).or_insert(0) += 1;
+        self.order.push_back(key);
+        while self.order.len() > MAX_SEEN_CERTIFIED {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            self.certified.remove(&old);
+            if let Some(count) = self.entries.get_mut(&old.0) {
+                *count -= 1;
+                if *count == 0 {
+                    self.entries.remove(&old.0);
+                }
+            }
+        }
+    }
+
+    /// How many are remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// True if none is.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+/// The signature checks of a decision, skipping what this notary verified before: an entry
+/// whose id it has seen verified (same id, same signed header; the payload's hash is still
+/// checked) and a certificate it has seen verified for that entry (same bytes). Everything else
+/// goes to `inner`.
+struct Remembered<'a> {
+    seen: &'a Seen,
+    inner: &'a dyn SignatureCheck,
+}
+
+impl SignatureCheck for Remembered<'_> {
+    fn entry(&self, entry: &Entry) -> Result<(), scrip_feed::Error> {
+        if self.seen.entries.contains_key(&entry.id()) {
+            validate_payload(entry)
+        } else {
+            self.inner.entry(entry)
+        }
+    }
+
+    fn votes(
+        &self,
+        certificate: &Certificate,
+        subject: &VoteSubject,
+    ) -> Result<(), CertificateError> {
+        let key = (subject.entry, Seen::certificate_hash(certificate));
+        if certificate.entry == subject.entry && self.seen.certified.contains(&key) {
+            Ok(())
+        } else {
+            self.inner.votes(certificate, subject)
+        }
+    }
+
+    fn fate_votes(
+        &self,
+        votes: &[scrip_ledger::Vote],
+        subject: &FateSubject,
+    ) -> Result<(), CertificateError> {
+        self.inner.fate_votes(votes, subject)
+    }
+}
+
+/// Remembers the certified entries a verified citation carries.
+fn remember_citation(seen: &mut Seen, citation: &scrip_ledger::Citation) {
+    for bytes in [&citation.genesis, &citation.entry] {
+        seen.insert(EntryId::of_header(&bytes.bytes.header), &bytes.certificate);
+    }
+}
+
+/// The citation a wallet entry carries, if any.
+fn citation_of(entry: &Entry) -> Option<scrip_ledger::Citation> {
+    match WalletEntry::from_payload(entry.payload()?).ok()? {
+        WalletEntry::Accept(a) => Some(a.order),
+        WalletEntry::Reject(r) => Some(r.order),
+        WalletEntry::Reclaim(r) => Some(r.rejection),
+        _ => None,
+    }
+}
+
 /// A notary's whole state: pure, rebuilt after a restart from its stores.
 #[derive(Clone, Debug)]
 pub struct NotaryState {
@@ -230,6 +340,8 @@ pub struct NotaryState {
     /// The fate this notary signed for each order it signed one for (the first; a claim
     /// excludes every void and a void excludes a claim).
     fates: BTreeMap<EntryId, Fate>,
+    /// Certified entries it verified, not to verify again when cited.
+    seen: Seen,
 }
 
 /// The order a fate request is about, as the notary knows it: from its own state (an order
@@ -253,9 +365,13 @@ pub struct FateOrder {
 
 impl FateOrder {
     /// The order the request cites, verified (its citation: genesis, entry, certificates).
-    pub fn verified(request: &FateRequest) -> Result<FateOrder, Box<Refusal>> {
+    pub fn verified(request: &FateRequest, seen: &Seen) -> Result<FateOrder, Box<Refusal>> {
         let malformed = |reason: String| Box::new(Refusal::Malformed { reason });
-        let cited = verify_citation(&request.order, &VerifyAll)
+        let check = Remembered {
+            seen,
+            inner: &VerifyAll,
+        };
+        let cited = verify_citation(&request.order, &check)
             .map_err(|e| malformed(format!("the cited order: {e}")))?;
         let WalletEntry::Order(order) = cited.content else {
             return Err(malformed(format!(
@@ -426,6 +542,7 @@ impl NotaryState {
             me,
             wallets: BTreeMap::new(),
             fates: BTreeMap::new(),
+            seen: Seen::default(),
         }
     }
 
@@ -441,10 +558,16 @@ impl NotaryState {
         now: Timestamp,
         skew_ms: u64,
     ) -> FateDecision {
+        if self.known_order(request).is_none() {
+            self.learn_cited_order(request);
+        }
         let order = match self.known_order(request) {
             Some(order) => order,
-            None => match FateOrder::verified(request) {
-                Ok(order) => order,
+            None => match FateOrder::verified(request, &self.seen) {
+                Ok(order) => {
+                    remember_citation(&mut self.seen, &request.order);
+                    order
+                }
                 Err(refusal) => return FateDecision::Refuse(*refusal),
             },
         };
@@ -481,6 +604,27 @@ impl NotaryState {
                 Err(refusal) => FateDecision::Refuse(*refusal),
             },
         }
+    }
+
+    /// Learns the order a fate request cites if it is the next certified entry of a wallet
+    /// whose prefix this notary holds (typically an order it just voted for: then only the
+    /// certificate's votes are checked). Anything else is left to the full check.
+    fn learn_cited_order(&mut self, request: &FateRequest) {
+        let Ok(entry) = request.order.entry.bytes.decode() else {
+            return;
+        };
+        let next = self
+            .wallets
+            .get(&entry.author())
+            .map(|view| view.ledger.next_seq);
+        if next != Some(entry.seq().get()) {
+            return;
+        }
+        let certified = CertifiedEntry {
+            entry,
+            certificate: Some(request.order.entry.certificate.clone()),
+        };
+        let _ = self.learn_proposed(&certified);
     }
 
     /// The order a fate request cites, if this notary holds it certified in a wallet's prefix:
@@ -602,6 +746,10 @@ impl NotaryState {
         );
         match decision {
             Ok(_) => {
+                if let Some(certificate) = &certified.certificate {
+                    self.seen.insert(certified.entry.id(), certificate);
+                }
+                let view = self.view(wallet);
                 view.ledger.commit(&certified.entry, &decision);
                 view.heard = view.heard.max(seq);
                 Ok(true)
@@ -767,16 +915,60 @@ impl NotaryState {
         if members.is_some_and(|m| !m.contains(&me)) {
             return refuse(Refusal::NotANotary);
         }
-        if let Err(rejection) = view.ledger.evaluate(entry, None, false, &checked) {
+        // What a citation carries that this notary verified before is not checked again.
+        let remembered = Remembered {
+            seen: &self.seen,
+            inner: &checked,
+        };
+        if let Err(rejection) = view.ledger.evaluate(entry, None, false, &remembered) {
             return refuse(Refusal::Rules {
                 code: rejection.code().to_owned(),
                 reason: rejection.to_string(),
             });
         }
         view.votes.insert(seq, entry.id());
+        if let Some(citation) = citation_of(entry) {
+            remember_citation(&mut self.seen, &citation);
+        }
         if let Some(view) = fresh {
             self.wallets.insert(wallet, view);
         }
         Decision::Vote(subject)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The memory of verified certificates is bounded: past [`MAX_SEEN_CERTIFIED`] the oldest
+    /// are forgotten (and checked again when cited), and an entry is forgotten with its last
+    /// certificate.
+    #[test]
+    fn the_seen_certificates_are_bounded_first_in_first_out() {
+        let mut seen = Seen::default();
+        let certificate = |n: u64| Certificate {
+            entry: EntryId::of_header(&n.to_le_bytes()),
+            round: 0,
+            votes: Vec::new(),
+        };
+        let total = MAX_SEEN_CERTIFIED as u64 + 10;
+        for n in 0..total {
+            let c = certificate(n);
+            seen.insert(c.entry, &c);
+        }
+        assert_eq!(seen.len(), MAX_SEEN_CERTIFIED);
+        let first = certificate(0);
+        let last = certificate(total - 1);
+        assert!(!seen.entries.contains_key(&first.entry));
+        assert!(seen.entries.contains_key(&last.entry));
+        assert!(
+            seen.certified
+                .contains(&(last.entry, Seen::certificate_hash(&last)))
+        );
+        assert_eq!(seen.entries.len(), MAX_SEEN_CERTIFIED);
+        // The same certificate again changes nothing.
+        seen.insert(last.entry, &last);
+        assert_eq!(seen.len(), MAX_SEEN_CERTIFIED);
     }
 }

@@ -324,3 +324,43 @@ fn restored_fates_keep_their_promise() {
         "vote"
     );
 }
+
+/// A notary that verified an order's certificate does not check it again when an accept cites
+/// the very same bytes, but a citation whose certificate differs is checked in full: a forged
+/// one is refused.
+#[test]
+fn a_remembered_certificate_never_vouches_for_other_bytes() {
+    let mut w = world();
+    let seq = w.order(None);
+    let mut notary = w.notary_knowing();
+    for entry in &w.receiver.log {
+        notary.learn(entry, &TrustSignatures).unwrap();
+    }
+    let claim = w.sender.fate(seq, Fate::Claimed);
+    let accept = |citation: scrip_ledger::Citation| {
+        WalletEntry::Accept(scrip_ledger::content::Accept {
+            order: citation,
+            preimage: None,
+            claim: Some(claim.clone()),
+        })
+    };
+    // The order's certificate with one vote's signature broken.
+    let mut forged = w.sender.cite(seq);
+    let vote = &mut forged.entry.certificate.votes[0];
+    let mut bytes = *vote.signature.as_bytes();
+    bytes[0] ^= 1;
+    vote.signature = scrip_feed::Signature::from_bytes(bytes);
+    let entry = w.receiver.sign(&accept(forged));
+    match notary.decide(&entry, &[]) {
+        scrip_notary::Decision::Refuse { refusal, .. } => {
+            assert_eq!(refusal.kind(), "rules:cited-certificate", "{refusal:?}");
+        }
+        other => panic!("a forged citation was accepted: {other:?}"),
+    }
+    // The genuine bytes: voted for.
+    let entry = w.receiver.sign(&accept(w.sender.cite(seq)));
+    assert!(matches!(
+        notary.decide(&entry, &[]),
+        scrip_notary::Decision::Vote(_)
+    ));
+}
