@@ -1415,13 +1415,19 @@ async fn resolve(ctx: &Context, order: &str, answer: Resolve) -> Result<Output> 
 /// the wallet client's certification deadline.
 const CLAIM_TIME_MS: u64 = 30_000;
 
-async fn reclaim(ctx: &Context, order: &str) -> Result<Output> {
+/// This wallet's own certified order named by `order` (`%…`): its id, seq and content.
+async fn own_order(ctx: &Context, order: &str) -> Result<(EntryId, Seq, Order)> {
     let id = parse_order(order)?;
     let wallet = ctx.wallet_id()?.ok_or_else(no_wallet)?;
     let (sender, seq, order) = find_order(ctx, id).await?;
     if sender != wallet {
         bail!("order {id} is not yours");
     }
+    Ok((id, seq, order))
+}
+
+async fn reclaim(ctx: &Context, order: &str) -> Result<Output> {
+    let (id, seq, order) = own_order(ctx, order).await?;
     let receiver = order.to;
     let resolution = ctx
         .blocking(move |store| {
@@ -1548,12 +1554,7 @@ pub async fn refund_expired(ctx: &Context) -> Result<(Vec<String>, Option<u64>)>
 }
 
 async fn cancel(ctx: &Context, order: &str) -> Result<Output> {
-    let id = parse_order(order)?;
-    let wallet = ctx.wallet_id()?.ok_or_else(no_wallet)?;
-    let (sender, seq, order) = find_order(ctx, id).await?;
-    if sender != wallet {
-        bail!("order {id} is not yours");
-    }
+    let (id, seq, order) = own_order(ctx, order).await?;
     if order.condition.is_some() {
         bail!(
             "order {id} is hash-locked: it cannot be cancelled (its receiver may be relying on \

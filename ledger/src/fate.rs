@@ -126,6 +126,17 @@ pub fn check_fate(
     subject: &FateSubject,
     check: &dyn crate::verify::SignatureCheck,
 ) -> Result<(), CertificateError> {
+    check_fate_shape(certificate, subject)?;
+    check_signers(&certificate.votes, set)?;
+    check.fate_votes(&certificate.votes, subject)
+}
+
+/// The rules every fate certificate meets before its signers are looked at: it names the fate
+/// (`wrong-fate`) and has at most 64 votes (`malformed`).
+fn check_fate_shape(
+    certificate: &FateCertificate,
+    subject: &FateSubject,
+) -> Result<(), CertificateError> {
     if certificate.fate != subject.fate {
         return Err(CertificateError::WrongFate {
             expected: subject.fate.name(),
@@ -137,8 +148,7 @@ pub fn check_fate(
             reason: format!("{} votes, at most {MAX_NOTARIES}", certificate.votes.len()),
         });
     }
-    check_signers(&certificate.votes, set)?;
-    check.fate_votes(&certificate.votes, subject)
+    Ok(())
 }
 
 /// How many members of O = S_A ∩ S_B must sign a claim when not a quorum of S_A does:
@@ -164,17 +174,7 @@ pub fn check_claim(
     subject: &FateSubject,
     check: &dyn crate::verify::SignatureCheck,
 ) -> Result<(), CertificateError> {
-    if certificate.fate != subject.fate {
-        return Err(CertificateError::WrongFate {
-            expected: subject.fate.name(),
-            found: certificate.fate.name(),
-        });
-    }
-    if certificate.votes.len() > MAX_NOTARIES {
-        return Err(CertificateError::Malformed {
-            reason: format!("{} votes, at most {MAX_NOTARIES}", certificate.votes.len()),
-        });
-    }
+    check_fate_shape(certificate, subject)?;
     let by_quorum = check_signers(&certificate.votes, order_set);
     match by_quorum {
         Ok(()) => {}

@@ -295,19 +295,25 @@ impl Rig {
 /// replication does in a running node, certificates checked), the accept certified.
 async fn transfer(pair: &mut Pair) -> Result<()> {
     let order = pair.sender.submit(&one_unit_order(pair)).await?;
+    let citation = deliver(pair, order.entry.seq()).await?;
+    pair.receiver.accept(citation, None).await?;
+    Ok(())
+}
+
+/// Gives the receiver the sender's new certified entries (what replication does in a running
+/// node) and returns its citation of the sender's entry at `seq`.
+async fn deliver(pair: &Pair, seq: scrip_feed::Seq) -> Result<scrip_ledger::Citation> {
     let (from, to, sender) = (
         Arc::clone(pair.sender.store()),
         Arc::clone(pair.receiver.store()),
         pair.sender.id(),
     );
-    let citation = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         certified::copy_certified(from.as_ref(), to.as_ref(), &sender)?;
-        certified::citation(to.as_ref(), &sender, order.entry.seq())
+        certified::citation(to.as_ref(), &sender, seq)
     })
     .await
-    .map_err(|_| Error::Wallet("a benchmark task failed".into()))??;
-    pair.receiver.accept(citation, None).await?;
-    Ok(())
+    .map_err(|_| Error::Wallet("a benchmark task failed".into()))?
 }
 
 /// Runs each pair's `per_pair` transfers, the pairs at once; returns each transfer's latency
@@ -378,17 +384,7 @@ async fn order_ends(pair: &mut Pair, rounds: usize) -> Result<(Vec<Duration>, Ve
     let (mut accepts, mut cancels) = (Vec::new(), Vec::new());
     for _ in 0..rounds.max(1) {
         let order = pair.sender.submit(&one_unit_order(pair)).await?;
-        let (from, to, sender) = (
-            Arc::clone(pair.sender.store()),
-            Arc::clone(pair.receiver.store()),
-            pair.sender.id(),
-        );
-        let citation = tokio::task::spawn_blocking(move || {
-            certified::copy_certified(from.as_ref(), to.as_ref(), &sender)?;
-            certified::citation(to.as_ref(), &sender, order.entry.seq())
-        })
-        .await
-        .map_err(|_| Error::Wallet("a benchmark task failed".into()))??;
+        let citation = deliver(pair, order.entry.seq()).await?;
         let began = Instant::now();
         pair.receiver.accept(citation, None).await?;
         accepts.push(began.elapsed());

@@ -1124,19 +1124,7 @@ async fn propose_to<N: Network>(
             prefix: std::mem::take(&mut prefix),
         };
         let answer = conn.ask(&Request::Propose(proposal)).await;
-        match &answer {
-            Err(Error::Unreachable { reason, .. }) if !unreachable => {
-                unreachable = true;
-                let _ = answers
-                    .send((notary, Answer::Unreachable(reason.clone())))
-                    .await;
-            }
-            Ok(_) if unreachable => {
-                unreachable = false;
-                let _ = answers.send((notary, Answer::Reached)).await;
-            }
-            _ => {}
-        }
+        report_reach(&answer, &mut unreachable, notary, &answers).await;
         match answer {
             Ok(Response::Vote(vote)) => {
                 if vote.notary == notary && vote.verifies(&subject) {
@@ -1188,19 +1176,7 @@ async fn ask_fate<N: Network>(
     let mut unreachable = false;
     loop {
         let answer = conn.ask(&request).await;
-        match &answer {
-            Err(Error::Unreachable { reason, .. }) if !unreachable => {
-                unreachable = true;
-                let _ = answers
-                    .send((notary, Answer::Unreachable(reason.clone())))
-                    .await;
-            }
-            Ok(_) if unreachable => {
-                unreachable = false;
-                let _ = answers.send((notary, Answer::Reached)).await;
-            }
-            _ => {}
-        }
+        report_reach(&answer, &mut unreachable, notary, &answers).await;
         match answer {
             Ok(Response::Vote(vote)) => {
                 if vote.notary == notary
@@ -1218,6 +1194,29 @@ async fn ask_fate<N: Network>(
             Ok(_) | Err(_) => {}
         }
         tokio::time::sleep(retry).await;
+    }
+}
+
+/// Tells `answers` when a notary becomes unreachable (its connection failed) or reachable again
+/// (it answered anything), once per change.
+async fn report_reach(
+    answer: &Result<Response>,
+    unreachable: &mut bool,
+    notary: FeedId,
+    answers: &mpsc::Sender<(FeedId, Answer)>,
+) {
+    match answer {
+        Err(Error::Unreachable { reason, .. }) if !*unreachable => {
+            *unreachable = true;
+            let _ = answers
+                .send((notary, Answer::Unreachable(reason.clone())))
+                .await;
+        }
+        Ok(_) if *unreachable => {
+            *unreachable = false;
+            let _ = answers.send((notary, Answer::Reached)).await;
+        }
+        _ => {}
     }
 }
 

@@ -92,6 +92,21 @@ struct World {
     fates: BTreeMap<usize, bool>,
 }
 
+/// The sender's cancel (or, `expired`, refund) of its order, with the void of its notaries.
+fn take_back(sender: &KitWallet, order: OrderRef, expired: bool) -> WalletEntry {
+    if expired {
+        WalletEntry::Refund(Refund {
+            order,
+            void: sender.fate(order.seq, Fate::Expired),
+        })
+    } else {
+        WalletEntry::Cancel(Cancel {
+            order,
+            void: sender.fate(order.seq, Fate::Cancelled),
+        })
+    }
+}
+
 /// The preimage of the hash lock of the order at `index`.
 fn preimage(index: usize) -> Preimage {
     Preimage(*blake3::hash(&index.to_le_bytes()).as_bytes())
@@ -206,17 +221,7 @@ impl World {
                     return;
                 }
                 let order = self.wallets[sender].order_ref(seq);
-                let content = if expired {
-                    WalletEntry::Refund(Refund {
-                        order,
-                        void: self.wallets[sender].fate(seq, Fate::Expired),
-                    })
-                } else {
-                    WalletEntry::Cancel(Cancel {
-                        order,
-                        void: self.wallets[sender].fate(seq, Fate::Cancelled),
-                    })
-                };
+                let content = take_back(&self.wallets[sender], order, expired);
                 if self.wallets[sender].propose(&content).is_ok() {
                     self.fates.insert(index, false);
                 }
@@ -478,17 +483,7 @@ impl World {
             Op::TakeBack { pick, expired } => {
                 let (sender, seq, _) = *self.orders.get(pick % self.orders.len().max(1))?;
                 let order = self.wallets[sender].order_ref(seq);
-                let content = if expired {
-                    WalletEntry::Refund(Refund {
-                        order,
-                        void: self.wallets[sender].fate(seq, Fate::Expired),
-                    })
-                } else {
-                    WalletEntry::Cancel(Cancel {
-                        order,
-                        void: self.wallets[sender].fate(seq, Fate::Cancelled),
-                    })
-                };
+                let content = take_back(&self.wallets[sender], order, expired);
                 (sender, content)
             }
             Op::Reject { pick } => {
