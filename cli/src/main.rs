@@ -20,17 +20,23 @@ fn main() {
     let json = cli.json;
     // The demo stops many peers at once, which makes their nodes warn about each other. sled's
     // own log lines are off: what it reports reaches the user as our error.
+    // A daemon's log says what it does (info: e.g. the orders it refunds by itself); a one-shot
+    // command only warns.
     let quiet = matches!(cli.command, scrip_cli::args::Command::Demo { .. });
+    let daemon = matches!(cli.command, scrip_cli::args::Command::Serve { .. });
+    let level = match (quiet, daemon) {
+        (true, _) => "error,sled=off",
+        (false, true) => "info,sled=off",
+        (false, false) => "warn,sled=off",
+    };
+    // Colour codes only for a terminal: a log written to a file stays plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(if quiet {
-                    "error,sled=off"
-                } else {
-                    "warn,sled=off"
-                })
-            }),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

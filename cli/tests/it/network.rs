@@ -411,6 +411,14 @@ fn orders_expire_cancel_and_unlock_as_documented() {
         Duration::from_secs(60),
         || status(&alice, &expiring) == "refunded",
     );
+    // ... and says so in its log, as plain text (not a terminal: no colour codes).
+    let log = std::fs::read_to_string(alice.log_path()).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("auto-refund: refunded (expired)"))
+        .unwrap_or_else(|| panic!("no auto-refund line in:\n{log}"));
+    assert!(line.contains(&expiring), "{line}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a log file");
     wait_until("bob to see the order", Duration::from_secs(30), || {
         !status(&bob, &expiring).is_empty()
     });
