@@ -1234,12 +1234,26 @@ async fn orders(ctx: &Context, incoming: bool, outgoing: bool, pending: bool) ->
     let wallet = ctx.wallet_id()?.ok_or_else(no_wallet)?;
     let (now, skew) = (now_ms(), ctx.config.clock_skew.saturating_mul(1000));
     let (both, open_only) = (incoming == outgoing, pending);
+    // With each order, where its receiver rejected it (to read the reason), if it did.
     let mine = ctx
-        .with_ledger(move |ledger| ledger.orders_of(&wallet))
+        .with_ledger(move |ledger| {
+            ledger
+                .orders_of(&wallet)
+                .into_iter()
+                .map(|(id, order)| {
+                    let rejected = ledger
+                        .wallet(&order.to)
+                        .and_then(|receiver| receiver.resolved.get(&id))
+                        .filter(|r| !r.accepted)
+                        .map(|r| r.seq);
+                    (id, order, rejected)
+                })
+                .collect::<Vec<_>>()
+        })
         .await?;
     ctx.blocking(move |store| {
         let mut lines = Vec::new();
-        for (id, order) in mine {
+        for (id, order, rejected) in mine {
             let direction = if order.to == wallet {
                 "incoming"
             } else if order.from == wallet {
@@ -1268,7 +1282,20 @@ async fn orders(ctx: &Context, incoming: bool, outgoing: bool, pending: bool) ->
                     _ => None,
                 })
                 .unwrap_or_default();
-            let note = order_note(&order, direction, now, skew);
+            let mut note = order_note(&order, direction, now, skew);
+            // The receiver's reason reaches the payer (and is shown to the receiver too).
+            if let Some(seq) = rejected
+                && let Some(WalletEntry::Reject(reject)) = store
+                    .get(&order.to, Seq::new(seq))?
+                    .and_then(|e| e.payload().map(WalletEntry::from_payload))
+                    .and_then(Result::ok)
+            {
+                note = if reject.reason.is_empty() {
+                    "rejected without a reason".into()
+                } else {
+                    format!("rejected: {}", reject.reason)
+                };
+            }
             lines.push(OrderLine {
                 id: id.to_string(),
                 direction: direction.into(),

@@ -54,8 +54,8 @@ pub struct OrderLine {
     pub expires: Option<u64>,
     /// Its hash lock (64 hex digits), if any.
     pub condition: Option<String>,
-    /// For people: the time left to accept it, or what its expiry means now (empty once it
-    /// ended).
+    /// For people: the time left to accept it, what its expiry means now, or the receiver's
+    /// reason if it was rejected (`rejected: …`); otherwise empty.
     pub note: String,
 }
 

@@ -149,6 +149,24 @@ fn the_demo_keeps_real_homes_in_dir_and_reports_json() {
     };
     let balance = alice.json(&["balance"]);
     assert_eq!(balance["balances"][0]["amount"], "750.00", "{balance}");
+    // How each of alice's orders ended, with carol's reason for the one she rejected.
+    let orders = alice.json(&["orders", "--outgoing"]);
+    let ends: Vec<(&str, &str)> = orders["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["status"].as_str().unwrap(), o["note"].as_str().unwrap()))
+        .collect();
+    for end in ["accepted", "reclaimed", "cancelled", "refunded"] {
+        assert!(
+            ends.iter().any(|(s, _)| *s == end),
+            "no {end} order: {orders}"
+        );
+    }
+    assert!(
+        ends.contains(&("reclaimed", "rejected: wrong amount")),
+        "the payer sees the reason: {orders}"
+    );
     let bob_wallet = report["wallets"]["bob"].as_str().unwrap();
     let observer = common::TestHome {
         path: dir.path().join("observer"),
