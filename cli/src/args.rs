@@ -61,6 +61,24 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         notary_listen: Option<String>,
     },
+    /// Save this home's keys and settings to FILE (owner-only; never overwrites). The logs
+    /// are not in it: after `scrip restore` they come back from your peers and notaries. Keep
+    /// the file safe: it holds your secret keys. Not for a notary's home (copy that whole).
+    ///
+    /// Example: `scrip backup ~/scrip-backup.toml`
+    Backup {
+        /// Where to write the backup.
+        file: PathBuf,
+    },
+    /// Make a new home from a backup FILE (refused if the home exists). Then `scrip serve`:
+    /// your feed and wallet come back from your peers, and your wallet's certified head from
+    /// its notaries before it signs anything.
+    ///
+    /// Example: `scrip --home ~/.scrip restore ~/scrip-backup.toml`
+    Restore {
+        /// The backup to read.
+        file: PathBuf,
+    },
     /// Manage the peers this node dials.
     #[command(subcommand)]
     Peer(PeerCommand),

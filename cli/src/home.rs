@@ -346,6 +346,130 @@ impl Home {
     }
 }
 
+/// The format marker of a backup file.
+pub const BACKUP_FORMAT: &str = "scrip-backup/1";
+
+/// What a backup holds: the keys and the settings. Logs are not in it: they come back from
+/// peers (the identity's and the wallet's feeds) and notaries (the wallet's certified head).
+const BACKED_UP: [&str; 5] = [IDENTITY_KEY, WALLET_KEY, CONFIG, PEERS, WALLET];
+
+/// A backup file: `format = "scrip-backup/1"` and each backed-up file's bytes as hex.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupFile {
+    format: String,
+    files: std::collections::BTreeMap<String, String>,
+}
+
+impl Home {
+    /// Writes this home's keys and settings to `file` (created, owner-only; an existing file
+    /// is not overwritten). Refused for a notary's home: a notary's key must never vote again
+    /// without its vote store (`notary.md` §4), so it is backed up whole, daemon stopped.
+    /// Returns the names of the files saved.
+    pub fn backup(&self, file: &Path) -> Result<Vec<String>> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        self.require()?;
+        if self.votes().exists() {
+            bail!(
+                "{} is a notary's home: its key must never vote again without its vote store, \
+                 which a backup of keys cannot carry. Stop its daemon and copy the whole \
+                 directory instead",
+                self.root.display()
+            );
+        }
+        let mut files = std::collections::BTreeMap::new();
+        for name in BACKED_UP {
+            match fs::read(self.root.join(name)) {
+                Ok(bytes) => {
+                    files.insert(name.to_owned(), hex::encode(bytes));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("reading {name}"));
+                }
+            }
+        }
+        let text = toml::to_string(&BackupFile {
+            format: BACKUP_FORMAT.into(),
+            files: files.clone(),
+        })?;
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(file)
+            .with_context(|| {
+                format!(
+                    "creating {} (an existing file is never overwritten)",
+                    file.display()
+                )
+            })?;
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.sync_all())
+            .with_context(|| format!("writing {}", file.display()))?;
+        Ok(files.into_keys().collect())
+    }
+
+    /// Makes this home from a backup `file`: refused if a home is here already (nothing is
+    /// overwritten), or if the file is not a backup (checked before anything is written).
+    /// Returns the names of the files restored.
+    pub fn restore(&self, file: &Path) -> Result<Vec<String>> {
+        if self.exists() {
+            bail!(
+                "{} is a scrip home already: restore into a new directory (--home DIR)",
+                self.root.display()
+            );
+        }
+        let text =
+            fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let backup: BackupFile = toml::from_str(&text)
+            .map_err(|e| anyhow!("{} is not a scrip backup: {e}", file.display()))?;
+        if backup.format != BACKUP_FORMAT {
+            bail!(
+                "{} is a backup of format {:?}; this scrip reads {BACKUP_FORMAT:?}",
+                file.display(),
+                backup.format
+            );
+        }
+        let mut decoded = Vec::new();
+        for (name, bytes) in &backup.files {
+            if !BACKED_UP.contains(&name.as_str()) {
+                bail!("{} holds an unknown file {name:?}", file.display());
+            }
+            let bytes = hex::decode(bytes)
+                .map_err(|e| anyhow!("{}: {name} is damaged: {e}", file.display()))?;
+            decoded.push((name.clone(), bytes));
+        }
+        if !backup.files.contains_key(IDENTITY_KEY) {
+            bail!("{} holds no identity key", file.display());
+        }
+        if let Some((_, config)) = decoded.iter().find(|(n, _)| n == CONFIG) {
+            Config::parse(&String::from_utf8_lossy(config))
+                .with_context(|| format!("the config.toml in {}", file.display()))?;
+        }
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .with_context(|| format!("creating {}", self.root.display()))?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", self.root.display()))?;
+        // The store first and the identity key last: a restore cut short leaves no home.
+        drop(self.open_store()?);
+        fs::set_permissions(self.root.join(STORE), fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", self.root.join(STORE).display()))?;
+        decoded.sort_by_key(|(name, _)| name == IDENTITY_KEY);
+        for (name, bytes) in &decoded {
+            write_file(&self.root.join(name), bytes)?;
+        }
+        // The keys read back.
+        self.identity()?;
+        self.wallet_key()?;
+        Ok(decoded.into_iter().map(|(name, _)| name).collect())
+    }
+}
+
 /// Writes `bytes` to `path` durably: a temporary file, fsync, rename, directory fsync.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
@@ -371,4 +495,77 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
             .with_context(|| format!("syncing {}", dir.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn home(dir: &Path, name: &str) -> Home {
+        let home = Home::at(dir.join(name));
+        home.init(&Config::default())
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        home
+    }
+
+    /// A backup restored into a new directory is the same person and wallet with the same
+    /// settings; the file is owner-only and never overwritten; a home is never overwritten.
+    #[test]
+    fn a_backup_restores_the_keys_and_settings_and_overwrites_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = home(dir.path(), "alice");
+        let wallet = alice.create_wallet_key().unwrap();
+        alice
+            .add_peer(PeerEntry {
+                address: "127.0.0.1:7421".into(),
+                id: None,
+            })
+            .unwrap();
+        let file = dir.path().join("alice.backup");
+        let saved = alice.backup(&file).unwrap();
+        assert!(saved.contains(&"wallet.key".to_owned()), "{saved:?}");
+        let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(
+            alice.backup(&file).is_err(),
+            "an existing file is overwritten"
+        );
+
+        let restored = Home::at(dir.path().join("restored"));
+        restored.restore(&file).unwrap();
+        assert_eq!(
+            restored.identity().unwrap().id(),
+            alice.identity().unwrap().id()
+        );
+        assert_eq!(restored.wallet_key().unwrap().unwrap().id(), wallet.id());
+        assert_eq!(restored.peers().unwrap(), alice.peers().unwrap());
+        assert_eq!(restored.config().unwrap(), alice.config().unwrap());
+        restored.check_private().unwrap();
+        assert!(restored.open_store().is_ok());
+        // Never over an existing home.
+        let err = alice.restore(&file).unwrap_err();
+        assert!(format!("{err:#}").contains("already"), "{err:#}");
+    }
+
+    /// A file that is not a backup is refused before anything is written; a notary's home is
+    /// not backed up (its key must not vote again without its vote store).
+    #[test]
+    fn bad_backups_and_notary_homes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage");
+        fs::write(&garbage, "format = \"something else\"\n[files]\n").unwrap();
+        let target = Home::at(dir.path().join("target"));
+        assert!(target.restore(&garbage).is_err());
+        fs::write(&garbage, "not toml at all {").unwrap();
+        assert!(target.restore(&garbage).is_err());
+        assert!(!target.root().exists(), "a refused restore wrote something");
+
+        let notary = home(dir.path(), "notary");
+        fs::create_dir_all(notary.votes()).unwrap();
+        let err = notary
+            .backup(&dir.path().join("notary.backup"))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("notary"), "{err:#}");
+        assert!(!dir.path().join("notary.backup").exists());
+    }
 }

@@ -94,6 +94,37 @@ pub async fn run(cli: Cli) -> Result<i32> {
             .await?;
             return Ok(0);
         }
+        Command::Backup { file } => {
+            let home = Home::resolve(cli.home)?;
+            let saved = home.backup(&file)?;
+            return print(
+                &Output::Done {
+                    message: format!(
+                        "saved {} to {}: it holds your secret keys, keep it safe; the logs are \
+                         not in it (they come back from your peers and notaries)",
+                        saved.join(", "),
+                        file.display()
+                    ),
+                },
+                json,
+            );
+        }
+        Command::Restore { file } => {
+            let home = Home::resolve(cli.home)?;
+            let restored = home.restore(&file)?;
+            return print(
+                &Output::Done {
+                    message: format!(
+                        "restored {} into {}; now `scrip serve`: your feed and wallet come back \
+                         from your peers, and your wallet checks its certified head with its \
+                         notaries before it signs anything",
+                        restored.join(", "),
+                        home.root().display()
+                    ),
+                },
+                json,
+            );
+        }
         Command::Demo { dir } => {
             demo::run(dir, json).await?;
             return Ok(0);

@@ -488,3 +488,67 @@ fn orders_expire_cancel_and_unlock_as_documented() {
     }
     drop((alice_daemon, bob_daemon, running));
 }
+
+/// A lost device: alice's home is gone, she has only `scrip backup`'s file. Restored into a new
+/// home and served, her wallet comes back from her peers, her next payment is signed on the
+/// certified head (not on an empty log), and her wallet stays sound.
+#[test]
+fn a_home_restored_from_a_backup_gets_its_wallet_back_and_pays_on() {
+    let _turn = common::whole_network();
+    let dir = tempfile::tempdir().unwrap();
+    let (notaries, running, create) = notary_group(dir.path());
+    let create: Vec<&str> = create.iter().map(String::as_str).collect();
+    let alice = TestHome::init(dir.path(), "alice");
+    let bob = TestHome::init(dir.path(), "bob");
+    let alice_daemon = alice.serve(&[]);
+    let bob_daemon = bob.serve(&[]);
+    for (home, other, other_daemon) in [(&alice, &bob, &bob_daemon), (&bob, &alice, &alice_daemon)]
+    {
+        home.run(&["peer", "add", &other_daemon.listen(), &other.identity()])
+            .ok();
+        home.run(&["follow", &other.identity()]).ok();
+        for n in &notaries {
+            home.run(&["peer", "add", &n.listen]).ok();
+        }
+    }
+    alice.run(&create).ok();
+    bob.run(&create).ok();
+    let (alice_wallet, bob_wallet) = (alice.wallet(), bob.wallet());
+    alice.run(&["mint", "100.00", "EUR"]).ok();
+    alice.run(&["pay", &bob_wallet, "10.00", "EUR"]).ok();
+    let backup = dir.path().join("alice.backup");
+    alice.run(&["backup", backup.to_str().unwrap()]).ok();
+    // Bob holds alice's whole wallet before the device is lost.
+    wait_until(
+        "bob to hold alice's wallet",
+        Duration::from_secs(30),
+        || bob.json(&["audit", &alice_wallet])["report"]["entries"] == 3,
+    );
+    assert_eq!(alice_daemon.stop(), 0);
+    std::fs::rename(&alice.path, dir.path().join("alice-lost")).unwrap();
+
+    let restored = TestHome {
+        path: dir.path().join("alice-new"),
+    };
+    restored.run(&["restore", backup.to_str().unwrap()]).ok();
+    assert_eq!(restored.wallet(), alice_wallet);
+    let _restored_daemon = restored.serve(&[]);
+    wait_until(
+        "the restored home to get its wallet back",
+        Duration::from_secs(60),
+        || balance(&restored) == "90.00 EUR",
+    );
+    let paid = restored.json(&["pay", &bob_wallet, "5.00", "EUR"]);
+    assert_eq!(
+        paid["seq"], 4,
+        "the next slot after the certified head: {paid}"
+    );
+    wait_until(
+        "bob to see the new payment",
+        Duration::from_secs(30),
+        || bob.json(&["audit", &alice_wallet])["report"]["entries"] == 4,
+    );
+    let report = bob.json(&["audit", &alice_wallet]);
+    assert_eq!(report["report"]["verdict"]["verdict"], "sound", "{report}");
+    drop((bob_daemon, running));
+}
