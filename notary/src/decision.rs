@@ -402,21 +402,18 @@ pub enum FateDecision {
     Refuse(Refusal),
 }
 
-/// The rules of a fate request that do not depend on what this notary signed before
-/// (`notary.md` §3a, steps 1–6), in order: the citation verifies and cites an order (else
-/// `Malformed`); this notary is one of the order wallet's notaries (`NotANotary`); the order
-/// has an expiry (`Rules no-expiry`: a version-1 order is never claimed nor voided); the
-/// request is signed by the order's receiver for a claim, by its sender for a void
-/// (`Malformed`); for a claim, the preimage opens the order's lock (`missing-preimage`,
-/// `wrong-preimage`, `unexpected-preimage`); for a cancel, the order has no lock
-/// (`conditional-cancel`). Returns the subject to vote for and the order's expiry (the clock
-/// rule is [`clock_rule`]).
+/// The rules of a fate request that do not depend on what this notary signed before, after
+/// [`requester_rule`] (`notary.md` §3a, steps 2–5), in order: this notary is one of the order
+/// wallet's notaries (`NotANotary`); the order has an expiry (`Rules no-expiry`: a version-1
+/// order is never claimed nor voided); for a claim, the preimage opens the order's lock
+/// (`missing-preimage`, `wrong-preimage`, `unexpected-preimage`); for a cancel, the order has
+/// no lock (`conditional-cancel`). `cited` is the order as verified (or known) by step 1.
+/// Returns the subject to vote for and the order's expiry (the clock rule is [`clock_rule`]).
 pub fn fate_rules(
     request: &FateRequest,
     cited: &FateOrder,
     me: &FeedId,
 ) -> Result<(FateSubject, Timestamp), Box<Refusal>> {
-    let malformed = |reason: String| Box::new(Refusal::Malformed { reason });
     let rules = |code: &str, reason: String| {
         Box::new(Refusal::Rules {
             code: code.into(),
@@ -441,17 +438,7 @@ pub fn fate_rules(
         order: cited.id,
         fate: request.fate,
     };
-    let (requester, role) = if request.fate.is_void() {
-        (cited.author, "sender")
-    } else {
-        (order.to, "receiver")
-    };
-    if !subject.request_verifies(&requester, &request.signature) {
-        return Err(malformed(format!(
-            "the request for fate {} is not signed by the order's {role}",
-            request.fate.name()
-        )));
-    }
+    // Who asks was checked first (`requester_rule`), on the same bytes.
     match request.fate {
         Fate::Claimed => match (&order.condition, &request.preimage) {
             (None, None) => {}
@@ -494,6 +481,43 @@ pub fn fate_rules(
         Fate::Cancelled | Fate::Expired => {}
     }
     Ok((subject, expiry))
+}
+
+/// Who may ask (`notary.md` §3a, step 4), checked first because it is the cheapest check that
+/// a stranger fails (one signature, before the citation's eight): the request is signed by the
+/// order's receiver for a claim, by its sender for a void (`Malformed`). The order is read from
+/// the citation without verifying it yet; the same id and payload hash are verified afterwards,
+/// so what was checked here is what the citation proves.
+pub fn requester_rule(request: &FateRequest) -> Result<(), Box<Refusal>> {
+    let malformed = |reason: String| Box::new(Refusal::Malformed { reason });
+    let entry = request
+        .order
+        .entry
+        .bytes
+        .decode()
+        .map_err(|e| malformed(format!("the cited order: {e}")))?;
+    let Ok(WalletEntry::Order(order)) =
+        WalletEntry::from_payload(&request.order.entry.bytes.payload)
+    else {
+        return Err(malformed("the cited entry is not an order".into()));
+    };
+    let subject = FateSubject {
+        wallet: entry.author(),
+        order: entry.id(),
+        fate: request.fate,
+    };
+    let (requester, role) = if request.fate.is_void() {
+        (entry.author(), "sender")
+    } else {
+        (order.to, "receiver")
+    };
+    if !subject.request_verifies(&requester, &request.signature) {
+        return Err(malformed(format!(
+            "the request for fate {} is not signed by the order's {role}",
+            request.fate.name()
+        )));
+    }
+    Ok(())
 }
 
 /// The clock rule of a fate (`notary.md` §3a, step 6), with this notary's clock `now` and its
@@ -558,6 +582,9 @@ impl NotaryState {
         now: Timestamp,
         skew_ms: u64,
     ) -> FateDecision {
+        if let Err(refusal) = requester_rule(request) {
+            return FateDecision::Refuse(*refusal);
+        }
         if self.known_order(request).is_none() {
             self.learn_cited_order(request);
         }

@@ -364,3 +364,24 @@ fn a_remembered_certificate_never_vouches_for_other_bytes() {
         scrip_notary::Decision::Vote(_)
     ));
 }
+
+/// A request nobody entitled signed costs the notary one signature check (the request's), not
+/// the citation's eight: who asks is checked first. (Counted in a process of its own: the
+/// counter is process-wide.)
+#[test]
+fn a_strangers_request_costs_one_signature_check() {
+    if !scrip_feed::bench::run_alone("fates::a_strangers_request_costs_one_signature_check") {
+        return;
+    }
+    let mut w = world();
+    let seq = w.order(None);
+    let stranger = Keypair::from_seed(&[99; 32]);
+    let request = w.signed_by(seq, Fate::Cancelled, None, &stranger);
+    let mut notary = w.notary();
+    let before = scrip_feed::identity::signature_checks();
+    assert_eq!(
+        code(&notary.decide_fate(&request, at(0), SKEW)),
+        "malformed"
+    );
+    assert_eq!(scrip_feed::identity::signature_checks() - before, 1);
+}
