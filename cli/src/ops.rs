@@ -72,6 +72,13 @@ pub enum Op {
         /// The feed id (`@...`).
         feed: String,
     },
+    /// Undo a block: the feed may be replicated again (follow it again if you want it).
+    ///
+    /// Example: `scrip unblock @3yZe7d...`
+    Unblock {
+        /// The feed id (`@...`).
+        feed: String,
+    },
     /// Publish a post.
     ///
     /// Example: `scrip post "hello, world"`
@@ -724,6 +731,7 @@ pub async fn execute(ctx: &Context, op: Op) -> Result<Output> {
         Op::Follow { feed } => follow(ctx, &feed, "follow").await,
         Op::Unfollow { feed } => follow(ctx, &feed, "unfollow").await,
         Op::Block { feed } => follow(ctx, &feed, "block").await,
+        Op::Unblock { feed } => follow(ctx, &feed, "unblock").await,
         Op::Post { text } => published(ctx, "post", Content::Post { text }).await,
         Op::Nick { name } => published(ctx, "nick", Content::Nick { name }).await,
         Op::Feed { feed, limit } => read_feed(ctx, feed, limit).await,
@@ -887,6 +895,7 @@ async fn follow(ctx: &Context, feed: &str, what: &str) -> Result<Output> {
     let content = match what {
         "follow" => Content::Follow { feed },
         "unfollow" => Content::Unfollow { feed },
+        "unblock" => Content::Unblock { feed },
         _ => Content::Block { feed },
     };
     published(ctx, what, content).await
@@ -925,6 +934,7 @@ fn describe(entry: &Entry, nicks: &BTreeMap<FeedId, String>) -> (String, String)
         Ok(Content::Follow { feed }) => ("follow".into(), named(&feed)),
         Ok(Content::Unfollow { feed }) => ("unfollow".into(), named(&feed)),
         Ok(Content::Block { feed }) => ("block".into(), named(&feed)),
+        Ok(Content::Unblock { feed }) => ("unblock".into(), named(&feed)),
         Ok(Content::Nick { name }) => ("nick".into(), name),
         Ok(Content::Pub { address }) => ("pub".into(), address),
         Ok(Content::App { kind, bytes }) => match WalletEntry::from_payload(payload) {
@@ -949,7 +959,10 @@ async fn read_feed(ctx: &Context, feed: Option<String>, limit: usize) -> Result<
         let mut mentioned = vec![feed];
         for entry in &entries {
             if let Some(Ok(
-                Content::Follow { feed } | Content::Unfollow { feed } | Content::Block { feed },
+                Content::Follow { feed }
+                | Content::Unfollow { feed }
+                | Content::Block { feed }
+                | Content::Unblock { feed },
             )) = entry.payload().map(Content::decode)
             {
                 mentioned.push(feed);

@@ -59,6 +59,11 @@ pub enum Content {
         #[serde(with = "crate::codec::bytes")]
         bytes: Vec<u8>,
     },
+    /// Undo a `Block` of `feed`: it may be replicated again (if followed).
+    Unblock {
+        /// The feed.
+        feed: FeedId,
+    },
 }
 
 impl Content {
@@ -111,6 +116,7 @@ impl Content {
             Content::Nick { .. } => "nick",
             Content::Pub { .. } => "pub",
             Content::App { kind, .. } => kind,
+            Content::Unblock { .. } => "unblock",
         }
     }
 
@@ -119,7 +125,8 @@ impl Content {
             Content::Post { .. }
             | Content::Follow { .. }
             | Content::Unfollow { .. }
-            | Content::Block { .. } => Ok(()),
+            | Content::Block { .. }
+            | Content::Unblock { .. } => Ok(()),
             Content::Nick { name } => {
                 check_len("nick", name, MAX_NICK_BYTES)?;
                 if name.chars().any(char::is_control) {
@@ -191,6 +198,7 @@ mod tests {
             Content::Follow { feed },
             Content::Unfollow { feed },
             Content::Block { feed },
+            Content::Unblock { feed },
             Content::Nick {
                 name: "alice".into(),
             },

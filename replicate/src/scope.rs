@@ -80,6 +80,10 @@ impl FollowGraph {
                     .is_some_and(|set| set.remove(&feed));
                 self.blocks.entry(author).or_default().insert(feed) || unfollowed
             }
+            Content::Unblock { feed } => self
+                .blocks
+                .get_mut(&author)
+                .is_some_and(|set| set.remove(&feed)),
             Content::Pub { address } => self.pubs.insert(author, address.clone()) != Some(address),
             _ => false,
         }
@@ -209,6 +213,27 @@ mod tests {
         assert!(!graph.apply(&follow), "already applied");
         assert!(graph.apply(&me.say(Content::Unfollow { feed: a.id() })));
         assert!(!graph.scope(&me.id(), 2, &BTreeSet::new()).contains(&a.id()));
+    }
+
+    /// An unblock lifts the block (explicit requests and follows reach the feed again), but
+    /// does not bring back the follow the block removed.
+    #[test]
+    fn unblock_lifts_a_block_but_not_the_follow_it_removed() {
+        let (mut me, a) = (Feed::new(1), Feed::new(2));
+        let mut graph = FollowGraph::new();
+        graph.apply(&me.say(Content::Follow { feed: a.id() }));
+        graph.apply(&me.say(Content::Block { feed: a.id() }));
+        let explicit = BTreeSet::from([a.id()]);
+        assert!(!graph.scope(&me.id(), 2, &explicit).contains(&a.id()));
+        assert!(graph.apply(&me.say(Content::Unblock { feed: a.id() })));
+        let scope = graph.scope(&me.id(), 2, &BTreeSet::new());
+        assert!(!scope.blocked.contains(&a.id()));
+        assert!(!scope.contains(&a.id()), "the follow is not restored");
+        assert!(graph.scope(&me.id(), 2, &explicit).contains(&a.id()));
+        graph.apply(&me.say(Content::Follow { feed: a.id() }));
+        assert!(graph.scope(&me.id(), 2, &BTreeSet::new()).contains(&a.id()));
+        // An unblock of a feed that was never blocked changes nothing.
+        assert!(!graph.apply(&me.say(Content::Unblock { feed: a.id() })));
     }
 
     #[test]

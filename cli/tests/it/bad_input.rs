@@ -60,6 +60,7 @@ fn malformed_feed_ids_are_refused() {
     ] {
         refused(&home, &["follow", bad], "is not a feed id");
         refused(&home, &["block", bad], "is not a feed id");
+        refused(&home, &["unblock", bad], "is not a feed id");
         refused(&home, &["feed", bad], "is not a feed id");
         refused(
             &home,

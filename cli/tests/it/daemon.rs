@@ -82,3 +82,32 @@ fn a_restarted_daemon_introduces_itself_with_a_new_epoch() {
     assert_ne!(before, after, "the same epoch after a restart");
     assert_eq!(second.stop(), 0);
 }
+
+/// `block` then `unblock`: both are entries of the identity's feed, shown by `feed` with the
+/// feed they name (without a daemon: the commands write the store directly).
+#[test]
+fn block_and_unblock_are_published_on_the_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = TestHome::init(dir.path(), "alice");
+    let bob = TestHome::init(dir.path(), "bob");
+    let bob_id = bob.identity();
+    let blocked = alice.json(&["block", &bob_id]);
+    assert_eq!(blocked["kind"], "block", "{blocked}");
+    let unblocked = alice.json(&["unblock", &bob_id]);
+    assert_eq!(unblocked["kind"], "unblock", "{unblocked}");
+    let feed = alice.json(&["feed"]);
+    let kinds: Vec<&str> = feed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(&kinds[..2], &["unblock", "block"], "{feed}");
+    assert!(
+        feed["entries"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains(&bob_id),
+        "{feed}"
+    );
+}

@@ -24,6 +24,7 @@ fn content_json(content: &Content) -> Value {
         Content::Follow { feed } => json!({"type": "follow", "feed": feed.to_string()}),
         Content::Unfollow { feed } => json!({"type": "unfollow", "feed": feed.to_string()}),
         Content::Block { feed } => json!({"type": "block", "feed": feed.to_string()}),
+        Content::Unblock { feed } => json!({"type": "unblock", "feed": feed.to_string()}),
         Content::Nick { name } => json!({"type": "nick", "name": name}),
         Content::Pub { address } => json!({"type": "pub", "address": address}),
         Content::App { kind, bytes } => {
@@ -98,6 +99,7 @@ fn generate() -> Value {
             kind: "scrip/wallet".into(),
             bytes: vec![1, 2, 3],
         },
+        Content::Unblock { feed: bob.id() },
     ];
 
     let invalid: Vec<Value> = cases::all()
