@@ -198,7 +198,6 @@ mod tests {
             Content::Follow { feed },
             Content::Unfollow { feed },
             Content::Block { feed },
-            Content::Unblock { feed },
             Content::Nick {
                 name: "alice".into(),
             },
@@ -209,6 +208,7 @@ mod tests {
                 kind: "scrip/wallet".into(),
                 bytes: vec![1, 2, 3],
             },
+            Content::Unblock { feed },
         ]
     }
 
@@ -229,7 +229,7 @@ mod tests {
             .iter()
             .map(|c| c.encode().unwrap()[1])
             .collect();
-        assert_eq!(indices, vec![0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(indices, vec![0, 1, 2, 3, 4, 5, 6, 7]);
     }
 
     #[test]
