@@ -82,6 +82,9 @@ pub enum Command {
     /// Manage the peers this node dials.
     #[command(subcommand)]
     Peer(PeerCommand),
+    /// Name wallets: `scrip pay NAME ...` then pays that wallet, and `orders` shows the name.
+    #[command(subcommand)]
+    Contact(ContactCommand),
     /// Create and inspect your wallet.
     #[command(subcommand)]
     Wallet(WalletCommand),
@@ -129,6 +132,46 @@ pub enum PeerCommand {
     ///
     /// Example: `scrip peer list`
     List,
+}
+
+/// Contact commands.
+#[derive(Subcommand, Debug)]
+pub enum ContactCommand {
+    /// Name a wallet (kept in contacts.toml).
+    ///
+    /// Example: `scrip contact add bob +8Hq2...`
+    Add(ContactAdd),
+    /// List your contacts.
+    ///
+    /// Example: `scrip contact list`
+    List,
+    /// Forget a contact.
+    ///
+    /// Example: `scrip contact remove bob`
+    Remove {
+        /// The name.
+        name: String,
+    },
+}
+
+/// The arguments of `scrip contact add` ([`Op::ContactAdd`]).
+#[derive(Args, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactAdd {
+    /// The name (1–32 bytes; not starting with +, @ or %).
+    pub name: String,
+    /// The wallet's address (`+...`, shown by its owner's `scrip id`).
+    pub wallet: String,
+}
+
+impl ContactCommand {
+    /// The operation.
+    pub fn op(self) -> Op {
+        match self {
+            ContactCommand::Add(add) => Op::ContactAdd(add),
+            ContactCommand::List => Op::ContactList,
+            ContactCommand::Remove { name } => Op::ContactRemove { name },
+        }
+    }
 }
 
 /// The arguments of `scrip peer add` ([`Op::PeerAdd`]).

@@ -32,6 +32,7 @@ const WALLET_KEY: &str = "wallet.key";
 const CONFIG: &str = "config.toml";
 const PEERS: &str = "peers.toml";
 const WALLET: &str = "wallet.toml";
+const CONTACTS: &str = "contacts.toml";
 const PENDING: &str = "wallet.pending";
 const STORE: &str = "store";
 const VOTES: &str = "votes";
@@ -307,6 +308,72 @@ impl Home {
         Ok(new)
     }
 
+    /// The contacts in contacts.toml: names this person gave wallets.
+    pub fn contacts(&self) -> Result<Vec<Contact>> {
+        let path = self.root.join(CONTACTS);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(toml::from_str::<ContactsFile>(&text)
+                .with_context(|| format!("reading {}", path.display()))?
+                .contact),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// The contact named `name` (names compare without regard to case).
+    pub fn contact(&self, name: &str) -> Result<Option<Contact>> {
+        Ok(self
+            .contacts()?
+            .into_iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name.trim())))
+    }
+
+    /// Names `wallet` (an address, checked) `name`: refused if the name is taken by another
+    /// wallet (remove it first) or is not a valid name. Returns whether it was new.
+    pub fn add_contact(&self, name: &str, wallet: &str) -> Result<bool> {
+        check_contact_name(name)?;
+        let address = scrip_ledger::WalletAddress::parse(wallet.trim()).map_err(|defect| {
+            anyhow!(
+                "{:?} is not a wallet address: {}",
+                wallet.trim(),
+                defect.reason()
+            )
+        })?;
+        let address = address.to_string();
+        let mut contacts = self.contacts()?;
+        match contacts.iter().find(|c| c.name.eq_ignore_ascii_case(name)) {
+            Some(c) if c.wallet == address => return Ok(false),
+            Some(c) => bail!(
+                "{} names {} already: `scrip contact remove {}` first",
+                c.name,
+                c.wallet,
+                c.name
+            ),
+            None => {}
+        }
+        contacts.push(Contact {
+            name: name.to_owned(),
+            wallet: address,
+        });
+        contacts.sort_by_key(|c| c.name.to_lowercase());
+        let text = toml::to_string(&ContactsFile { contact: contacts })?;
+        write_file(&self.root.join(CONTACTS), text.as_bytes())?;
+        Ok(true)
+    }
+
+    /// Forgets the contact `name`. Returns whether there was one.
+    pub fn remove_contact(&self, name: &str) -> Result<bool> {
+        let mut contacts = self.contacts()?;
+        let before = contacts.len();
+        contacts.retain(|c| !c.name.eq_ignore_ascii_case(name.trim()));
+        if contacts.len() == before {
+            return Ok(false);
+        }
+        let text = toml::to_string(&ContactsFile { contact: contacts })?;
+        write_file(&self.root.join(CONTACTS), text.as_bytes())?;
+        Ok(true)
+    }
+
     /// The wallet's notaries, from wallet.toml.
     pub fn notaries(&self) -> Result<Vec<NotaryAddr>> {
         let path = self.root.join(WALLET);
@@ -346,12 +413,47 @@ impl Home {
     }
 }
 
+/// Longest contact name, in bytes.
+pub const MAX_CONTACT_NAME_BYTES: usize = 32;
+
+/// A name this person gave a wallet (contacts.toml).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// The name: 1–32 bytes, no control characters, no leading or trailing whitespace, not
+    /// starting with `+`, `@` or `%` (those start addresses and ids).
+    pub name: String,
+    /// The wallet's address (`+…`).
+    pub wallet: String,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct ContactsFile {
+    #[serde(default)]
+    contact: Vec<Contact>,
+}
+
+/// The rules of a contact name (see [`Contact::name`]).
+pub fn check_contact_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_CONTACT_NAME_BYTES {
+        bail!("a contact name is 1 to {MAX_CONTACT_NAME_BYTES} bytes ({name:?} is not)");
+    }
+    if name.trim() != name || name.chars().any(char::is_control) {
+        bail!(
+            "{name:?}: a contact name has no leading or trailing spaces and no control characters"
+        );
+    }
+    if name.starts_with(['+', '@', '%']) {
+        bail!("{name:?}: a contact name does not start with +, @ or % (addresses and ids do)");
+    }
+    Ok(())
+}
+
 /// The format marker of a backup file.
 pub const BACKUP_FORMAT: &str = "scrip-backup/1";
 
 /// What a backup holds: the keys and the settings. Logs are not in it: they come back from
 /// peers (the identity's and the wallet's feeds) and notaries (the wallet's certified head).
-const BACKED_UP: [&str; 5] = [IDENTITY_KEY, WALLET_KEY, CONFIG, PEERS, WALLET];
+const BACKED_UP: [&str; 6] = [IDENTITY_KEY, WALLET_KEY, CONFIG, PEERS, WALLET, CONTACTS];
 
 /// A backup file: `format = "scrip-backup/1"` and each backed-up file's bytes as hex.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -545,6 +647,47 @@ mod tests {
         // Never over an existing home.
         let err = alice.restore(&file).unwrap_err();
         assert!(format!("{err:#}").contains("already"), "{err:#}");
+    }
+
+    /// Contacts: a name per wallet, names compared without regard to case, a taken name not
+    /// silently moved to another wallet, names that look like addresses or ids refused; they
+    /// go into backups.
+    #[test]
+    fn contacts_name_wallets_one_name_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = home(dir.path(), "alice");
+        let bob = scrip_ledger::WalletAddress::of(Keypair::from_seed(&[2; 32]).id()).to_string();
+        let carol = scrip_ledger::WalletAddress::of(Keypair::from_seed(&[3; 32]).id()).to_string();
+        assert!(alice.add_contact("Bob", &bob).unwrap());
+        assert!(!alice.add_contact("bob", &bob).unwrap(), "the same again");
+        let err = alice.add_contact("BOB", &carol).unwrap_err();
+        assert!(format!("{err:#}").contains("remove"), "{err:#}");
+        assert_eq!(alice.contact("bob").unwrap().unwrap().wallet, bob);
+        for bad in [
+            "",
+            " bob",
+            "+bob",
+            "@bob",
+            "%bob",
+            &"x".repeat(33),
+            "a\u{7}b",
+        ] {
+            assert!(alice.add_contact(bad, &carol).is_err(), "{bad:?}");
+        }
+        let typo = format!("{}x", &carol[..carol.len() - 1]);
+        assert!(
+            alice.add_contact("carol", &typo).is_err(),
+            "a mistyped address"
+        );
+        alice.add_contact("carol", &carol).unwrap();
+        let file = dir.path().join("alice.backup");
+        alice.backup(&file).unwrap();
+        let restored = Home::at(dir.path().join("restored"));
+        restored.restore(&file).unwrap();
+        assert_eq!(restored.contacts().unwrap(), alice.contacts().unwrap());
+        assert!(alice.remove_contact("BOB").unwrap());
+        assert!(!alice.remove_contact("bob").unwrap());
+        assert_eq!(alice.contacts().unwrap().len(), 1);
     }
 
     /// A file that is not a backup is refused before anything is written; a notary's home is

@@ -138,6 +138,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             return Ok(0);
         }
         Command::Peer(peer) => peer.op(),
+        Command::Contact(contact) => contact.op(),
         Command::Wallet(wallet) => wallet.op(),
         Command::Op(op) => op,
     };

@@ -41,6 +41,18 @@ pub enum Op {
     /// `scrip peer list`.
     #[command(skip)]
     PeerList,
+    /// `scrip contact add` (see [`crate::args::ContactCommand`]).
+    #[command(skip)]
+    ContactAdd(crate::args::ContactAdd),
+    /// `scrip contact list`.
+    #[command(skip)]
+    ContactList,
+    /// `scrip contact remove`.
+    #[command(skip)]
+    ContactRemove {
+        /// The name.
+        name: String,
+    },
     /// `scrip wallet create` (see [`crate::args::WalletCommand`]).
     #[command(skip)]
     WalletCreate(WalletCreate),
@@ -253,7 +265,13 @@ impl Op {
     pub fn only_reads(&self) -> bool {
         matches!(
             self,
-            Op::Id | Op::PeerList | Op::Feed { .. } | Op::Forks | Op::Balance | Op::Orders { .. }
+            Op::Id
+                | Op::PeerList
+                | Op::ContactList
+                | Op::Feed { .. }
+                | Op::Forks
+                | Op::Balance
+                | Op::Orders { .. }
         )
     }
 
@@ -728,6 +746,36 @@ pub async fn execute(ctx: &Context, op: Op) -> Result<Output> {
         Op::Id => id(ctx).await,
         Op::PeerAdd(PeerAdd { addr, feed }) => peer_add(ctx, addr, feed).await,
         Op::PeerList => peer_list(ctx).await,
+        Op::ContactAdd(add) => {
+            let new = ctx.home.add_contact(&add.name, &add.wallet)?;
+            Ok(Output::Done {
+                message: format!(
+                    "{} contact {}: {}",
+                    if new { "added" } else { "kept" },
+                    add.name,
+                    add.wallet.trim()
+                ),
+            })
+        }
+        Op::ContactList => Ok(Output::Contacts {
+            contacts: ctx
+                .home
+                .contacts()?
+                .into_iter()
+                .map(|c| crate::output::ContactLine {
+                    name: c.name,
+                    wallet: c.wallet,
+                })
+                .collect(),
+        }),
+        Op::ContactRemove { name } => {
+            if !ctx.home.remove_contact(&name)? {
+                bail!("no contact is named {name:?} (`scrip contact list`)");
+            }
+            Ok(Output::Done {
+                message: format!("removed contact {name}"),
+            })
+        }
         Op::Follow { feed } => follow(ctx, &feed, "follow").await,
         Op::Unfollow { feed } => follow(ctx, &feed, "unfollow").await,
         Op::Block { feed } => follow(ctx, &feed, "block").await,
@@ -1247,6 +1295,7 @@ async fn orders(ctx: &Context, incoming: bool, outgoing: bool, pending: bool) ->
     let wallet = ctx.wallet_id()?.ok_or_else(no_wallet)?;
     let (now, skew) = (now_ms(), ctx.config.clock_skew.saturating_mul(1000));
     let (both, open_only) = (incoming == outgoing, pending);
+    let names = contact_names(ctx)?;
     // With each order, where its receiver rejected it (to read the reason), if it did.
     let mine = ctx
         .with_ledger(move |ledger| {
@@ -1312,6 +1361,8 @@ async fn orders(ctx: &Context, incoming: bool, outgoing: bool, pending: bool) ->
             lines.push(OrderLine {
                 id: id.to_string(),
                 direction: direction.into(),
+                from_name: names.get(&order.from).cloned(),
+                to_name: names.get(&order.to).cloned(),
                 from: address(order.from),
                 to: address(order.to),
                 amount: order.amount.display(order.currency.decimals),
@@ -1454,6 +1505,17 @@ async fn resolve(ctx: &Context, order: &str, answer: Resolve) -> Result<Output> 
 /// Time a claim (then the accept) is given before an order's expiry margin, in milliseconds:
 /// the wallet client's certification deadline.
 const CLAIM_TIME_MS: u64 = 30_000;
+
+/// The wallets this person named (contacts), by wallet.
+fn contact_names(ctx: &Context) -> Result<BTreeMap<FeedId, String>> {
+    let mut names = BTreeMap::new();
+    for contact in ctx.home.contacts()? {
+        if let Ok(address) = scrip_ledger::WalletAddress::parse(&contact.wallet) {
+            names.insert(address.wallet(), contact.name);
+        }
+    }
+    Ok(names)
+}
 
 /// This wallet's own certified order named by `order` (`%…`): its id, seq and content.
 async fn own_order(ctx: &Context, order: &str) -> Result<(EntryId, Seq, Order)> {

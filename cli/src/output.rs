@@ -37,6 +37,10 @@ pub struct OrderLine {
     pub id: String,
     /// `incoming` or `outgoing`.
     pub direction: String,
+    /// The sender's name, if it is a contact.
+    pub from_name: Option<String>,
+    /// The receiver's name, if it is a contact.
+    pub to_name: Option<String>,
     /// The sender's wallet.
     pub from: String,
     /// The receiver's wallet.
@@ -57,6 +61,15 @@ pub struct OrderLine {
     /// For people: the time left to accept it, what its expiry means now, or the receiver's
     /// reason if it was rejected (`rejected: …`); otherwise empty.
     pub note: String,
+}
+
+/// A contact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactLine {
+    /// The name.
+    pub name: String,
+    /// The wallet's address.
+    pub wallet: String,
 }
 
 /// A balance line.
@@ -126,6 +139,11 @@ pub enum Output {
     Done {
         /// The line.
         message: String,
+    },
+    /// `scrip contact list`.
+    Contacts {
+        /// The contacts, by name.
+        contacts: Vec<ContactLine>,
     },
     /// `scrip hashlock`: a new secret and its lock.
     Hashlock {
@@ -276,6 +294,14 @@ impl Output {
             Output::Done { message } => {
                 let _ = writeln!(out, "{message}");
             }
+            Output::Contacts { contacts } => {
+                if contacts.is_empty() {
+                    let _ = writeln!(out, "no contacts (scrip contact add NAME +...)");
+                }
+                for c in contacts {
+                    let _ = writeln!(out, "{:<20} {}", c.name, c.wallet);
+                }
+            }
             Output::Hashlock { preimage, lock } => {
                 let _ = writeln!(
                     out,
@@ -366,9 +392,9 @@ impl Output {
                 }
                 for o in orders {
                     let (arrow, other) = if o.direction == "incoming" {
-                        ("from", &o.from)
+                        ("from", o.from_name.as_ref().unwrap_or(&o.from))
                     } else {
-                        ("to", &o.to)
+                        ("to", o.to_name.as_ref().unwrap_or(&o.to))
                     };
                     let memo = if o.memo.is_empty() {
                         String::new()
@@ -567,6 +593,15 @@ pub fn json_examples() -> serde_json::Value {
             },
         ),
         (
+            "contact list",
+            Output::Contacts {
+                contacts: vec![ContactLine {
+                    name: "bob".into(),
+                    wallet: "+8Hq2Zx4".into(),
+                }],
+            },
+        ),
+        (
             "hashlock",
             Output::Hashlock {
                 preimage: "0707070707070707070707070707070707070707070707070707070707070707".into(),
@@ -653,6 +688,8 @@ pub fn json_examples() -> serde_json::Value {
                 orders: vec![OrderLine {
                     id: order.into(),
                     direction: "incoming".into(),
+                    from_name: Some("alice".into()),
+                    to_name: None,
                     from: wallet.into(),
                     to: "+8Hq2Zx4".into(),
                     amount: "12.50".into(),
@@ -725,13 +762,14 @@ pub fn json_examples() -> serde_json::Value {
         Output::Balance { .. } => 12,
         Output::Audit { .. } => 13,
         Output::Hashlock { .. } => 14,
+        Output::Contacts { .. } => 15,
     };
     let mut seen: Vec<usize> = examples.iter().map(|(_, o)| covered(o)).collect();
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(
         seen,
-        (0..15).collect::<Vec<_>>(),
+        (0..16).collect::<Vec<_>>(),
         "an Output variant without an example"
     );
     let mut all = serde_json::Map::new();

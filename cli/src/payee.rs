@@ -113,10 +113,21 @@ pub async fn check(ctx: &Context, typed: &str, payer: FeedId) -> Result<FeedId> 
                  receiver's `scrip id`), which catches typos"
             ),
         }
+    } else if let Some(contact) = ctx.home.contact(text)? {
+        WalletAddress::parse(&contact.wallet)
+            .map_err(|defect| {
+                anyhow!(
+                    "contact {} names {:?}, which is not a wallet address: {}",
+                    contact.name,
+                    contact.wallet,
+                    defect.reason()
+                )
+            })?
+            .wallet()
     } else {
         bail!(
-            "{text:?} is not a wallet address: a wallet address starts with '+' (the receiver's \
-             `scrip id` shows it)"
+            "{text:?} is neither a wallet address nor a contact: a wallet address starts with \
+             '+' (the receiver's `scrip id` shows it); `scrip contact add NAME +...` names one"
         );
     };
     if wallet == payer || wallet == ctx.identity.id() {

@@ -468,8 +468,23 @@ fn orders_expire_cancel_and_unlock_as_documented() {
         "the accept reveals the secret: {audit}"
     );
 
-    // A cancelled order cannot be accepted afterwards.
-    let cancelled = order_of(alice.run(&["--json", "pay", &bob_wallet, "4.00", "EUR"]));
+    // A cancelled order cannot be accepted afterwards (paid by name: bob is a contact).
+    alice.run(&["contact", "add", "bob", &bob_wallet]).ok();
+    let cancelled = order_of(alice.run(&["--json", "pay", "Bob", "4.00", "EUR"]));
+    let named = alice.json(&["orders", "--outgoing"]);
+    assert!(
+        named["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["id"] == cancelled.as_str() && o["to_name"] == "bob"),
+        "{named}"
+    );
+    let unknown = alice.run(&["pay", "robert", "1.00", "EUR"]);
+    assert!(
+        unknown.one_line_error().contains("nor a contact"),
+        "{unknown:?}"
+    );
     wait_until("bob to receive the order", Duration::from_secs(30), || {
         status(&bob, &cancelled) == "pending"
     });
