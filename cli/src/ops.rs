@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Subcommand;
@@ -320,10 +320,7 @@ impl std::fmt::Debug for Context {
 
 /// Milliseconds since the epoch, now.
 pub fn now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    Timestamp::from_millis(ms)
+    Timestamp::now()
 }
 
 /// A seed for a node's random choices, from the operating system: every node process draws
@@ -1157,9 +1154,7 @@ struct Terms {
 
 /// This machine's clock, in milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    Timestamp::now().as_millis()
 }
 
 /// "3d 4h", "12m 5s": a short human duration.
@@ -1334,9 +1329,14 @@ async fn orders(ctx: &Context, incoming: bool, outgoing: bool, pending: bool) ->
                 continue;
             }
             // By position (a direct read), not by id (an index lookup).
-            let memo = store
+            let entry = store
                 .get(&order.from, Seq::new(order.seq))?
-                .filter(|entry| entry.id() == id)
+                .filter(|entry| entry.id() == id);
+            let time = entry
+                .as_ref()
+                .map(|e| e.timestamp().as_millis())
+                .filter(|&t| t >= FIRST_REAL_TIME_MS);
+            let memo = entry
                 .and_then(|e| e.payload().map(WalletEntry::from_payload))
                 .and_then(Result::ok)
                 .and_then(|c| match c {
@@ -1372,8 +1372,11 @@ async fn orders(ctx: &Context, incoming: bool, outgoing: bool, pending: bool) ->
                 expires: order.expiry.map(|e| e.as_millis()),
                 condition: order.condition.map(|c| c.to_hex()),
                 note,
+                time,
             });
         }
+        // Oldest first, by the time the payer signed each order (orders without one first).
+        lines.sort_by(|a, b| (a.time, &a.id).cmp(&(b.time, &b.id)));
         Ok(Output::Orders { orders: lines })
     })
     .await
@@ -1516,6 +1519,10 @@ fn contact_names(ctx: &Context) -> Result<BTreeMap<FeedId, String>> {
     }
     Ok(names)
 }
+
+/// Wallet entries carry their signer's clock since they carry a real time at all; earlier
+/// ones were stamped with their seq − 1. A time before this (2001-09-09) is no real time.
+const FIRST_REAL_TIME_MS: u64 = 1_000_000_000_000;
 
 /// This wallet's own certified order named by `order` (`%…`): its id, seq and content.
 async fn own_order(ctx: &Context, order: &str) -> Result<(EntryId, Seq, Order)> {

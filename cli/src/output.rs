@@ -61,6 +61,9 @@ pub struct OrderLine {
     /// For people: the time left to accept it, what its expiry means now, or the receiver's
     /// reason if it was rejected (`rejected: …`); otherwise empty.
     pub note: String,
+    /// When the payer signed it, in milliseconds since the Unix epoch (null for an order
+    /// written before wallet entries carried the time).
+    pub time: Option<u64>,
 }
 
 /// A contact.
@@ -406,9 +409,10 @@ impl Output {
                     } else {
                         format!("  ({})", o.note)
                     };
+                    let date = o.time.map_or_else(|| "-".repeat(16), when);
                     let _ = writeln!(
                         out,
-                        "{}  {:>12} {:<15} {arrow} {other}  {}{memo}{note}",
+                        "{date}  {}  {:>12} {:<15} {arrow} {other}  {}{memo}{note}",
                         o.id,
                         o.amount,
                         short_currency(&o.currency),
@@ -699,6 +703,7 @@ pub fn json_examples() -> serde_json::Value {
                     expires: Some(1_796_000_000_000),
                     condition: None,
                     note: "expires in 6d 23h".into(),
+                    time: Some(1_795_395_200_000),
                 }],
             },
         ),

@@ -96,6 +96,14 @@ impl Timestamp {
     pub const fn as_millis(self) -> u64 {
         self.0
     }
+
+    /// This machine's clock now (the one place scrip reads it; 0 before the epoch).
+    pub fn now() -> Timestamp {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Timestamp(ms)
+    }
 }
 
 /// The signed fields of a header (everything but the signature), in wire order.

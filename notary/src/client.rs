@@ -617,7 +617,15 @@ impl<N: Network> WalletClient<N> {
         let entry = N::BLOCKING
             .run(move || {
                 let head = store.head(&wallet)?;
-                let timestamp = Timestamp::from_millis(head.map_or(0, |h| h.seq.get()));
+                // The wallet's clock, never before its previous entry's time (a clock set back
+                // does not make history run backwards).
+                let previous = match head {
+                    Some(h) => store
+                        .get(&wallet, h.seq)?
+                        .map_or(0, |e| e.timestamp().as_millis()),
+                    None => 0,
+                };
+                let timestamp = Timestamp::from_millis(Timestamp::now().as_millis().max(previous));
                 let entry = Entry::create(&key, head, timestamp, payload)?;
                 // Durable before it leaves this process: from now on only these bytes go out.
                 pending.save(&entry)?;

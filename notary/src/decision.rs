@@ -520,6 +520,26 @@ pub fn requester_rule(request: &FateRequest) -> Result<(), Box<Refusal>> {
     Ok(())
 }
 
+/// The time rule of a wallet entry (`notary.md` §3, step 7): its time (the header's
+/// timestamp, the wallet's own clock when it signed) is not ahead of this notary's clock by
+/// more than the margin `skew_ms`. A refusal is `Unavailable`, not definitive: time passes,
+/// and the same bytes are voted for once this notary's clock has caught up, so honest notaries
+/// never refuse an entry for good on a reading of their clocks (they could disagree about it,
+/// and a wallet slot split between them would never be certified). An entry's time is not
+/// checked to be recent: a pending entry may be sent again long after it was signed.
+pub fn time_rule(entry: &Entry, now: Timestamp, skew_ms: u64) -> Result<(), Box<Refusal>> {
+    let (time, now) = (entry.timestamp().as_millis(), now.as_millis());
+    if time > now.saturating_add(skew_ms) {
+        return Err(Box::new(Refusal::Unavailable {
+            reason: format!(
+                "the entry is stamped {time} ms, ahead of this notary's clock ({now} ms) by more \
+                 than {skew_ms} ms: try again later"
+            ),
+        }));
+    }
+    Ok(())
+}
+
 /// The clock rule of a fate (`notary.md` §3a, step 6), with this notary's clock `now` and its
 /// margin `skew_ms`: a claim only while `now + skew < expiry`, so that the true time is before
 /// the expiry (`order-expired`); an expiry only once `now ≥ expiry + skew`, so that the true time
@@ -838,12 +858,35 @@ impl NotaryState {
         believed
     }
 
+    /// [`NotaryState::decide_at`] without the time rule (tests of the other steps).
+    pub fn decide(&mut self, entry: &Entry, prefix: &[CertifiedEntry]) -> Decision {
+        self.decide_checked(entry, prefix, None)
+    }
+
+    /// Decides on `entry` after learning `prefix`, at this notary's clock `now` with margin
+    /// `skew_ms`: the steps of [`NotaryState::decide`], then the time rule (`notary.md` §3,
+    /// step 7, [`time_rule`]).
+    pub fn decide_at(
+        &mut self,
+        entry: &Entry,
+        prefix: &[CertifiedEntry],
+        now: Timestamp,
+        skew_ms: u64,
+    ) -> Decision {
+        self.decide_checked(entry, prefix, Some((now, skew_ms)))
+    }
+
     /// Decides on `entry` after learning `prefix` (certified entries the client sent). A
     /// proposal whose own signature or payload does not verify is refused first and leaves no
     /// state behind (nor does one for a wallet this notary does not know, until it votes).
     // Long because: the numbered steps of notary.md section 3 in order, one block each; their order
     // is the safety argument, so it stays visible in one place.
-    pub fn decide(&mut self, entry: &Entry, prefix: &[CertifiedEntry]) -> Decision {
+    fn decide_checked(
+        &mut self,
+        entry: &Entry,
+        prefix: &[CertifiedEntry],
+        clock: Option<(Timestamp, u64)>,
+    ) -> Decision {
         let refuse = |refusal| Decision::Refuse {
             refusal,
             existing: None,
@@ -952,6 +995,11 @@ impl NotaryState {
                 code: rejection.code().to_owned(),
                 reason: rejection.to_string(),
             });
+        }
+        if let Some((now, skew_ms)) = clock
+            && let Err(refusal) = time_rule(entry, now, skew_ms)
+        {
+            return refuse(*refusal);
         }
         view.votes.insert(seq, entry.id());
         if let Some(citation) = citation_of(entry) {

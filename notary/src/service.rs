@@ -103,9 +103,7 @@ pub const CLOCK_SKEW: Duration = Duration::from_secs(30);
 
 /// This notary's clock for fate decisions: the system clock plus `offset_ms`.
 pub fn fate_clock(offset_ms: i64) -> scrip_feed::Timestamp {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let now = scrip_feed::Timestamp::now().as_millis();
     scrip_feed::Timestamp::from_millis(now.saturating_add_signed(offset_ms))
 }
 
@@ -754,7 +752,9 @@ impl Actor {
             .state
             .wallet(&entry.author())
             .map_or(0, |w| w.certified_head());
-        let decision = self.state.decide(&entry, &prefix);
+        let now = fate_clock(self.clock_offset_ms);
+        let skew = u64::try_from(self.clock_skew.as_millis()).unwrap_or(u64::MAX);
+        let decision = self.state.decide_at(&entry, &prefix, now, skew);
         let after = self
             .state
             .wallet(&entry.author())

@@ -492,6 +492,21 @@ fn orders_expire_cancel_and_unlock_as_documented() {
     let refused = bob.run(&["accept", &cancelled]);
     assert!(refused.one_line_error().contains("voided"), "{refused:?}");
 
+    // Orders carry the time they were signed and are listed oldest first.
+    let listed = alice.json(&["orders", "--outgoing"]);
+    let times: Vec<u64> = listed["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["time"].as_u64().unwrap())
+        .collect();
+    assert!(times.is_sorted(), "{listed}");
+    let now = scrip_feed::Timestamp::now().as_millis();
+    assert!(
+        times.iter().all(|t| now.abs_diff(*t) < 300_000),
+        "real times: {times:?} vs {now}"
+    );
+
     // 100 minted; 2.00 refunded, 3.00 accepted, 4.00 cancelled.
     assert_eq!(balance(&alice), "97.00 EUR");
     wait_until("bob's balance", Duration::from_secs(30), || {

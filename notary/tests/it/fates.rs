@@ -385,3 +385,51 @@ fn a_strangers_request_costs_one_signature_check() {
     );
     assert_eq!(scrip_feed::identity::signature_checks() - before, 1);
 }
+
+/// An entry stamped ahead of the notary's clock by more than the margin waits (`Unavailable`,
+/// retried: never a definitive refusal that honest notaries could split on); at the margin it
+/// is voted for; an old time is no reason to refuse (a pending entry may be sent late).
+#[test]
+fn an_entry_stamped_ahead_of_the_clock_waits_until_the_clock_catches_up() {
+    let w = world();
+    let now = 1_800_000_000_000u64;
+    let order = order(
+        w.receiver.id(),
+        &w.eur,
+        5,
+        scrip_ledger::kit::FAR_EXPIRY,
+        None,
+    );
+    let stamped = |ms: u64| {
+        scrip_feed::Entry::create(
+            &w.sender.key,
+            w.sender.head(),
+            Timestamp::from_millis(ms),
+            order.to_payload().unwrap(),
+        )
+        .unwrap()
+    };
+    let decide = |entry: &scrip_feed::Entry, at_ms: u64| {
+        let mut notary = w.notary_knowing();
+        match notary.decide_at(entry, &[], Timestamp::from_millis(at_ms), SKEW) {
+            scrip_notary::Decision::Refuse { refusal, .. } => refusal.kind(),
+            scrip_notary::Decision::Vote(_) => "vote".into(),
+            scrip_notary::Decision::Again(_) => "again".into(),
+        }
+    };
+    let ahead = stamped(now + SKEW + 1);
+    assert_eq!(decide(&ahead, now), "unavailable");
+    assert!(
+        !scrip_notary::Refusal::Unavailable {
+            reason: String::new()
+        }
+        .is_definitive()
+    );
+    assert_eq!(decide(&ahead, now + 1), "vote", "the clock caught up");
+    assert_eq!(decide(&stamped(now + SKEW), now), "vote");
+    assert_eq!(
+        decide(&stamped(now - 86_400_000), now),
+        "vote",
+        "an old time"
+    );
+}
