@@ -287,14 +287,9 @@ impl Home {
 
     /// The peers in peers.toml.
     pub fn peers(&self) -> Result<Vec<PeerEntry>> {
-        let path = self.root.join(PEERS);
-        match fs::read_to_string(&path) {
-            Ok(text) => Ok(toml::from_str::<PeersFile>(&text)
-                .with_context(|| format!("reading {}", path.display()))?
-                .peer),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
+        Ok(read_toml::<PeersFile>(&self.root.join(PEERS))?
+            .map(|f| f.peer)
+            .unwrap_or_default())
     }
 
     /// Adds a peer to peers.toml (replacing one at the same address). Returns whether it was new.
@@ -310,14 +305,9 @@ impl Home {
 
     /// The contacts in contacts.toml: names this person gave wallets.
     pub fn contacts(&self) -> Result<Vec<Contact>> {
-        let path = self.root.join(CONTACTS);
-        match fs::read_to_string(&path) {
-            Ok(text) => Ok(toml::from_str::<ContactsFile>(&text)
-                .with_context(|| format!("reading {}", path.display()))?
-                .contact),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
+        Ok(read_toml::<ContactsFile>(&self.root.join(CONTACTS))?
+            .map(|f| f.contact)
+            .unwrap_or_default())
     }
 
     /// The contact named `name` (names compare without regard to case).
@@ -410,6 +400,17 @@ impl Home {
                 .collect(),
         };
         write_file(&self.root.join(WALLET), toml::to_string(&file)?.as_bytes())
+    }
+}
+
+/// A TOML file of the home, if it exists.
+fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(
+            toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
 

@@ -249,8 +249,19 @@ pub fn verify_votes(
     certificate: &Certificate,
     subject: &VoteSubject,
 ) -> Result<(), CertificateError> {
-    let message = signing_bytes(VOTE_DOMAIN, &subject.message());
-    for vote in &certificate.votes {
+    verify_signatures(VOTE_DOMAIN, &subject.message(), &certificate.votes)
+}
+
+/// Checks that every vote of `votes` is its notary's signature over `domain ‖ 0x00 ‖ message`
+/// (`bad-signature` names the first that is not): the one loop behind entry votes and fate
+/// votes.
+pub fn verify_signatures(
+    domain: &[u8],
+    message: &[u8],
+    votes: &[Vote],
+) -> Result<(), CertificateError> {
+    let message = signing_bytes(domain, message);
+    for vote in votes {
         let ok = AuthorKey::cached(&vote.notary)
             .map(|key| key.verify_prepared(&message, &vote.signature))
             .unwrap_or(false);

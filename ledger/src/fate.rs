@@ -12,7 +12,7 @@
 //!
 //! Specified in `docs/protocol/ledger.md` §5a.
 
-use scrip_feed::identity::{AuthorKey, signing_bytes};
+use scrip_feed::identity::AuthorKey;
 use scrip_feed::{EntryId, FeedId, Keypair, Signature, codec};
 use serde::{Deserialize, Serialize};
 
@@ -198,18 +198,7 @@ pub fn check_claim(
 
 /// Verifies every fate vote's signature.
 pub fn verify_fate_votes(votes: &[Vote], subject: &FateSubject) -> Result<(), CertificateError> {
-    let message = signing_bytes(FATE_DOMAIN, &subject.message());
-    for vote in votes {
-        let ok = AuthorKey::cached(&vote.notary)
-            .map(|key| key.verify_prepared(&message, &vote.signature))
-            .unwrap_or(false);
-        if !ok {
-            return Err(CertificateError::BadSignature {
-                notary: vote.notary.to_string(),
-            });
-        }
-    }
-    Ok(())
+    crate::certificate::verify_signatures(FATE_DOMAIN, &subject.message(), votes)
 }
 
 #[cfg(test)]

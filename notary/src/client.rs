@@ -494,22 +494,13 @@ impl<N: Network> WalletClient<N> {
             })
             .collect();
         drop(answers);
-        let mut tally = Tally::with(needed, members.len());
-        let outcome = loop {
-            match tokio::time::timeout_at(deadline, answers_rx.recv()).await {
-                Ok(Some((notary, answer))) => {
-                    if let Some(outcome) = tally.add(notary, answer) {
-                        break outcome;
-                    }
-                }
-                Ok(None) | Err(_) => {
-                    break Err(tally.no_quorum("the others did not answer in time"));
-                }
-            }
-        };
-        for task in &tasks {
-            task.abort();
-        }
+        let outcome = gather(
+            Tally::with(needed, members.len()),
+            &mut answers_rx,
+            deadline,
+            &tasks,
+        )
+        .await;
         match outcome {
             Ok(votes) => Ok(FateCertificate::from_votes(fate, votes)),
             Err(Settled::Refused(refusal)) => Err(Error::Refused {
@@ -1053,22 +1044,7 @@ impl<N: Network> WalletClient<N> {
             })
             .collect();
         drop(answers);
-        let mut tally = Tally::new(&set);
-        let outcome = loop {
-            match tokio::time::timeout_at(deadline, answers_rx.recv()).await {
-                Ok(Some((notary, answer))) => {
-                    if let Some(outcome) = tally.add(notary, answer) {
-                        break outcome;
-                    }
-                }
-                Ok(None) | Err(_) => {
-                    break Err(tally.no_quorum("the others did not answer in time"));
-                }
-            }
-        };
-        for task in &tasks {
-            task.abort();
-        }
+        let outcome = gather(Tally::new(&set), &mut answers_rx, deadline, &tasks).await;
         let outcome = match outcome {
             Ok(votes) => Ok(votes),
             Err(Settled::Refused(refusal)) => Err(refusal),
@@ -1203,6 +1179,32 @@ async fn ask_fate<N: Network>(
         }
         tokio::time::sleep(retry).await;
     }
+}
+
+/// Counts the answers the notary tasks report until `tally` settles or `deadline` passes, then
+/// stops the tasks.
+async fn gather(
+    mut tally: Tally,
+    answers: &mut mpsc::Receiver<(FeedId, Answer)>,
+    deadline: tokio::time::Instant,
+    tasks: &[tokio::task::JoinHandle<()>],
+) -> std::result::Result<Vec<Vote>, Settled> {
+    let outcome = loop {
+        match tokio::time::timeout_at(deadline, answers.recv()).await {
+            Ok(Some((notary, answer))) => {
+                if let Some(outcome) = tally.add(notary, answer) {
+                    break outcome;
+                }
+            }
+            Ok(None) | Err(_) => {
+                break Err(tally.no_quorum("the others did not answer in time"));
+            }
+        }
+    };
+    for task in tasks {
+        task.abort();
+    }
+    outcome
 }
 
 /// Tells `answers` when a notary becomes unreachable (its connection failed) or reachable again

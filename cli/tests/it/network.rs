@@ -73,17 +73,11 @@ fn payments_survive_a_notary_killed_mid_run() {
     let alice_daemon = alice.serve(&[]);
     let bob_daemon = bob.serve(&[]);
     // They know each other and the notaries' nodes, and follow each other.
-    for (home, other, other_daemon) in [(&alice, &bob, &bob_daemon), (&bob, &alice, &alice_daemon)]
-    {
-        home.run(&["peer", "add", &other_daemon.listen(), &other.identity()])
-            .ok();
-        home.run(&["follow", &other.identity()]).ok();
-        for n in &notaries {
-            home.run(&["peer", "add", &n.listen]).ok();
-        }
-    }
-    alice.run(&create).ok();
-    bob.run(&create).ok();
+    befriend(
+        [(&alice, &alice_daemon), (&bob, &bob_daemon)],
+        &notaries,
+        &create,
+    );
     let bob_wallet = bob.wallet();
     alice.run(&["mint", "100.00", "EUR"]).ok();
 
@@ -142,6 +136,23 @@ fn payments_survive_a_notary_killed_mid_run() {
     assert_eq!(bob_daemon.stop(), 0);
     for daemon in running.into_iter().flatten() {
         assert_eq!(daemon.stop(), 0);
+    }
+}
+
+/// Two people with running daemons become each other's peers and followers, add the notaries'
+/// nodes as peers, and create their wallets with `create` (`scrip wallet create --notary ...`).
+fn befriend(people: [(&TestHome, &Daemon); 2], notaries: &[NotaryProcess], create: &[&str]) {
+    for (i, (home, _)) in people.iter().enumerate() {
+        let (other, other_daemon) = people[1 - i];
+        home.run(&["peer", "add", &other_daemon.listen(), &other.identity()])
+            .ok();
+        home.run(&["follow", &other.identity()]).ok();
+        for n in notaries {
+            home.run(&["peer", "add", &n.listen]).ok();
+        }
+    }
+    for (home, _) in people {
+        home.run(create).ok();
     }
 }
 
@@ -363,14 +374,7 @@ fn orders_expire_cancel_and_unlock_as_documented() {
     }
     let alice_daemon = alice.serve(&[]);
     let bob_daemon = bob.serve(&[]);
-    for (home, other, other_daemon) in [(&alice, &bob, &bob_daemon), (&bob, &alice, &alice_daemon)]
-    {
-        home.run(&["peer", "add", &other_daemon.listen(), &other.identity()])
-            .ok();
-        home.run(&["follow", &other.identity()]).ok();
-    }
-    alice.run(&create).ok();
-    bob.run(&create).ok();
+    befriend([(&alice, &alice_daemon), (&bob, &bob_daemon)], &[], &create);
     let bob_wallet = bob.wallet();
     alice.run(&["mint", "100.00", "EUR"]).ok();
     let order_of = |run: common::Run| run.ok().json()["id"].as_str().unwrap().to_owned();
@@ -532,17 +536,11 @@ fn a_home_restored_from_a_backup_gets_its_wallet_back_and_pays_on() {
     let bob = TestHome::init(dir.path(), "bob");
     let alice_daemon = alice.serve(&[]);
     let bob_daemon = bob.serve(&[]);
-    for (home, other, other_daemon) in [(&alice, &bob, &bob_daemon), (&bob, &alice, &alice_daemon)]
-    {
-        home.run(&["peer", "add", &other_daemon.listen(), &other.identity()])
-            .ok();
-        home.run(&["follow", &other.identity()]).ok();
-        for n in &notaries {
-            home.run(&["peer", "add", &n.listen]).ok();
-        }
-    }
-    alice.run(&create).ok();
-    bob.run(&create).ok();
+    befriend(
+        [(&alice, &alice_daemon), (&bob, &bob_daemon)],
+        &notaries,
+        &create,
+    );
     let (alice_wallet, bob_wallet) = (alice.wallet(), bob.wallet());
     alice.run(&["mint", "100.00", "EUR"]).ok();
     alice.run(&["pay", &bob_wallet, "10.00", "EUR"]).ok();
