@@ -566,6 +566,18 @@ fn a_home_restored_from_a_backup_gets_its_wallet_back_and_pays_on() {
         Duration::from_secs(60),
         || balance(&restored) == "90.00 EUR",
     );
+    // Bob's wallet comes back too (her follows come back with her feed); until then a payment
+    // to it is refused before anything is signed.
+    wait_until(
+        "the restored home to hold bob's wallet",
+        Duration::from_secs(60),
+        || {
+            restored
+                .run(&["--json", "audit", &bob_wallet, "--timeout", "1"])
+                .code
+                == 0
+        },
+    );
     let paid = restored.json(&["pay", &bob_wallet, "5.00", "EUR"]);
     assert_eq!(
         paid["seq"], 4,
