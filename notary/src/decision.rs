@@ -92,6 +92,16 @@ pub enum Refusal {
         /// Why.
         reason: String,
     },
+    /// A fate request refused by the fate rules (`notary.md` §3a: `no-expiry`,
+    /// `missing-preimage`, `wrong-preimage`, `unexpected-preimage`, `conditional-cancel`,
+    /// `order-claimed`, `order-voided`, `order-expired`, `not-expired`).
+    #[error("{reason}")]
+    Fate {
+        /// The rule's stable code.
+        code: String,
+        /// The reason.
+        reason: String,
+    },
 }
 
 impl Refusal {
@@ -105,6 +115,7 @@ impl Refusal {
                 | Refusal::AlreadyCertified { .. }
                 | Refusal::Rules { .. }
                 | Refusal::Malformed { .. }
+                | Refusal::Fate { .. }
         )
     }
 
@@ -119,6 +130,7 @@ impl Refusal {
             Refusal::Rules { code, .. } => format!("rules:{code}"),
             Refusal::Malformed { .. } => "malformed".into(),
             Refusal::Unavailable { .. } => "unavailable".into(),
+            Refusal::Fate { code, .. } => format!("fate:{code}"),
         }
     }
 }
@@ -415,7 +427,7 @@ pub fn fate_rules(
     me: &FeedId,
 ) -> Result<(FateSubject, Timestamp), Box<Refusal>> {
     let rules = |code: &str, reason: String| {
-        Box::new(Refusal::Rules {
+        Box::new(Refusal::Fate {
             code: code.into(),
             reason,
         })
@@ -552,7 +564,7 @@ pub fn clock_rule(
 ) -> Result<(), Box<Refusal>> {
     let (now, expiry) = (now.as_millis(), expiry.as_millis());
     let rules = |code: &str, reason: String| {
-        Box::new(Refusal::Rules {
+        Box::new(Refusal::Fate {
             code: code.into(),
             reason,
         })
@@ -629,7 +641,7 @@ impl NotaryState {
                 } else {
                     ("order-claimed", "claimed by its receiver")
                 };
-                FateDecision::Refuse(Refusal::Rules {
+                FateDecision::Refuse(Refusal::Fate {
                     code: code.into(),
                     reason: format!("this notary already signed order {} {what}", subject.order),
                 })

@@ -437,7 +437,7 @@ async fn a_notary_killed_while_recording_a_fate_never_signs_the_opposite_one() {
             if step == "Flushed" {
                 assert_eq!(signed, vec![scrip_ledger::Fate::Claimed]);
                 assert!(
-                    matches!(&void_refusal, Some(Refusal::Rules { code, .. }) if code == "order-claimed"),
+                    matches!(&void_refusal, Some(Refusal::Fate { code, .. }) if code == "order-claimed"),
                     "{void_refusal:?}"
                 );
             }

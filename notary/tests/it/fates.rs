@@ -118,11 +118,11 @@ fn a_claim_is_signed_only_before_the_expiry_minus_the_margin() {
     );
     assert_eq!(
         code(&w.notary().decide_fate(&claim, at(last + 1), SKEW)),
-        "rules:order-expired"
+        "fate:order-expired"
     );
     assert_eq!(
         code(&w.notary().decide_fate(&claim, at(EXPIRY + 5), SKEW)),
-        "rules:order-expired"
+        "fate:order-expired"
     );
 }
 
@@ -136,11 +136,11 @@ fn an_expiry_void_is_signed_only_from_the_expiry_plus_the_margin() {
             &w.notary()
                 .decide_fate(&expired, at(EXPIRY + SKEW - 1), SKEW)
         ),
-        "rules:not-expired"
+        "fate:not-expired"
     );
     assert_eq!(
         code(&w.notary().decide_fate(&expired, at(EXPIRY), SKEW)),
-        "rules:not-expired"
+        "fate:not-expired"
     );
     assert_eq!(
         code(&w.notary().decide_fate(&expired, at(EXPIRY + SKEW), SKEW)),
@@ -166,7 +166,7 @@ fn the_fate_lock_holds_both_ways() {
     for (fate, when) in [(Fate::Cancelled, early), (Fate::Expired, late)] {
         assert_eq!(
             code(&notary.decide_fate(&w.request(claimed, fate, None), when, SKEW)),
-            "rules:order-claimed"
+            "fate:order-claimed"
         );
     }
     // The claim again, after the deadline: the same vote.
@@ -181,12 +181,12 @@ fn the_fate_lock_holds_both_ways() {
     );
     assert_eq!(
         code(&notary.decide_fate(&w.request(cancelled, Fate::Claimed, None), early, SKEW)),
-        "rules:order-voided"
+        "fate:order-voided"
     );
     // Another void of a voided order: its clock rule, then signed without a new record.
     assert_eq!(
         code(&notary.decide_fate(&w.request(cancelled, Fate::Expired, None), early, SKEW)),
-        "rules:not-expired"
+        "fate:not-expired"
     );
     assert_eq!(
         code(&notary.decide_fate(&w.request(cancelled, Fate::Expired, None), late, SKEW)),
@@ -202,11 +202,11 @@ fn a_claim_needs_the_preimage_of_its_own_lock() {
     let plain = w.order(None);
     let now = at(EXPIRY - 10 * SKEW);
     let cases = [
-        (locked, None, "rules:missing-preimage"),
-        (locked, Some(Preimage([9; 32])), "rules:wrong-preimage"),
+        (locked, None, "fate:missing-preimage"),
+        (locked, Some(Preimage([9; 32])), "fate:wrong-preimage"),
         // The preimage of another order's lock.
-        (locked, Some(Preimage([8; 32])), "rules:wrong-preimage"),
-        (plain, Some(Preimage([7; 32])), "rules:unexpected-preimage"),
+        (locked, Some(Preimage([8; 32])), "fate:wrong-preimage"),
+        (plain, Some(Preimage([7; 32])), "fate:unexpected-preimage"),
         (locked, Some(Preimage([7; 32])), "vote"),
         (other, Some(Preimage([8; 32])), "vote"),
     ];
@@ -224,7 +224,7 @@ fn a_hash_locked_order_cannot_be_cancelled() {
     let cancel = w.request(seq, Fate::Cancelled, None);
     assert_eq!(
         code(&w.notary().decide_fate(&cancel, at(0), SKEW)),
-        "rules:conditional-cancel"
+        "fate:conditional-cancel"
     );
 }
 
@@ -271,7 +271,7 @@ fn a_version_1_order_has_no_fate_and_a_stranger_notary_signs_none() {
             &w.notary()
                 .decide_fate(&w.request(old, Fate::Cancelled, None), at(0), SKEW)
         ),
-        "rules:no-expiry"
+        "fate:no-expiry"
     );
     let seq = w.order(None);
     let mut outsider = NotaryState::new(Keypair::from_seed(&[77; 32]).id());
@@ -311,7 +311,7 @@ fn restored_fates_keep_their_promise() {
     after.restore_fate(subject.order, subject.fate);
     assert_eq!(
         code(&after.decide_fate(&w.request(seq, Fate::Cancelled, None), at(0), SKEW)),
-        "rules:order-claimed"
+        "fate:order-claimed"
     );
     assert_eq!(
         code(&after.decide_fate(&w.request(seq, Fate::Claimed, None), at(0), SKEW)),

@@ -190,6 +190,13 @@ fn messages() -> Vec<(&'static str, Result<Request, Response>)> {
             })),
         ),
         (
+            "response refusal fate",
+            Err(Response::Refusal(Refusal::Fate {
+                code: "order-voided".into(),
+                reason: "this notary already signed the order voided for its sender".into(),
+            })),
+        ),
+        (
             "response refusal unavailable",
             Err(Response::Refusal(Refusal::Unavailable {
                 reason: "rate limit".into(),
