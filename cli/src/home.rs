@@ -155,25 +155,34 @@ impl Home {
         if self.exists() {
             bail!("{} is already a scrip home", self.root.display());
         }
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.root)
-            .with_context(|| format!("creating {}", self.root.display()))?;
-        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("restricting {}", self.root.display()))?;
+        self.make_private_dir()?;
         let config_path = self.root.join(CONFIG);
         if !config_path.exists() {
             write_file(&config_path, config.to_toml().as_bytes())?;
         }
         let key = Keypair::generate()?;
         // The store first: if the directory is unusable, no key is left behind.
-        drop(self.open_store()?);
-        // Owner only, whatever the umask.
-        fs::set_permissions(self.root.join(STORE), fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("restricting {}", self.root.join(STORE).display()))?;
+        self.make_store()?;
         keyfile::write(&self.root.join(IDENTITY_KEY), &key)?;
         Ok(key)
+    }
+
+    /// Creates the home's directory, owner only (0700) whatever the umask.
+    fn make_private_dir(&self) -> Result<()> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .with_context(|| format!("creating {}", self.root.display()))?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", self.root.display()))
+    }
+
+    /// Creates the empty store, owner only whatever the umask.
+    fn make_store(&self) -> Result<()> {
+        drop(self.open_store()?);
+        fs::set_permissions(self.root.join(STORE), fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", self.root.join(STORE).display()))
     }
 
     /// The identity's key.
@@ -551,17 +560,9 @@ impl Home {
             Config::parse(&String::from_utf8_lossy(config))
                 .with_context(|| format!("the config.toml in {}", file.display()))?;
         }
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.root)
-            .with_context(|| format!("creating {}", self.root.display()))?;
-        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("restricting {}", self.root.display()))?;
+        self.make_private_dir()?;
         // The store first and the identity key last: a restore cut short leaves no home.
-        drop(self.open_store()?);
-        fs::set_permissions(self.root.join(STORE), fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("restricting {}", self.root.join(STORE).display()))?;
+        self.make_store()?;
         decoded.sort_by_key(|(name, _)| name == IDENTITY_KEY);
         for (name, bytes) in &decoded {
             write_file(&self.root.join(name), bytes)?;

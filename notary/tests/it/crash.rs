@@ -226,19 +226,17 @@ fn free_port() -> String {
     scrip_feed::bench::fixed_port()
 }
 
-/// One round: propose A, crash the notary at `step`, restart it, propose B then A.
-/// Returns the entries the notary voted for at the slot (from votes and lock information).
-async fn round(step: &str) -> (Vec<scrip_feed::EntryId>, Option<Refusal>) {
-    let dir = tempfile::tempdir().unwrap();
-    let world = world();
-    let (a, b) = (world.order(10), world.order(20));
-    let address = free_port();
-    let child = spawn_child(dir.path(), &address, Some(step));
-    let request_a = world.propose(&a);
-    let address_a = address.clone();
-    // The answer never comes: the notary pauses at the step and is killed there.
-    let pending =
-        tokio::spawn(async move { ask(&address_a, &request_a, Duration::from_secs(30)).await });
+/// Starts a child notary on `address` that pauses at `step`, sends it `request` (whose answer
+/// never comes: the notary is killed there with SIGKILL), and restarts it on the same store.
+async fn crash_and_restart(
+    dir: &std::path::Path,
+    address: &str,
+    step: &str,
+    request: Request,
+) -> ChildNotary {
+    let child = spawn_child(dir, address, Some(step));
+    let to = address.to_owned();
+    let pending = tokio::spawn(async move { ask(&to, &request, Duration::from_secs(30)).await });
     let paused = child.wait_for("paused");
     assert_eq!(paused, format!("paused {step}"));
     child.kill();
@@ -246,8 +244,17 @@ async fn round(step: &str) -> (Vec<scrip_feed::EntryId>, Option<Refusal>) {
         pending.await.unwrap().is_none(),
         "an answer escaped before the crash"
     );
+    spawn_child(dir, address, None)
+}
 
-    let child = spawn_child(dir.path(), &address, None);
+/// One round: propose A, crash the notary at `step`, restart it, propose B then A.
+/// Returns the entries the notary voted for at the slot (from votes and lock information).
+async fn round(step: &str) -> (Vec<scrip_feed::EntryId>, Option<Refusal>) {
+    let dir = tempfile::tempdir().unwrap();
+    let world = world();
+    let (a, b) = (world.order(10), world.order(20));
+    let address = free_port();
+    let child = crash_and_restart(dir.path(), &address, step, world.propose(&a)).await;
     let mut voted = Vec::new();
     let mut b_refusal = None;
     for entry in [&b, &a] {
@@ -387,20 +394,7 @@ async fn fate_round(step: &str) -> (Vec<scrip_ledger::Fate>, Option<Refusal>) {
         }))
     };
     let address = free_port();
-    let child = spawn_child(dir.path(), &address, Some(step));
-    let claim = request(Fate::Claimed);
-    let address_claim = address.clone();
-    let pending =
-        tokio::spawn(async move { ask(&address_claim, &claim, Duration::from_secs(30)).await });
-    let paused = child.wait_for("paused");
-    assert_eq!(paused, format!("paused {step}"));
-    child.kill();
-    assert!(
-        pending.await.unwrap().is_none(),
-        "an answer escaped before the crash"
-    );
-
-    let child = spawn_child(dir.path(), &address, None);
+    let child = crash_and_restart(dir.path(), &address, step, request(Fate::Claimed)).await;
     let mut signed = Vec::new();
     let mut void_refusal = None;
     for fate in [Fate::Cancelled, Fate::Claimed] {
