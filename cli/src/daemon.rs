@@ -112,11 +112,18 @@ impl Daemon {
             ready,
         };
         // In the background: before it signs, the daemon may wait for its peers to confirm its
-        // own feed's head (a home restored from an older copy must catch up first).
+        // own feed's head (a home restored from an older copy, or from a backup, must catch up
+        // first); until then it tries again, less and less often.
         let (ctx, address) = (Arc::clone(&daemon.ctx), daemon.ready.listen.clone());
         tokio::spawn(async move {
-            if let Err(err) = publish_address(&ctx, address).await {
-                tracing::warn!(%err, "the node's address was not published");
+            let mut wait = PUBLISH_RETRY_FIRST;
+            while let Err(err) = publish_address(&ctx, address.clone()).await {
+                tracing::warn!(
+                    "the node's address is not published yet (tried again in {}s): {err:#}",
+                    wait.as_secs()
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(PUBLISH_RETRY_MAX);
             }
         });
         Ok(daemon)
@@ -179,6 +186,11 @@ async fn refund_expired_orders(ctx: Arc<Context>) {
     }
 }
 
+/// The first wait before the daemon tries again to publish its address.
+const PUBLISH_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest wait between two tries to publish the daemon's address.
+const PUBLISH_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Publishes a `Pub` entry with the replication address if the feed's latest one differs, so
 /// that peers who replicate this feed can dial it.
 async fn publish_address(ctx: &Context, address: String) -> Result<()> {
@@ -226,6 +238,8 @@ async fn start_parts(
         seed: crate::ops::random_seed()?,
         // A notary's decisions come first when the cores are busy (scrip bench load).
         background_ingest: options.notary,
+        // A restored home looks for a peer that holds its feed before anything else.
+        seek_own_feed: home.restored(),
         ..NodeConfig::default()
     };
     let node = Node::spawn_with(

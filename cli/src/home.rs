@@ -37,6 +37,10 @@ const PENDING: &str = "wallet.pending";
 const STORE: &str = "store";
 const VOTES: &str = "votes";
 const SOCKET: &str = "scrip.sock";
+/// Present in a home made by `scrip restore` until a peer that replicates the identity's feed
+/// has said how far the feed goes (`docs/cli.md` §6): the store does not hold the feed, and
+/// signing on it before then would fork it.
+const RESTORED: &str = "restored";
 
 /// How long opening a store waits for another scrip process to release it.
 pub const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -114,6 +118,25 @@ impl Home {
     /// The wallet's pending-proposal file.
     pub fn pending(&self) -> PathBuf {
         self.root.join(PENDING)
+    }
+
+    /// True if this home was restored from a backup and its identity's feed has not been
+    /// confirmed by a peer yet ([`Home::feed_confirmed`]).
+    pub fn restored(&self) -> bool {
+        self.root.join(RESTORED).exists()
+    }
+
+    /// Records that a peer which replicates the identity's feed has said how far it goes, and
+    /// this home holds it that far: it may sign on it again.
+    pub fn feed_confirmed(&self) -> Result<()> {
+        match fs::remove_file(self.root.join(RESTORED)) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(anyhow!(
+                "removing {}: {err}",
+                self.root.join(RESTORED).display()
+            )),
+        }
     }
 
     /// True once `scrip init` ran here.
@@ -563,6 +586,11 @@ impl Home {
         self.make_private_dir()?;
         // The store first and the identity key last: a restore cut short leaves no home.
         self.make_store()?;
+        write_file(
+            &self.root.join(RESTORED),
+            b"restored from a backup: nothing is signed on the identity's feed until a peer that \
+              replicates it has said how far it goes\n",
+        )?;
         decoded.sort_by_key(|(name, _)| name == IDENTITY_KEY);
         for (name, bytes) in &decoded {
             write_file(&self.root.join(name), bytes)?;

@@ -351,6 +351,16 @@ fn own_head_behind(local: u64, claimed: u64) -> String {
     )
 }
 
+/// The refusal to sign on the identity's feed of a restored home before a peer that replicates
+/// it has answered.
+fn restored_unconfirmed() -> String {
+    "this home was restored from a backup and no peer that replicates its feed has said how \
+     far the feed goes yet: nothing is signed on it until then (signing now could fork it); \
+     keep `scrip serve` running with your peers reachable (`scrip peer list`), and try again \
+     in a moment"
+        .to_owned()
+}
+
 /// The error for a wallet command on a home without a wallet.
 fn no_wallet() -> anyhow::Error {
     anyhow!("no wallet yet: create one with `scrip wallet create --notary FEED_ID@ADDR ...`")
@@ -462,7 +472,11 @@ impl Context {
     /// node to fetch what this store lacks); refuses, writing nothing, while it is behind.
     /// Without a daemon there is no node to ask (`docs/cli.md` §3).
     async fn own_head_checked(&self) -> Result<()> {
+        let restored = self.home.restored();
         let Some(node) = &self.node else {
+            if restored {
+                bail!(restored_unconfirmed());
+            }
             return Ok(());
         };
         let mut checked = self.own_head_checked.lock().await;
@@ -478,14 +492,27 @@ impl Context {
         loop {
             let status = node.status().await?;
             let caught_up = status.own_claimed <= status.own_head;
-            let heard = status.settled_peers > 0 || status.known_addresses == 0;
+            // A restored home needs the word of a peer that replicates its feed; otherwise any
+            // peer connected long enough to have sent its clock will do (a new feed has no
+            // followers yet).
+            let heard = if restored {
+                status.own_noted > 0
+            } else {
+                status.settled_peers > 0 || status.known_addresses == 0
+            };
             if caught_up && heard {
+                if restored {
+                    self.home.feed_confirmed()?;
+                }
                 *checked = true;
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
                 if !caught_up {
                     bail!(own_head_behind(status.own_head, status.own_claimed));
+                }
+                if restored {
+                    bail!(restored_unconfirmed());
                 }
                 // No peer answered in time: nothing says this store is behind.
                 tracing::warn!(

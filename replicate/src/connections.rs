@@ -56,6 +56,12 @@ pub struct Connections<T> {
     open: BTreeMap<FeedId, Open<T>>,
     next_id: u64,
     last_rotation: Instant,
+    /// Addresses rotated out while seeking a peer that holds our own feed
+    /// ([`Connections::to_rotate_seeking`]): [`Connections::to_dial`] tries others first.
+    seek_tried: BTreeSet<String>,
+    /// When the last seeking rotation happened, and when the current round of tries began.
+    seek_last: Instant,
+    seek_round: Instant,
 }
 
 impl<T> Connections<T> {
@@ -78,6 +84,9 @@ impl<T> Connections<T> {
             open: BTreeMap::new(),
             next_id: 0,
             last_rotation: now,
+            seek_tried: BTreeSet::new(),
+            seek_last: now,
+            seek_round: now,
         }
     }
 
@@ -192,10 +201,17 @@ impl<T> Connections<T> {
                 .filter(|(_, id)| id.as_ref().is_some_and(&wanted))
                 .cloned()
                 .collect();
-            let from = if preferred.is_empty() {
-                &candidates
-            } else {
+            let untried: Vec<(String, Option<FeedId>)> = candidates
+                .iter()
+                .filter(|(address, _)| !self.seek_tried.contains(address))
+                .cloned()
+                .collect();
+            let from = if !preferred.is_empty() {
                 &preferred
+            } else if !untried.is_empty() {
+                &untried
+            } else {
+                &candidates
             };
             if from.is_empty() {
                 break;
@@ -236,6 +252,65 @@ impl<T> Connections<T> {
             .filter(|c| c.outgoing)
             .min_by_key(|c| c.since)
             .map(|c| &c.handle)
+    }
+
+    /// While this node seeks a peer that replicates its own feed (a home restored from a
+    /// backup: its store does not hold the feed, and nothing may be signed on it until a peer
+    /// that does has answered), the ordinary rotation is far too slow: with every dial slot
+    /// taken by peers that do not replicate the feed (notaries, say), the one that does would
+    /// wait minutes for its turn. So: when no open connection is with a peer that holds the
+    /// feed (`holds_own`), every dial slot is taken, and an address not tried yet can be
+    /// dialed, the oldest dialed connection is closed, at most once per `every`, and its
+    /// address is remembered as tried ([`Connections::to_dial`] picks untried addresses first).
+    /// When every address has been tried, the next round begins after `rest`. Returns the
+    /// handle of the connection to close.
+    pub fn to_rotate_seeking(
+        &mut self,
+        now: Instant,
+        every: Duration,
+        rest: Duration,
+        holds_own: impl Fn(&FeedId) -> bool,
+    ) -> Option<&T> {
+        if now.saturating_duration_since(self.seek_last) < every
+            || self.open.keys().any(&holds_own)
+            || self.outgoing() < self.max_outgoing
+        {
+            return None;
+        }
+        let addresses: BTreeSet<&String> = self.open.values().map(|c| &c.address).collect();
+        let (me, own_listen, dialing, tried, open) = (
+            self.me,
+            &self.own_listen,
+            &self.dialing,
+            &self.seek_tried,
+            &self.open,
+        );
+        let untried = self
+            .table
+            .dialable(now, |address, id| {
+                id.is_some_and(|id| *id == me || open.contains_key(id))
+                    || addresses.contains(&address.to_string())
+                    || dialing.contains(address)
+                    || own_listen.as_deref() == Some(address)
+                    || tried.contains(address)
+            })
+            .count();
+        if untried == 0 {
+            if now.saturating_duration_since(self.seek_round) >= rest {
+                self.seek_tried.clear();
+                self.seek_round = now;
+            }
+            return None;
+        }
+        let oldest = self
+            .open
+            .iter()
+            .filter(|(peer, c)| c.outgoing && !holds_own(peer))
+            .min_by_key(|(_, c)| c.since)
+            .map(|(_, c)| c)?;
+        self.seek_last = now;
+        self.seek_tried.insert(oldest.address.clone());
+        Some(&oldest.handle)
     }
 
     /// The connection to `peer`, if open.
@@ -303,6 +378,120 @@ mod tests {
         let again = c.to_dial(t0, |_| false, || 0);
         assert_eq!(again.len(), 1);
         assert_ne!(again[0].0, failed, "a failed address backs off");
+    }
+
+    /// A restored node whose 2 dial slots went to peers that do not hold its feed (notaries)
+    /// tries every other address within a few rotations (one per period, untried ones first),
+    /// stops once a peer that holds the feed is connected, and rests after a full round.
+    #[test]
+    fn seeking_the_own_feed_rotates_through_untried_addresses_until_a_holder_is_connected() {
+        let t0 = Instant::now();
+        let me = id(1);
+        let (n1, n2, n3, bob) = (id(10), id(11), id(12), id(20));
+        let mut c: Connections<u8> = Connections::new(
+            me,
+            None,
+            2,
+            Some(Duration::from_secs(300)),
+            table(&[
+                ("n1:1", Some(n1)),
+                ("n2:1", Some(n2)),
+                ("n3:1", Some(n3)),
+                ("z-bob:1", Some(bob)),
+            ]),
+            t0,
+        );
+        let (every, rest) = (Duration::from_secs(1), Duration::from_secs(60));
+        let holds = |peer: &FeedId| *peer == bob;
+        let by_address = |a: &str| match a {
+            "n1:1" => n1,
+            "n2:1" => n2,
+            "n3:1" => n3,
+            _ => bob,
+        };
+        // The slots go to n1 and n2 (draw 0 twice: the first candidate each time).
+        let mut now = t0;
+        for (address, _) in c.to_dial(now, |_| false, || 0) {
+            let peer = by_address(&address);
+            assert!(matches!(
+                c.arrived(peer, &address, true),
+                Arrival::Admit { .. }
+            ));
+            c.admit(peer, address, true, now, 0);
+        }
+        let mut tried = Vec::new();
+        let mut found = false;
+        for _ in 0..4 {
+            now += every;
+            let Some(_) = c.to_rotate_seeking(now, every, rest, holds) else {
+                break;
+            };
+            // The oldest dialed connection closes; its slot is dialed again.
+            let (closing, number) = c
+                .open
+                .iter()
+                .filter(|(_, o)| o.outgoing)
+                .min_by_key(|(_, o)| o.since)
+                .map(|(p, o)| (*p, o.id))
+                .unwrap();
+            tried.push(closing);
+            assert!(c.closed(&closing, number));
+            let next = c.to_dial(now, |_| false, || 0);
+            assert_eq!(next.len(), 1, "{next:?}");
+            let peer = by_address(&next[0].0);
+            assert!(!tried.contains(&peer), "an untried address first: {next:?}");
+            assert!(matches!(
+                c.arrived(peer, &next[0].0, true),
+                Arrival::Admit { .. }
+            ));
+            c.admit(peer, next[0].0.clone(), true, now, 0);
+            if peer == bob {
+                found = true;
+                break;
+            }
+        }
+        assert!(found, "bob was never dialed; rotated out: {tried:?}");
+        assert!(
+            tried.len() <= 2,
+            "one rotation per untried address: {tried:?}"
+        );
+        // Connected to a holder: no more seeking rotations.
+        assert!(
+            c.to_rotate_seeking(now + every * 10, every, rest, holds)
+                .is_none()
+        );
+        // Nobody holds it: after a full round of tries it rests.
+        let none = |_: &FeedId| false;
+        let mut rotations = 0;
+        let mut at = now;
+        for _ in 0..10 {
+            at += every;
+            let Some(_) = c.to_rotate_seeking(at, every, rest, none) else {
+                continue;
+            };
+            rotations += 1;
+            let (closing, number) = c
+                .open
+                .iter()
+                .filter(|(_, o)| o.outgoing)
+                .min_by_key(|(_, o)| o.since)
+                .map(|(p, o)| (*p, o.id))
+                .unwrap();
+            assert!(c.closed(&closing, number));
+            for (address, _) in c.to_dial(at, |_| false, || 0) {
+                let peer = by_address(&address);
+                assert!(matches!(
+                    c.arrived(peer, &address, true),
+                    Arrival::Admit { .. }
+                ));
+                c.admit(peer, address, true, at, 0);
+            }
+        }
+        assert!(rotations <= 4, "at most one round of tries: {rotations}");
+        assert!(
+            c.to_rotate_seeking(at + every, every, rest, none).is_none(),
+            "resting after the round"
+        );
     }
 
     #[test]

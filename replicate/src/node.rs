@@ -81,7 +81,20 @@ pub struct NodeConfig {
     /// process with latency-sensitive work (a notary). Ignored on a network whose blocking work
     /// runs inline ([`Blocking::Inline`]: simulations).
     pub background_ingest: bool,
+    /// This node's store does not hold its own feed as far as it went (a home restored from a
+    /// backup): until a peer that replicates the feed is connected, dial slots rotate quickly
+    /// through the known addresses ([`SEEK_ROTATE_EVERY`], `replication.md` §4) instead of
+    /// every `rotate_every`.
+    pub seek_own_feed: bool,
 }
+
+/// How often a node seeking its own feed ([`NodeConfig::seek_own_feed`]) closes a dialed
+/// connection to a peer that does not replicate the feed, to try another address.
+pub const SEEK_ROTATE_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a node seeking its own feed waits, after it tried every known address without
+/// finding a peer that replicates the feed, before it tries them again.
+pub const SEEK_REST: Duration = Duration::from_secs(60);
 
 /// How this crate runs its (synchronous) store calls: as the node's network wants blocking work
 /// run ([`Network::BLOCKING`]), with this crate's error when the runtime is gone.
@@ -117,6 +130,7 @@ impl Default for NodeConfig {
             tick: Duration::from_secs(1),
             seed: 0,
             background_ingest: false,
+            seek_own_feed: false,
         }
     }
 }
@@ -249,6 +263,8 @@ pub struct NodeStatus {
     /// Connections open for at least [`OWN_HEAD_SETTLE`] (long enough for the peer's clock,
     /// with its note about our feed if it replicates it, to have arrived).
     pub settled_peers: usize,
+    /// Connected peers that replicate our own feed (each sent a note with its seq of it).
+    pub own_noted: usize,
 }
 
 /// How long a connection must have been open before its peer's clock counts as heard.
@@ -403,7 +419,7 @@ impl Node {
                 _ => None,
             },
         });
-        let request_timeout = config.request_timeout;
+        let (request_timeout, seek_own_feed) = (config.request_timeout, config.seek_own_feed);
         let (max_incoming, idle_before_eviction) =
             (config.max_incoming, config.idle_before_eviction);
         let connections = Connections::new(
@@ -440,6 +456,8 @@ impl Node {
             accept_task,
             inbound: crate::transport::SlotTable::new(max_incoming, idle_before_eviction),
             own_claimed: 0,
+            own_noted: BTreeSet::new(),
+            seeking: seek_own_feed,
             tasks: JoinSet::new(),
         };
         let handle = tokio::spawn(actor.run(commands_rx, reports_rx));
@@ -657,6 +675,11 @@ struct Actor<N: Network> {
     inbound: Arc<crate::transport::SlotTable>,
     /// The highest seq of our own feed any peer claimed to hold.
     own_claimed: u64,
+    /// Connected peers that replicate our own feed (they noted a seq of it).
+    own_noted: BTreeSet<FeedId>,
+    /// Whether this node still seeks a peer that replicates its own feed
+    /// ([`NodeConfig::seek_own_feed`], until one is found).
+    seeking: bool,
     /// Every task the actor started that may hold the store: awaited at shutdown, so that the
     /// store is closed when [`NodeHandle::shutdown`] returns.
     tasks: JoinSet<()>,
@@ -808,6 +831,7 @@ impl<N: Network> Actor<N> {
                         .iter()
                         .filter(|(_, c)| c.since.elapsed() >= OWN_HEAD_SETTLE)
                         .count(),
+                    own_noted: self.own_noted.len(),
                 });
             }
             Command::Shutdown(_) => {}
@@ -899,6 +923,12 @@ impl<N: Network> Actor<N> {
                 tracing::debug!(node = %self.id.short(), peer = %peer.short(), feed = %feed.short(), ?note, "note");
                 if feed == self.id {
                     self.own_claimed = self.own_claimed.max(note.seq());
+                    if matches!(note, crate::wire::Note::At { .. }) {
+                        self.own_noted.insert(peer);
+                        self.seeking = false;
+                    } else {
+                        self.own_noted.remove(&peer);
+                    }
                 }
                 let changes = self.scheduler.peer_claims(&peer, &feed, note.seq(), now);
                 self.apply(changes);
@@ -934,6 +964,7 @@ impl<N: Network> Actor<N> {
                 reason,
             } => {
                 if self.connections.closed(&peer, connection) {
+                    self.own_noted.remove(&peer);
                     self.remember(peer, memory, now);
                     let changes = self.scheduler.peer_disconnected(&peer, now);
                     self.apply(changes);
@@ -1265,6 +1296,17 @@ impl<N: Network> Actor<N> {
     fn rotate(&mut self, now: Instant) {
         if let Some(oldest) = self.connections.to_rotate(now) {
             let _ = oldest.try_send(PeerCommand::Close);
+        }
+        if self.seeking {
+            let noted = &self.own_noted;
+            if let Some(useless) =
+                self.connections
+                    .to_rotate_seeking(now, SEEK_ROTATE_EVERY, SEEK_REST, |peer| {
+                        noted.contains(peer)
+                    })
+            {
+                let _ = useless.try_send(PeerCommand::Close);
+            }
         }
     }
 }

@@ -524,8 +524,12 @@ fn orders_expire_cancel_and_unlock_as_documented() {
 }
 
 /// A lost device: alice's home is gone, she has only `scrip backup`'s file. Restored into a new
-/// home and served, her wallet comes back from her peers, her next entry is signed on the
-/// certified head (not on an empty log), and her wallet stays sound.
+/// home and served, her wallet comes back from her peers and her next entry is signed on the
+/// certified head (not on an empty log). Her identity's feed is not signed on until a peer that
+/// replicates it has answered: while bob (the one who follows her) is away, a post is refused
+/// (her notaries do not replicate that feed: signing would fork it); once bob is back, her node
+/// finds him among her peers (the dial slots rotate while it seeks), her feed comes back, she
+/// posts on after it and pays him, and no fork is seen anywhere.
 #[test]
 fn a_home_restored_from_a_backup_gets_its_wallet_back_and_pays_on() {
     let _turn = common::whole_network();
@@ -544,16 +548,29 @@ fn a_home_restored_from_a_backup_gets_its_wallet_back_and_pays_on() {
     let (alice_wallet, bob_wallet) = (alice.wallet(), bob.wallet());
     alice.run(&["mint", "100.00", "EUR"]).ok();
     alice.run(&["pay", &bob_wallet, "10.00", "EUR"]).ok();
+    alice.run(&["post", "before the loss"]).ok();
     let backup = dir.path().join("alice.backup");
     alice.run(&["backup", backup.to_str().unwrap()]).ok();
-    // Bob holds alice's whole wallet before the device is lost.
+    let alice_id = alice.identity();
+    let feed_head = |home: &TestHome| {
+        home.json(&["feed", &alice_id])["head"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let old_head = feed_head(&alice);
+    // Bob holds alice's whole wallet and feed before the device is lost.
     wait_until(
-        "bob to hold alice's wallet",
+        "bob to hold alice's wallet and feed",
         Duration::from_secs(30),
-        || bob.json(&["audit", &alice_wallet])["report"]["entries"] == 3,
+        || {
+            bob.json(&["audit", &alice_wallet])["report"]["entries"] == 3
+                && feed_head(&bob) == old_head
+        },
     );
     assert_eq!(alice_daemon.stop(), 0);
     std::fs::rename(&alice.path, dir.path().join("alice-lost")).unwrap();
+    // Bob is away when she restores.
+    assert_eq!(bob_daemon.stop(), 0);
 
     let restored = TestHome {
         path: dir.path().join("alice-new"),
@@ -566,18 +583,55 @@ fn a_home_restored_from_a_backup_gets_its_wallet_back_and_pays_on() {
         Duration::from_secs(60),
         || balance(&restored) == "90.00 EUR",
     );
-    // Her next entry takes the next slot after the certified head (learned from a quorum of
-    // her notaries), not slot 2 of an empty log. (A mint: paying bob would also need bob's
-    // wallet back on the new home, which depends on replicating her follows: see the note.)
-    let minted = restored.json(&["mint", "5.00", "EUR"]);
+    // Only her notaries answer, and they do not replicate her identity's feed.
+    let refused = restored.run(&["post", "too early"]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.one_line_error().contains("restored from a backup"),
+        "{refused:?}"
+    );
+    assert_eq!(feed_head(&restored), 0, "nothing signed on her feed");
+
+    // Bob is back, at a new address she is told of.
+    let bob_daemon = bob.serve(&[]);
+    restored
+        .run(&["peer", "add", &bob_daemon.listen(), &bob.identity()])
+        .ok();
+    wait_until(
+        "the restored home to get its feed back and post on",
+        Duration::from_secs(60),
+        || restored.run(&["post", "back again"]).code == 0,
+    );
+    let feed = restored.json(&["feed", &alice_id]);
+    let posted = feed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["text"] == "back again")
+        .unwrap_or_else(|| panic!("{feed}"));
+    assert!(
+        posted["seq"].as_u64().unwrap() > old_head,
+        "signed after the feed's old head #{old_head}: {feed}"
+    );
+    // Her next wallet entry takes the next slot after the certified head (learned from a
+    // quorum of her notaries), not slot 2 of an empty log: a payment to bob, whose wallet came
+    // back with her follows.
+    let paid = restored.json(&["pay", &bob_wallet, "1.00", "EUR"]);
     assert_eq!(
-        minted["seq"], 4,
-        "the next slot after the certified head: {minted}"
+        paid["seq"], 4,
+        "the next slot after the certified head: {paid}"
     );
     wait_until("bob to see the new entry", Duration::from_secs(30), || {
         bob.json(&["audit", &alice_wallet])["report"]["entries"] == 4
     });
     let report = bob.json(&["audit", &alice_wallet]);
     assert_eq!(report["report"]["verdict"]["verdict"], "sound", "{report}");
+    wait_until("bob to hold her new post", Duration::from_secs(30), || {
+        feed_head(&bob) >= posted["seq"].as_u64().unwrap()
+    });
+    for home in [&bob, &restored] {
+        let forks = home.json(&["forks"]);
+        assert_eq!(forks["forks"], serde_json::json!([]), "{forks}");
+    }
     drop((bob_daemon, running));
 }
