@@ -27,9 +27,10 @@ pub const MAX_API_CLIENTS: usize = 16;
 /// Time a connection to the control socket has to send its request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// One answer of the control socket (and of the web wallet's `/api/op`).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum Answer {
+pub(crate) enum Answer {
     Ok(Box<Output>),
     Error(Failure),
 }

@@ -42,6 +42,9 @@ pub enum Command {
         /// Notary service address for `scrip serve --notary` (written to config.toml).
         #[arg(long, value_name = "ADDR")]
         notary_listen: Option<String>,
+        /// The web wallet's address for `scrip serve`, or "off" (written to config.toml).
+        #[arg(long, value_name = "ADDR")]
+        web_listen: Option<String>,
         /// The network key: 64 hex digits, or "default".
         #[arg(long, value_name = "KEY")]
         network_key: Option<String>,

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7411";
 /// Default notary service address of `scrip serve --notary`.
 pub const DEFAULT_NOTARY_LISTEN: &str = "127.0.0.1:7412";
+/// Default address of the web wallet `scrip serve` serves ("off": none).
+pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:7413";
 /// Default follow distance replicated.
 pub const DEFAULT_HOPS: u8 = 2;
 /// Default time a command waits for its daemon's answer, in seconds.
@@ -39,6 +41,9 @@ pub struct Config {
     pub clock_skew: u64,
     /// Whether the daemon refunds this wallet's expired orders by itself.
     pub auto_refund: bool,
+    /// Where `scrip serve` serves the web wallet ("off": nowhere). Beyond loopback only when
+    /// set so, and then the daemon says so loudly.
+    pub web_listen: String,
 }
 
 impl Default for Config {
@@ -52,6 +57,7 @@ impl Default for Config {
             order_expiry: DEFAULT_ORDER_EXPIRY.into(),
             clock_skew: DEFAULT_CLOCK_SKEW,
             auto_refund: true,
+            web_listen: DEFAULT_WEB_LISTEN.into(),
         }
     }
 }
@@ -84,6 +90,7 @@ impl Config {
             bail!("clock_skew must be at most 3600 seconds");
         }
         config.order_expiry()?;
+        config.web_listen()?;
         Ok(config)
     }
 
@@ -110,6 +117,19 @@ impl Config {
             bail!("order_expiry must be at least 1s");
         }
         Ok(expiry)
+    }
+
+    /// The web wallet's address, checked (`None`: "off").
+    pub fn web_listen(&self) -> Result<Option<std::net::SocketAddr>> {
+        if self.web_listen == "off" {
+            return Ok(None);
+        }
+        self.web_listen.parse().map(Some).map_err(|_| {
+            anyhow!(
+                "web_listen is neither \"off\" nor an address such as \"127.0.0.1:7413\" ({:?})",
+                self.web_listen
+            )
+        })
     }
 
     /// The file `scrip init` writes: these values, each explained.
@@ -144,7 +164,12 @@ impl Config {
              clock_skew = {skew}\n\
              \n\
              # Whether `scrip serve` refunds your expired orders by itself (default true).\n\
-             auto_refund = {refund}\n",
+             auto_refund = {refund}\n\
+             \n\
+             # Where `scrip serve` serves the web wallet (`scrip open` shows its address), or\n\
+             # \"off\". Keep it on loopback: anyone who can reach it and has its token can spend\n\
+             # (default \"{DEFAULT_WEB_LISTEN}\").\n\
+             web_listen = {web:?}\n",
             listen = self.listen,
             notary = self.notary_listen,
             key = self.network_key,
@@ -153,6 +178,7 @@ impl Config {
             expiry = self.order_expiry,
             skew = self.clock_skew,
             refund = self.auto_refund,
+            web = self.web_listen,
         )
     }
 }
@@ -189,6 +215,8 @@ mod tests {
         assert!(Config::parse("order_expiry = \"soon\"").is_err());
         assert!(Config::parse("order_expiry = \"0s\"").is_err());
         assert!(Config::parse("clock_skew = 99999").is_err());
+        assert!(Config::parse("web_listen = \"localhost\"").is_err());
+        assert!(Config::parse("web_listen = \"off\"").is_ok());
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct Ready {
     pub notary: Option<String>,
     /// The control socket.
     pub socket: String,
+    /// The web wallet's address with its token (`scrip open`), if served.
+    pub web: Option<String>,
 }
 
 /// A running daemon.
@@ -59,6 +61,7 @@ pub struct Daemon {
     bridge: Option<JoinHandle<()>>,
     api: JoinHandle<()>,
     refunder: Option<JoinHandle<()>>,
+    web: Option<crate::web::Web>,
     socket: PathBuf,
     ctx: Arc<Context>,
     ready: Ready,
@@ -91,12 +94,27 @@ impl Daemon {
         };
         let ctx = Arc::new(Context::new(home.clone(), store, Some(node.link()), false)?);
         let api = api::serve(listener, Arc::clone(&ctx));
+        let web = match config.web_listen()? {
+            None => None,
+            Some(address) => match crate::web::start(Arc::clone(&ctx), address).await {
+                Ok(web) => {
+                    let _ = ctx.web_url.set(web.url.clone());
+                    Some(web)
+                }
+                // The wallet still works from the command line: the daemon goes on without it.
+                Err(err) => {
+                    tracing::warn!("no web wallet: {err:#}; set web_listen in config.toml");
+                    None
+                }
+            },
+        };
         let ready = Ready {
             identity: identity.id().to_string(),
             wallet: home.wallet_key()?.map(|k| k.id().to_string()),
             listen: node.listen_address().unwrap_or_default().to_string(),
             notary: notary.as_ref().map(|n| n.address().to_string()),
             socket: socket.display().to_string(),
+            web: web.as_ref().map(|w| w.url.clone()),
         };
         let refunder = config
             .auto_refund
@@ -107,6 +125,7 @@ impl Daemon {
             bridge,
             api,
             refunder,
+            web,
             socket,
             ctx,
             ready,
@@ -142,6 +161,9 @@ impl Daemon {
     /// Stops everything, in order.
     pub async fn stop(self) {
         self.api.abort();
+        if let Some(web) = self.web {
+            web.stop();
+        }
         if let Some(refunder) = self.refunder {
             refunder.abort();
         }
@@ -309,6 +331,11 @@ pub async fn serve(home: Home, options: ServeOptions, json: bool) -> Result<()> 
                 .map_or(String::new(), |n| format!(", notary on {n}")),
             ready.socket
         ))?;
+        if let Some(web) = &ready.web {
+            crate::say(&format!(
+                "web wallet: {web}\n(the address holds a secret token: `scrip open` shows it again)\n"
+            ))?;
+        }
     }
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;

@@ -169,6 +169,7 @@ async fn start(dir: &Path, name: &'static str, notary: bool) -> Result<Peer> {
     home.init(&Config {
         listen: "127.0.0.1:0".into(),
         notary_listen: "127.0.0.1:0".into(),
+        web_listen: "127.0.0.1:0".into(),
         // One machine, one clock: no margin needed around expiries (so that the demo can show
         // an order expiring in seconds).
         clock_skew: 0,

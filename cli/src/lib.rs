@@ -10,7 +10,11 @@
 //! - [`output`]: what operations return, as text or JSON.
 //! - [`failure`]: exit statuses, and failures as they cross the control socket.
 //! - [`api`]: the daemon's control socket (JSON lines over a Unix socket).
-//! - [`daemon`]: `scrip serve` (replicate node, optional notary service, control socket).
+//! - [`daemon`]: `scrip serve` (replicate node, optional notary service, control socket, web
+//!   wallet).
+//! - [`web`]: the web wallet: one bundled page (`cli/web/index.html`) and a JSON API on
+//!   loopback, behind a token, a cookie and cross-site checks; live updates by server-sent
+//!   events.
 //! - [`bridge`]: where a notary and a replicate node meet (the notary crate uses only the
 //!   replicate crate's transport): the bridge between them and the node's certificate check.
 //! - [`net`]: one-shot catch-up from peers (`scrip sync`, audits of wallets not held).
@@ -38,6 +42,7 @@ pub mod output;
 pub mod payee;
 pub mod progress;
 pub mod wallet;
+pub mod web;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -55,6 +60,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Init {
             listen,
             notary_listen,
+            web_listen,
             network_key,
         } => {
             let home = Home::resolve(cli.home)?;
@@ -63,6 +69,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 listen: listen.unwrap_or(defaults.listen),
                 notary_listen: notary_listen.unwrap_or(defaults.notary_listen),
                 network_key: network_key.unwrap_or(defaults.network_key),
+                web_listen: web_listen.unwrap_or(defaults.web_listen),
                 ..defaults
             };
             // Checks the values before anything is written.
@@ -143,8 +150,32 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Op(op) => op,
     };
     let home = Home::resolve(cli.home)?;
+    let browse = matches!(op, Op::Open { print: false });
     let output = run_op(home, op).await?;
+    if let (true, Output::Web { url }) = (browse, &output) {
+        open_in_browser(url);
+    }
     print(&output, json)
+}
+
+/// Starts the desktop's browser on `url` (`xdg-open`, or `open` on macOS); says so on stderr
+/// when none starts (the address is printed either way).
+fn open_in_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    let started = std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .is_ok();
+    if !started {
+        eprintln!("note: no browser could be started ({opener}): open this address yourself");
+    }
 }
 
 /// Runs `op` on `home`: through its daemon if one answers, else on the store directly.

@@ -246,6 +246,15 @@ pub enum Op {
     ///
     /// Example: `scrip balance`
     Balance,
+    /// Open the web wallet `scrip serve` serves (its address, with a secret token, is printed
+    /// too: it grants what this command line does, so keep it to yourself).
+    ///
+    /// Example: `scrip open --print`
+    Open {
+        /// Only print the address; do not start a browser.
+        #[arg(long)]
+        print: bool,
+    },
     /// Replay and verify a wallet's log step by step (fetching it from peers if needed). Exits
     /// 0 if it is sound, 2 with the first violation otherwise.
     ///
@@ -307,6 +316,8 @@ pub struct Context {
     ledger: Arc<std::sync::Mutex<LedgerCache>>,
     /// Signalled when this wallet pays (the daemon's refunder then looks at its expiries again).
     pub orders_changed: tokio::sync::Notify,
+    /// The web wallet's address with its token, once the daemon serves it.
+    pub web_url: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Context {
@@ -436,6 +447,7 @@ impl Context {
             own_head_checked: Mutex::new(false),
             ledger: Arc::new(std::sync::Mutex::new(LedgerCache::default())),
             orders_changed: tokio::sync::Notify::new(),
+            web_url: std::sync::OnceLock::new(),
         })
     }
 
@@ -873,6 +885,16 @@ pub async fn execute(ctx: &Context, op: Op) -> Result<Output> {
         }
         Op::Balance => balance(ctx).await,
         Op::Audit { wallet, timeout } => audit(ctx, &wallet, timeout).await,
+        Op::Open { .. } => match ctx.web_url.get() {
+            Some(url) => Ok(Output::Web { url: url.clone() }),
+            None if ctx.node.is_none() => {
+                bail!("the web wallet is served by the daemon: start `scrip serve` first")
+            }
+            None => bail!(
+                "this daemon serves no web wallet (web_listen in config.toml is \"off\", or its \
+                 address was taken: see the daemon's log)"
+            ),
+        },
     }
 }
 

@@ -155,6 +155,11 @@ pub enum Output {
         /// Its lock, `blake3(preimage)` (64 hex digits): give it to the payer.
         lock: String,
     },
+    /// `scrip open`: the web wallet's address, with its token.
+    Web {
+        /// Open it in a browser on this machine (it holds the token: keep it to yourself).
+        url: String,
+    },
     /// An entry published on the identity's feed.
     Published {
         /// What.
@@ -304,6 +309,9 @@ impl Output {
                 for c in contacts {
                     let _ = writeln!(out, "{:<20} {}", c.name, c.wallet);
                 }
+            }
+            Output::Web { url } => {
+                let _ = writeln!(out, "{url}");
             }
             Output::Hashlock { preimage, lock } => {
                 let _ = writeln!(
@@ -613,6 +621,12 @@ pub fn json_examples() -> serde_json::Value {
             },
         ),
         (
+            "open",
+            Output::Web {
+                url: "http://127.0.0.1:7413/?token=5d1c0e0f9b8a7f6e5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c4b3a291807f6e".into(),
+            },
+        ),
+        (
             "post, nick, follow, unfollow, block",
             Output::Published {
                 kind: "post".into(),
@@ -768,13 +782,14 @@ pub fn json_examples() -> serde_json::Value {
         Output::Audit { .. } => 13,
         Output::Hashlock { .. } => 14,
         Output::Contacts { .. } => 15,
+        Output::Web { .. } => 16,
     };
     let mut seen: Vec<usize> = examples.iter().map(|(_, o)| covered(o)).collect();
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(
         seen,
-        (0..16).collect::<Vec<_>>(),
+        (0..17).collect::<Vec<_>>(),
         "an Output variant without an example"
     );
     let mut all = serde_json::Map::new();

@@ -10,3 +10,4 @@ mod bridge;
 mod daemon;
 mod demo;
 mod network;
+mod web;

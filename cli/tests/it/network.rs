@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::common;
+#[path = "network/browser.rs"]
+mod browser;
 #[path = "network/jepsen.rs"]
 mod jepsen;
 

@@ -67,6 +67,8 @@ impl TestHome {
             "127.0.0.1:0",
             "--notary-listen",
             "127.0.0.1:0",
+            "--web-listen",
+            "127.0.0.1:0",
         ])
         .ok();
         home
