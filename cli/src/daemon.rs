@@ -61,6 +61,7 @@ pub struct Daemon {
     bridge: Option<JoinHandle<()>>,
     api: JoinHandle<()>,
     refunder: Option<JoinHandle<()>>,
+    counter: JoinHandle<()>,
     web: Option<crate::web::Web>,
     socket: PathBuf,
     ctx: Arc<Context>,
@@ -84,7 +85,8 @@ impl Daemon {
         // The socket first: a second daemon on this home stops here, before touching the store.
         let listener = api::bind(&home).await?;
         let socket = home.socket();
-        let started = start_parts(&home, &options, &config, &identity).await;
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let started = start_parts(&home, &options, &config, &identity, &metrics).await;
         let (node, notary, bridge, store) = match started {
             Ok(parts) => parts,
             Err(err) => {
@@ -93,6 +95,8 @@ impl Daemon {
             }
         };
         let ctx = Arc::new(Context::new(home.clone(), store, Some(node.link()), false)?);
+        let _ = ctx.metrics.set(Arc::clone(&metrics));
+        let counter = count_stored(node.events(), metrics);
         let api = api::serve(listener, Arc::clone(&ctx));
         let web = match config.web_listen()? {
             None => None,
@@ -125,6 +129,7 @@ impl Daemon {
             bridge,
             api,
             refunder,
+            counter,
             web,
             socket,
             ctx,
@@ -161,6 +166,7 @@ impl Daemon {
     /// Stops everything, in order.
     pub async fn stop(self) {
         self.api.abort();
+        self.counter.abort();
         if let Some(web) = self.web {
             web.stop();
         }
@@ -208,6 +214,25 @@ async fn refund_expired_orders(ctx: Arc<Context>) {
     }
 }
 
+/// Counts the entries the node stores into `metrics`, until the node stops.
+fn count_stored(
+    mut events: tokio::sync::broadcast::Receiver<scrip_replicate::Event>,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> JoinHandle<()> {
+    use tokio::sync::broadcast::error::RecvError;
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(scrip_replicate::Event::Stored { new, received, .. }) => {
+                    metrics.stored(new, received);
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            }
+        }
+    })
+}
+
 /// The first wait before the daemon tries again to publish its address.
 const PUBLISH_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
 /// The longest wait between two tries to publish the daemon's address.
@@ -247,6 +272,7 @@ async fn start_parts(
     options: &ServeOptions,
     config: &crate::config::Config,
     identity: &Arc<scrip_feed::Keypair>,
+    metrics: &Arc<crate::metrics::Metrics>,
 ) -> Result<Parts> {
     let opening = home.clone();
     let store: Arc<dyn Store> = tokio::task::spawn_blocking(move || opening.open_store()).await??;
@@ -275,7 +301,10 @@ async fn start_parts(
     .context("starting the node")?;
     let (notary, bridge) = if options.notary {
         let votes = match SledVoteStore::open(&home.votes()) {
-            Ok(votes) => Arc::new(votes),
+            Ok(votes) => Arc::new(crate::metrics::CountedVotes::new(
+                Arc::new(votes),
+                Arc::clone(metrics),
+            )),
             Err(err) => {
                 node.shutdown().await;
                 return Err(err).context("opening the vote store");

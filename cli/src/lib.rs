@@ -12,6 +12,7 @@
 //! - [`api`]: the daemon's control socket (JSON lines over a Unix socket).
 //! - [`daemon`]: `scrip serve` (replicate node, optional notary service, control socket, web
 //!   wallet).
+//! - [`metrics`]: the daemon's counters and latencies, as `/metrics` (Prometheus text).
 //! - [`web`]: the web wallet: one bundled page (`cli/web/index.html`) and a JSON API on
 //!   loopback, behind a token, a cookie and cross-site checks; live updates by server-sent
 //!   events.
@@ -36,6 +37,7 @@ pub mod daemon;
 pub mod demo;
 pub mod failure;
 pub mod home;
+pub mod metrics;
 pub mod net;
 pub mod ops;
 pub mod output;

@@ -269,6 +269,14 @@ pub enum Op {
 }
 
 impl Op {
+    /// Its name, as the control socket spells it (`pay`, `contact_add`, …).
+    pub fn name(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v["op"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
     /// Whether `self` only reads the home (it can run on a copy of a store that cannot be
     /// written: see `run_op`).
     pub fn only_reads(&self) -> bool {
@@ -318,6 +326,8 @@ pub struct Context {
     pub orders_changed: tokio::sync::Notify,
     /// The web wallet's address with its token, once the daemon serves it.
     pub web_url: std::sync::OnceLock<String>,
+    /// The daemon's metrics (every operation is counted and timed there).
+    pub metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -448,6 +458,7 @@ impl Context {
             ledger: Arc::new(std::sync::Mutex::new(LedgerCache::default())),
             orders_changed: tokio::sync::Notify::new(),
             web_url: std::sync::OnceLock::new(),
+            metrics: std::sync::OnceLock::new(),
         })
     }
 
@@ -776,8 +787,20 @@ fn parse_amount(text: &str, currency: &Currency) -> Result<Amount> {
     })
 }
 
-/// Runs `op`.
+/// Runs `op` (counted and timed in the daemon's metrics, when run by a daemon).
 pub async fn execute(ctx: &Context, op: Op) -> Result<Output> {
+    let Some(metrics) = ctx.metrics.get() else {
+        return run(ctx, op).await;
+    };
+    let name = op.name();
+    let began = std::time::Instant::now();
+    let output = run(ctx, op).await;
+    metrics.command(&name, output.is_ok(), began.elapsed());
+    output
+}
+
+/// Runs `op` (see [`execute`]).
+async fn run(ctx: &Context, op: Op) -> Result<Output> {
     match op {
         Op::Id => id(ctx).await,
         Op::PeerAdd(PeerAdd { addr, feed }) => peer_add(ctx, addr, feed).await,

@@ -139,6 +139,7 @@ pub async fn start(ctx: Arc<Context>, address: SocketAddr) -> Result<Web> {
         .route("/", get(page))
         .route("/api/op", post(op))
         .route("/api/events", get(events))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared);
     let task = tokio::spawn(async move {
@@ -280,6 +281,37 @@ async fn page(
             (header::X_FRAME_OPTIONS, "DENY"),
         ],
         Html(PAGE),
+    )
+        .into_response()
+}
+
+/// `GET /metrics`: the daemon's metrics in the Prometheus text format. No token (a scraper's
+/// configuration outlives the daemon's token; nothing in it can spend), but the `Host` check.
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = wrong_host(&shared, &headers) {
+        return refused;
+    }
+    let Some(metrics) = shared.ctx.metrics.get() else {
+        return refuse(StatusCode::NOT_FOUND, "no metrics here");
+    };
+    if let Some(node) = &shared.ctx.node
+        && let Ok(status) = node.status().await
+    {
+        metrics.node(
+            status.peers.len(),
+            status.known_addresses,
+            status.scope.len(),
+        );
+    }
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        metrics.encode(),
     )
         .into_response()
 }

@@ -1,6 +1,7 @@
 //! The web wallet's access rules, checked with raw HTTP requests against a real daemon: no token,
 //! a wrong token, another host name (DNS rebinding), a cross-site request, a request without the
-//! CSRF header, and an oversized body are each refused; the right ones get through.
+//! CSRF header, and an oversized body are each refused; the right ones get through. `/metrics`
+//! answers without the token, in the Prometheus text format.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
@@ -10,7 +11,7 @@ use std::time::Duration;
 use crate::common::TestHome;
 
 /// The web wallet's `host:port` and token, from a daemon's ready line.
-fn web(daemon: &crate::common::Daemon) -> (String, String) {
+pub fn web(daemon: &crate::common::Daemon) -> (String, String) {
     let url = daemon.ready["web"]
         .as_str()
         .expect("the daemon serves the web wallet");
@@ -20,7 +21,7 @@ fn web(daemon: &crate::common::Daemon) -> (String, String) {
 }
 
 /// Sends one HTTP/1.1 request; returns the status code and the body.
-fn request(address: &str, head: &str, body: &str) -> (u16, String) {
+pub fn request(address: &str, head: &str, body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -164,6 +165,24 @@ fn the_web_api_refuses_requests_without_the_token_and_cross_site_ones() {
     );
     assert_eq!(status, 200);
     assert!(body.contains("scrip wallet"), "{body}");
+    // The metrics need no token (only the right host): every operation above is counted.
+    let (status, body) = request(
+        &address,
+        &format!("GET /metrics HTTP/1.1\r\nHost: {address}"),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#"scrip_commands_total{op="id",outcome="ok"}"#),
+        "{body}"
+    );
+    assert!(body.contains("scrip_peers "), "{body}");
+    let (status, _) = request(
+        &address,
+        "GET /metrics HTTP/1.1\r\nHost: metrics.evil.example",
+        "",
+    );
+    assert_eq!(status, 421);
     // The event stream needs the token too.
     let (status, _) = request(
         &address,

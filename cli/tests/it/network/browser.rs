@@ -9,7 +9,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,22 +19,28 @@ use serde_json::{Value, json};
 use super::{balance, befriend, free_port, notary_group};
 use crate::common::{self, TestHome, wait_until};
 
-/// A chromedriver process, killed on drop.
+/// A chromedriver process, killed on drop with the browsers it started.
 struct Driver {
     child: Child,
     url: String,
+    /// The browsers' profile directories (unique temporary paths, named on their command lines).
+    profiles: std::cell::RefCell<Vec<PathBuf>>,
 }
 
 impl Drop for Driver {
-    /// Kills chromedriver and every browser it started (its process group), even when the test
-    /// failed before closing its sessions.
+    /// Kills chromedriver and every browser started for this test (found by its unique profile
+    /// directory), even when the test failed before closing its sessions.
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", self.child.id()))
-            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        for profile in self.profiles.borrow().iter() {
+            let _ = Command::new("pkill")
+                .arg("-KILL")
+                .arg("-f")
+                .arg("--")
+                .arg(format!("--user-data-dir={}", profile.display()))
+                .status();
+        }
     }
 }
 
@@ -50,8 +55,6 @@ fn start_driver() -> Driver {
     let port = address.rsplit(':').next().unwrap().to_owned();
     let child = Command::new(&program)
         .arg(format!("--port={port}"))
-        // A process group of its own, with the browsers it starts (see Drop).
-        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -69,11 +72,13 @@ fn start_driver() -> Driver {
     Driver {
         child,
         url: format!("http://{address}"),
+        profiles: std::cell::RefCell::new(Vec::new()),
     }
 }
 
 /// A headless Chromium session with a fresh profile.
 async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    driver.profiles.borrow_mut().push(profile.to_path_buf());
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".into(),
@@ -253,5 +258,23 @@ fn alice_pays_bob_by_name_in_the_browser_and_bob_accepts_on_his_page() {
     assert_eq!(balance(&bob), "12.50 EUR");
     let orders: Value = bob.json(&["orders"]);
     assert_eq!(orders["orders"][0]["status"], "accepted", "{orders}");
+    // Every notary counted its votes: the order, the claim (a fate) and the accept at least.
+    for notary in running.iter().flatten() {
+        let (address, _) = crate::web::web(notary);
+        let (status, metrics) = crate::web::request(
+            &address,
+            &format!("GET /metrics HTTP/1.1\r\nHost: {address}"),
+            "",
+        );
+        assert_eq!(status, 200);
+        for kind in ["entry", "fate"] {
+            let line = metrics
+                .lines()
+                .find(|l| l.starts_with(&format!("scrip_notary_votes_total{{kind=\"{kind}\"}}")))
+                .unwrap_or_else(|| panic!("no {kind} votes counted: {metrics}"));
+            let count: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            assert!(count >= 1, "{line}");
+        }
+    }
     drop((alice_daemon, bob_daemon, running));
 }
