@@ -737,7 +737,7 @@ async fn audit_everything(world: &World, n: &mut Narrator) -> Result<bool> {
     n.say("observer: replicated every wallet with its certificates; auditing each one");
     let mut sound = true;
     for (name, wallet) in ["alice", "bob", "carol", "mallory"].iter().zip(&wallets) {
-        let Output::Audit { report } = observer
+        let Output::Audit { report, .. } = observer
             .run(Op::Audit {
                 wallet: wallet.to_string(),
                 timeout: 5,

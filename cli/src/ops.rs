@@ -628,13 +628,29 @@ impl Context {
         &self,
         read: impl FnOnce(&LedgerState) -> T + Send + 'static,
     ) -> Result<T> {
+        self.with_cache(move |cache| read(&cache.state)).await
+    }
+
+    /// Runs `read` on the up-to-date ledger cache (the ledger and what identities say).
+    async fn with_cache<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&LedgerCache) -> T + Send + 'static,
+    ) -> Result<T> {
         let cache = Arc::clone(&self.ledger);
         self.blocking(move |store| {
             let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
             update_ledger(store.as_ref(), &mut cache)?;
-            Ok(read(&cache.state))
+            Ok(read(&cache))
         })
         .await
+    }
+
+    /// The names shown for wallets: contacts, else names people publish ([`wallet_names`]).
+    pub async fn wallet_names(&self) -> Result<BTreeMap<FeedId, String>> {
+        let contacts = contact_names(self)?;
+        let me = self.identity.id();
+        self.with_cache(move |cache| wallet_names(&cache.people, &me, contacts))
+            .await
     }
 }
 
@@ -646,7 +662,127 @@ pub struct LedgerCache {
     /// The ledger.
     pub state: LedgerState,
     not_wallets: std::collections::BTreeSet<FeedId>,
+    /// What every identity feed held says of itself, read as far as the feed goes.
+    pub people: BTreeMap<FeedId, Person>,
     mark: Option<scrip_feed::store::ChangeMark>,
+}
+
+/// What an identity says of itself on its feed: its latest nickname, the wallet it links to
+/// (`ledger.md` §1), and whom it follows; read up to `read`.
+#[derive(Clone, Debug, Default)]
+pub struct Person {
+    /// Its latest `Nick`.
+    pub nick: Option<String>,
+    /// Its latest wallet link.
+    pub wallet: Option<FeedId>,
+    /// The feeds it follows (follows minus later unfollows).
+    pub follows: std::collections::BTreeSet<FeedId>,
+    read: u64,
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    fn id(n: u8) -> FeedId {
+        Keypair::from_seed(&[n; 32]).id()
+    }
+
+    fn person(nick: &str, wallet: FeedId, follows: &[FeedId]) -> Person {
+        Person {
+            nick: Some(nick.into()),
+            wallet: Some(wallet),
+            follows: follows.iter().copied().collect(),
+            read: 1,
+        }
+    }
+
+    /// Names people publish count only from people I follow, lose to my contacts, and are
+    /// dropped when two people I follow claim one wallet.
+    #[test]
+    fn published_names_count_from_followed_people_and_yield_to_contacts() {
+        let (me, alice, bob, mallory, carol) = (id(1), id(2), id(3), id(4), id(5));
+        let (alice_w, bob_w, carol_w, my_w) = (id(12), id(13), id(15), id(11));
+        let mut people = BTreeMap::new();
+        people.insert(me, person("me", my_w, &[alice, bob, carol]));
+        people.insert(alice, person("alice", alice_w, &[]));
+        // Mallory (not followed) claims bob's wallet: ignored.
+        people.insert(bob, person("bob", bob_w, &[]));
+        people.insert(mallory, person("bob-real", bob_w, &[]));
+        // Carol (followed) claims alice's wallet too: alice's wallet gets no published name.
+        people.insert(carol, person("carol", alice_w, &[]));
+        let contacts: BTreeMap<FeedId, String> = [(carol_w, "my carol".to_owned())].into();
+        let names = wallet_names(&people, &me, contacts);
+        assert_eq!(names.get(&bob_w).map(String::as_str), Some("~bob"));
+        assert_eq!(names.get(&alice_w), None, "two followed people claim it");
+        assert_eq!(names.get(&carol_w).map(String::as_str), Some("my carol"));
+        assert_eq!(names.get(&my_w), None, "I do not follow myself");
+    }
+}
+
+/// Most entries of one feed read per store call while reading what an identity says.
+const PERSON_READ_BATCH: usize = 256;
+
+/// Reads what `feed` (an identity) says of itself beyond what `person` holds.
+fn update_person(store: &dyn Store, feed: &FeedId, person: &mut Person) -> Result<()> {
+    let head = store.head(feed)?.map_or(0, |h| h.seq.get());
+    while person.read < head {
+        let batch = store.range(feed, Seq::new(person.read + 1), PERSON_READ_BATCH)?;
+        if batch.is_empty() {
+            break;
+        }
+        for entry in &batch {
+            person.read = entry.seq().get();
+            let Some(payload) = entry.payload() else {
+                continue;
+            };
+            if let Some(wallet) = scrip_ledger::content::wallet_link(payload) {
+                person.wallet = Some(wallet);
+                continue;
+            }
+            match Content::decode(payload) {
+                Ok(Content::Nick { name }) => person.nick = Some(name),
+                Ok(Content::Follow { feed }) => {
+                    person.follows.insert(feed);
+                }
+                Ok(Content::Unfollow { feed }) => {
+                    person.follows.remove(&feed);
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The names shown for wallets: the ones `me` gave them (contacts, `contacts`), else `~NICK`
+/// when exactly one identity `me` follows links to the wallet and publishes the nickname NICK
+/// (its own word: anyone can call themselves anything, so only people you follow count, and
+/// the `~` says the name is theirs, not yours; `pay` takes contacts' names only).
+pub fn wallet_names(
+    people: &BTreeMap<FeedId, Person>,
+    me: &FeedId,
+    contacts: BTreeMap<FeedId, String>,
+) -> BTreeMap<FeedId, String> {
+    let mut published: BTreeMap<FeedId, Option<String>> = BTreeMap::new();
+    let followed = people.get(me).map(|p| &p.follows);
+    for (identity, person) in people {
+        if !followed.is_some_and(|f| f.contains(identity)) {
+            continue;
+        }
+        if let (Some(wallet), Some(nick)) = (person.wallet, &person.nick) {
+            published
+                .entry(wallet)
+                .and_modify(|name| *name = None)
+                .or_insert_with(|| Some(format!("~{nick}")));
+        }
+    }
+    let mut names: BTreeMap<FeedId, String> = published
+        .into_iter()
+        .filter_map(|(wallet, name)| name.map(|n| (wallet, n)))
+        .collect();
+    names.extend(contacts);
+    names
 }
 
 /// Applies to `cache` the certified entries of every wallet in `store` that it has not seen:
@@ -657,6 +793,7 @@ pub fn update_ledger(store: &dyn Store, cache: &mut LedgerCache) -> Result<()> {
     let LedgerCache {
         state,
         not_wallets,
+        people,
         mark,
     } = cache;
     let (now, changes) = store.changes_since(*mark);
@@ -666,11 +803,13 @@ pub fn update_ledger(store: &dyn Store, cache: &mut LedgerCache) -> Result<()> {
     };
     for wallet in feeds {
         if not_wallets.contains(&wallet) {
+            update_person(store, &wallet, people.entry(wallet).or_default())?;
             continue;
         }
         if state.wallet(&wallet).is_none() && certified::notary_set(store, &wallet)?.is_none() {
             if store.head(&wallet)?.is_some() {
                 not_wallets.insert(wallet);
+                update_person(store, &wallet, people.entry(wallet).or_default())?;
             }
             continue;
         }
@@ -1362,7 +1501,7 @@ async fn orders(ctx: &Context, incoming: bool, outgoing: bool, pending: bool) ->
     let wallet = ctx.wallet_id()?.ok_or_else(no_wallet)?;
     let (now, skew) = (now_ms(), ctx.config.clock_skew.saturating_mul(1000));
     let (both, open_only) = (incoming == outgoing, pending);
-    let names = contact_names(ctx)?;
+    let names = ctx.wallet_names().await?;
     // With each order, where its receiver rejected it (to read the reason), if it did.
     let mine = ctx
         .with_ledger(move |ledger| {
@@ -1793,9 +1932,11 @@ async fn take_back(
 
 async fn balance(ctx: &Context) -> Result<Output> {
     let state = ctx.wallet_state().await?;
+    let names = ctx.wallet_names().await?;
     let line = |currency: &Currency, amount: Amount| BalanceLine {
         currency: currency.to_string(),
         amount: amount.display(currency.decimals),
+        issuer_name: names.get(&currency.issuer).cloned(),
     };
     let balances = state
         .balances
@@ -1855,7 +1996,25 @@ async fn audit(ctx: &Context, wallet: &str, timeout: u64) -> Result<Output> {
         .await
         .map_err(|e| anyhow!("the audit failed: {e}"))?;
     spinner.finish_and_clear();
-    Ok(Output::Audit { report })
+    let known: BTreeMap<String, String> = ctx
+        .wallet_names()
+        .await?
+        .into_iter()
+        .map(|(wallet, name)| (wallet.to_string(), name))
+        .collect();
+    let mentioned = std::iter::once(&report.wallet).chain(
+        report
+            .steps
+            .iter()
+            .filter_map(|step| step.counterparty.as_ref()),
+    );
+    let mut names = BTreeMap::new();
+    for feed in mentioned {
+        if let Some(name) = known.get(feed) {
+            names.insert(feed.clone(), name.clone());
+        }
+    }
+    Ok(Output::Audit { report, names })
 }
 
 /// Checks that the home's keys are readable and private, before anything else happens.

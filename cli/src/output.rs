@@ -1,6 +1,7 @@
 //! What commands return: one value per command, printed as text or (with `--json`) as JSON.
 //! The same values travel over the daemon's control socket.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use scrip_ledger::{AuditReport, short_currency};
@@ -82,6 +83,9 @@ pub struct BalanceLine {
     pub currency: String,
     /// The amount, as a decimal.
     pub amount: String,
+    /// The issuer's name, if it has one here (a contact, or `~NICK`: `docs/cli.md` §5).
+    #[serde(default)]
+    pub issuer_name: Option<String>,
 }
 
 /// An entry an earlier command left pending, settled before this command's own entry.
@@ -244,6 +248,10 @@ pub enum Output {
     Audit {
         /// The report.
         report: AuditReport,
+        /// Names of the wallets in the report (the audited one and its counterparties), by
+        /// feed id, where they have one here (a contact, or `~NICK`).
+        #[serde(default)]
+        names: BTreeMap<String, String>,
     },
 }
 
@@ -253,7 +261,7 @@ impl Output {
     /// The process exit status this output calls for.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Output::Audit { report } if !report.is_sound() => EXIT_AUDIT_VIOLATION,
+            Output::Audit { report, .. } if !report.is_sound() => EXIT_AUDIT_VIOLATION,
             _ => 0,
         }
     }
@@ -439,7 +447,16 @@ impl Output {
                     let _ = writeln!(out, "  no money yet");
                 }
                 for b in balances {
-                    let _ = writeln!(out, "  {:>14} {}", b.amount, short_currency(&b.currency));
+                    let issuer = b
+                        .issuer_name
+                        .as_ref()
+                        .map_or(String::new(), |n| format!("  (issued by {n})"));
+                    let _ = writeln!(
+                        out,
+                        "  {:>14} {}{issuer}",
+                        b.amount,
+                        short_currency(&b.currency)
+                    );
                 }
                 for e in escrow {
                     let _ = writeln!(
@@ -457,7 +474,7 @@ impl Output {
                     );
                 }
             }
-            Output::Audit { report } => out.push_str(&audit_text(report)),
+            Output::Audit { report, names } => out.push_str(&audit_text(report, names)),
         }
         out
     }
@@ -489,12 +506,17 @@ pub fn when(ms: u64) -> String {
 }
 
 /// The step-by-step audit report.
-pub fn audit_text(report: &AuditReport) -> String {
+pub fn audit_text(report: &AuditReport, names: &BTreeMap<String, String>) -> String {
+    let named = |id: &str| {
+        names
+            .get(id)
+            .map_or_else(|| id.to_owned(), |name| format!("{id} ({name})"))
+    };
     let mut out = String::new();
     let _ = writeln!(
         out,
         "audit of {}: {} entries, {} notaries, quorum {}",
-        report.wallet,
+        named(&report.wallet.to_string()),
         report.entries,
         report.notaries.len(),
         report.quorum
@@ -508,10 +530,9 @@ pub fn audit_text(report: &AuditReport) -> String {
             ),
             _ => String::new(),
         };
-        let with = step
-            .counterparty
-            .as_ref()
-            .map_or(String::new(), |c| format!(" with {c}"));
+        let with = step.counterparty.as_ref().map_or(String::new(), |c| {
+            format!(" with {}", named(&c.to_string()))
+        });
         let after = step
             .balance_after
             .as_ref()
@@ -569,6 +590,7 @@ pub fn json_examples() -> serde_json::Value {
     let balance = BalanceLine {
         currency: eur.clone(),
         amount: "63.75".into(),
+        issuer_name: Some("~carol".into()),
     };
     let certified = |kind: &str, seq: u64, summary: &str| Output::Certified {
         kind: kind.into(),
@@ -736,6 +758,7 @@ pub fn json_examples() -> serde_json::Value {
         (
             "audit",
             Output::Audit {
+                names: [(issuer.to_owned(), "~carol".to_owned())].into(),
                 report: AuditReport {
                     wallet: feed.into(),
                     entries: 2,

@@ -181,6 +181,8 @@ fn alice_pays_bob_by_name_in_the_browser_and_bob_accepts_on_his_page() {
         &create,
     );
     let bob_wallet = bob.wallet();
+    // Alice names herself; bob, who follows her but has no contact for her, sees `~alice`.
+    alice.run(&["nick", "alice"]).ok();
     alice.run(&["mint", "100.00", "EUR"]).ok();
     alice.run(&["contact", "add", "bob", &bob_wallet]).ok();
     // Alice's node holds bob's wallet (through her follow) before she pays it.
@@ -223,7 +225,7 @@ fn alice_pays_bob_by_name_in_the_browser_and_bob_accepts_on_his_page() {
         screenshot(&alice_page, "4-alice-paid").await;
 
         // Bob's page shows it arrive, without a reload: the order and a notification.
-        shows(&bob_page, "incoming", "12.50 EUR from").await;
+        shows(&bob_page, "incoming", "12.50 EUR from ~alice").await;
         shows(&bob_page, "incoming", "lunch").await;
         shows(&bob_page, "toast", "Payment from").await;
         screenshot(&bob_page, "5-bob-notified").await;
