@@ -198,6 +198,11 @@ pub enum WalletCommand {
     ///
     /// Example: `scrip wallet abandon`
     Abandon,
+    /// Ask each of your wallet's notaries, now, how far they hold your wallet: who answers,
+    /// in how long, and its certified head.
+    ///
+    /// Example: `scrip wallet notaries`
+    Notaries,
 }
 
 /// The arguments of `scrip wallet create` ([`Op::WalletCreate`]).
@@ -228,6 +233,7 @@ impl WalletCommand {
         match self {
             WalletCommand::Create(create) => Op::WalletCreate(create),
             WalletCommand::Abandon => Op::WalletAbandon,
+            WalletCommand::Notaries => Op::WalletNotaries,
         }
     }
 }

@@ -59,6 +59,9 @@ pub enum Op {
     /// `scrip wallet abandon`.
     #[command(skip)]
     WalletAbandon,
+    /// `scrip wallet notaries`.
+    #[command(skip)]
+    WalletNotaries,
     /// Show this home's identity and wallet.
     ///
     /// Example: `scrip id`
@@ -383,7 +386,7 @@ fn restored_unconfirmed() -> String {
 }
 
 /// The error for a wallet command on a home without a wallet.
-fn no_wallet() -> anyhow::Error {
+pub(crate) fn no_wallet() -> anyhow::Error {
     anyhow!("no wallet yet: create one with `scrip wallet create --notary FEED_ID@ADDR ...`")
 }
 
@@ -998,6 +1001,7 @@ async fn run(ctx: &Context, op: Op) -> Result<Output> {
         Op::WalletAbandon => Ok(Output::Done {
             message: crate::wallet::abandon(ctx).await?,
         }),
+        Op::WalletNotaries => crate::wallet::notaries_status(ctx).await,
         Op::Pending { retry: false } => {
             ctx.wallet_id()?.ok_or_else(no_wallet)?;
             Ok(Output::Pending {

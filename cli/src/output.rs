@@ -31,6 +31,21 @@ pub struct PeerLine {
     pub connected: bool,
 }
 
+/// A notary of the wallet, as `scrip wallet notaries` found it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotaryLine {
+    /// Its identity.
+    pub id: String,
+    /// Its notary service address.
+    pub address: String,
+    /// Whether it answered, as that notary, within the request timeout.
+    pub answered: bool,
+    /// The last seq of this wallet it holds certified, if it answered.
+    pub certified_head: Option<u64>,
+    /// Why it did not answer.
+    pub error: Option<String>,
+}
+
 /// An order, as `scrip orders` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderLine {
@@ -158,6 +173,15 @@ pub enum Output {
         preimage: String,
         /// Its lock, `blake3(preimage)` (64 hex digits): give it to the payer.
         lock: String,
+    },
+    /// `scrip wallet notaries`.
+    Notaries {
+        /// The wallet.
+        wallet: String,
+        /// Each notary, in the wallet's order.
+        notaries: Vec<NotaryLine>,
+        /// How long asking all of them took.
+        asked_in_ms: u64,
     },
     /// `scrip open`: the web wallet's address, with its token.
     Web {
@@ -320,6 +344,26 @@ impl Output {
             }
             Output::Web { url } => {
                 let _ = writeln!(out, "{url}");
+            }
+            Output::Notaries {
+                wallet,
+                notaries,
+                asked_in_ms,
+            } => {
+                let answered = notaries.iter().filter(|n| n.answered).count();
+                let _ = writeln!(
+                    out,
+                    "wallet {wallet}: {answered} of {} notaries answered ({asked_in_ms} ms)",
+                    notaries.len()
+                );
+                for n in notaries {
+                    let state = match (&n.certified_head, &n.error) {
+                        (Some(head), _) => format!("holds it up to #{head}"),
+                        (None, Some(err)) => format!("no answer: {err}"),
+                        (None, None) => "no answer".to_owned(),
+                    };
+                    let _ = writeln!(out, "  {} {}  {state}", n.id, n.address);
+                }
             }
             Output::Hashlock { preimage, lock } => {
                 let _ = writeln!(
@@ -643,6 +687,29 @@ pub fn json_examples() -> serde_json::Value {
             },
         ),
         (
+            "wallet notaries",
+            Output::Notaries {
+                wallet: wallet.into(),
+                notaries: vec![
+                    NotaryLine {
+                        id: issuer.into(),
+                        address: "127.0.0.1:7412".into(),
+                        answered: true,
+                        certified_head: Some(6),
+                        error: None,
+                    },
+                    NotaryLine {
+                        id: feed.into(),
+                        address: "127.0.0.1:7422".into(),
+                        answered: false,
+                        certified_head: None,
+                        error: Some("connection refused".into()),
+                    },
+                ],
+                asked_in_ms: 12,
+            },
+        ),
+        (
             "open",
             Output::Web {
                 url: "http://127.0.0.1:7413/?token=5d1c0e0f9b8a7f6e5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c4b3a291807f6e".into(),
@@ -806,13 +873,14 @@ pub fn json_examples() -> serde_json::Value {
         Output::Hashlock { .. } => 14,
         Output::Contacts { .. } => 15,
         Output::Web { .. } => 16,
+        Output::Notaries { .. } => 17,
     };
     let mut seen: Vec<usize> = examples.iter().map(|(_, o)| covered(o)).collect();
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(
         seen,
-        (0..17).collect::<Vec<_>>(),
+        (0..18).collect::<Vec<_>>(),
         "an Output variant without an example"
     );
     let mut all = serde_json::Map::new();

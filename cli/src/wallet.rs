@@ -13,7 +13,7 @@ use scrip_replicate::transport::Tcp;
 
 use crate::failure::Failure;
 use crate::ops::{Context, address, transport};
-use crate::output::{EarlierLine, PendingLine};
+use crate::output::{EarlierLine, NotaryLine, Output, PendingLine};
 
 /// Time a CLI wallet client gives each phase (head query, an earlier entry, the new entry) to
 /// gather a quorum: three phases fit in the default command timeout of 30 s.
@@ -204,6 +204,47 @@ pub async fn retry(ctx: &Context) -> Result<Option<EarlierLine>> {
             None => Err(anyhow!("{err}")),
         },
     }
+}
+
+/// `scrip wallet notaries`: each notary of the wallet asked once, now, how far it holds the
+/// wallet (all at once, each within the client's request timeout).
+pub async fn notaries_status(ctx: &Context) -> Result<Output> {
+    let wallet = ctx.wallet_id()?.ok_or_else(crate::ops::no_wallet)?;
+    let notaries = ctx.home.notaries()?;
+    let began = std::time::Instant::now();
+    let answers = probe(
+        Arc::clone(&ctx.identity),
+        &notaries,
+        wallet,
+        Tcp,
+        &client_config(ctx)?,
+    )
+    .await?;
+    let took = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let lines = answers
+        .into_iter()
+        .map(|(notary, answer)| match answer {
+            Ok(info) => NotaryLine {
+                id: notary.id.to_string(),
+                address: notary.address,
+                answered: true,
+                certified_head: Some(info.certified_head),
+                error: None,
+            },
+            Err(err) => NotaryLine {
+                id: notary.id.to_string(),
+                address: notary.address,
+                answered: false,
+                certified_head: None,
+                error: Some(err.to_string()),
+            },
+        })
+        .collect();
+    Ok(Output::Notaries {
+        wallet: address(wallet),
+        notaries: lines,
+        asked_in_ms: took,
+    })
 }
 
 /// Checks, before a wallet is created, that every named notary answers as that notary: its

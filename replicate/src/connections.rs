@@ -380,6 +380,25 @@ mod tests {
         assert_ne!(again[0].0, failed, "a failed address backs off");
     }
 
+    /// Admits a dialed connection to `peer` at `address`.
+    fn connect(c: &mut Connections<u8>, peer: FeedId, address: String, now: Instant) {
+        assert!(matches!(
+            c.arrived(peer, &address, true),
+            Arrival::Admit { .. }
+        ));
+        c.admit(peer, address, true, now, 0);
+    }
+
+    /// The oldest dialed connection: its peer and number.
+    fn oldest_dialed(c: &Connections<u8>) -> (FeedId, u64) {
+        c.open
+            .iter()
+            .filter(|(_, o)| o.outgoing)
+            .min_by_key(|(_, o)| o.since)
+            .map(|(p, o)| (*p, o.id))
+            .unwrap()
+    }
+
     /// A restored node whose 2 dial slots went to peers that do not hold its feed (notaries)
     /// tries every other address within a few rotations (one per period, untried ones first),
     /// stops once a peer that holds the feed is connected, and rests after a full round.
@@ -412,12 +431,7 @@ mod tests {
         // The slots go to n1 and n2 (draw 0 twice: the first candidate each time).
         let mut now = t0;
         for (address, _) in c.to_dial(now, |_| false, || 0) {
-            let peer = by_address(&address);
-            assert!(matches!(
-                c.arrived(peer, &address, true),
-                Arrival::Admit { .. }
-            ));
-            c.admit(peer, address, true, now, 0);
+            connect(&mut c, by_address(&address), address, now);
         }
         let mut tried = Vec::new();
         let mut found = false;
@@ -427,24 +441,14 @@ mod tests {
                 break;
             };
             // The oldest dialed connection closes; its slot is dialed again.
-            let (closing, number) = c
-                .open
-                .iter()
-                .filter(|(_, o)| o.outgoing)
-                .min_by_key(|(_, o)| o.since)
-                .map(|(p, o)| (*p, o.id))
-                .unwrap();
+            let (closing, number) = oldest_dialed(&c);
             tried.push(closing);
             assert!(c.closed(&closing, number));
             let next = c.to_dial(now, |_| false, || 0);
             assert_eq!(next.len(), 1, "{next:?}");
             let peer = by_address(&next[0].0);
             assert!(!tried.contains(&peer), "an untried address first: {next:?}");
-            assert!(matches!(
-                c.arrived(peer, &next[0].0, true),
-                Arrival::Admit { .. }
-            ));
-            c.admit(peer, next[0].0.clone(), true, now, 0);
+            connect(&mut c, peer, next[0].0.clone(), now);
             if peer == bob {
                 found = true;
                 break;
@@ -470,21 +474,10 @@ mod tests {
                 continue;
             };
             rotations += 1;
-            let (closing, number) = c
-                .open
-                .iter()
-                .filter(|(_, o)| o.outgoing)
-                .min_by_key(|(_, o)| o.since)
-                .map(|(p, o)| (*p, o.id))
-                .unwrap();
+            let (closing, number) = oldest_dialed(&c);
             assert!(c.closed(&closing, number));
             for (address, _) in c.to_dial(at, |_| false, || 0) {
-                let peer = by_address(&address);
-                assert!(matches!(
-                    c.arrived(peer, &address, true),
-                    Arrival::Admit { .. }
-                ));
-                c.admit(peer, address, true, at, 0);
+                connect(&mut c, by_address(&address), address, at);
             }
         }
         assert!(rotations <= 4, "at most one round of tries: {rotations}");

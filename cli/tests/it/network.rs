@@ -158,6 +158,37 @@ fn befriend(people: [(&TestHome, &Daemon); 2], notaries: &[NotaryProcess], creat
     }
 }
 
+/// Four notary daemons, and alice and bob served, peered, following each other, each with a
+/// wallet in that group.
+struct TwoPeople {
+    running: Vec<Option<Daemon>>,
+    alice: TestHome,
+    alice_daemon: Daemon,
+    bob: TestHome,
+    bob_daemon: Daemon,
+}
+
+fn two_people(dir: &std::path::Path) -> TwoPeople {
+    let (notaries, running, create) = notary_group(dir);
+    let create: Vec<&str> = create.iter().map(String::as_str).collect();
+    let alice = TestHome::init(dir, "alice");
+    let bob = TestHome::init(dir, "bob");
+    let alice_daemon = alice.serve(&[]);
+    let bob_daemon = bob.serve(&[]);
+    befriend(
+        [(&alice, &alice_daemon), (&bob, &bob_daemon)],
+        &notaries,
+        &create,
+    );
+    TwoPeople {
+        running,
+        alice,
+        alice_daemon,
+        bob,
+        bob_daemon,
+    }
+}
+
 /// Four notary processes and their `--notary` arguments.
 fn notary_group(dir: &std::path::Path) -> (Vec<NotaryProcess>, Vec<Option<Daemon>>, Vec<String>) {
     notary_group_with(dir, &[])
@@ -536,17 +567,13 @@ fn orders_expire_cancel_and_unlock_as_documented() {
 fn a_home_restored_from_a_backup_gets_its_wallet_back_and_pays_on() {
     let _turn = common::whole_network();
     let dir = tempfile::tempdir().unwrap();
-    let (notaries, running, create) = notary_group(dir.path());
-    let create: Vec<&str> = create.iter().map(String::as_str).collect();
-    let alice = TestHome::init(dir.path(), "alice");
-    let bob = TestHome::init(dir.path(), "bob");
-    let alice_daemon = alice.serve(&[]);
-    let bob_daemon = bob.serve(&[]);
-    befriend(
-        [(&alice, &alice_daemon), (&bob, &bob_daemon)],
-        &notaries,
-        &create,
-    );
+    let TwoPeople {
+        running,
+        alice,
+        alice_daemon,
+        bob,
+        bob_daemon,
+    } = two_people(dir.path());
     let (alice_wallet, bob_wallet) = (alice.wallet(), bob.wallet());
     alice.run(&["mint", "100.00", "EUR"]).ok();
     alice.run(&["pay", &bob_wallet, "10.00", "EUR"]).ok();

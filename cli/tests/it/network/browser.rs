@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use super::{balance, befriend, free_port, notary_group};
-use crate::common::{self, TestHome, wait_until};
+use super::{TwoPeople, balance, free_port, two_people};
+use crate::common::{self, wait_until};
 
 /// A chromedriver process, killed on drop with the browsers it started.
 struct Driver {
@@ -169,17 +169,13 @@ async fn tab(page: &Client, tab: &str) {
 fn alice_pays_bob_by_name_in_the_browser_and_bob_accepts_on_his_page() {
     let _turn = common::whole_network();
     let dir = tempfile::tempdir().unwrap();
-    let (notaries, running, create) = notary_group(dir.path());
-    let create: Vec<&str> = create.iter().map(String::as_str).collect();
-    let alice = TestHome::init(dir.path(), "alice");
-    let bob = TestHome::init(dir.path(), "bob");
-    let alice_daemon = alice.serve(&[]);
-    let bob_daemon = bob.serve(&[]);
-    befriend(
-        [(&alice, &alice_daemon), (&bob, &bob_daemon)],
-        &notaries,
-        &create,
-    );
+    let TwoPeople {
+        running,
+        alice,
+        alice_daemon,
+        bob,
+        bob_daemon,
+    } = two_people(dir.path());
     let bob_wallet = bob.wallet();
     // Alice names herself; bob, who follows her but has no contact for her, sees `~alice`.
     alice.run(&["nick", "alice"]).ok();
@@ -243,6 +239,12 @@ fn alice_pays_bob_by_name_in_the_browser_and_bob_accepts_on_his_page() {
         shows(&bob_page, "historyRows", "lunch").await;
         screenshot(&bob_page, "6-bob-accepted").await;
 
+        // Bob's page shows his notaries answering.
+        tab(&bob_page, "social").await;
+        shows(&bob_page, "notarySummary", "4 of 4 answered").await;
+        shows(&bob_page, "notaryRows", "holds your wallet up to #").await;
+        screenshot(&bob_page, "6b-bob-notaries").await;
+
         // Alice's page learns the end of her order by itself too.
         tab(&alice_page, "history").await;
         shows(&alice_page, "historyRows", "accepted").await;
@@ -260,6 +262,39 @@ fn alice_pays_bob_by_name_in_the_browser_and_bob_accepts_on_his_page() {
     assert_eq!(balance(&bob), "12.50 EUR");
     let orders: Value = bob.json(&["orders"]);
     assert_eq!(orders["orders"][0]["status"], "accepted", "{orders}");
+    // `scrip wallet notaries`: all four answer; with one stopped, it is named as not answering.
+    let status = alice.json(&["wallet", "notaries"]);
+    let answered = |status: &Value| {
+        status["notaries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["answered"] == true)
+            .count()
+    };
+    assert_eq!(answered(&status), 4, "{status}");
+    assert!(
+        status["notaries"][0]["certified_head"].as_u64().unwrap() >= 3,
+        "{status}"
+    );
+    let mut running = running;
+    let stopped = running[3].take().unwrap();
+    let stopped_id = stopped.identity();
+    assert_eq!(stopped.stop(), 0);
+    let status = alice.json(&["wallet", "notaries"]);
+    assert_eq!(answered(&status), 3, "{status}");
+    let silent: Vec<&Value> = status["notaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["answered"] == false)
+        .collect();
+    assert_eq!(silent.len(), 1, "{status}");
+    assert_eq!(silent[0]["id"], stopped_id.as_str(), "{status}");
+    assert!(
+        silent[0]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{status}"
+    );
     // Every notary counted its votes: the order, the claim (a fate) and the accept at least.
     for notary in running.iter().flatten() {
         let (address, _) = crate::web::web(notary);
