@@ -660,7 +660,7 @@ fn damaged_watermark_is_reported() {
 fn store_with_a_foreign_format_marker_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = ::sled::open(dir.path()).unwrap();
+        let db = common::open_raw_sled(dir.path());
         db.insert(b"Mformat", &[99u8]).unwrap();
         db.flush().unwrap();
     }
@@ -679,7 +679,7 @@ fn inconsistent_head_is_detected_on_open() {
     }
     {
         // Remove the chunk holding the entries behind the store's back.
-        let db = ::sled::open(dir.path()).unwrap();
+        let db = common::open_raw_sled(dir.path());
         let mut k = vec![b'C'];
         k.extend_from_slice(alice.id().as_bytes());
         k.extend_from_slice(&1u64.to_be_bytes());

@@ -20,6 +20,23 @@ pub fn open_sled(dir: impl AsRef<std::path::Path>) -> scrip_feed::Result<SledSto
     }
 }
 
+/// Opens the raw sled database at `dir` (tests that tamper behind the store's back), waiting
+/// up to 5 s while the store just dropped still holds its lock, as [`open_sled`] does.
+pub fn open_raw_sled(dir: impl AsRef<std::path::Path>) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(dir.as_ref()) {
+            Err(sled::Error::Io(err))
+                if err.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
 /// A deterministic key from a small number.
 pub fn key(n: u8) -> Keypair {
     Keypair::from_seed(&[n; 32])
