@@ -498,9 +498,8 @@ impl Context {
     /// node to fetch what this store lacks); refuses, writing nothing, while it is behind.
     /// Without a daemon there is no node to ask (`docs/cli.md` §3).
     async fn own_head_checked(&self) -> Result<()> {
-        let restored = self.home.restored();
         let Some(node) = &self.node else {
-            if restored {
+            if self.home.restored() {
                 bail!(restored_unconfirmed());
             }
             return Ok(());
@@ -514,6 +513,7 @@ impl Context {
             }
             return Ok(());
         }
+        let restored = self.home.restored();
         let deadline = tokio::time::Instant::now() + OWN_HEAD_WAIT;
         loop {
             let status = node.status().await?;
@@ -521,8 +521,9 @@ impl Context {
             // A restored home needs the word of a peer that replicates its feed; otherwise any
             // peer connected long enough to have sent its clock will do (a new feed has no
             // followers yet).
+            // (A claim of 0 proves nothing: any stranger who connects could make it.)
             let heard = if restored {
-                status.own_noted > 0
+                status.own_noted > 0 && status.own_claimed > 0
             } else {
                 status.settled_peers > 0 || status.known_addresses == 0
             };
@@ -631,19 +632,20 @@ impl Context {
         &self,
         read: impl FnOnce(&LedgerState) -> T + Send + 'static,
     ) -> Result<T> {
-        self.with_cache(move |cache| read(&cache.state)).await
+        self.with_cache(move |cache, _| Ok(read(&cache.state)))
+            .await
     }
 
-    /// Runs `read` on the up-to-date ledger cache (the ledger and what identities say).
+    /// Runs `read` on the up-to-date ledger cache.
     async fn with_cache<T: Send + 'static>(
         &self,
-        read: impl FnOnce(&LedgerCache) -> T + Send + 'static,
+        read: impl FnOnce(&mut LedgerCache, &dyn Store) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let cache = Arc::clone(&self.ledger);
         self.blocking(move |store| {
             let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
             update_ledger(store.as_ref(), &mut cache)?;
-            Ok(read(&cache))
+            read(&mut cache, store.as_ref())
         })
         .await
     }
@@ -652,8 +654,11 @@ impl Context {
     pub async fn wallet_names(&self) -> Result<BTreeMap<FeedId, String>> {
         let contacts = contact_names(self)?;
         let me = self.identity.id();
-        self.with_cache(move |cache| wallet_names(&cache.people, &me, contacts))
-            .await
+        self.with_cache(move |cache, store| {
+            update_people(store, &me, &mut cache.people)?;
+            Ok(wallet_names(&cache.people, &me, contacts))
+        })
+        .await
     }
 }
 
@@ -665,7 +670,8 @@ pub struct LedgerCache {
     /// The ledger.
     pub state: LedgerState,
     not_wallets: std::collections::BTreeSet<FeedId>,
-    /// What every identity feed held says of itself, read as far as the feed goes.
+    /// What this home's identity and the identities it follows say of themselves, each read
+    /// as far as it was when names were last asked for ([`update_people`]).
     pub people: BTreeMap<FeedId, Person>,
     mark: Option<scrip_feed::store::ChangeMark>,
 }
@@ -758,6 +764,26 @@ fn update_person(store: &dyn Store, feed: &FeedId, person: &mut Person) -> Resul
     Ok(())
 }
 
+/// Reads what `me` and the identities `me` follows say beyond what `people` holds (only the new
+/// entries of each), and forgets the ones no longer followed: the only people whose names count
+/// ([`wallet_names`]), so a store full of strangers' feeds costs nothing here.
+pub fn update_people(
+    store: &dyn Store,
+    me: &FeedId,
+    people: &mut BTreeMap<FeedId, Person>,
+) -> Result<()> {
+    update_person(store, me, people.entry(*me).or_default())?;
+    let follows = people
+        .get(me)
+        .map(|p| p.follows.clone())
+        .unwrap_or_default();
+    people.retain(|id, _| id == me || follows.contains(id));
+    for feed in &follows {
+        update_person(store, feed, people.entry(*feed).or_default())?;
+    }
+    Ok(())
+}
+
 /// The names shown for wallets: the ones `me` gave them (contacts, `contacts`), else `~NICK`
 /// when exactly one identity `me` follows links to the wallet and publishes the nickname NICK
 /// (its own word: anyone can call themselves anything, so only people you follow count, and
@@ -796,8 +822,8 @@ pub fn update_ledger(store: &dyn Store, cache: &mut LedgerCache) -> Result<()> {
     let LedgerCache {
         state,
         not_wallets,
-        people,
         mark,
+        ..
     } = cache;
     let (now, changes) = store.changes_since(*mark);
     let feeds = match changes {
@@ -806,13 +832,11 @@ pub fn update_ledger(store: &dyn Store, cache: &mut LedgerCache) -> Result<()> {
     };
     for wallet in feeds {
         if not_wallets.contains(&wallet) {
-            update_person(store, &wallet, people.entry(wallet).or_default())?;
             continue;
         }
         if state.wallet(&wallet).is_none() && certified::notary_set(store, &wallet)?.is_none() {
             if store.head(&wallet)?.is_some() {
                 not_wallets.insert(wallet);
-                update_person(store, &wallet, people.entry(wallet).or_default())?;
             }
             continue;
         }

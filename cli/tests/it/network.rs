@@ -67,19 +67,15 @@ fn balance(home: &TestHome) -> String {
 fn payments_survive_a_notary_killed_mid_run() {
     let _turn = common::whole_network();
     let dir = tempfile::tempdir().unwrap();
-    let (notaries, mut running, create) = notary_group(dir.path());
-    let create: Vec<&str> = create.iter().map(String::as_str).collect();
-
-    let alice = TestHome::init(dir.path(), "alice");
-    let bob = TestHome::init(dir.path(), "bob");
-    let alice_daemon = alice.serve(&[]);
-    let bob_daemon = bob.serve(&[]);
     // They know each other and the notaries' nodes, and follow each other.
-    befriend(
-        [(&alice, &alice_daemon), (&bob, &bob_daemon)],
-        &notaries,
-        &create,
-    );
+    let TwoPeople {
+        notaries,
+        mut running,
+        alice,
+        alice_daemon,
+        bob,
+        bob_daemon,
+    } = two_people(dir.path());
     let bob_wallet = bob.wallet();
     alice.run(&["mint", "100.00", "EUR"]).ok();
 
@@ -161,6 +157,7 @@ fn befriend(people: [(&TestHome, &Daemon); 2], notaries: &[NotaryProcess], creat
 /// Four notary daemons, and alice and bob served, peered, following each other, each with a
 /// wallet in that group.
 struct TwoPeople {
+    notaries: Vec<NotaryProcess>,
     running: Vec<Option<Daemon>>,
     alice: TestHome,
     alice_daemon: Daemon,
@@ -181,6 +178,7 @@ fn two_people(dir: &std::path::Path) -> TwoPeople {
         &create,
     );
     TwoPeople {
+        notaries,
         running,
         alice,
         alice_daemon,
@@ -573,6 +571,7 @@ fn a_home_restored_from_a_backup_gets_its_wallet_back_and_pays_on() {
         alice_daemon,
         bob,
         bob_daemon,
+        ..
     } = two_people(dir.path());
     let (alice_wallet, bob_wallet) = (alice.wallet(), bob.wallet());
     alice.run(&["mint", "100.00", "EUR"]).ok();

@@ -175,6 +175,7 @@ fn alice_pays_bob_by_name_in_the_browser_and_bob_accepts_on_his_page() {
         alice_daemon,
         bob,
         bob_daemon,
+        ..
     } = two_people(dir.path());
     let bob_wallet = bob.wallet();
     // Alice names herself; bob, who follows her but has no contact for her, sees `~alice`.
