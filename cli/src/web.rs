@@ -15,8 +15,11 @@
 //!   page pays, accepts and audits through the very checks the command line uses.
 //! - **Live.** `GET /api/events` is a server-sent event stream: a `wallet` event with the
 //!   balance and the orders whenever they change (an order arrives, is answered, expires).
-//! - **Bounded.** Request bodies up to [`MAX_BODY_BYTES`], at most [`MAX_REQUESTS`] API calls and
-//!   [`MAX_EVENT_STREAMS`] event streams at once; beyond that, 503.
+//! - **Bounded.** At most [`MAX_CONNECTIONS`] connections at once (the next is accepted when one
+//!   closes); a connection that has not sent a whole request head within [`HEADER_TIMEOUT`] (also
+//!   between requests on a kept-alive connection) is closed. Request bodies up to
+//!   [`MAX_BODY_BYTES`], at most [`MAX_REQUESTS`] API calls and [`MAX_EVENT_STREAMS`] event
+//!   streams at once; beyond that, 503.
 //!
 //! Beyond loopback only when `web_listen` says so, and then the daemon warns at start.
 
@@ -40,6 +43,10 @@ use crate::api::Answer;
 use crate::failure::Failure;
 use crate::ops::{self, Context, Op};
 
+/// Connections held at once; further ones wait in the kernel's backlog until one closes.
+pub const MAX_CONNECTIONS: usize = 32;
+/// How long a connection may take to send a request head (and may sit idle between requests).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest request body taken.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// API calls served at once.
@@ -142,12 +149,41 @@ pub async fn start(ctx: Arc<Context>, address: SocketAddr) -> Result<Web> {
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared);
-    let task = tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, app).await {
-            tracing::warn!(%err, "the web wallet stopped");
-        }
-    });
+    let task = tokio::spawn(accept_loop(listener, app));
     Ok(Web { url, task })
+}
+
+/// Accepts connections while fewer than [`MAX_CONNECTIONS`] are open, each served with
+/// [`HEADER_TIMEOUT`]; runs until aborted.
+async fn accept_loop(listener: tokio::net::TcpListener, app: Router) {
+    let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        // The permit comes first: beyond the bound, connections wait unaccepted.
+        let Ok(permit) = Arc::clone(&open).acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                // Out of file descriptors and the like: wait rather than spin.
+                tracing::warn!(%err, "the web wallet could not accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            if let Err(err) = served {
+                tracing::debug!(%err, "a web wallet connection ended");
+            }
+            drop(permit);
+        });
+    }
 }
 
 /// Why a request was refused.

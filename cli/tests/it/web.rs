@@ -191,3 +191,64 @@ fn the_web_api_refuses_requests_without_the_token_and_cross_site_ones() {
     );
     assert_eq!(status, 401);
 }
+
+/// Waits until the server closes `stream` (a read sees the end, or a reset); panics after
+/// `within`.
+fn closed_by_server(stream: &mut TcpStream, within: Duration) {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => {}
+        Ok(_) => panic!("the server sent data to a connection that sent no request"),
+        Err(err) => assert!(
+            !matches!(
+                err.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "the server kept a silent connection open for {within:?}"
+        ),
+    }
+}
+
+#[test]
+fn the_web_wallet_closes_silent_and_trickling_connections_and_serves_past_a_flood_of_them() {
+    use scrip_cli::web::{HEADER_TIMEOUT, MAX_CONNECTIONS};
+    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome::init(dir.path(), "alice");
+    let daemon = home.serve(&[]);
+    let (address, _) = web(&daemon);
+    // More silent connections than the server holds at once, and one that trickles a request
+    // head a byte at a time, never finishing it.
+    let mut silent: Vec<TcpStream> = (0..MAX_CONNECTIONS + 8)
+        .map(|_| TcpStream::connect(&address).unwrap())
+        .collect();
+    let trickle = {
+        let mut stream = TcpStream::connect(&address).unwrap();
+        std::thread::spawn(move || {
+            let head = b"GET /metrics HTTP/1.1\r\nX-Slow: ";
+            for byte in head.iter().chain(std::iter::repeat(&b'a')).take(400) {
+                if stream.write_all(&[*byte]).is_err() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            false
+        })
+    };
+    // A request behind them all is answered once the silent ones are closed...
+    let (status, body) = request(
+        &address,
+        &format!("GET /metrics HTTP/1.1\r\nHost: {address}"),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    // ...and each of them was closed by the server (the first ones by now, the rest within
+    // another header timeout and a margin).
+    for stream in &mut silent {
+        closed_by_server(stream, HEADER_TIMEOUT * 3);
+    }
+    assert!(
+        trickle.join().unwrap(),
+        "a connection trickling its request head for 40 s was never closed"
+    );
+}
