@@ -22,7 +22,7 @@ use crate::limits::{
     EVENT_CHANNEL_CAPACITY, MAX_FORK_PROOFS_ON_CONNECT, MAX_PEER_MEMORIES, MAX_UNJUDGED_PROOFS,
     STORED_CHANNEL_CAPACITY,
 };
-use crate::peer::{AcceptAll, AttachmentCheck, PeerCommand, PeerContext, PeerReport};
+use crate::peer::{AcceptAll, AttachmentCheck, PeerCommand, PeerContext, PeerHandle, PeerReport};
 use crate::peers::{Origin, PeerTable};
 use crate::policy::ScopeChange;
 use crate::scheduler::{Change, DEFAULT_REQUEST_TIMEOUT, Scheduler};
@@ -36,8 +36,8 @@ use crate::scope::{DEFAULT_HOPS, FollowGraph, Scope};
 use crate::session::{PeerMemory, Session};
 use crate::transport::{self, Blocking, LocalIdentity, Network, SecureStream, TransportConfig};
 
-/// Capacity of each connection's command channel. The node uses `try_send`; a connection too
-/// slow to take its commands is closed.
+/// Capacity of each connection's command queue. The node never waits on it: a connection too
+/// slow to take its commands is closed (`PeerHandle::send`).
 const PEER_COMMAND_CAPACITY: usize = 1024;
 /// Time allowed to open a TCP connection.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -657,7 +657,7 @@ struct Actor<N: Network> {
     scheduler: Scheduler,
     /// Open connections (each with its command channel), dialing and the peer table: the pure
     /// state machine of `connections.rs`.
-    connections: Connections<mpsc::Sender<PeerCommand>>,
+    connections: Connections<PeerHandle>,
     /// Clocks remembered per peer, with when each was stored (at most
     /// [`MAX_PEER_MEMORIES`], the oldest forgotten first).
     memories: BTreeMap<FeedId, (Instant, PeerMemory)>,
@@ -720,7 +720,7 @@ impl<N: Network> Actor<N> {
             task.abort();
         }
         for (_, open) in self.connections.iter() {
-            let _ = open.handle.try_send(PeerCommand::Close);
+            open.handle.close();
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while !self.connections.is_empty() {
@@ -856,7 +856,7 @@ impl<N: Network> Actor<N> {
             }
             Arrival::Admit { replaces } => {
                 if let Some(old) = replaces {
-                    let _ = old.try_send(PeerCommand::Close);
+                    old.close();
                 }
             }
         }
@@ -888,7 +888,7 @@ impl<N: Network> Actor<N> {
             self.scope.blocked.clone(),
             self.memories.remove(&peer).map(|(_, memory)| memory),
         );
-        let (commands, commands_rx) = mpsc::channel(PEER_COMMAND_CAPACITY);
+        let (commands, commands_rx) = PeerHandle::new(PEER_COMMAND_CAPACITY);
         let id = self
             .connections
             .admit(peer, address.clone(), outgoing, now, commands.clone());
@@ -898,7 +898,7 @@ impl<N: Network> Actor<N> {
         self.store_task(move || {
             if let Ok(proofs) = store.fork_proofs() {
                 for proof in proofs.into_iter().take(MAX_FORK_PROOFS_ON_CONNECT) {
-                    let _ = proofs_to.try_send(PeerCommand::ForkProof(proof.encode()));
+                    proofs_to.offer(PeerCommand::ForkProof(proof.encode()));
                 }
             }
             None
@@ -1005,7 +1005,7 @@ impl<N: Network> Actor<N> {
                 tracing::debug!(peer = ?from, %reason, "a peer sent an invalid fork proof");
                 if let Some(peer) = from {
                     if let Some(open) = self.connections.get(&peer) {
-                        let _ = open.handle.try_send(PeerCommand::Close);
+                        open.handle.close();
                     }
                     self.emit(Event::ProofRefused {
                         peer,
@@ -1061,7 +1061,7 @@ impl<N: Network> Actor<N> {
         let bytes = proof.encode();
         for (peer, open) in self.connections.iter() {
             if Some(*peer) != except {
-                let _ = open.handle.try_send(PeerCommand::ForkProof(bytes.clone()));
+                open.handle.offer(PeerCommand::ForkProof(bytes.clone()));
             }
         }
     }
@@ -1200,8 +1200,11 @@ impl<N: Network> Actor<N> {
             })
             .collect();
         for (_, open) in self.connections.iter() {
+            // A connection that cannot take them all is closed (`PeerHandle::send`).
             for command in &told {
-                let _ = open.handle.try_send(command.clone());
+                if !open.handle.send(command.clone()) {
+                    break;
+                }
             }
         }
         self.apply(changes);
@@ -1213,22 +1216,12 @@ impl<N: Network> Actor<N> {
     }
 
     fn apply(&mut self, changes: Vec<Change>) {
-        let mut overloaded = Vec::new();
         for Change { peer, feed, ask } in changes {
             tracing::debug!(node = %self.id.short(), peer = %peer.short(), feed = %feed.short(), ask, "source change");
             if let Some(open) = self.connections.get(&peer)
-                && open
-                    .handle
-                    .try_send(PeerCommand::SetWanted(feed, Some(ask)))
-                    .is_err()
+                && !open.handle.send(PeerCommand::SetWanted(feed, Some(ask)))
             {
-                overloaded.push(peer);
-            }
-        }
-        for peer in overloaded {
-            if let Some(open) = self.connections.get(&peer) {
                 tracing::debug!(%peer, "closing a connection too slow to take commands");
-                let _ = open.handle.try_send(PeerCommand::Close);
             }
         }
     }
@@ -1295,7 +1288,7 @@ impl<N: Network> Actor<N> {
     /// Now and then, drops the oldest dialed connection so that another candidate gets a turn.
     fn rotate(&mut self, now: Instant) {
         if let Some(oldest) = self.connections.to_rotate(now) {
-            let _ = oldest.try_send(PeerCommand::Close);
+            oldest.close();
         }
         if self.seeking {
             let noted = &self.own_noted;
@@ -1305,7 +1298,7 @@ impl<N: Network> Actor<N> {
                         noted.contains(peer)
                     })
             {
-                let _ = useless.try_send(PeerCommand::Close);
+                useless.close();
             }
         }
     }

@@ -76,7 +76,74 @@ pub(crate) enum PeerCommand {
     SetWanted(FeedId, Option<bool>),
     Blocked(FeedId, bool),
     ForkProof(Vec<u8>),
-    Close,
+}
+
+/// The node's end of one connection: a bounded command queue, and a close signal that does not
+/// wait in that queue (a connection whose queue is full can still be told to close).
+#[derive(Debug, Clone)]
+pub(crate) struct PeerHandle {
+    commands: mpsc::Sender<PeerCommand>,
+    close: Arc<tokio::sync::Notify>,
+}
+
+/// The connection's end of a [`PeerHandle`].
+#[derive(Debug)]
+pub(crate) struct PeerCommands {
+    commands: mpsc::Receiver<PeerCommand>,
+    close: Arc<tokio::sync::Notify>,
+}
+
+impl PeerHandle {
+    /// A handle and its connection's end, with room for `capacity` commands.
+    pub(crate) fn new(capacity: usize) -> (PeerHandle, PeerCommands) {
+        let (commands, receiver) = mpsc::channel(capacity);
+        let close = Arc::new(tokio::sync::Notify::new());
+        (
+            PeerHandle {
+                commands,
+                close: Arc::clone(&close),
+            },
+            PeerCommands {
+                commands: receiver,
+                close,
+            },
+        )
+    }
+
+    /// Queues a command that keeps the connection in step with the node (what it wants, what
+    /// is blocked). If the queue is full the connection can no longer be kept in step, so it is
+    /// closed instead; returns whether the command was queued.
+    pub(crate) fn send(&self, command: PeerCommand) -> bool {
+        if self.commands.try_send(command).is_ok() {
+            true
+        } else {
+            self.close();
+            false
+        }
+    }
+
+    /// Queues a command that may be lost without harm (a fork proof: the peer hears of it again
+    /// from others or on its next connection).
+    pub(crate) fn offer(&self, command: PeerCommand) {
+        let _ = self.commands.try_send(command);
+    }
+
+    /// Tells the connection to close (at once, whatever waits in its queue).
+    pub(crate) fn close(&self) {
+        // `notify_one` stores the signal if the connection is not waiting right now.
+        self.close.notify_one();
+    }
+}
+
+impl PeerCommands {
+    /// The next command; `None` once the node said close (or dropped its handle).
+    async fn next(&mut self) -> Option<PeerCommand> {
+        tokio::select! {
+            biased;
+            () = self.close.notified() => None,
+            command = self.commands.recv() => command,
+        }
+    }
 }
 
 /// What a connection tells the node.
@@ -156,7 +223,7 @@ pub(crate) async fn run<S>(
     stream: SecureStream<S>,
     mut session: Session,
     context: Arc<PeerContext>,
-    mut commands: mpsc::Receiver<PeerCommand>,
+    mut commands: PeerCommands,
     mut stored_rx: broadcast::Receiver<(FeedId, u64)>,
     connection: u64,
     slot: Option<crate::transport::Slot>,
@@ -285,11 +352,11 @@ pub(crate) async fn run<S>(
             () = evicted(slot.as_ref()) => {
                 break 'session Ok("evicted: a newcomer took the slot of this idle peer".into())
             }
-            command = commands.recv() => match command {
+            command = commands.next() => match command {
                 Some(PeerCommand::SetWanted(feed, wanted)) => session.set_wanted(feed, wanted),
                 Some(PeerCommand::Blocked(feed, blocked)) => session.set_blocked(feed, blocked),
                 Some(PeerCommand::ForkProof(bytes)) => session.send_fork_proof(bytes),
-                Some(PeerCommand::Close) | None => break 'session Ok("closed by the node".into()),
+                None => break 'session Ok("closed by the node".into()),
             },
             stored = stored_rx.recv() => match stored {
                 Ok((feed, seq)) => session.stored(feed, seq),
@@ -560,4 +627,38 @@ fn ingest(context: &PeerContext, jobs: Vec<IngestJob>) -> Result<Vec<IngestDone>
         });
     }
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(n: u8) -> FeedId {
+        FeedId::from_bytes([n; 32])
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_command_queue_is_full_is_closed_not_left_out_of_step() {
+        let (handle, mut commands) = PeerHandle::new(2);
+        assert!(handle.send(PeerCommand::SetWanted(feed(1), Some(true))));
+        assert!(handle.send(PeerCommand::SetWanted(feed(2), Some(true))));
+        // The third cannot be queued: the connection is told to close instead, ahead of what
+        // waits in its queue.
+        assert!(!handle.send(PeerCommand::Blocked(feed(3), true)));
+        assert!(commands.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn close_reaches_a_connection_however_full_its_queue_and_lost_proofs_close_nothing() {
+        let (handle, mut commands) = PeerHandle::new(1);
+        handle.offer(PeerCommand::ForkProof(vec![1]));
+        handle.offer(PeerCommand::ForkProof(vec![2])); // dropped: the queue is full
+        assert!(matches!(
+            commands.next().await,
+            Some(PeerCommand::ForkProof(bytes)) if bytes == [1]
+        ));
+        handle.close();
+        handle.offer(PeerCommand::ForkProof(vec![3]));
+        assert!(commands.next().await.is_none());
+    }
 }
