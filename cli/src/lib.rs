@@ -37,6 +37,7 @@ pub mod daemon;
 pub mod demo;
 pub mod failure;
 pub mod home;
+pub mod invite;
 pub mod metrics;
 pub mod net;
 pub mod ops;

@@ -1,0 +1,456 @@
+//! Invites and groups (`docs/protocol/invite.md`): the invite code, the join entry a joiner
+//! signs with the invite's key, and the group entry an inviter publishes once everyone joined.
+//! Pure encoding and checking here; `ops` runs `invite` and `join`, and the daemon's
+//! [`crate::daemon`] loop acts on joins and groups as they replicate in.
+
+use anyhow::{Result, anyhow, bail};
+use scrip_feed::{Content, Entry, FeedId, Keypair, Seq, Signature, codec};
+use scrip_notary::NotaryAddr;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// What a code starts with.
+pub const CODE_PREFIX: &str = "invite:";
+/// Longest code taken, in characters.
+pub const MAX_CODE_CHARS: usize = 4096;
+/// Most notaries a code names, and most members of a group.
+pub const MAX_MEMBERS: usize = 20;
+/// The version of the code, the join entry and the group entry.
+pub const INVITE_VERSION: u8 = 1;
+/// The `App` kind of a join entry.
+pub const JOIN_KIND: &str = "scrip/join";
+/// The `App` kind of a group entry.
+pub const GROUP_KIND: &str = "scrip/group";
+/// The checksum's domain.
+const CHECKSUM_DOMAIN: &[u8] = b"scrip/invite/v1";
+/// The join proof's signing domain.
+const JOIN_DOMAIN: &[u8] = b"scrip/join/v1";
+/// Bytes of checksum at the end of a code.
+const CHECKSUM_BYTES: usize = 4;
+
+/// A notary on the wire: its identity and its notary service address.
+type WireNotary = (FeedId, String);
+
+/// An invite, as its code carries it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Invite {
+    /// The network key's bytes.
+    pub network: [u8; 32],
+    /// The inviter's identity.
+    pub inviter: FeedId,
+    /// A replication address of the inviter's node.
+    pub address: String,
+    /// The invite key's secret seed.
+    seed: Zeroizing<[u8; 32]>,
+    /// The notaries to create a wallet with (empty while a group forms).
+    pub notaries: Vec<NotaryAddr>,
+    /// 0, or the size of the group being formed.
+    pub group: u8,
+}
+
+impl std::fmt::Debug for Invite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invite")
+            .field("inviter", &self.inviter)
+            .field("address", &self.address)
+            .field("invite", &self.key().id())
+            .field("notaries", &self.notaries.len())
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireInvite {
+    version: u8,
+    network: [u8; 32],
+    inviter: FeedId,
+    address: String,
+    key: [u8; 32],
+    notaries: Vec<WireNotary>,
+    group: u8,
+}
+
+impl Invite {
+    /// A new invite with a fresh key.
+    pub fn draw(
+        network: [u8; 32],
+        inviter: FeedId,
+        address: String,
+        notaries: Vec<NotaryAddr>,
+        group: u8,
+    ) -> Result<Invite> {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        getrandom::fill(seed.as_mut()).map_err(|e| anyhow!("the system's randomness: {e}"))?;
+        let invite = Invite {
+            network,
+            inviter,
+            address,
+            seed,
+            notaries,
+            group,
+        };
+        invite.check()?;
+        Ok(invite)
+    }
+
+    /// The invite's key: its feed id names the invite; the joiner signs the join entry with it.
+    pub fn key(&self) -> Keypair {
+        Keypair::from_seed(&self.seed)
+    }
+
+    /// The rules of `invite.md` §1 beyond the encoding.
+    fn check(&self) -> Result<()> {
+        check_address("the inviter's address", &self.address)?;
+        if self.notaries.len() > MAX_MEMBERS {
+            bail!("more than {MAX_MEMBERS} notaries");
+        }
+        for notary in &self.notaries {
+            check_address("a notary's address", &notary.address)?;
+        }
+        if self.group != 0 {
+            if !(2..=MAX_MEMBERS).contains(&usize::from(self.group)) {
+                bail!("a group has 2 to {MAX_MEMBERS} members, not {}", self.group);
+            }
+            if !self.notaries.is_empty() {
+                bail!("a group invite names no notaries (the group's members are)");
+            }
+        }
+        Ok(())
+    }
+
+    /// The code: `invite:` and base58 of the encoding and its checksum.
+    pub fn code(&self) -> Result<String> {
+        let wire = WireInvite {
+            version: INVITE_VERSION,
+            network: self.network,
+            inviter: self.inviter,
+            address: self.address.clone(),
+            key: *self.seed,
+            notaries: self
+                .notaries
+                .iter()
+                .map(|n| (n.id, n.address.clone()))
+                .collect(),
+            group: self.group,
+        };
+        let mut bytes = Zeroizing::new(codec::encode("invite", &wire)?);
+        let sum = checksum(&bytes);
+        bytes.extend_from_slice(&sum);
+        Ok(format!(
+            "{CODE_PREFIX}{}",
+            bs58::encode(bytes.as_slice()).into_string()
+        ))
+    }
+
+    /// Reads a code; a typo is refused by the checksum before anything else.
+    pub fn parse(code: &str) -> Result<Invite> {
+        let code = code.trim();
+        if code.chars().count() > MAX_CODE_CHARS {
+            bail!("an invite code is at most {MAX_CODE_CHARS} characters");
+        }
+        let body = code
+            .strip_prefix(CODE_PREFIX)
+            .ok_or_else(|| anyhow!("an invite code starts with {CODE_PREFIX:?}"))?;
+        let bytes = Zeroizing::new(bs58::decode(body).into_vec().map_err(|_| {
+            anyhow!("this invite code has a character that is not in its alphabet: mistyped?")
+        })?);
+        let split = bytes
+            .len()
+            .checked_sub(CHECKSUM_BYTES)
+            .ok_or_else(|| anyhow!("this invite code is too short: part of it is missing"))?;
+        let (payload, sum) = bytes.split_at(split);
+        if checksum(payload) != sum {
+            bail!(
+                "this invite code's checksum does not match: a character is mistyped, missing, \
+                 extra or swapped"
+            );
+        }
+        let version = payload.first().copied().unwrap_or_default();
+        if version != INVITE_VERSION {
+            bail!("this invite code is of version {version}; this scrip reads version {INVITE_VERSION}");
+        }
+        let wire: WireInvite = codec::decode_canonical("invite", payload)
+            .map_err(|e| anyhow!("this invite code does not decode: {e}"))?;
+        let invite = Invite {
+            network: wire.network,
+            inviter: wire.inviter,
+            address: wire.address,
+            seed: Zeroizing::new(wire.key),
+            notaries: wire
+                .notaries
+                .into_iter()
+                .map(|(id, address)| NotaryAddr { id, address })
+                .collect(),
+            group: wire.group,
+        };
+        invite
+            .check()
+            .map_err(|e| anyhow!("this invite code breaks a rule: {e}"))?;
+        Ok(invite)
+    }
+}
+
+fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_BYTES] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(CHECKSUM_DOMAIN);
+    hasher.update(&[0]);
+    hasher.update(bytes);
+    let mut sum = [0u8; CHECKSUM_BYTES];
+    sum.copy_from_slice(&hasher.finalize().as_bytes()[..CHECKSUM_BYTES]);
+    sum
+}
+
+/// An address as a `Pub` entry would take it (`feed.md`): 1–255 bytes, no whitespace.
+pub fn check_address(what: &str, address: &str) -> Result<()> {
+    Content::Pub {
+        address: address.to_owned(),
+    }
+    .encode()
+    .map(drop)
+    .map_err(|e| anyhow!("{what} {address:?} is not an address: {e}"))
+}
+
+/// A redemption: who joined through an invite (`invite.md` §2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Join {
+    /// The joiner's identity.
+    pub identity: FeedId,
+    /// The joiner's notary address (a group invite).
+    pub notary: Option<String>,
+    /// The joiner identity's signature binding the two to the invite.
+    pub proof: Signature,
+}
+
+fn join_message(invite: &FeedId, notary: &Option<String>) -> Result<Vec<u8>> {
+    let mut message = invite.as_bytes().to_vec();
+    message.extend(codec::encode("join", notary)?);
+    Ok(message)
+}
+
+/// The payload of the join entry `identity` signs (through the invite's key) for `invite`.
+pub fn join_payload(invite: &FeedId, identity: &Keypair, notary: Option<String>) -> Result<Vec<u8>> {
+    if let Some(address) = &notary {
+        check_address("the notary address", address)?;
+    }
+    let proof = identity.sign(JOIN_DOMAIN, &join_message(invite, &notary)?);
+    let join = Join {
+        identity: identity.id(),
+        notary,
+        proof,
+    };
+    Ok(Content::App {
+        kind: JOIN_KIND.into(),
+        bytes: codec::encode("join", &(INVITE_VERSION, join))?,
+    }
+    .encode()?)
+}
+
+/// The join `entry` (held on the invite's feed) records, if it keeps every rule of `invite.md`
+/// §2: the invite's first entry, a join of this version, the notary address well formed, and
+/// the proof made by the joiner's identity.
+pub fn read_join(entry: &Entry) -> Result<Join> {
+    if entry.seq() != Seq::FIRST {
+        bail!("a join is the first entry of its invite's feed");
+    }
+    let payload = entry
+        .payload()
+        .ok_or_else(|| anyhow!("the join entry's payload is not held"))?;
+    let Content::App { kind, bytes } = Content::decode(payload)? else {
+        bail!("the invite's entry is not a join");
+    };
+    if kind != JOIN_KIND {
+        bail!("the invite's entry is a {kind:?}, not a join");
+    }
+    let (version, join): (u8, Join) = codec::decode_canonical("join", &bytes)?;
+    if version != INVITE_VERSION {
+        bail!("a join of version {version}");
+    }
+    if let Some(address) = &join.notary {
+        check_address("the joiner's notary address", address)?;
+    }
+    let message = join_message(&entry.author(), &join.notary)?;
+    if !scrip_feed::verify_signature(&join.identity, JOIN_DOMAIN, &message, &join.proof)? {
+        bail!("the join's proof is not {}'s signature", join.identity);
+    }
+    Ok(join)
+}
+
+/// A group's roster (`invite.md` §3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    /// The group's invites.
+    pub invites: Vec<FeedId>,
+    /// Every member with its notary address, the inviter first.
+    pub members: Vec<NotaryAddr>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireGroup {
+    invites: Vec<FeedId>,
+    members: Vec<WireNotary>,
+}
+
+/// The payload of a group entry.
+pub fn group_payload(group: &Group) -> Result<Vec<u8>> {
+    if group.members.len() > MAX_MEMBERS {
+        bail!("a group has at most {MAX_MEMBERS} members");
+    }
+    let wire = WireGroup {
+        invites: group.invites.clone(),
+        members: group
+            .members
+            .iter()
+            .map(|m| (m.id, m.address.clone()))
+            .collect(),
+    };
+    Ok(Content::App {
+        kind: GROUP_KIND.into(),
+        bytes: codec::encode("group", &(INVITE_VERSION, wire))?,
+    }
+    .encode()?)
+}
+
+/// The group a payload publishes, if it is a group entry of this version.
+pub fn read_group(payload: &[u8]) -> Option<Group> {
+    let Ok(Content::App { kind, bytes }) = Content::decode(payload) else {
+        return None;
+    };
+    if kind != GROUP_KIND {
+        return None;
+    }
+    let (version, wire): (u8, WireGroup) = codec::decode_canonical("group", &bytes).ok()?;
+    if version != INVITE_VERSION || wire.members.len() > MAX_MEMBERS {
+        return None;
+    }
+    Some(Group {
+        invites: wire.invites,
+        members: wire
+            .members
+            .into_iter()
+            .map(|(id, address)| NotaryAddr { id, address })
+            .collect(),
+    })
+}
+
+impl Group {
+    /// Whether this roster is the one `invite.md` §3 has a joiner act on: it lists `invite`
+    /// among its invites and `me` with the notary address sent.
+    pub fn admits(&self, invite: &FeedId, me: &FeedId, notary: &str) -> bool {
+        self.invites.contains(invite)
+            && self
+                .members
+                .iter()
+                .any(|m| m.id == *me && m.address == notary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use scrip_feed::Timestamp;
+
+    fn invite(group: u8, notaries: Vec<NotaryAddr>) -> Invite {
+        Invite::draw(
+            [7; 32],
+            Keypair::from_seed(&[1; 32]).id(),
+            "127.0.0.1:7411".into(),
+            notaries,
+            group,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_code_reads_back_as_written_and_a_typo_is_caught_by_its_checksum() {
+        let notary = NotaryAddr {
+            id: Keypair::from_seed(&[2; 32]).id(),
+            address: "127.0.0.1:7412".into(),
+        };
+        let original = invite(0, vec![notary]);
+        let code = original.code().unwrap();
+        assert!(code.starts_with(CODE_PREFIX));
+        let read = Invite::parse(&format!("  {code}\n")).unwrap();
+        assert_eq!(read, original);
+        assert_eq!(read.key().id(), original.key().id());
+        // One character changed, one dropped: the checksum says so.
+        let mut chars: Vec<char> = code.chars().collect();
+        let at = chars.len() / 2;
+        chars[at] = if chars[at] == 'a' { 'b' } else { 'a' };
+        let changed: String = chars.iter().collect();
+        let err = Invite::parse(&changed).unwrap_err().to_string();
+        assert!(err.contains("mistyped"), "{err}");
+        let err = Invite::parse(&code[..code.len() - 1]).unwrap_err().to_string();
+        assert!(err.contains("mistyped"), "{err}");
+        // Not a code at all; a character outside the alphabet.
+        assert!(Invite::parse("+8Hq2").is_err());
+        let err = Invite::parse("invite:0OIl").unwrap_err().to_string();
+        assert!(err.contains("alphabet"), "{err}");
+        // The secret is not in Debug.
+        let shown = format!("{original:?}");
+        assert!(!shown.contains(&hex::encode(*original.seed)), "{shown}");
+    }
+
+    #[test]
+    fn a_group_invite_names_no_notaries_and_a_group_has_two_to_twenty_members() {
+        assert!(Invite::draw([0; 32], FeedId::from_bytes([1; 32]), "a:1".into(), vec![], 1).is_err());
+        assert!(Invite::draw([0; 32], FeedId::from_bytes([1; 32]), "a:1".into(), vec![], 21).is_err());
+        let notary = NotaryAddr {
+            id: FeedId::from_bytes([2; 32]),
+            address: "a:2".into(),
+        };
+        assert!(Invite::draw([0; 32], FeedId::from_bytes([1; 32]), "a:1".into(), vec![notary], 5).is_err());
+        assert!(Invite::draw([0; 32], FeedId::from_bytes([1; 32]), "a b".into(), vec![], 5).is_err());
+        assert_eq!(invite(20, vec![]).group, 20);
+    }
+
+    fn join_entry(key: &Keypair, payload: Vec<u8>) -> Entry {
+        Entry::create(key, None, Timestamp::from_millis(1), payload).unwrap()
+    }
+
+    #[test]
+    fn a_join_binds_the_joiner_and_its_notary_address_to_the_invite() {
+        let invite = invite(5, vec![]);
+        let key = invite.key();
+        let joiner = Keypair::from_seed(&[3; 32]);
+        let payload = join_payload(&key.id(), &joiner, Some("127.0.0.1:7602".into())).unwrap();
+        let join = read_join(&join_entry(&key, payload)).unwrap();
+        assert_eq!(join.identity, joiner.id());
+        assert_eq!(join.notary.as_deref(), Some("127.0.0.1:7602"));
+        // The proof made for one invite does not hold on another invite's feed.
+        let other = Keypair::from_seed(&[4; 32]);
+        let payload = join_payload(&key.id(), &joiner, None).unwrap();
+        let err = read_join(&join_entry(&other, payload)).unwrap_err().to_string();
+        assert!(err.contains("proof"), "{err}");
+        // A post on the invite's feed is no join.
+        let post = Content::Post { text: "hi".into() }.encode().unwrap();
+        assert!(read_join(&join_entry(&key, post)).is_err());
+    }
+
+    #[test]
+    fn a_group_entry_reads_back_and_admits_only_its_members_at_their_addresses() {
+        let me = FeedId::from_bytes([3; 32]);
+        let invite = FeedId::from_bytes([9; 32]);
+        let group = Group {
+            invites: vec![invite],
+            members: vec![
+                NotaryAddr {
+                    id: FeedId::from_bytes([1; 32]),
+                    address: "a:1".into(),
+                },
+                NotaryAddr {
+                    id: me,
+                    address: "a:3".into(),
+                },
+            ],
+        };
+        let read = read_group(&group_payload(&group).unwrap()).unwrap();
+        assert_eq!(read, group);
+        assert!(read.admits(&invite, &me, "a:3"));
+        assert!(!read.admits(&invite, &me, "a:4"));
+        assert!(!read.admits(&FeedId::from_bytes([8; 32]), &me, "a:3"));
+        assert!(read_group(&Content::Post { text: "x".into() }.encode().unwrap()).is_none());
+    }
+}
