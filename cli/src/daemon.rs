@@ -61,6 +61,7 @@ pub struct Daemon {
     bridge: Option<JoinHandle<()>>,
     api: JoinHandle<()>,
     refunder: Option<JoinHandle<()>>,
+    invites: JoinHandle<()>,
     counter: JoinHandle<()>,
     web: Option<crate::web::Web>,
     socket: PathBuf,
@@ -123,12 +124,14 @@ impl Daemon {
         let refunder = config
             .auto_refund
             .then(|| tokio::spawn(refund_expired_orders(Arc::clone(&ctx))));
+        let invites = tokio::spawn(tend_invites(Arc::clone(&ctx)));
         let daemon = Daemon {
             node,
             notary,
             bridge,
             api,
             refunder,
+            invites,
             counter,
             web,
             socket,
@@ -173,6 +176,7 @@ impl Daemon {
         if let Some(refunder) = self.refunder {
             refunder.abort();
         }
+        self.invites.abort();
         api::unbind(&self.socket);
         if let Some(notary) = self.notary {
             notary.shutdown().await;
@@ -181,6 +185,26 @@ impl Daemon {
             bridge.abort();
         }
         self.node.shutdown().await;
+    }
+}
+
+/// The daemon's invite work (`invite::tend`), every [`crate::invite::TEND_EVERY`]; an error
+/// is logged when it differs from the last one (a group waiting for its notaries would
+/// otherwise say the same every second).
+async fn tend_invites(ctx: Arc<Context>) {
+    let mut last = String::new();
+    loop {
+        tokio::time::sleep(crate::invite::TEND_EVERY).await;
+        match crate::invite::tend(&ctx).await {
+            Ok(()) => last.clear(),
+            Err(err) => {
+                let said = format!("{err:#}");
+                if said != last {
+                    tracing::warn!("invites: {said} (tried again every second)");
+                    last = said;
+                }
+            }
+        }
     }
 }
 
@@ -281,7 +305,11 @@ async fn start_parts(
         listen: Some(options.listen.clone().unwrap_or(config.listen.clone())),
         peers: known_peers(home)?,
         hops: config.hops,
-        explicit: wallet.into_iter().collect(),
+        // The wallet, and the invites' feeds while they are open (`invite.md` §2).
+        explicit: wallet
+            .into_iter()
+            .chain(crate::invite::invite_feeds(home)?)
+            .collect(),
         transport: transport(config)?,
         seed: crate::ops::random_seed()?,
         // A notary's decisions come first when the cores are busy (scrip bench load).

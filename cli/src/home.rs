@@ -34,6 +34,8 @@ const PEERS: &str = "peers.toml";
 const WALLET: &str = "wallet.toml";
 const CONTACTS: &str = "contacts.toml";
 const PENDING: &str = "wallet.pending";
+const INVITES: &str = "invites.toml";
+const JOINED: &str = "joined.toml";
 const STORE: &str = "store";
 const VOTES: &str = "votes";
 const SOCKET: &str = "scrip.sock";
@@ -435,6 +437,109 @@ impl Home {
     }
 }
 
+impl Home {
+    /// The invites this home made (invites.toml).
+    pub fn invites(&self) -> Result<InvitesFile> {
+        Ok(read_toml(&self.root.join(INVITES))?.unwrap_or_default())
+    }
+
+    /// Records the invites this home made.
+    pub fn set_invites(&self, invites: &InvitesFile) -> Result<()> {
+        write_file(
+            &self.root.join(INVITES),
+            toml::to_string(invites)?.as_bytes(),
+        )
+    }
+
+    /// The invite this home joined through (joined.toml), if any.
+    pub fn joined(&self) -> Result<Option<Joined>> {
+        read_toml(&self.root.join(JOINED))
+    }
+
+    /// Records the invite this home joined through.
+    pub fn set_joined(&self, joined: &Joined) -> Result<()> {
+        write_file(&self.root.join(JOINED), toml::to_string(joined)?.as_bytes())
+    }
+
+    /// Replaces config.toml with `config` (as `scrip init` writes it, every key explained).
+    pub fn set_config(&self, config: &Config) -> Result<()> {
+        write_file(&self.root.join(CONFIG), config.to_toml().as_bytes())
+    }
+}
+
+/// invites.toml: the invites a home made (`docs/protocol/invite.md`), and the group it forms.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitesFile {
+    /// The group this home is forming, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupForming>,
+    /// Every invite made, oldest first.
+    #[serde(default)]
+    pub invite: Vec<InviteRecord>,
+}
+
+/// A group a home forms (`invite --group N`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupForming {
+    /// Its members, this home included.
+    pub size: u8,
+    /// This home's notary address, as the group entry names it.
+    pub notary: String,
+    /// Whether the group entry is published.
+    #[serde(default)]
+    pub published: bool,
+    /// Whether this home's wallet is created with the group's notaries.
+    #[serde(default)]
+    pub wallet: bool,
+}
+
+/// One invite made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteRecord {
+    /// The invite's feed id (`@…`): the public half of its key; the secret is only in the code.
+    pub feed: String,
+    /// Whether it is one of the group's invites.
+    #[serde(default)]
+    pub group: bool,
+    /// When it was made (ms since the epoch).
+    pub created: u64,
+    /// Who joined through it (`@…`), once the join entry arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined: Option<String>,
+    /// The joiner's notary address (group invites).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notary: Option<String>,
+    /// Why the invite's entry was not taken, if it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+/// joined.toml: the invite a home joined through.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joined {
+    /// The inviter (`@…`).
+    pub inviter: String,
+    /// The invite's feed id (`@…`).
+    pub invite: String,
+    /// 0, or the size of the group joined.
+    pub group: u8,
+    /// This home's notary address, as sent in the join (group invites).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notary: Option<String>,
+    /// The notaries the code named (`ID@ADDR`), for a plain invite.
+    #[serde(default)]
+    pub notaries: Vec<String>,
+    /// How far the inviter's feed was read for the group entry.
+    #[serde(default)]
+    pub scanned: u64,
+    /// Whether the group's members are followed.
+    #[serde(default)]
+    pub followed: bool,
+    /// Whether nothing is left to do (the wallet created, or the group formed without us).
+    #[serde(default)]
+    pub done: bool,
+}
+
 /// A TOML file of the home, if it exists.
 fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     match fs::read_to_string(path) {
@@ -486,7 +591,16 @@ pub const BACKUP_FORMAT: &str = "scrip-backup/1";
 
 /// What a backup holds: the keys and the settings. Logs are not in it: they come back from
 /// peers (the identity's and the wallet's feeds) and notaries (the wallet's certified head).
-const BACKED_UP: [&str; 6] = [IDENTITY_KEY, WALLET_KEY, CONFIG, PEERS, WALLET, CONTACTS];
+const BACKED_UP: [&str; 8] = [
+    IDENTITY_KEY,
+    WALLET_KEY,
+    CONFIG,
+    PEERS,
+    WALLET,
+    CONTACTS,
+    INVITES,
+    JOINED,
+];
 
 /// A backup file: `format = "scrip-backup/1"` and each backed-up file's bytes as hex.
 #[derive(serde::Serialize, serde::Deserialize)]

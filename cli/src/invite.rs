@@ -3,6 +3,8 @@
 //! Pure encoding and checking here; `ops` runs `invite` and `join`, and the daemon's
 //! [`crate::daemon`] loop acts on joins and groups as they replicate in.
 
+use std::sync::Arc;
+
 use anyhow::{Result, anyhow, bail};
 use scrip_feed::{Content, Entry, FeedId, Keypair, Seq, Signature, codec};
 use scrip_notary::NotaryAddr;
@@ -168,7 +170,9 @@ impl Invite {
         }
         let version = payload.first().copied().unwrap_or_default();
         if version != INVITE_VERSION {
-            bail!("this invite code is of version {version}; this scrip reads version {INVITE_VERSION}");
+            bail!(
+                "this invite code is of version {version}; this scrip reads version {INVITE_VERSION}"
+            );
         }
         let wire: WireInvite = codec::decode_canonical("invite", payload)
             .map_err(|e| anyhow!("this invite code does not decode: {e}"))?;
@@ -229,7 +233,11 @@ fn join_message(invite: &FeedId, notary: &Option<String>) -> Result<Vec<u8>> {
 }
 
 /// The payload of the join entry `identity` signs (through the invite's key) for `invite`.
-pub fn join_payload(invite: &FeedId, identity: &Keypair, notary: Option<String>) -> Result<Vec<u8>> {
+pub fn join_payload(
+    invite: &FeedId,
+    identity: &Keypair,
+    notary: Option<String>,
+) -> Result<Vec<u8>> {
     if let Some(address) = &notary {
         check_address("the notary address", address)?;
     }
@@ -345,6 +353,469 @@ impl Group {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Effects: `scrip invite`, `scrip join`, and what the daemon does as joins and groups arrive.
+
+/// Most entries of the inviter's feed read in one round while a joiner waits for its group.
+const SCAN_BATCH: usize = 1024;
+/// How often the daemon looks at open invites and at the group it waits for.
+pub const TEND_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// An address others can dial: `host:port`, not port 0, not an unspecified IP (0.0.0.0).
+fn dialable(what: &str, address: &str, setting: &str) -> Result<String> {
+    check_address(what, address)?;
+    if let Ok(socket) = address.parse::<std::net::SocketAddr>()
+        && (socket.port() == 0 || socket.ip().is_unspecified())
+    {
+        bail!(
+            "{what} {address} is not one others can dial: set {setting} to the address people \
+             reach you at"
+        );
+    }
+    Ok(address.to_owned())
+}
+
+/// `scrip invite`: `group` None makes one plain code, `Some(n)` makes the n − 1 codes of a
+/// group of n. Returns the codes.
+pub async fn invite(
+    ctx: &crate::ops::Context,
+    group: Option<u8>,
+    address: Option<String>,
+) -> Result<Vec<String>> {
+    let me = ctx.identity.id();
+    let address = match address {
+        Some(address) => dialable("the address", &address, "--address")?,
+        None => {
+            let listening = match &ctx.node {
+                Some(node) => node.status().await?.listen,
+                None => None,
+            };
+            dialable(
+                "this home's replication address",
+                &listening.unwrap_or_else(|| ctx.config.listen.clone()),
+                "`listen` in config.toml (or give --address)",
+            )?
+        }
+    };
+    let network = *ctx.config.network_key()?.as_bytes();
+    let mut file = ctx.home.invites()?;
+    let (count, size, notaries) = match group {
+        None => (1, 0, ctx.home.notaries()?),
+        Some(size) => {
+            if !(2..=MAX_MEMBERS).contains(&usize::from(size)) {
+                bail!("a group has 2 to {MAX_MEMBERS} members, you included");
+            }
+            if let Some(forming) = &file.group {
+                bail!(
+                    "this home formed a group of {} already{}; a home forms one group",
+                    forming.size,
+                    if forming.published {
+                        ""
+                    } else {
+                        " (still waiting: `scrip invite --list`)"
+                    }
+                );
+            }
+            if ctx.home.wallet_key()?.is_some() {
+                bail!(
+                    "this home has a wallet already; a group's members create theirs with the \
+                     group's notaries. Invite people to it with `scrip invite` instead"
+                );
+            }
+            let notary = dialable(
+                "this home's notary address",
+                &ctx.config.notary_listen,
+                "`notary_listen` in config.toml",
+            )?;
+            file.group = Some(crate::home::GroupForming {
+                size,
+                notary,
+                published: false,
+                wallet: false,
+            });
+            (usize::from(size) - 1, size, Vec::new())
+        }
+    };
+    let mut codes = Vec::with_capacity(count);
+    let mut feeds = Vec::with_capacity(count);
+    for _ in 0..count {
+        let invite = Invite::draw(network, me, address.clone(), notaries.clone(), size)?;
+        let feed = invite.key().id();
+        file.invite.push(crate::home::InviteRecord {
+            feed: feed.to_string(),
+            group: size != 0,
+            created: crate::ops::now_ms(),
+            joined: None,
+            notary: None,
+            refused: None,
+        });
+        feeds.push(feed);
+        codes.push(invite.code()?);
+    }
+    // Recorded before any code is shown: a code never names an invite this home forgot.
+    ctx.home.set_invites(&file)?;
+    if let Some(node) = &ctx.node {
+        for feed in feeds {
+            node.request_feed(feed).await?;
+        }
+    }
+    Ok(codes)
+}
+
+/// `scrip join CODE`: peers with and follows the inviter, signs the join entry on the
+/// invite's feed, and records the invite; the daemon does the rest as the inviter answers.
+/// Returns what was done, in words.
+pub async fn join(ctx: &crate::ops::Context, code: &str) -> Result<String> {
+    let invite = Invite::parse(code)?;
+    let me = ctx.identity.id();
+    if invite.inviter == me {
+        bail!("this is your own invite: give it to the person you invite");
+    }
+    let key = invite.key();
+    let feed = key.id();
+    let mut said = Vec::new();
+    // The network first: nothing else works across keys.
+    if ctx.config.network_key()?.as_bytes() != &invite.network {
+        if ctx.node.is_some() {
+            bail!(
+                "this invite is for another network than this daemon runs on: stop the daemon \
+                 (`kill` it, or Ctrl-C), run `scrip join` again, then `scrip serve`"
+            );
+        }
+        let mut config = ctx.config.clone();
+        config.network_key = if invite.network
+            == *scrip_replicate::transport::NetworkKey::default_network().as_bytes()
+        {
+            "default".into()
+        } else {
+            hex::encode(invite.network)
+        };
+        ctx.home.set_config(&config)?;
+        said.push("set the network key in config.toml".to_owned());
+    }
+    let notary = if invite.group == 0 {
+        None
+    } else {
+        Some(dialable(
+            "this home's notary address",
+            &ctx.config.notary_listen,
+            "`notary_listen` in config.toml",
+        )?)
+    };
+    if let Some(joined) = ctx.home.joined()?
+        && joined.invite != feed.to_string()
+        && !joined.done
+    {
+        bail!(
+            "this home is joining through another invite (from {}) still: one at a time",
+            joined.inviter
+        );
+    }
+    // The join entry: the invite's first and only entry.
+    let identity = Arc::clone(&ctx.identity);
+    let payload = join_payload(&feed, &identity, notary.clone())?;
+    let stored = ctx
+        .blocking(move |store| {
+            if let Some(entry) = store.get(&feed, Seq::FIRST)? {
+                return match read_join(&entry) {
+                    Ok(join) if join.identity == identity.id() => Ok(false),
+                    _ => Err(anyhow!(
+                        "this invite was used already (its code redeems one person)"
+                    )),
+                };
+            }
+            store.publish(&key, scrip_feed::Timestamp::now(), payload)?;
+            Ok(true)
+        })
+        .await?;
+    ctx.announce(feed, 1).await;
+    if let Some(node) = &ctx.node {
+        node.request_feed(feed).await?;
+    }
+    ctx.home.set_joined(&crate::home::Joined {
+        inviter: invite.inviter.to_string(),
+        invite: feed.to_string(),
+        group: invite.group,
+        notary,
+        notaries: invite
+            .notaries
+            .iter()
+            .map(|n| format!("{}@{}", n.id, n.address))
+            .collect(),
+        scanned: 0,
+        followed: false,
+        done: false,
+    })?;
+    crate::ops::peer_add(
+        ctx,
+        invite.address.clone(),
+        Some(invite.inviter.to_string()),
+    )
+    .await?;
+    crate::ops::follow(ctx, &invite.inviter.to_string(), "follow").await?;
+    said.push(format!(
+        "peered with {} at {} and followed them",
+        invite.inviter, invite.address
+    ));
+    if stored {
+        said.push("signed the join".into());
+    }
+    said.push(if invite.group != 0 {
+        format!(
+            "your wallet is created with the group's {} notaries when everyone has joined \
+             (run `scrip serve --notary`: you are one of them)",
+            invite.group
+        )
+    } else if invite.notaries.is_empty() {
+        "the code names no notaries: create your wallet with `scrip wallet create`".into()
+    } else {
+        format!(
+            "your wallet is created with the inviter's {} notaries by `scrip serve`",
+            invite.notaries.len()
+        )
+    });
+    Ok(said.join("; "))
+}
+
+/// One round of the daemon's invite work (every [`TEND_EVERY`]): joins that arrived on open
+/// invites, the group entry once all of a group joined, the follows and the wallet a joiner
+/// waits for. Errors are for the log; the next round tries again.
+pub async fn tend(ctx: &crate::ops::Context) -> Result<()> {
+    tend_invites(ctx).await?;
+    tend_joined(ctx).await
+}
+
+async fn tend_invites(ctx: &crate::ops::Context) -> Result<()> {
+    let mut file = ctx.home.invites()?;
+    let me = ctx.identity.id();
+    let mut changed = false;
+    for record in file.invite.iter_mut() {
+        if record.joined.is_some() || record.refused.is_some() {
+            continue;
+        }
+        let feed: FeedId = record.feed.parse()?;
+        let Some(entry) = ctx
+            .blocking(move |store| Ok(store.get(&feed, Seq::FIRST)?))
+            .await?
+        else {
+            continue;
+        };
+        let join = match read_join(&entry) {
+            Ok(join) if record.group && join.notary.is_none() => {
+                Err(anyhow!("a join of a group invite without a notary address"))
+            }
+            Ok(join) if join.identity == me => Err(anyhow!("a join by this home itself")),
+            other => other,
+        };
+        match join {
+            Ok(join) => {
+                tracing::info!(joiner = %join.identity, invite = %feed, "joined through an invite");
+                crate::ops::execute(
+                    ctx,
+                    crate::ops::Op::Follow {
+                        feed: join.identity.to_string(),
+                    },
+                )
+                .await?;
+                record.joined = Some(join.identity.to_string());
+                record.notary = join.notary;
+            }
+            Err(err) => {
+                tracing::warn!(invite = %feed, %err, "an invite's entry was not taken");
+                record.refused = Some(err.to_string());
+            }
+        }
+        changed = true;
+    }
+    if changed {
+        ctx.home.set_invites(&file)?;
+    }
+    let Some(forming) = file.group.clone() else {
+        return Ok(());
+    };
+    let group: Vec<&crate::home::InviteRecord> = file.invite.iter().filter(|r| r.group).collect();
+    if !forming.published {
+        if group.iter().any(|r| r.joined.is_none()) {
+            return Ok(());
+        }
+        let roster = roster(me, &forming.notary, &group)?;
+        ctx.publish_payload(group_payload(&roster)?).await?;
+        tracing::info!(
+            members = roster.members.len(),
+            "the group is complete: published"
+        );
+        let mut file = ctx.home.invites()?;
+        if let Some(g) = file.group.as_mut() {
+            g.published = true;
+        }
+        ctx.home.set_invites(&file)?;
+    }
+    if !forming.wallet {
+        let roster = roster(me, &forming.notary, &group)?;
+        create_wallet(ctx, &roster.members).await?;
+        let mut file = ctx.home.invites()?;
+        if let Some(g) = file.group.as_mut() {
+            g.wallet = true;
+        }
+        ctx.home.set_invites(&file)?;
+    }
+    Ok(())
+}
+
+/// The roster of a group whose invites all joined (joiners who redeemed a group invite without a
+/// notary address were refused, so each has one).
+fn roster(me: FeedId, notary: &str, group: &[&crate::home::InviteRecord]) -> Result<Group> {
+    let mut members = vec![NotaryAddr {
+        id: me,
+        address: notary.to_owned(),
+    }];
+    let mut invites = Vec::with_capacity(group.len());
+    for record in group {
+        invites.push(record.feed.parse()?);
+        if let (Some(id), Some(address)) = (&record.joined, &record.notary) {
+            members.push(NotaryAddr {
+                id: id.parse()?,
+                address: address.clone(),
+            });
+        }
+    }
+    Ok(Group { invites, members })
+}
+
+/// Creates this home's wallet with `notaries` (a quorum must answer), unless it has one that is
+/// certified already.
+async fn create_wallet(ctx: &crate::ops::Context, notaries: &[NotaryAddr]) -> Result<()> {
+    if ctx.home.wallet_key()?.is_some() && ctx.home.notaries()? != notaries {
+        // A wallet of its own already (made before the group formed): kept.
+        let wallet = ctx.wallet_id()?;
+        let held = ctx
+            .blocking(move |store| {
+                Ok(match wallet {
+                    Some(id) => scrip_notary::certified::notary_set(store.as_ref(), &id)?.is_some(),
+                    None => false,
+                })
+            })
+            .await?;
+        if held {
+            return Ok(());
+        }
+    }
+    crate::ops::execute(
+        ctx,
+        crate::ops::Op::WalletCreate(crate::args::WalletCreate {
+            notaries: notaries
+                .iter()
+                .map(|n| format!("{}@{}", n.id, n.address))
+                .collect(),
+            allow_unreachable: true,
+        }),
+    )
+    .await
+    .map(drop)
+    .or_else(|err| {
+        if err.to_string().contains("already has a wallet") {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    })
+}
+
+async fn tend_joined(ctx: &crate::ops::Context) -> Result<()> {
+    let Some(mut joined) = ctx.home.joined()? else {
+        return Ok(());
+    };
+    if joined.done {
+        return Ok(());
+    }
+    let me = ctx.identity.id();
+    if joined.group == 0 {
+        let notaries: Vec<NotaryAddr> = joined
+            .notaries
+            .iter()
+            .map(|n| crate::ops::parse_notary(n))
+            .collect::<Result<_>>()?;
+        if !notaries.is_empty() {
+            create_wallet(ctx, &notaries).await?;
+        }
+        joined.done = true;
+        return ctx.home.set_joined(&joined);
+    }
+    let inviter: FeedId = joined.inviter.parse()?;
+    let invite: FeedId = joined.invite.parse()?;
+    let notary = joined.notary.clone().unwrap_or_default();
+    // The first group entry of the inviter's that names this invite; each entry read once.
+    let from = Seq::new(joined.scanned.saturating_add(1));
+    let (found, scanned) = ctx
+        .blocking(move |store| {
+            let mut scanned = from.get().saturating_sub(1);
+            for entry in store.range(&inviter, from, SCAN_BATCH)? {
+                scanned = entry.seq().get();
+                if let Some(group) = entry.payload().and_then(read_group)
+                    && group.invites.contains(&invite)
+                {
+                    return Ok((Some(group), scanned));
+                }
+            }
+            Ok((None, scanned))
+        })
+        .await?;
+    let Some(group) = found else {
+        if scanned != joined.scanned {
+            joined.scanned = scanned;
+            ctx.home.set_joined(&joined)?;
+        }
+        return Ok(());
+    };
+    if !group.admits(&invite, &me, &notary) {
+        tracing::warn!(
+            %inviter,
+            "the inviter's group was formed without this home: its invite was used by someone else"
+        );
+        joined.done = true;
+        return ctx.home.set_joined(&joined);
+    }
+    if !joined.followed {
+        for member in &group.members {
+            if member.id != me && member.id != inviter {
+                crate::ops::execute(
+                    ctx,
+                    crate::ops::Op::Follow {
+                        feed: member.id.to_string(),
+                    },
+                )
+                .await?;
+            }
+        }
+        joined.followed = true;
+        ctx.home.set_joined(&joined)?;
+    }
+    create_wallet(ctx, &group.members).await?;
+    tracing::info!(
+        members = group.members.len(),
+        "the group is complete: wallet created"
+    );
+    joined.done = true;
+    ctx.home.set_joined(&joined)
+}
+
+/// The feeds a daemon keeps in scope for invites: the open invites it made, and the one it
+/// joined through.
+pub fn invite_feeds(home: &crate::home::Home) -> Result<Vec<FeedId>> {
+    let mut feeds = Vec::new();
+    for record in home.invites()?.invite {
+        if record.joined.is_none() && record.refused.is_none() {
+            feeds.push(record.feed.parse()?);
+        }
+    }
+    if let Some(joined) = home.joined()?
+        && !joined.done
+    {
+        feeds.push(joined.invite.parse()?);
+    }
+    Ok(feeds)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -382,7 +853,9 @@ mod tests {
         let changed: String = chars.iter().collect();
         let err = Invite::parse(&changed).unwrap_err().to_string();
         assert!(err.contains("mistyped"), "{err}");
-        let err = Invite::parse(&code[..code.len() - 1]).unwrap_err().to_string();
+        let err = Invite::parse(&code[..code.len() - 1])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("mistyped"), "{err}");
         // Not a code at all; a character outside the alphabet.
         assert!(Invite::parse("+8Hq2").is_err());
@@ -395,14 +868,50 @@ mod tests {
 
     #[test]
     fn a_group_invite_names_no_notaries_and_a_group_has_two_to_twenty_members() {
-        assert!(Invite::draw([0; 32], FeedId::from_bytes([1; 32]), "a:1".into(), vec![], 1).is_err());
-        assert!(Invite::draw([0; 32], FeedId::from_bytes([1; 32]), "a:1".into(), vec![], 21).is_err());
+        assert!(
+            Invite::draw(
+                [0; 32],
+                FeedId::from_bytes([1; 32]),
+                "a:1".into(),
+                vec![],
+                1
+            )
+            .is_err()
+        );
+        assert!(
+            Invite::draw(
+                [0; 32],
+                FeedId::from_bytes([1; 32]),
+                "a:1".into(),
+                vec![],
+                21
+            )
+            .is_err()
+        );
         let notary = NotaryAddr {
             id: FeedId::from_bytes([2; 32]),
             address: "a:2".into(),
         };
-        assert!(Invite::draw([0; 32], FeedId::from_bytes([1; 32]), "a:1".into(), vec![notary], 5).is_err());
-        assert!(Invite::draw([0; 32], FeedId::from_bytes([1; 32]), "a b".into(), vec![], 5).is_err());
+        assert!(
+            Invite::draw(
+                [0; 32],
+                FeedId::from_bytes([1; 32]),
+                "a:1".into(),
+                vec![notary],
+                5
+            )
+            .is_err()
+        );
+        assert!(
+            Invite::draw(
+                [0; 32],
+                FeedId::from_bytes([1; 32]),
+                "a b".into(),
+                vec![],
+                5
+            )
+            .is_err()
+        );
         assert_eq!(invite(20, vec![]).group, 20);
     }
 
@@ -422,7 +931,9 @@ mod tests {
         // The proof made for one invite does not hold on another invite's feed.
         let other = Keypair::from_seed(&[4; 32]);
         let payload = join_payload(&key.id(), &joiner, None).unwrap();
-        let err = read_join(&join_entry(&other, payload)).unwrap_err().to_string();
+        let err = read_join(&join_entry(&other, payload))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("proof"), "{err}");
         // A post on the invite's feed is no join.
         let post = Content::Post { text: "hi".into() }.encode().unwrap();

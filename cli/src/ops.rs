@@ -66,6 +66,33 @@ pub enum Op {
     ///
     /// Example: `scrip id`
     Id,
+    /// Invite someone: prints a code (one person, once) that `scrip join` takes. With
+    /// `--group N`, prints the N − 1 codes of a group of N people who are each other's notaries
+    /// (one per line; you are the N-th): when all have joined, every member's wallet is created
+    /// with all of them as notaries (docs/protocol/invite.md).
+    ///
+    /// Example: `scrip invite --group 5`
+    Invite {
+        /// Form a group of this many members, you included (2–20).
+        #[arg(long, value_name = "N")]
+        group: Option<u8>,
+        /// The replication address the code gives (default: where this home listens).
+        #[arg(long, value_name = "HOST:PORT")]
+        address: Option<String>,
+        /// List the invites made, and who joined through each, instead.
+        #[arg(long, conflicts_with_all = ["group", "address"])]
+        #[serde(default)]
+        list: bool,
+    },
+    /// Join through an invite code: sets the network key, peers with and follows the inviter,
+    /// and (with `scrip serve` running) creates your wallet with the notaries the invite names,
+    /// or with the group's once everyone has joined.
+    ///
+    /// Example: `scrip join invite:3mYb8x...`
+    Join {
+        /// The code (`invite:...`).
+        code: String,
+    },
     /// Follow a feed: replicate it (and what it follows, two hops out).
     ///
     /// Example: `scrip follow @3yZe7d...`
@@ -1001,6 +1028,23 @@ async fn run(ctx: &Context, op: Op) -> Result<Output> {
                 message: format!("removed contact {name}"),
             })
         }
+        Op::Invite { list: true, .. } => {
+            let file = ctx.home.invites()?;
+            Ok(Output::Invites {
+                group: file.group,
+                invites: file.invite,
+            })
+        }
+        Op::Invite { group, address, .. } => {
+            let codes = crate::invite::invite(ctx, group, address).await?;
+            Ok(Output::Invited {
+                codes,
+                group: group.unwrap_or(0),
+            })
+        }
+        Op::Join { code } => Ok(Output::Done {
+            message: crate::invite::join(ctx, &code).await?,
+        }),
         Op::Follow { feed } => follow(ctx, &feed, "follow").await,
         Op::Unfollow { feed } => follow(ctx, &feed, "unfollow").await,
         Op::Block { feed } => follow(ctx, &feed, "block").await,
@@ -1117,7 +1161,7 @@ pub fn id_without_store(home: &Home) -> Result<Output> {
     })
 }
 
-async fn peer_add(ctx: &Context, addr: String, feed: Option<String>) -> Result<Output> {
+pub(crate) async fn peer_add(ctx: &Context, addr: String, feed: Option<String>) -> Result<Output> {
     let id = feed.as_deref().map(parse_feed).transpose()?;
     if addr.trim().is_empty() || addr.contains(char::is_whitespace) {
         bail!("{addr:?} is not an address (host:port)");
@@ -1171,7 +1215,7 @@ async fn peer_list(ctx: &Context) -> Result<Output> {
     Ok(Output::Peers { peers })
 }
 
-async fn follow(ctx: &Context, feed: &str, what: &str) -> Result<Output> {
+pub(crate) async fn follow(ctx: &Context, feed: &str, what: &str) -> Result<Output> {
     let feed = parse_feed_or_address(feed)?;
     if feed == ctx.identity.id() {
         bail!("that is your own feed");

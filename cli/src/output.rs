@@ -183,6 +183,20 @@ pub enum Output {
         /// How long asking all of them took.
         asked_in_ms: u64,
     },
+    /// `scrip invite`: the codes made, one per person invited.
+    Invited {
+        /// The codes (`invite:…`): each redeems one person, once; each is a secret until used.
+        codes: Vec<String>,
+        /// 0, or the size of the group they form.
+        group: u8,
+    },
+    /// `scrip invite --list`: the invites this home made, and the group it forms.
+    Invites {
+        /// The group being formed, if any.
+        group: Option<crate::home::GroupForming>,
+        /// Every invite made, oldest first.
+        invites: Vec<crate::home::InviteRecord>,
+    },
     /// `scrip open`: the web wallet's address, with its token.
     Web {
         /// Open it in a browser on this machine (it holds the token: keep it to yourself).
@@ -344,6 +358,53 @@ impl Output {
             }
             Output::Web { url } => {
                 let _ = writeln!(out, "{url}");
+            }
+            Output::Invited { codes, .. } => {
+                // Only the codes, one per line: `sed -n 2p` gives the second person theirs.
+                for code in codes {
+                    let _ = writeln!(out, "{code}");
+                }
+            }
+            Output::Invites { group, invites } => {
+                if let Some(group) = group {
+                    let joined = invites
+                        .iter()
+                        .filter(|i| i.group && i.joined.is_some())
+                        .count();
+                    let _ = writeln!(
+                        out,
+                        "group of {}: {joined} of {} joined; {}; {}",
+                        group.size,
+                        group.size.saturating_sub(1),
+                        if group.published {
+                            "published"
+                        } else {
+                            "not published yet"
+                        },
+                        if group.wallet {
+                            "wallet created"
+                        } else {
+                            "no wallet yet"
+                        }
+                    );
+                }
+                if invites.is_empty() {
+                    let _ = writeln!(out, "no invites (make one with `scrip invite`)");
+                }
+                for invite in invites {
+                    let state = match (&invite.joined, &invite.refused) {
+                        (Some(who), _) => format!("joined by {who}"),
+                        (None, Some(why)) => format!("refused: {why}"),
+                        (None, None) => "open".into(),
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{}  {}  {}{state}",
+                        when(invite.created),
+                        invite.feed,
+                        if invite.group { "group  " } else { "" }
+                    );
+                }
             }
             Output::Notaries {
                 wallet,
@@ -710,6 +771,42 @@ pub fn json_examples() -> serde_json::Value {
             },
         ),
         (
+            "invite",
+            Output::Invited {
+                codes: vec!["invite:3mYb8x…(about 200 characters)".into()],
+                group: 0,
+            },
+        ),
+        (
+            "invite --list",
+            Output::Invites {
+                group: Some(crate::home::GroupForming {
+                    size: 5,
+                    notary: "127.0.0.1:7602".into(),
+                    published: false,
+                    wallet: false,
+                }),
+                invites: vec![
+                    crate::home::InviteRecord {
+                        feed: feed.into(),
+                        group: true,
+                        created: 1_767_225_600_000,
+                        joined: Some(issuer.into()),
+                        notary: Some("127.0.0.1:7612".into()),
+                        refused: None,
+                    },
+                    crate::home::InviteRecord {
+                        feed: wallet.into(),
+                        group: true,
+                        created: 1_767_225_600_000,
+                        joined: None,
+                        notary: None,
+                        refused: None,
+                    },
+                ],
+            },
+        ),
+        (
             "open",
             Output::Web {
                 url: "http://127.0.0.1:7413/?token=5d1c0e0f9b8a7f6e5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c4b3a291807f6e".into(),
@@ -874,13 +971,15 @@ pub fn json_examples() -> serde_json::Value {
         Output::Contacts { .. } => 15,
         Output::Web { .. } => 16,
         Output::Notaries { .. } => 17,
+        Output::Invited { .. } => 18,
+        Output::Invites { .. } => 19,
     };
     let mut seen: Vec<usize> = examples.iter().map(|(_, o)| covered(o)).collect();
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(
         seen,
-        (0..18).collect::<Vec<_>>(),
+        (0..20).collect::<Vec<_>>(),
         "an Output variant without an example"
     );
     let mut all = serde_json::Map::new();

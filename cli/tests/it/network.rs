@@ -8,6 +8,8 @@
 use crate::common;
 #[path = "network/browser.rs"]
 mod browser;
+#[path = "network/invite.rs"]
+mod invite;
 #[path = "network/jepsen.rs"]
 mod jepsen;
 

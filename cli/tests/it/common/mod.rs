@@ -74,6 +74,17 @@ impl TestHome {
         home
     }
 
+    /// `scrip init` with these arguments.
+    pub fn init_with(dir: &Path, name: &str, args: &[&str]) -> TestHome {
+        let home = TestHome {
+            path: dir.join(name),
+        };
+        let mut all = vec!["init"];
+        all.extend_from_slice(args);
+        home.run(&all).ok();
+        home
+    }
+
     /// Runs `scrip --home HOME args...`.
     pub fn run(&self, args: &[&str]) -> Run {
         let out = Command::new(scrip_bin())
