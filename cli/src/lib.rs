@@ -19,6 +19,8 @@
 //! - [`bridge`]: where a notary and a replicate node meet (the notary crate uses only the
 //!   replicate crate's transport): the bridge between them and the node's certificate check.
 //! - [`net`]: one-shot catch-up from peers (`scrip sync`, audits of wallets not held).
+//! - [`invite`]: invite codes, the join and group entries (pure), `scrip invite` / `scrip join`
+//!   and the daemon's round that follows joiners and forms groups.
 //! - [`payee`]: the checks on a payment's receiver, made before anything is signed.
 //! - [`demo`]: `scrip demo`, a whole network on loopback.
 //! - [`bench`]: `scrip bench`, every layer's macro benchmark with its ceiling.

@@ -314,7 +314,7 @@ impl Output {
                 let _ = writeln!(out, "created {home}\nidentity {identity}");
                 let _ = writeln!(
                     out,
-                    "next: `scrip serve` to run the node, `scrip wallet create` for a wallet"
+                    "next: `scrip join CODE` if someone invited you, then `scrip serve` to run the node"
                 );
             }
             Output::Id {

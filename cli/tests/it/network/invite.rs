@@ -105,5 +105,33 @@ fn five_people_become_each_others_notaries_with_three_commands_each_and_pay() {
     homes[4].run(&["accept", &order.borrow()]).ok();
     let balance = homes[4].json(&["balance"]);
     assert!(balance.to_string().contains("12.50"), "{balance}");
+
+    // Someone outside the group: a plain invite, and frank's wallet gets the group's notaries.
+    let frank = TestHome::init_with(
+        dir.path(),
+        "frank",
+        &["--listen", &common::fixed_port(), "--web-listen", "off"],
+    );
+    let code = homes[0].run(&["invite"]).ok().stdout;
+    frank.run(&["join", code.trim()]).ok();
+    let frank_daemon = frank.serve(&[]);
+    wait_until("frank's wallet", Duration::from_secs(60), || {
+        frank.json(&["id"])["wallet"].is_string() && frank.run(&["wallet", "notaries"]).code == 0
+    });
+    assert_eq!(
+        frank.json(&["wallet", "notaries"])["notaries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    // Alice's daemon followed frank back when his join arrived.
+    wait_until("alice follows frank", Duration::from_secs(30), || {
+        homes[0].json(&["invite", "--list"])["invites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| !i["group"].as_bool().unwrap() && i["joined"] == frank_daemon.identity())
+    });
     drop(daemons);
 }
