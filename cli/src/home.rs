@@ -485,6 +485,13 @@ pub struct GroupForming {
     pub size: u8,
     /// This home's notary address, as the group entry names it.
     pub notary: String,
+    /// The roster, once fixed (the first N − 1 to join, then this home): each member as
+    /// `ID@NOTARY_ADDRESS`, this home first.
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// The invites of the members in the roster.
+    #[serde(default)]
+    pub invites: Vec<String>,
     /// Whether the group entry is published.
     #[serde(default)]
     pub published: bool,

@@ -405,16 +405,20 @@ pub async fn invite(
             if !(2..=MAX_MEMBERS).contains(&usize::from(size)) {
                 bail!("a group has 2 to {MAX_MEMBERS} members, you included");
             }
-            if let Some(forming) = &file.group {
-                bail!(
+            match &file.group {
+                // One more code for a group still forming (a seat whose code was lost, or
+                // whose join was refused).
+                Some(forming) if forming.size == size && forming.members.is_empty() => {}
+                Some(forming) => bail!(
                     "this home formed a group of {} already{}; a home forms one group",
                     forming.size,
-                    if forming.published {
-                        ""
-                    } else {
+                    if forming.members.is_empty() {
                         " (still waiting: `scrip invite --list`)"
+                    } else {
+                        ""
                     }
-                );
+                ),
+                None => {}
             }
             if ctx.home.wallet_key()?.is_some() {
                 bail!(
@@ -422,18 +426,24 @@ pub async fn invite(
                      group's notaries. Invite people to it with `scrip invite` instead"
                 );
             }
-            let notary = dialable(
-                "this home's notary address",
-                &ctx.config.notary_listen,
-                "`notary_listen` in config.toml",
-            )?;
-            file.group = Some(crate::home::GroupForming {
-                size,
-                notary,
-                published: false,
-                wallet: false,
-            });
-            (usize::from(size) - 1, size, Vec::new())
+            if file.group.is_some() {
+                (1, size, Vec::new())
+            } else {
+                let notary = dialable(
+                    "this home's notary address",
+                    &ctx.config.notary_listen,
+                    "`notary_listen` in config.toml",
+                )?;
+                file.group = Some(crate::home::GroupForming {
+                    size,
+                    notary,
+                    members: Vec::new(),
+                    invites: Vec::new(),
+                    published: false,
+                    wallet: false,
+                });
+                (usize::from(size) - 1, size, Vec::new())
+            }
         }
     };
     let mut codes = Vec::with_capacity(count);
@@ -589,7 +599,8 @@ async fn tend_invites(ctx: &crate::ops::Context) -> Result<()> {
     let mut file = ctx.home.invites()?;
     let me = ctx.identity.id();
     let mut changed = false;
-    for record in file.invite.iter_mut() {
+    for at in 0..file.invite.len() {
+        let record = &file.invite[at];
         if record.joined.is_some() || record.refused.is_some() {
             continue;
         }
@@ -605,8 +616,20 @@ async fn tend_invites(ctx: &crate::ops::Context) -> Result<()> {
                 Err(anyhow!("a join of a group invite without a notary address"))
             }
             Ok(join) if join.identity == me => Err(anyhow!("a join by this home itself")),
+            Ok(join)
+                if record.group
+                    && file.invite.iter().any(|other| {
+                        other.group && other.joined.as_deref() == Some(&join.identity.to_string())
+                    }) =>
+            {
+                Err(anyhow!(
+                    "{} joined through another of the group's invites already",
+                    join.identity
+                ))
+            }
             other => other,
         };
+        let record = &mut file.invite[at];
         match join {
             Ok(join) => {
                 tracing::info!(joiner = %join.identity, invite = %feed, "joined through an invite");
@@ -633,53 +656,66 @@ async fn tend_invites(ctx: &crate::ops::Context) -> Result<()> {
     let Some(forming) = file.group.clone() else {
         return Ok(());
     };
-    let group: Vec<&crate::home::InviteRecord> = file.invite.iter().filter(|r| r.group).collect();
-    if !forming.published {
-        if group.iter().any(|r| r.joined.is_none()) {
+    if forming.members.is_empty() {
+        // The roster: the first N − 1 to join, in the order the invites were made.
+        let joined: Vec<&crate::home::InviteRecord> = file
+            .invite
+            .iter()
+            .filter(|r| r.group && r.joined.is_some() && r.notary.is_some())
+            .take(usize::from(forming.size).saturating_sub(1))
+            .collect();
+        if joined.len() + 1 < usize::from(forming.size) {
             return Ok(());
         }
-        let roster = roster(me, &forming.notary, &group)?;
+        let mut members = vec![format!("{me}@{}", forming.notary)];
+        let mut invites = Vec::new();
+        for record in joined {
+            if let (Some(id), Some(address)) = (&record.joined, &record.notary) {
+                members.push(format!("{id}@{address}"));
+                invites.push(record.feed.clone());
+            }
+        }
+        // Fixed before it is published: a crash in between publishes this same roster.
+        if let Some(g) = file.group.as_mut() {
+            g.members = members;
+            g.invites = invites;
+        }
+        ctx.home.set_invites(&file)?;
+    }
+    let Some(forming) = file.group.clone() else {
+        return Ok(());
+    };
+    let roster = Group {
+        invites: forming
+            .invites
+            .iter()
+            .map(|f| f.parse())
+            .collect::<std::result::Result<_, _>>()?,
+        members: forming
+            .members
+            .iter()
+            .map(|m| crate::ops::parse_notary(m))
+            .collect::<Result<_>>()?,
+    };
+    if !forming.published {
         ctx.publish_payload(group_payload(&roster)?).await?;
         tracing::info!(
             members = roster.members.len(),
             "the group is complete: published"
         );
-        let mut file = ctx.home.invites()?;
         if let Some(g) = file.group.as_mut() {
             g.published = true;
         }
         ctx.home.set_invites(&file)?;
     }
     if !forming.wallet {
-        let roster = roster(me, &forming.notary, &group)?;
         create_wallet(ctx, &roster.members).await?;
-        let mut file = ctx.home.invites()?;
         if let Some(g) = file.group.as_mut() {
             g.wallet = true;
         }
         ctx.home.set_invites(&file)?;
     }
     Ok(())
-}
-
-/// The roster of a group whose invites all joined (joiners who redeemed a group invite without a
-/// notary address were refused, so each has one).
-fn roster(me: FeedId, notary: &str, group: &[&crate::home::InviteRecord]) -> Result<Group> {
-    let mut members = vec![NotaryAddr {
-        id: me,
-        address: notary.to_owned(),
-    }];
-    let mut invites = Vec::with_capacity(group.len());
-    for record in group {
-        invites.push(record.feed.parse()?);
-        if let (Some(id), Some(address)) = (&record.joined, &record.notary) {
-            members.push(NotaryAddr {
-                id: id.parse()?,
-                address: address.clone(),
-            });
-        }
-    }
-    Ok(Group { invites, members })
 }
 
 /// Creates this home's wallet with `notaries` (a quorum must answer), unless it has one that is

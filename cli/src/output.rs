@@ -783,6 +783,8 @@ pub fn json_examples() -> serde_json::Value {
                 group: Some(crate::home::GroupForming {
                     size: 5,
                     notary: "127.0.0.1:7602".into(),
+                    members: Vec::new(),
+                    invites: Vec::new(),
                     published: false,
                     wallet: false,
                 }),

@@ -73,6 +73,13 @@ fn five_people_become_each_others_notaries_with_three_commands_each_and_pay() {
         expected.sort();
         assert_eq!(ids, expected, "{status}");
     }
+    let again = homes[0].run(&["invite", "--group", "5"]);
+    assert_ne!(again.code, 0);
+    assert!(
+        again.stderr.contains("formed a group of 5 already"),
+        "{}",
+        again.stderr
+    );
     let list = homes[0].json(&["invite", "--list"]);
     assert_eq!(list["group"]["published"], true, "{list}");
     assert!(
