@@ -512,15 +512,12 @@ pub async fn join(ctx: &crate::ops::Context, code: &str) -> Result<String> {
             "`notary_listen` in config.toml",
         )?)
     };
-    if let Some(joined) = ctx.home.joined()?
-        && joined.invite != feed.to_string()
-        && !joined.done
-    {
-        bail!(
-            "this home is joining through another invite (from {}) still: one at a time",
-            joined.inviter
-        );
-    }
+    // An unfinished join through another invite is given up for this one (said below).
+    let replaced = ctx
+        .home
+        .joined()?
+        .filter(|j| j.invite != feed.to_string() && !j.done)
+        .map(|j| j.inviter);
     // The join entry: the invite's first and only entry.
     let identity = Arc::clone(&ctx.identity);
     let payload = join_payload(&feed, &identity, notary.clone())?;
@@ -569,6 +566,11 @@ pub async fn join(ctx: &crate::ops::Context, code: &str) -> Result<String> {
     ));
     if stored {
         said.push("signed the join".into());
+    }
+    if let Some(inviter) = replaced {
+        said.push(format!(
+            "gave up the unfinished join through {inviter}'s invite"
+        ));
     }
     said.push(if invite.group != 0 {
         format!(
