@@ -246,6 +246,30 @@ fn alice_pays_bob_by_name_in_the_browser_and_bob_accepts_on_his_page() {
         shows(&bob_page, "notaryRows", "holds your wallet up to #").await;
         screenshot(&bob_page, "6b-bob-notaries").await;
 
+        // Bob makes an invite code on his page; it is listed as open.
+        tab(&bob_page, "contacts").await;
+        bob_page
+            .find(Locator::Id("inviteButton"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        shows(&bob_page, "inviteMsg", "give this code to one person").await;
+        shows(&bob_page, "inviteRows", "open").await;
+        let code = bob_page
+            .execute(
+                "return document.getElementById('inviteCode').value;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(code.as_str().unwrap().starts_with("invite:"), "{code}");
+        // Bob has no contacts: the tab says so, without an error.
+        shows(&bob_page, "contactRows", "no contacts yet").await;
+        assert_eq!(text_of(&bob_page, "contactMsg").await, "");
+        screenshot(&bob_page, "6c-bob-invite").await;
+
         // Alice's page learns the end of her order by itself too.
         tab(&alice_page, "history").await;
         shows(&alice_page, "historyRows", "accepted").await;
