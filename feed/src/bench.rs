@@ -1,7 +1,7 @@
 //! Macro benchmarks of the feed layer, shared by `cargo bench -p scrip-feed` and `scrip bench`.
 //!
 //! Each figure is reported next to a ceiling measured in the same run on the same machine (here:
-//! the raw single-core `verify_strict` rate), so that a number can be judged without knowing the
+//! the raw single-core rate of single signature checks), so that a number can be judged without knowing the
 //! hardware.
 
 use std::path::Path;
@@ -176,7 +176,7 @@ pub fn resident_bytes() -> usize {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Raw `verify_strict` signatures per second on one core, over header-sized messages with the
+/// Raw single signature checks (feed.md §4) per second on one core, over header-sized messages with the
 /// key already decompressed: the ceiling for anything that checks entry signatures. The best of
 /// five windows, so that a noisy neighbour lowers the ceiling less than the figures judged by it.
 pub fn raw_verify_rate(total: Duration) -> f64 {
@@ -265,7 +265,7 @@ pub struct IngestFigures {
     pub entries: usize,
     /// Wall time of the ingest (durable: every batch flushed).
     pub elapsed: Duration,
-    /// Raw single-core `verify_strict` rate measured in the same run.
+    /// Raw single-core single-check rate measured in the same run.
     pub raw_verify_per_sec: f64,
 }
 
@@ -279,7 +279,7 @@ impl IngestFigures {
     pub fn figures(&self) -> Vec<Figure> {
         vec![
             Figure::plain(
-                "raw verify_strict (1 core)",
+                "raw single signature checks (1 core)",
                 self.raw_verify_per_sec,
                 "sig/s",
             ),
@@ -294,7 +294,7 @@ impl IngestFigures {
 }
 
 /// Batch-ingests `authors × per_author` entries into a fresh sled store at `dir`, `batch`
-/// entries per commit, and measures it against the raw single-core `verify_strict` rate.
+/// entries per commit, and measures it against the raw single-core single-check rate.
 ///
 /// Ingest is pipelined the way a replicating node runs it: one thread verifies the next batch
 /// on all cores ([`VerifiedBatch::new`]) while the store commits (plans, writes, flushes) the

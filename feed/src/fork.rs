@@ -2,7 +2,7 @@
 //! evidence its feed's rules may ask for.
 //!
 //! An honest author never signs two entries at one seq (ed25519 signing is deterministic, and
-//! `verify_strict` refuses malleated signatures, so nobody but the author can make a second valid
+//! the signature rule (feed.md §4) refuses malleated signatures, so nobody but the author can make a second valid
 //! header). Two such headers therefore prove the author forked its feed, and anyone can check the
 //! proof without trusting whoever relayed it.
 //!

@@ -2,8 +2,10 @@
 //!
 //! Every signature in scrip is made over domain-separated bytes, `domain || 0x00 || message`,
 //! and checked by [`verify_signature`] (or [`AuthorKey::verify`], the same check with the public
-//! key decompressed once): ed25519 `verify_strict`, which rejects weak (small-order) keys,
-//! small-order `R` and non-canonical `S`. No other check is used anywhere.
+//! key decompressed once), or many at once by [`verify_batch`], which gives the same answers:
+//! ed25519 under ZIP-215's rules (non-canonical `S` refused, the cofactored equation) with keys
+//! checked once to be canonical and free of small-order components (feed.md §2, §4). No other
+//! check is used anywhere.
 
 use std::fmt;
 use std::str::FromStr;
@@ -75,14 +77,14 @@ impl FromStr for FeedId {
             reason,
         };
         let bytes = parse_prefixed_base58(input, FeedId::PREFIX).map_err(invalid)?;
-        let key = VerifyingKey::from_bytes(&bytes)
-            .ok()
-            .filter(|key| canonical(key, &bytes))
-            .ok_or_else(|| invalid("not a valid ed25519 public key"))?;
-        if key.is_weak() {
-            return Err(invalid("a weak (small-order) ed25519 key"));
+        match key_defect(&bytes) {
+            None => Ok(FeedId(bytes)),
+            Some(KeyDefect::Invalid) => Err(invalid("not a valid ed25519 public key")),
+            Some(KeyDefect::SmallOrder) => Err(invalid("a weak (small-order) ed25519 key")),
+            Some(KeyDefect::MixedOrder) => Err(invalid(
+                "an ed25519 key with a small-order component (mixed order)",
+            )),
         }
-        Ok(FeedId(bytes))
     }
 }
 
@@ -158,6 +160,35 @@ fn canonical(key: &VerifyingKey, bytes: &[u8; 32]) -> bool {
     key.to_edwards().compress().as_bytes() == bytes
 }
 
+/// Why 32 bytes are not a usable key (feed.md §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyDefect {
+    /// Not the canonical encoding of a curve point.
+    Invalid,
+    /// A point of small order (8·A is the identity).
+    SmallOrder,
+    /// A point with a small-order component (L·A is not the identity): one secret key would
+    /// sign for up to 8 such ids under the cofactored equation (§4).
+    MixedOrder,
+}
+
+/// The key rules of feed.md §2, checked once when a key is parsed or first used.
+fn key_defect(bytes: &[u8; 32]) -> Option<KeyDefect> {
+    let Some(key) = VerifyingKey::from_bytes(bytes)
+        .ok()
+        .filter(|key| canonical(key, bytes))
+    else {
+        return Some(KeyDefect::Invalid);
+    };
+    if key.is_weak() {
+        return Some(KeyDefect::SmallOrder);
+    }
+    if !key.to_edwards().is_torsion_free() {
+        return Some(KeyDefect::MixedOrder);
+    }
+    None
+}
+
 /// Most decompressed keys [`AuthorKey::cached`] remembers.
 pub const AUTHOR_KEY_CACHE_CAPACITY: usize = 4096;
 
@@ -165,7 +196,7 @@ pub const AUTHOR_KEY_CACHE_CAPACITY: usize = 4096;
 #[derive(Clone, Copy)]
 pub struct AuthorKey {
     id: FeedId,
-    key: VerifyingKey,
+    key: ed25519_zebra::VerificationKey,
 }
 
 impl fmt::Debug for AuthorKey {
@@ -177,16 +208,19 @@ impl fmt::Debug for AuthorKey {
 impl AuthorKey {
     /// Decompresses `author`.
     ///
-    /// Rules: the bytes are a valid ed25519 point ([`Error::InvalidAuthorKey`]); the point does
-    /// not have small order ([`Error::WeakAuthorKey`]).
+    /// Rules: the bytes are the canonical encoding of an ed25519 point
+    /// ([`Error::InvalidAuthorKey`]); the point has neither small order nor a small-order
+    /// component ([`Error::WeakAuthorKey`]).
     pub fn new(author: &FeedId) -> Result<AuthorKey, Error> {
-        let key = VerifyingKey::from_bytes(author.as_bytes())
-            .ok()
-            .filter(|key| canonical(key, author.as_bytes()))
-            .ok_or(Error::InvalidAuthorKey { author: *author })?;
-        if key.is_weak() {
-            return Err(Error::WeakAuthorKey { author: *author });
+        match key_defect(author.as_bytes()) {
+            None => {}
+            Some(KeyDefect::Invalid) => return Err(Error::InvalidAuthorKey { author: *author }),
+            Some(KeyDefect::SmallOrder | KeyDefect::MixedOrder) => {
+                return Err(Error::WeakAuthorKey { author: *author });
+            }
         }
+        let key = ed25519_zebra::VerificationKey::try_from(*author.as_bytes())
+            .map_err(|_| Error::InvalidAuthorKey { author: *author })?;
         Ok(AuthorKey { id: *author, key })
     }
 
@@ -218,7 +252,8 @@ impl AuthorKey {
         &self.id
     }
 
-    /// True iff `signature` is this author's strict ed25519 signature of `domain || 0 || message`.
+    /// True iff `signature` is this author's signature of `domain || 0 || message` under
+    /// feed.md §2's rule (ZIP-215: S canonical, R any point encoding, the cofactored equation).
     pub fn verify(&self, domain: &[u8], message: &[u8], signature: &Signature) -> bool {
         let signed = signing_bytes(domain, message);
         self.verify_prepared(&signed, signature)
@@ -227,10 +262,91 @@ impl AuthorKey {
     /// As [`AuthorKey::verify`], for bytes already built by [`signing_bytes`].
     pub fn verify_prepared(&self, signed: &[u8], signature: &Signature) -> bool {
         SIGNATURE_CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
-        self.key.verify_strict(signed, &signature).is_ok()
+        let signature = ed25519_zebra::Signature::from_bytes(&signature.0);
+        self.key.verify(&signature, signed).is_ok()
     }
 }
+
+/// Fewest signatures checked as one batch: below it, single checks cost no more.
+pub const MIN_BATCH: usize = 4;
+
+/// Checks many signatures at once: `items` are (key, bytes signed as [`signing_bytes`] built
+/// them, signature). Returns one answer per item, the same answers single checks
+/// ([`AuthorKey::verify_prepared`]) give: under ZIP-215's rules a batch accepts exactly when
+/// every one of its signatures does. A batch that fails is checked again one by one to name
+/// the bad ones (an honest peer's batches never fail). The batch's random coefficients come from
+/// the operating system, through a blake3 stream.
+pub fn verify_batch(items: &[(&AuthorKey, &[u8], &Signature)]) -> Vec<bool> {
+    if items.len() < MIN_BATCH {
+        return items
+            .iter()
+            .map(|(key, signed, signature)| key.verify_prepared(signed, signature))
+            .collect();
+    }
+    SIGNATURE_CHECKS.fetch_add(
+        u64::try_from(items.len()).unwrap_or(u64::MAX),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let mut batch = ed25519_zebra::batch::Verifier::new();
+    for (key, signed, signature) in items {
+        batch.queue((
+            ed25519_zebra::VerificationKeyBytes::from(*key.id.as_bytes()),
+            ed25519_zebra::Signature::from_bytes(&signature.0),
+            *signed,
+        ));
+    }
+    let passed = BatchRng::new().is_some_and(|rng| batch.verify(rng).is_ok());
+    if passed {
+        vec![true; items.len()]
+    } else {
+        items
+            .iter()
+            .map(|(key, signed, signature)| key.verify_prepared(signed, signature))
+            .collect()
+    }
+}
+
+/// The random coefficients of a batch check: a blake3 output stream keyed by 32 bytes from the
+/// operating system (an attacker who could predict them could make a bad batch pass).
+struct BatchRng(blake3::OutputReader);
+
+impl BatchRng {
+    /// `None` if the operating system has no randomness to give (then single checks are used).
+    fn new() -> Option<BatchRng> {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        getrandom::fill(seed.as_mut()).ok()?;
+        Some(BatchRng(
+            blake3::Hasher::new_keyed(&seed)
+                .update(b"scrip/batch-verify/v1")
+                .finalize_xof(),
+        ))
+    }
+}
+
+impl rand_core::RngCore for BatchRng {
+    fn next_u32(&mut self) -> u32 {
+        let mut bytes = [0u8; 4];
+        self.0.fill(&mut bytes);
+        u32::from_le_bytes(bytes)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut bytes = [0u8; 8];
+        self.0.fill(&mut bytes);
+        u64::from_le_bytes(bytes)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.0.fill(dest);
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.0.fill(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for BatchRng {}
 
 /// Signature checks made by this process so far (every check goes through
 /// [`AuthorKey::verify_prepared`]). Benchmarks compare it with the checks a protocol step needs.
@@ -243,8 +359,8 @@ pub fn signature_checks() -> u64 {
 
 /// The one canonical signature check of scrip.
 ///
-/// Rules: the key is a valid, non-weak ed25519 point; the signature passes `verify_strict` over
-/// `domain || 0x00 || message`. Returns `Ok(true)` if it verifies, `Ok(false)` if it does not, and
+/// Rules: the key is a valid ed25519 point of the prime-order subgroup (feed.md §2); the
+/// signature passes feed.md §4 over `domain || 0x00 || message`. Returns `Ok(true)` if it verifies, `Ok(false)` if it does not, and
 /// an error when the key itself is unusable.
 pub fn verify_signature(
     author: &FeedId,
@@ -338,9 +454,18 @@ mod tests {
             );
             let text = format!("@{}", bs58::encode(bytes).into_string());
             assert!(text.parse::<FeedId>().is_err(), "y = {y} + p parses");
-            // The canonical encoding of the same point is an ordinary key.
-            let canonical = FeedId::from_bytes(key.to_edwards().compress().to_bytes());
-            assert!(AuthorKey::new(&canonical).is_ok());
+            // The canonical encoding of the same point is judged by the other rules alone: an
+            // ordinary key in the prime-order subgroup, a weak (mixed-order) one otherwise.
+            let point = key.to_edwards();
+            let canonical = FeedId::from_bytes(point.compress().to_bytes());
+            if point.is_torsion_free() {
+                assert!(AuthorKey::new(&canonical).is_ok());
+            } else {
+                assert!(matches!(
+                    AuthorKey::new(&canonical),
+                    Err(Error::WeakAuthorKey { .. })
+                ));
+            }
         }
         assert!(found > 0, "no non-canonical test key found");
     }

@@ -9,7 +9,8 @@
 //!
 //! - [`identity`]: [`FeedId`] (a public key, text form `@<base58>`), [`Keypair`] (zeroized,
 //!   redacted `Debug`), [`Signature`], and the one canonical signature check
-//!   [`verify_signature`] that every component uses (ed25519 `verify_strict`).
+//!   [`verify_signature`] that every component uses, and its batch form `verify_batch` (ed25519
+//!   under ZIP-215's rules, feed.md §4).
 //! - [`hash`]: [`Hash`] (blake3) and [`EntryId`] (blake3 of a signed header, text form `%<base58>`).
 //! - [`entry`]: the signed entry header, [`Entry`] (header bytes exactly as received, plus an
 //!   optional detached payload), and entry creation.

@@ -104,9 +104,9 @@ pub fn validate_header_shape(header: &Header) -> Result<()> {
 /// Checks the author's signature over the header.
 ///
 /// Rules:
-/// - the author is a valid ed25519 point ([`Error::InvalidAuthorKey`]) and not a weak,
-///   small-order key ([`Error::WeakAuthorKey`]);
-/// - the signature passes `verify_strict` over `"scrip/entry/v1" || 0x00 || fields`
+/// - the author is a valid ed25519 point ([`Error::InvalidAuthorKey`]) with neither small order
+///   nor a small-order component ([`Error::WeakAuthorKey`]);
+/// - the signature passes feed.md §4 over `"scrip/entry/v1" || 0x00 || fields`
 ///   ([`Error::BadSignature`]).
 pub fn validate_signature(entry: &Entry) -> Result<()> {
     validate_signature_with(&AuthorKey::cached(&entry.author())?, entry)
@@ -123,8 +123,7 @@ pub fn validate_signature_with(key: &AuthorKey, entry: &Entry) -> Result<()> {
             found: entry.author(),
         });
     }
-    let signed = signing_bytes(domain::ENTRY, entry.signed_fields_bytes());
-    if key.verify_prepared(&signed, &entry.header().signature) {
+    if key.verify_prepared(&entry_signed_bytes(entry), &entry.header().signature) {
         Ok(())
     } else {
         Err(Error::BadSignature {
@@ -132,6 +131,11 @@ pub fn validate_signature_with(key: &AuthorKey, entry: &Entry) -> Result<()> {
             seq: entry.seq(),
         })
     }
+}
+
+/// The bytes an entry's signature covers: `"scrip/entry/v1" ‖ 0x00 ‖ fields`.
+pub fn entry_signed_bytes(entry: &Entry) -> Vec<u8> {
+    signing_bytes(domain::ENTRY, entry.signed_fields_bytes())
 }
 
 /// Checks a held payload against the header. An entry without its payload passes (payloads are
@@ -215,11 +219,4 @@ pub fn validate_entry(author: &FeedId, head: Option<&Head>, entry: &Entry) -> Re
     validate_link(author, head, entry)?;
     validate_payload(entry)?;
     validate_signature(entry)
-}
-
-/// The checks that need no feed state ([`validate_payload`], [`validate_signature_with`]); run in
-/// parallel over batches.
-pub fn validate_stateless(key: &AuthorKey, entry: &Entry) -> Result<()> {
-    validate_payload(entry)?;
-    validate_signature_with(key, entry)
 }

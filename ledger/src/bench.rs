@@ -3,7 +3,7 @@
 //! - the fold of certified entries whose signatures were verified before (the rules, decoding
 //!   and bookkeeping alone);
 //! - the audit of one wallet with n = 4 notaries, every signature re-checked, against the
-//!   same-run ceiling: (both cores × raw `verify_strict` rate) / signatures per entry.
+//!   same-run ceiling: (both cores × raw single-check rate) / signatures per entry.
 
 use std::sync::Arc;
 use std::thread;
@@ -247,7 +247,7 @@ pub fn run(fold_entries: usize, audit_entries: usize) -> Vec<Figure> {
             folded as f64 / fold_time.as_secs_f64(),
             "entries/s",
         ),
-        Figure::plain("raw verify_strict (1 core)", raw, "sig/s"),
+        Figure::plain("raw single signature checks (1 core)", raw, "sig/s"),
         Figure::against(
             "audit, n = 4, every signature re-checked",
             audit_rate,

@@ -233,7 +233,7 @@ impl Certificate {
 /// ([`CertificateError::WrongRound`]); votes are in strictly increasing notary order, so no
 /// notary twice ([`CertificateError::DuplicateSigner`]); every signer is in the set
 /// ([`CertificateError::UnknownSigner`]); there are at least q votes
-/// ([`CertificateError::BelowQuorum`]); every signature passes `verify_strict`
+/// ([`CertificateError::BelowQuorum`]); every signature passes feed.md §4
 /// ([`CertificateError::BadSignature`]).
 pub fn verify_certificate(
     certificate: &Certificate,
@@ -244,7 +244,7 @@ pub fn verify_certificate(
     verify_votes(certificate, subject)
 }
 
-/// Checks every vote signature of `certificate` over `subject` (`verify_strict`), nothing else.
+/// Checks every vote signature of `certificate` over `subject` (feed.md §4), nothing else.
 pub fn verify_votes(
     certificate: &Certificate,
     subject: &VoteSubject,

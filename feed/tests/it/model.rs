@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use scrip_feed::store::{Attachment, ChangeMark, Changes};
-use scrip_feed::validate::validate_stateless;
+use scrip_feed::validate::{validate_payload, validate_signature_with};
 use scrip_feed::{
     AuthorKey, Entry, EntryId, FeedId, ForkProof, Keypair, MemoryStore, PayloadPolicy, Seq,
     SledStore, Store, Timestamp,
@@ -82,7 +82,11 @@ impl Reference {
     fn offer(&mut self, entry: &Entry) {
         let author = entry.author();
         let valid = AuthorKey::new(&author)
-            .and_then(|key| validate_stateless(&key, entry))
+            // One check per entry, never a batch: the stores' batched checks must agree.
+            .and_then(|key| {
+                validate_payload(entry)?;
+                validate_signature_with(&key, entry)
+            })
             .is_ok();
         if !valid {
             return; // refused: bad signature or payload

@@ -198,6 +198,7 @@ fn generate() -> Value {
         "invalid_fork_proofs": bad_proofs,
         "invalid_entries": invalid,
         "invalid_feed_ids": invalid_feed_ids(&alice),
+        "signatures": signature_cases(&alice),
     })
 }
 
@@ -217,14 +218,17 @@ fn invalid_feed_ids(alice: &Keypair) -> Vec<serde_json::Value> {
                 .is_err()
         })
         .expect("some small y has no point");
-    // y + p for the smallest y < 19 that is a valid key: the same point written at or above p.
+    // y + p for the smallest y < 19 that is a curve point: the same point written at or above
+    // p (refused as not canonical before anything else is looked at).
     let y = (2u8..19)
         .find(|&y| {
             let mut b = [0u8; 32];
             b[0] = y;
-            FeedId::from_bytes(b).to_string().parse::<FeedId>().is_ok()
+            curve25519_dalek::edwards::CompressedEdwardsY(b)
+                .decompress()
+                .is_some()
         })
-        .expect("some y < 19 is a valid key");
+        .expect("some y < 19 is a curve point");
     let mut above_p = [0xffu8; 32];
     above_p[0] = 0xed + y;
     above_p[31] = 0x7f;
@@ -260,6 +264,185 @@ fn invalid_feed_ids(alice: &Keypair) -> Vec<serde_json::Value> {
         json!({ "input": input, "why": why, "error": error })
     })
     .collect()
+}
+
+/// The signature rule's edge cases (feed.md §4): each a key, the signed bytes, a signature, and
+/// whether the rule accepts it. Built from alice's secret scalar with curve arithmetic, so that
+/// the cases that need the secret (an R with a small-order component, say) are real signatures.
+fn signature_cases(alice: &Keypair) -> Vec<Value> {
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT as B, EIGHT_TORSION};
+    use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+    use curve25519_dalek::scalar::Scalar;
+    use sha2::{Digest, Sha512};
+
+    // RFC 8032: the secret scalar is the clamped first half of SHA-512(seed).
+    let h = Sha512::digest(alice.seed().as_ref());
+    let mut a_bytes = [0u8; 32];
+    a_bytes.copy_from_slice(&h[..32]);
+    a_bytes[0] &= 248;
+    a_bytes[31] &= 127;
+    a_bytes[31] |= 64;
+    let a = Scalar::from_bytes_mod_order(a_bytes);
+    let public = B * a;
+    assert_eq!(public.compress().as_bytes(), alice.id().as_bytes());
+    let message = signing_bytes(b"scrip/test/v1", b"an edge case");
+    let k_of = |r: &[u8; 32], key: &[u8; 32]| {
+        Scalar::from_hash(
+            Sha512::new()
+                .chain_update(r)
+                .chain_update(key)
+                .chain_update(&message),
+        )
+    };
+    // A signature (R bytes, S) with nonce point R = [r]B + extra, by the key `key` = A + key_extra.
+    let sign = |r: Scalar, r_bytes: [u8; 32], key: [u8; 32]| {
+        let s = r + k_of(&r_bytes, &key) * a;
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&r_bytes);
+        sig[32..].copy_from_slice(s.as_bytes());
+        sig
+    };
+    let r = Scalar::from_bytes_mod_order(*blake3::hash(b"scrip/test/nonce").as_bytes());
+    let honest_r = (B * r).compress().to_bytes();
+    let honest = sign(r, honest_r, public.compress().to_bytes());
+    // S + L: the same signature with a non-canonical S.
+    let mut s_plus_l = honest;
+    // L, the group order, little-endian.
+    let l: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x10,
+    ];
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let sum = u16::from(s_plus_l[32 + i]) + u16::from(l[i]) + carry;
+        s_plus_l[32 + i] = (sum & 0xff) as u8;
+        carry = sum >> 8;
+    }
+    // R with a small-order component: [r]B + T (T of order 8).
+    let mixed_r = (B * r + EIGHT_TORSION[1]).compress().to_bytes();
+    let with_mixed_r = sign(r, mixed_r, public.compress().to_bytes());
+    // R a small-order point (r = 0, R = T of order 4, y = 0): canonical, and written with
+    // y = p (not canonical: decodes to the same point).
+    let order4: EdwardsPoint = EIGHT_TORSION[2];
+    let t4 = order4.compress().to_bytes();
+    let mut t4_above_p = [0xffu8; 32];
+    t4_above_p[0] = 0xed;
+    t4_above_p[31] = 0x7f | (t4[31] & 0x80);
+    assert_eq!(
+        CompressedEdwardsY(t4_above_p).decompress(),
+        Some(order4),
+        "y = p decodes to the order-4 point"
+    );
+    let small_r = sign(Scalar::ZERO, t4, public.compress().to_bytes());
+    let small_r_above_p = sign(Scalar::ZERO, t4_above_p, public.compress().to_bytes());
+    // R bytes that are no point.
+    let mut no_point_r = honest;
+    let mut y = 2u8;
+    loop {
+        let mut candidate = [0u8; 32];
+        candidate[0] = y;
+        if CompressedEdwardsY(candidate).decompress().is_none() {
+            no_point_r[..32].copy_from_slice(&candidate);
+            break;
+        }
+        y += 1;
+    }
+    // Keys: A + T (mixed order), a small-order key, A written with y ≥ p is impossible for a
+    // random A, so the small-order order-4 key written above p stands for non-canonical keys.
+    let mixed_key = (public + EIGHT_TORSION[1]).compress().to_bytes();
+    let by_mixed_key = sign(r, honest_r, mixed_key);
+    let mut wrong_message = honest;
+    wrong_message[40] ^= 1;
+
+    let own = alice.id().as_bytes().to_owned();
+    let cases: Vec<(&str, [u8; 32], [u8; 64], bool)> = vec![
+        ("honest signature", own, honest, true),
+        ("S + L (S not canonical)", own, s_plus_l, false),
+        ("S altered", own, wrong_message, false),
+        (
+            "R with a small-order component (mixed order)",
+            own,
+            with_mixed_r,
+            true,
+        ),
+        ("R a small-order point", own, small_r, true),
+        (
+            "R a small-order point written with y = p (not canonical)",
+            own,
+            small_r_above_p,
+            true,
+        ),
+        ("R not a point", own, no_point_r, false),
+        (
+            "A with a small-order component (mixed order), signed by its owner",
+            mixed_key,
+            by_mixed_key,
+            false,
+        ),
+        ("A a small-order point", t4, small_r, false),
+        (
+            "A written with y = p (not canonical)",
+            t4_above_p,
+            small_r_above_p,
+            false,
+        ),
+    ];
+    cases
+        .into_iter()
+        .map(|(why, key, signature, accept)| {
+            json!({
+                "why": why,
+                "public_hex": hex::encode(key),
+                "signed_hex": hex::encode(&message),
+                "signature_hex": hex::encode(signature),
+                "accept": accept,
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn signature_edge_cases_are_accepted_or_refused_as_documented_singly_and_in_batches() {
+    use scrip_feed::identity::verify_batch;
+    use scrip_feed::{AuthorKey, Signature};
+    let cases = load()["signatures"].as_array().unwrap().clone();
+    assert!(cases.len() >= 10);
+    // Each alone.
+    let mut parsed = Vec::new();
+    for case in &cases {
+        let key: [u8; 32] = hex_of(&case["public_hex"]).try_into().unwrap();
+        let signed = hex_of(&case["signed_hex"]);
+        let signature = Signature::from_bytes(hex_of(&case["signature_hex"]).try_into().unwrap());
+        let accept = case["accept"].as_bool().unwrap();
+        let key = AuthorKey::new(&FeedId::from_bytes(key));
+        let got = key
+            .as_ref()
+            .is_ok_and(|key| key.verify_prepared(&signed, &signature));
+        assert_eq!(got, accept, "{}", case["why"]);
+        if let Ok(key) = key {
+            parsed.push((key, signed, signature, accept));
+        }
+    }
+    // In batches: all the accepted ones together, then each refused one among them.
+    let batch = |set: &[&(AuthorKey, Vec<u8>, Signature, bool)]| {
+        let items: Vec<(&AuthorKey, &[u8], &Signature)> = set
+            .iter()
+            .map(|(k, m, s, _)| (k, m.as_slice(), s))
+            .collect();
+        verify_batch(&items)
+    };
+    let good: Vec<_> = parsed.iter().filter(|c| c.3).collect();
+    assert!(good.len() >= 4);
+    let mut many = good.clone();
+    many.extend(good.iter().copied());
+    assert!(batch(&many).iter().all(|ok| *ok));
+    for bad in parsed.iter().filter(|c| !c.3) {
+        let mut set = good.clone();
+        set.insert(1, bad);
+        let expected: Vec<bool> = set.iter().map(|c| c.3).collect();
+        assert_eq!(batch(&set), expected);
+    }
 }
 
 #[test]
