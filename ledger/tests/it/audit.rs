@@ -137,3 +137,41 @@ fn an_empty_log_has_no_genesis() {
         (1, "missing-genesis".into())
     );
 }
+
+#[test]
+fn the_batched_precomputation_gives_the_answers_of_single_checks_even_for_forgeries() {
+    use scrip_ledger::SignatureCheck;
+    use scrip_ledger::audit::precompute;
+    use scrip_ledger::verify::subject_of;
+    let (_, mut alice, _) = alices_log();
+    // A forged entry signature, and a forged vote on another entry, among honest ones.
+    let entry = &alice.log[2].entry;
+    let mut header = entry.header_bytes().to_vec();
+    let last = header.len() - 1;
+    header[last] ^= 1;
+    alice.log[2].entry = Entry::decode(&header, entry.payload().map(<[u8]>::to_vec)).unwrap();
+    let certificate = alice.log[3].certificate.as_mut().unwrap();
+    let mut bytes = *certificate.votes[1].signature.as_bytes();
+    bytes[9] ^= 1;
+    certificate.votes[1].signature = scrip_feed::Signature::from_bytes(bytes);
+    let pre = precompute(&alice.log);
+    let mut bad = 0;
+    for certified in &alice.log {
+        let id = certified.entry.id();
+        let single = VerifyAll.entry(&certified.entry);
+        bad += usize::from(single.is_err());
+        assert_eq!(format!("{:?}", pre.entries[&id]), format!("{single:?}"));
+        if let Some(certificate) = &certified.certificate {
+            let single = VerifyAll.votes(certificate, &subject_of(&certified.entry));
+            bad += usize::from(single.is_err());
+            assert_eq!(format!("{:?}", pre.votes[&id]), format!("{single:?}"));
+        }
+    }
+    // The forged entry signature, the certificate for that entry (its votes name the entry's
+    // old id), and the forged vote.
+    assert_eq!(bad, 3, "every forgery is found");
+    assert_eq!(
+        violation(&audit(&alice.id(), &alice.log)),
+        (3, "invalid-entry".into())
+    );
+}
