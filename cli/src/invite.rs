@@ -906,50 +906,23 @@ mod tests {
 
     #[test]
     fn a_group_invite_names_no_notaries_and_a_group_has_two_to_twenty_members() {
-        assert!(
+        let draw = |address: &str, notaries: Vec<NotaryAddr>, group: u8| {
             Invite::draw(
                 [0; 32],
                 FeedId::from_bytes([1; 32]),
-                "a:1".into(),
-                vec![],
-                1
+                address.into(),
+                notaries,
+                group,
             )
-            .is_err()
-        );
-        assert!(
-            Invite::draw(
-                [0; 32],
-                FeedId::from_bytes([1; 32]),
-                "a:1".into(),
-                vec![],
-                21
-            )
-            .is_err()
-        );
+        };
+        assert!(draw("a:1", vec![], 1).is_err());
+        assert!(draw("a:1", vec![], 21).is_err());
         let notary = NotaryAddr {
             id: FeedId::from_bytes([2; 32]),
             address: "a:2".into(),
         };
-        assert!(
-            Invite::draw(
-                [0; 32],
-                FeedId::from_bytes([1; 32]),
-                "a:1".into(),
-                vec![notary],
-                5
-            )
-            .is_err()
-        );
-        assert!(
-            Invite::draw(
-                [0; 32],
-                FeedId::from_bytes([1; 32]),
-                "a b".into(),
-                vec![],
-                5
-            )
-            .is_err()
-        );
+        assert!(draw("a:1", vec![notary], 5).is_err());
+        assert!(draw("a b", vec![], 5).is_err());
         assert_eq!(invite(20, vec![]).group, 20);
     }
 
