@@ -331,16 +331,48 @@ pub fn ingest(
     batch: usize,
 ) -> Result<IngestFigures> {
     let raw_verify_per_sec = raw_verify_rate(Duration::from_millis(1500));
-    let entries = make_feeds(authors, per_author, 96);
-    let total = entries.len();
+    let batches = in_batches(make_feeds(authors, per_author, 96), batch);
+    // Kept for the ceiling's parts, measured after the ingest.
+    let kept = batches.clone();
+    let (total, elapsed) = timed_ingest(&dir.join("ingest"), batches)?;
+    // The machine's speed drifts; judge against the best raw rate seen before or after.
+    let raw_verify_per_sec = raw_verify_per_sec.max(raw_verify_rate(Duration::from_millis(1500)));
+    // The ceiling's two parts, each alone on the same entries.
+    let entries: Vec<Entry> = kept.iter().flatten().cloned().collect();
+    let started = Instant::now();
+    let checked = crate::store::verify_parallel(&entries);
+    let batch_verify_per_sec = rate_of(checked.len(), started.elapsed());
+    let written = SledStore::open(dir.join("written"), SledOptions::default())?;
+    let started = Instant::now();
+    for batch in kept {
+        written.ingest_verified(VerifiedBatch::already_verified(batch))?;
+    }
+    let write_per_sec = rate_of(entries.len(), started.elapsed());
+    Ok(IngestFigures {
+        entries: total,
+        elapsed,
+        raw_verify_per_sec,
+        batch_verify_per_sec,
+        write_per_sec,
+    })
+}
+
+/// `entries` cut into batches of `batch`.
+fn in_batches(entries: Vec<Entry>, batch: usize) -> Vec<Vec<Entry>> {
     let mut batches: Vec<Vec<Entry>> = Vec::new();
     let mut rest = entries.into_iter().peekable();
     while rest.peek().is_some() {
         batches.push(rest.by_ref().take(batch.max(1)).collect());
     }
-    // Kept for the ceiling's parts, measured after the ingest.
-    let kept = batches.clone();
-    let store = SledStore::open(dir.join("ingest"), SledOptions::default())?;
+    batches
+}
+
+/// Ingests `batches` into a fresh sled store at `dir` as a replicating node does: one thread
+/// verifies the next batch on all cores while the store commits (plans, writes, flushes) the
+/// previous one. Returns the entries stored and the time it took; an error unless all were.
+fn timed_ingest(dir: &Path, batches: Vec<Vec<Entry>>) -> Result<(usize, Duration)> {
+    let total: usize = batches.iter().map(Vec::len).sum();
+    let store = SledStore::open(dir, SledOptions::default())?;
     let start = Instant::now();
     let stored = thread::scope(|scope| -> Result<usize> {
         // One verified batch waits while the next is being verified: bounded memory.
@@ -364,26 +396,19 @@ pub fn ingest(
             detail: format!("ingest benchmark stored {stored} of {total} entries"),
         });
     }
-    // The machine's speed drifts; judge against the best raw rate seen before or after.
-    let raw_verify_per_sec = raw_verify_per_sec.max(raw_verify_rate(Duration::from_millis(1500)));
-    // The ceiling's two parts, each alone on the same entries.
-    let entries: Vec<Entry> = kept.iter().flatten().cloned().collect();
-    let started = Instant::now();
-    let checked = crate::store::verify_parallel(&entries);
-    let batch_verify_per_sec = rate_of(checked.len(), started.elapsed());
-    let written = SledStore::open(dir.join("written"), SledOptions::default())?;
-    let started = Instant::now();
-    for batch in kept {
-        written.ingest_verified(VerifiedBatch::already_verified(batch))?;
-    }
-    let write_per_sec = rate_of(entries.len(), started.elapsed());
-    Ok(IngestFigures {
-        entries: total,
-        elapsed,
-        raw_verify_per_sec,
-        batch_verify_per_sec,
-        write_per_sec,
-    })
+    Ok((total, elapsed))
+}
+
+/// Durable ingest of many feeds against one feed of as many entries (whether ingest slows down
+/// as feeds multiply: per-feed heads, index entries and key decompressions): `feeds` feeds of `per_feed` entries, then one feed of `feeds × per_feed`, each into a
+/// fresh store under `dir`, batches of 5,000. Returns both rates, entries per second.
+pub fn ingest_spread(dir: &Path, feeds: usize, per_feed: usize) -> Result<(f64, f64)> {
+    let many = in_batches(make_feeds(feeds, per_feed, 96), 5000);
+    let (count, elapsed) = timed_ingest(&dir.join("many"), many)?;
+    let many_rate = rate_of(count, elapsed);
+    let one = in_batches(make_feeds(1, feeds * per_feed, 96), 5000);
+    let (count, elapsed) = timed_ingest(&dir.join("one"), one)?;
+    Ok((many_rate, rate_of(count, elapsed)))
 }
 
 /// `count` per second over `elapsed`.

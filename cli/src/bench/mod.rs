@@ -17,6 +17,8 @@ mod load;
 #[derive(Clone, Copy, Debug)]
 struct Sizes {
     ingest_per_author: usize,
+    /// Feeds and entries per feed of the many-feeds ingest figure.
+    ingest_spread: (usize, usize),
     replicate_per_author: usize,
     fold_entries: usize,
     audit_entries: usize,
@@ -33,6 +35,7 @@ struct Sizes {
 
 const FULL: Sizes = Sizes {
     ingest_per_author: 2000,
+    ingest_spread: (1000, 200),
     replicate_per_author: 10_000,
     fold_entries: 1_000_000,
     audit_entries: 100_000,
@@ -45,6 +48,7 @@ const FULL: Sizes = Sizes {
 
 const QUICK: Sizes = Sizes {
     ingest_per_author: 300,
+    ingest_spread: (100, 100),
     replicate_per_author: 2_000,
     fold_entries: 200_000,
     audit_entries: 10_000,
@@ -118,6 +122,28 @@ pub async fn run(which: BenchWhich, quick: bool, json: bool) -> Result<()> {
             ),
         )?;
         print("ingest", &figures.figures(), json)?;
+        let (feeds, per_feed) = sizes.ingest_spread;
+        let dir = tempfile::tempdir()?;
+        let (many, one) = tokio::task::spawn_blocking(move || {
+            scrip_feed::bench::ingest_spread(dir.path(), feeds, per_feed)
+        })
+        .await??;
+        heading(
+            json,
+            &format!(
+                "ingest of {feeds} feeds × {per_feed} entries against one feed of {} \
+                 (target: ratio at least 0.8)",
+                feeds * per_feed
+            ),
+        )?;
+        print(
+            "ingest",
+            &[
+                Figure::plain("ingest, one feed", one, "entries/s"),
+                Figure::against(format!("ingest, {feeds} feeds"), many, "entries/s", one),
+            ],
+            json,
+        )?;
     }
     if all || which == BenchWhich::Replicate {
         let spinner = crate::progress::spinner(progress, "replicate");
