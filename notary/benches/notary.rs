@@ -16,6 +16,7 @@ fn main() {
         ),
         pairs: scrip_feed::bench::env_usize("SCRIP_BENCH_PAIRS", full.pairs),
         per_pair: scrip_feed::bench::env_usize("SCRIP_BENCH_TRANSFERS", full.per_pair),
+        held: scrip_feed::bench::env_usize("SCRIP_BENCH_HELD_WALLETS", full.held),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

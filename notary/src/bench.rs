@@ -58,6 +58,9 @@ pub struct TransferRun {
     pub pairs: usize,
     /// Transfers per pair in the throughput phase.
     pub per_pair: usize,
+    /// Wallets the notaries hold in the second throughput phase (the first holds what the
+    /// other phases made: a few dozen).
+    pub held: usize,
 }
 
 impl TransferRun {
@@ -66,12 +69,14 @@ impl TransferRun {
         latency_transfers: 200,
         pairs: 16,
         per_pair: 60,
+        held: 1000,
     };
     /// A short run (about 3 s).
     pub const QUICK: TransferRun = TransferRun {
         latency_transfers: 40,
         pairs: 8,
         per_pair: 20,
+        held: 200,
     };
 }
 
@@ -98,6 +103,10 @@ pub struct TransferFigures {
     pub accepts: Vec<Duration>,
     /// One pair: each cancel (void + cancel certified) on its own, sorted.
     pub cancels: Vec<Duration>,
+    /// Wallets the notaries held in the first throughput phase, and in the second.
+    pub held: (usize, usize),
+    /// Transfers per second of the second throughput phase (same pairs and sizes).
+    pub held_rate: f64,
 }
 
 impl TransferFigures {
@@ -161,6 +170,15 @@ impl TransferFigures {
                 percentile(&self.cancels, 500).as_secs_f64() * 1000.0,
                 "ms",
                 percentile(&self.accepts, 500).as_secs_f64() * 1000.0,
+            ),
+            Figure::against(
+                format!(
+                    "transfers with {} wallets held, against {} (target ≥ 0.8)",
+                    self.held.1, self.held.0
+                ),
+                self.held_rate,
+                "transfers/s",
+                self.rate(),
             ),
         ]
     }
@@ -254,6 +272,35 @@ impl Rig {
             Tcp,
             ClientConfig::default(),
         )
+    }
+
+    /// Creates `count` more wallets (each a certified genesis), 16 at a time, each with a
+    /// store in memory: wallets the notaries hold but that take no part in the figures.
+    pub async fn fill(&self, count: usize) -> Result<()> {
+        const AT_ONCE: usize = 16;
+        let mut next = 0;
+        while next < count {
+            let mut creating = Vec::new();
+            for i in next..count.min(next + AT_ONCE) {
+                let mut seed = [0xf1u8; 32];
+                seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                let mut client = WalletClient::new(
+                    Arc::new(Keypair::from_seed(&seed)),
+                    Arc::new(scrip_feed::MemoryStore::new()),
+                    PendingFile::new(self.dir.join(format!("filler{i}.pending"))),
+                    self.addrs.clone(),
+                    Tcp,
+                    ClientConfig::default(),
+                )?;
+                creating.push(tokio::spawn(async move { client.create().await.map(drop) }));
+            }
+            for task in creating {
+                task.await
+                    .map_err(|_| Error::Wallet("a benchmark task failed".into()))??;
+            }
+            next += AT_ONCE;
+        }
+        Ok(())
     }
 
     /// `count` pairs, created and funded; wallet keys are derived from `tag` and the index.
@@ -365,6 +412,14 @@ pub async fn transfers(dir: &Path, run: TransferRun) -> Result<TransferFigures> 
     let checks_before = scrip_feed::identity::signature_checks();
     let (done, elapsed) = run_pairs(many, run.per_pair).await?;
     let signature_checks = scrip_feed::identity::signature_checks() - checks_before;
+
+    // The same throughput phase again once the notaries hold `run.held` wallets.
+    let held_before = 2 * (2 + run.pairs);
+    let more = rig.pairs(b'U', run.pairs).await?;
+    let filler = run.held.saturating_sub(held_before + 2 * run.pairs);
+    rig.fill(filler).await?;
+    let (again, again_elapsed) = run_pairs(more, run.per_pair).await?;
+    let held_rate = again.len() as f64 / again_elapsed.as_secs_f64().max(1e-9);
     rig.shutdown().await;
 
     Ok(TransferFigures {
@@ -379,6 +434,8 @@ pub async fn transfers(dir: &Path, run: TransferRun) -> Result<TransferFigures> 
         cores: std::thread::available_parallelism().map_or(1, usize::from) as f64,
         accepts,
         cancels,
+        held: (held_before, held_before + 2 * run.pairs + filler),
+        held_rate,
     })
 }
 
