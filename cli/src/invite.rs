@@ -398,6 +398,7 @@ pub async fn invite(
         }
     };
     let network = *ctx.config.network_key()?.as_bytes();
+    let _files = ctx.invites.lock().await;
     let mut file = ctx.home.invites()?;
     let (count, size, notaries) = match group {
         None => (1, 0, ctx.home.notaries()?),
@@ -477,6 +478,7 @@ pub async fn invite(
 /// Returns what was done, in words.
 pub async fn join(ctx: &crate::ops::Context, code: &str) -> Result<String> {
     let invite = Invite::parse(code)?;
+    let _files = ctx.invites.lock().await;
     let me = ctx.identity.id();
     if invite.inviter == me {
         bail!("this is your own invite: give it to the person you invite");
@@ -593,6 +595,8 @@ pub async fn join(ctx: &crate::ops::Context, code: &str) -> Result<String> {
 /// invites, the group entry once all of a group joined, the follows and the wallet a joiner
 /// waits for. Errors are for the log; the next round tries again.
 pub async fn tend(ctx: &crate::ops::Context) -> Result<()> {
+    // `invite` and `join` wait meanwhile: each reads, changes and writes back the same files.
+    let _files = ctx.invites.lock().await;
     tend_invites(ctx).await?;
     tend_joined(ctx).await
 }

@@ -350,6 +350,9 @@ pub struct Context {
     wallet: Mutex<Option<WalletClient<Tcp>>>,
     /// Whether this daemon's own feed head was checked against its peers (first publish).
     own_head_checked: Mutex<bool>,
+    /// Held while invites.toml or joined.toml is read, changed and written back (`scrip
+    /// invite`, `scrip join` and the daemon's invite round run concurrently in a daemon).
+    pub(crate) invites: Mutex<()>,
     /// The ledger of every wallet held, as far as it was read (see [`Context::ledger`]).
     ledger: Arc<std::sync::Mutex<LedgerCache>>,
     /// Signalled when this wallet pays (the daemon's refunder then looks at its expiries again).
@@ -485,6 +488,7 @@ impl Context {
             progress,
             wallet: Mutex::new(None),
             own_head_checked: Mutex::new(false),
+            invites: Mutex::new(()),
             ledger: Arc::new(std::sync::Mutex::new(LedgerCache::default())),
             orders_changed: tokio::sync::Notify::new(),
             web_url: std::sync::OnceLock::new(),
