@@ -320,7 +320,9 @@ type PendingVote = (FeedId, Option<usize>);
 #[derive(Default)]
 struct Batch {
     keys: Vec<AuthorKey>,
-    signed: Vec<Vec<u8>>,
+    /// Each item's signed bytes, as an index into `messages` (a certificate's votes share one).
+    signed: Vec<usize>,
+    messages: Vec<Vec<u8>>,
     signatures: Vec<Signature>,
     /// Entries whose signature waits in the batch (at that index), and those already decided.
     entries: Vec<(EntryId, FeedId, Seq, usize)>,
@@ -331,9 +333,15 @@ struct Batch {
 }
 
 impl Batch {
-    fn push(&mut self, key: AuthorKey, signed: Vec<u8>, signature: Signature) -> usize {
+    /// Adds bytes to be signed; returns their index for [`Batch::push`].
+    fn message(&mut self, signed: Vec<u8>) -> usize {
+        self.messages.push(signed);
+        self.messages.len() - 1
+    }
+
+    fn push(&mut self, key: AuthorKey, message: usize, signature: Signature) -> usize {
         self.keys.push(key);
-        self.signed.push(signed);
+        self.signed.push(message);
         self.signatures.push(signature);
         self.keys.len() - 1
     }
@@ -378,7 +386,8 @@ impl Batch {
         let checked = validate_payload(entry).and_then(|()| AuthorKey::cached(&entry.author()));
         match checked {
             Ok(key) => {
-                let at = self.push(key, entry_signed_bytes(entry), entry.header().signature);
+                let message = self.message(entry_signed_bytes(entry));
+                let at = self.push(key, message, entry.header().signature);
                 self.entries
                     .push((entry.id(), entry.author(), entry.seq(), at));
             }
@@ -390,14 +399,14 @@ impl Batch {
 
     /// As [`crate::verify::VerifyAll`]'s `votes`: every vote's signature over the entry's vote subject.
     fn add_votes(&mut self, entry: &Entry, certificate: &crate::certificate::Certificate) {
-        let message = signing_bytes(VOTE_DOMAIN, &subject_of(entry).message());
+        let message = self.message(signing_bytes(VOTE_DOMAIN, &subject_of(entry).message()));
         let votes = certificate
             .votes
             .iter()
             .map(|vote| {
                 let at = AuthorKey::cached(&vote.notary)
                     .ok()
-                    .map(|key| self.push(key, message.clone(), vote.signature));
+                    .map(|key| self.push(key, message, vote.signature));
                 (vote.notary, at)
             })
             .collect();
@@ -411,7 +420,7 @@ impl Batch {
             .iter()
             .zip(&self.signed)
             .zip(&self.signatures)
-            .map(|((key, signed), signature)| (key, signed.as_slice(), signature))
+            .map(|((key, signed), signature)| (key, self.messages[*signed].as_slice(), signature))
             .collect();
         let good = verify_batch(&items);
         for (id, author, seq, at) in self.entries {
