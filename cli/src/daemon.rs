@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow};
 use scrip_feed::{Content, Seq, Store};
-use scrip_notary::{Notary, NotaryConfig, NotaryHandle, SledVoteStore};
+use scrip_notary::{LogVoteStore, Notary, NotaryConfig, NotaryHandle};
 use scrip_replicate::transport::Tcp;
 use scrip_replicate::{Node, NodeConfig, NodeHandle};
 
@@ -328,7 +328,7 @@ async fn start_parts(
     .await
     .context("starting the node")?;
     let (notary, bridge) = if options.notary {
-        let votes = match SledVoteStore::open(&home.votes()) {
+        let votes = match LogVoteStore::open(&home.votes()) {
             Ok(votes) => Arc::new(crate::metrics::CountedVotes::new(
                 Arc::new(votes),
                 Arc::clone(metrics),

@@ -9,7 +9,7 @@
 //!   wallet.toml         the wallet's notaries (managed by scrip)
 //!   wallet.pending      the wallet's proposal being certified, if any
 //!   store/              the sled feed store
-//!   votes/              the sled vote store of a notary (`scrip serve --notary`)
+//!   votes/              the vote log of a notary (`scrip serve --notary`)
 //!   scrip.sock          the running daemon's control socket (mode 0600)
 //! ```
 //!

@@ -1,5 +1,5 @@
 //! The end-to-end transfer benchmark, shared by `cargo bench -p scrip-notary` and `scrip bench`:
-//! n = 4 notaries, each with its own sled feed store and sled vote store (real fsync), wallets
+//! n = 4 notaries, each with its own sled feed store and vote log (real fsync), wallets
 //! with sled stores, all over loopback Noise TCP in one process on this machine. A transfer is
 //! an order (with an expiry, as every order) certified, then its claim from the sender's
 //! notaries, then the accept citing it certified. Latency is measured with one wallet pair
@@ -42,7 +42,7 @@ use crate::client::{ClientConfig, NotaryAddr, WalletClient};
 use crate::error::{Error, Result};
 use crate::pending::PendingFile;
 use crate::service::{Notary, NotaryConfig, NotaryHandle};
-use crate::votes::SledVoteStore;
+use crate::votes::LogVoteStore;
 
 /// Signatures made per transfer (see the module docs).
 pub const SIGNS_PER_TRANSFER: f64 = 15.0;
@@ -241,7 +241,7 @@ impl Rig {
         let (mut notaries, mut parts) = (Vec::new(), Vec::new());
         for i in 0..4u8 {
             let key = Arc::new(Keypair::from_seed(&[0x70 + i; 32]));
-            let votes = Arc::new(SledVoteStore::open(&dir.join(format!("notary{i}/votes")))?);
+            let votes = Arc::new(LogVoteStore::open(&dir.join(format!("notary{i}/votes")))?);
             let store = open_store(&dir.join(format!("notary{i}/feed")))?;
             let config = NotaryConfig::default();
             parts.push((Arc::clone(&key), Arc::clone(&store)));

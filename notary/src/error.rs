@@ -36,6 +36,45 @@ pub enum Error {
         /// The order.
         order: scrip_feed::EntryId,
     },
+    /// The vote log is damaged (not a torn last commit, which is cut off at open).
+    #[error(
+        "the vote log at {path} is damaged ({detail}). This notary must not vote until it is \
+         repaired: a lost vote could let it vote twice for one slot. Keep the file as it is and \
+         stop serving as a notary (`docs/protocol/notary.md` §4)"
+    )]
+    VoteLogDamaged {
+        /// The log's path.
+        path: String,
+        /// What was found.
+        detail: String,
+    },
+    /// Another process has the vote store open.
+    #[error("the vote store at {path} is in use by another process (is a daemon running?)")]
+    VoteLogLocked {
+        /// The store's directory.
+        path: String,
+    },
+    /// Writing or syncing a vote commit failed: it may or may not be in the log.
+    #[error(
+        "writing the vote log at {path} failed ({detail}): the votes may or may not have been \
+         recorded, and none was signed. Restart the notary (it then reads the log again and cuts \
+         off an unfinished commit)"
+    )]
+    VoteLogWriteUncertain {
+        /// The log's path.
+        path: String,
+        /// What failed.
+        detail: String,
+    },
+    /// An earlier vote commit failed: the log takes no more until the notary restarts.
+    #[error(
+        "an earlier write to the vote log at {path} failed (a full disk?): nothing was \
+         written; free some space if needed and restart the notary"
+    )]
+    VoteLogRestartNeeded {
+        /// The log's path.
+        path: String,
+    },
     /// Enough notaries refused the entry the same way that no honest one voted for it: the slot
     /// is free again and nothing was written.
     #[error("refused by {count} notaries: {refusal}")]

@@ -5,7 +5,7 @@
 //! - [`decision`]: the notary's decision, a pure state machine over its view of each wallet's
 //!   certified prefix and the slots it voted for (vote, same vote again, or a refusal with a
 //!   reason).
-//! - [`votes`]: durable vote records (persisted and fsynced before any vote is signed).
+//! - [`votes`]: durable vote records (appended to a log and synced before any vote is signed).
 //! - [`wire`]: the notary protocol (propose, slot query, fetch) over the replicate crate's
 //!   transport, the only part of that crate the notary uses. A notary runs beside a replicate
 //!   node in `scrip serve --notary`; the two are bridged where they are composed (`scrip-cli`).
@@ -34,4 +34,4 @@ pub use decision::{Decision, NotaryState, Refusal};
 pub use error::{Error, Result};
 pub use pending::PendingFile;
 pub use service::{Notary, NotaryConfig, NotaryEvent, NotaryHandle, NotaryLink};
-pub use votes::{MemoryVoteStore, SledVoteStore, Step, VoteRecord, VoteStore};
+pub use votes::{LogVoteStore, MemoryVoteStore, SledVoteStore, Step, VoteRecord, VoteStore};

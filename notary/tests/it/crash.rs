@@ -19,7 +19,7 @@ use scrip_feed::{Entry, SledOptions, SledStore, Store};
 use scrip_ledger::verify::subject_of;
 use scrip_notary::certified::to_bytes;
 use scrip_notary::wire::{self, Proposal, Request, Response};
-use scrip_notary::{Notary, NotaryConfig, Refusal, SledVoteStore, Step, VoteStore};
+use scrip_notary::{LogVoteStore, Notary, NotaryConfig, Refusal, Step, VoteStore};
 use scrip_replicate::transport::{self, LocalIdentity, Tcp, TransportConfig};
 
 const CHILD_DIR: &str = "SCRIP_NOTARY_CHILD_DIR";
@@ -51,8 +51,8 @@ fn notary_child() {
         // next batch.
         let (held_by_store, queued_by_store) = (Arc::clone(&held), Arc::clone(&queued));
         let votes = Arc::new(InterceptVotes {
-            inner: SledVoteStore::open(&dir.join("votes")).unwrap(),
-            record: move |inner: &SledVoteStore, votes: &[_], hook: &_| {
+            inner: LogVoteStore::open(&dir.join("votes")).unwrap(),
+            record: move |inner: &LogVoteStore, votes: &[_], hook: &_| {
                 use std::sync::atomic::Ordering;
                 if !hold || held_by_store.load(Ordering::SeqCst) {
                     return inner.record(votes, hook);

@@ -11,7 +11,7 @@ use scrip_ledger::content::{Mint, Order, OrderRef, Reclaim, Reject, WalletEntry}
 use scrip_ledger::{Amount, CertifiedEntry, Currency};
 use scrip_notary::certified;
 use scrip_notary::{
-    ClientConfig, Notary, NotaryAddr, NotaryConfig, NotaryHandle, PendingFile, SledVoteStore,
+    ClientConfig, LogVoteStore, Notary, NotaryAddr, NotaryConfig, NotaryHandle, PendingFile,
     VoteStore, WalletClient,
 };
 use scrip_replicate::transport::{Tcp, TransportConfig};
@@ -81,7 +81,7 @@ pub fn transport() -> TransportConfig {
 }
 
 impl Cluster {
-    /// `n` notaries with keys from seed `base`, sled vote stores, memory feed stores.
+    /// `n` notaries with keys from seed `base`, vote logs, memory feed stores.
     pub async fn start(n: u8, base: u8) -> Cluster {
         Cluster::start_with(
             n,
@@ -116,7 +116,7 @@ impl Cluster {
 
     pub async fn start_one(&mut self, i: usize, listen: &str) {
         let votes: Arc<dyn VoteStore> =
-            Arc::new(SledVoteStore::open(&self.dir.path().join(format!("votes{i}"))).unwrap());
+            Arc::new(LogVoteStore::open(&self.dir.path().join(format!("votes{i}"))).unwrap());
         let handle = Notary::spawn(
             Arc::clone(&self.keys[i]),
             Arc::clone(&self.stores[i]),

@@ -22,6 +22,9 @@ use scrip_ledger::{Fate, FateSubject, VoteSubject};
 
 use crate::error::{Error, Result};
 
+mod log;
+pub use log::{LogVoteStore, MAX_FRAME_BYTES, MIGRATED_DIR, VOTE_LOG_MAGIC};
+
 /// The vote store's format marker.
 pub const VOTES_FORMAT: &[u8] = b"scrip-votes/1";
 const TAG_VOTE: u8 = b'V';
@@ -160,7 +163,8 @@ fn decode(key: &[u8], value: &[u8]) -> Option<VoteSubject> {
     })
 }
 
-/// Votes in sled, fsynced before any is acknowledged.
+/// Votes in sled, fsynced before any is acknowledged: the previous format (`scrip-votes/1`),
+/// kept to read a notary's votes into a [`LogVoteStore`] (which does so on open).
 #[derive(Debug)]
 pub struct SledVoteStore {
     durable: DurableDb,
@@ -486,6 +490,21 @@ mod tests {
             check_fates(&store);
         }
         let store = SledVoteStore::open(dir.path()).unwrap();
+        check(&store);
+        check_fates(&store);
+    }
+
+    #[test]
+    fn the_vote_log_keeps_votes_and_fates_across_reopen_and_never_overwrites_a_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = LogVoteStore::open(dir.path()).unwrap();
+            exercise(&store);
+            exercise_fates(&store);
+            check(&store);
+            check_fates(&store);
+        }
+        let store = LogVoteStore::open(dir.path()).unwrap();
         check(&store);
         check_fates(&store);
     }
