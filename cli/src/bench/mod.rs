@@ -168,8 +168,8 @@ pub async fn run(which: BenchWhich, quick: bool, json: bool) -> Result<()> {
         heading(
             json,
             &format!(
-                "notary: transfers through 4 notaries (sled + fsync, loopback Noise TCP): {} one \
-                 after another, then {} by {} pairs at once",
+                "notary: transfers through 4 notaries (vote logs and sled stores, fsync, loopback \
+                 Noise TCP): {} one after another, then {} by {} pairs at once",
                 figures.latencies.len(),
                 figures.transfers,
                 figures.pairs
