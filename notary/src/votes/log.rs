@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -97,7 +97,11 @@ impl LogVoteStore {
     /// there (the previous format) is copied into a new log first, then moved to
     /// [`MIGRATED_DIR`].
     pub fn open(dir: &Path) -> Result<LogVoteStore> {
-        fs::create_dir_all(dir)
+        // Owner only, whatever the umask (as the home and its feed store).
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), &e))?;
         let lock = lock(dir)?;
         let path = dir.join(LOG_FILE);
@@ -152,6 +156,7 @@ fn lock(dir: &Path) -> Result<File> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| Error::io(format!("opening {}", path.display()), &e))?;
     match file.try_lock() {
@@ -209,8 +214,13 @@ fn check(length: &[u8; 4], body: &[u8]) -> [u8; 8] {
 fn write_new(path: &Path, frames: &[Vec<u8>]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let temp = path.with_extension("new");
-    let mut file =
-        File::create(&temp).map_err(|e| Error::io(format!("creating {}", temp.display()), &e))?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&temp)
+        .map_err(|e| Error::io(format!("creating {}", temp.display()), &e))?;
     let write = |file: &mut File| -> std::io::Result<()> {
         file.write_all(VOTE_LOG_MAGIC)?;
         for frame in frames {
@@ -591,6 +601,18 @@ mod tests {
 
     fn log_len(dir: &Path) -> usize {
         fs::read(dir.join(LOG_FILE)).unwrap().len()
+    }
+
+    #[test]
+    fn the_log_and_its_directory_are_the_owner_s_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let votes = dir.path().join("votes");
+        let _store = LogVoteStore::open(&votes).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&votes), 0o700);
+        assert_eq!(mode(&votes.join(LOG_FILE)), 0o600);
+        assert_eq!(mode(&votes.join(LOCK_FILE)), 0o600);
     }
 
     #[test]
