@@ -72,13 +72,43 @@ struct Held {
     index: u32,
 }
 
+/// What the log holds, indexed in memory.
+#[derive(Debug, Default)]
+struct Index {
+    votes: BTreeMap<(FeedId, Seq), Held>,
+    fates: HashMap<EntryId, FateSubject>,
+}
+
+impl Index {
+    /// Indexes the records of the frame at byte `frame` (a fate: the first one recorded stays).
+    fn add(&mut self, frame: u64, records: Vec<LogRecord>) {
+        for (index, record) in records.into_iter().enumerate() {
+            match record {
+                LogRecord::Vote { subject, .. } => {
+                    self.votes.insert(
+                        (subject.wallet, subject.seq),
+                        Held {
+                            entry: subject.entry,
+                            round: subject.round,
+                            frame,
+                            index: u32::try_from(index).unwrap_or(u32::MAX),
+                        },
+                    );
+                }
+                LogRecord::Fate(fate) => {
+                    self.fates.entry(fate.order).or_insert(fate);
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     file: File,
     /// End of the last acknowledged frame: where the next one goes.
     len: u64,
-    votes: BTreeMap<(FeedId, Seq), Held>,
-    fates: HashMap<EntryId, FateSubject>,
+    index: Index,
     /// A write or sync failed: nothing more is written until the store is reopened.
     failed: bool,
 }
@@ -137,8 +167,7 @@ impl LogVoteStore {
             inner: Mutex::new(Inner {
                 file,
                 len: read.len,
-                votes: read.votes,
-                fates: read.fates,
+                index: read.index,
                 failed: false,
             }),
             _lock: lock,
@@ -307,8 +336,7 @@ fn move_sled_aside(dir: &Path) -> Result<()> {
 /// What [`read_log`] found.
 struct Read {
     len: u64,
-    votes: BTreeMap<(FeedId, Seq), Held>,
-    fates: HashMap<EntryId, FateSubject>,
+    index: Index,
     /// Bytes of an unacknowledged commit after `len`, to cut off.
     torn: Option<u64>,
 }
@@ -367,8 +395,7 @@ fn read_log(file: &File, path: &Path) -> Result<Read> {
     }
     let mut read = Read {
         len: 16,
-        votes: BTreeMap::new(),
-        fates: HashMap::new(),
+        index: Index::default(),
         torn: None,
     };
     while read.len < size {
@@ -377,24 +404,7 @@ fn read_log(file: &File, path: &Path) -> Result<Read> {
             FrameRead::Whole { body, end } => {
                 let records: Vec<LogRecord> = codec::decode_canonical("vote log frame", &body)
                     .map_err(|e| damaged(format!("the frame at byte {at}: {e}")))?;
-                for (index, record) in records.into_iter().enumerate() {
-                    match record {
-                        LogRecord::Vote { subject, .. } => {
-                            read.votes.insert(
-                                (subject.wallet, subject.seq),
-                                Held {
-                                    entry: subject.entry,
-                                    round: subject.round,
-                                    frame: at,
-                                    index: u32::try_from(index).unwrap_or(u32::MAX),
-                                },
-                            );
-                        }
-                        LogRecord::Fate(fate) => {
-                            read.fates.entry(fate.order).or_insert(fate);
-                        }
-                    }
-                }
+                read.index.add(at, records);
                 read.len = end;
             }
             FrameRead::Bad { end } => {
@@ -437,6 +447,7 @@ impl VoteStore for LogVoteStore {
                 VoteRecord::Entry { subject, entry } => {
                     let slot = (subject.wallet, subject.seq);
                     let held = inner
+                        .index
                         .votes
                         .get(&slot)
                         .map(|h| (h.entry, h.round))
@@ -459,6 +470,7 @@ impl VoteStore for LogVoteStore {
                 }
                 VoteRecord::Fate(fate) => {
                     let held = inner
+                        .index
                         .fates
                         .get(&fate.order)
                         .or_else(|| fates.get(&fate.order));
@@ -498,30 +510,14 @@ impl VoteStore for LogVoteStore {
         }
         hook(Step::Flushed);
         inner.len = at + bytes.len() as u64;
-        for (index, record) in records.into_iter().enumerate() {
-            match record {
-                LogRecord::Vote { subject, .. } => {
-                    inner.votes.insert(
-                        (subject.wallet, subject.seq),
-                        Held {
-                            entry: subject.entry,
-                            round: subject.round,
-                            frame: at,
-                            index: u32::try_from(index).unwrap_or(u32::MAX),
-                        },
-                    );
-                }
-                LogRecord::Fate(fate) => {
-                    inner.fates.entry(fate.order).or_insert(fate);
-                }
-            }
-        }
+        inner.index.add(at, records);
         Ok(())
     }
 
     fn load(&self) -> Result<Vec<VoteSubject>> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         Ok(inner
+            .index
             .votes
             .iter()
             .map(|((wallet, seq), held)| VoteSubject {
@@ -535,14 +531,14 @@ impl VoteStore for LogVoteStore {
 
     fn load_fates(&self) -> Result<Vec<FateSubject>> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let mut fates: Vec<FateSubject> = inner.fates.values().copied().collect();
+        let mut fates: Vec<FateSubject> = inner.index.fates.values().copied().collect();
         fates.sort_by_key(|f| f.order);
         Ok(fates)
     }
 
     fn voted_entry(&self, wallet: &FeedId, seq: Seq) -> Result<Option<scrip_feed::Entry>> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(held) = inner.votes.get(&(*wallet, seq)).copied() else {
+        let Some(held) = inner.index.votes.get(&(*wallet, seq)).copied() else {
             return Ok(None);
         };
         let path = self.path();
