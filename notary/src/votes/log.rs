@@ -18,8 +18,10 @@
 //! no longer than one frame can be and nothing after it reads as a frame: it is cut off. Anything
 //! else is damage, reported as [`Error::VoteLogDamaged`] with the file left as it is.
 //!
-//! The votes and fates are indexed in memory at open (each vote ~100 bytes); the entry voted for
-//! is read back from its frame when asked for.
+//! The votes and fates are indexed in memory at open (each vote ~100 bytes, with its record's
+//! place in the file); the entry voted for is read back from that record alone when asked for
+//! (`SlotInfo.pending`: anyone can ask, so it must not cost a whole frame of up to a batch's
+//! entries), and its id is checked again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -63,13 +65,16 @@ enum LogRecord {
     Fate(FateSubject),
 }
 
-/// Where a vote's entry is: the frame's offset and the record's index in it.
+/// A vote held, and where its record is in the log (so that reading its entry back reads that
+/// record alone, not its whole frame).
 #[derive(Clone, Copy, Debug)]
 struct Held {
     entry: EntryId,
     round: u32,
-    frame: u64,
-    index: u32,
+    /// The record's first byte in the file.
+    at: u64,
+    /// The record's length.
+    len: u32,
 }
 
 /// What the log holds, indexed in memory.
@@ -80,9 +85,11 @@ struct Index {
 }
 
 impl Index {
-    /// Indexes the records of the frame at byte `frame` (a fate: the first one recorded stays).
-    fn add(&mut self, frame: u64, records: Vec<LogRecord>) {
-        for (index, record) in records.into_iter().enumerate() {
+    /// Indexes the records of the frame at byte `frame`, each with its span in the frame's body
+    /// (a fate: the first one recorded stays).
+    fn add(&mut self, frame: u64, records: Vec<LogRecord>, spans: &[(usize, usize)]) {
+        let body = frame + FRAME_HEADER as u64;
+        for (record, &(start, len)) in records.into_iter().zip(spans) {
             match record {
                 LogRecord::Vote { subject, .. } => {
                     self.votes.insert(
@@ -90,8 +97,8 @@ impl Index {
                         Held {
                             entry: subject.entry,
                             round: subject.round,
-                            frame,
-                            index: u32::try_from(index).unwrap_or(u32::MAX),
+                            at: body + start as u64,
+                            len: u32::try_from(len).unwrap_or(u32::MAX),
                         },
                     );
                 }
@@ -210,10 +217,26 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("syncing {}", dir.display()), &e))
 }
 
-/// Encodes `records` as one frame.
-fn frame(records: &[LogRecord]) -> Result<Vec<u8>> {
-    let body = codec::encode("vote log frame", &records.to_vec())?;
-    if body.is_empty() || body.len() > MAX_FRAME_BYTES {
+/// Where each record of a frame's body is: (offset in the body, length).
+type Spans = Vec<(usize, usize)>;
+
+/// The body of a frame holding `records` (exactly `postcard(records)`: the count, then each
+/// record) and each record's span in it.
+fn body(records: &[LogRecord]) -> Result<(Vec<u8>, Spans)> {
+    let mut body = codec::encode("vote log frame", &records.len())?;
+    let mut spans = Vec::with_capacity(records.len());
+    for record in records {
+        let encoded = codec::encode("vote log record", record)?;
+        spans.push((body.len(), encoded.len()));
+        body.extend_from_slice(&encoded);
+    }
+    Ok((body, spans))
+}
+
+/// Encodes `records` as one frame; returns it with each record's span in the frame's body.
+fn frame(records: &[LogRecord]) -> Result<(Vec<u8>, Spans)> {
+    let (body, spans) = body(records)?;
+    if body.len() > MAX_FRAME_BYTES {
         return Err(Error::Protocol {
             reason: format!(
                 "a vote commit of {} bytes is over the log's frame bound ({MAX_FRAME_BYTES})",
@@ -226,7 +249,7 @@ fn frame(records: &[LogRecord]) -> Result<Vec<u8>> {
     out.extend_from_slice(&length);
     out.extend_from_slice(&check(&length, &body));
     out.extend_from_slice(&body);
-    Ok(out)
+    Ok((out, spans))
 }
 
 fn check(length: &[u8; 4], body: &[u8]) -> [u8; 8] {
@@ -290,7 +313,7 @@ fn migrate(dir: &Path, path: &Path) -> Result<()> {
     for record in records {
         let size = codec::encode("vote log record", &record)?.len();
         if !chunk.is_empty() && bytes + size > MAX_FRAME_BYTES / 2 {
-            frames.push(frame(&chunk)?);
+            frames.push(frame(&chunk)?.0);
             chunk.clear();
             bytes = 0;
         }
@@ -298,7 +321,7 @@ fn migrate(dir: &Path, path: &Path) -> Result<()> {
         chunk.push(record);
     }
     if !chunk.is_empty() {
-        frames.push(frame(&chunk)?);
+        frames.push(frame(&chunk)?.0);
     }
     let count = frames.len();
     write_new(path, &frames)?;
@@ -383,8 +406,8 @@ fn read_log(file: &File, path: &Path) -> Result<Read> {
     };
     let io = |e: std::io::Error| Error::io(format!("reading {}", path.display()), &e);
     let size = file.metadata().map_err(io)?.len();
-    let mut magic = [0u8; 16];
-    if size < 16 {
+    let mut magic = [0u8; VOTE_LOG_MAGIC.len()];
+    if size < VOTE_LOG_MAGIC.len() as u64 {
         return Err(damaged(format!("{size} bytes: shorter than its header")));
     }
     file.read_exact_at(&mut magic, 0).map_err(io)?;
@@ -394,7 +417,7 @@ fn read_log(file: &File, path: &Path) -> Result<Read> {
         ));
     }
     let mut read = Read {
-        len: 16,
+        len: VOTE_LOG_MAGIC.len() as u64,
         index: Index::default(),
         torn: None,
     };
@@ -404,7 +427,9 @@ fn read_log(file: &File, path: &Path) -> Result<Read> {
             FrameRead::Whole { body, end } => {
                 let records: Vec<LogRecord> = codec::decode_canonical("vote log frame", &body)
                     .map_err(|e| damaged(format!("the frame at byte {at}: {e}")))?;
-                read.index.add(at, records);
+                // Canonical, so the records' encodings, one after another, are the body.
+                let (_, spans) = self::body(&records)?;
+                read.index.add(at, records, &spans);
                 read.len = end;
             }
             FrameRead::Bad { end } => {
@@ -491,7 +516,7 @@ impl VoteStore for LogVoteStore {
             hook(Step::Flushed);
             return Ok(());
         }
-        let bytes = frame(&records)?;
+        let (bytes, spans) = frame(&records)?;
         let at = inner.len;
         if let Err(err) = inner.file.write_all_at(&bytes, at) {
             inner.failed = true;
@@ -510,7 +535,7 @@ impl VoteStore for LogVoteStore {
         }
         hook(Step::Flushed);
         inner.len = at + bytes.len() as u64;
-        inner.index.add(at, records);
+        inner.index.add(at, records, &spans);
         Ok(())
     }
 
@@ -544,35 +569,31 @@ impl VoteStore for LogVoteStore {
         let path = self.path();
         let damaged = |detail: String| Error::VoteLogDamaged {
             path: path.clone(),
-            detail,
+            detail: format!("the vote at {wallet} #{seq} (byte {}): {detail}", held.at),
         };
-        let body = match read_frame(&inner.file, held.frame, inner.len) {
-            Ok(FrameRead::Whole { body, .. }) => body,
-            Ok(FrameRead::Bad { .. }) => {
-                return Err(damaged(format!(
-                    "the frame at byte {} no longer reads",
-                    held.frame
-                )));
-            }
-            Err(e) => return Err(Error::io(format!("reading {path}"), &e)),
-        };
+        let mut bytes = vec![0u8; held.len as usize];
+        inner
+            .file
+            .read_exact_at(&mut bytes, held.at)
+            .map_err(|e| Error::io(format!("reading {path}"), &e))?;
         drop(inner);
-        let records: Vec<LogRecord> = codec::decode_canonical("vote log frame", &body)
-            .map_err(|e| damaged(format!("the frame at byte {}: {e}", held.frame)))?;
-        match records.into_iter().nth(held.index as usize) {
-            Some(LogRecord::Vote { subject, voted })
-                if subject.wallet == *wallet && subject.seq == seq =>
-            {
-                let entry = voted
-                    .decode()
-                    .map_err(|e| damaged(format!("the entry voted for at {wallet} #{seq}: {e}")))?;
-                Ok(Some(entry))
-            }
-            _ => Err(damaged(format!(
-                "the frame at byte {} does not hold the vote at {wallet} #{seq}",
-                held.frame
-            ))),
+        // Its frame was checked at open or written by this process; the entry id (a hash of the
+        // header, which holds the payload's hash) is checked again here.
+        let record: LogRecord = codec::decode_canonical("vote log record", &bytes)
+            .map_err(|e| damaged(e.to_string()))?;
+        let LogRecord::Vote { subject, voted } = record else {
+            return Err(damaged("not a vote record".into()));
+        };
+        let entry = voted.decode().map_err(|e| damaged(e.to_string()))?;
+        if (subject.wallet, subject.seq) != (*wallet, seq)
+            || entry.id() != held.entry
+            || scrip_feed::validate::validate_payload(&entry).is_err()
+        {
+            return Err(damaged(
+                "the record does not hold the entry voted for".into(),
+            ));
         }
+        Ok(Some(entry))
     }
 }
 
@@ -597,6 +618,27 @@ mod tests {
 
     fn log_len(dir: &Path) -> usize {
         fs::read(dir.join(LOG_FILE)).unwrap().len()
+    }
+
+    #[test]
+    fn a_frame_body_is_the_postcard_encoding_of_its_records_and_each_span_is_one_record() {
+        let records: Vec<LogRecord> = [vote(b"a", 1), vote(b"bb", 2), vote(b"ccc", 3)]
+            .into_iter()
+            .map(|r| match r {
+                VoteRecord::Entry { subject, entry } => LogRecord::Vote {
+                    subject,
+                    voted: EntryBytes::of(&entry),
+                },
+                VoteRecord::Fate(fate) => LogRecord::Fate(fate),
+            })
+            .collect();
+        let (bytes, spans) = body(&records).unwrap();
+        assert_eq!(bytes, codec::encode("records", &records).unwrap());
+        for (record, (start, len)) in records.iter().zip(spans) {
+            let one: LogRecord =
+                codec::decode_canonical("record", &bytes[start..start + len]).unwrap();
+            assert_eq!(&one, record);
+        }
     }
 
     #[test]
