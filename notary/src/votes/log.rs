@@ -757,6 +757,146 @@ mod tests {
         assert_eq!(store.load().unwrap(), subjects);
     }
 
+    /// The slots a log holds votes for, in order.
+    fn slots(store: &LogVoteStore) -> Vec<u64> {
+        store.load().unwrap().iter().map(|s| s.seq.get()).collect()
+    }
+
+    #[test]
+    fn a_failed_write_is_uncertain_and_nothing_more_is_written_until_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOG_FILE);
+        let store = LogVoteStore::open(dir.path()).unwrap();
+        store.record(&[vote(b"a", 1)], &|_| {}).unwrap();
+        let acknowledged = log_len(dir.path());
+        // The disk fails: the log's handle is swapped for one that cannot write.
+        store.inner.lock().unwrap().file = File::open(&path).unwrap();
+        let failed = store.record(&[vote(b"b", 2)], &|_| {}).unwrap_err();
+        assert!(
+            matches!(failed, Error::VoteLogWriteUncertain { .. }),
+            "{failed:?}"
+        );
+        assert!(failed.to_string().contains("may or may not"), "{failed}");
+        assert_eq!(slots(&store), vec![1], "a failed commit is not held");
+        // The disk is back, but the log takes nothing more before it is opened again.
+        store.inner.lock().unwrap().file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let later = store.record(&[vote(b"c", 3)], &|_| {}).unwrap_err();
+        assert!(
+            matches!(later, Error::VoteLogRestartNeeded { .. }),
+            "{later:?}"
+        );
+        assert!(later.to_string().contains("restart"), "{later}");
+        assert_eq!(log_len(dir.path()), acknowledged);
+        drop(store);
+        let store = LogVoteStore::open(dir.path()).unwrap();
+        assert_eq!(slots(&store), vec![1]);
+        store.record(&[vote(b"b", 2)], &|_| {}).unwrap();
+        assert_eq!(slots(&store), vec![1, 2]);
+    }
+
+    /// A small tmpfs mounted over a directory, unmounted when dropped (tests of a full disk;
+    /// `None` without permission to mount). Mounted by the system call itself, not by a `mount`
+    /// child: a fork shares the open log's lock for a moment, which another test reopening
+    /// its own log at that moment would see as a second holder.
+    struct Tmpfs<'a>(&'a Path);
+
+    impl<'a> Tmpfs<'a> {
+        fn mount(dir: &'a Path, size: &str) -> Option<Tmpfs<'a>> {
+            let options = std::ffi::CString::new(format!("size={size}")).unwrap();
+            rustix::mount::mount(
+                "tmpfs",
+                dir,
+                "tmpfs",
+                rustix::mount::MountFlags::empty(),
+                options.as_c_str(),
+            )
+            .ok()
+            .map(|()| Tmpfs(dir))
+        }
+
+        fn resize(&self, size: &str) {
+            rustix::mount::mount_remount(
+                self.0,
+                rustix::mount::MountFlags::empty(),
+                format!("size={size}").as_str(),
+            )
+            .unwrap();
+        }
+    }
+
+    impl Drop for Tmpfs<'_> {
+        fn drop(&mut self) {
+            let _ = rustix::mount::unmount(self.0, rustix::mount::UnmountFlags::empty());
+        }
+    }
+
+    /// The same on a real full disk: a 1 MiB tmpfs filled by commits of ~20 KiB, so that the
+    /// last one is cut short by `ENOSPC` (needs permission to mount; the injected failure above
+    /// covers the store's side where there is none, and this says it was skipped).
+    #[test]
+    fn a_full_disk_is_reported_as_uncertain_and_a_reopen_keeps_every_acknowledged_vote() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(tmpfs) = Tmpfs::mount(dir.path(), "1m") else {
+            eprintln!("no permission to mount a tmpfs here: the full-disk test was skipped");
+            return;
+        };
+        let votes = dir.path().join("votes");
+        let size = || fs::metadata(votes.join(LOG_FILE)).unwrap().len();
+        let (mut acknowledged, mut acknowledged_size) = (Vec::new(), 0);
+        let payload = vec![b'v'; 20 * 1024];
+        let (failed, uncertain) = {
+            let store = LogVoteStore::open(&votes).unwrap();
+            let mut seq = 1;
+            let failed = loop {
+                match store.record(&[vote(&payload, seq)], &|_| {}) {
+                    Ok(()) => {
+                        acknowledged.push(seq);
+                        acknowledged_size = size();
+                    }
+                    Err(err) => break err,
+                }
+                seq += 1;
+                assert!(seq < 1000, "a 1 MiB disk never filled up");
+            };
+            let later = store.record(&[vote(b"small", seq + 1)], &|_| {});
+            assert!(
+                matches!(later, Err(Error::VoteLogRestartNeeded { .. })),
+                "{later:?}"
+            );
+            (failed, seq)
+        };
+        eprintln!(
+            "full disk after {} vote commits: {failed}",
+            acknowledged.len()
+        );
+        assert!(
+            matches!(failed, Error::VoteLogWriteUncertain { .. }),
+            "{failed:?}"
+        );
+        assert!(acknowledged.len() > 10);
+        assert!(
+            size() > acknowledged_size,
+            "the failed commit left part of its frame"
+        );
+        // Room again, as a user would make it, then the restart: every acknowledged vote is
+        // there, the cut-short commit is not (it never reached the log whole), and the log
+        // takes new commits.
+        tmpfs.resize("8m");
+        let store = LogVoteStore::open(&votes).unwrap();
+        assert_eq!(slots(&store), acknowledged);
+        assert_eq!(size(), acknowledged_size, "the unfinished frame is cut off");
+        store.record(&[vote(&payload, uncertain)], &|_| {}).unwrap();
+        drop(store);
+        let store = LogVoteStore::open(&votes).unwrap();
+        let mut expected = acknowledged.clone();
+        expected.push(uncertain);
+        assert_eq!(slots(&store), expected);
+    }
+
     #[test]
     fn two_votes_for_one_slot_in_one_commit_are_refused_and_nothing_is_written() {
         let dir = tempfile::tempdir().unwrap();
