@@ -182,10 +182,10 @@ impl WalletView {
 ///
 /// Before voting, the notary verified that entry with [`VerifyAll`] against the same certified
 /// prefix: its signature and every signature its payload embeds (a citation's entries and
-/// certificates). The entry id commits to the header, the header to the payload's hash (checked
-/// again here: it is cheap), so the same id means the same bytes and those checks would give the
-/// same answers. Only the certificate's votes for the entry itself are new, and they are
-/// verified. This saves a third of an accept's checks at every notary.
+/// certificates, a claim's fate certificate). The entry id commits to the header, the header to
+/// the payload's hash (checked again here: it is cheap), so the same id means the same bytes and
+/// those checks would give the same answers. Only the certificate's votes for the entry itself
+/// are new, and they are verified. This saves a third of an accept's checks at every notary.
 struct VotedFor {
     entry: EntryId,
 }
@@ -206,6 +206,16 @@ impl SignatureCheck for VotedFor {
             // A certificate embedded in the entry's payload (a citation): verified at the vote.
             Ok(())
         }
+    }
+
+    fn fate_votes(
+        &self,
+        _votes: &[scrip_ledger::Vote],
+        _subject: &FateSubject,
+    ) -> Result<(), CertificateError> {
+        // Only ever embedded in the entry's payload (an accept's claim, a reclaim's void):
+        // verified at the vote.
+        Ok(())
     }
 }
 

@@ -386,6 +386,62 @@ fn a_strangers_request_costs_one_signature_check() {
     assert_eq!(scrip_feed::identity::signature_checks() - before, 1);
 }
 
+/// A notary that voted for an accept and then learns it certified (sent along with the
+/// receiver's next proposal) checks the accept's own certificate and nothing it embeds: the
+/// claim's fate votes and the citation were checked at the vote. (Counted in a process of its
+/// own: the counter is process-wide.)
+#[test]
+fn learning_an_accept_it_voted_for_checks_only_its_certificate() {
+    if !scrip_feed::bench::run_alone(
+        "fates::learning_an_accept_it_voted_for_checks_only_its_certificate",
+    ) {
+        return;
+    }
+    let mut w = world();
+    let seq = w.order(None);
+    let mut notary = w.notary_knowing();
+    for entry in &w.receiver.log {
+        notary.learn(entry, &TrustSignatures).unwrap();
+    }
+    let accept = w.receiver.sign(&w.sender.accept_of(seq, None));
+    let WalletEntry::Accept(content) =
+        WalletEntry::from_payload(accept.payload().unwrap()).unwrap()
+    else {
+        panic!("not an accept");
+    };
+    assert!(
+        content.claim.is_some(),
+        "an order with an expiry is claimed"
+    );
+    assert!(matches!(
+        notary.decide(&accept, &[]),
+        scrip_notary::Decision::Vote(_)
+    ));
+    let certificate = w.receiver.certify(&accept);
+    let certified = scrip_ledger::CertifiedEntry {
+        entry: accept.clone(),
+        certificate: Some(certificate.clone()),
+    };
+    w.receiver.push_raw(accept, Some(certificate.clone()));
+    let next = w.receiver.sign(&order(
+        w.sender.id(),
+        &w.eur,
+        10,
+        Timestamp::from_millis(EXPIRY),
+        None,
+    ));
+    let before = scrip_feed::identity::signature_checks();
+    assert!(matches!(
+        notary.decide(&next, &[certified]),
+        scrip_notary::Decision::Vote(_)
+    ));
+    // The next entry's signature and the accept's certificate: nothing else.
+    assert_eq!(
+        scrip_feed::identity::signature_checks() - before,
+        1 + certificate.votes.len() as u64
+    );
+}
+
 /// An entry stamped ahead of the notary's clock by more than the margin waits (`Unavailable`,
 /// retried: never a definitive refusal that honest notaries could split on); at the margin it
 /// is voted for; an old time is no reason to refuse (a pending entry may be sent late).
