@@ -25,7 +25,8 @@ use std::collections::BTreeMap;
 use scrip_feed::Timestamp;
 use scrip_feed::validate::validate_payload;
 use scrip_feed::{Entry, EntryId, FeedId, Seq};
-use scrip_ledger::certificate::ROUND_ZERO;
+use scrip_ledger::certificate::{ROUND_ZERO, VOTE_DOMAIN};
+use scrip_ledger::fate::FATE_DOMAIN;
 use scrip_ledger::verify::{SignatureCheck, VerifyAll, subject_of, verify_citation};
 use scrip_ledger::{Fate, FateSubject};
 
@@ -337,6 +338,115 @@ impl SignatureCheck for Remembered<'_> {
     }
 }
 
+/// Most of its own vote signatures a notary remembers (see [`OwnVotes`]).
+pub const MAX_OWN_VOTES: usize = 65_536;
+
+/// The votes this notary signed (entry votes and fate votes), by the bytes they sign. A
+/// certificate shown to it that carries its own vote carries those very bytes — ed25519
+/// signatures are deterministic (RFC 8032 §5.1.6), so it signs a subject one way only — and
+/// such a vote is compared with what it signed instead of verified. Any other bytes under its
+/// name are verified like every vote. Bounded, first in first out: what falls out is verified
+/// again.
+#[derive(Clone, Debug, Default)]
+pub struct OwnVotes {
+    order: std::collections::VecDeque<scrip_feed::Hash>,
+    signatures: std::collections::HashMap<scrip_feed::Hash, scrip_feed::Signature>,
+}
+
+impl OwnVotes {
+    /// What a vote is remembered by: the hash of the bytes it signs.
+    fn key(domain: &[u8], message: &[u8]) -> scrip_feed::Hash {
+        scrip_feed::Hash::of(&scrip_feed::identity::signing_bytes(domain, message))
+    }
+
+    fn insert(&mut self, key: scrip_feed::Hash, signature: scrip_feed::Signature) {
+        if self.signatures.insert(key, signature).is_some() {
+            return;
+        }
+        self.order.push_back(key);
+        while self.order.len() > MAX_OWN_VOTES {
+            if let Some(old) = self.order.pop_front() {
+                self.signatures.remove(&old);
+            }
+        }
+    }
+
+    fn signed(&self, key: &scrip_feed::Hash, signature: &scrip_feed::Signature) -> bool {
+        self.signatures.get(key) == Some(signature)
+    }
+
+    /// How many are remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// True if none is.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+/// The signature checks of `inner`, except this notary's own votes that are the very bytes it
+/// signed ([`OwnVotes`]): those are compared, the rest go to `inner`. Placed inside
+/// [`Remembered`] (which looks certificates up by their whole bytes).
+struct OwnFirst<'a> {
+    me: FeedId,
+    own: &'a OwnVotes,
+    inner: &'a dyn SignatureCheck,
+}
+
+impl OwnFirst<'_> {
+    /// `votes` without this notary's remembered own vote for `key`, if it is among them.
+    fn others(
+        &self,
+        key: &scrip_feed::Hash,
+        votes: &[scrip_ledger::Vote],
+    ) -> Option<Vec<scrip_ledger::Vote>> {
+        let own =
+            |v: &scrip_ledger::Vote| v.notary == self.me && self.own.signed(key, &v.signature);
+        votes
+            .iter()
+            .any(own)
+            .then(|| votes.iter().filter(|v| !own(v)).copied().collect())
+    }
+}
+
+impl SignatureCheck for OwnFirst<'_> {
+    fn entry(&self, entry: &Entry) -> Result<(), scrip_feed::Error> {
+        self.inner.entry(entry)
+    }
+
+    fn votes(
+        &self,
+        certificate: &Certificate,
+        subject: &VoteSubject,
+    ) -> Result<(), CertificateError> {
+        let key = OwnVotes::key(VOTE_DOMAIN, &subject.message());
+        match self.others(&key, &certificate.votes) {
+            Some(votes) => self.inner.votes(
+                &Certificate {
+                    votes,
+                    ..certificate.clone()
+                },
+                subject,
+            ),
+            None => self.inner.votes(certificate, subject),
+        }
+    }
+
+    fn fate_votes(
+        &self,
+        votes: &[scrip_ledger::Vote],
+        subject: &FateSubject,
+    ) -> Result<(), CertificateError> {
+        let key = OwnVotes::key(FATE_DOMAIN, &subject.message());
+        match self.others(&key, votes) {
+            Some(others) => self.inner.fate_votes(&others, subject),
+            None => self.inner.fate_votes(votes, subject),
+        }
+    }
+}
+
 /// Remembers the certified entries a verified citation carries.
 fn remember_citation(seen: &mut Seen, citation: &scrip_ledger::Citation) {
     for bytes in [&citation.genesis, &citation.entry] {
@@ -364,6 +474,8 @@ pub struct NotaryState {
     fates: BTreeMap<EntryId, Fate>,
     /// Certified entries it verified, not to verify again when cited.
     seen: Seen,
+    /// Its own votes as it signed them, compared instead of verified when shown back.
+    own: OwnVotes,
 }
 
 /// The order a fate request is about, as the notary knows it: from its own state (an order
@@ -609,6 +721,7 @@ impl NotaryState {
             wallets: BTreeMap::new(),
             fates: BTreeMap::new(),
             seen: Seen::default(),
+            own: OwnVotes::default(),
         }
     }
 
@@ -778,6 +891,33 @@ impl NotaryState {
             == Some(&subject.entry)
     }
 
+    /// Notes the vote this notary signed for `subject` (the service calls it with each vote it
+    /// sends): shown back in a certificate, it is compared rather than verified. A vote of
+    /// another notary is not noted.
+    pub fn signed_vote(&mut self, subject: &VoteSubject, vote: &scrip_ledger::Vote) {
+        if vote.notary == self.me {
+            self.own.insert(
+                OwnVotes::key(VOTE_DOMAIN, &subject.message()),
+                vote.signature,
+            );
+        }
+    }
+
+    /// As [`NotaryState::signed_vote`], for a fate vote.
+    pub fn signed_fate(&mut self, subject: &FateSubject, vote: &scrip_ledger::Vote) {
+        if vote.notary == self.me {
+            self.own.insert(
+                OwnVotes::key(FATE_DOMAIN, &subject.message()),
+                vote.signature,
+            );
+        }
+    }
+
+    /// Its own votes it remembers signing.
+    pub fn own_votes(&self) -> &OwnVotes {
+        &self.own
+    }
+
     /// Notes that `wallet` has a certified entry at `seq` somewhere (amnesia guard input).
     pub fn heard_of(&mut self, wallet: FeedId, seq: u64) {
         let view = self.view(wallet);
@@ -848,11 +988,21 @@ impl NotaryState {
             .get(&certified.entry.author())
             .and_then(|view| view.votes.get(&certified.entry.seq().get()))
             == Some(&id);
-        if voted {
-            self.learn(certified, &VotedFor { entry: id })
+        let inner: &dyn SignatureCheck = if voted {
+            &VotedFor { entry: id }
         } else {
-            self.learn(certified, &VerifyAll)
-        }
+            &VerifyAll
+        };
+        // Taken out for the call (`learn` borrows the whole state), then put back.
+        let own = std::mem::take(&mut self.own);
+        let check = OwnFirst {
+            me: self.me,
+            own: &own,
+            inner,
+        };
+        let learned = self.learn(certified, &check);
+        self.own = own;
+        learned
     }
 
     /// Hears of a certified entry beyond the prefix it holds (its predecessors are missing, so
@@ -1008,9 +1158,14 @@ impl NotaryState {
             return refuse(Refusal::NotANotary);
         }
         // What a citation carries that this notary verified before is not checked again.
+        let own_first = OwnFirst {
+            me,
+            own: &self.own,
+            inner: &checked,
+        };
         let remembered = Remembered {
             seen: &self.seen,
-            inner: &checked,
+            inner: &own_first,
         };
         if let Err(rejection) = view.ledger.evaluate(entry, None, false, &remembered) {
             return refuse(Refusal::Rules {
@@ -1037,6 +1192,30 @@ impl NotaryState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The memory of its own votes is bounded: past [`MAX_OWN_VOTES`] the oldest are forgotten
+    /// (and verified again when shown back); only the very bytes signed count as signed.
+    #[test]
+    fn the_own_votes_are_bounded_first_in_first_out() {
+        let mut own = OwnVotes::default();
+        let key = |n: u64| OwnVotes::key(VOTE_DOMAIN, &n.to_le_bytes());
+        let signature = |n: u64| {
+            let mut bytes = [0u8; 64];
+            bytes[..8].copy_from_slice(&n.to_le_bytes());
+            scrip_feed::Signature::from_bytes(bytes)
+        };
+        let total = MAX_OWN_VOTES as u64 + 10;
+        for n in 0..total {
+            own.insert(key(n), signature(n));
+        }
+        assert_eq!(own.len(), MAX_OWN_VOTES);
+        assert_eq!(own.signatures.len(), MAX_OWN_VOTES);
+        assert!(!own.signed(&key(0), &signature(0)));
+        assert!(own.signed(&key(total - 1), &signature(total - 1)));
+        assert!(!own.signed(&key(total - 1), &signature(total - 2)));
+        own.insert(key(total - 1), signature(total - 1));
+        assert_eq!(own.len(), MAX_OWN_VOTES);
+    }
 
     /// The memory of verified certificates is bounded: past [`MAX_SEEN_CERTIFIED`] the oldest
     /// are forgotten (and checked again when cited), and an entry is forgotten with its last

@@ -587,9 +587,18 @@ impl Actor {
         match &persisted {
             Ok(()) => {
                 for (record, reply) in to_persist {
+                    // Noted as signed: shown back in a certificate, compared, not verified.
                     let vote = match &record {
-                        VoteRecord::Entry { subject, .. } => self.sign(subject),
-                        VoteRecord::Fate(subject) => subject.vote(&self.keypair),
+                        VoteRecord::Entry { subject, .. } => {
+                            let vote = self.sign(subject);
+                            self.state.signed_vote(subject, &vote);
+                            vote
+                        }
+                        VoteRecord::Fate(subject) => {
+                            let vote = subject.vote(&self.keypair);
+                            self.state.signed_fate(subject, &vote);
+                            vote
+                        }
                     };
                     let _ = reply.send(Response::Vote(vote));
                 }

@@ -442,6 +442,103 @@ fn learning_an_accept_it_voted_for_checks_only_its_certificate() {
     );
 }
 
+/// The order at the sender's next slot, voted for by `notary` (its vote noted as signed when
+/// `noted`), certified by the kit's notaries and appended; returns it certified.
+fn voted_order(
+    w: &mut World,
+    notary: &mut NotaryState,
+    noted: bool,
+) -> scrip_ledger::CertifiedEntry {
+    let entry = w.sender.sign(&order(
+        w.receiver.id(),
+        &w.eur,
+        100,
+        Timestamp::from_millis(EXPIRY),
+        None,
+    ));
+    let scrip_notary::Decision::Vote(subject) = notary.decide(&entry, &[]) else {
+        panic!("expected a vote");
+    };
+    if noted {
+        let mine = scrip_ledger::Vote::sign(&w.sender.notaries[0], &subject);
+        notary.signed_vote(&subject, &mine);
+    }
+    let certificate = w.sender.certify(&entry);
+    assert!(certificate.votes.iter().any(|v| v.notary == notary.id()));
+    w.sender.push_raw(entry.clone(), Some(certificate.clone()));
+    scrip_ledger::CertifiedEntry {
+        entry,
+        certificate: Some(certificate),
+    }
+}
+
+/// Its own vote in a certificate it is shown is the very bytes it signed: compared, not
+/// verified, so learning the order it voted for costs the other notaries' votes only.
+/// (Counted in a process of its own.)
+#[test]
+fn a_notary_compares_its_own_vote_in_a_certificate_instead_of_verifying_it() {
+    if !scrip_feed::bench::run_alone(
+        "fates::a_notary_compares_its_own_vote_in_a_certificate_instead_of_verifying_it",
+    ) {
+        return;
+    }
+    let mut w = world();
+    let mut notary = w.notary_knowing();
+    let certified = voted_order(&mut w, &mut notary, true);
+    assert_eq!(notary.own_votes().len(), 1);
+    let next = w.sender.sign(&order(
+        w.receiver.id(),
+        &w.eur,
+        1,
+        Timestamp::from_millis(EXPIRY),
+        None,
+    ));
+    let others = certified.certificate.as_ref().unwrap().votes.len() as u64 - 1;
+    let before = scrip_feed::identity::signature_checks();
+    assert!(matches!(
+        notary.decide(&next, &[certified]),
+        scrip_notary::Decision::Vote(_)
+    ));
+    // The next entry's signature and the other notaries' votes.
+    assert_eq!(
+        scrip_feed::identity::signature_checks() - before,
+        1 + others
+    );
+}
+
+/// Bytes under its own name that are not what it signed are verified like any vote: a
+/// certificate carrying a broken signature of this notary for an entry it did vote for is
+/// refused.
+#[test]
+fn a_broken_signature_under_the_notary_s_own_name_is_still_refused() {
+    let mut w = world();
+    let mut notary = w.notary_knowing();
+    let mut certified = voted_order(&mut w, &mut notary, true);
+    let me = notary.id();
+    let certificate = certified.certificate.as_mut().unwrap();
+    let mine = certificate
+        .votes
+        .iter_mut()
+        .find(|v| v.notary == me)
+        .unwrap();
+    let mut bytes = *mine.signature.as_bytes();
+    bytes[0] ^= 1;
+    mine.signature = scrip_feed::Signature::from_bytes(bytes);
+    let next = w.sender.sign(&order(
+        w.receiver.id(),
+        &w.eur,
+        1,
+        Timestamp::from_millis(EXPIRY),
+        None,
+    ));
+    match notary.decide(&next, &[certified]) {
+        scrip_notary::Decision::Refuse { refusal, .. } => {
+            assert_eq!(refusal.kind(), "malformed", "{refusal:?}");
+        }
+        other => panic!("a broken own vote was taken as signed: {other:?}"),
+    }
+}
+
 /// An entry stamped ahead of the notary's clock by more than the margin waits (`Unavailable`,
 /// retried: never a definitive refusal that honest notaries could split on); at the margin it
 /// is voted for; an old time is no reason to refuse (a pending entry may be sent late).
