@@ -423,13 +423,7 @@ fn learning_an_accept_it_voted_for_checks_only_its_certificate() {
         certificate: Some(certificate.clone()),
     };
     w.receiver.push_raw(accept, Some(certificate.clone()));
-    let next = w.receiver.sign(&order(
-        w.sender.id(),
-        &w.eur,
-        10,
-        Timestamp::from_millis(EXPIRY),
-        None,
-    ));
+    let next = w.receiver.sign(&eur_order(&w, w.sender.id(), 10));
     let before = scrip_feed::identity::signature_checks();
     assert!(matches!(
         notary.decide(&next, &[certified]),
@@ -442,6 +436,11 @@ fn learning_an_accept_it_voted_for_checks_only_its_certificate() {
     );
 }
 
+/// An order of `amount` EUR to `to` with the test's expiry (content only).
+fn eur_order(w: &World, to: scrip_feed::FeedId, amount: u64) -> WalletEntry {
+    order(to, &w.eur, amount, Timestamp::from_millis(EXPIRY), None)
+}
+
 /// The order at the sender's next slot, voted for by `notary` (its vote noted as signed when
 /// `noted`), certified by the kit's notaries and appended; returns it certified.
 fn voted_order(
@@ -449,13 +448,7 @@ fn voted_order(
     notary: &mut NotaryState,
     noted: bool,
 ) -> scrip_ledger::CertifiedEntry {
-    let entry = w.sender.sign(&order(
-        w.receiver.id(),
-        &w.eur,
-        100,
-        Timestamp::from_millis(EXPIRY),
-        None,
-    ));
+    let entry = w.sender.sign(&eur_order(w, w.receiver.id(), 100));
     let scrip_notary::Decision::Vote(subject) = notary.decide(&entry, &[]) else {
         panic!("expected a vote");
     };
@@ -486,13 +479,7 @@ fn a_notary_compares_its_own_vote_in_a_certificate_instead_of_verifying_it() {
     let mut notary = w.notary_knowing();
     let certified = voted_order(&mut w, &mut notary, true);
     assert_eq!(notary.own_votes().len(), 1);
-    let next = w.sender.sign(&order(
-        w.receiver.id(),
-        &w.eur,
-        1,
-        Timestamp::from_millis(EXPIRY),
-        None,
-    ));
+    let next = w.sender.sign(&eur_order(&w, w.receiver.id(), 1));
     let others = certified.certificate.as_ref().unwrap().votes.len() as u64 - 1;
     let before = scrip_feed::identity::signature_checks();
     assert!(matches!(
@@ -524,13 +511,7 @@ fn a_broken_signature_under_the_notary_s_own_name_is_still_refused() {
     let mut bytes = *mine.signature.as_bytes();
     bytes[0] ^= 1;
     mine.signature = scrip_feed::Signature::from_bytes(bytes);
-    let next = w.sender.sign(&order(
-        w.receiver.id(),
-        &w.eur,
-        1,
-        Timestamp::from_millis(EXPIRY),
-        None,
-    ));
+    let next = w.sender.sign(&eur_order(&w, w.receiver.id(), 1));
     match notary.decide(&next, &[certified]) {
         scrip_notary::Decision::Refuse { refusal, .. } => {
             assert_eq!(refusal.kind(), "malformed", "{refusal:?}");
