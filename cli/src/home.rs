@@ -545,6 +545,10 @@ pub struct Joined {
     /// Whether nothing is left to do (the wallet created, or the group formed without us).
     #[serde(default)]
     pub done: bool,
+    /// Whether the group formed without this home (its invite was used by someone else, or the
+    /// roster was full): nothing more comes of this join.
+    #[serde(default)]
+    pub left_out: bool,
 }
 
 /// A TOML file of the home, if it exists.

@@ -554,6 +554,7 @@ pub async fn join(ctx: &crate::ops::Context, code: &str) -> Result<String> {
         scanned: 0,
         followed: false,
         done: false,
+        left_out: false,
     })?;
     crate::ops::peer_add(
         ctx,
@@ -815,6 +816,7 @@ async fn tend_joined(ctx: &crate::ops::Context) -> Result<()> {
             "the inviter's group was formed without this home: its invite was used by someone else"
         );
         joined.done = true;
+        joined.left_out = true;
         return ctx.home.set_joined(&joined);
     }
     if !joined.followed {
@@ -839,6 +841,36 @@ async fn tend_joined(ctx: &crate::ops::Context) -> Result<()> {
     );
     joined.done = true;
     ctx.home.set_joined(&joined)
+}
+
+/// Where this home's join stands, for people (`scrip id`): `None` once nothing is left to
+/// happen and the join went as planned.
+pub fn join_state(joined: &crate::home::Joined, has_wallet: bool) -> Option<String> {
+    let inviter = joined.inviter.get(..11).unwrap_or(&joined.inviter);
+    if joined.left_out {
+        return Some(format!(
+            "the group of {} formed without you ({inviter}…'s invite was used by someone else or \
+             came too late): ask for another invite",
+            joined.group
+        ));
+    }
+    if joined.done || has_wallet {
+        return None;
+    }
+    Some(if joined.group > 0 {
+        format!(
+            "joined {inviter}…'s group of {}: your wallet is created when everyone has joined \
+             (keep `scrip serve` running)",
+            joined.group
+        )
+    } else if joined.notaries.is_empty() {
+        format!("joined {inviter}…'s network (the invite named no notaries: `scrip wallet create`)")
+    } else {
+        format!(
+            "joined {inviter}…: your wallet is created with the invite's notaries once `scrip \
+             serve` runs"
+        )
+    })
 }
 
 /// The feeds a daemon keeps in scope for invites: the open invites it made, and the one it
@@ -874,6 +906,48 @@ mod tests {
             group,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn where_a_join_stands_is_said_until_it_is_done_and_a_left_out_joiner_is_told() {
+        let mut joined = crate::home::Joined {
+            inviter: "@4fTq9ZbN2kWv8sYh3LmXcR7dJpA5eUo1gTi6nBzQyKw".into(),
+            invite: "@invite".into(),
+            group: 5,
+            notary: Some("127.0.0.1:7412".into()),
+            notaries: Vec::new(),
+            scanned: 0,
+            followed: false,
+            done: false,
+            left_out: false,
+        };
+        let waiting = join_state(&joined, false).unwrap();
+        assert!(waiting.contains("@4fTq9ZbN2k…'s group of 5"), "{waiting}");
+        assert_eq!(join_state(&joined, true), None, "a wallet exists");
+        joined.done = true;
+        assert_eq!(join_state(&joined, false), None);
+        joined.left_out = true;
+        let left_out = join_state(&joined, false).unwrap();
+        assert!(left_out.contains("another invite"), "{left_out}");
+        // A plain invite: with notaries, or without.
+        joined = crate::home::Joined {
+            group: 0,
+            done: false,
+            left_out: false,
+            notaries: vec!["@n@127.0.0.1:1".into()],
+            ..joined
+        };
+        assert!(
+            join_state(&joined, false)
+                .unwrap()
+                .contains("invite's notaries")
+        );
+        joined.notaries.clear();
+        assert!(
+            join_state(&joined, false)
+                .unwrap()
+                .contains("scrip wallet create")
+        );
     }
 
     #[test]

@@ -1141,13 +1141,19 @@ async fn id(ctx: &Context) -> Result<Output> {
     let nick = ctx
         .blocking(move |store| nick_of(store.as_ref(), &me))
         .await?;
+    let wallet = ctx.wallet_id()?;
+    let joining = ctx
+        .home
+        .joined()?
+        .and_then(|j| crate::invite::join_state(&j, wallet.is_some()));
     Ok(Output::Id {
         home: ctx.home.root().display().to_string(),
         identity: me.to_string(),
         nick,
-        wallet: ctx.wallet_id()?.map(address),
+        wallet: wallet.map(address),
         listen: ctx.config.listen.clone(),
         daemon: ctx.node.is_some(),
+        joining,
     })
 }
 
@@ -1155,13 +1161,18 @@ async fn id(ctx: &Context) -> Result<Output> {
 /// say, without the nickname (which lives in the store).
 pub fn id_without_store(home: &Home) -> Result<Output> {
     let config = home.config()?;
+    let wallet = home.wallet_key()?.map(|k| address(k.id()));
+    let joining = home
+        .joined()?
+        .and_then(|j| crate::invite::join_state(&j, wallet.is_some()));
     Ok(Output::Id {
         home: home.root().display().to_string(),
         identity: home.identity()?.id().to_string(),
         nick: None,
-        wallet: home.wallet_key()?.map(|k| address(k.id())),
+        wallet,
         listen: config.listen,
         daemon: false,
+        joining,
     })
 }
 

@@ -156,6 +156,9 @@ pub enum Output {
         listen: String,
         /// Whether a daemon runs on this home.
         daemon: bool,
+        /// Where a join through an invite stands, while it waits or if it came to nothing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        joining: Option<String>,
     },
     /// A done thing worth one line.
     Done {
@@ -324,6 +327,7 @@ impl Output {
                 wallet,
                 listen,
                 daemon,
+                joining,
             } => {
                 let _ = writeln!(out, "identity {identity}");
                 if let Some(nick) = nick {
@@ -344,6 +348,9 @@ impl Output {
                         "not running (scrip serve)".into()
                     }
                 );
+                if let Some(joining) = joining {
+                    let _ = writeln!(out, "join     {joining}");
+                }
             }
             Output::Done { message } => {
                 let _ = writeln!(out, "{message}");
@@ -723,6 +730,23 @@ pub fn json_examples() -> serde_json::Value {
                 wallet: Some(wallet.into()),
                 listen: "127.0.0.1:7411".into(),
                 daemon: true,
+                joining: None,
+            },
+        ),
+        (
+            "id (while a group forms)",
+            Output::Id {
+                home: "/home/bob/.local/share/scrip".into(),
+                identity: feed.into(),
+                nick: None,
+                wallet: None,
+                listen: "127.0.0.1:7411".into(),
+                daemon: true,
+                joining: Some(
+                    "joined @4fTq9ZbN2k…'s group of 5: your wallet is created when everyone has \
+                     joined (keep `scrip serve` running)"
+                        .into(),
+                ),
             },
         ),
         (

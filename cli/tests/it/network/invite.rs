@@ -52,6 +52,14 @@ fn five_people_become_each_others_notaries_with_three_commands_each_and_pay() {
             joined.stdout
         );
     }
+    // `scrip id` says where a join stands while the group forms.
+    let waiting = homes[1].json(&["id"]);
+    assert!(
+        waiting["joining"]
+            .as_str()
+            .is_some_and(|j| j.contains("group of 5") && j.contains("when everyone has joined")),
+        "{waiting}"
+    );
     // Command 3: everyone serves, as a notary.
     let daemons: Vec<Daemon> = homes.iter().map(|h| h.serve(&["--notary"])).collect();
 
@@ -72,6 +80,9 @@ fn five_people_become_each_others_notaries_with_three_commands_each_and_pay() {
         let mut expected = identities.clone();
         expected.sort();
         assert_eq!(ids, expected, "{status}");
+        // Nothing left to say about the join once the wallet exists.
+        let id = home.json(&["id"]);
+        assert!(id.get("joining").is_none(), "{id}");
     }
     let again = homes[0].run(&["invite", "--group", "5"]);
     assert_ne!(again.code, 0);
