@@ -396,14 +396,19 @@ struct OwnFirst<'a> {
 }
 
 impl OwnFirst<'_> {
-    /// `votes` without this notary's remembered own vote for `key`, if it is among them.
+    /// `votes` without this notary's remembered own vote, if it is among them (`key` gives what
+    /// the votes sign; it is hashed only when a vote bears this notary's name).
     fn others(
         &self,
-        key: &scrip_feed::Hash,
+        key: impl FnOnce() -> scrip_feed::Hash,
         votes: &[scrip_ledger::Vote],
     ) -> Option<Vec<scrip_ledger::Vote>> {
+        if !votes.iter().any(|v| v.notary == self.me) {
+            return None;
+        }
+        let key = key();
         let own =
-            |v: &scrip_ledger::Vote| v.notary == self.me && self.own.signed(key, &v.signature);
+            |v: &scrip_ledger::Vote| v.notary == self.me && self.own.signed(&key, &v.signature);
         votes
             .iter()
             .any(own)
@@ -421,8 +426,8 @@ impl SignatureCheck for OwnFirst<'_> {
         certificate: &Certificate,
         subject: &VoteSubject,
     ) -> Result<(), CertificateError> {
-        let key = OwnVotes::key(VOTE_DOMAIN, &subject.message());
-        match self.others(&key, &certificate.votes) {
+        let key = || OwnVotes::key(VOTE_DOMAIN, &subject.message());
+        match self.others(key, &certificate.votes) {
             Some(votes) => self.inner.votes(
                 &Certificate {
                     votes,
@@ -439,8 +444,8 @@ impl SignatureCheck for OwnFirst<'_> {
         votes: &[scrip_ledger::Vote],
         subject: &FateSubject,
     ) -> Result<(), CertificateError> {
-        let key = OwnVotes::key(FATE_DOMAIN, &subject.message());
-        match self.others(&key, votes) {
+        let key = || OwnVotes::key(FATE_DOMAIN, &subject.message());
+        match self.others(key, votes) {
             Some(others) => self.inner.fate_votes(&others, subject),
             None => self.inner.fate_votes(votes, subject),
         }
