@@ -846,7 +846,10 @@ async fn tend_joined(ctx: &crate::ops::Context) -> Result<()> {
 /// Where this home's join stands, for people (`scrip id`): `None` once nothing is left to
 /// happen and the join went as planned.
 pub fn join_state(joined: &crate::home::Joined, has_wallet: bool) -> Option<String> {
-    let inviter = joined.inviter.get(..11).unwrap_or(&joined.inviter);
+    let inviter = joined
+        .inviter
+        .parse::<FeedId>()
+        .map_or_else(|_| joined.inviter.clone(), |id| id.short());
     if joined.left_out {
         return Some(format!(
             "the group of {} formed without you ({inviter}…'s invite was used by someone else or \
@@ -910,8 +913,9 @@ mod tests {
 
     #[test]
     fn where_a_join_stands_is_said_until_it_is_done_and_a_left_out_joiner_is_told() {
+        let inviter = Keypair::from_seed(&[7; 32]).id();
         let mut joined = crate::home::Joined {
-            inviter: "@4fTq9ZbN2kWv8sYh3LmXcR7dJpA5eUo1gTi6nBzQyKw".into(),
+            inviter: inviter.to_string(),
             invite: "@invite".into(),
             group: 5,
             notary: Some("127.0.0.1:7412".into()),
@@ -922,7 +926,10 @@ mod tests {
             left_out: false,
         };
         let waiting = join_state(&joined, false).unwrap();
-        assert!(waiting.contains("@4fTq9ZbN2k…'s group of 5"), "{waiting}");
+        assert!(
+            waiting.contains(&format!("{}…'s group of 5", inviter.short())),
+            "{waiting}"
+        );
         assert_eq!(join_state(&joined, true), None, "a wallet exists");
         joined.done = true;
         assert_eq!(join_state(&joined, false), None);

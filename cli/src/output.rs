@@ -743,7 +743,7 @@ pub fn json_examples() -> serde_json::Value {
                 listen: "127.0.0.1:7411".into(),
                 daemon: true,
                 joining: Some(
-                    "joined @4fTq9ZbN2k…'s group of 5: your wallet is created when everyone has \
+                    "joined @4fTq9ZbN…'s group of 5: your wallet is created when everyone has \
                      joined (keep `scrip serve` running)"
                         .into(),
                 ),
