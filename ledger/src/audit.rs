@@ -8,7 +8,7 @@
 use std::thread;
 
 use scrip_feed::identity::{signing_bytes, verify_batch};
-use scrip_feed::validate::{entry_signed_bytes, validate_payload};
+use scrip_feed::validate::entry_signed_bytes;
 use scrip_feed::{AuthorKey, Entry, EntryId, FeedId, Seq, Signature};
 use serde::{Deserialize, Serialize};
 
@@ -326,9 +326,9 @@ struct Batch {
     signatures: Vec<Signature>,
     /// Entries whose signature waits in the batch (at that index), and those already decided.
     entries: Vec<(EntryId, FeedId, Seq, usize)>,
-    /// Certificates: the entry they certify, and each vote's notary with its index in the batch
-    /// (`None`: the notary's key is unusable).
-    votes: Vec<(EntryId, Vec<PendingVote>)>,
+    /// Certificates: the entry they certify and the certificate's hash, and each vote's notary
+    /// with its index in the batch (`None`: the notary's key is unusable).
+    votes: Vec<((EntryId, scrip_feed::Hash), Vec<PendingVote>)>,
     done: Precomputed,
 }
 
@@ -381,10 +381,10 @@ impl Batch {
         self.add_votes(&entry, &bytes.certificate);
     }
 
-    /// As [`crate::verify::VerifyAll`]'s `entry`: the payload, the author's key, then the signature (batched).
+    /// The signature part of [`crate::verify::VerifyAll`]'s `entry`: the author's key, then the
+    /// signature (batched). The payload is not part of it (see [`Precomputed`]).
     fn add_entry(&mut self, entry: &Entry) {
-        let checked = validate_payload(entry).and_then(|()| AuthorKey::cached(&entry.author()));
-        match checked {
+        match AuthorKey::cached(&entry.author()) {
             Ok(key) => {
                 let message = self.message(entry_signed_bytes(entry));
                 let at = self.push(key, message, entry.header().signature);
@@ -410,7 +410,7 @@ impl Batch {
                 (vote.notary, at)
             })
             .collect();
-        self.votes.push((entry.id(), votes));
+        self.votes.push(((entry.id(), certificate.hash()), votes));
     }
 
     /// Checks the batch; returns every result.
@@ -431,7 +431,7 @@ impl Batch {
             };
             self.done.entries.insert(id, result);
         }
-        for (id, votes) in self.votes {
+        for (key, votes) in self.votes {
             // The first vote that does not verify is named, as `verify_signatures` does.
             let bad = votes
                 .iter()
@@ -439,7 +439,7 @@ impl Batch {
                 .map(|(notary, _)| CertificateError::BadSignature {
                     notary: notary.to_string(),
                 });
-            self.done.votes.insert(id, bad.map_or(Ok(()), Err));
+            self.done.votes.insert(key, bad.map_or(Ok(()), Err));
         }
         self.done
     }

@@ -206,6 +206,13 @@ impl Certificate {
         codec::encode("certificate", &(CERTIFICATE_VERSION, self)).unwrap_or_default()
     }
 
+    /// The hash of its canonical encoding: what a memory of checked certificates keys them by
+    /// (two certificates for one entry can differ in their votes, and so in whether they
+    /// verify).
+    pub fn hash(&self) -> scrip_feed::Hash {
+        scrip_feed::Hash::of(&self.encode())
+    }
+
     /// Decodes a certificate, refusing anything but the canonical encoding of the current
     /// version, or more than [`MAX_NOTARIES`] votes.
     pub fn decode(bytes: &[u8]) -> Result<Certificate, CertificateError> {

@@ -87,21 +87,30 @@ impl SignatureCheck for TrustSignatures {
     }
 }
 
-/// Results computed ahead (in parallel), keyed by entry id; anything not found is verified on
-/// the spot, so correctness never depends on what was precomputed.
+/// Results computed ahead (in parallel), keyed by exactly what they answer for; anything not
+/// found is verified on the spot, so correctness never depends on what was precomputed.
+///
+/// - An entry's *signature* result is keyed by the entry's id: the id is the hash of the whole
+///   signed header (signature included), so one id means one signature check. The payload is
+///   not covered by it (two entries with one header can carry different payloads), so its hash
+///   is checked on the spot, every time (cheap).
+/// - A certificate's result is keyed by the certified entry's id *and* the certificate's hash:
+///   two certificates for one entry can carry different votes (a forged one beside the real
+///   one, in two citations of the same order), and each gets its own answer.
 #[derive(Debug, Default)]
 pub struct Precomputed {
-    /// Entry signature results.
+    /// Entry signature results (the author's key, then the signature), by entry id.
     pub entries: HashMap<EntryId, Result<(), scrip_feed::Error>>,
-    /// Vote signature results, by certified entry id.
-    pub votes: HashMap<EntryId, Result<(), CertificateError>>,
+    /// Vote signature results, by certified entry id and [`Certificate::hash`].
+    pub votes: HashMap<(EntryId, scrip_feed::Hash), Result<(), CertificateError>>,
 }
 
 impl SignatureCheck for Precomputed {
     fn entry(&self, entry: &Entry) -> Result<(), scrip_feed::Error> {
+        validate_payload(entry)?;
         match self.entries.get(&entry.id()) {
             Some(result) => result.clone(),
-            None => VerifyAll.entry(entry),
+            None => validate_signature(entry),
         }
     }
 
@@ -110,9 +119,12 @@ impl SignatureCheck for Precomputed {
         certificate: &Certificate,
         subject: &VoteSubject,
     ) -> Result<(), CertificateError> {
-        match self.votes.get(&subject.entry) {
-            Some(result) if certificate.entry == subject.entry => result.clone(),
-            _ => VerifyAll.votes(certificate, subject),
+        if certificate.entry != subject.entry {
+            return VerifyAll.votes(certificate, subject);
+        }
+        match self.votes.get(&(subject.entry, certificate.hash())) {
+            Some(result) => result.clone(),
+            None => VerifyAll.votes(certificate, subject),
         }
     }
 }

@@ -260,14 +260,9 @@ pub struct Seen {
 }
 
 impl Seen {
-    /// The hash a certificate is remembered by (its canonical encoding).
-    pub fn certificate_hash(certificate: &Certificate) -> scrip_feed::Hash {
-        scrip_feed::Hash::of(&certificate.encode())
-    }
-
     /// Remembers that `entry`'s signature and `certificate` for it verified.
     pub fn insert(&mut self, entry: EntryId, certificate: &Certificate) {
-        let key = (entry, Seen::certificate_hash(certificate));
+        let key = (entry, certificate.hash());
         if !self.certified.insert(key) {
             return;
         }
@@ -321,7 +316,7 @@ impl SignatureCheck for Remembered<'_> {
         certificate: &Certificate,
         subject: &VoteSubject,
     ) -> Result<(), CertificateError> {
-        let key = (subject.entry, Seen::certificate_hash(certificate));
+        let key = (subject.entry, certificate.hash());
         if certificate.entry == subject.entry && self.seen.certified.contains(&key) {
             Ok(())
         } else {
@@ -1243,10 +1238,7 @@ mod tests {
         let last = certificate(total - 1);
         assert!(!seen.entries.contains_key(&first.entry));
         assert!(seen.entries.contains_key(&last.entry));
-        assert!(
-            seen.certified
-                .contains(&(last.entry, Seen::certificate_hash(&last)))
-        );
+        assert!(seen.certified.contains(&(last.entry, last.hash())));
         assert_eq!(seen.entries.len(), MAX_SEEN_CERTIFIED);
         // The same certificate again changes nothing.
         seen.insert(last.entry, &last);

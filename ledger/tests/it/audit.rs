@@ -160,11 +160,25 @@ fn the_batched_precomputation_gives_the_answers_of_single_checks_even_for_forger
         let id = certified.entry.id();
         let single = VerifyAll.entry(&certified.entry);
         bad += usize::from(single.is_err());
-        assert_eq!(format!("{:?}", pre.entries[&id]), format!("{single:?}"));
+        assert!(pre.entries.contains_key(&id), "precomputed");
+        assert_eq!(
+            format!("{:?}", pre.entry(&certified.entry)),
+            format!("{single:?}")
+        );
         if let Some(certificate) = &certified.certificate {
             let single = VerifyAll.votes(certificate, &subject_of(&certified.entry));
             bad += usize::from(single.is_err());
-            assert_eq!(format!("{:?}", pre.votes[&id]), format!("{single:?}"));
+            assert!(
+                pre.votes.contains_key(&(id, certificate.hash())),
+                "precomputed"
+            );
+            assert_eq!(
+                format!(
+                    "{:?}",
+                    pre.votes(certificate, &subject_of(&certified.entry))
+                ),
+                format!("{single:?}")
+            );
         }
     }
     // The forged entry signature, the certificate for that entry (its votes name the entry's
@@ -174,4 +188,71 @@ fn the_batched_precomputation_gives_the_answers_of_single_checks_even_for_forger
         violation(&audit(&alice.id(), &alice.log)),
         (3, "invalid-entry".into())
     );
+}
+
+/// Two citations of one order in a log, one of them forged (a vote changed, or the payload
+/// changed under the same signed header) and placed first: the precomputed answers are keyed
+/// by what they checked, so the forgery is refused and the genuine citation accepted, in
+/// either order. (Keyed by the entry id alone, the later answer overwrote the earlier one, and
+/// a forgery placed before the genuine citation passed.)
+#[test]
+fn a_forged_citation_beside_the_genuine_one_gets_its_own_answer() {
+    use scrip_ledger::SignatureCheck;
+    use scrip_ledger::audit::precompute;
+    use scrip_ledger::content::WalletEntry;
+    use scrip_ledger::verify::subject_of;
+    let (issuer, _, _) = alices_log();
+    let funding = Seq::new(3);
+    let genuine = issuer.cite(funding);
+    let mut forged_vote = genuine.clone();
+    let mut bytes = *forged_vote.entry.certificate.votes[0].signature.as_bytes();
+    bytes[9] ^= 1;
+    forged_vote.entry.certificate.votes[0].signature = scrip_feed::Signature::from_bytes(bytes);
+    let mut forged_payload = genuine.clone();
+    let last = forged_payload.entry.bytes.payload.len() - 1;
+    forged_payload.entry.bytes.payload[last] ^= 1;
+    let order = genuine.entry.bytes.decode().unwrap();
+    let subject = subject_of(&order);
+    for forged in [&forged_vote, &forged_payload] {
+        for forged_first in [true, false] {
+            // A log citing the order twice (the fold would refuse the second; only the
+            // precomputed answers matter here).
+            let mut carol = wallet(9);
+            let citations = if forged_first {
+                [forged, &genuine]
+            } else {
+                [&genuine, forged]
+            };
+            for citation in citations {
+                let mut accept = issuer.accept_of(funding, None);
+                if let WalletEntry::Accept(a) = &mut accept {
+                    a.order = citation.clone();
+                }
+                carol.push(&accept);
+            }
+            let pre = precompute(&carol.log);
+            for citation in [&genuine, forged] {
+                let entry = citation.entry.bytes.decode().unwrap();
+                let single = (
+                    VerifyAll.entry(&entry),
+                    VerifyAll.votes(&citation.entry.certificate, &subject),
+                );
+                let batched = (
+                    pre.entry(&entry),
+                    pre.votes(&citation.entry.certificate, &subject),
+                );
+                assert_eq!(
+                    format!("{batched:?}"),
+                    format!("{single:?}"),
+                    "forged first: {forged_first}"
+                );
+            }
+            let forged_entry = forged.entry.bytes.decode().unwrap();
+            assert!(
+                pre.entry(&forged_entry).is_err()
+                    || pre.votes(&forged.entry.certificate, &subject).is_err(),
+                "the forgery is refused (forged first: {forged_first})"
+            );
+        }
+    }
 }
