@@ -7,16 +7,14 @@
 
 use std::thread;
 
-use scrip_feed::identity::{signing_bytes, verify_batch};
-use scrip_feed::validate::entry_signed_bytes;
-use scrip_feed::{AuthorKey, Entry, EntryId, FeedId, Seq, Signature};
+use scrip_feed::{Entry, FeedId};
 use serde::{Deserialize, Serialize};
 
-use crate::certificate::{NotarySet, VOTE_DOMAIN};
-use crate::content::{CertifiedBytes, Citation, WalletEntry};
-use crate::error::{CertificateError, Rejection};
+use crate::certificate::NotarySet;
+use crate::content::WalletEntry;
+use crate::error::Rejection;
 use crate::state::CertifiedEntry;
-use crate::verify::{Precomputed, SignatureCheck, subject_of};
+use crate::verify::{Gather, Precomputed, SignatureCheck, each_signature};
 use crate::wallet::{Effect, WalletState};
 
 /// One replayed entry.
@@ -283,20 +281,19 @@ pub fn precompute(log: &[CertifiedEntry]) -> Precomputed {
 /// [`precompute`] for a part of a wallet's log (its genesis not among it), whose notary set is
 /// `set` (certificates are checked only with one).
 pub fn precompute_with(log: &[CertifiedEntry], set: Option<&NotarySet>) -> Precomputed {
-    let set = set.cloned();
+    let certificates = set.is_some();
     let cores = thread::available_parallelism().map_or(1, usize::from);
     let chunk = log.len().div_ceil(cores).max(1);
     let parts: Vec<Precomputed> = thread::scope(|scope| {
         let handles: Vec<_> = log
             .chunks(chunk)
             .map(|part| {
-                let set = set.as_ref();
                 scope.spawn(move || {
-                    let mut batch = Batch::default();
+                    let gather = Gather::default();
                     for certified in part {
-                        batch.add_certified(certified, set);
+                        each_signature(certified, certificates, &gather);
                     }
-                    batch.run()
+                    gather.verify()
                 })
             })
             .collect();
@@ -304,143 +301,7 @@ pub fn precompute_with(log: &[CertifiedEntry], set: Option<&NotarySet>) -> Preco
     });
     let mut all = Precomputed::default();
     for part in parts {
-        all.entries.extend(part.entries);
-        all.votes.extend(part.votes);
+        all.extend(part);
     }
     all
-}
-
-/// A vote waiting in a [`Batch`]: its notary, and its index in the batch (`None`: the notary's
-/// key is unusable, so the vote fails).
-type PendingVote = (FeedId, Option<usize>);
-
-/// The signatures of part of a log, gathered to be checked as one batch (`verify_batch`: the
-/// answers single checks give, at a fraction of the cost), then turned into the results
-/// [`crate::verify::VerifyAll`] would have given, error for error.
-#[derive(Default)]
-struct Batch {
-    keys: Vec<AuthorKey>,
-    /// Each item's signed bytes, as an index into `messages` (a certificate's votes share one).
-    signed: Vec<usize>,
-    messages: Vec<Vec<u8>>,
-    signatures: Vec<Signature>,
-    /// Entries whose signature waits in the batch (at that index), and those already decided.
-    entries: Vec<(EntryId, FeedId, Seq, usize)>,
-    /// Certificates: the entry they certify and the certificate's hash, and each vote's notary
-    /// with its index in the batch (`None`: the notary's key is unusable).
-    votes: Vec<((EntryId, scrip_feed::Hash), Vec<PendingVote>)>,
-    done: Precomputed,
-}
-
-impl Batch {
-    /// Adds bytes to be signed; returns their index for [`Batch::push`].
-    fn message(&mut self, signed: Vec<u8>) -> usize {
-        self.messages.push(signed);
-        self.messages.len() - 1
-    }
-
-    fn push(&mut self, key: AuthorKey, message: usize, signature: Signature) -> usize {
-        self.keys.push(key);
-        self.signed.push(message);
-        self.signatures.push(signature);
-        self.keys.len() - 1
-    }
-
-    fn add_certified(&mut self, certified: &CertifiedEntry, set: Option<&NotarySet>) {
-        let entry = &certified.entry;
-        self.add_entry(entry);
-        if let (Some(certificate), Some(_)) = (&certified.certificate, set) {
-            self.add_votes(entry, certificate);
-        }
-        let Some(content) = entry
-            .payload()
-            .and_then(|p| WalletEntry::from_payload(p).ok())
-        else {
-            return;
-        };
-        let citation = match &content {
-            WalletEntry::Accept(a) => &a.order,
-            WalletEntry::Reject(r) => &r.order,
-            WalletEntry::Reclaim(r) => &r.rejection,
-            _ => return,
-        };
-        self.add_citation(citation);
-    }
-
-    fn add_citation(&mut self, citation: &Citation) {
-        for bytes in [&citation.genesis, &citation.entry] {
-            self.add_bytes(bytes);
-        }
-    }
-
-    fn add_bytes(&mut self, bytes: &CertifiedBytes) {
-        let Ok(entry) = bytes.bytes.decode() else {
-            return;
-        };
-        self.add_entry(&entry);
-        self.add_votes(&entry, &bytes.certificate);
-    }
-
-    /// The signature part of [`crate::verify::VerifyAll`]'s `entry`: the author's key, then the
-    /// signature (batched). The payload is not part of it (see [`Precomputed`]).
-    fn add_entry(&mut self, entry: &Entry) {
-        match AuthorKey::cached(&entry.author()) {
-            Ok(key) => {
-                let message = self.message(entry_signed_bytes(entry));
-                let at = self.push(key, message, entry.header().signature);
-                self.entries
-                    .push((entry.id(), entry.author(), entry.seq(), at));
-            }
-            Err(err) => {
-                self.done.entries.insert(entry.id(), Err(err));
-            }
-        }
-    }
-
-    /// As [`crate::verify::VerifyAll`]'s `votes`: every vote's signature over the entry's vote subject.
-    fn add_votes(&mut self, entry: &Entry, certificate: &crate::certificate::Certificate) {
-        let message = self.message(signing_bytes(VOTE_DOMAIN, &subject_of(entry).message()));
-        let votes = certificate
-            .votes
-            .iter()
-            .map(|vote| {
-                let at = AuthorKey::cached(&vote.notary)
-                    .ok()
-                    .map(|key| self.push(key, message, vote.signature));
-                (vote.notary, at)
-            })
-            .collect();
-        self.votes.push(((entry.id(), certificate.hash()), votes));
-    }
-
-    /// Checks the batch; returns every result.
-    fn run(mut self) -> Precomputed {
-        let items: Vec<(&AuthorKey, &[u8], &Signature)> = self
-            .keys
-            .iter()
-            .zip(&self.signed)
-            .zip(&self.signatures)
-            .map(|((key, signed), signature)| (key, self.messages[*signed].as_slice(), signature))
-            .collect();
-        let good = verify_batch(&items);
-        for (id, author, seq, at) in self.entries {
-            let result = if good[at] {
-                Ok(())
-            } else {
-                Err(scrip_feed::Error::BadSignature { author, seq })
-            };
-            self.done.entries.insert(id, result);
-        }
-        for (key, votes) in self.votes {
-            // The first vote that does not verify is named, as `verify_signatures` does.
-            let bad = votes
-                .iter()
-                .find(|(_, at)| !at.is_some_and(|at| good[at]))
-                .map(|(notary, _)| CertificateError::BadSignature {
-                    notary: notary.to_string(),
-                });
-            self.done.votes.insert(key, bad.map_or(Ok(()), Err));
-        }
-        self.done
-    }
 }

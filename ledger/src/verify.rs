@@ -4,19 +4,23 @@
 //! always; signatures (entry signatures and notary votes) go through a [`SignatureCheck`], which
 //! verifies them ([`VerifyAll`]), trusts them because they were verified before
 //! ([`TrustSignatures`], e.g. a node folding entries its store already validated), or looks them
-//! up in results computed in parallel ([`Precomputed`], the audit).
+//! up in results verified ahead as batches ([`Gather`] then [`Precomputed`]: the audit, a
+//! notary's batch of proposals).
 
 use std::collections::HashMap;
 
-use scrip_feed::validate::{validate_payload, validate_signature};
-
-use scrip_feed::{Entry, EntryId, FeedId, Seq};
+use scrip_feed::identity::{AuthorKey, domain, signing_bytes, verify_batch};
+use scrip_feed::validate::{entry_signed_bytes, validate_payload, validate_signature};
+use scrip_feed::{Entry, EntryId, FeedId, Seq, Signature};
 
 use crate::certificate::{
-    Certificate, NotarySet, ROUND_ZERO, VoteSubject, check_certificate_shape,
+    Certificate, NotarySet, ROUND_ZERO, VOTE_DOMAIN, Vote, VoteSubject, check_certificate_shape,
+    verify_signatures_except,
 };
 use crate::content::{CertifiedBytes, Citation, WalletEntry};
 use crate::error::{CertificateError, Rejection};
+use crate::fate::{FATE_DOMAIN, Fate};
+use crate::state::CertifiedEntry;
 
 /// How signatures are checked.
 pub trait SignatureCheck: Sync {
@@ -87,30 +91,71 @@ impl SignatureCheck for TrustSignatures {
     }
 }
 
-/// Results computed ahead (in parallel), keyed by exactly what they answer for; anything not
-/// found is verified on the spot, so correctness never depends on what was precomputed.
-///
-/// - An entry's *signature* result is keyed by the entry's id: the id is the hash of the whole
-///   signed header (signature included), so one id means one signature check. The payload is
-///   not covered by it (two entries with one header can carry different payloads), so its hash
-///   is checked on the spot, every time (cheap).
-/// - A certificate's result is keyed by the certified entry's id *and* the certificate's hash:
-///   two certificates for one entry can carry different votes (a forged one beside the real
-///   one, in two citations of the same order), and each gets its own answer.
-#[derive(Debug, Default)]
+/// Signatures verified ahead (as batches, maybe in parallel), each remembered with exactly
+/// what was verified: the key, the signature and the signed bytes (domain included). A check
+/// looks each signature up and compares key and signed bytes; whatever it does not find, or
+/// finds over other bytes, it verifies on the spot, so correctness never depends on what was
+/// precomputed, and a failure is reported exactly as [`VerifyAll`] reports it (only good
+/// signatures are remembered; a bad one is verified again and named). An entry's payload is
+/// not covered by its signature (the header commits to it by hash): it is checked at every use.
+/// Filled by [`Gather::verify`].
+#[derive(Clone, Debug, Default)]
 pub struct Precomputed {
-    /// Entry signature results (the author's key, then the signature), by entry id.
-    pub entries: HashMap<EntryId, Result<(), scrip_feed::Error>>,
-    /// Vote signature results, by certified entry id and [`Certificate::hash`].
-    pub votes: HashMap<(EntryId, scrip_feed::Hash), Result<(), CertificateError>>,
+    /// Good signatures: the signer and the index of the signed bytes in `signed`.
+    good: HashMap<[u8; 64], (FeedId, usize)>,
+    signed: Vec<Vec<u8>>,
+}
+
+impl Precomputed {
+    /// How many good signatures it holds.
+    pub fn len(&self) -> usize {
+        self.good.len()
+    }
+
+    /// True if it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.good.is_empty()
+    }
+
+    /// Adds `other`'s good signatures.
+    pub fn extend(&mut self, other: Precomputed) {
+        let base = self.signed.len();
+        self.signed.extend(other.signed);
+        self.good.extend(
+            other
+                .good
+                .into_iter()
+                .map(|(signature, (key, at))| (signature, (key, base + at))),
+        );
+    }
+
+    /// Whether `signature` by `key` over the concatenation of `parts` verified.
+    fn holds(&self, key: &FeedId, signature: &Signature, parts: &[&[u8]]) -> bool {
+        let Some((signer, at)) = self.good.get(signature.as_bytes()) else {
+            return false;
+        };
+        if signer != key {
+            return false;
+        }
+        let mut rest = self.signed[*at].as_slice();
+        for part in parts {
+            match rest.split_at_checked(part.len()) {
+                Some((head, tail)) if head == *part => rest = tail,
+                _ => return false,
+            }
+        }
+        rest.is_empty()
+    }
 }
 
 impl SignatureCheck for Precomputed {
     fn entry(&self, entry: &Entry) -> Result<(), scrip_feed::Error> {
         validate_payload(entry)?;
-        match self.entries.get(&entry.id()) {
-            Some(result) => result.clone(),
-            None => validate_signature(entry),
+        let parts: [&[u8]; 3] = [domain::ENTRY, &[0], entry.signed_fields_bytes()];
+        if self.holds(&entry.author(), &entry.header().signature, &parts) {
+            Ok(())
+        } else {
+            validate_signature(entry)
         }
     }
 
@@ -119,13 +164,205 @@ impl SignatureCheck for Precomputed {
         certificate: &Certificate,
         subject: &VoteSubject,
     ) -> Result<(), CertificateError> {
-        if certificate.entry != subject.entry {
-            return VerifyAll.votes(certificate, subject);
+        let known =
+            |vote: &Vote, signed: &[u8]| self.holds(&vote.notary, &vote.signature, &[signed]);
+        verify_signatures_except(VOTE_DOMAIN, &subject.message(), &certificate.votes, known)
+    }
+
+    fn fate_votes(
+        &self,
+        votes: &[Vote],
+        subject: &crate::fate::FateSubject,
+    ) -> Result<(), CertificateError> {
+        let known =
+            |vote: &Vote, signed: &[u8]| self.holds(&vote.notary, &vote.signature, &[signed]);
+        verify_signatures_except(FATE_DOMAIN, &subject.message(), votes, known)
+    }
+}
+
+/// One signature waiting in a [`Gather`]: its key, the index of the bytes it signs, and itself.
+type Pending = (AuthorKey, usize, Signature);
+
+/// What a [`Gather`] holds: the signatures, and the bytes they sign (a certificate's votes
+/// share one).
+#[derive(Default)]
+struct Gathered {
+    pending: Vec<Pending>,
+    messages: Vec<Vec<u8>>,
+}
+
+/// Gathers signatures to verify as one batch, by running checks through it: every check
+/// answers `Ok` and records the signatures it would have verified (an unusable key is not
+/// recorded: the real check refuses it later). [`Gather::verify`] then checks them in one batch
+/// (`feed.md` §4: a batch accepts exactly what single checks accept) into a [`Precomputed`].
+/// Gathering too little costs single checks later; too much costs batch work for nothing.
+#[derive(Default)]
+pub struct Gather {
+    gathered: std::sync::Mutex<Gathered>,
+}
+
+impl std::fmt::Debug for Gather {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gather")
+            .field("pending", &self.len())
+            .finish()
+    }
+}
+
+impl Gather {
+    /// Records `signatures` (each with its signer) over `signed`.
+    fn record(&self, signed: Vec<u8>, signatures: impl Iterator<Item = (FeedId, Signature)>) {
+        let Ok(mut gathered) = self.gathered.lock() else {
+            return;
+        };
+        let at = gathered.messages.len();
+        let mut any = false;
+        for (signer, signature) in signatures {
+            if let Ok(key) = AuthorKey::cached(&signer) {
+                gathered.pending.push((key, at, signature));
+                any = true;
+            }
         }
-        match self.votes.get(&(subject.entry, certificate.hash())) {
-            Some(result) => result.clone(),
-            None => VerifyAll.votes(certificate, subject),
+        if any {
+            gathered.messages.push(signed);
         }
+    }
+
+    fn record_votes(&self, domain: &[u8], message: &[u8], votes: &[Vote]) {
+        let signed = signing_bytes(domain, message);
+        self.record(signed, votes.iter().map(|v| (v.notary, v.signature)));
+    }
+
+    /// How many signatures it holds.
+    pub fn len(&self) -> usize {
+        self.gathered.lock().map_or(0, |g| g.pending.len())
+    }
+
+    /// True if it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Verifies the gathered signatures as one batch; the good ones are remembered.
+    pub fn verify(self) -> Precomputed {
+        let Gathered { pending, messages } = self.gathered.into_inner().unwrap_or_default();
+        let items: Vec<(&AuthorKey, &[u8], &Signature)> = pending
+            .iter()
+            .map(|(key, at, signature)| (key, messages[*at].as_slice(), signature))
+            .collect();
+        let good = verify_batch(&items);
+        let mut done = Precomputed {
+            good: HashMap::with_capacity(items.len()),
+            signed: Vec::new(),
+        };
+        for ((key, at, signature), good) in pending.iter().zip(good) {
+            if good {
+                done.good.insert(*signature.as_bytes(), (*key.id(), *at));
+            }
+        }
+        done.signed = messages;
+        done
+    }
+}
+
+impl SignatureCheck for Gather {
+    fn entry(&self, entry: &Entry) -> Result<(), scrip_feed::Error> {
+        self.record(
+            entry_signed_bytes(entry),
+            std::iter::once((entry.author(), entry.header().signature)),
+        );
+        Ok(())
+    }
+
+    fn votes(
+        &self,
+        certificate: &Certificate,
+        subject: &VoteSubject,
+    ) -> Result<(), CertificateError> {
+        self.record_votes(VOTE_DOMAIN, &subject.message(), &certificate.votes);
+        Ok(())
+    }
+
+    fn fate_votes(
+        &self,
+        votes: &[Vote],
+        subject: &crate::fate::FateSubject,
+    ) -> Result<(), CertificateError> {
+        self.record_votes(FATE_DOMAIN, &subject.message(), votes);
+        Ok(())
+    }
+}
+
+/// Runs `check` over every signature `certified` carries, without any rule: the entry, its
+/// certificate's votes (if `certificates`), and what its payload embeds — a citation's genesis
+/// and entry with their certificates, an accept's claim votes, a cancel's or refund's void
+/// votes. What [`Gather`] is fed with before a log or a batch of proposals is checked.
+pub fn each_signature(certified: &CertifiedEntry, certificates: bool, check: &dyn SignatureCheck) {
+    let entry = &certified.entry;
+    let _ = check.entry(entry);
+    if let (Some(certificate), true) = (&certified.certificate, certificates) {
+        let _ = check.votes(certificate, &subject_of(entry));
+    }
+    embedded_signatures(entry, check);
+}
+
+/// Runs `check` over the signatures `entry`'s payload embeds (see [`each_signature`]).
+pub fn embedded_signatures(entry: &Entry, check: &dyn SignatureCheck) {
+    let Some(content) = entry
+        .payload()
+        .and_then(|p| WalletEntry::from_payload(p).ok())
+    else {
+        return;
+    };
+    let cite = |citation: &Citation| -> Option<Entry> {
+        let mut cited = None;
+        for bytes in [&citation.genesis, &citation.entry] {
+            if let Ok(decoded) = bytes.bytes.decode() {
+                let _ = check.entry(&decoded);
+                let _ = check.votes(&bytes.certificate, &subject_of(&decoded));
+                cited = Some(decoded);
+            }
+        }
+        cited
+    };
+    let fate = |wallet: FeedId, order: EntryId, fate: Fate, votes: &[Vote]| {
+        let subject = crate::fate::FateSubject {
+            wallet,
+            order,
+            fate,
+        };
+        let _ = check.fate_votes(votes, &subject);
+    };
+    match &content {
+        WalletEntry::Accept(accept) => {
+            let cited = cite(&accept.order);
+            if let (Some(order), Some(claim)) = (cited, &accept.claim) {
+                fate(order.author(), order.id(), Fate::Claimed, &claim.votes);
+            }
+        }
+        WalletEntry::Reject(reject) => {
+            cite(&reject.order);
+        }
+        WalletEntry::Reclaim(reclaim) => {
+            cite(&reclaim.rejection);
+        }
+        WalletEntry::Cancel(cancel) => {
+            fate(
+                entry.author(),
+                cancel.order.id,
+                Fate::Cancelled,
+                &cancel.void.votes,
+            );
+        }
+        WalletEntry::Refund(refund) => {
+            fate(
+                entry.author(),
+                refund.order.id,
+                Fate::Expired,
+                &refund.void.votes,
+            );
+        }
+        _ => {}
     }
 }
 

@@ -27,7 +27,7 @@ use scrip_feed::validate::validate_payload;
 use scrip_feed::{Entry, EntryId, FeedId, Seq};
 use scrip_ledger::certificate::{ROUND_ZERO, VOTE_DOMAIN};
 use scrip_ledger::fate::FATE_DOMAIN;
-use scrip_ledger::verify::{SignatureCheck, VerifyAll, subject_of, verify_citation};
+use scrip_ledger::verify::{Precomputed, SignatureCheck, VerifyAll, subject_of, verify_citation};
 use scrip_ledger::{Fate, FateSubject};
 
 use crate::wire::FateRequest;
@@ -187,11 +187,13 @@ impl WalletView {
 /// the payload's hash (checked again here: it is cheap), so the same id means the same bytes and
 /// those checks would give the same answers. Only the certificate's votes for the entry itself
 /// are new, and they are verified. This saves a third of an accept's checks at every notary.
-struct VotedFor {
+struct VotedFor<'a> {
     entry: EntryId,
+    /// How what is verified is verified.
+    inner: &'a dyn SignatureCheck,
 }
 
-impl SignatureCheck for VotedFor {
+impl SignatureCheck for VotedFor<'_> {
     fn entry(&self, entry: &Entry) -> Result<(), scrip_feed::Error> {
         validate_payload(entry)
     }
@@ -202,7 +204,7 @@ impl SignatureCheck for VotedFor {
         subject: &VoteSubject,
     ) -> Result<(), CertificateError> {
         if subject.entry == self.entry {
-            VerifyAll.votes(certificate, subject)
+            self.inner.votes(certificate, subject)
         } else {
             // A certificate embedded in the entry's payload (a citation): verified at the vote.
             Ok(())
@@ -223,16 +225,18 @@ impl SignatureCheck for VotedFor {
 /// The signature checks for deciding on a proposal whose own signature and payload were just
 /// verified: those are not checked again; everything its payload embeds (a citation's entries
 /// and certificates) is.
-struct Verified {
+struct Verified<'a> {
     entry: EntryId,
+    /// How everything else is verified.
+    inner: &'a dyn SignatureCheck,
 }
 
-impl SignatureCheck for Verified {
+impl SignatureCheck for Verified<'_> {
     fn entry(&self, entry: &Entry) -> Result<(), scrip_feed::Error> {
         if entry.id() == self.entry {
             Ok(())
         } else {
-            VerifyAll.entry(entry)
+            self.inner.entry(entry)
         }
     }
 
@@ -241,7 +245,15 @@ impl SignatureCheck for Verified {
         certificate: &Certificate,
         subject: &VoteSubject,
     ) -> Result<(), CertificateError> {
-        VerifyAll.votes(certificate, subject)
+        self.inner.votes(certificate, subject)
+    }
+
+    fn fate_votes(
+        &self,
+        votes: &[scrip_ledger::Vote],
+        subject: &FateSubject,
+    ) -> Result<(), CertificateError> {
+        self.inner.fate_votes(votes, subject)
     }
 }
 
@@ -476,6 +488,9 @@ pub struct NotaryState {
     seen: Seen,
     /// Its own votes as it signed them, compared instead of verified when shown back.
     own: OwnVotes,
+    /// Signatures verified ahead for the batch being decided ([`NotaryState::gather`]); what is
+    /// not found here is verified on the spot. Empty between batches.
+    batch: Precomputed,
 }
 
 /// The order a fate request is about, as the notary knows it: from its own state (an order
@@ -500,11 +515,17 @@ pub struct FateOrder {
 impl FateOrder {
     /// The order the request cites, verified (its citation: genesis, entry, certificates).
     pub fn verified(request: &FateRequest, seen: &Seen) -> Result<FateOrder, Box<Refusal>> {
+        FateOrder::verified_with(request, seen, &VerifyAll)
+    }
+
+    /// [`FateOrder::verified`], with what `seen` does not vouch for checked by `base`.
+    fn verified_with(
+        request: &FateRequest,
+        seen: &Seen,
+        base: &dyn SignatureCheck,
+    ) -> Result<FateOrder, Box<Refusal>> {
         let malformed = |reason: String| Box::new(Refusal::Malformed { reason });
-        let check = Remembered {
-            seen,
-            inner: &VerifyAll,
-        };
+        let check = Remembered { seen, inner: base };
         let cited = verify_citation(&request.order, &check)
             .map_err(|e| malformed(format!("the cited order: {e}")))?;
         let WalletEntry::Order(order) = cited.content else {
@@ -722,7 +743,104 @@ impl NotaryState {
             fates: BTreeMap::new(),
             seen: Seen::default(),
             own: OwnVotes::default(),
+            batch: Precomputed::default(),
         }
+    }
+
+    /// Signatures verified ahead for the decisions that follow, until
+    /// [`NotaryState::end_batch`]: what [`NotaryState::gather`] gathered, verified as one batch.
+    pub fn begin_batch(&mut self, verified: Precomputed) {
+        self.batch = verified;
+    }
+
+    /// Forgets the batch's signatures.
+    pub fn end_batch(&mut self) {
+        self.batch = Precomputed::default();
+    }
+
+    /// Feeds `into` the signatures [`NotaryState::decide_at`] would verify for `entry` and
+    /// `prefix` now, skipping what it would not verify (its own votes, certified entries it
+    /// saw, what it voted for): the same wrappers in the same order, with nothing decided and
+    /// nothing changed. Entries beyond the first of the prefix that is new here are followed as
+    /// if each were learned. Gathering is a guess that costs nothing when wrong: whatever the
+    /// decision then asks that was not gathered (or failed) is verified on the spot.
+    pub fn gather(&self, entry: &Entry, prefix: &[CertifiedEntry], into: &dyn SignatureCheck) {
+        let _ = into.entry(entry);
+        let mut prefix: Vec<&CertifiedEntry> = prefix.iter().collect();
+        prefix.sort_by_key(|c| c.entry.seq());
+        let view = self.wallets.get(&entry.author());
+        let mut next = view.map_or(1, |view| view.ledger.next_seq);
+        for certified in prefix {
+            let seq = certified.entry.seq().get();
+            if certified.entry.author() != entry.author() {
+                return;
+            }
+            if seq > next {
+                // Heard of (see `hear`): its signature and certificate.
+                let _ = into.entry(&certified.entry);
+                if let Some(certificate) = &certified.certificate {
+                    let _ = into.votes(certificate, &subject_of(&certified.entry));
+                }
+                break;
+            }
+            if seq < next {
+                continue;
+            }
+            let voted = self.voted_for(&certified.entry);
+            let voted_for = VotedFor {
+                entry: certified.entry.id(),
+                inner: into,
+            };
+            let check = OwnFirst {
+                me: self.me,
+                own: &self.own,
+                inner: if voted { &voted_for } else { into },
+            };
+            scrip_ledger::verify::each_signature(certified, true, &check);
+            next += 1;
+        }
+        let checked = Verified {
+            entry: entry.id(),
+            inner: into,
+        };
+        let own_first = OwnFirst {
+            me: self.me,
+            own: &self.own,
+            inner: &checked,
+        };
+        let remembered = Remembered {
+            seen: &self.seen,
+            inner: &own_first,
+        };
+        scrip_ledger::verify::embedded_signatures(entry, &remembered);
+    }
+
+    /// Feeds `into` the signatures [`NotaryState::decide_fate`] would verify for `request` (the
+    /// cited order's, unless this notary holds the order), as [`NotaryState::gather`] does.
+    pub fn gather_fate(&self, request: &FateRequest, into: &dyn SignatureCheck) {
+        if self.known_order(request).is_some() {
+            return;
+        }
+        // As `learn_cited_order`: the next certified entry of a wallet it holds is learned.
+        if let Some(certified) = self.cited_next(request) {
+            let voted = self.voted_for(&certified.entry);
+            let voted_for = VotedFor {
+                entry: certified.entry.id(),
+                inner: into,
+            };
+            let check = OwnFirst {
+                me: self.me,
+                own: &self.own,
+                inner: if voted { &voted_for } else { into },
+            };
+            scrip_ledger::verify::each_signature(&certified, true, &check);
+            return;
+        }
+        let remembered = Remembered {
+            seen: &self.seen,
+            inner: into,
+        };
+        let _ = verify_citation(&request.order, &remembered);
     }
 
     /// Decides a fate request at time `now` (this notary's clock, in milliseconds since the
@@ -745,7 +863,7 @@ impl NotaryState {
         }
         let order = match self.known_order(request) {
             Some(order) => order,
-            None => match FateOrder::verified(request, &self.seen) {
+            None => match FateOrder::verified_with(request, &self.seen, &self.batch) {
                 Ok(order) => {
                     remember_citation(&mut self.seen, &request.order);
                     order
@@ -792,21 +910,31 @@ impl NotaryState {
     /// whose prefix this notary holds (typically an order it just voted for: then only the
     /// certificate's votes are checked). Anything else is left to the full check.
     fn learn_cited_order(&mut self, request: &FateRequest) {
-        let Ok(entry) = request.order.entry.bytes.decode() else {
+        let Some(certified) = self.cited_next(request) else {
             return;
         };
-        let next = self
-            .wallets
-            .get(&entry.author())
-            .map(|view| view.ledger.next_seq);
-        if next != Some(entry.seq().get()) {
-            return;
-        }
-        let certified = CertifiedEntry {
+        let batch = std::mem::take(&mut self.batch);
+        let _ = self.learn_proposed(&certified, &batch);
+        self.batch = batch;
+    }
+
+    /// The entry a fate request cites, certified, if it is the next certified entry of a wallet
+    /// whose prefix this notary holds.
+    fn cited_next(&self, request: &FateRequest) -> Option<CertifiedEntry> {
+        let entry = request.order.entry.bytes.decode().ok()?;
+        let next = self.wallets.get(&entry.author())?.ledger.next_seq;
+        (next == entry.seq().get()).then(|| CertifiedEntry {
             entry,
             certificate: Some(request.order.entry.certificate.clone()),
-        };
-        let _ = self.learn_proposed(&certified);
+        })
+    }
+
+    /// Whether this notary voted for `entry` at its slot.
+    fn voted_for(&self, entry: &Entry) -> bool {
+        self.wallets
+            .get(&entry.author())
+            .and_then(|view| view.votes.get(&entry.seq().get()))
+            == Some(&entry.id())
     }
 
     /// The order a fate request cites, if this notary holds it certified in a wallet's prefix:
@@ -981,24 +1109,24 @@ impl NotaryState {
 
     /// Learns a certified entry a client sent along with a proposal. If it is the very entry
     /// this notary voted for at its slot, only the certificate is new: see [`VotedFor`].
-    fn learn_proposed(&mut self, certified: &CertifiedEntry) -> Result<bool, Rejection> {
+    /// What is verified is verified by `base` (the batch's signatures verified ahead).
+    fn learn_proposed(
+        &mut self,
+        certified: &CertifiedEntry,
+        base: &dyn SignatureCheck,
+    ) -> Result<bool, Rejection> {
         let id = certified.entry.id();
-        let voted = self
-            .wallets
-            .get(&certified.entry.author())
-            .and_then(|view| view.votes.get(&certified.entry.seq().get()))
-            == Some(&id);
-        let inner: &dyn SignatureCheck = if voted {
-            &VotedFor { entry: id }
-        } else {
-            &VerifyAll
-        };
+        let voted = self.voted_for(&certified.entry);
         // Taken out for the call (`learn` borrows the whole state), then put back.
         let own = std::mem::take(&mut self.own);
+        let voted_for = VotedFor {
+            entry: id,
+            inner: base,
+        };
         let check = OwnFirst {
             me: self.me,
             own: &own,
-            inner,
+            inner: if voted { &voted_for } else { base },
         };
         let learned = self.learn(certified, &check);
         self.own = own;
@@ -1051,8 +1179,6 @@ impl NotaryState {
     /// Decides on `entry` after learning `prefix` (certified entries the client sent). A
     /// proposal whose own signature or payload does not verify is refused first and leaves no
     /// state behind (nor does one for a wallet this notary does not know, until it votes).
-    // Long because: the numbered steps of notary.md section 3 in order, one block each; their order
-    // is the safety argument, so it stays visible in one place.
     fn decide_checked(
         &mut self,
         entry: &Entry,
@@ -1063,13 +1189,38 @@ impl NotaryState {
             refusal,
             existing: None,
         };
-        if let Err(err) = VerifyAll.entry(entry) {
+        if let Err(err) = self.batch.entry(entry) {
             return refuse(Refusal::Malformed {
                 reason: format!("the proposed entry does not verify: {err}"),
             });
         }
+        // Taken out for the call (the state is borrowed below), then put back.
+        let batch = std::mem::take(&mut self.batch);
+        let decision = self.decide_verified(entry, prefix, clock, &batch);
+        self.batch = batch;
+        decision
+    }
+
+    /// [`NotaryState::decide_checked`] once the proposal's signature and payload verified;
+    /// `batch` holds the signatures verified ahead.
+    // Long because: the numbered steps of notary.md section 3 in order, one block each; their order
+    // is the safety argument, so it stays visible in one place.
+    fn decide_verified(
+        &mut self,
+        entry: &Entry,
+        prefix: &[CertifiedEntry],
+        clock: Option<(Timestamp, u64)>,
+        batch: &Precomputed,
+    ) -> Decision {
+        let refuse = |refusal| Decision::Refuse {
+            refusal,
+            existing: None,
+        };
         // Verified just now: the rules below need not check its signature again.
-        let checked = Verified { entry: entry.id() };
+        let checked = Verified {
+            entry: entry.id(),
+            inner: batch,
+        };
         let mut prefix: Vec<&CertifiedEntry> = prefix.iter().collect();
         prefix.sort_by_key(|c| c.entry.seq());
         for certified in prefix {
@@ -1085,10 +1236,10 @@ impl NotaryState {
             if certified.entry.seq().get() > next {
                 // Its predecessors are missing here: it only tells how far the wallet is
                 // certified, and the checks below ask for what is missing.
-                self.hear(certified, &VerifyAll);
+                self.hear(certified, batch);
                 break;
             }
-            if let Err(rejection) = self.learn_proposed(certified) {
+            if let Err(rejection) = self.learn_proposed(certified, batch) {
                 return refuse(Refusal::Malformed {
                     reason: format!("invalid certified prefix: {rejection}"),
                 });

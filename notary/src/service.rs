@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scrip_feed::store::VerifiedBatch;
-use scrip_feed::{EntryBytes, FeedId, Keypair, Store};
+use scrip_feed::{Entry, EntryBytes, FeedId, Keypair, Store};
 use scrip_ledger::verify::TrustSignatures;
 use scrip_ledger::{CertifiedEntry, FateSubject, Vote, VoteSubject};
 use scrip_replicate::transport::{
@@ -547,10 +547,12 @@ impl Actor {
         let mut to_sign: Vec<(Signed, oneshot::Sender<Response>)> = Vec::new();
         let mut learned: Vec<CertifiedEntry> = Vec::new();
         let mut fetches = Vec::new();
+        let mut parsed = self.verify_ahead(&batch).into_iter();
         for job in batch {
+            let parsed = parsed.next().flatten();
             match job {
                 Job::Request { request, reply } => match request {
-                    Request::Propose(proposal) => match self.propose(&proposal, &mut learned) {
+                    Request::Propose(_) => match self.propose(parsed, &mut learned) {
                         Decided::Persist(record) => to_persist.push((record, reply)),
                         Decided::Sign(signed) => to_sign.push((signed, reply)),
                         Decided::Answer(response) => {
@@ -582,6 +584,7 @@ impl Actor {
                 Job::Shutdown => {}
             }
         }
+        self.state.end_batch();
         // Persist before sign: the batch's new votes (with their entries) in one durable commit.
         let persisted = self.persist(&to_persist).await;
         match &persisted {
@@ -743,20 +746,53 @@ impl Actor {
         }
     }
 
-    fn propose(&mut self, proposal: &Proposal, learned: &mut Vec<CertifiedEntry>) -> Decided {
-        let malformed =
-            |reason: String| Decided::Answer(Response::Refusal(Refusal::Malformed { reason }));
-        let entry = match proposal.entry.decode() {
-            Ok(entry) => entry,
-            Err(err) => return malformed(err.to_string()),
-        };
-        let mut prefix = Vec::with_capacity(proposal.prefix.len());
-        for bytes in &proposal.prefix {
-            match from_bytes(bytes) {
-                Ok(certified) => prefix.push(certified),
-                Err(err) => return malformed(format!("prefix: {err}")),
-            }
+    /// Verifies ahead, as one batch, the signatures the batch's decisions will check
+    /// ([`NotaryState::gather`]: proposals, with their prefixes, and fate requests); returns each
+    /// job's proposal decoded (`None` for other jobs), in the batch's order.
+    fn verify_ahead(&mut self, batch: &[Job]) -> Vec<Option<Parsed>> {
+        let gather = scrip_ledger::verify::Gather::default();
+        let parsed = batch
+            .iter()
+            .map(|job| match job {
+                Job::Request {
+                    request: Request::Propose(proposal),
+                    ..
+                } => {
+                    let parsed = parse_proposal(proposal);
+                    if let Ok((entry, prefix)) = &parsed {
+                        self.state.gather(entry, prefix, &gather);
+                    }
+                    Some(parsed)
+                }
+                Job::Request {
+                    request: Request::Fate(request),
+                    ..
+                } => {
+                    self.state.gather_fate(request, &gather);
+                    None
+                }
+                _ => None,
+            })
+            .collect();
+        if !gather.is_empty() {
+            self.state.begin_batch(gather.verify());
         }
+        parsed
+    }
+
+    /// Decides a proposal, as [`parse_proposal`] decoded it.
+    fn propose(&mut self, parsed: Option<Parsed>, learned: &mut Vec<CertifiedEntry>) -> Decided {
+        let (entry, prefix) = match parsed {
+            Some(Ok(parsed)) => parsed,
+            Some(Err(reason)) => {
+                return Decided::Answer(Response::Refusal(Refusal::Malformed { reason }));
+            }
+            None => {
+                return Decided::Answer(Response::Refusal(Refusal::Malformed {
+                    reason: "not a proposal".into(),
+                }));
+            }
+        };
         let before = self
             .state
             .wallet(&entry.author())
@@ -858,6 +894,20 @@ fn read_to_learn(store: &dyn Store, wallet: &FeedId, from: u64) -> Result<Option
     let entries = certified::log(store, wallet, from, LEARN_BATCH)?;
     let checked = scrip_ledger::audit::precompute_with(&entries, Some(&set));
     Ok(Some(LearnRead { entries, checked }))
+}
+
+/// A proposal decoded: its entry and its certified prefix, or why it does not decode.
+type Parsed = std::result::Result<(Entry, Vec<CertifiedEntry>), String>;
+
+/// Decodes a proposal's entry and prefix.
+fn parse_proposal(proposal: &Proposal) -> Parsed {
+    let entry = proposal.entry.decode().map_err(|err| err.to_string())?;
+    let prefix = proposal
+        .prefix
+        .iter()
+        .map(|bytes| from_bytes(bytes).map_err(|err| format!("prefix: {err}")))
+        .collect::<std::result::Result<Vec<CertifiedEntry>, String>>()?;
+    Ok((entry, prefix))
 }
 
 enum Decided {

@@ -155,12 +155,11 @@ fn the_batched_precomputation_gives_the_answers_of_single_checks_even_for_forger
     bytes[9] ^= 1;
     certificate.votes[1].signature = scrip_feed::Signature::from_bytes(bytes);
     let pre = precompute(&alice.log);
+    assert!(pre.len() > 10, "the honest signatures are precomputed");
     let mut bad = 0;
     for certified in &alice.log {
-        let id = certified.entry.id();
         let single = VerifyAll.entry(&certified.entry);
         bad += usize::from(single.is_err());
-        assert!(pre.entries.contains_key(&id), "precomputed");
         assert_eq!(
             format!("{:?}", pre.entry(&certified.entry)),
             format!("{single:?}")
@@ -168,10 +167,6 @@ fn the_batched_precomputation_gives_the_answers_of_single_checks_even_for_forger
         if let Some(certificate) = &certified.certificate {
             let single = VerifyAll.votes(certificate, &subject_of(&certified.entry));
             bad += usize::from(single.is_err());
-            assert!(
-                pre.votes.contains_key(&(id, certificate.hash())),
-                "precomputed"
-            );
             assert_eq!(
                 format!(
                     "{:?}",

@@ -567,3 +567,136 @@ fn an_entry_stamped_ahead_of_the_clock_waits_until_the_clock_catches_up() {
         "an old time"
     );
 }
+
+/// The receiver's accept (with its claim and citation) and, certified, the proposal after it:
+/// what a notary's batch decides in [`gathering_ahead_*`] tests. Returns the notary (knowing
+/// both wallets), the accept, and the next entry with the certified accept as its prefix.
+fn accept_then_next() -> (
+    NotaryState,
+    scrip_feed::Entry,
+    scrip_feed::Entry,
+    scrip_ledger::CertifiedEntry,
+) {
+    let mut w = world();
+    let seq = w.order(None);
+    let mut notary = w.notary_knowing();
+    for entry in &w.receiver.log {
+        notary.learn(entry, &TrustSignatures).unwrap();
+    }
+    let accept = w.receiver.sign(&w.sender.accept_of(seq, None));
+    let certificate = w.receiver.certify(&accept);
+    let certified = scrip_ledger::CertifiedEntry {
+        entry: accept.clone(),
+        certificate: Some(certificate.clone()),
+    };
+    w.receiver.push_raw(accept.clone(), Some(certificate));
+    let next = w.receiver.sign(&eur_order(&w, w.sender.id(), 10));
+    (notary, accept, next, certified)
+}
+
+/// A notary verifies a batch's signatures ahead, in one batch, and then decides each proposal
+/// with what it gathered: it gathers exactly what the decisions would verify one by one (an
+/// accept's entry, citation and claim; then the next entry and the accept's certificate when
+/// it is learned without having been voted for), and the decisions then verify nothing more.
+/// (Counted in a process of its own: the counter is process-wide.)
+#[test]
+fn gathering_ahead_gathers_exactly_what_the_decisions_check() {
+    if !scrip_feed::bench::run_alone(
+        "fates::gathering_ahead_gathers_exactly_what_the_decisions_check",
+    ) {
+        return;
+    }
+    let checks = scrip_feed::identity::signature_checks;
+    let (notary, accept, next, certified) = accept_then_next();
+    for (entry, prefix) in [(&accept, vec![]), (&next, vec![certified.clone()])] {
+        let mut single = notary.clone();
+        let before = checks();
+        let alone = single.decide(entry, &prefix);
+        let one_by_one = checks() - before;
+        assert!(matches!(alone, scrip_notary::Decision::Vote(_)));
+
+        let mut batched = notary.clone();
+        let gather = scrip_ledger::verify::Gather::default();
+        batched.gather(entry, &prefix, &gather);
+        assert_eq!(gather.len() as u64, one_by_one, "gathered what is checked");
+        batched.begin_batch(gather.verify());
+        let before = checks();
+        let decided = batched.decide(entry, &prefix);
+        assert_eq!(checks() - before, 0, "nothing verified again");
+        batched.end_batch();
+        assert_eq!(decided, alone);
+    }
+
+    // A claim of an order this notary voted for and has not learned yet (the claim round of
+    // every transfer): learned from the request's citation, its own vote compared.
+    let mut w = world();
+    let mut notary = w.notary_knowing();
+    let order = voted_order(&mut w, &mut notary, true);
+    let claim = w.request(order.entry.seq(), Fate::Claimed, None);
+    let now = at(EXPIRY - 10 * SKEW);
+    let mut single = notary.clone();
+    let before = checks();
+    let alone = single.decide_fate(&claim, now, SKEW);
+    let one_by_one = checks() - before;
+    assert!(matches!(alone, FateDecision::Vote(_)), "{alone:?}");
+    let mut batched = notary.clone();
+    let gather = scrip_ledger::verify::Gather::default();
+    batched.gather_fate(&claim, &gather);
+    // The request's own signature (another domain) is checked on its own.
+    assert_eq!(
+        gather.len() as u64 + 1,
+        one_by_one,
+        "gathered what is checked"
+    );
+    batched.begin_batch(gather.verify());
+    let before = checks();
+    let decided = batched.decide_fate(&claim, now, SKEW);
+    assert_eq!(checks() - before, 1, "only the request's signature");
+    batched.end_batch();
+    assert_eq!(decided, alone);
+}
+
+/// A forged signature in a batch verified ahead fails the batch, yet the honest proposal beside
+/// it is voted for and the forged one refused, exactly as one by one: a batch that does not
+/// verify is checked again signature by signature, and only good ones are remembered.
+#[test]
+fn gathering_ahead_refuses_a_forgery_and_votes_for_its_honest_neighbour() {
+    let (notary, accept, next, certified) = accept_then_next();
+    // The accept's certificate with one vote forged: the next proposal's prefix.
+    let mut forged_prefix = certified.clone();
+    let votes = &mut forged_prefix.certificate.as_mut().unwrap().votes;
+    let mut bytes = *votes[1].signature.as_bytes();
+    bytes[7] ^= 1;
+    votes[1].signature = scrip_feed::Signature::from_bytes(bytes);
+
+    let mut batched = notary.clone();
+    let gather = scrip_ledger::verify::Gather::default();
+    batched.gather(&accept, &[], &gather);
+    batched.gather(&next, std::slice::from_ref(&forged_prefix), &gather);
+    assert!(gather.len() >= 4, "a batch, not single checks");
+    batched.begin_batch(gather.verify());
+    assert!(matches!(
+        batched.decide(&accept, &[]),
+        scrip_notary::Decision::Vote(_)
+    ));
+    let refused = batched.decide(&next, std::slice::from_ref(&forged_prefix));
+    batched.end_batch();
+    let mut single = notary.clone();
+    assert!(matches!(
+        single.decide(&accept, &[]),
+        scrip_notary::Decision::Vote(_)
+    ));
+    let alone = single.decide(&next, std::slice::from_ref(&forged_prefix));
+    assert_eq!(refused, alone, "as one by one");
+    match refused {
+        scrip_notary::Decision::Refuse { refusal, .. } => {
+            assert_eq!(refusal.kind(), "malformed", "{refusal:?}");
+        }
+        other => panic!("a forged certificate was accepted: {other:?}"),
+    }
+    // And the honest prefix still works after it.
+    assert!(matches!(
+        batched.decide(&next, &[certified]),
+        scrip_notary::Decision::Vote(_)
+    ));
+}
