@@ -487,7 +487,6 @@ impl<N: Network> WalletClient<N> {
                 tokio::spawn(ask_fate(
                     Arc::clone(conn),
                     request.clone(),
-                    subject,
                     self.config.retry,
                     answers.clone(),
                 ))
@@ -499,6 +498,7 @@ impl<N: Network> WalletClient<N> {
             &mut answers_rx,
             deadline,
             &tasks,
+            |vote| scrip_ledger::fate::verify_fate_votes(&[*vote], &subject).is_ok(),
         )
         .await;
         match outcome {
@@ -1044,7 +1044,15 @@ impl<N: Network> WalletClient<N> {
             })
             .collect();
         drop(answers);
-        let outcome = gather(Tally::new(&set), &mut answers_rx, deadline, &tasks).await;
+        let subject = subject_of(&entry);
+        let outcome = gather(
+            Tally::new(&set),
+            &mut answers_rx,
+            deadline,
+            &tasks,
+            |vote| vote.verifies(&subject),
+        )
+        .await;
         let outcome = match outcome {
             Ok(votes) => Ok(votes),
             Err(Settled::Refused(refusal)) => Err(refusal),
@@ -1097,7 +1105,6 @@ async fn propose_to<N: Network>(
     retry: Duration,
     answers: mpsc::Sender<(FeedId, Answer)>,
 ) {
-    let subject = subject_of(&entry);
     let notary = conn.notary.id;
     let mut prefix = previous;
     let mut sent_from: Option<u64> = None;
@@ -1110,12 +1117,10 @@ async fn propose_to<N: Network>(
         let answer = conn.ask(&Request::Propose(proposal)).await;
         report_reach(&answer, &mut unreachable, notary, &answers).await;
         match answer {
-            Ok(Response::Vote(vote)) => {
-                if vote.notary == notary && vote.verifies(&subject) {
-                    let _ = answers.send((notary, Answer::Vote(vote))).await;
-                    return;
-                }
-                tracing::warn!(%notary, "a notary sent a bad vote");
+            // Verified by `gather`, only while it still needs votes.
+            Ok(Response::Vote(vote)) if vote.notary == notary => {
+                let _ = answers.send((notary, Answer::Vote(vote))).await;
+                return;
             }
             // A notary that lacks certified entries gets them sent: it asked for them, or it
             // heard of later ones and will not vote until it holds them (a certificate
@@ -1151,7 +1156,6 @@ async fn propose_to<N: Network>(
 async fn ask_fate<N: Network>(
     conn: Arc<NotaryConn<N>>,
     request: FateRequest,
-    subject: FateSubject,
     retry: Duration,
     answers: mpsc::Sender<(FeedId, Answer)>,
 ) {
@@ -1162,14 +1166,10 @@ async fn ask_fate<N: Network>(
         let answer = conn.ask(&request).await;
         report_reach(&answer, &mut unreachable, notary, &answers).await;
         match answer {
-            Ok(Response::Vote(vote)) => {
-                if vote.notary == notary
-                    && scrip_ledger::fate::verify_fate_votes(&[vote], &subject).is_ok()
-                {
-                    let _ = answers.send((notary, Answer::Vote(vote))).await;
-                    return;
-                }
-                tracing::warn!(%notary, "a notary sent a bad fate vote");
+            // Verified by `gather`, only while it still needs votes.
+            Ok(Response::Vote(vote)) if vote.notary == notary => {
+                let _ = answers.send((notary, Answer::Vote(vote))).await;
+                return;
             }
             Ok(Response::Refusal(refusal)) if refusal.is_definitive() => {
                 let _ = answers.send((notary, Answer::Refused(refusal))).await;
@@ -1182,15 +1182,22 @@ async fn ask_fate<N: Network>(
 }
 
 /// Counts the answers the notary tasks report until `tally` settles or `deadline` passes, then
-/// stops the tasks.
+/// stops the tasks. Votes are verified here (`verifies`), as they are counted: once the tally
+/// settles, the votes still arriving are not verified at all (a wallet checks q votes, not n).
+/// A vote that does not verify is not counted, and its notary is not asked again for this
+/// entry (an honest notary never sends one).
 async fn gather(
     mut tally: Tally,
     answers: &mut mpsc::Receiver<(FeedId, Answer)>,
     deadline: tokio::time::Instant,
     tasks: &[tokio::task::JoinHandle<()>],
+    verifies: impl Fn(&Vote) -> bool,
 ) -> std::result::Result<Vec<Vote>, Settled> {
     let outcome = loop {
         match tokio::time::timeout_at(deadline, answers.recv()).await {
+            Ok(Some((notary, Answer::Vote(vote)))) if !verifies(&vote) => {
+                tracing::warn!(%notary, "a notary sent a vote that does not verify");
+            }
             Ok(Some((notary, answer))) => {
                 if let Some(outcome) = tally.add(notary, answer) {
                     break outcome;
@@ -1330,5 +1337,59 @@ impl Tally {
             needed: self.quorum,
             detail: parts.join("; "),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use scrip_ledger::VoteSubject;
+    use scrip_ledger::certificate::ROUND_ZERO;
+
+    /// The collector verifies votes as it counts them: a vote that does not verify is not
+    /// counted, and once the quorum is there nothing more is verified (a wallet checks q votes).
+    #[tokio::test]
+    async fn votes_are_verified_as_counted_and_only_until_the_quorum() {
+        let notaries: Vec<Keypair> = (1..=4).map(|i| Keypair::from_seed(&[i; 32])).collect();
+        let subject = VoteSubject {
+            wallet: Keypair::from_seed(&[9; 32]).id(),
+            seq: scrip_feed::Seq::new(2),
+            entry: scrip_feed::EntryId::of_header(b"an entry"),
+            round: ROUND_ZERO,
+        };
+        let mut forged = Vote::sign(&notaries[0], &subject);
+        let mut bytes = *forged.signature.as_bytes();
+        bytes[3] ^= 1;
+        forged.signature = scrip_feed::Signature::from_bytes(bytes);
+        let (tx, mut rx) = mpsc::channel(8);
+        tx.send((notaries[0].id(), Answer::Vote(forged)))
+            .await
+            .unwrap();
+        for notary in &notaries[1..] {
+            tx.send((notary.id(), Answer::Vote(Vote::sign(notary, &subject))))
+                .await
+                .unwrap();
+        }
+        let checked = std::sync::atomic::AtomicUsize::new(0);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let outcome = gather(Tally::with(2, 4), &mut rx, deadline, &[], |vote| {
+            checked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            vote.verifies(&subject)
+        })
+        .await;
+        let Ok(votes) = outcome else {
+            panic!("no quorum");
+        };
+        let voters: Vec<FeedId> = votes.iter().map(|v| v.notary).collect();
+        assert_eq!(voters.len(), 2);
+        assert!(
+            !voters.contains(&notaries[0].id()),
+            "the forged vote is not counted"
+        );
+        assert!(votes.iter().all(|v| v.verifies(&subject)));
+        // The forged one and two good ones; the fourth vote is not verified.
+        assert_eq!(checked.load(std::sync::atomic::Ordering::Relaxed), 3);
     }
 }
