@@ -20,7 +20,7 @@ use std::sync::Arc;
 use scrip_feed::{Entry, Seq, Store};
 use scrip_ledger::certificate::CERTIFICATE_KIND;
 use scrip_ledger::content::wallet_notaries;
-use scrip_ledger::verify::{VerifyAll, certify};
+use scrip_ledger::verify::{Seen, VerifyAll, certify};
 use scrip_ledger::{Certificate, NotarySet};
 use scrip_notary::service::{NotaryEvent, NotaryHandle, NotaryLink};
 use scrip_replicate::transport::Network;
@@ -88,6 +88,9 @@ async fn replicate_known_wallets<N: Network>(node: &NodeLink<N>, notary: &Notary
 #[derive(Clone)]
 pub struct CertificateCheck {
     store: Arc<dyn Store>,
+    /// Where certified entries whose certificate verified are remembered (shared with the
+    /// wallet client beside the node, so that it does not check them again when cited).
+    seen: Option<Arc<std::sync::Mutex<Seen>>>,
 }
 
 impl std::fmt::Debug for CertificateCheck {
@@ -99,7 +102,15 @@ impl std::fmt::Debug for CertificateCheck {
 impl CertificateCheck {
     /// A check reading genesis entries from `store`.
     pub fn new(store: Arc<dyn Store>) -> CertificateCheck {
-        CertificateCheck { store }
+        CertificateCheck { store, seen: None }
+    }
+
+    /// Also remembers each entry whose certificate verified in `seen` (the entry's signature
+    /// was checked before: see [`AttachmentCheck`]).
+    #[must_use]
+    pub fn remembering(mut self, seen: Arc<std::sync::Mutex<Seen>>) -> CertificateCheck {
+        self.seen = Some(seen);
+        self
     }
 }
 
@@ -142,10 +153,17 @@ impl AttachmentCheck for CertificateCheck {
             return false;
         };
         // Under the set the wallet's genesis names (the genesis is certified by that set too).
-        self.first_entry(entry, batch)
+        let verified = self
+            .first_entry(entry, batch)
             .as_ref()
             .and_then(wallet_notaries)
-            .is_some_and(|set| certify(&certificate, &set, entry, &VerifyAll).is_ok())
+            .is_some_and(|set| certify(&certificate, &set, entry, &VerifyAll).is_ok());
+        if verified && let Some(seen) = &self.seen {
+            seen.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(entry.id(), &certificate);
+        }
+        verified
     }
 
     /// Every entry of a wallet (a feed whose first entry is a wallet genesis) needs its
@@ -168,5 +186,56 @@ impl AttachmentCheck for CertificateCheck {
             .halves()
             .iter()
             .all(|(entry, evidence)| certified_by(evidence, entry, &set))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use scrip_feed::{Keypair, MemoryStore};
+    use scrip_ledger::SignatureCheck;
+    use scrip_ledger::kit::{KitWallet, notaries};
+    use scrip_ledger::verify::Remembered;
+
+    /// The node's certificate check remembers the entries whose certificate verified (for the
+    /// wallet client beside it), and only those.
+    #[test]
+    fn the_certificate_check_remembers_what_it_verified_and_nothing_else() {
+        let wallet = KitWallet::new(Arc::new(Keypair::from_seed(&[3; 32])), notaries(60, 4));
+        let genesis = wallet.log[0].clone();
+        let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
+        let check =
+            CertificateCheck::new(Arc::new(MemoryStore::new())).remembering(Arc::clone(&seen));
+        let certificate = genesis.certificate.clone().unwrap();
+        let mut forged = certificate.clone();
+        let mut bytes = *forged.votes[0].signature.as_bytes();
+        bytes[1] ^= 1;
+        forged.votes[0].signature = scrip_feed::Signature::from_bytes(bytes);
+        let batch = [genesis.entry.clone()];
+        assert!(!check.accept(&genesis.entry, CERTIFICATE_KIND, &forged.encode(), &batch));
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "a refused certificate is not remembered"
+        );
+        assert!(check.accept(
+            &genesis.entry,
+            CERTIFICATE_KIND,
+            &certificate.encode(),
+            &batch
+        ));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        let remembered = Remembered {
+            seen: &seen,
+            inner: &VerifyAll,
+        };
+        let subject = scrip_ledger::verify::subject_of(&genesis.entry);
+        assert!(remembered.votes(&certificate, &subject).is_ok());
+        assert!(
+            remembered.votes(&forged, &subject).is_err(),
+            "other bytes are verified"
+        );
     }
 }

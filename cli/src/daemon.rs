@@ -87,7 +87,9 @@ impl Daemon {
         let listener = api::bind(&home).await?;
         let socket = home.socket();
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let started = start_parts(&home, &options, &config, &identity, &metrics).await;
+        // What the node's certificate checks verified, for the wallet client (not checked twice).
+        let seen = Arc::default();
+        let started = start_parts(&home, &options, &config, &identity, &metrics, &seen).await;
         let (node, notary, bridge, store) = match started {
             Ok(parts) => parts,
             Err(err) => {
@@ -95,7 +97,9 @@ impl Daemon {
                 return Err(err);
             }
         };
-        let ctx = Arc::new(Context::new(home.clone(), store, Some(node.link()), false)?);
+        let mut ctx = Context::new(home.clone(), store, Some(node.link()), false)?;
+        ctx.seen = seen;
+        let ctx = Arc::new(ctx);
         let _ = ctx.metrics.set(Arc::clone(&metrics));
         let counter = count_stored(node.events(), metrics);
         let api = api::serve(listener, Arc::clone(&ctx));
@@ -297,6 +301,7 @@ async fn start_parts(
     config: &crate::config::Config,
     identity: &Arc<scrip_feed::Keypair>,
     metrics: &Arc<crate::metrics::Metrics>,
+    seen: &Arc<std::sync::Mutex<scrip_ledger::verify::Seen>>,
 ) -> Result<Parts> {
     let opening = home.clone();
     let store: Arc<dyn Store> = tokio::task::spawn_blocking(move || opening.open_store()).await??;
@@ -323,7 +328,7 @@ async fn start_parts(
         Arc::clone(&store),
         Tcp,
         node_config,
-        Arc::new(CertificateCheck::new(Arc::clone(&store))),
+        Arc::new(CertificateCheck::new(Arc::clone(&store)).remembering(Arc::clone(seen))),
     )
     .await
     .context("starting the node")?;

@@ -348,6 +348,9 @@ pub struct Context {
     /// Show progress bars (a terminal, not the daemon).
     pub progress: bool,
     wallet: Mutex<Option<WalletClient<Tcp>>>,
+    /// The certified entries this home verified: filled by the daemon's node as it checks
+    /// certificates, read by the wallet client when it cites them (not checked twice).
+    pub seen: Arc<std::sync::Mutex<scrip_ledger::verify::Seen>>,
     /// Whether this daemon's own feed head was checked against its peers (first publish).
     own_head_checked: Mutex<bool>,
     /// Held while invites.toml or joined.toml is read, changed and written back (`scrip
@@ -487,6 +490,7 @@ impl Context {
             node,
             progress,
             wallet: Mutex::new(None),
+            seen: Arc::default(),
             own_head_checked: Mutex::new(false),
             invites: Mutex::new(()),
             ledger: Arc::new(std::sync::Mutex::new(LedgerCache::default())),
@@ -608,14 +612,17 @@ impl Context {
             if notaries.is_empty() {
                 bail!("this wallet has no notaries in wallet.toml");
             }
-            *guard = Some(WalletClient::new(
-                Arc::new(key),
-                Arc::clone(&self.store),
-                PendingFile::new(self.home.pending()),
-                notaries,
-                Tcp,
-                crate::wallet::client_config(self)?,
-            )?);
+            *guard = Some(
+                WalletClient::new(
+                    Arc::new(key),
+                    Arc::clone(&self.store),
+                    PendingFile::new(self.home.pending()),
+                    notaries,
+                    Tcp,
+                    crate::wallet::client_config(self)?,
+                )?
+                .remembering(Arc::clone(&self.seen)),
+            );
         }
         Ok(guard)
     }

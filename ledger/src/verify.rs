@@ -366,6 +366,112 @@ pub fn embedded_signatures(entry: &Entry, check: &dyn SignatureCheck) {
     }
 }
 
+/// Most certified entries a [`Seen`] remembers having verified (entry id and certificate), so
+/// that a citation of one already checked is not checked again (a bounded, first-in first-out
+/// memory: what falls out is checked again when cited).
+pub const MAX_SEEN_CERTIFIED: usize = 65_536;
+
+/// Certified entries a party verified (their signature and a certificate for them): the bounded
+/// memory behind [`Remembered`]. Each party keeps its own (a notary, a wallet client and the
+/// replication beside it): what another machine verified proves nothing here.
+#[derive(Clone, Debug, Default)]
+pub struct Seen {
+    order: std::collections::VecDeque<(EntryId, scrip_feed::Hash)>,
+    certified: std::collections::HashSet<(EntryId, scrip_feed::Hash)>,
+    entries: std::collections::HashMap<EntryId, u32>,
+}
+
+impl Seen {
+    /// Remembers that `entry`'s signature and `certificate` for it verified.
+    pub fn insert(&mut self, entry: EntryId, certificate: &Certificate) {
+        let key = (entry, certificate.hash());
+        if !self.certified.insert(key) {
+            return;
+        }
+        *self.entries.entry(entry).or_insert(0) += 1;
+        self.order.push_back(key);
+        while self.order.len() > MAX_SEEN_CERTIFIED {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            self.certified.remove(&old);
+            if let Some(count) = self.entries.get_mut(&old.0) {
+                *count -= 1;
+                if *count == 0 {
+                    self.entries.remove(&old.0);
+                }
+            }
+        }
+    }
+
+    /// How many are remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// True if none is.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Remembers the certified entries a verified citation carries (its genesis and entry).
+    pub fn remember_citation(&mut self, citation: &Citation) {
+        for bytes in [&citation.genesis, &citation.entry] {
+            self.insert(EntryId::of_header(&bytes.bytes.header), &bytes.certificate);
+        }
+    }
+}
+
+/// Signature checks skipping what a party verified before ([`Seen`]): an entry whose id it has
+/// seen verified (same id, same signed header; the payload's hash is still checked) and a
+/// certificate it has seen verified for that entry (same bytes). Everything else goes to
+/// `inner`.
+pub struct Remembered<'a> {
+    /// What was verified before.
+    pub seen: &'a Seen,
+    /// How everything else is checked.
+    pub inner: &'a dyn SignatureCheck,
+}
+
+impl std::fmt::Debug for Remembered<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remembered")
+            .field("seen", &self.seen.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SignatureCheck for Remembered<'_> {
+    fn entry(&self, entry: &Entry) -> Result<(), scrip_feed::Error> {
+        if self.seen.entries.contains_key(&entry.id()) {
+            validate_payload(entry)
+        } else {
+            self.inner.entry(entry)
+        }
+    }
+
+    fn votes(
+        &self,
+        certificate: &Certificate,
+        subject: &VoteSubject,
+    ) -> Result<(), CertificateError> {
+        let key = (subject.entry, certificate.hash());
+        if certificate.entry == subject.entry && self.seen.certified.contains(&key) {
+            Ok(())
+        } else {
+            self.inner.votes(certificate, subject)
+        }
+    }
+
+    fn fate_votes(
+        &self,
+        votes: &[Vote],
+        subject: &crate::fate::FateSubject,
+    ) -> Result<(), CertificateError> {
+        self.inner.fate_votes(votes, subject)
+    }
+}
+
 /// A verified citation: the cited entry, decoded, with its wallet's notary set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cited {
@@ -464,4 +570,37 @@ pub fn verify_citation(
         content,
         notaries,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The memory of verified certificates is bounded: past [`MAX_SEEN_CERTIFIED`] the oldest
+    /// are forgotten (and checked again when cited), and an entry is forgotten with its last
+    /// certificate.
+    #[test]
+    fn the_seen_certificates_are_bounded_first_in_first_out() {
+        let mut seen = Seen::default();
+        let certificate = |n: u64| Certificate {
+            entry: EntryId::of_header(&n.to_le_bytes()),
+            round: 0,
+            votes: Vec::new(),
+        };
+        let total = MAX_SEEN_CERTIFIED as u64 + 10;
+        for n in 0..total {
+            let c = certificate(n);
+            seen.insert(c.entry, &c);
+        }
+        assert_eq!(seen.len(), MAX_SEEN_CERTIFIED);
+        let first = certificate(0);
+        let last = certificate(total - 1);
+        assert!(!seen.entries.contains_key(&first.entry));
+        assert!(seen.entries.contains_key(&last.entry));
+        assert!(seen.certified.contains(&(last.entry, last.hash())));
+        assert_eq!(seen.entries.len(), MAX_SEEN_CERTIFIED);
+        // The same certificate again changes nothing.
+        seen.insert(last.entry, &last);
+        assert_eq!(seen.len(), MAX_SEEN_CERTIFIED);
+    }
 }

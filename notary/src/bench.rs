@@ -18,15 +18,17 @@
 //!   checks 3: 5 made, 4 × (1 + 3) + 3 = 19 checked;
 //! - the accept: each notary checks its signature, the claim certificate (3) and the previous
 //!   entry's certificate (3); the citation (the order and the sender's genesis) it verified
-//!   before and remembers (`decision::Seen`); the client checks 3: 5 made,
+//!   before and remembers (`verify::Seen`); the client checks 3: 5 made,
 //!   4 × (1 + 3 + 3) + 3 = 31 checked;
 //! - the receiver checks the order it accepts (1 + 3) when it gets it.
 //!
 //! So 15 signatures made and 73 checked per transfer. The run also counts the checks every
-//! party really made (`signature checks per transfer`: a client checks every vote that arrives,
-//! not only the first q; a notary compares its own vote in a certificate with the bytes it
-//! signed instead of verifying it, `decision::OwnVotes`; learning an entry it voted for checks
-//! only that entry's certificate, nothing its payload embeds, `decision::VotedFor`): about 61.
+//! party really made (`signature checks per transfer`: a client checks the votes it counts,
+//! until q; a notary compares its own vote in a certificate with the bytes it signed instead of
+//! verifying it, `decision::OwnVotes`; learning an entry it voted for checks only that entry's
+//! certificate, nothing its payload embeds, `decision::VotedFor`; the receiver's wallet does
+//! not check again, when it claims the order, the citation its replication checked,
+//! `verify::Seen`).
 //!
 //! A second ceiling is the one issue 16 set before the claim step existed: the protocol's
 //! minimal work for order + accept, 42 checks and 10 signatures ([`MINIMAL_VERIFIES`],
@@ -374,15 +376,16 @@ async fn transfer(pair: &mut Pair) -> Result<()> {
 }
 
 /// Gives the receiver the sender's new certified entries (what replication does in a running
-/// node) and returns its citation of the sender's entry at `seq`.
+/// node, remembering them for the receiver's wallet client as the daemon's node does) and returns its citation of the sender's entry at `seq`.
 async fn deliver(pair: &Pair, seq: scrip_feed::Seq) -> Result<scrip_ledger::Citation> {
-    let (from, to, sender) = (
+    let (from, to, sender, seen) = (
         Arc::clone(pair.sender.store()),
         Arc::clone(pair.receiver.store()),
         pair.sender.id(),
+        Arc::clone(pair.receiver.seen()),
     );
     tokio::task::spawn_blocking(move || {
-        certified::copy_certified(from.as_ref(), to.as_ref(), &sender)?;
+        certified::copy_certified(from.as_ref(), to.as_ref(), &sender, &seen)?;
         certified::citation(to.as_ref(), &sender, seq)
     })
     .await

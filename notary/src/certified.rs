@@ -53,8 +53,15 @@ pub fn certified_log(store: &dyn Store, wallet: &FeedId) -> Result<Vec<Certified
 /// Copies the certified entries of `wallet` that `to` lacks from `from`, each certificate
 /// checked under the wallet's notary set as replication's [`CertificateCheck`] would (what a
 /// running node receives by gossip; used by tests and the benchmark). Stops at the first entry
-/// without a valid certificate.
-pub fn copy_certified(from: &dyn Store, to: &dyn Store, wallet: &FeedId) -> Result<()> {
+/// without a valid certificate. Each entry copied is remembered in `seen` as the daemon's
+/// certificate check remembers it (its signature is checked when `to` stores it; the entry is
+/// copied only if that succeeds).
+pub fn copy_certified(
+    from: &dyn Store,
+    to: &dyn Store,
+    wallet: &FeedId,
+    seen: &std::sync::Mutex<scrip_ledger::verify::Seen>,
+) -> Result<()> {
     let next = to.head(wallet)?.map_or(1, |head| head.seq.get() + 1);
     let mut entries = log(from, wallet, next, usize::MAX)?;
     let mut set = notary_set(to, wallet)?;
@@ -78,7 +85,18 @@ pub fn copy_certified(from: &dyn Store, to: &dyn Store, wallet: &FeedId) -> Resu
     if entries.is_empty() {
         return Ok(());
     }
-    store_certified(to, &entries)
+    store_certified(to, &entries)?;
+    // Remembered only once the store verified and stored them.
+    let head = to.head(wallet)?.map_or(0, |h| h.seq.get());
+    let mut seen = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for certified in entries.iter().filter(|c| c.entry.seq().get() <= head) {
+        if let Some(certificate) = &certified.certificate {
+            seen.insert(certified.entry.id(), certificate);
+        }
+    }
+    Ok(())
 }
 
 /// Durably stores certified entries with their certificates, in one commit.

@@ -19,7 +19,7 @@ use scrip_feed::{Entry, EntryBytes, FeedId, Keypair, Seq, Store, Timestamp};
 use scrip_ledger::certificate::ROUND_ZERO;
 use scrip_ledger::content::Genesis;
 use scrip_ledger::content::Preimage;
-use scrip_ledger::verify::{VerifyAll, subject_of};
+use scrip_ledger::verify::{Remembered, Seen, VerifyAll, subject_of};
 use scrip_ledger::{
     Certificate, CertifiedEntry, Fate, FateCertificate, FateSubject, NotarySet, Vote, WalletEntry,
     WalletState,
@@ -191,6 +191,9 @@ pub struct WalletClient<N: Network> {
     notaries: Option<NotarySet>,
     /// The entry this client certified last, sent along with the next proposal.
     last_certified: Option<CertifiedEntry>,
+    /// The certified entries this wallet verified (its own checks, and the replication beside
+    /// it when shared: [`WalletClient::remembering`]), not verified again when cited.
+    seen: Arc<std::sync::Mutex<Seen>>,
 }
 
 impl<N: Network> std::fmt::Debug for WalletClient<N> {
@@ -351,7 +354,22 @@ impl<N: Network> WalletClient<N> {
             pending_clear: false,
             notaries: None,
             last_certified: None,
+            seen: Arc::default(),
         })
+    }
+
+    /// Shares `seen` as this client's memory of verified certified entries: the memory the
+    /// replication beside it fills as it checks certificates (the daemon's node), so that an
+    /// order replicated and checked there is not checked again when this wallet claims it.
+    #[must_use]
+    pub fn remembering(mut self, seen: Arc<std::sync::Mutex<Seen>>) -> WalletClient<N> {
+        self.seen = seen;
+        self
+    }
+
+    /// This client's memory of verified certified entries.
+    pub fn seen(&self) -> &Arc<std::sync::Mutex<Seen>> {
+        &self.seen
     }
 
     /// The wallet's id.
@@ -423,8 +441,22 @@ impl<N: Network> WalletClient<N> {
         fate: Fate,
         preimage: Option<Preimage>,
     ) -> Result<FateCertificate> {
-        let cited = scrip_ledger::verify::verify_citation(order, &VerifyAll)
-            .map_err(|e| Error::Wallet(format!("the order to decide: {e}")))?;
+        let cited = {
+            let seen = self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let check = Remembered {
+                seen: &seen,
+                inner: &VerifyAll,
+            };
+            scrip_ledger::verify::verify_citation(order, &check)
+        }
+        .map_err(|e| Error::Wallet(format!("the order to decide: {e}")))?;
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remember_citation(order);
         let set = cited.notaries;
         let subject = FateSubject {
             wallet: cited.author,

@@ -27,7 +27,9 @@ use scrip_feed::validate::validate_payload;
 use scrip_feed::{Entry, EntryId, FeedId, Seq};
 use scrip_ledger::certificate::{ROUND_ZERO, VOTE_DOMAIN};
 use scrip_ledger::fate::FATE_DOMAIN;
-use scrip_ledger::verify::{Precomputed, SignatureCheck, VerifyAll, subject_of, verify_citation};
+use scrip_ledger::verify::{
+    Precomputed, Remembered, Seen, SignatureCheck, VerifyAll, subject_of, verify_citation,
+};
 use scrip_ledger::{Fate, FateSubject};
 
 use crate::wire::FateRequest;
@@ -257,94 +259,6 @@ impl SignatureCheck for Verified<'_> {
     }
 }
 
-/// Most certified entries a notary remembers having verified (entry id and certificate), so
-/// that a citation of one it already checked is not checked again (a bounded, first-in
-/// first-out memory: what falls out is checked again when cited).
-pub const MAX_SEEN_CERTIFIED: usize = 65_536;
-
-/// Certified entries this notary verified (their signature and a certificate for them): the
-/// bounded memory behind [`Remembered`].
-#[derive(Clone, Debug, Default)]
-pub struct Seen {
-    order: std::collections::VecDeque<(EntryId, scrip_feed::Hash)>,
-    certified: std::collections::HashSet<(EntryId, scrip_feed::Hash)>,
-    entries: std::collections::HashMap<EntryId, u32>,
-}
-
-impl Seen {
-    /// Remembers that `entry`'s signature and `certificate` for it verified.
-    pub fn insert(&mut self, entry: EntryId, certificate: &Certificate) {
-        let key = (entry, certificate.hash());
-        if !self.certified.insert(key) {
-            return;
-        }
-        *self.entries.entry(entry).or_insert(0) += 1;
-        self.order.push_back(key);
-        while self.order.len() > MAX_SEEN_CERTIFIED {
-            let Some(old) = self.order.pop_front() else {
-                break;
-            };
-            self.certified.remove(&old);
-            if let Some(count) = self.entries.get_mut(&old.0) {
-                *count -= 1;
-                if *count == 0 {
-                    self.entries.remove(&old.0);
-                }
-            }
-        }
-    }
-
-    /// How many are remembered.
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    /// True if none is.
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
-}
-
-/// The signature checks of a decision, skipping what this notary verified before: an entry
-/// whose id it has seen verified (same id, same signed header; the payload's hash is still
-/// checked) and a certificate it has seen verified for that entry (same bytes). Everything else
-/// goes to `inner`.
-struct Remembered<'a> {
-    seen: &'a Seen,
-    inner: &'a dyn SignatureCheck,
-}
-
-impl SignatureCheck for Remembered<'_> {
-    fn entry(&self, entry: &Entry) -> Result<(), scrip_feed::Error> {
-        if self.seen.entries.contains_key(&entry.id()) {
-            validate_payload(entry)
-        } else {
-            self.inner.entry(entry)
-        }
-    }
-
-    fn votes(
-        &self,
-        certificate: &Certificate,
-        subject: &VoteSubject,
-    ) -> Result<(), CertificateError> {
-        let key = (subject.entry, certificate.hash());
-        if certificate.entry == subject.entry && self.seen.certified.contains(&key) {
-            Ok(())
-        } else {
-            self.inner.votes(certificate, subject)
-        }
-    }
-
-    fn fate_votes(
-        &self,
-        votes: &[scrip_ledger::Vote],
-        subject: &FateSubject,
-    ) -> Result<(), CertificateError> {
-        self.inner.fate_votes(votes, subject)
-    }
-}
-
 /// Most of its own vote signatures a notary remembers (see [`OwnVotes`]).
 pub const MAX_OWN_VOTES: usize = 65_536;
 
@@ -456,13 +370,6 @@ impl SignatureCheck for OwnFirst<'_> {
             Some(others) => self.inner.fate_votes(&others, subject),
             None => self.inner.fate_votes(votes, subject),
         }
-    }
-}
-
-/// Remembers the certified entries a verified citation carries.
-fn remember_citation(seen: &mut Seen, citation: &scrip_ledger::Citation) {
-    for bytes in [&citation.genesis, &citation.entry] {
-        seen.insert(EntryId::of_header(&bytes.bytes.header), &bytes.certificate);
     }
 }
 
@@ -865,7 +772,7 @@ impl NotaryState {
             Some(order) => order,
             None => match FateOrder::verified_with(request, &self.seen, &self.batch) {
                 Ok(order) => {
-                    remember_citation(&mut self.seen, &request.order);
+                    self.seen.remember_citation(&request.order);
                     order
                 }
                 Err(refusal) => return FateDecision::Refuse(*refusal),
@@ -1331,7 +1238,7 @@ impl NotaryState {
         }
         view.votes.insert(seq, entry.id());
         if let Some(citation) = citation_of(entry) {
-            remember_citation(&mut self.seen, &citation);
+            self.seen.remember_citation(&citation);
         }
         if let Some(view) = fresh {
             self.wallets.insert(wallet, view);
@@ -1366,33 +1273,5 @@ mod tests {
         assert!(!own.signed(&key(total - 1), &signature(total - 2)));
         own.insert(key(total - 1), signature(total - 1));
         assert_eq!(own.len(), MAX_OWN_VOTES);
-    }
-
-    /// The memory of verified certificates is bounded: past [`MAX_SEEN_CERTIFIED`] the oldest
-    /// are forgotten (and checked again when cited), and an entry is forgotten with its last
-    /// certificate.
-    #[test]
-    fn the_seen_certificates_are_bounded_first_in_first_out() {
-        let mut seen = Seen::default();
-        let certificate = |n: u64| Certificate {
-            entry: EntryId::of_header(&n.to_le_bytes()),
-            round: 0,
-            votes: Vec::new(),
-        };
-        let total = MAX_SEEN_CERTIFIED as u64 + 10;
-        for n in 0..total {
-            let c = certificate(n);
-            seen.insert(c.entry, &c);
-        }
-        assert_eq!(seen.len(), MAX_SEEN_CERTIFIED);
-        let first = certificate(0);
-        let last = certificate(total - 1);
-        assert!(!seen.entries.contains_key(&first.entry));
-        assert!(seen.entries.contains_key(&last.entry));
-        assert!(seen.certified.contains(&(last.entry, last.hash())));
-        assert_eq!(seen.entries.len(), MAX_SEEN_CERTIFIED);
-        // The same certificate again changes nothing.
-        seen.insert(last.entry, &last);
-        assert_eq!(seen.len(), MAX_SEEN_CERTIFIED);
     }
 }

@@ -700,3 +700,66 @@ fn gathering_ahead_refuses_a_forgery_and_votes_for_its_honest_neighbour() {
         scrip_notary::Decision::Vote(_)
     ));
 }
+
+/// The sender's log copied into the receiver's store as its node's replication does (each
+/// certificate checked, each entry checked by the store), remembering what it checked; then the
+/// receiver's citation of the order, read back from its store.
+fn replicated_order() -> (
+    World,
+    std::sync::Mutex<scrip_ledger::verify::Seen>,
+    scrip_ledger::Citation,
+) {
+    let mut w = world();
+    let seq = w.order(None);
+    let from = scrip_feed::MemoryStore::default();
+    scrip_notary::certified::store_certified(&from, &w.sender.log).unwrap();
+    let to = scrip_feed::MemoryStore::default();
+    let seen = std::sync::Mutex::new(scrip_ledger::verify::Seen::default());
+    scrip_notary::certified::copy_certified(&from, &to, &w.sender.id(), &seen).unwrap();
+    let citation = scrip_notary::certified::citation(&to, &w.sender.id(), seq).unwrap();
+    (w, seen, citation)
+}
+
+/// What a wallet's replication verified (the sender's genesis and order, with their
+/// certificates) is not verified again when the wallet cites the order to claim it: not one
+/// signature. (Counted in a process of its own: the counter is process-wide.)
+#[test]
+fn a_wallet_claiming_an_order_its_replication_checked_checks_nothing_again() {
+    if !scrip_feed::bench::run_alone(
+        "fates::a_wallet_claiming_an_order_its_replication_checked_checks_nothing_again",
+    ) {
+        return;
+    }
+    let (_, seen, citation) = replicated_order();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "genesis, mint and order remembered");
+    let check = scrip_ledger::verify::Remembered {
+        seen: &seen,
+        inner: &scrip_ledger::VerifyAll,
+    };
+    let before = scrip_feed::identity::signature_checks();
+    scrip_ledger::verify::verify_citation(&citation, &check).unwrap();
+    assert_eq!(scrip_feed::identity::signature_checks() - before, 0);
+}
+
+/// The memory vouches only for the bytes checked: a citation of the same order with one vote
+/// of its certificate forged, or with its payload changed, is refused.
+#[test]
+fn a_remembered_order_with_other_bytes_is_checked_and_refused() {
+    let (_, seen, citation) = replicated_order();
+    let seen = seen.lock().unwrap();
+    let check = scrip_ledger::verify::Remembered {
+        seen: &seen,
+        inner: &scrip_ledger::VerifyAll,
+    };
+    let mut forged_vote = citation.clone();
+    let mut bytes = *forged_vote.entry.certificate.votes[0].signature.as_bytes();
+    bytes[5] ^= 1;
+    forged_vote.entry.certificate.votes[0].signature = scrip_feed::Signature::from_bytes(bytes);
+    assert!(scrip_ledger::verify::verify_citation(&forged_vote, &check).is_err());
+    let mut forged_payload = citation.clone();
+    let last = forged_payload.entry.bytes.payload.len() - 1;
+    forged_payload.entry.bytes.payload[last] ^= 1;
+    assert!(scrip_ledger::verify::verify_citation(&forged_payload, &check).is_err());
+    assert!(scrip_ledger::verify::verify_citation(&citation, &check).is_ok());
+}
