@@ -12,8 +12,9 @@ fn main() {
     // mimalloc asks the kernel for transparent huge pages on its arena and returns memory to
     // it in small pieces: with THP in `madvise` mode (the usual default) every reuse of a piece
     // faulted in a whole 2 MiB page, zeroed — 12.7 % of the CPU of `scrip bench notary` went to
-    // `clear_page_erms`. Off for this process (future faults use 4 KiB pages): +38 %
-    // transfers/s, +20 % durable ingest on the 2-core target (docs/cli.md §8, "Memory").
+    // `clear_page_erms`. Off for this process (future faults use 4 KiB pages): +20 % durable
+    // ingest on the 2-core target, and short runs of fresh memory much faster (docs/cli.md §8,
+    // "Memory").
     #[cfg(target_os = "linux")]
     let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = match scrip_cli::args::Cli::try_parse() {
