@@ -693,17 +693,7 @@ impl NotaryState {
             if seq < next {
                 continue;
             }
-            let voted = self.voted_for(&certified.entry);
-            let voted_for = VotedFor {
-                entry: certified.entry.id(),
-                inner: into,
-            };
-            let check = OwnFirst {
-                me: self.me,
-                own: &self.own,
-                inner: if voted { &voted_for } else { into },
-            };
-            scrip_ledger::verify::each_signature(certified, true, &check);
+            self.gather_learned(certified, into);
             next += 1;
         }
         let checked = Verified {
@@ -722,6 +712,25 @@ impl NotaryState {
         scrip_ledger::verify::embedded_signatures(entry, &remembered);
     }
 
+    /// Feeds `into` what learning `certified` as the next entry of its wallet verifies (see
+    /// [`NotaryState::learn_proposed`]: the same wrappers).
+    fn gather_learned(&self, certified: &CertifiedEntry, into: &dyn SignatureCheck) {
+        let voted_for = VotedFor {
+            entry: certified.entry.id(),
+            inner: into,
+        };
+        let check = OwnFirst {
+            me: self.me,
+            own: &self.own,
+            inner: if self.voted_for(&certified.entry) {
+                &voted_for
+            } else {
+                into
+            },
+        };
+        scrip_ledger::verify::each_signature(certified, true, &check);
+    }
+
     /// Feeds `into` the signatures [`NotaryState::decide_fate`] would verify for `request` (the
     /// cited order's, unless this notary holds the order), as [`NotaryState::gather`] does.
     pub fn gather_fate(&self, request: &FateRequest, into: &dyn SignatureCheck) {
@@ -730,17 +739,7 @@ impl NotaryState {
         }
         // As `learn_cited_order`: the next certified entry of a wallet it holds is learned.
         if let Some(certified) = self.cited_next(request) {
-            let voted = self.voted_for(&certified.entry);
-            let voted_for = VotedFor {
-                entry: certified.entry.id(),
-                inner: into,
-            };
-            let check = OwnFirst {
-                me: self.me,
-                own: &self.own,
-                inner: if voted { &voted_for } else { into },
-            };
-            scrip_ledger::verify::each_signature(&certified, true, &check);
+            self.gather_learned(&certified, into);
             return;
         }
         let remembered = Remembered {
