@@ -668,9 +668,12 @@ impl NotaryState {
     /// Feeds `into` the signatures [`NotaryState::decide_at`] would verify for `entry` and
     /// `prefix` now, skipping what it would not verify (its own votes, certified entries it
     /// saw, what it voted for): the same wrappers in the same order, with nothing decided and
-    /// nothing changed. Entries beyond the first of the prefix that is new here are followed as
-    /// if each were learned. Gathering is a guess that costs nothing when wrong: whatever the
-    /// decision then asks that was not gathered (or failed) is verified on the spot.
+    /// nothing changed. Only the first prefix entry new here is gathered, and what the payload
+    /// embeds only if the proposal then sits at the wallet's next slot, free, of a wallet this
+    /// notary serves (otherwise the decision refuses before checking it): a stranger's bogus
+    /// proposal costs little more batch work than the decision would spend on it. Gathering is
+    /// a guess that costs nothing in correctness when wrong: whatever the decision then asks
+    /// that was not gathered (or failed) is verified on the spot.
     pub fn gather(&self, entry: &Entry, prefix: &[CertifiedEntry], into: &dyn SignatureCheck) {
         let _ = into.entry(entry);
         let mut prefix: Vec<&CertifiedEntry> = prefix.iter().collect();
@@ -693,8 +696,22 @@ impl NotaryState {
             if seq < next {
                 continue;
             }
+            // One entry of the prefix (the usual case): a longer one is checked as it is
+            // learned, one entry after another, so that a bogus one costs its first failure.
             self.gather_learned(certified, into);
             next += 1;
+            break;
+        }
+        // What the payload embeds is checked only once the proposal is at the wallet's next
+        // slot, the slot is free and this notary is one of the wallet's: a proposal refused
+        // before that makes no batch work beyond its own signature and one prefix entry.
+        let slot_free = view.is_none_or(|v| !v.votes.contains_key(&entry.seq().get()));
+        let member = match view.and_then(|v| v.ledger.notaries.as_ref()) {
+            Some(set) => set.contains(&self.me),
+            None => entry.seq() == Seq::FIRST,
+        };
+        if entry.seq().get() != next || !slot_free || !member {
+            return;
         }
         let checked = Verified {
             entry: entry.id(),

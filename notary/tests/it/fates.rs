@@ -763,3 +763,22 @@ fn a_remembered_order_with_other_bytes_is_checked_and_refused() {
     assert!(scrip_ledger::verify::verify_citation(&forged_payload, &check).is_err());
     assert!(scrip_ledger::verify::verify_citation(&citation, &check).is_ok());
 }
+
+/// A proposal the decision refuses before it looks at the payload (here: a wallet this notary
+/// holds nothing of, at seq 2) makes no batch work beyond its own signature, however much its
+/// payload embeds (an accept: a citation and a claim).
+#[test]
+fn gathering_ahead_stops_where_the_decision_would_refuse() {
+    let mut w = world();
+    let seq = w.order(None);
+    let notary = w.notary_knowing();
+    let accept = w.receiver.sign(&w.sender.accept_of(seq, None));
+    let gather = scrip_ledger::verify::Gather::default();
+    notary.gather(&accept, &[], &gather);
+    assert_eq!(gather.len(), 1, "the proposal's own signature only");
+    let mut decided = notary.clone();
+    assert!(matches!(
+        decided.decide(&accept, &[]),
+        scrip_notary::Decision::Refuse { .. }
+    ));
+}
