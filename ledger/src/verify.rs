@@ -295,8 +295,9 @@ impl SignatureCheck for Gather {
 
 /// Runs `check` over every signature `certified` carries, without any rule: the entry, its
 /// certificate's votes (if `certificates`), and what its payload embeds — a citation's genesis
-/// and entry with their certificates, an accept's claim votes, a cancel's or refund's void
-/// votes. What [`Gather`] is fed with before a log or a batch of proposals is checked.
+/// and entry with their certificates (walked by [`verify_citation`] itself), an accept's claim
+/// votes, a cancel's or refund's void votes. What [`Gather`] is fed with before a log or a
+/// batch of proposals is checked.
 pub fn each_signature(certified: &CertifiedEntry, certificates: bool, check: &dyn SignatureCheck) {
     let entry = &certified.entry;
     let _ = check.entry(entry);
@@ -314,17 +315,8 @@ pub fn embedded_signatures(entry: &Entry, check: &dyn SignatureCheck) {
     else {
         return;
     };
-    let cite = |citation: &Citation| -> Option<Entry> {
-        let mut cited = None;
-        for bytes in [&citation.genesis, &citation.entry] {
-            if let Ok(decoded) = bytes.bytes.decode() {
-                let _ = check.entry(&decoded);
-                let _ = check.votes(&bytes.certificate, &subject_of(&decoded));
-                cited = Some(decoded);
-            }
-        }
-        cited
-    };
+    // A citation is walked as it is verified: what fails a cheap rule first is not gathered.
+    let cite = |citation: &Citation| verify_citation(citation, check).ok();
     let fate = |wallet: FeedId, order: EntryId, fate: Fate, votes: &[Vote]| {
         let subject = crate::fate::FateSubject {
             wallet,
@@ -335,9 +327,8 @@ pub fn embedded_signatures(entry: &Entry, check: &dyn SignatureCheck) {
     };
     match &content {
         WalletEntry::Accept(accept) => {
-            let cited = cite(&accept.order);
-            if let (Some(order), Some(claim)) = (cited, &accept.claim) {
-                fate(order.author(), order.id(), Fate::Claimed, &claim.votes);
+            if let (Some(order), Some(claim)) = (cite(&accept.order), &accept.claim) {
+                fate(order.author, order.id, Fate::Claimed, &claim.votes);
             }
         }
         WalletEntry::Reject(reject) => {

@@ -397,13 +397,7 @@ fn learning_an_accept_it_voted_for_checks_only_its_certificate() {
     ) {
         return;
     }
-    let mut w = world();
-    let seq = w.order(None);
-    let mut notary = w.notary_knowing();
-    for entry in &w.receiver.log {
-        notary.learn(entry, &TrustSignatures).unwrap();
-    }
-    let accept = w.receiver.sign(&w.sender.accept_of(seq, None));
+    let (mut notary, accept, next, certified) = accept_then_next();
     let WalletEntry::Accept(content) =
         WalletEntry::from_payload(accept.payload().unwrap()).unwrap()
     else {
@@ -417,13 +411,7 @@ fn learning_an_accept_it_voted_for_checks_only_its_certificate() {
         notary.decide(&accept, &[]),
         scrip_notary::Decision::Vote(_)
     ));
-    let certificate = w.receiver.certify(&accept);
-    let certified = scrip_ledger::CertifiedEntry {
-        entry: accept.clone(),
-        certificate: Some(certificate.clone()),
-    };
-    w.receiver.push_raw(accept, Some(certificate.clone()));
-    let next = w.receiver.sign(&eur_order(&w, w.sender.id(), 10));
+    let certificate = certified.certificate.clone().unwrap();
     let before = scrip_feed::identity::signature_checks();
     assert!(matches!(
         notary.decide(&next, &[certified]),
@@ -569,8 +557,8 @@ fn an_entry_stamped_ahead_of_the_clock_waits_until_the_clock_catches_up() {
 }
 
 /// The receiver's accept (with its claim and citation) and, certified, the proposal after it:
-/// what a notary's batch decides in [`gathering_ahead_*`] tests. Returns the notary (knowing
-/// both wallets), the accept, and the next entry with the certified accept as its prefix.
+/// what the check-counting tests of this file decide. Returns the notary (knowing both wallets),
+/// the accept, and the next entry with the certified accept as its prefix.
 fn accept_then_next() -> (
     NotaryState,
     scrip_feed::Entry,
