@@ -130,6 +130,18 @@ impl Precomputed {
     }
 
     /// Whether `signature` by `key` over the concatenation of `parts` verified.
+    /// Whether `signature` is `key`'s over `domain ‖ 0 ‖ message`: looked up, else verified.
+    pub fn verifies(
+        &self,
+        key: &FeedId,
+        domain: &[u8],
+        message: &[u8],
+        signature: &Signature,
+    ) -> bool {
+        self.holds(key, signature, &[domain, &[0], message])
+            || AuthorKey::cached(key).is_ok_and(|k| k.verify(domain, message, signature))
+    }
+
     fn holds(&self, key: &FeedId, signature: &Signature, parts: &[&[u8]]) -> bool {
         let Some((signer, at)) = self.good.get(signature.as_bytes()) else {
             return false;
@@ -189,6 +201,8 @@ type Pending = (AuthorKey, usize, Signature);
 struct Gathered {
     pending: Vec<Pending>,
     messages: Vec<Vec<u8>>,
+    /// Signatures the gatherer verified itself (the index of the bytes they sign).
+    checked: Vec<(FeedId, usize, Signature)>,
 }
 
 /// Gathers signatures to verify as one batch, by running checks through it: every check
@@ -228,6 +242,16 @@ impl Gather {
         }
     }
 
+    /// Adds a signature the caller verified itself, singly (because whether to gather more
+    /// depended on it): it joins the results without being verified again.
+    pub fn checked(&self, key: &FeedId, domain: &[u8], message: &[u8], signature: Signature) {
+        if let Ok(mut gathered) = self.gathered.lock() {
+            let at = gathered.messages.len();
+            gathered.messages.push(signing_bytes(domain, message));
+            gathered.checked.push((*key, at, signature));
+        }
+    }
+
     fn record_votes(&self, domain: &[u8], message: &[u8], votes: &[Vote]) {
         let signed = signing_bytes(domain, message);
         self.record(signed, votes.iter().map(|v| (v.notary, v.signature)));
@@ -245,7 +269,11 @@ impl Gather {
 
     /// Verifies the gathered signatures as one batch; the good ones are remembered.
     pub fn verify(self) -> Precomputed {
-        let Gathered { pending, messages } = self.gathered.into_inner().unwrap_or_default();
+        let Gathered {
+            pending,
+            messages,
+            checked,
+        } = self.gathered.into_inner().unwrap_or_default();
         let items: Vec<(&AuthorKey, &[u8], &Signature)> = pending
             .iter()
             .map(|(key, at, signature)| (key, messages[*at].as_slice(), signature))
@@ -259,6 +287,9 @@ impl Gather {
             if good {
                 done.good.insert(*signature.as_bytes(), (*key.id(), *at));
             }
+        }
+        for (key, at, signature) in checked {
+            done.good.insert(*signature.as_bytes(), (key, at));
         }
         done.signed = messages;
         done

@@ -26,9 +26,9 @@ use scrip_feed::Timestamp;
 use scrip_feed::validate::validate_payload;
 use scrip_feed::{Entry, EntryId, FeedId, Seq};
 use scrip_ledger::certificate::{ROUND_ZERO, VOTE_DOMAIN};
-use scrip_ledger::fate::FATE_DOMAIN;
+use scrip_ledger::fate::{FATE_DOMAIN, FATE_REQUEST_DOMAIN};
 use scrip_ledger::verify::{
-    Precomputed, Remembered, Seen, SignatureCheck, VerifyAll, subject_of, verify_citation,
+    Gather, Precomputed, Remembered, Seen, SignatureCheck, VerifyAll, subject_of, verify_citation,
 };
 use scrip_ledger::{Fate, FateSubject};
 
@@ -551,6 +551,34 @@ pub fn fate_rules(
 /// the citation without verifying it yet; the same id and payload hash are verified afterwards,
 /// so what was checked here is what the citation proves.
 pub fn requester_rule(request: &FateRequest) -> Result<(), Box<Refusal>> {
+    requester_rule_with(request, &Precomputed::default())
+}
+
+/// [`requester_rule`], with the request's signature looked up in `verified` first (verified
+/// while gathering the batch: [`NotaryState::gather_fate`]).
+fn requester_rule_with(request: &FateRequest, verified: &Precomputed) -> Result<(), Box<Refusal>> {
+    let (subject, requester, role) = requester_of(request)?;
+    if !verified.verifies(
+        &requester,
+        FATE_REQUEST_DOMAIN,
+        &subject.message(),
+        &request.signature,
+    ) {
+        return Err(Box::new(Refusal::Malformed {
+            reason: format!(
+                "the request for fate {} is not signed by the order's {role}",
+                request.fate.name()
+            ),
+        }));
+    }
+    Ok(())
+}
+
+/// What a fate request asks for and who must have signed it (the order's receiver for a claim,
+/// its sender for a void), read from the citation without verifying it.
+fn requester_of(
+    request: &FateRequest,
+) -> Result<(FateSubject, FeedId, &'static str), Box<Refusal>> {
     let malformed = |reason: String| Box::new(Refusal::Malformed { reason });
     let entry = request
         .order
@@ -573,13 +601,7 @@ pub fn requester_rule(request: &FateRequest) -> Result<(), Box<Refusal>> {
     } else {
         (order.to, "receiver")
     };
-    if !subject.request_verifies(&requester, &request.signature) {
-        return Err(malformed(format!(
-            "the request for fate {} is not signed by the order's {role}",
-            request.fate.name()
-        )));
-    }
-    Ok(())
+    Ok((subject, requester, role))
 }
 
 /// The time rule of a wallet entry (`notary.md` §3, step 7): its time (the header's
@@ -750,7 +772,22 @@ impl NotaryState {
 
     /// Feeds `into` the signatures [`NotaryState::decide_fate`] would verify for `request` (the
     /// cited order's, unless this notary holds the order), as [`NotaryState::gather`] does.
-    pub fn gather_fate(&self, request: &FateRequest, into: &dyn SignatureCheck) {
+    /// The request's own signature comes first, verified here singly as the decision's first
+    /// and cheapest check (a stranger's request with a bad one makes no batch work), and joins
+    /// the batch's results so that the decision does not verify it again.
+    pub fn gather_fate(&self, request: &FateRequest, into: &Gather) {
+        let Ok((subject, requester, _)) = requester_of(request) else {
+            return;
+        };
+        if !subject.request_verifies(&requester, &request.signature) {
+            return;
+        }
+        into.checked(
+            &requester,
+            FATE_REQUEST_DOMAIN,
+            &subject.message(),
+            request.signature,
+        );
         if self.known_order(request).is_some() {
             return;
         }
@@ -778,7 +815,7 @@ impl NotaryState {
         now: Timestamp,
         skew_ms: u64,
     ) -> FateDecision {
-        if let Err(refusal) = requester_rule(request) {
+        if let Err(refusal) = requester_rule_with(request, &self.batch) {
             return FateDecision::Refuse(*refusal);
         }
         if self.known_order(request).is_none() {

@@ -629,8 +629,11 @@ fn gathering_ahead_gathers_exactly_what_the_decisions_check() {
     assert!(matches!(alone, FateDecision::Vote(_)), "{alone:?}");
     let mut batched = notary.clone();
     let gather = scrip_ledger::verify::Gather::default();
+    let before = checks();
     batched.gather_fate(&claim, &gather);
-    // The request's own signature (another domain) is checked on its own.
+    // The request's own signature is verified while gathering, singly: whether to gather the
+    // rest depends on it.
+    assert_eq!(checks() - before, 1, "the request's signature, at once");
     assert_eq!(
         gather.len() as u64 + 1,
         one_by_one,
@@ -639,7 +642,7 @@ fn gathering_ahead_gathers_exactly_what_the_decisions_check() {
     batched.begin_batch(gather.verify());
     let before = checks();
     let decided = batched.decide_fate(&claim, now, SKEW);
-    assert_eq!(checks() - before, 1, "only the request's signature");
+    assert_eq!(checks() - before, 0, "nothing verified again");
     batched.end_batch();
     assert_eq!(decided, alone);
 }
@@ -769,4 +772,25 @@ fn gathering_ahead_stops_where_the_decision_would_refuse() {
         decided.decide(&accept, &[]),
         scrip_notary::Decision::Refuse { .. }
     ));
+}
+
+/// A fate request whose own signature does not verify makes no batch work at all, however big
+/// the citation it carries: the decision refuses it at that first, cheapest check.
+#[test]
+fn gathering_ahead_gathers_nothing_for_a_request_with_a_bad_signature() {
+    let mut w = world();
+    let seq = w.order(None);
+    let notary = w.notary();
+    let mut claim = w.request(seq, Fate::Claimed, None);
+    let mut bytes = *claim.signature.as_bytes();
+    bytes[2] ^= 1;
+    claim.signature = scrip_feed::Signature::from_bytes(bytes);
+    let gather = scrip_ledger::verify::Gather::default();
+    notary.gather_fate(&claim, &gather);
+    assert!(gather.is_empty());
+    assert_eq!(gather.verify().len(), 0, "not even the request's signature");
+    assert_eq!(
+        code(&notary.clone().decide_fate(&claim, at(0), SKEW)),
+        "malformed"
+    );
 }
