@@ -20,6 +20,7 @@ mod id_index;
 mod memory;
 mod plan;
 mod sled_store;
+pub mod values;
 
 pub use changes::{ChangeMark, Changes};
 pub use memory::MemoryStore;

@@ -43,6 +43,7 @@ use super::chunk::{Chunk, ChunkWriter};
 use super::durable::{DurableDb, Writes};
 use super::id_index::{self, IdIndex, IndexError};
 use super::plan::{Plan, Tables, VerifiedBatch, Write, plan_ingest};
+use super::values::{VALUE_LOG_MIN_BYTES, ValueLog, ValueRef};
 use super::{Attachment, IngestReport, PayloadPolicy, Store, check_attachment};
 use crate::entry::{Entry, Head, Seq, Timestamp};
 use crate::error::{Error, Result};
@@ -103,6 +104,8 @@ pub struct SledStore {
     index: RwLock<IdIndex>,
     /// Which feeds were written to, for [`Store::changes_since`].
     changes: ChangeLog,
+    /// The chunks of big commits (see [`super::values`]).
+    values: ValueLog,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -173,6 +176,7 @@ impl SledStore {
         let durable =
             DurableDb::open(&path, options.cache_capacity_bytes, &[STORE_FORMAT_VERSION])?;
         let db = durable.db().clone();
+        let values = ValueLog::open(&path)?;
         let index = match IdIndex::load(&db) {
             Ok(index) => index,
             Err(err) => return Err(index_error(&shown, err)),
@@ -184,6 +188,7 @@ impl SledStore {
             writer: Mutex::new(()),
             index: RwLock::new(index),
             changes: ChangeLog::default(),
+            values,
         };
         match catch_unwind(AssertUnwindSafe(|| store.check_heads())) {
             Ok(result) => result?,
@@ -264,6 +269,7 @@ impl SledStore {
             for item in self.db.scan_prefix(feed_key(TAG_CHUNK, &author)) {
                 let (key, bytes) = item.map_err(|e| self.engine(e))?;
                 let first = seq_of_key(&key).ok_or_else(|| self.corrupt("bad chunk key"))?;
+                let bytes = self.chunk_bytes(&author, first, bytes)?;
                 let chunk = Chunk::parse(&bytes)
                     .map_err(|e| self.corrupt(format!("{author} chunk at #{first}: {e}")))?;
                 for i in 0..chunk.len() {
@@ -332,6 +338,7 @@ impl SledStore {
         let Some((first, bytes)) = self.chunk_holding(author, seq)? else {
             return Ok(None);
         };
+        let bytes = self.chunk_bytes(author, first, bytes)?;
         let chunk = Chunk::parse(&bytes)
             .map_err(|e| self.corrupt(format!("{author} chunk at #{first}: {e}")))?;
         let Some(index) = seq.get().checked_sub(first.get()) else {
@@ -347,6 +354,20 @@ impl SledStore {
             return Err(self.corrupt(format!("stored entry {author} #{seq} is misplaced")));
         }
         Ok(Some(entry))
+    }
+
+    /// The bytes of `author`'s chunk at `first` as stored: inline, or read from the value log
+    /// (and checked) if `stored` is a reference to it.
+    fn chunk_bytes(&self, author: &FeedId, first: Seq, stored: sled::IVec) -> Result<sled::IVec> {
+        match ValueRef::decode(&stored) {
+            Ok(None) => Ok(stored),
+            Ok(Some(value)) => self
+                .values
+                .read(&value)
+                .map(sled::IVec::from)
+                .map_err(|e| self.corrupt(format!("{author} chunk at #{first}: {e}"))),
+            Err(e) => Err(self.corrupt(format!("{author} chunk at #{first}: {e}"))),
+        }
     }
 
     /// `author`'s entry at `seq` with its payload, if the feed's head has reached it: a commit
@@ -378,13 +399,14 @@ impl SledStore {
         // Written in this order, so that a reader (who sees a feed only up to its head) never
         // sees an entry before its chunk, its attachments and its id: attachments, chunks and
         // fork proofs, the id index, then the heads.
-        let mut entries = Writes::default();
+        // Chunks and fork proofs, in order; each a chunk's key and bytes, or a write.
+        let mut entries: Vec<Stored> = Vec::new();
         let mut heads: std::collections::BTreeMap<FeedId, Head> = Default::default();
         let mut ids = Vec::new();
         let mut chunk: Option<(FeedId, Seq, ChunkWriter)> = None;
-        let close = |entries: &mut Writes, chunk: Option<(FeedId, Seq, ChunkWriter)>| {
+        let close = |entries: &mut Vec<Stored>, chunk: Option<(FeedId, Seq, ChunkWriter)>| {
             if let Some((author, first, writer)) = chunk {
-                entries.insert(&chunk_key(&author, first)[..], writer.finish());
+                entries.push(Stored::Chunk(chunk_key(&author, first), writer.finish()));
             }
         };
         for write in &writes {
@@ -405,7 +427,10 @@ impl SledStore {
                     heads.insert(author, entry.head());
                 }
                 Write::ForkProof(proof) => {
-                    entries.insert(&feed_key(TAG_FORK, &proof.author())[..], proof.encode());
+                    entries.push(Stored::Other(
+                        feed_key(TAG_FORK, &proof.author()).to_vec(),
+                        proof.encode(),
+                    ));
                 }
             }
         }
@@ -436,10 +461,10 @@ impl SledStore {
                 &mut batch,
             )?);
         }
-        batch.append(entries);
         if writes.is_empty() && planned.values().all(Vec::is_empty) {
             return Ok((report, attached));
         }
+        self.place_chunks(entries, flush, &mut batch)?;
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
         let next_index = if ids.is_empty() {
             None
@@ -468,7 +493,58 @@ impl SledStore {
     }
 }
 
+/// A chunk (key and bytes) or another write of a commit, in [`SledStore::ingest_locked`].
+enum Stored {
+    Chunk([u8; 41], Vec<u8>),
+    Other(Vec<u8>, Vec<u8>),
+}
+
 impl SledStore {
+    /// Adds `entries` to `batch` in order: the chunks inline, or — for a durable commit whose
+    /// chunks total at least [`VALUE_LOG_MIN_BYTES`] — appended to the value log and synced
+    /// now, with references in their place (see [`super::values`]).
+    fn place_chunks(&self, entries: Vec<Stored>, flush: Flush, batch: &mut Writes) -> Result<()> {
+        let chunk_bytes: usize = entries
+            .iter()
+            .map(|s| match s {
+                Stored::Chunk(_, bytes) => bytes.len(),
+                Stored::Other(..) => 0,
+            })
+            .sum();
+        if !matches!(flush, Flush::Now) || chunk_bytes < VALUE_LOG_MIN_BYTES {
+            for stored in entries {
+                match stored {
+                    Stored::Chunk(key, bytes) => batch.insert(&key[..], bytes),
+                    Stored::Other(key, value) => batch.insert(key, value),
+                }
+            }
+            return Ok(());
+        }
+        let chunks: Vec<&[u8]> = entries
+            .iter()
+            .filter_map(|s| match s {
+                Stored::Chunk(_, bytes) => Some(bytes.as_slice()),
+                Stored::Other(..) => None,
+            })
+            .collect();
+        let refs = self.values.append(&chunks)?;
+        // Synced before sled's commit, so that no reference sled recovers points past it.
+        self.values.sync()?;
+        let mut refs = refs.into_iter();
+        for stored in entries {
+            match stored {
+                Stored::Chunk(key, _) => {
+                    let value = refs.next().ok_or_else(|| Error::Storage {
+                        detail: "a value log reference is missing".into(),
+                    })?;
+                    batch.insert(&key[..], &value.encode()[..]);
+                }
+                Stored::Other(key, value) => batch.insert(key, value),
+            }
+        }
+        Ok(())
+    }
+
     /// Decides one attachment of a `put_attachments` call. `Err` only for storage trouble.
     fn plan_attachment(
         &self,
@@ -657,6 +733,7 @@ impl Store for SledStore {
             }
             let (key, bytes) = item.map_err(|e| self.engine(e))?;
             let first = seq_of_key(&key).ok_or_else(|| self.corrupt("bad chunk key"))?;
+            let bytes = self.chunk_bytes(author, first, bytes)?;
             let chunk = Chunk::parse(&bytes)
                 .map_err(|e| self.corrupt(format!("{author} chunk at #{first}: {e}")))?;
             let skip =
@@ -695,6 +772,8 @@ impl Store for SledStore {
                 // Rewrite every chunk of the feed without its payloads.
                 for item in self.db.scan_prefix(feed_key(TAG_CHUNK, author)) {
                     let (key, bytes) = item.map_err(|e| self.engine(e))?;
+                    let first = seq_of_key(&key).ok_or_else(|| self.corrupt("bad chunk key"))?;
+                    let bytes = self.chunk_bytes(author, first, bytes)?;
                     let chunk = Chunk::parse(&bytes)
                         .map_err(|e| self.corrupt(format!("{author} chunk: {e}")))?;
                     let mut writer = ChunkWriter::new();

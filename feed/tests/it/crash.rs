@@ -1,5 +1,6 @@
 //! Crash test: a child process appends to a sled store (single publishes, entries stored with an
-//! attachment in one commit, and batch ingests of many authors) and prints each
+//! attachment in one commit, and batch ingests of many authors, about half of them big enough
+//! that their chunks go to the value log) and prints each
 //! acknowledgement; the parent kills it with SIGKILL at random moments, reopens the store, and
 //! checks that every acknowledged entry is present (with its attachment, if it had one) and every
 //! chain validates.
@@ -74,7 +75,8 @@ fn crash_child() {
                 .unwrap();
             writeln!(out, "ack {a} {}", entry.seq().get()).unwrap();
         } else {
-            // A batch over several authors, each extended by a few entries.
+            // A batch over several authors, each extended by a few entries: about half of them
+            // big enough for the value log (chunks over `VALUE_LOG_MIN_BYTES` in total).
             let mut batch = Vec::new();
             let mut tops = Vec::new();
             for a in 0..AUTHORS {
@@ -85,7 +87,7 @@ fn crash_child() {
                 let key = author(a);
                 let mut head = store.head(&key.id()).unwrap();
                 for _ in 0..n {
-                    let size = usize::try_from(rng.below(2000)).unwrap();
+                    let size = usize::try_from(rng.below(6000)).unwrap();
                     let entry =
                         Entry::create(&key, head, Timestamp::from_millis(clock), vec![b'b'; size])
                             .unwrap();

@@ -589,6 +589,137 @@ fn sled_store_keeps_everything_across_reopen() {
     );
 }
 
+/// The first byte of each of `author`'s stored chunks, in seq order (1: inline, 2: a value log
+/// reference), read from sled directly.
+fn chunk_kinds(dir: &std::path::Path, author: &scrip_feed::FeedId) -> Vec<u8> {
+    let db = common::open_raw_sled(dir);
+    let mut prefix = vec![b'C'];
+    prefix.extend_from_slice(author.as_bytes());
+    db.scan_prefix(prefix)
+        .values()
+        .map(|v| v.unwrap()[0])
+        .collect()
+}
+
+fn values_len(dir: &std::path::Path) -> u64 {
+    std::fs::metadata(dir.join(scrip_feed::store::values::VALUES_FILE))
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn a_big_commit_puts_its_chunks_in_the_value_log_and_small_ones_stay_inline() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = key(1);
+    let small = chain(&alice, 10);
+    let big = extend(&alice, Some(small[9].head()), 1000);
+    {
+        let store = common::open_sled(dir.path()).unwrap();
+        store.ingest(small.clone()).unwrap();
+        assert_eq!(values_len(dir.path()), 0, "a small commit stays inline");
+        store.ingest(big.clone()).unwrap();
+        let written = values_len(dir.path());
+        assert!(
+            written >= scrip_feed::store::values::VALUE_LOG_MIN_BYTES as u64,
+            "{written}"
+        );
+        store
+            .publish(&alice, Timestamp::from_millis(1), post("after"))
+            .unwrap();
+        assert_eq!(values_len(dir.path()), written, "a publish stays inline");
+    }
+    let kinds = chunk_kinds(dir.path(), &alice.id());
+    assert_eq!(kinds.first(), Some(&1), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&1), "{kinds:?}");
+    assert!(
+        kinds[1..kinds.len() - 1].iter().all(|&k| k == 2),
+        "{kinds:?}"
+    );
+
+    let store = common::open_sled(dir.path()).unwrap();
+    assert_eq!(
+        store.head(&alice.id()).unwrap().unwrap().seq,
+        Seq::new(1011)
+    );
+    assert_eq!(
+        store.get(&alice.id(), Seq::new(5)).unwrap().as_ref(),
+        Some(&small[4])
+    );
+    assert_eq!(
+        store.get(&alice.id(), Seq::new(510)).unwrap().as_ref(),
+        Some(&big[499])
+    );
+    assert_eq!(
+        store.get_by_id(&big[999].id()).unwrap().as_ref(),
+        Some(&big[999])
+    );
+    assert_eq!(
+        store.range(&alice.id(), Seq::new(8), 20).unwrap(),
+        [&small[7..], &big[..17]].concat()
+    );
+    assert_eq!(store.verify_integrity().unwrap().entries, 1011);
+    // Dropping payloads rewrites the chunks (inline, without payloads); reads follow.
+    store
+        .set_payload_policy(&alice.id(), PayloadPolicy::Drop)
+        .unwrap();
+    let read = store.get(&alice.id(), Seq::new(510)).unwrap().unwrap();
+    assert_eq!((read.id(), read.payload()), (big[499].id(), None));
+    assert_eq!(store.verify_integrity().unwrap().payloads, 0);
+}
+
+#[test]
+fn a_damaged_value_log_is_reported_as_corrupt_never_read_as_entries() {
+    let alice = key(1);
+    let entries = chain(&alice, 1000);
+    for damage in ["flip", "truncate"] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = common::open_sled(dir.path()).unwrap();
+            store.ingest(entries.clone()).unwrap();
+        }
+        let path = dir.path().join(scrip_feed::store::values::VALUES_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        match damage {
+            "flip" => bytes[1000] ^= 0x01,
+            _ => bytes.truncate(bytes.len() / 2),
+        }
+        std::fs::write(&path, bytes).unwrap();
+        // The head's chunk is read on open; others when asked for.
+        let err = match common::open_sled(dir.path()) {
+            Err(err) => err,
+            Ok(store) => store.verify_integrity().unwrap_err(),
+        };
+        assert!(matches!(err, Error::Corrupt { .. }), "{damage}: {err:?}");
+        assert!(err.to_string().contains("scrip-values"), "{damage}: {err}");
+    }
+}
+
+#[test]
+fn bytes_a_crash_left_after_the_last_commit_are_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = key(1);
+    let first = chain(&alice, 1000);
+    let second = extend(&alice, Some(first[999].head()), 1000);
+    {
+        let store = common::open_sled(dir.path()).unwrap();
+        store.ingest(first.clone()).unwrap();
+    }
+    // An append whose sled commit never happened (killed in between).
+    let path = dir.path().join(scrip_feed::store::values::VALUES_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(&[0xa5; 5000]);
+    std::fs::write(&path, bytes).unwrap();
+    let store = common::open_sled(dir.path()).unwrap();
+    store.ingest(second.clone()).unwrap();
+    assert_eq!(
+        store.get(&alice.id(), Seq::new(1500)).unwrap().as_ref(),
+        Some(&second[499])
+    );
+    drop(store);
+    let store = common::open_sled(dir.path()).unwrap();
+    assert_eq!(store.verify_integrity().unwrap().entries, 2000);
+}
+
 #[test]
 fn second_open_of_a_sled_store_is_refused_as_locked() {
     let dir = tempfile::tempdir().unwrap();
