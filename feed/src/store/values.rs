@@ -149,18 +149,25 @@ impl ValueLog {
                 })?;
             buffer.extend_from_slice(chunk);
         }
-        self.file
-            .write_all_at(&buffer, start)
-            .map_err(|e| Error::io(format!("writing {}", self.path.display()), &e))?;
+        self.file.write_all_at(&buffer, start).map_err(|e| {
+            Error::io(
+                format!("writing {} (nothing was stored)", self.path.display()),
+                &e,
+            )
+        })?;
         self.end.store(at, Ordering::SeqCst);
         Ok(refs)
     }
 
-    /// Makes every append so far durable (`fdatasync`).
+    /// Makes every append so far durable (`fdatasync`). A failure leaves the appended bytes
+    /// unreferenced: the commit that would have referred to them is not made.
     pub(crate) fn sync(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|e| Error::io(format!("syncing {}", self.path.display()), &e))
+        self.file.sync_data().map_err(|e| {
+            Error::io(
+                format!("syncing {} (nothing was stored)", self.path.display()),
+                &e,
+            )
+        })
     }
 
     /// The chunk `value` refers to, checked. `Err(detail)` if it is missing or fails its check.

@@ -934,7 +934,14 @@ fn a_store_without_its_snapshot_opens_whole_or_keeps_a_copy_of_its_files() {
 /// What a write that failed part way must give: an error saying the write may have been made;
 /// then a refusal of every write saying a restart is needed (never "corrupt"); and after the
 /// reopen, a consistent store holding every acknowledged entry (the last one or not).
-fn check_after_a_failed_write(dir: &std::path::Path, failed: Error, acknowledged: usize) {
+/// After a write of `batch` entries failed as uncertain with `acknowledged` entries stored
+/// before it: the reopened store holds those, or those and the whole batch, and takes writes.
+fn check_after_a_failed_write(
+    dir: &std::path::Path,
+    failed: Error,
+    acknowledged: usize,
+    batch: usize,
+) {
     let alice = key(1);
     assert!(matches!(failed, Error::WriteUncertain { .. }), "{failed:?}");
     assert!(
@@ -944,7 +951,7 @@ fn check_after_a_failed_write(dir: &std::path::Path, failed: Error, acknowledged
     let reopened = common::open_sled(dir).unwrap();
     let head = reopened.head(&alice.id()).unwrap().unwrap().seq.get();
     assert!(
-        head == acknowledged as u64 || head == acknowledged as u64 + 1,
+        head == acknowledged as u64 || head == (acknowledged + batch) as u64,
         "head {head}, {acknowledged} acknowledged"
     );
     reopened.verify_integrity().unwrap();
@@ -970,13 +977,26 @@ fn a_failed_flush_is_reported_as_uncertain_and_then_restart_needed() {
         assert!(store.head(&alice.id()).unwrap().unwrap().seq.get() >= 10);
         failed
     };
-    check_after_a_failed_write(dir.path(), failed, 10);
+    check_after_a_failed_write(dir.path(), failed, 10, 1);
 }
 
 /// The same on a real full disk: a 2 MiB tmpfs (needs permission to mount; where there is none,
 /// the injected failure above covers the store's side, and this says it was skipped).
 #[test]
 fn a_full_disk_is_reported_as_uncertain_and_a_reopen_is_consistent() {
+    fill_a_small_disk(1);
+}
+
+/// The same with batches big enough for the value log: a failure there (before the sled commit)
+/// stored nothing and says so; one in sled's commit is uncertain as above.
+#[test]
+fn a_full_disk_under_big_batches_loses_nothing_acknowledged() {
+    fill_a_small_disk(64);
+}
+
+/// Writes entries of ~4 KB, `batch` per commit, to a store on a 2 MiB tmpfs until a write
+/// fails; makes room, reopens and checks what the failure said.
+fn fill_a_small_disk(batch: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mounted = std::process::Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
@@ -1001,18 +1021,27 @@ fn a_full_disk_is_reported_as_uncertain_and_a_reopen_is_consistent() {
         let store = common::open_sled(&store_dir).unwrap();
         let mut head = None;
         for _ in 0..100_000 {
-            let entry = Entry::create(
-                &alice,
-                head,
-                Timestamp::from_millis(1),
-                post(&"x".repeat(4000)),
-            )
-            .unwrap();
-            match store.append(entry.clone()) {
-                Ok(_) => {
-                    acknowledged += 1;
-                    head = Some(entry.head());
-                }
+            let mut entries = Vec::with_capacity(batch);
+            for _ in 0..batch {
+                let entry = Entry::create(
+                    &alice,
+                    head,
+                    Timestamp::from_millis(1),
+                    post(&"x".repeat(4000)),
+                )
+                .unwrap();
+                head = Some(entry.head());
+                entries.push(entry);
+            }
+            let written = if batch == 1 {
+                store.append(entries.remove(0)).map(drop)
+            } else {
+                store.ingest(entries).map(|report| {
+                    assert_eq!(report.refused(), 0, "{report:?}");
+                })
+            };
+            match written {
+                Ok(()) => acknowledged += batch,
                 Err(err) => {
                     failure = Some(err);
                     break;
@@ -1021,7 +1050,7 @@ fn a_full_disk_is_reported_as_uncertain_and_a_reopen_is_consistent() {
         }
     }
     let failed = failure.expect("a 2 MiB disk filled up");
-    eprintln!("full disk after {acknowledged} entries: {failed}");
+    eprintln!("full disk after {acknowledged} entries ({batch} a commit): {failed}");
     // Room again (as a user would make it), then the reopen.
     let _ = std::fs::write(dir.path().join("filler"), b"");
     std::process::Command::new("mount")
@@ -1031,15 +1060,22 @@ fn a_full_disk_is_reported_as_uncertain_and_a_reopen_is_consistent() {
         .unwrap();
     let result = std::panic::catch_unwind(|| {
         if matches!(failed, Error::WriteUncertain { .. }) {
-            check_after_a_failed_write(&store_dir, failed, acknowledged);
+            check_after_a_failed_write(&store_dir, failed, acknowledged, batch);
         } else {
-            // Refused before anything was written: nothing uncertain, the store as it was.
+            // Refused before sled was written to: nothing uncertain, the store as it was.
+            if batch > 1 {
+                assert!(
+                    failed.to_string().contains("nothing was stored"),
+                    "{failed}"
+                );
+            }
             let reopened = common::open_sled(&store_dir).unwrap();
             assert_eq!(
                 reopened.head(&alice.id()).unwrap().unwrap().seq.get(),
                 acknowledged as u64,
                 "{failed:?}"
             );
+            reopened.verify_integrity().unwrap();
         }
     });
     unmount();
