@@ -45,6 +45,10 @@ pub(crate) const REF_BYTES: usize = 21;
 /// pays a second `fsync`); smaller ones keep them inline in sled.
 pub const VALUE_LOG_MIN_BYTES: usize = 64 * 1024;
 
+/// Most bytes [`ValueLog::append`] gathers into one write (a chunk bigger than this is written
+/// alone): the copy a batch costs in memory stays small however big the batch.
+const APPEND_WRITE_BYTES: usize = 1024 * 1024;
+
 /// Where a chunk is in the value log, and its check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ValueRef {
@@ -125,14 +129,15 @@ impl ValueLog {
         })
     }
 
-    /// Appends `chunks` in one write; returns a reference to each. Not durable until
-    /// [`ValueLog::sync`]. The caller holds the store's writer lock.
+    /// Appends `chunks`, gathered into writes of up to [`APPEND_WRITE_BYTES`]; returns a
+    /// reference to each. Not durable until [`ValueLog::sync`]. The caller holds the store's
+    /// writer lock.
     pub(crate) fn append(&self, chunks: &[&[u8]]) -> Result<Vec<ValueRef>> {
         let start = self.end.load(Ordering::SeqCst);
         let mut refs = Vec::with_capacity(chunks.len());
         let mut at = start;
-        let total: usize = chunks.iter().map(|c| c.len()).sum();
-        let mut buffer = Vec::with_capacity(total);
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut buffer_at = start;
         for chunk in chunks {
             let len = u32::try_from(chunk.len()).map_err(|_| Error::Storage {
                 detail: "a chunk over 4 GiB".into(),
@@ -147,16 +152,25 @@ impl ValueLog {
                 .ok_or_else(|| Error::Storage {
                     detail: "the value log is full".into(),
                 })?;
+            if !buffer.is_empty() && buffer.len() + chunk.len() > APPEND_WRITE_BYTES {
+                self.write_at(&buffer, buffer_at)?;
+                buffer_at += buffer.len() as u64;
+                buffer.clear();
+            }
             buffer.extend_from_slice(chunk);
         }
-        self.file.write_all_at(&buffer, start).map_err(|e| {
+        self.write_at(&buffer, buffer_at)?;
+        self.end.store(at, Ordering::SeqCst);
+        Ok(refs)
+    }
+
+    fn write_at(&self, bytes: &[u8], at: u64) -> Result<()> {
+        self.file.write_all_at(bytes, at).map_err(|e| {
             Error::io(
                 format!("writing {} (nothing was stored)", self.path.display()),
                 &e,
             )
-        })?;
-        self.end.store(at, Ordering::SeqCst);
-        Ok(refs)
+        })
     }
 
     /// Makes every append so far durable (`fdatasync`). A failure leaves the appended bytes
@@ -188,5 +202,56 @@ impl ValueLog {
             ));
         }
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn appends_gathered_into_several_writes_read_back_and_a_bad_reference_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ValueLog::open(dir.path()).unwrap();
+        // Over APPEND_WRITE_BYTES in total, with one chunk bigger than a write on its own.
+        let chunks: Vec<Vec<u8>> = (0..40u8)
+            .map(|i| {
+                vec![
+                    i;
+                    if i == 7 {
+                        APPEND_WRITE_BYTES + 5
+                    } else {
+                        60_000
+                    }
+                ]
+            })
+            .collect();
+        let slices: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+        let refs = log.append(&slices).unwrap();
+        log.sync().unwrap();
+        let more = log.append(&[b"after".as_slice()]).unwrap();
+        for (chunk, value) in chunks.iter().zip(&refs) {
+            assert_eq!(ValueRef::decode(&value.encode()), Ok(Some(*value)));
+            assert_eq!(&log.read(value).unwrap(), chunk);
+        }
+        assert_eq!(log.read(&more[0]).unwrap(), b"after");
+        drop(log);
+        // Reopened: appends go on after what is there.
+        let log = ValueLog::open(dir.path()).unwrap();
+        let total: u64 = chunks.iter().map(|c| c.len() as u64).sum::<u64>() + 5;
+        assert_eq!(log.append(&[b"x".as_slice()]).unwrap()[0].offset, total);
+        // A reference whose check does not match, or past the end, is an error, not bytes.
+        let mut wrong = refs[3];
+        wrong.check[0] ^= 1;
+        assert!(log.read(&wrong).unwrap_err().contains("fail their check"));
+        let past = ValueRef {
+            offset: total + 100,
+            ..refs[0]
+        };
+        assert!(log.read(&past).is_err());
+        assert_eq!(ValueRef::decode(&[1, 2, 3]), Ok(None));
+        assert!(ValueRef::decode(&[REF_TAG, 0]).is_err());
     }
 }
