@@ -49,6 +49,18 @@ pub const VALUE_LOG_MIN_BYTES: usize = 64 * 1024;
 /// alone): the copy a batch costs in memory stays small however big the batch.
 const APPEND_WRITE_BYTES: usize = 1024 * 1024;
 
+/// The longest value a reference may point at: more than any chunk can be (checked below), so
+/// that a damaged reference is refused before its length is allocated.
+pub(crate) const MAX_VALUE_BYTES: usize = 1024 * 1024;
+const _: () = assert!(
+    3 + 4 * (super::chunk::MAX_CHUNK_ENTRIES + 1)
+        + super::chunk::CHUNK_TARGET_BYTES
+        + 2
+        + crate::limits::MAX_HEADER_BYTES
+        + crate::limits::MAX_PAYLOAD_BYTES
+        <= MAX_VALUE_BYTES
+);
+
 /// Where a chunk is in the value log, and its check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ValueRef {
@@ -186,6 +198,17 @@ impl ValueLog {
 
     /// The chunk `value` refers to, checked. `Err(detail)` if it is missing or fails its check.
     pub(crate) fn read(&self, value: &ValueRef) -> std::result::Result<Vec<u8>, String> {
+        // Bounded before anything is allocated: a damaged reference must not ask for 4 GiB.
+        let ends = value.offset.checked_add(u64::from(value.len));
+        if value.len as usize > MAX_VALUE_BYTES
+            || ends.is_none_or(|ends| ends > self.end.load(Ordering::SeqCst))
+        {
+            return Err(format!(
+                "a reference to {} bytes at {} of {VALUES_FILE}: past its end or longer than a \
+                 chunk can be",
+                value.len, value.offset
+            ));
+        }
         let mut bytes = vec![0u8; value.len as usize];
         self.file
             .read_exact_at(&mut bytes, value.offset)
@@ -215,18 +238,9 @@ mod tests {
     fn appends_gathered_into_several_writes_read_back_and_a_bad_reference_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let log = ValueLog::open(dir.path()).unwrap();
-        // Over APPEND_WRITE_BYTES in total, with one chunk bigger than a write on its own.
+        // Over APPEND_WRITE_BYTES in total, with one chunk as big as a write on its own.
         let chunks: Vec<Vec<u8>> = (0..40u8)
-            .map(|i| {
-                vec![
-                    i;
-                    if i == 7 {
-                        APPEND_WRITE_BYTES + 5
-                    } else {
-                        60_000
-                    }
-                ]
-            })
+            .map(|i| vec![i; if i == 7 { MAX_VALUE_BYTES } else { 60_000 }])
             .collect();
         let slices: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
         let refs = log.append(&slices).unwrap();
@@ -251,6 +265,11 @@ mod tests {
             ..refs[0]
         };
         assert!(log.read(&past).is_err());
+        let huge = ValueRef {
+            len: u32::MAX,
+            ..refs[0]
+        };
+        assert!(log.read(&huge).unwrap_err().contains("longer than a"));
         assert_eq!(ValueRef::decode(&[1, 2, 3]), Ok(None));
         assert!(ValueRef::decode(&[REF_TAG, 0]).is_err());
     }
