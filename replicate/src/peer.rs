@@ -192,20 +192,10 @@ pub(crate) struct PeerContext {
     pub bytes_per_sec: u64,
     pub ingest_batch: usize,
     pub keepalive: Duration,
-    /// Where received entries are checked, and where they are stored, if not on tokio's
-    /// blocking pool (see `NodeConfig::background_ingest`). On the pool, one batch is checked
-    /// while the one before it is stored.
-    pub background: Option<Lanes>,
-}
-
-/// Where a node's ingest runs in the background (see [`PeerContext::background`]): the same
-/// thread for both today (see `Node::spawn_with`), so that checking and storing take turns.
-#[derive(Clone, Debug)]
-pub(crate) struct Lanes {
-    /// Checks signatures and payloads (and starts the threads that share that work).
-    pub check: crate::background::Background,
-    /// Stores checked batches.
-    pub store: crate::background::Background,
+    /// Where received entries are checked and stored, if not on tokio's blocking pool (see
+    /// `NodeConfig::background_ingest`). On the pool, one batch is checked while the one before
+    /// it is stored; on the one background thread the two take turns.
+    pub background: Option<crate::background::Background>,
 }
 
 struct IngestJob {
@@ -545,11 +535,7 @@ async fn ingest_loop(
                 Err(_) => break,
             }
         }
-        let checked = match &context.background {
-            Some(lanes) => lanes.check.run(move || check(batch)).await,
-            None => context.store_calls.run(move || check(batch)).await,
-        };
-        let Ok(checked) = checked else {
+        let Ok(checked) = off_the_runtime(&context, move || check(batch)).await else {
             break;
         };
         if checked_tx.send(checked).await.is_err() {
@@ -560,6 +546,17 @@ async fn ingest_loop(
     let _ = storing.await;
 }
 
+/// Runs an ingest step where the node runs them: its background thread, or the blocking pool.
+async fn off_the_runtime<T: Send + 'static>(
+    context: &PeerContext,
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    match &context.background {
+        Some(background) => background.run(call).await,
+        None => context.store_calls.run(call).await,
+    }
+}
+
 /// Stores checked batches in order and reports each.
 async fn store_loop(
     context: Arc<PeerContext>,
@@ -568,21 +565,7 @@ async fn store_loop(
 ) {
     while let Some(batch) = checked.recv().await {
         let storing = Arc::clone(&context);
-        let result = match &context.background {
-            Some(lanes) => {
-                lanes
-                    .store
-                    .run(move || store_checked(&storing, batch))
-                    .await
-            }
-            None => {
-                context
-                    .store_calls
-                    .run(move || store_checked(&storing, batch))
-                    .await
-            }
-        };
-        match result {
+        match off_the_runtime(&context, move || store_checked(&storing, batch)).await {
             Ok(Ok(results)) => {
                 if done.send(results).await.is_err() {
                     return;
