@@ -46,6 +46,11 @@ pub const MAX_FORK_PROOFS_ON_CONNECT: usize = 256;
 /// proof sends it again on its next connection).
 pub const MAX_UNJUDGED_PROOFS: usize = 256;
 
+/// Most bytes (entries' headers and payloads, and their attachments) in one ingest batch (beside
+/// the entry count, `NodeConfig::ingest_batch`): a connection holds at most three batches —
+/// one being checked, one checked and waiting, one being stored — plus its queued messages.
+pub const MAX_INGEST_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 /// Capacity of a connection's outgoing message queue (messages, each at most
 /// [`MAX_MESSAGE_BYTES`]).
 pub const SEND_QUEUE_CAPACITY: usize = 16;

@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::limits::MAX_INGEST_BATCH_BYTES;
 use crate::session::{Action, IngestResult, PeerMemory, Session};
 use crate::transport::{self, SecureStream};
 use crate::wire::{self, Attachment, Message, Note};
@@ -201,6 +202,20 @@ pub(crate) struct PeerContext {
 struct IngestJob {
     feed: FeedId,
     items: Vec<(Entry, Vec<Attachment>)>,
+}
+
+impl IngestJob {
+    /// The bytes of its entries (headers and payloads) and attachments.
+    fn bytes(&self) -> usize {
+        self.items
+            .iter()
+            .map(|(entry, attachments)| {
+                entry.header_bytes().len()
+                    + entry.payload().map_or(0, <[u8]>::len)
+                    + attachments.iter().map(|a| a.bytes.len()).sum::<usize>()
+            })
+            .sum()
+    }
 }
 
 struct IngestDone {
@@ -524,17 +539,7 @@ async fn ingest_loop(
     let (checked_tx, checked_rx) = mpsc::channel::<Checked>(CHECKED_QUEUE);
     let storing = tokio::spawn(store_loop(Arc::clone(&context), checked_rx, done));
     while let Some(first) = jobs.recv().await {
-        let mut batch = vec![first];
-        let mut count = batch[0].items.len();
-        while count < context.ingest_batch {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    count += job.items.len();
-                    batch.push(job);
-                }
-                Err(_) => break,
-            }
-        }
+        let batch = take_batch(first, &mut jobs, context.ingest_batch);
         let Ok(checked) = off_the_runtime(&context, move || check(batch)).await else {
             break;
         };
@@ -544,6 +549,28 @@ async fn ingest_loop(
     }
     drop(checked_tx);
     let _ = storing.await;
+}
+
+/// `first` and the jobs waiting behind it, while the batch holds fewer than `max_entries`
+/// entries and [`MAX_INGEST_BATCH_BYTES`] bytes: what one check and one commit take.
+fn take_batch(
+    first: IngestJob,
+    jobs: &mut mpsc::Receiver<IngestJob>,
+    max_entries: usize,
+) -> Vec<IngestJob> {
+    let (mut count, mut bytes) = (first.items.len(), first.bytes());
+    let mut batch = vec![first];
+    while count < max_entries && bytes < MAX_INGEST_BATCH_BYTES {
+        match jobs.try_recv() {
+            Ok(job) => {
+                count += job.items.len();
+                bytes += job.bytes();
+                batch.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 /// Runs an ingest step where the node runs them: its background thread, or the blocking pool.
@@ -685,6 +712,49 @@ mod tests {
 
     fn feed(n: u8) -> FeedId {
         FeedId::from_bytes([n; 32])
+    }
+
+    fn job(entries: usize, payload: usize) -> IngestJob {
+        let key = scrip_feed::Keypair::from_seed(&[9; 32]);
+        let items = (0..entries)
+            .map(|_| {
+                let entry = Entry::create(
+                    &key,
+                    None,
+                    scrip_feed::Timestamp::from_millis(1),
+                    vec![0; payload],
+                )
+                .unwrap();
+                (entry, Vec::new())
+            })
+            .collect();
+        IngestJob {
+            feed: key.id(),
+            items,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ingest_batch_stops_at_its_entry_and_byte_bounds() {
+        // Small entries: the entry bound (3 jobs of 10 reach 25).
+        let (tx, mut rx) = mpsc::channel(16);
+        for _ in 0..5 {
+            tx.try_send(job(10, 10)).ok().unwrap();
+        }
+        let batch = take_batch(job(10, 10), &mut rx, 25);
+        assert_eq!(batch.len(), 3);
+        // Big payloads: the byte bound, however many entries are allowed.
+        let (tx, mut rx) = mpsc::channel(64);
+        let per_job = 16 * 60_000;
+        let jobs = MAX_INGEST_BATCH_BYTES.div_ceil(per_job) + 5;
+        for _ in 0..jobs {
+            tx.try_send(job(16, 60_000)).ok().unwrap();
+        }
+        let batch = take_batch(job(16, 60_000), &mut rx, usize::MAX);
+        let bytes: usize = batch.iter().map(IngestJob::bytes).sum();
+        assert!(bytes >= MAX_INGEST_BATCH_BYTES, "{bytes}");
+        assert!(bytes < MAX_INGEST_BATCH_BYTES + per_job, "{bytes}");
+        assert!(batch.len() < jobs, "{}", batch.len());
     }
 
     #[tokio::test]
