@@ -358,13 +358,13 @@ impl SledStore {
 
     /// The bytes of `author`'s chunk at `first` as stored: inline, or read from the value log
     /// (and checked) if `stored` is a reference to it.
-    fn chunk_bytes(&self, author: &FeedId, first: Seq, stored: sled::IVec) -> Result<sled::IVec> {
+    fn chunk_bytes(&self, author: &FeedId, first: Seq, stored: sled::IVec) -> Result<ChunkBytes> {
         match ValueRef::decode(&stored) {
-            Ok(None) => Ok(stored),
+            Ok(None) => Ok(ChunkBytes::Inline(stored)),
             Ok(Some(value)) => self
                 .values
                 .read(&value)
-                .map(sled::IVec::from)
+                .map(ChunkBytes::Logged)
                 .map_err(|e| self.corrupt(format!("{author} chunk at #{first}: {e}"))),
             Err(e) => Err(self.corrupt(format!("{author} chunk at #{first}: {e}"))),
         }
@@ -490,6 +490,23 @@ impl SledStore {
             *index = next_index;
         }
         Ok((report, attached))
+    }
+}
+
+/// A stored chunk's bytes, as sled holds them or as read from the value log (not copied again).
+enum ChunkBytes {
+    Inline(sled::IVec),
+    Logged(Vec<u8>),
+}
+
+impl std::ops::Deref for ChunkBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            ChunkBytes::Inline(bytes) => bytes,
+            ChunkBytes::Logged(bytes) => bytes,
+        }
     }
 }
 
