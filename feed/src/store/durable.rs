@@ -18,13 +18,18 @@
 //!   files: sled 0.34 silently drops everything after a damaged log record, and a database
 //!   holding fewer commits than acknowledged is reported as [`Error::Corrupt`] on open;
 //! - a format marker identifies what the database holds, and an open by a second process is
-//!   [`Error::Locked`]; a panic inside sled while opening is turned into [`Error::Corrupt`].
+//!   [`Error::Locked`]; a panic inside sled while opening is turned into [`Error::Corrupt`];
+//! - sled lets go of its file lock only when the last of its background threads drops its
+//!   handle, a moment after the database is closed: an open of a database *this process* closed
+//!   waits for that (at most [`RELEASE_WAIT`]) instead of reporting it locked.
 
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -39,6 +44,39 @@ const JOURNAL_VERSION: u8 = 1;
 /// ones go through sled's atomic batch (see the module docs). Under sled's blob threshold
 /// (128 KiB with the default segment size), so the journal stays inline in sled's log.
 pub const JOURNAL_MAX_BYTES: usize = 64 * 1024;
+
+/// The longest an open waits for sled's threads to let go of a database this process closed.
+pub const RELEASE_WAIT: Duration = Duration::from_secs(5);
+/// How often such an open tries again.
+const RELEASE_POLL: Duration = Duration::from_millis(2);
+
+/// Databases this process closed and has not opened again (canonical paths; see the module
+/// docs): only these are waited for, so a database another process holds is reported at once.
+static CLOSED_HERE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// At most this many are remembered (the oldest is forgotten first).
+const CLOSED_HERE_MAX: usize = 256;
+
+fn canonical(path: &Path) -> PathBuf {
+    fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Notes (`closed`) or forgets a database closed by this process; returns whether it was noted.
+fn closed_here(path: &Path, closed: Option<bool>) -> bool {
+    let path = canonical(path);
+    let mut set = CLOSED_HERE.lock().unwrap_or_else(|e| e.into_inner());
+    let known = set.contains(&path);
+    match closed {
+        Some(true) if !known => {
+            if set.len() >= CLOSED_HERE_MAX {
+                set.remove(0);
+            }
+            set.push(path);
+        }
+        Some(false) => set.retain(|p| p != &path),
+        _ => {}
+    }
+    known
+}
 
 /// One write of a commit.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -121,7 +159,20 @@ impl DurableDb {
     pub fn open(path: &Path, cache_capacity_bytes: u64, format: &[u8]) -> Result<DurableDb> {
         let shown = path.display().to_string();
         let aside = check_before_open(path, &shown)?;
-        let opened = Self::open_checked(path, cache_capacity_bytes, format, &shown);
+        let deadline = Instant::now() + RELEASE_WAIT;
+        let opened = loop {
+            match Self::open_checked(path, cache_capacity_bytes, format, &shown) {
+                Err(Error::Locked { .. })
+                    if Instant::now() < deadline && closed_here(path, None) =>
+                {
+                    std::thread::sleep(RELEASE_POLL);
+                }
+                opened => break opened,
+            }
+        };
+        if opened.is_ok() {
+            closed_here(path, Some(false));
+        }
         match (opened, aside) {
             (Ok(db), Some(aside)) => {
                 // It opened and holds every acknowledged commit: the copy is not needed.
@@ -407,6 +458,7 @@ impl Drop for DurableDb {
     fn drop(&mut self) {
         // Best effort: make the watermark durable too when the database closes cleanly.
         let _ = self.watermark.sync_data();
+        closed_here(&self.path, Some(true));
     }
 }
 
@@ -600,6 +652,25 @@ mod tests {
             db.commit(writes(3, 1)).unwrap();
             assert_eq!(db.stored_commits().unwrap(), 4);
         }
+    }
+
+    /// sled's threads hold its file lock a moment after the handle is dropped; reopening at once
+    /// must wait for them, while a database still open here is reported locked without waiting.
+    #[test]
+    fn a_database_closed_here_reopens_at_once_and_one_held_open_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..50u8 {
+            let db = DurableDb::open(dir.path(), 1 << 20, FORMAT).unwrap();
+            db.commit(writes(round, 3)).unwrap();
+        }
+        let held = DurableDb::open(dir.path(), 1 << 20, FORMAT).unwrap();
+        let started = Instant::now();
+        assert!(matches!(
+            DurableDb::open(dir.path(), 1 << 20, FORMAT),
+            Err(Error::Locked { .. })
+        ));
+        assert!(started.elapsed() < RELEASE_WAIT);
+        assert_eq!(held.stored_commits().unwrap(), 51);
     }
 
     /// A journal of a commit that finished changes nothing on open, even if later writes
