@@ -183,7 +183,7 @@ pub struct WalletClient<N: Network> {
     conns: Vec<Arc<NotaryConn<N>>>,
     config: ClientConfig,
     synced: bool,
-    /// The pending file is known to be empty. Only this client writes it (the wallet's store
+    /// The pending file is known to hold nothing. Only this client writes it (the wallet's store
     /// lock keeps a second process out), so after one read it is followed in memory and not
     /// read again before each proposal.
     pending_clear: bool,
@@ -677,7 +677,7 @@ impl<N: Network> WalletClient<N> {
         self.load_pending().await
     }
 
-    /// Empties the pending file: `reason` says why `entry` can never be certified.
+    /// Clears the pending file: `reason` says why `entry` can never be certified.
     async fn drop_pending(&mut self, entry: Entry, reason: String) -> Result<Earlier> {
         self.pending.clear()?;
         self.pending_clear = true;
@@ -703,7 +703,7 @@ impl<N: Network> WalletClient<N> {
         match self.certify(entry.clone()).await {
             Ok(certified) => Ok(Some(Earlier::Finished(certified))),
             Err(Error::Refused { refusal, count }) => {
-                // No honest notary voted for it (certify emptied the pending file). If the slot
+                // No honest notary voted for it (certify cleared the pending file). If the slot
                 // is certified with another entry, fetch that one before anything new.
                 if matches!(*refusal, Refusal::AlreadyCertified { .. }) {
                     self.synced = false;

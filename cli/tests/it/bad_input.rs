@@ -26,11 +26,11 @@ fn refused(home: &TestHome, args: &[&str], needle: &str) {
         "{args:?}: expected {needle:?} in {line:?}"
     );
     assert_eq!(logical_state(home), before, "{args:?} wrote something");
-    assert!(
-        !home.path.join("wallet.pending").exists()
-            || std::fs::read(home.path.join("wallet.pending"))
-                .unwrap()
-                .is_empty(),
+    assert_eq!(
+        scrip_notary::PendingFile::new(home.path.join("wallet.pending"))
+            .load()
+            .unwrap(),
+        None,
         "{args:?} left a pending proposal"
     );
 }
