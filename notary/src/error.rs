@@ -66,6 +66,18 @@ pub enum Error {
         /// What failed.
         detail: String,
     },
+    /// The vote log needed room and the disk had none: nothing of the commit was written (the
+    /// log takes commits again once there is room).
+    #[error(
+        "the vote log at {path} needs room and could not get it ({detail}): nothing was \
+         recorded and none of these votes was signed; free some space"
+    )]
+    VoteLogFull {
+        /// The log's path.
+        path: String,
+        /// What failed.
+        detail: String,
+    },
     /// An earlier vote commit failed: the log takes no more until the notary restarts.
     #[error(
         "an earlier write to the vote log at {path} failed (a full disk?): nothing was \

@@ -10,7 +10,14 @@
 //! - the 16-byte magic [`VOTE_LOG_MAGIC`] (the format and its version);
 //! - frames, one per commit: `length: u32 LE` (of the body, 1 ..= [`MAX_FRAME_BYTES`]),
 //!   `check: [u8; 8]` (the first 8 bytes of `blake3(length ‖ body)`), then the body,
-//!   `postcard(Vec<LogRecord>)`.
+//!   `postcard(Vec<LogRecord>)`;
+//! - then zeros: the file is extended [`LOG_RESERVE_BYTES`] at a time, zero-filled (synced with
+//!   the commit that needed the room), so that most commits overwrite bytes the file already has
+//!   and their `fdatasync` commits no file-system metadata (a size change made every commit a
+//!   journal commit of the file system, slow while other writes load the disk). A frame length
+//!   of 0 followed by nothing but zeros is the end of the log. On a full disk the extension
+//!   fails before any byte of the frame is written: [`Error::VoteLogFull`], nothing written,
+//!   and the log goes on taking commits once there is room.
 //!
 //! A commit is acknowledged only after its frame is synced, so only the last frame can be
 //! unfinished after a crash (or a full disk). Opening reads every frame; at the first frame that
@@ -45,6 +52,8 @@ pub const VOTE_LOG_MAGIC: &[u8; 16] = b"scrip-votelog/2\n";
 pub const MAX_FRAME_BYTES: usize = 32 * 1024 * 1024;
 /// A frame's length and check.
 const FRAME_HEADER: usize = 12;
+/// The file grows by this many zero-filled bytes at a time (see the module docs).
+pub const LOG_RESERVE_BYTES: u64 = 1024 * 1024;
 /// The log's file name inside the store's directory.
 const LOG_FILE: &str = "log";
 /// The lock file's name (an exclusive `flock` while the store is open).
@@ -115,6 +124,8 @@ struct Inner {
     file: File,
     /// End of the last acknowledged frame: where the next one goes.
     len: u64,
+    /// The file's size: `len` and the zeros after it.
+    size: u64,
     index: Index,
     /// A write or sync failed: nothing more is written until the store is reopened.
     failed: bool,
@@ -169,11 +180,17 @@ impl LogVoteStore {
                 .and_then(|()| file.sync_all())
                 .map_err(|e| Error::io(format!("cutting {}", path.display()), &e))?;
         }
+        let size = if read.torn.is_some() {
+            read.len
+        } else {
+            read.size
+        };
         Ok(LogVoteStore {
             dir: dir.to_path_buf(),
             inner: Mutex::new(Inner {
                 file,
                 len: read.len,
+                size,
                 index: read.index,
                 failed: false,
             }),
@@ -359,6 +376,8 @@ fn move_sled_aside(dir: &Path) -> Result<()> {
 /// What [`read_log`] found.
 struct Read {
     len: u64,
+    /// The file's size (the zeros after `len` included).
+    size: u64,
     index: Index,
     /// Bytes of an unacknowledged commit after `len`, to cut off.
     torn: Option<u64>,
@@ -399,6 +418,21 @@ fn read_frame(file: &File, at: u64, size: u64) -> std::io::Result<FrameRead> {
     Ok(FrameRead::Whole { body, end })
 }
 
+/// Whether the file holds only zeros from `at` to `size`.
+fn zeros_to_end(file: &File, at: u64, size: u64) -> std::io::Result<bool> {
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut from = at;
+    while from < size {
+        let n = usize::try_from((size - from).min(chunk.len() as u64)).unwrap_or(chunk.len());
+        file.read_exact_at(&mut chunk[..n], from)?;
+        if chunk[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        from += n as u64;
+    }
+    Ok(true)
+}
+
 fn read_log(file: &File, path: &Path) -> Result<Read> {
     let damaged = |detail: String| Error::VoteLogDamaged {
         path: path.display().to_string(),
@@ -418,6 +452,7 @@ fn read_log(file: &File, path: &Path) -> Result<Read> {
     }
     let mut read = Read {
         len: VOTE_LOG_MAGIC.len() as u64,
+        size,
         index: Index::default(),
         torn: None,
     };
@@ -431,6 +466,10 @@ fn read_log(file: &File, path: &Path) -> Result<Read> {
                 let (_, spans) = self::body(&records)?;
                 read.index.add(at, records, &spans);
                 read.len = end;
+            }
+            FrameRead::Bad { end: None } if zeros_to_end(file, at, size).map_err(io)? => {
+                // The zero-filled reserve: the log ends here.
+                break;
             }
             FrameRead::Bad { end } => {
                 let rest = size - at;
@@ -518,6 +557,21 @@ impl VoteStore for LogVoteStore {
         }
         let (bytes, spans) = frame(&records)?;
         let at = inner.len;
+        let frame_end = at + bytes.len() as u64;
+        if frame_end > inner.size {
+            // Zeros up to the next reserve boundary first (synced with the frame below): if the
+            // disk is full, this fails before any byte of the frame is written.
+            let new_size = frame_end.div_ceil(LOG_RESERVE_BYTES) * LOG_RESERVE_BYTES;
+            let zeros = vec![0u8; usize::try_from(new_size - inner.size).unwrap_or(0)];
+            inner
+                .file
+                .write_all_at(&zeros, inner.size)
+                .map_err(|e| Error::VoteLogFull {
+                    path: self.path(),
+                    detail: e.to_string(),
+                })?;
+            inner.size = new_size;
+        }
         if let Err(err) = inner.file.write_all_at(&bytes, at) {
             inner.failed = true;
             return Err(Error::VoteLogWriteUncertain {
@@ -534,7 +588,7 @@ impl VoteStore for LogVoteStore {
             });
         }
         hook(Step::Flushed);
-        inner.len = at + bytes.len() as u64;
+        inner.len = frame_end;
         inner.index.add(at, records, &spans);
         Ok(())
     }
@@ -616,8 +670,14 @@ mod tests {
         )
     }
 
+    /// The file's size.
     fn log_len(dir: &Path) -> usize {
         fs::read(dir.join(LOG_FILE)).unwrap().len()
+    }
+
+    /// Where the log's frames end (the zeros of its reserve follow).
+    fn frames_end(store: &LogVoteStore) -> usize {
+        usize::try_from(store.inner.lock().unwrap().len).unwrap()
     }
 
     #[test]
@@ -666,16 +726,19 @@ mod tests {
     #[test]
     fn a_torn_last_frame_is_cut_off_and_the_acknowledged_votes_stay() {
         let dir = tempfile::tempdir().unwrap();
-        let acknowledged;
+        let (acknowledged, second_end);
         {
             let store = LogVoteStore::open(dir.path()).unwrap();
             store.record(&[vote(b"a", 1)], &|_| {}).unwrap();
-            acknowledged = log_len(dir.path());
+            acknowledged = frames_end(&store);
             store.record(&[vote(b"b", 2)], &|_| {}).unwrap();
+            second_end = frames_end(&store);
         }
         // Every cut inside the second frame reads as that commit never made.
         let full = fs::read(dir.path().join(LOG_FILE)).unwrap();
-        for cut in acknowledged..full.len() {
+        assert_eq!(full.len() as u64, LOG_RESERVE_BYTES);
+        assert!(full[second_end..].iter().all(|&b| b == 0));
+        for cut in acknowledged..second_end {
             fs::write(dir.path().join(LOG_FILE), &full[..cut]).unwrap();
             let store = LogVoteStore::open(dir.path()).unwrap();
             assert_eq!(store.load().unwrap().len(), 1, "cut at {cut}");
@@ -686,13 +749,60 @@ mod tests {
             let store = LogVoteStore::open(dir.path()).unwrap();
             assert_eq!(store.load().unwrap().len(), 2);
         }
+        // Zeros where the second frame's end should be (the reserve's zeros showing through a
+        // write cut short) are an unfinished commit too.
+        let mut zeroed = full.clone();
+        zeroed[second_end - 8..second_end].fill(0);
+        fs::write(dir.path().join(LOG_FILE), &zeroed).unwrap();
+        assert_eq!(
+            LogVoteStore::open(dir.path())
+                .unwrap()
+                .load()
+                .unwrap()
+                .len(),
+            1
+        );
         // A last frame of the right length with damaged bytes is also an unfinished commit.
         let mut damaged = full.clone();
-        let last = damaged.len() - 1;
+        let last = second_end - 1;
         damaged[last] ^= 0xff;
         fs::write(dir.path().join(LOG_FILE), &damaged).unwrap();
         let store = LogVoteStore::open(dir.path()).unwrap();
         assert_eq!(store.load().unwrap().len(), 1);
+    }
+
+    /// The zeros after the last frame are the log's reserve: a reopen keeps them (nothing is
+    /// cut, the file's size stays), and commits go on where the frames end.
+    #[test]
+    fn the_zero_filled_reserve_is_the_log_s_end_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let end = {
+            let store = LogVoteStore::open(dir.path()).unwrap();
+            for seq in 1..=3 {
+                store.record(&[vote(b"a", seq)], &|_| {}).unwrap();
+            }
+            frames_end(&store)
+        };
+        assert_eq!(log_len(dir.path()) as u64, LOG_RESERVE_BYTES);
+        let store = LogVoteStore::open(dir.path()).unwrap();
+        assert_eq!(frames_end(&store), end);
+        assert_eq!(
+            log_len(dir.path()) as u64,
+            LOG_RESERVE_BYTES,
+            "nothing was cut"
+        );
+        store.record(&[vote(b"a", 4)], &|_| {}).unwrap();
+        drop(store);
+        let store = LogVoteStore::open(dir.path()).unwrap();
+        assert_eq!(slots(&store), vec![1, 2, 3, 4]);
+        // A frame bigger than what is left of the reserve grows the file by whole reserves.
+        let big = vec![b'b'; 60 * 1024];
+        let many: Vec<_> = (5..25).map(|seq| vote(&big, seq)).collect();
+        store.record(&many, &|_| {}).unwrap();
+        assert_eq!(log_len(dir.path()) as u64, 2 * LOG_RESERVE_BYTES);
+        drop(store);
+        let store = LogVoteStore::open(dir.path()).unwrap();
+        assert_eq!(slots(&store), (1..25).collect::<Vec<_>>());
     }
 
     #[test]
@@ -702,7 +812,7 @@ mod tests {
         {
             let store = LogVoteStore::open(dir.path()).unwrap();
             store.record(&[vote(b"a", 1)], &|_| {}).unwrap();
-            first_end = log_len(dir.path());
+            first_end = frames_end(&store);
             store.record(&[vote(b"b", 2)], &|_| {}).unwrap();
         }
         let mut bytes = fs::read(dir.path().join(LOG_FILE)).unwrap();
@@ -768,7 +878,7 @@ mod tests {
         let path = dir.path().join(LOG_FILE);
         let store = LogVoteStore::open(dir.path()).unwrap();
         store.record(&[vote(b"a", 1)], &|_| {}).unwrap();
-        let acknowledged = log_len(dir.path());
+        let acknowledged = fs::read(&path).unwrap();
         // The disk fails: the log's handle is swapped for one that cannot write.
         store.inner.lock().unwrap().file = File::open(&path).unwrap();
         let failed = store.record(&[vote(b"b", 2)], &|_| {}).unwrap_err();
@@ -790,7 +900,7 @@ mod tests {
             "{later:?}"
         );
         assert!(later.to_string().contains("restart"), "{later}");
-        assert_eq!(log_len(dir.path()), acknowledged);
+        assert_eq!(fs::read(&path).unwrap(), acknowledged);
         drop(store);
         let store = LogVoteStore::open(dir.path()).unwrap();
         assert_eq!(slots(&store), vec![1]);
@@ -834,67 +944,55 @@ mod tests {
         }
     }
 
-    /// The same on a real full disk: a 1 MiB tmpfs filled by commits of ~20 KiB, so that the
-    /// last one is cut short by `ENOSPC` (needs permission to mount; the injected failure above
-    /// covers the store's side where there is none, and this says it was skipped).
+    /// On a real full disk: a 4 MiB tmpfs filled by commits of ~20 KiB. The log grows a reserve
+    /// at a time, so the commit that finds no room fails before any byte of its frame is
+    /// written: refused as `VoteLogFull`, nothing of it in the log, and the same store takes
+    /// commits again once there is room (needs permission to mount; says when it was skipped).
     #[test]
-    fn a_full_disk_is_reported_as_uncertain_and_a_reopen_keeps_every_acknowledged_vote() {
+    fn a_full_disk_refuses_the_commit_that_needs_room_and_loses_no_acknowledged_vote() {
         let dir = tempfile::tempdir().unwrap();
-        let Some(tmpfs) = Tmpfs::mount(dir.path(), "1m") else {
+        let Some(tmpfs) = Tmpfs::mount(dir.path(), "4m") else {
             eprintln!("no permission to mount a tmpfs here: the full-disk test was skipped");
             return;
         };
         let votes = dir.path().join("votes");
-        let size = || fs::metadata(votes.join(LOG_FILE)).unwrap().len();
-        let (mut acknowledged, mut acknowledged_size) = (Vec::new(), 0);
+        let mut acknowledged = Vec::new();
         let payload = vec![b'v'; 20 * 1024];
-        let (failed, uncertain) = {
-            let store = LogVoteStore::open(&votes).unwrap();
-            let mut seq = 1;
-            let failed = loop {
-                match store.record(&[vote(&payload, seq)], &|_| {}) {
-                    Ok(()) => {
-                        acknowledged.push(seq);
-                        acknowledged_size = size();
-                    }
-                    Err(err) => break err,
-                }
-                seq += 1;
-                assert!(seq < 1000, "a 1 MiB disk never filled up");
-            };
-            let later = store.record(&[vote(b"small", seq + 1)], &|_| {});
-            assert!(
-                matches!(later, Err(Error::VoteLogRestartNeeded { .. })),
-                "{later:?}"
-            );
-            (failed, seq)
+        let store = LogVoteStore::open(&votes).unwrap();
+        let mut seq = 1;
+        let failed = loop {
+            match store.record(&[vote(&payload, seq)], &|_| {}) {
+                Ok(()) => acknowledged.push(seq),
+                Err(err) => break err,
+            }
+            seq += 1;
+            assert!(seq < 1000, "a 4 MiB disk never filled up");
         };
         eprintln!(
             "full disk after {} vote commits: {failed}",
             acknowledged.len()
         );
+        assert!(matches!(failed, Error::VoteLogFull { .. }), "{failed:?}");
         assert!(
-            matches!(failed, Error::VoteLogWriteUncertain { .. }),
-            "{failed:?}"
+            failed.to_string().contains("nothing was recorded"),
+            "{failed}"
         );
         assert!(acknowledged.len() > 10);
-        assert!(
-            size() > acknowledged_size,
-            "the failed commit left part of its frame"
+        assert_eq!(
+            slots(&store),
+            acknowledged,
+            "the refused commit is not held"
         );
-        // Room again, as a user would make it, then the restart: every acknowledged vote is
-        // there, the cut-short commit is not (it never reached the log whole), and the log
-        // takes new commits.
+        // Still full: refused again, the same way.
+        let again = store.record(&[vote(&payload, seq)], &|_| {});
+        assert!(matches!(again, Err(Error::VoteLogFull { .. })), "{again:?}");
+        // Room again, as a user would make it: the same store goes on, no restart needed.
         tmpfs.resize("8m");
-        let store = LogVoteStore::open(&votes).unwrap();
-        assert_eq!(slots(&store), acknowledged);
-        assert_eq!(size(), acknowledged_size, "the unfinished frame is cut off");
-        store.record(&[vote(&payload, uncertain)], &|_| {}).unwrap();
+        store.record(&[vote(&payload, seq)], &|_| {}).unwrap();
+        acknowledged.push(seq);
         drop(store);
         let store = LogVoteStore::open(&votes).unwrap();
-        let mut expected = acknowledged.clone();
-        expected.push(uncertain);
-        assert_eq!(slots(&store), expected);
+        assert_eq!(slots(&store), acknowledged);
     }
 
     #[test]
