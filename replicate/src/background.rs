@@ -30,6 +30,10 @@ impl Background {
     /// Starts the thread. If its priority cannot be lowered (not Linux, or refused), it runs at
     /// normal priority and says so in the log.
     pub fn start() -> Result<Background> {
+        // Threads the storage engine starts from this one would inherit its priority.
+        if let Err(err) = scrip_feed::store::durable::start_io_threads() {
+            tracing::warn!(%err, "the storage engine's I/O threads may start at idle priority");
+        }
         let (jobs, mut queue) = mpsc::channel::<Job>(BACKGROUND_QUEUE);
         std::thread::Builder::new()
             .name("scrip-ingest".into())
@@ -112,6 +116,89 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// The scheduling policy of every thread of this process named `sled-io-*`.
+    fn sled_io_policies() -> Vec<u32> {
+        let mut policies = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let path = task.unwrap().path();
+            let Ok(name) = std::fs::read_to_string(path.join("comm")) else {
+                continue;
+            };
+            if !name.starts_with("sled-io-") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(path.join("stat")).unwrap();
+            // Fields after the command's closing parenthesis start at field 3; the policy is 41.
+            let rest = &stat[stat.rfind(')').unwrap() + 2..];
+            policies.push(rest.split(' ').nth(41 - 3).unwrap().parse().unwrap());
+        }
+        policies
+    }
+
+    /// A first write to a store, from `writer`, in this process.
+    fn first_write(writer: impl FnOnce(Box<dyn FnOnce() + Send>)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        writer(Box::new(move || {
+            let db = scrip_feed::store::durable::DurableDb::open(&path, 1 << 20, b"t").unwrap();
+            let mut writes = scrip_feed::store::durable::Writes::default();
+            writes.insert(b"k".to_vec(), vec![1; 100]);
+            db.commit(writes).unwrap();
+        }));
+    }
+
+    /// sled's I/O threads are process-wide and started by the first thread that writes; a
+    /// thread inherits its creator's policy. Each case runs in a process of its own (a copy of
+    /// this test binary), where nothing has started them yet: written first from the background
+    /// thread, they must still run at normal priority; written first from a thread at idle
+    /// priority without [`Background::start`], they run at idle priority (the control: this
+    /// test can see the difference).
+    #[test]
+    fn storage_io_threads_stay_at_normal_priority_when_the_background_thread_writes_first() {
+        const CASE: &str = "SCRIP_BACKGROUND_IO_CASE";
+        const SCHED_OTHER: u32 = 0;
+        const SCHED_IDLE: u32 = 5;
+        match std::env::var(CASE).as_deref() {
+            Ok("background") => {
+                let background = Background::start().unwrap();
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                first_write(|write| runtime.block_on(background.run(write)).unwrap());
+                let policies = sled_io_policies();
+                assert!(!policies.is_empty(), "no sled I/O thread was started");
+                assert!(policies.iter().all(|&p| p == SCHED_OTHER), "{policies:?}");
+            }
+            Ok("control") => {
+                first_write(|write| {
+                    std::thread::spawn(move || {
+                        lower_priority().unwrap();
+                        write();
+                    })
+                    .join()
+                    .unwrap();
+                });
+                let policies = sled_io_policies();
+                assert!(!policies.is_empty(), "no sled I/O thread was started");
+                assert!(policies.iter().all(|&p| p == SCHED_IDLE), "{policies:?}");
+            }
+            _ => {
+                for case in ["background", "control"] {
+                    let status = std::process::Command::new(std::env::current_exe().unwrap())
+                        .args([
+                            "--exact",
+                            "background::tests::storage_io_threads_stay_at_normal_priority_when_the_background_thread_writes_first",
+                            "--test-threads=1",
+                        ])
+                        .env(CASE, case)
+                        .status()
+                        .unwrap();
+                    assert!(status.success(), "the {case} case failed");
+                }
+            }
+        }
+    }
 
     #[tokio::test]
     async fn jobs_run_in_order_on_a_thread_at_lower_priority_and_threads_it_starts_inherit_it() {

@@ -78,6 +78,33 @@ fn closed_here(path: &Path, closed: Option<bool>) -> bool {
     known
 }
 
+/// Starts sled's process-wide I/O threads from the calling thread, if they are not running yet.
+/// sled starts them on first use, from whichever thread first hands it a write, and on Linux a
+/// thread inherits its creator's scheduling policy and nice value: if that first write came
+/// from a thread at idle priority (a notary node's ingest, `scrip_replicate::background`),
+/// every store in the process would write through idle-priority threads for good. Call it from
+/// a thread at normal priority before starting such a thread; later calls do nothing.
+pub fn start_io_threads() -> Result<()> {
+    static STARTED: std::sync::OnceLock<std::result::Result<(), String>> =
+        std::sync::OnceLock::new();
+    STARTED
+        .get_or_init(|| {
+            // A throwaway database: one write and a flush hand sled's pool its first job.
+            let db = sled::Config::new()
+                .temporary(true)
+                .open()
+                .map_err(|e| e.to_string())?;
+            db.insert(b"start", &b"io threads"[..])
+                .map_err(|e| e.to_string())?;
+            db.flush().map_err(|e| e.to_string())?;
+            Ok(())
+        })
+        .clone()
+        .map_err(|detail| Error::Storage {
+            detail: format!("starting the storage engine's I/O threads: {detail}"),
+        })
+}
+
 /// One write of a commit.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum WriteOp {
