@@ -624,7 +624,7 @@ impl Actor {
         for (signed, reply) in to_sign {
             let response = match &persisted {
                 Err(reason) if !signed.still_held(&self.state) => unavailable(reason),
-                _ => signed.answer(&self.keypair),
+                _ => signed.answer(&self.keypair, &mut self.state),
             };
             let _ = reply.send(response);
         }
@@ -945,17 +945,29 @@ impl Signed {
         }
     }
 
-    /// The answer, signed by `keypair`.
-    fn answer(self, keypair: &Keypair) -> Response {
+    /// The answer, signed by `keypair`. The signature is noted in `state` as its own (shown
+    /// back in a certificate, it is compared instead of verified): a vote signed again — after
+    /// a restart, whose votes are read from the log unsigned — is remembered like a new one.
+    fn answer(self, keypair: &Keypair, state: &mut NotaryState) -> Response {
         match self {
-            Signed::Again(subject) => Response::Vote(Vote::sign(keypair, &subject)),
-            Signed::Fate(subject) => Response::Vote(subject.vote(keypair)),
+            Signed::Again(subject) => {
+                let vote = Vote::sign(keypair, &subject);
+                state.signed_vote(&subject, &vote);
+                Response::Vote(vote)
+            }
+            Signed::Fate(subject) => {
+                let vote = subject.vote(keypair);
+                state.signed_fate(&subject, &vote);
+                Response::Vote(vote)
+            }
             Signed::Locked {
                 mut refusal,
                 existing,
             } => {
                 if let Refusal::Locked { vote, .. } = &mut refusal {
-                    *vote = Some(Vote::sign(keypair, &existing));
+                    let signed = Vote::sign(keypair, &existing);
+                    state.signed_vote(&existing, &signed);
+                    *vote = Some(signed);
                 }
                 Response::Refusal(refusal)
             }

@@ -700,3 +700,76 @@ async fn bogus_proposals_leave_no_state_behind() {
     });
     assert!(matches!(notary.ask(real).await.unwrap(), Response::Vote(_)));
 }
+
+/// After a restart a notary's votes come back from its log unsigned. A vote it signs again
+/// (`Again`, the client retrying the same bytes) is remembered as its own like a new one: the
+/// certificate carrying it, in the next proposal's prefix, costs the other notaries' votes and
+/// the entry's signature, not its own vote again. (Counted in a process of its own.)
+#[test]
+fn a_vote_signed_again_after_a_restart_is_compared_not_verified_when_shown_back() {
+    use scrip_notary::wire::{Proposal, Request, Response};
+    use scrip_notary::{MemoryVoteStore, Notary, NotaryConfig, VoteStore};
+    if !scrip_feed::bench::run_alone(
+        "adversarial::a_vote_signed_again_after_a_restart_is_compared_not_verified_when_shown_back",
+    ) {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut setup = setup(4);
+        let store: Arc<dyn scrip_feed::Store> = Arc::new(scrip_feed::MemoryStore::new());
+        scrip_notary::certified::store_certified(store.as_ref(), &setup.log).unwrap();
+        let votes: Arc<dyn VoteStore> = Arc::new(MemoryVoteStore::new());
+        let spawn = || {
+            Notary::spawn(
+                Arc::clone(&setup.notaries[0]),
+                Arc::clone(&store),
+                Arc::clone(&votes),
+                scrip_replicate::transport::Tcp,
+                NotaryConfig::default(),
+                Arc::new(|_| {}),
+            )
+        };
+        let propose = |entry: &Entry, prefix| {
+            Request::Propose(Proposal {
+                entry: scrip_feed::EntryBytes::of(entry),
+                prefix,
+            })
+        };
+        let order = setup.order(10);
+        let notary = spawn().await.unwrap();
+        let first = notary.ask(propose(&order, vec![])).await.unwrap();
+        assert!(matches!(first, Response::Vote(_)), "{first:?}");
+        notary.shutdown().await;
+        // Restarted: the vote is read back from the store, and signed again when asked again.
+        let notary = spawn().await.unwrap();
+        let again = notary.ask(propose(&order, vec![])).await.unwrap();
+        assert!(matches!(again, Response::Vote(_)), "{again:?}");
+        let certificate = setup.kit.certify(&order);
+        assert!(
+            certificate
+                .votes
+                .iter()
+                .any(|v| v.notary == setup.notaries[0].id())
+        );
+        let certified = CertifiedEntry {
+            entry: order.clone(),
+            certificate: Some(certificate.clone()),
+        };
+        setup.kit.push_raw(order, Some(certificate.clone()));
+        let next = setup.order(1);
+        let prefix = vec![scrip_notary::certified::to_bytes(&certified).unwrap()];
+        let before = scrip_feed::identity::signature_checks();
+        let vote = notary.ask(propose(&next, prefix)).await.unwrap();
+        assert!(matches!(vote, Response::Vote(_)), "{vote:?}");
+        assert_eq!(
+            scrip_feed::identity::signature_checks() - before,
+            1 + (certificate.votes.len() as u64 - 1),
+            "the next entry's signature and the other notaries' votes"
+        );
+        notary.shutdown().await;
+    });
+}
