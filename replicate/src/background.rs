@@ -148,56 +148,50 @@ mod tests {
         }));
     }
 
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_IDLE: u32 = 5;
+
     /// sled's I/O threads are process-wide and started by the first thread that writes; a
-    /// thread inherits its creator's policy. Each case runs in a process of its own (a copy of
-    /// this test binary), where nothing has started them yet: written first from the background
-    /// thread, they must still run at normal priority; written first from a thread at idle
-    /// priority without [`Background::start`], they run at idle priority (the control: this
-    /// test can see the difference).
+    /// thread inherits its creator's policy. Written first from the background thread, they
+    /// still run at normal priority. (In a process of its own, where nothing started them.)
     #[test]
     fn storage_io_threads_stay_at_normal_priority_when_the_background_thread_writes_first() {
-        const CASE: &str = "SCRIP_BACKGROUND_IO_CASE";
-        const SCHED_OTHER: u32 = 0;
-        const SCHED_IDLE: u32 = 5;
-        match std::env::var(CASE).as_deref() {
-            Ok("background") => {
-                let background = Background::start().unwrap();
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .unwrap();
-                first_write(|write| runtime.block_on(background.run(write)).unwrap());
-                let policies = sled_io_policies();
-                assert!(!policies.is_empty(), "no sled I/O thread was started");
-                assert!(policies.iter().all(|&p| p == SCHED_OTHER), "{policies:?}");
-            }
-            Ok("control") => {
-                first_write(|write| {
-                    std::thread::spawn(move || {
-                        lower_priority().unwrap();
-                        write();
-                    })
-                    .join()
-                    .unwrap();
-                });
-                let policies = sled_io_policies();
-                assert!(!policies.is_empty(), "no sled I/O thread was started");
-                assert!(policies.iter().all(|&p| p == SCHED_IDLE), "{policies:?}");
-            }
-            _ => {
-                for case in ["background", "control"] {
-                    let status = std::process::Command::new(std::env::current_exe().unwrap())
-                        .args([
-                            "--exact",
-                            "background::tests::storage_io_threads_stay_at_normal_priority_when_the_background_thread_writes_first",
-                            "--test-threads=1",
-                        ])
-                        .env(CASE, case)
-                        .status()
-                        .unwrap();
-                    assert!(status.success(), "the {case} case failed");
-                }
-            }
+        if !scrip_feed::bench::run_alone(
+            "background::tests::storage_io_threads_stay_at_normal_priority_when_the_background_thread_writes_first",
+        ) {
+            return;
         }
+        let background = Background::start().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        first_write(|write| runtime.block_on(background.run(write)).unwrap());
+        let policies = sled_io_policies();
+        assert!(!policies.is_empty(), "no sled I/O thread was started");
+        assert!(policies.iter().all(|&p| p == SCHED_OTHER), "{policies:?}");
+    }
+
+    /// The control for the test above: written first from a thread at idle priority, without
+    /// [`Background::start`], sled's I/O threads run at idle priority (so the test can see the
+    /// difference).
+    #[test]
+    fn storage_io_threads_inherit_idle_priority_from_a_thread_that_writes_first() {
+        if !scrip_feed::bench::run_alone(
+            "background::tests::storage_io_threads_inherit_idle_priority_from_a_thread_that_writes_first",
+        ) {
+            return;
+        }
+        first_write(|write| {
+            std::thread::spawn(move || {
+                lower_priority().unwrap();
+                write();
+            })
+            .join()
+            .unwrap();
+        });
+        let policies = sled_io_policies();
+        assert!(!policies.is_empty(), "no sled I/O thread was started");
+        assert!(policies.iter().all(|&p| p == SCHED_IDLE), "{policies:?}");
     }
 
     #[tokio::test]
