@@ -2,10 +2,11 @@
 //! entries), so that latency-sensitive work in the same process — a notary's decisions beside
 //! the node — is scheduled first when the cores are busy. The operating system still gives the
 //! thread whatever CPU is idle: replication only slows down while something else needs the
-//! cores. On Linux the thread runs under the `SCHED_IDLE` policy: a normal thread that wakes up
-//! takes the core from it at once (under a raised nice value alone, a waking notary thread
-//! could wait a scheduler slice behind it, which showed as milliseconds of proposal latency
-//! while a feed replicated). If that policy is refused, it falls back to
+//! cores. On Linux the thread runs under the `SCHED_IDLE` policy: a normal thread that wants
+//! its core gets it at the next scheduling decision (at the latest the next timer tick: seen
+//! to take up to 4 ms on a `PREEMPT_NONE`, HZ = 250 kernel); under a raised nice value alone it
+//! could wait behind it for whole slices, which showed as milliseconds of proposal latency
+//! while a feed replicated. If that policy is refused, it falls back to
 //! [`BACKGROUND_NICE`]. The threads that verify a batch in parallel are started from this
 //! thread and inherit both (Linux: policy and nice value are per thread and inherited).
 
