@@ -18,9 +18,9 @@ use tokio::time::Instant;
 use crate::connections::{Arrival, Connections};
 use crate::error::{Error, Result};
 use crate::limits::{
-    COMMAND_CHANNEL_CAPACITY, DEFAULT_INGEST_BATCH, DEFAULT_PEER_BYTES_PER_SEC,
-    EVENT_CHANNEL_CAPACITY, MAX_FORK_PROOFS_ON_CONNECT, MAX_PEER_MEMORIES, MAX_UNJUDGED_PROOFS,
-    STORED_CHANNEL_CAPACITY,
+    BACKGROUND_INGEST_BATCH, COMMAND_CHANNEL_CAPACITY, DEFAULT_INGEST_BATCH,
+    DEFAULT_PEER_BYTES_PER_SEC, EVENT_CHANNEL_CAPACITY, MAX_FORK_PROOFS_ON_CONNECT,
+    MAX_PEER_MEMORIES, MAX_UNJUDGED_PROOFS, STORED_CHANNEL_CAPACITY,
 };
 use crate::peer::{AcceptAll, AttachmentCheck, PeerCommand, PeerContext, PeerHandle, PeerReport};
 use crate::peers::{Origin, PeerTable};
@@ -79,7 +79,8 @@ pub struct NodeConfig {
     /// Check and store received entries on a thread of lower CPU priority (see
     /// [`crate::background`]) instead of tokio's blocking pool: for a node sharing its
     /// process with latency-sensitive work (a notary). Ignored on a network whose blocking work
-    /// runs inline ([`Blocking::Inline`]: simulations).
+    /// runs inline ([`Blocking::Inline`]: simulations). Such a node ingests at most
+    /// [`BACKGROUND_INGEST_BATCH`] entries per batch.
     pub background_ingest: bool,
     /// This node's store does not hold its own feed as far as it went (a home restored from a
     /// backup): until a peer that replicates the feed is connected, dial slots rotate quickly
@@ -108,6 +109,18 @@ impl StoreCalls {
         call: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T> {
         self.0.run(call).await.ok_or(Error::Shutdown)
+    }
+}
+
+impl NodeConfig {
+    /// Entries per ingest batch as this node runs them: [`NodeConfig::ingest_batch`], at most
+    /// [`BACKGROUND_INGEST_BATCH`] with [`NodeConfig::background_ingest`].
+    pub fn effective_ingest_batch(&self) -> usize {
+        if self.background_ingest {
+            self.ingest_batch.min(BACKGROUND_INGEST_BATCH)
+        } else {
+            self.ingest_batch
+        }
     }
 }
 
@@ -410,7 +423,7 @@ impl Node {
             reports,
             attachments,
             bytes_per_sec: config.peer_bytes_per_sec,
-            ingest_batch: config.ingest_batch,
+            ingest_batch: config.effective_ingest_batch(),
             keepalive: config.transport.idle_timeout / 3,
             background: match N::BLOCKING {
                 // One thread for checking and storing: they take turns, which leaves more of
@@ -1345,5 +1358,29 @@ fn judge_proof(store: &dyn Store, check: &dyn AttachmentCheck, proof: Box<ForkPr
             author: Some(author),
             reason: format!("reading the store to judge a fork proof failed: {err}"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_ingesting_in_the_background_takes_smaller_batches() {
+        let config = NodeConfig::default();
+        assert_eq!(config.effective_ingest_batch(), DEFAULT_INGEST_BATCH);
+        let background = NodeConfig {
+            background_ingest: true,
+            ..NodeConfig::default()
+        };
+        const { assert!(DEFAULT_INGEST_BATCH > BACKGROUND_INGEST_BATCH) };
+        assert_eq!(background.effective_ingest_batch(), BACKGROUND_INGEST_BATCH);
+        // A smaller batch asked for is kept.
+        let small = NodeConfig {
+            background_ingest: true,
+            ingest_batch: 16,
+            ..NodeConfig::default()
+        };
+        assert_eq!(small.effective_ingest_batch(), 16);
     }
 }
