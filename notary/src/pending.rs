@@ -205,7 +205,7 @@ mod tests {
         assert_eq!(pending.load().unwrap(), Some(first));
         pending.clear().unwrap();
         assert_eq!(pending.load().unwrap(), None);
-        // A shorter entry over a longer one leaves no trailing bytes.
+        // A shorter entry over a longer one reads back alone (bytes after its hash are not read).
         let second = entry(b"short");
         pending.save(&second).unwrap();
         assert_eq!(pending.load().unwrap(), Some(second));
@@ -267,19 +267,21 @@ mod tests {
 
     /// A file written by the version 2 format (the whole file: record and hash) still loads,
     /// and a clear and a save over it work as over any other.
+    /// A file in the version 2 layout (the whole file: the record and its hash), with `version`
+    /// as its first byte.
+    fn v2_file(version: u8, entry: EntryBytes) -> Vec<u8> {
+        let mut bytes = codec::encode("pending entry", &PendingWireV2 { version, entry }).unwrap();
+        let checksum = blake3::hash(&bytes);
+        bytes.extend_from_slice(checksum.as_bytes());
+        bytes
+    }
+
     #[test]
     fn a_version_2_file_is_still_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pending");
         let old = entry(b"saved by an earlier version");
-        let wire = PendingWireV2 {
-            version: PENDING_VERSION_2,
-            entry: EntryBytes::of(&old),
-        };
-        let mut bytes = codec::encode("pending entry", &wire).unwrap();
-        let checksum = blake3::hash(&bytes);
-        bytes.extend_from_slice(checksum.as_bytes());
-        fs::write(&path, &bytes).unwrap();
+        fs::write(&path, v2_file(PENDING_VERSION_2, EntryBytes::of(&old))).unwrap();
         let pending = PendingFile::new(&path);
         assert_eq!(pending.load().unwrap(), Some(old));
         pending.clear().unwrap();
@@ -293,14 +295,7 @@ mod tests {
     fn an_unknown_version_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pending");
-        let wire = PendingWireV2 {
-            version: 9,
-            entry: EntryBytes::default(),
-        };
-        let mut bytes = codec::encode("pending entry", &wire).unwrap();
-        let checksum = blake3::hash(&bytes);
-        bytes.extend_from_slice(checksum.as_bytes());
-        fs::write(&path, &bytes).unwrap();
+        fs::write(&path, v2_file(9, EntryBytes::default())).unwrap();
         assert!(PendingFile::new(&path).load().is_err());
     }
 }
