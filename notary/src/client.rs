@@ -53,8 +53,42 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Time allowed to gather a quorum before giving up for now (the entry stays pending).
     pub deadline: Duration,
-    /// Pause before asking a notary again after a failure or a "not now".
+    /// Longest pause before asking a notary again after a failure or a "not now": the pauses
+    /// of one request start at [`FIRST_RETRY`] and double up to it ([`Backoff`]).
     pub retry: Duration,
+}
+
+/// The first pause before asking a notary again. Short, because the common failure is brief: a
+/// listener closes a connection at once when every handshake place for its source address is
+/// taken (`transport.md`, "Incoming connections"), and a place frees within a handshake's time;
+/// 16 wallets started at once on one machine waited 4 × 200 ms for their 4 notaries with a
+/// fixed pause.
+pub const FIRST_RETRY: Duration = Duration::from_millis(10);
+
+/// The pauses between the attempts of one request: [`FIRST_RETRY`], then doubling up to the
+/// configured longest pause (no randomness: attempts that collide once are spread by the
+/// listener, which lets a few in at a time).
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    next: Duration,
+    longest: Duration,
+}
+
+impl Backoff {
+    /// Pauses up to `longest`.
+    pub fn new(longest: Duration) -> Backoff {
+        Backoff {
+            next: FIRST_RETRY.min(longest),
+            longest,
+        }
+    }
+
+    /// The next pause.
+    pub fn pause(&mut self) -> Duration {
+        let pause = self.next;
+        self.next = self.next.saturating_mul(2).min(self.longest);
+        pause
+    }
 }
 
 impl Default for ClientConfig {
@@ -941,13 +975,14 @@ impl<N: Network> WalletClient<N> {
             .map(|conn| {
                 let (conn, found) = (Arc::clone(conn), found.clone());
                 tokio::spawn(async move {
+                    let mut backoff = Backoff::new(retry);
                     loop {
                         let answer = conn.ask(&Request::SlotQuery { wallet }).await;
                         let done = matches!(answer, Ok(Response::SlotInfo(_)));
                         if found.send((Arc::clone(&conn), answer)).await.is_err() || done {
                             return;
                         }
-                        tokio::time::sleep(retry).await;
+                        tokio::time::sleep(backoff.pause()).await;
                     }
                 })
             })
@@ -1141,6 +1176,7 @@ async fn propose_to<N: Network>(
     let mut prefix = previous;
     let mut sent_from: Option<u64> = None;
     let mut unreachable = false;
+    let mut backoff = Backoff::new(retry);
     loop {
         let proposal = Proposal {
             entry: EntryBytes::of(&entry),
@@ -1179,7 +1215,7 @@ async fn propose_to<N: Network>(
             }
             Ok(_) | Err(_) => {}
         }
-        tokio::time::sleep(retry).await;
+        tokio::time::sleep(backoff.pause()).await;
     }
 }
 
@@ -1194,6 +1230,7 @@ async fn ask_fate<N: Network>(
     let notary = conn.notary.id;
     let request = Request::Fate(Box::new(request));
     let mut unreachable = false;
+    let mut backoff = Backoff::new(retry);
     loop {
         let answer = conn.ask(&request).await;
         report_reach(&answer, &mut unreachable, notary, &answers).await;
@@ -1209,7 +1246,7 @@ async fn ask_fate<N: Network>(
             }
             Ok(_) | Err(_) => {}
         }
-        tokio::time::sleep(retry).await;
+        tokio::time::sleep(backoff.pause()).await;
     }
 }
 
@@ -1379,6 +1416,21 @@ mod tests {
     use super::*;
     use scrip_ledger::VoteSubject;
     use scrip_ledger::certificate::ROUND_ZERO;
+
+    #[test]
+    fn retry_pauses_start_short_and_double_up_to_the_configured_one() {
+        let ms = Duration::from_millis;
+        let mut backoff = Backoff::new(ms(200));
+        let pauses: Vec<_> = (0..8).map(|_| backoff.pause()).collect();
+        assert_eq!(
+            pauses,
+            [10, 20, 40, 80, 160, 200, 200, 200].map(ms).to_vec()
+        );
+        // A configured pause shorter than the first one is used from the start.
+        let mut short = Backoff::new(ms(3));
+        assert_eq!([short.pause(), short.pause()], [ms(3), ms(3)]);
+        assert_eq!(FIRST_RETRY, ms(10));
+    }
 
     /// The collector verifies votes as it counts them: a vote that does not verify is not
     /// counted, and once the quorum is there nothing more is verified (a wallet checks q votes).
