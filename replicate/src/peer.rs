@@ -467,6 +467,10 @@ fn read_entries(
     limit: usize,
 ) -> Result<Vec<(Entry, Vec<Attachment>)>> {
     let entries = store.range(feed, from, limit)?;
+    // Most feeds have no attachments: one look for the feed instead of one per entry.
+    if !store.may_have_attachments(feed)? {
+        return Ok(entries.into_iter().map(|e| (e, Vec::new())).collect());
+    }
     entries
         .into_iter()
         .map(|entry| {

@@ -232,6 +232,14 @@ pub trait Store: Send + Sync {
     /// The attachments of entry `id`, in kind order.
     fn attachments(&self, id: &EntryId) -> Result<Vec<(String, Vec<u8>)>>;
 
+    /// `false` only if no entry of `author` has an attachment, so that a reader of many
+    /// entries (replication sending a feed) can skip asking for each one's
+    /// ([`Store::attachments`] costs a lookup per entry). `true` may be said of any feed.
+    fn may_have_attachments(&self, author: &FeedId) -> Result<bool> {
+        let _ = author;
+        Ok(true)
+    }
+
     /// Signs `payload` as the next entry of `keypair`'s feed and durably appends it, holding the
     /// store's write lock from reading the head to storing the entry, so that two concurrent
     /// publishes can never sign two entries for one seq. Returns the entry.

@@ -17,6 +17,8 @@
 //! | `F` author(32) | fork proof (canonical encoding) |
 //! | `D` author(32) | empty: this author's payloads are dropped |
 //! | `A` entry id(32) kind | an attachment |
+//! | `T` author(32) | empty: entries of this author may have attachments (written with the first) |
+//! | `Mattached` | empty: every attachment's author has its `T` key (see [`SledStore::open`]) |
 //!
 //! sled 0.34 spends ~11 µs per inserted key whatever the value's size (about a quarter of an
 //! ed25519 verify on the target machine), so entries are stored in chunks and ids in sorted runs:
@@ -61,6 +63,9 @@ const TAG_CHUNK: u8 = b'C';
 const TAG_FORK: u8 = b'F';
 const TAG_DROP: u8 = b'D';
 const TAG_ATTACHMENT: u8 = b'A';
+const TAG_ATTACHED: u8 = b'T';
+/// Present once every stored attachment's author has its `TAG_ATTACHED` key.
+const META_ATTACHED_KEY: &[u8] = b"Mattached";
 pub use super::durable::WATERMARK_FILE;
 
 /// Tuning for [`SledStore`].
@@ -199,7 +204,50 @@ impl SledStore {
                 });
             }
         }
+        store.mark_attached_feeds()?;
         Ok(store)
+    }
+
+    /// Makes sure every author with an attachment has its `T` key
+    /// ([`Store::may_have_attachments`]). The commit that writes a feed's first `T` key also
+    /// writes `Mattached`, so a store holding attachments without `Mattached` was written before
+    /// these keys existed: it gets them in one commit on its first open (one pass over its
+    /// attachments, each located in the id index), then never again. A store without
+    /// attachments needs nothing (and a new store gets no commit here).
+    fn mark_attached_feeds(&self) -> Result<()> {
+        if self
+            .db
+            .contains_key(META_ATTACHED_KEY)
+            .map_err(|e| self.engine(e))?
+        {
+            return Ok(());
+        }
+        let _writer = self.lock_writer();
+        let mut ids = BTreeSet::new();
+        for key in self.db.scan_prefix([TAG_ATTACHMENT]).keys() {
+            let key = key.map_err(|e| self.engine(e))?;
+            let id: [u8; 32] = key
+                .get(1..33)
+                .and_then(|id| id.try_into().ok())
+                .ok_or_else(|| self.corrupt("bad attachment key"))?;
+            ids.insert(EntryId::from_bytes(id));
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut authors = BTreeSet::new();
+        for id in ids {
+            let (author, _) = self
+                .locate(&id)?
+                .ok_or_else(|| self.corrupt(format!("an attachment of {id}, an entry not held")))?;
+            authors.insert(author);
+        }
+        let mut batch = Writes::default();
+        for author in authors {
+            batch.insert(&feed_key(TAG_ATTACHED, &author)[..], &[][..]);
+        }
+        batch.insert(META_ATTACHED_KEY, &[][..]);
+        self.commit(batch)
     }
 
     /// The directory of the store.
@@ -452,12 +500,14 @@ impl SledStore {
         let mut planned: std::collections::BTreeMap<EntryId, Vec<String>> = Default::default();
         let mut attached = Vec::with_capacity(attachments.len());
         let mut batch = Writes::default();
+        let mut marked = BTreeSet::new();
         for item in attachments {
             attached.push(self.plan_attachment(
                 item,
                 &storing,
                 &mut planned,
                 &mut touched,
+                &mut marked,
                 &mut batch,
             )?);
         }
@@ -569,6 +619,7 @@ impl SledStore {
         storing: &std::collections::HashMap<EntryId, FeedId>,
         planned: &mut std::collections::BTreeMap<EntryId, Vec<String>>,
         touched: &mut BTreeSet<FeedId>,
+        marked: &mut BTreeSet<FeedId>,
         batch: &mut Writes,
     ) -> Result<Result<bool>> {
         if let Err(err) = check_attachment(&item) {
@@ -598,6 +649,11 @@ impl SledStore {
         kinds.push(item.kind);
         batch.insert(key, item.bytes);
         touched.insert(author);
+        let marker = feed_key(TAG_ATTACHED, &author);
+        if marked.insert(author) && !self.db.contains_key(marker).map_err(|e| self.engine(e))? {
+            batch.insert(&marker[..], &[][..]);
+            batch.insert(META_ATTACHED_KEY, &[][..]);
+        }
         Ok(Ok(true))
     }
 }
@@ -841,6 +897,12 @@ impl Store for SledStore {
         self.changes.since(mark)
     }
 
+    fn may_have_attachments(&self, author: &FeedId) -> Result<bool> {
+        self.db
+            .contains_key(feed_key(TAG_ATTACHED, author))
+            .map_err(|e| self.engine(e))
+    }
+
     fn attachments(&self, id: &EntryId) -> Result<Vec<(String, Vec<u8>)>> {
         self.db
             .scan_prefix(attachment_prefix(id))
@@ -865,5 +927,99 @@ impl Store for SledStore {
                     .map_err(|e| self.corrupt(format!("stored fork proof: {e}")))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn publish(store: &SledStore, key: &Keypair, count: u64) -> Vec<Entry> {
+        (1..=count)
+            .map(|i| {
+                store
+                    .publish(key, Timestamp::from_millis(i), vec![1, 2, 3])
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    fn certificate(entry: &Entry) -> Attachment {
+        Attachment {
+            entry: entry.id(),
+            kind: "scrip/certificate".into(),
+            bytes: vec![7; 40],
+        }
+    }
+
+    /// A feed is marked as soon as one of its entries has an attachment, whichever write
+    /// stored it; a feed without any is not; the marks survive reopening.
+    #[test]
+    fn only_feeds_with_attachments_are_marked_and_the_marks_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, bob, carol) = (
+            Keypair::from_seed(&[1; 32]),
+            Keypair::from_seed(&[2; 32]),
+            Keypair::from_seed(&[3; 32]),
+        );
+        {
+            let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+            let alices = publish(&store, &alice, 3);
+            publish(&store, &bob, 3);
+            assert!(!store.may_have_attachments(&alice.id()).unwrap());
+            // A store without attachments needs no mark (and got no commit for one).
+            assert!(!store.db.contains_key(META_ATTACHED_KEY).unwrap());
+            store
+                .put_attachments(vec![certificate(&alices[1])])
+                .unwrap();
+            assert!(store.db.contains_key(META_ATTACHED_KEY).unwrap());
+            // Carol's entries arrive with their attachments (as replication stores them).
+            let carols: Vec<Entry> = {
+                let other = tempfile::tempdir().unwrap();
+                let source = SledStore::open(other.path(), SledOptions::default()).unwrap();
+                publish(&source, &carol, 2)
+            };
+            let attachments = vec![certificate(&carols[0])];
+            let (_, results) = store
+                .ingest_with_attachments(VerifiedBatch::new(carols), attachments)
+                .unwrap();
+            assert_eq!(results, vec![Ok(true)]);
+            for (author, marked) in [(&alice, true), (&bob, false), (&carol, true)] {
+                assert_eq!(store.may_have_attachments(&author.id()).unwrap(), marked);
+            }
+        }
+        let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+        for (author, marked) in [(&alice, true), (&bob, false), (&carol, true)] {
+            assert_eq!(store.may_have_attachments(&author.id()).unwrap(), marked);
+        }
+        store.verify_integrity().unwrap();
+    }
+
+    /// A store written before the marks existed (attachments, no `T` keys, no `Mattached`)
+    /// gets them on its next open, before anything reads it.
+    #[test]
+    fn a_store_from_before_the_marks_gets_them_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, bob) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
+        {
+            let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+            let alices = publish(&store, &alice, 3);
+            publish(&store, &bob, 3);
+            store
+                .put_attachments(vec![certificate(&alices[0]), certificate(&alices[2])])
+                .unwrap();
+            let mut batch = Writes::default();
+            batch.remove(feed_key(TAG_ATTACHED, &alice.id()).to_vec());
+            batch.remove(META_ATTACHED_KEY.to_vec());
+            store.commit(batch).unwrap();
+            assert!(!store.may_have_attachments(&alice.id()).unwrap());
+        }
+        let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+        assert!(store.db.contains_key(META_ATTACHED_KEY).unwrap());
+        assert!(store.may_have_attachments(&alice.id()).unwrap());
+        assert!(!store.may_have_attachments(&bob.id()).unwrap());
+        store.verify_integrity().unwrap();
     }
 }
