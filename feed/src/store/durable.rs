@@ -184,11 +184,22 @@ impl DurableDb {
     /// Opens (creating if needed) the database at `path`, whose format marker must be `format`
     /// (an empty database gets it), and checks that no acknowledged commit was lost.
     pub fn open(path: &Path, cache_capacity_bytes: u64, format: &[u8]) -> Result<DurableDb> {
+        Self::open_formats(path, cache_capacity_bytes, &[format]).map(|(db, _)| db)
+    }
+
+    /// [`DurableDb::open`] for a database that may hold any of `formats`: the first is the
+    /// current one (an empty database gets it), the others older ones its owner upgrades
+    /// ([`DurableDb::commit_upgrade`]). Returns the index in `formats` of the one found.
+    pub fn open_formats(
+        path: &Path,
+        cache_capacity_bytes: u64,
+        formats: &[&[u8]],
+    ) -> Result<(DurableDb, usize)> {
         let shown = path.display().to_string();
         let aside = check_before_open(path, &shown)?;
         let deadline = Instant::now() + RELEASE_WAIT;
         let opened = loop {
-            match Self::open_checked(path, cache_capacity_bytes, format, &shown) {
+            match Self::open_checked(path, cache_capacity_bytes, formats, &shown) {
                 Err(Error::Locked { .. })
                     if Instant::now() < deadline && closed_here(path, None) =>
                 {
@@ -225,9 +236,9 @@ impl DurableDb {
     fn open_checked(
         path: &Path,
         cache_capacity_bytes: u64,
-        format: &[u8],
+        formats: &[&[u8]],
         shown: &str,
-    ) -> Result<DurableDb> {
+    ) -> Result<(DurableDb, usize)> {
         let shown = shown.to_owned();
         let opened = catch_unwind(AssertUnwindSafe(|| {
             sled::Config::new()
@@ -262,9 +273,9 @@ impl DurableDb {
             commits: AtomicU64::new(0),
             watermark,
         };
-        match catch_unwind(AssertUnwindSafe(|| {
+        let found = match catch_unwind(AssertUnwindSafe(|| {
             durable.redo_last_commit()?;
-            durable.check_format(acknowledged, format)
+            durable.check_format(acknowledged, formats)
         })) {
             Ok(result) => result?,
             Err(_) => {
@@ -273,8 +284,15 @@ impl DurableDb {
                     detail: "the storage engine panicked while reading it".into(),
                 });
             }
-        }
-        Ok(durable)
+        };
+        Ok((durable, found))
+    }
+
+    /// Commits `batch` together with a new format marker `format`: an upgrade of the layout
+    /// and its marker in one commit, so that a crash leaves the old layout under the old marker.
+    pub fn commit_upgrade(&self, mut batch: Writes, format: &[u8]) -> Result<()> {
+        batch.insert(META_FORMAT_KEY, format);
+        self.commit(batch)
     }
 
     /// The sled database (reads; writes go through [`DurableDb::commit`]).
@@ -325,7 +343,8 @@ impl DurableDb {
         }
     }
 
-    fn check_format(&self, acknowledged: u64, format: &[u8]) -> Result<()> {
+    fn check_format(&self, acknowledged: u64, formats: &[&[u8]]) -> Result<usize> {
+        let current = formats.first().copied().unwrap_or_default();
         let found = self.db.get(META_FORMAT_KEY).map_err(|e| self.engine(e))?;
         let commits = self.stored_commits()?;
         if commits < acknowledged {
@@ -336,15 +355,20 @@ impl DurableDb {
         }
         self.commits.store(commits, Ordering::SeqCst);
         match found {
-            Some(marker) if marker.as_ref() == format => Ok(()),
-            Some(marker) => Err(self.corrupt(format!(
-                "unknown store format {:?} (this build reads format {format:?})",
-                marker.as_ref()
-            ))),
+            Some(marker) => formats
+                .iter()
+                .position(|f| *f == marker.as_ref())
+                .ok_or_else(|| {
+                    self.corrupt(format!(
+                        "unknown store format {:?} (this build reads formats {formats:?}): \
+                         written by a newer scrip? It was not changed",
+                        marker.as_ref()
+                    ))
+                }),
             None if self.db.is_empty() => {
                 let mut batch = Writes::default();
-                batch.insert(META_FORMAT_KEY, format);
-                self.commit(batch)
+                batch.insert(META_FORMAT_KEY, current);
+                self.commit(batch).map(|()| 0)
             }
             None => Err(self.corrupt("the format marker is missing")),
         }

@@ -17,8 +17,7 @@
 //! | `F` author(32) | fork proof (canonical encoding) |
 //! | `D` author(32) | empty: this author's payloads are dropped |
 //! | `A` entry id(32) kind | an attachment |
-//! | `T` author(32) | empty: entries of this author may have attachments (written with the first) |
-//! | `Mattached` | empty: every attachment's author has its `T` key (see [`SledStore::open`]) |
+//! | `T` author(32) | empty: some entry of this author has an attachment (written with the first; format 2) |
 //!
 //! sled 0.34 spends ~11 µs per inserted key whatever the value's size (about a quarter of an
 //! ed25519 verify on the target machine), so entries are stored in chunks and ids in sorted runs:
@@ -55,8 +54,11 @@ use crate::identity::{FeedId, Keypair};
 use crate::limits::MAX_ATTACHMENTS_PER_ENTRY;
 use crate::validate::validate_entry;
 
-/// The on-disk layout version written under `Mformat`.
-pub const STORE_FORMAT_VERSION: u8 = 1;
+/// The on-disk layout version written under `Mformat`: 2 since the `T` keys (every author
+/// with an attachment has one). A format 1 store is upgraded when it is opened.
+pub const STORE_FORMAT_VERSION: u8 = 2;
+/// The layout before the `T` keys, upgraded on open.
+const STORE_FORMAT_BEFORE_MARKS: u8 = 1;
 
 const TAG_HEAD: u8 = b'H';
 const TAG_CHUNK: u8 = b'C';
@@ -64,8 +66,6 @@ const TAG_FORK: u8 = b'F';
 const TAG_DROP: u8 = b'D';
 const TAG_ATTACHMENT: u8 = b'A';
 const TAG_ATTACHED: u8 = b'T';
-/// Present once every stored attachment's author has its `TAG_ATTACHED` key.
-const META_ATTACHED_KEY: &[u8] = b"Mattached";
 pub use super::durable::WATERMARK_FILE;
 
 /// Tuning for [`SledStore`].
@@ -178,8 +178,11 @@ impl SledStore {
     pub fn open(path: impl AsRef<Path>, options: SledOptions) -> Result<SledStore> {
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
-        let durable =
-            DurableDb::open(&path, options.cache_capacity_bytes, &[STORE_FORMAT_VERSION])?;
+        let (durable, format) = DurableDb::open_formats(
+            &path,
+            options.cache_capacity_bytes,
+            &[&[STORE_FORMAT_VERSION], &[STORE_FORMAT_BEFORE_MARKS]],
+        )?;
         let db = durable.db().clone();
         let values = ValueLog::open(&path)?;
         let index = match IdIndex::load(&db) {
@@ -204,50 +207,40 @@ impl SledStore {
                 });
             }
         }
-        store.mark_attached_feeds()?;
+        if format != 0 {
+            store.upgrade_to_marks()?;
+        }
         Ok(store)
     }
 
-    /// Makes sure every author with an attachment has its `T` key
-    /// ([`Store::may_have_attachments`]). The commit that writes a feed's first `T` key also
-    /// writes `Mattached`, so a store holding attachments without `Mattached` was written before
-    /// these keys existed: it gets them in one commit on its first open (one pass over its
-    /// attachments, each located in the id index), then never again. A store without
-    /// attachments needs nothing (and a new store gets no commit here).
-    fn mark_attached_feeds(&self) -> Result<()> {
-        if self
-            .db
-            .contains_key(META_ATTACHED_KEY)
-            .map_err(|e| self.engine(e))?
-        {
-            return Ok(());
-        }
+    /// Upgrades a format 1 store: every author with an attachment gets its `T` key
+    /// ([`Store::may_have_attachments`]), in one commit with the new format marker (one pass
+    /// over the attachments, each entry located in the id index; a crash before the commit
+    /// leaves a format 1 store, upgraded at the next open).
+    fn upgrade_to_marks(&self) -> Result<()> {
         let _writer = self.lock_writer();
-        let mut ids = BTreeSet::new();
+        // Keys are sorted by entry id: each entry's kinds are neighbours, looked up once.
+        let (mut last, mut authors) = (None, BTreeSet::new());
         for key in self.db.scan_prefix([TAG_ATTACHMENT]).keys() {
             let key = key.map_err(|e| self.engine(e))?;
             let id: [u8; 32] = key
                 .get(1..33)
                 .and_then(|id| id.try_into().ok())
                 .ok_or_else(|| self.corrupt("bad attachment key"))?;
-            ids.insert(EntryId::from_bytes(id));
-        }
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut authors = BTreeSet::new();
-        for id in ids {
-            let (author, _) = self
-                .locate(&id)?
-                .ok_or_else(|| self.corrupt(format!("an attachment of {id}, an entry not held")))?;
-            authors.insert(author);
+            if last == Some(id) {
+                continue;
+            }
+            last = Some(id);
+            // An attachment of an entry not held is never read (readers start from entries).
+            if let Some((author, _)) = self.locate(&EntryId::from_bytes(id))? {
+                authors.insert(author);
+            }
         }
         let mut batch = Writes::default();
         for author in authors {
             batch.insert(&feed_key(TAG_ATTACHED, &author)[..], &[][..]);
         }
-        batch.insert(META_ATTACHED_KEY, &[][..]);
-        self.commit(batch)
+        self.durable.commit_upgrade(batch, &[STORE_FORMAT_VERSION])
     }
 
     /// The directory of the store.
@@ -652,7 +645,6 @@ impl SledStore {
         let marker = feed_key(TAG_ATTACHED, &author);
         if marked.insert(author) && !self.db.contains_key(marker).map_err(|e| self.engine(e))? {
             batch.insert(&marker[..], &[][..]);
-            batch.insert(META_ATTACHED_KEY, &[][..]);
         }
         Ok(Ok(true))
     }
@@ -969,12 +961,9 @@ mod tests {
             let alices = publish(&store, &alice, 3);
             publish(&store, &bob, 3);
             assert!(!store.may_have_attachments(&alice.id()).unwrap());
-            // A store without attachments needs no mark (and got no commit for one).
-            assert!(!store.db.contains_key(META_ATTACHED_KEY).unwrap());
             store
                 .put_attachments(vec![certificate(&alices[1])])
                 .unwrap();
-            assert!(store.db.contains_key(META_ATTACHED_KEY).unwrap());
             // Carol's entries arrive with their attachments (as replication stores them).
             let carols: Vec<Entry> = {
                 let other = tempfile::tempdir().unwrap();
@@ -997,10 +986,10 @@ mod tests {
         store.verify_integrity().unwrap();
     }
 
-    /// A store written before the marks existed (attachments, no `T` keys, no `Mattached`)
-    /// gets them on its next open, before anything reads it.
+    /// A format 1 store (attachments, no `T` keys) gets them on its next open, before anything
+    /// reads it, together with the format 2 marker.
     #[test]
-    fn a_store_from_before_the_marks_gets_them_on_open() {
+    fn a_format_1_store_gets_the_marks_on_open() {
         let dir = tempfile::tempdir().unwrap();
         let (alice, bob) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
         {
@@ -1012,12 +1001,17 @@ mod tests {
                 .unwrap();
             let mut batch = Writes::default();
             batch.remove(feed_key(TAG_ATTACHED, &alice.id()).to_vec());
-            batch.remove(META_ATTACHED_KEY.to_vec());
-            store.commit(batch).unwrap();
+            store
+                .durable
+                .commit_upgrade(batch, &[STORE_FORMAT_BEFORE_MARKS])
+                .unwrap();
             assert!(!store.may_have_attachments(&alice.id()).unwrap());
         }
         let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
-        assert!(store.db.contains_key(META_ATTACHED_KEY).unwrap());
+        assert_eq!(
+            store.db.get(b"Mformat").unwrap().as_deref(),
+            Some(&[STORE_FORMAT_VERSION][..])
+        );
         assert!(store.may_have_attachments(&alice.id()).unwrap());
         assert!(!store.may_have_attachments(&bob.id()).unwrap());
         store.verify_integrity().unwrap();
