@@ -326,6 +326,20 @@ pub enum Error {
         /// What was found.
         detail: String,
     },
+    /// The store was written by a newer version of scrip (a later format than this build
+    /// reads): it was not changed.
+    #[error(
+        "the store at {path} was written by a newer version of scrip (store format {found}; this \
+         build reads {reads}): it was not changed; use that version or a later one"
+    )]
+    NewerFormat {
+        /// Path of the store.
+        path: String,
+        /// The format marker found, as text.
+        found: String,
+        /// The formats this build reads, as text.
+        reads: String,
+    },
     /// Another process has the store open.
     #[error("the feed store at {path} is in use by another process (is a daemon running?)")]
     Locked {
@@ -375,6 +389,7 @@ impl Error {
             Error::Io { .. } => "io",
             Error::Storage { .. } => "storage",
             Error::Corrupt { .. } => "corrupt",
+            Error::NewerFormat { .. } => "newer-format",
             Error::WriteUncertain { .. } => "write-uncertain",
             Error::RestartNeeded { .. } => "restart-needed",
             Error::Locked { .. } => "locked",
@@ -397,6 +412,7 @@ impl Error {
             Error::Io { .. }
                 | Error::Storage { .. }
                 | Error::Corrupt { .. }
+                | Error::NewerFormat { .. }
                 | Error::Locked { .. }
                 | Error::WriteUncertain { .. }
                 | Error::RestartNeeded { .. }

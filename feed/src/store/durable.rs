@@ -355,16 +355,25 @@ impl DurableDb {
         }
         self.commits.store(commits, Ordering::SeqCst);
         match found {
-            Some(marker) => formats
-                .iter()
-                .position(|f| *f == marker.as_ref())
-                .ok_or_else(|| {
-                    self.corrupt(format!(
-                        "unknown store format {:?} (this build reads formats {formats:?}): \
-                         written by a newer scrip? It was not changed",
-                        marker.as_ref()
-                    ))
-                }),
+            Some(marker) => match formats.iter().position(|f| *f == marker.as_ref()) {
+                Some(index) => Ok(index),
+                // A later marker of the same shape: a newer build wrote it.
+                None if marker.len() == current.len() && marker.as_ref() > current => {
+                    Err(Error::NewerFormat {
+                        path: self.path.display().to_string(),
+                        found: format_text(&marker),
+                        reads: formats
+                            .iter()
+                            .map(|f| format_text(f))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+                }
+                None => Err(self.corrupt(format!(
+                    "unknown store format {:?} (this build reads formats {formats:?})",
+                    marker.as_ref()
+                ))),
+            },
             None if self.db.is_empty() => {
                 let mut batch = Writes::default();
                 batch.insert(META_FORMAT_KEY, current);
@@ -527,6 +536,19 @@ fn plain(text: &str) -> String {
             .map_or(text, |(message, _)| message)
             .to_owned(),
         _ => text.to_owned(),
+    }
+}
+
+/// A format marker as people read it: its text if it is a printable word (`scrip-votes/1`),
+/// else its bytes as numbers (the feed store's one-byte `2`).
+fn format_text(marker: &[u8]) -> String {
+    match std::str::from_utf8(marker) {
+        Ok(text) if text.len() > 1 && text.chars().all(|c| c.is_ascii_graphic()) => text.to_owned(),
+        _ => marker
+            .iter()
+            .map(u8::to_string)
+            .collect::<Vec<_>>()
+            .join("."),
     }
 }
 

@@ -798,12 +798,34 @@ fn store_with_a_foreign_format_marker_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
         let db = common::open_raw_sled(dir.path());
-        db.insert(b"Mformat", &[99u8]).unwrap();
+        db.insert(b"Mformat", &[1u8, 2]).unwrap();
         db.flush().unwrap();
     }
     let err = common::open_sled(dir.path()).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains("unknown store format"), "{err}");
+}
+
+/// A store a later build wrote (a higher format marker) is refused as such, not as damage
+/// (the advice for damage, moving the directory aside, would be wrong), and left as it was.
+#[test]
+fn store_written_by_a_newer_build_is_refused_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = common::open_raw_sled(dir.path());
+        db.insert(b"Mformat", &[99u8]).unwrap();
+        db.flush().unwrap();
+    }
+    let err = common::open_sled(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::NewerFormat { .. }), "{err:?}");
+    assert_eq!(err.code(), "newer-format");
+    let text = err.to_string();
+    assert!(
+        text.contains("newer version of scrip (store format 99; this build reads 2, 1)"),
+        "{text}"
+    );
+    let db = common::open_raw_sled(dir.path());
+    assert_eq!(db.get(b"Mformat").unwrap().as_deref(), Some(&[99u8][..]));
 }
 
 #[test]
