@@ -30,6 +30,10 @@
 //! not check again, when it claims the order, the citation its replication checked,
 //! `verify::Seen`).
 //!
+//! The same counts step by step on one pair ([`CheckSteps`]) show where they go: measured
+//! 7 for the order (the previous certificate was learned at the claim before it), 4 for the
+//! receiver taking the order in, 16 for the claim, 25 for the accept.
+//!
 //! A second ceiling is the one issue 16 set before the claim step existed: the protocol's
 //! minimal work for order + accept, 42 checks and 10 signatures ([`MINIMAL_VERIFIES`],
 //! [`MINIMAL_SIGNS`]). The bench reports the rate against both.
@@ -119,7 +123,31 @@ pub struct TransferFigures {
     pub held: (usize, usize),
     /// Transfers per second of the second throughput phase (same pairs and sizes).
     pub held_rate: f64,
+    /// One pair: the signature checks of each step of a transfer ([`CheckSteps`]).
+    pub steps: CheckSteps,
 }
+
+/// The signature checks every party made in each step of one pair's transfers, averaged over
+/// [`CHECK_STEP_ROUNDS`] transfers after a first one (which learns what later ones remember),
+/// with a pause after each step so that the notaries that answered after the quorum are
+/// counted in their own step.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CheckSteps {
+    /// The order certified (its signature at each notary, the previous certificate, the
+    /// client's check of the votes).
+    pub order: f64,
+    /// The receiver taking in the order (replication, as [`deliver`] does it).
+    pub delivery: f64,
+    /// The claim (the request at each notary, the order's certificate, the client's check).
+    pub claim: f64,
+    /// The accept certified (its signature, the claim, the previous certificate, the client).
+    pub accept: f64,
+}
+
+/// Transfers [`CheckSteps`] averages over.
+pub const CHECK_STEP_ROUNDS: usize = 8;
+/// The pause after each step before its checks are read.
+const CHECK_STEP_SETTLE: Duration = Duration::from_millis(20);
 
 impl TransferFigures {
     /// Transfers per second.
@@ -194,6 +222,26 @@ impl TransferFigures {
                 percentile(&self.cancels, 500).as_secs_f64() * 1000.0,
                 "ms",
                 percentile(&self.accepts, 500).as_secs_f64() * 1000.0,
+            ),
+            Figure::plain(
+                "checks per transfer, step by step: the order certified",
+                self.steps.order,
+                "checks",
+            ),
+            Figure::plain(
+                "checks per transfer, step by step: the receiver taking in the order",
+                self.steps.delivery,
+                "checks",
+            ),
+            Figure::plain(
+                "checks per transfer, step by step: the claim",
+                self.steps.claim,
+                "checks",
+            ),
+            Figure::plain(
+                "checks per transfer, step by step: the accept certified",
+                self.steps.accept,
+                "checks",
             ),
             Figure::against(
                 format!(
@@ -432,6 +480,8 @@ pub async fn transfers(dir: &Path, run: TransferRun) -> Result<TransferFigures> 
 
     let mut ends = rig.pairs(b'E', 1).await?;
     let (accepts, cancels) = order_ends(&mut ends[0], run.latency_transfers / 2).await?;
+    let mut stepping = rig.pairs(b'C', 1).await?;
+    let steps = check_steps(&mut stepping[0]).await?;
 
     let many = rig.pairs(b'T', run.pairs).await?;
     let checks_before = scrip_feed::identity::signature_checks();
@@ -461,6 +511,49 @@ pub async fn transfers(dir: &Path, run: TransferRun) -> Result<TransferFigures> 
         cancels,
         held: (held_before, held_before + 2 * run.pairs + filler),
         held_rate,
+        steps,
+    })
+}
+
+/// The checks of each step of a transfer by `pair` (see [`CheckSteps`]).
+async fn check_steps(pair: &mut Pair) -> Result<CheckSteps> {
+    let checks = scrip_feed::identity::signature_checks;
+    let mut sum = CheckSteps::default();
+    for round in 0..=CHECK_STEP_ROUNDS {
+        let before = checks();
+        let order = pair.sender.submit(&one_unit_order(pair)).await?;
+        tokio::time::sleep(CHECK_STEP_SETTLE).await;
+        let ordered = checks();
+        let citation = deliver(pair, order.entry.seq()).await?;
+        let delivered = checks();
+        let claim = pair
+            .receiver
+            .fate(&citation, scrip_ledger::Fate::Claimed, None)
+            .await?;
+        tokio::time::sleep(CHECK_STEP_SETTLE).await;
+        let claimed = checks();
+        pair.receiver
+            .submit(&WalletEntry::Accept(scrip_ledger::content::Accept {
+                order: citation,
+                preimage: None,
+                claim: Some(claim),
+            }))
+            .await?;
+        tokio::time::sleep(CHECK_STEP_SETTLE).await;
+        let accepted = checks();
+        if round > 0 {
+            sum.order += (ordered - before) as f64;
+            sum.delivery += (delivered - ordered) as f64;
+            sum.claim += (claimed - delivered) as f64;
+            sum.accept += (accepted - claimed) as f64;
+        }
+    }
+    let rounds = CHECK_STEP_ROUNDS as f64;
+    Ok(CheckSteps {
+        order: sum.order / rounds,
+        delivery: sum.delivery / rounds,
+        claim: sum.claim / rounds,
+        accept: sum.accept / rounds,
     })
 }
 
