@@ -545,19 +545,28 @@ pub fn fate_rules(
     Ok((subject, expiry))
 }
 
-/// Who may ask (`notary.md` §3a, step 4), checked first because it is the cheapest check that
+/// Who may ask (`notary.md` §3a, step 0), checked first because it is the cheapest check that
 /// a stranger fails (one signature, before the citation's eight): the request is signed by the
 /// order's receiver for a claim, by its sender for a void (`Malformed`). The order is read from
 /// the citation without verifying it yet; the same id and payload hash are verified afterwards,
 /// so what was checked here is what the citation proves.
 pub fn requester_rule(request: &FateRequest) -> Result<(), Box<Refusal>> {
-    requester_rule_with(request, &Precomputed::default())
+    requester_rule_with(request, None, &Precomputed::default())
 }
 
 /// [`requester_rule`], with the request's signature looked up in `verified` first (verified
-/// while gathering the batch: [`NotaryState::gather_fate`]).
-fn requester_rule_with(request: &FateRequest, verified: &Precomputed) -> Result<(), Box<Refusal>> {
+/// while gathering the batch: [`NotaryState::gather_fate`]). A request that came on a session
+/// authenticated as the requester (`session`: the transport proved that key, `transport.md`)
+/// needs no signature check: the session says what the signature would.
+fn requester_rule_with(
+    request: &FateRequest,
+    session: Option<&FeedId>,
+    verified: &Precomputed,
+) -> Result<(), Box<Refusal>> {
     let (subject, requester, role) = requester_of(request)?;
+    if session == Some(&requester) {
+        return Ok(());
+    }
     if !verified.verifies(
         &requester,
         FATE_REQUEST_DOMAIN,
@@ -776,18 +785,27 @@ impl NotaryState {
     /// and cheapest check (a stranger's request with a bad one makes no batch work), and joins
     /// the batch's results so that the decision does not verify it again.
     pub fn gather_fate(&self, request: &FateRequest, into: &Gather) {
+        self.gather_fate_on(request, None, into);
+    }
+
+    /// [`NotaryState::gather_fate`] for a request that came on a session authenticated as
+    /// `session` (see [`NotaryState::decide_fate_on`]): the requester's own session needs no
+    /// signature check.
+    pub fn gather_fate_on(&self, request: &FateRequest, session: Option<&FeedId>, into: &Gather) {
         let Ok((subject, requester, _)) = requester_of(request) else {
             return;
         };
-        if !subject.request_verifies(&requester, &request.signature) {
-            return;
+        if session != Some(&requester) {
+            if !subject.request_verifies(&requester, &request.signature) {
+                return;
+            }
+            into.checked(
+                &requester,
+                FATE_REQUEST_DOMAIN,
+                &subject.message(),
+                request.signature,
+            );
         }
-        into.checked(
-            &requester,
-            FATE_REQUEST_DOMAIN,
-            &subject.message(),
-            request.signature,
-        );
         if self.known_order(request).is_some() {
             return;
         }
@@ -815,7 +833,21 @@ impl NotaryState {
         now: Timestamp,
         skew_ms: u64,
     ) -> FateDecision {
-        if let Err(refusal) = requester_rule_with(request, &self.batch) {
+        self.decide_fate_on(request, None, now, skew_ms)
+    }
+
+    /// [`NotaryState::decide_fate`] for a request that came on a session the transport
+    /// authenticated as `session` (`None`: not known, e.g. in process). On the requester's own
+    /// session the request's signature is not checked (`notary.md` §3a, step 0): the session
+    /// proves the same key, and so a claim costs each notary one check less.
+    pub fn decide_fate_on(
+        &mut self,
+        request: &FateRequest,
+        session: Option<&FeedId>,
+        now: Timestamp,
+        skew_ms: u64,
+    ) -> FateDecision {
+        if let Err(refusal) = requester_rule_with(request, session, &self.batch) {
             return FateDecision::Refuse(*refusal);
         }
         if self.known_order(request).is_none() {

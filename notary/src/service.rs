@@ -110,6 +110,8 @@ pub fn fate_clock(offset_ms: i64) -> scrip_feed::Timestamp {
 enum Job {
     Request {
         request: Request,
+        /// The client's identity, as the transport authenticated it (`None`: in process).
+        session: Option<FeedId>,
         reply: oneshot::Sender<Response>,
     },
     Learn {
@@ -302,7 +304,11 @@ impl NotaryHandle {
     pub async fn ask(&self, request: Request) -> Result<Response> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job::Request { request, reply })
+            .send(Job::Request {
+                request,
+                session: None,
+                reply,
+            })
             .await
             .map_err(|_| Error::Shutdown)?;
         answer.await.map_err(|_| Error::Shutdown)
@@ -394,9 +400,13 @@ async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
                 }),
                 Ok(request) => {
                     let (reply, answer) = oneshot::channel();
-                    jobs.send(Job::Request { request, reply })
-                        .await
-                        .map_err(|_| Error::Shutdown)?;
+                    jobs.send(Job::Request {
+                        request,
+                        session: Some(stream.remote()),
+                        reply,
+                    })
+                    .await
+                    .map_err(|_| Error::Shutdown)?;
                     answer.await.map_err(|_| Error::Shutdown)?
                 }
             }
@@ -551,7 +561,11 @@ impl Actor {
         for job in batch {
             let parsed = parsed.next().flatten();
             match job {
-                Job::Request { request, reply } => match request {
+                Job::Request {
+                    request,
+                    session,
+                    reply,
+                } => match request {
                     Request::Propose(_) => match self.propose(parsed, &mut learned) {
                         Decided::Persist(record) => to_persist.push((record, reply)),
                         Decided::Sign(signed) => to_sign.push((signed, reply)),
@@ -559,7 +573,7 @@ impl Actor {
                             let _ = reply.send(response);
                         }
                     },
-                    Request::Fate(request) => match self.fate(&request) {
+                    Request::Fate(request) => match self.fate(&request, session.as_ref()) {
                         Decided::Persist(record) => to_persist.push((record, reply)),
                         Decided::Sign(signed) => to_sign.push((signed, reply)),
                         Decided::Answer(response) => {
@@ -736,10 +750,10 @@ impl Actor {
     }
 
     /// Decides a fate request with this notary's clock.
-    fn fate(&mut self, request: &FateRequest) -> Decided {
+    fn fate(&mut self, request: &FateRequest, session: Option<&FeedId>) -> Decided {
         let now = fate_clock(self.clock_offset_ms);
         let skew = u64::try_from(self.clock_skew.as_millis()).unwrap_or(u64::MAX);
-        match self.state.decide_fate(request, now, skew) {
+        match self.state.decide_fate_on(request, session, now, skew) {
             FateDecision::Vote(subject) => Decided::Persist(VoteRecord::Fate(subject)),
             FateDecision::Again(subject) => Decided::Sign(Signed::Fate(subject)),
             FateDecision::Refuse(refusal) => Decided::Answer(Response::Refusal(refusal)),
@@ -766,9 +780,11 @@ impl Actor {
                 }
                 Job::Request {
                     request: Request::Fate(request),
+                    session,
                     ..
                 } => {
-                    self.state.gather_fate(request, &gather);
+                    self.state
+                        .gather_fate_on(request, session.as_ref(), &gather);
                     None
                 }
                 _ => None,

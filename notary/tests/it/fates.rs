@@ -794,3 +794,53 @@ fn gathering_ahead_gathers_nothing_for_a_request_with_a_bad_signature() {
         "malformed"
     );
 }
+
+/// A fate request that came on the requester's own session (the transport proved its key) is
+/// not checked for its signature (`notary.md` §3a, step 4): a claim whose signature is garbage
+/// is signed on the receiver's session and refused on the sender's or with no session; a
+/// properly signed request is signed on any session (it may be relayed); and on the
+/// requester's session the decision makes exactly one signature check less, gathered ahead or
+/// not. (Counted in a process of its own: the counter is process-wide.)
+#[test]
+fn the_requesters_own_session_stands_for_the_requests_signature() {
+    if !scrip_feed::bench::run_alone(
+        "fates::the_requesters_own_session_stands_for_the_requests_signature",
+    ) {
+        return;
+    }
+    let checks = scrip_feed::identity::signature_checks;
+    let mut w = world();
+    let seq = w.order(None);
+    let (receiver, sender) = (w.receiver.id(), w.sender.id());
+    let signed = w.request(seq, Fate::Claimed, None);
+    let mut garbage = signed.clone();
+    garbage.signature = scrip_feed::Signature::from_bytes([7; 64]);
+    let decide = |request: &FateRequest, session: Option<&scrip_feed::FeedId>| {
+        code(&w.notary().decide_fate_on(request, session, at(0), SKEW))
+    };
+    assert_eq!(decide(&garbage, Some(&receiver)), "vote");
+    assert_eq!(decide(&garbage, Some(&sender)), "malformed");
+    assert_eq!(decide(&garbage, None), "malformed");
+    assert_eq!(decide(&signed, Some(&sender)), "vote");
+    assert_eq!(decide(&signed, None), "vote");
+
+    let count = |session: Option<&scrip_feed::FeedId>, ahead: bool| {
+        let mut notary = w.notary();
+        let before = checks();
+        if ahead {
+            let gather = scrip_ledger::verify::Gather::default();
+            notary.gather_fate_on(&signed, session, &gather);
+            notary.begin_batch(gather.verify());
+        }
+        let decided = notary.decide_fate_on(&signed, session, at(0), SKEW);
+        assert_eq!(code(&decided), "vote");
+        checks() - before
+    };
+    for ahead in [false, true] {
+        assert_eq!(
+            count(Some(&receiver), ahead) + 1,
+            count(None, ahead),
+            "gathered ahead: {ahead}"
+        );
+    }
+}
