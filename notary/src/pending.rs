@@ -265,8 +265,6 @@ mod tests {
         assert_eq!(pending.load().unwrap(), Some(entry(&[3; 5000])));
     }
 
-    /// A file written by the version 2 format (the whole file: record and hash) still loads,
-    /// and a clear and a save over it work as over any other.
     /// A file in the version 2 layout (the whole file: the record and its hash), with `version`
     /// as its first byte.
     fn v2_file(version: u8, entry: EntryBytes) -> Vec<u8> {
@@ -276,6 +274,8 @@ mod tests {
         bytes
     }
 
+    /// A file written by the version 2 format (the whole file: record and hash) still loads,
+    /// and a clear and a save over it work as over any other.
     #[test]
     fn a_version_2_file_is_still_read() {
         let dir = tempfile::tempdir().unwrap();
