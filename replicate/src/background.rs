@@ -65,9 +65,10 @@ impl Background {
 }
 
 /// Lowers the calling thread's CPU priority: `SCHED_IDLE`, and [`BACKGROUND_NICE`] (which is
-/// what counts if the policy could not be set).
+/// what counts if the policy could not be set). Threads it starts afterwards inherit both.
+/// Used by the ingest thread, and by benchmarks for a peer that stands for another machine.
 #[cfg(target_os = "linux")]
-fn lower_priority() -> std::io::Result<()> {
+pub fn lower_priority() -> std::io::Result<()> {
     use thread_priority::{
         NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy, thread_native_id,
     };
@@ -89,8 +90,9 @@ fn lower_priority() -> std::io::Result<()> {
     rustix::process::setpriority_process(me, BACKGROUND_NICE).map_err(std::io::Error::from)
 }
 
+/// Lowering a thread's priority is only done on Linux.
 #[cfg(not(target_os = "linux"))]
-fn lower_priority() -> std::io::Result<()> {
+pub fn lower_priority() -> std::io::Result<()> {
     Err(std::io::Error::other(
         "per-thread priority is only set on Linux",
     ))
