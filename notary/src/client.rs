@@ -65,6 +65,10 @@ pub struct ClientConfig {
 /// fixed pause.
 pub const FIRST_RETRY: Duration = Duration::from_millis(10);
 
+/// The ledger rule code (`ledger.md` §4) of an entry citing a fate certificate that does not
+/// verify: the refusal after which [`WalletClient::propose`] checks the votes it cited.
+const INVALID_FATE: &str = "invalid-fate";
+
 /// The pauses between the attempts of one request: [`FIRST_RETRY`], then doubling up to the
 /// configured longest pause (no randomness: attempts that collide once are spread by the
 /// listener, which lets a few in at a time).
@@ -466,37 +470,34 @@ impl<N: Network> WalletClient<N> {
     /// wallet is the order's receiver (with the preimage of a hash-locked order), `Cancelled` or
     /// `Expired` when it is its sender. The request is signed with this wallet's key. Asks every
     /// notary of that set this client has an address for, in parallel, retrying failures until
-    /// the deadline; finishes at q valid votes, or at f + 1 equal definitive refusals
+    /// the deadline; finishes at q votes, or at f + 1 equal definitive refusals
     /// ([`Error::Refused`]: e.g. `order-claimed`, `order-voided`, `order-expired`,
     /// `not-expired`). Nothing is written: a fate vote is no wallet entry.
+    ///
+    /// The votes are **not checked** here (`notary.md` §5): the certificate is only ever cited
+    /// by this wallet's next entry, whose notaries check every vote in it before they vote. If
+    /// one does not verify they refuse that entry (`invalid-fate`) and
+    /// [`WalletClient::propose`] then checks the votes itself and gathers them again, counting
+    /// only votes that verify. An honest set's votes always verify: this saves q checks per
+    /// accept, cancel and refund.
     pub async fn fate(
         &self,
         order: &scrip_ledger::Citation,
         fate: Fate,
         preimage: Option<Preimage>,
     ) -> Result<FateCertificate> {
-        let cited = {
-            let seen = self
-                .seen
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let check = Remembered {
-                seen: &seen,
-                inner: &VerifyAll,
-            };
-            scrip_ledger::verify::verify_citation(order, &check)
-        }
-        .map_err(|e| Error::Wallet(format!("the order to decide: {e}")))?;
-        self.seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remember_citation(order);
-        let set = cited.notaries;
-        let subject = FateSubject {
-            wallet: cited.author,
-            order: cited.id,
-            fate,
-        };
+        self.gather_fate(order, fate, preimage, false).await
+    }
+
+    /// [`WalletClient::fate`], counting only votes that verify if `check_votes`.
+    async fn gather_fate(
+        &self,
+        order: &scrip_ledger::Citation,
+        fate: Fate,
+        preimage: Option<Preimage>,
+        check_votes: bool,
+    ) -> Result<FateCertificate> {
+        let (subject, set) = self.fate_subject(order, fate)?;
         let request = FateRequest {
             order: order.clone(),
             fate,
@@ -564,7 +565,9 @@ impl<N: Network> WalletClient<N> {
             &mut answers_rx,
             deadline,
             &tasks,
-            |vote| scrip_ledger::fate::verify_fate_votes(&[*vote], &subject).is_ok(),
+            |vote| {
+                !check_votes || scrip_ledger::fate::verify_fate_votes(&[*vote], &subject).is_ok()
+            },
         )
         .await;
         match outcome {
@@ -651,7 +654,103 @@ impl<N: Network> WalletClient<N> {
     /// Gets `content` certified as the wallet's next entry and stores it with its certificate.
     /// Call [`WalletClient::prepare`] first: with an earlier entry still pending, this refuses
     /// ([`Error::Pending`]) and signs nothing.
+    ///
+    /// If the notaries refuse it because the fate certificate it cites does not verify
+    /// (`invalid-fate`: [`WalletClient::fate`] does not check votes), the refusal freed the
+    /// slot; the votes are checked then, and if one does not verify the certificate is
+    /// gathered again counting only votes that verify, and the entry, citing it, signed and
+    /// proposed once more.
     pub async fn propose(&mut self, content: &WalletEntry) -> Result<CertifiedEntry> {
+        match self.propose_once(content).await {
+            Err(Error::Refused { refusal, count }) if matches!(&*refusal, Refusal::Rules { code, .. } if code == INVALID_FATE) => {
+                match self.with_checked_fate(content).await? {
+                    Some(repaired) => {
+                        tracing::warn!(
+                            "a notary sent a fate vote that does not verify: gathered again"
+                        );
+                        self.propose_once(&repaired).await
+                    }
+                    None => Err(Error::Refused { refusal, count }),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// `content` citing its fate certificate gathered again with every vote checked, if the
+    /// one it cites holds a vote that does not verify; `None` if it cites none, or every vote
+    /// in it verifies (then something else is wrong with it, and gathering again cannot help).
+    async fn with_checked_fate(&self, content: &WalletEntry) -> Result<Option<WalletEntry>> {
+        let (certificate, order, preimage) = match content {
+            WalletEntry::Accept(accept) => match &accept.claim {
+                Some(claim) => (claim, accept.order.clone(), accept.preimage.clone()),
+                None => return Ok(None),
+            },
+            WalletEntry::Cancel(scrip_ledger::content::Cancel { order, void })
+            | WalletEntry::Refund(scrip_ledger::content::Refund { order, void }) => {
+                let (store, wallet, seq) = (Arc::clone(&self.store), self.id(), order.seq);
+                let cited = N::BLOCKING
+                    .run(move || certified::citation(store.as_ref(), &wallet, seq))
+                    .await
+                    .ok_or(Error::Shutdown)??;
+                (void, cited, None)
+            }
+            _ => return Ok(None),
+        };
+        let (subject, _) = self.fate_subject(&order, certificate.fate)?;
+        if certificate
+            .votes
+            .iter()
+            .all(|vote| scrip_ledger::fate::verify_fate_votes(&[*vote], &subject).is_ok())
+        {
+            return Ok(None);
+        }
+        let checked = self
+            .gather_fate(&order, certificate.fate, preimage, true)
+            .await?;
+        let mut repaired = content.clone();
+        match &mut repaired {
+            WalletEntry::Accept(accept) => accept.claim = Some(checked),
+            WalletEntry::Cancel(cancel) => cancel.void = checked,
+            WalletEntry::Refund(refund) => refund.void = checked,
+            _ => return Ok(None),
+        }
+        Ok(Some(repaired))
+    }
+
+    /// What a fate vote on `order` signs, and the order wallet's notary set: from the citation,
+    /// checked (what this wallet's replication or an earlier call checked is remembered).
+    fn fate_subject(
+        &self,
+        order: &scrip_ledger::Citation,
+        fate: Fate,
+    ) -> Result<(FateSubject, NotarySet)> {
+        let cited = {
+            let seen = self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let check = Remembered {
+                seen: &seen,
+                inner: &VerifyAll,
+            };
+            scrip_ledger::verify::verify_citation(order, &check)
+        }
+        .map_err(|e| Error::Wallet(format!("the order to decide: {e}")))?;
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remember_citation(order);
+        let subject = FateSubject {
+            wallet: cited.author,
+            order: cited.id,
+            fate,
+        };
+        Ok((subject, cited.notaries))
+    }
+
+    /// [`WalletClient::propose`] without the second try.
+    async fn propose_once(&mut self, content: &WalletEntry) -> Result<CertifiedEntry> {
         if !self.synced {
             self.sync().await?;
         }

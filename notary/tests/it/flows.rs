@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use common::{Cluster, Wallet, wallet, wallet_with};
 use scrip_feed::{Entry, MemoryStore, Seq, Store};
-use scrip_ledger::{Currency, TrustSignatures, VerifyAll, fold};
+use scrip_ledger::content::{Accept, Cancel, OrderRef, WalletEntry};
+use scrip_ledger::{
+    Currency, Fate, FateCertificate, FateSubject, TrustSignatures, VerifyAll, fold,
+};
 use scrip_notary::certified;
 use scrip_notary::{Error, PendingFile, Refusal};
 
@@ -197,6 +200,90 @@ async fn a_restored_wallet_fetches_its_certified_head_before_proposing() {
         &TrustSignatures,
     );
     assert_eq!(state.wallet(&issuer.id()).unwrap().next_seq, 7);
+}
+
+/// `certificate` with its first vote's signature broken: what a byzantine notary answering
+/// first would give a wallet client, which does not check fate votes before citing them.
+fn with_a_broken_vote(mut certificate: FateCertificate) -> FateCertificate {
+    let mut bytes = *certificate.votes[0].signature.as_bytes();
+    bytes[7] ^= 0x10;
+    certificate.votes[0].signature = scrip_feed::Signature::from_bytes(bytes);
+    certificate
+}
+
+/// Every vote of the fate certificate `entry` cites verifies (`notary.md` §5).
+fn cites_only_good_fate_votes(entry: &scrip_ledger::CertifiedEntry, order: FateSubject) {
+    let cited = match WalletEntry::from_payload(entry.entry.payload().unwrap()).unwrap() {
+        WalletEntry::Accept(accept) => accept.claim.unwrap(),
+        WalletEntry::Cancel(cancel) => cancel.void,
+        other => panic!("not an accept or a cancel: {other:?}"),
+    };
+    let subject = FateSubject {
+        fate: cited.fate,
+        ..order
+    };
+    assert!(cited.votes.len() >= 3);
+    scrip_ledger::fate::verify_fate_votes(&cited.votes, &subject).unwrap();
+}
+
+/// A wallet client cites fate votes without checking them; the notaries of its next entry check
+/// them. An accept (and a cancel) citing a vote that does not verify is refused by them
+/// (`invalid-fate`), which frees the slot; the client then checks the votes, gathers the fate
+/// again counting only votes that verify, and gets the entry certified citing that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_citing_a_bad_fate_vote_is_refused_then_gathered_again_and_certified() {
+    let cluster = Cluster::start(4, 100).await;
+    let (mut issuer, mut alice, eur) = issuer_and_alice(&cluster).await;
+
+    let order = issuer.pay(&alice, &eur, 700).await.unwrap();
+    let citation = alice.cite(&issuer, order.entry.seq());
+    let claim = alice
+        .client
+        .fate(&citation, Fate::Claimed, None)
+        .await
+        .unwrap();
+    let content = WalletEntry::Accept(Accept {
+        order: citation,
+        preimage: None,
+        claim: Some(with_a_broken_vote(claim)),
+    });
+    // Had the notaries certified it as it is, the accept would cite the broken vote.
+    let accepted = alice.client.submit(&content).await.unwrap();
+    let subject = FateSubject {
+        wallet: issuer.id(),
+        order: order.entry.id(),
+        fate: Fate::Claimed,
+    };
+    cites_only_good_fate_votes(&accepted, subject);
+    assert_eq!(alice.balance(&eur).await, 700);
+
+    let order = issuer.pay(&alice, &eur, 300).await.unwrap();
+    let own = certified::citation(issuer.store.as_ref(), &issuer.id(), order.entry.seq()).unwrap();
+    let void = issuer
+        .client
+        .fate(&own, Fate::Cancelled, None)
+        .await
+        .unwrap();
+    let cancelled = issuer
+        .client
+        .submit(&WalletEntry::Cancel(Cancel {
+            order: OrderRef {
+                seq: order.entry.seq(),
+                id: order.entry.id(),
+            },
+            void: with_a_broken_vote(void),
+        }))
+        .await
+        .unwrap();
+    cites_only_good_fate_votes(
+        &cancelled,
+        FateSubject {
+            wallet: issuer.id(),
+            order: order.entry.id(),
+            fate: Fate::Cancelled,
+        },
+    );
+    assert_eq!(issuer.balance(&eur).await, 100_000 - 700);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

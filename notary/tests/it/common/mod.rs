@@ -234,7 +234,7 @@ impl Wallet {
     }
 
     /// A citation of `other`'s entry `seq`, after receiving `other`'s log.
-    fn cite(&self, other: &Wallet, seq: Seq) -> scrip_ledger::Citation {
+    pub fn cite(&self, other: &Wallet, seq: Seq) -> scrip_ledger::Citation {
         self.receive_log_of(other);
         certified::citation(self.store.as_ref(), &other.id(), seq).unwrap()
     }
