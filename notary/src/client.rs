@@ -1243,6 +1243,14 @@ impl<N: Network> WalletClient<N> {
                     .await
                     .ok_or(Error::Shutdown)??;
                 self.pending_clear = true;
+                // This client signed the entry and checked each of the q votes as it counted
+                // them: citing it later (a cancel's void, a refund's) checks nothing again.
+                if let Some(certificate) = &certified.certificate {
+                    self.seen
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(certified.entry.id(), certificate);
+                }
                 self.last_certified = Some(certified.clone());
                 Ok(certified)
             }

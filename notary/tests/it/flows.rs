@@ -286,6 +286,48 @@ async fn an_entry_citing_a_bad_fate_vote_is_refused_then_gathered_again_and_cert
     assert_eq!(issuer.balance(&eur).await, 100_000 - 700);
 }
 
+/// A signature check that refuses everything: what reaches it was not remembered.
+struct NothingVerifies;
+
+impl scrip_ledger::verify::SignatureCheck for NothingVerifies {
+    fn entry(&self, entry: &Entry) -> Result<(), scrip_feed::Error> {
+        Err(scrip_feed::Error::BadSignature {
+            author: entry.author(),
+            seq: entry.seq(),
+        })
+    }
+    fn votes(
+        &self,
+        _: &scrip_ledger::Certificate,
+        _: &scrip_ledger::VoteSubject,
+    ) -> Result<(), scrip_ledger::CertificateError> {
+        Err(scrip_ledger::CertificateError::BadSignature {
+            notary: "any".into(),
+        })
+    }
+}
+
+/// A wallet client remembers the entries it got certified (it signed each and checked the q
+/// votes as it counted them): citing its own order for a cancel or a refund checks nothing
+/// again — and an order it did not certify itself is not taken for remembered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallet_remembers_the_entries_it_got_certified() {
+    let cluster = Cluster::start(4, 100).await;
+    let (mut issuer, alice, eur) = issuer_and_alice(&cluster).await;
+    let order = issuer.pay(&alice, &eur, 5).await.unwrap();
+    let own = certified::citation(issuer.store.as_ref(), &issuer.id(), order.entry.seq()).unwrap();
+    let remembered = |seen: &std::sync::Mutex<scrip_ledger::verify::Seen>| {
+        let seen = seen.lock().unwrap();
+        let check = scrip_ledger::verify::Remembered {
+            seen: &seen,
+            inner: &NothingVerifies,
+        };
+        scrip_ledger::verify::verify_citation(&own, &check).is_ok()
+    };
+    assert!(remembered(issuer.client.seen()));
+    assert!(!remembered(alice.client.seen()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_group_accept_needs_enough_overlap() {
     // Sender's notaries 100..106, receivers' 102..108 (4 shared: accepted) and 103..109 (3).
