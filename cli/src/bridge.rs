@@ -15,9 +15,10 @@
 //! Certificates travel as the `scrip/certificate` attachment of their entry; the node must run
 //! with [`CertificateCheck`] as its attachment check so that only valid ones are kept.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
-use scrip_feed::{Entry, Seq, Store};
+use scrip_feed::{Entry, FeedId, Seq, Store};
 use scrip_ledger::certificate::CERTIFICATE_KIND;
 use scrip_ledger::content::wallet_notaries;
 use scrip_ledger::verify::{Seen, VerifyAll, certify};
@@ -83,6 +84,40 @@ async fn replicate_known_wallets<N: Network>(node: &NodeLink<N>, notary: &Notary
     true
 }
 
+/// Feeds whose first entry a [`CertificateCheck`] remembers the verdict of (the notary set of
+/// a wallet's genesis, or "not a wallet"), the oldest forgotten first. The check needs it for
+/// every entry received; read from the store each time, it took a fifth of a notary node's
+/// ingest thread while a social feed replicated (`scrip bench load`). A remembered verdict
+/// never goes stale: a feed's first entry in the store never changes (feeds are append-only
+/// and the store refuses a second entry for a seq), and only a first entry read from the
+/// store is remembered, not one from a batch the store may still refuse.
+pub const FIRST_ENTRIES_REMEMBERED: usize = 1024;
+
+/// The verdicts [`FIRST_ENTRIES_REMEMBERED`] bounds.
+#[derive(Default)]
+struct FirstEntries {
+    order: VecDeque<FeedId>,
+    verdicts: HashMap<FeedId, Option<NotarySet>>,
+}
+
+impl FirstEntries {
+    fn get(&self, author: &FeedId) -> Option<Option<NotarySet>> {
+        self.verdicts.get(author).cloned()
+    }
+
+    fn insert(&mut self, author: FeedId, verdict: Option<NotarySet>) {
+        if self.verdicts.insert(author, verdict).is_some() {
+            return;
+        }
+        self.order.push_back(author);
+        while self.order.len() > FIRST_ENTRIES_REMEMBERED {
+            if let Some(oldest) = self.order.pop_front() {
+                self.verdicts.remove(&oldest);
+            }
+        }
+    }
+}
+
 /// Keeps a `scrip/certificate` attachment only if it certifies its entry under the wallet's
 /// notary set (from the wallet's genesis in the store); other kinds are kept as they are.
 #[derive(Clone)]
@@ -90,7 +125,9 @@ pub struct CertificateCheck {
     store: Arc<dyn Store>,
     /// Where certified entries whose certificate verified are remembered (shared with the
     /// wallet client beside the node, so that it does not check them again when cited).
-    seen: Option<Arc<std::sync::Mutex<Seen>>>,
+    seen: Option<Arc<Mutex<Seen>>>,
+    /// What the first entries of recently received feeds say ([`FIRST_ENTRIES_REMEMBERED`]).
+    first: Arc<Mutex<FirstEntries>>,
 }
 
 impl std::fmt::Debug for CertificateCheck {
@@ -102,37 +139,51 @@ impl std::fmt::Debug for CertificateCheck {
 impl CertificateCheck {
     /// A check reading genesis entries from `store`.
     pub fn new(store: Arc<dyn Store>) -> CertificateCheck {
-        CertificateCheck { store, seen: None }
+        CertificateCheck {
+            store,
+            seen: None,
+            first: Arc::default(),
+        }
     }
 
     /// Also remembers each entry whose certificate verified in `seen` (the entry's signature
     /// was checked before: see [`AttachmentCheck`]).
     #[must_use]
-    pub fn remembering(mut self, seen: Arc<std::sync::Mutex<Seen>>) -> CertificateCheck {
+    pub fn remembering(mut self, seen: Arc<Mutex<Seen>>) -> CertificateCheck {
         self.seen = Some(seen);
         self
     }
 }
 
 impl CertificateCheck {
-    /// The first entry of `entry`'s feed: from the store, else from the batch received with it
-    /// (the entry itself, if it is the first). A batch genesis the store then refuses (a fork)
-    /// takes its entries down with it: entries that do not link to the stored chain are refused.
-    fn first_entry(&self, entry: &Entry, batch: &[Entry]) -> Option<Entry> {
+    /// The notary set named by the first entry of `entry`'s feed if that is a wallet genesis
+    /// (`None`: not a wallet, or no first entry known). The first entry comes from the store
+    /// (its verdict remembered: [`FIRST_ENTRIES_REMEMBERED`]), else from the batch received
+    /// with it (the entry itself, if it is the first). A batch genesis the store then refuses
+    /// (a fork) takes its entries down with it: entries that do not link to the stored chain
+    /// are refused.
+    fn wallet_set(&self, entry: &Entry, batch: &[Entry]) -> Option<NotarySet> {
         let author = entry.author();
         if entry.seq() == Seq::FIRST {
-            return Some(entry.clone());
+            return wallet_notaries(entry);
         }
-        self.store
-            .get(&author, Seq::FIRST)
-            .ok()
-            .flatten()
-            .or_else(|| {
-                batch
-                    .iter()
-                    .find(|e| e.author() == author && e.seq() == Seq::FIRST)
-                    .cloned()
-            })
+        let first = || {
+            self.first
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(verdict) = first().get(&author) {
+            return verdict;
+        }
+        if let Ok(Some(stored)) = self.store.get(&author, Seq::FIRST) {
+            let verdict = wallet_notaries(&stored);
+            first().insert(author, verdict.clone());
+            return verdict;
+        }
+        batch
+            .iter()
+            .find(|e| e.author() == author && e.seq() == Seq::FIRST)
+            .and_then(wallet_notaries)
     }
 }
 
@@ -154,9 +205,7 @@ impl AttachmentCheck for CertificateCheck {
         };
         // Under the set the wallet's genesis names (the genesis is certified by that set too).
         let verified = self
-            .first_entry(entry, batch)
-            .as_ref()
-            .and_then(wallet_notaries)
+            .wallet_set(entry, batch)
             .is_some_and(|set| certify(&certificate, &set, entry, &VerifyAll).is_ok());
         if verified && let Some(seen) = &self.seen {
             seen.lock()
@@ -169,10 +218,7 @@ impl AttachmentCheck for CertificateCheck {
     /// Every entry of a wallet (a feed whose first entry is a wallet genesis) needs its
     /// certificate: a proposal its notaries refused is not part of the wallet.
     fn required(&self, entry: &Entry, batch: &[Entry]) -> Option<&'static str> {
-        self.first_entry(entry, batch)
-            .as_ref()
-            .and_then(wallet_notaries)
-            .map(|_| CERTIFICATE_KIND)
+        self.wallet_set(entry, batch).map(|_| CERTIFICATE_KIND)
     }
 
     /// A wallet's fork proof counts only if both halves carry a certificate under the set of
@@ -237,5 +283,52 @@ mod tests {
             remembered.votes(&forged, &subject).is_err(),
             "other bytes are verified"
         );
+    }
+
+    /// The check reads a feed's first entry from the store once and remembers what it says (a
+    /// wallet's notary set, or not a wallet), for at most [`FIRST_ENTRIES_REMEMBERED`] feeds,
+    /// the oldest forgotten first; a first entry known only from the batch (which the store
+    /// may still refuse) is used, not remembered.
+    #[test]
+    fn the_first_entry_of_a_stored_feed_is_remembered_within_a_bound() {
+        let store = Arc::new(MemoryStore::new());
+        let social = scrip_feed::bench::make_feeds(1, 2, 96);
+        let mut wallet = KitWallet::new(Arc::new(Keypair::from_seed(&[3; 32])), notaries(60, 4));
+        let eur = wallet.currency("EUR", 2).unwrap();
+        wallet.mint(&eur, 100);
+        let (genesis, minted) = (wallet.log[0].entry.clone(), wallet.log[1].entry.clone());
+        let check = CertificateCheck::new(Arc::clone(&store) as Arc<dyn Store>);
+        let remembered = || check.first.lock().unwrap().verdicts.len();
+
+        assert_eq!(check.required(&social[1], &social), None);
+        let batch = [genesis.clone(), minted.clone()];
+        assert_eq!(check.required(&minted, &batch), Some(CERTIFICATE_KIND));
+        assert_eq!(
+            remembered(),
+            0,
+            "first entries from a batch are not remembered"
+        );
+
+        store.ingest(social.clone()).unwrap();
+        store.ingest(vec![genesis]).unwrap();
+        assert_eq!(check.required(&social[1], &[]), None);
+        assert_eq!(check.required(&minted, &[]), Some(CERTIFICATE_KIND));
+        assert_eq!(remembered(), 2);
+        assert_eq!(check.required(&minted, &[]), Some(CERTIFICATE_KIND));
+        assert_eq!(remembered(), 2);
+
+        let mut first = FirstEntries::default();
+        let feed = |i: usize| {
+            let mut bytes = [0; 32];
+            bytes[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            FeedId::from_bytes(bytes)
+        };
+        for i in 0..FIRST_ENTRIES_REMEMBERED + 10 {
+            first.insert(feed(i), None);
+        }
+        assert_eq!(first.verdicts.len(), FIRST_ENTRIES_REMEMBERED);
+        assert_eq!(first.order.len(), FIRST_ENTRIES_REMEMBERED);
+        assert_eq!(first.get(&feed(9)), None, "the oldest are forgotten");
+        assert_eq!(first.get(&feed(10)), Some(None));
     }
 }
