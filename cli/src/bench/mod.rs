@@ -283,9 +283,9 @@ const SETTLE_CPU: f64 = 0.1;
 const SETTLE_AT_MOST: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Waits until this process is quiet after a benchmark filled a store, at most
-/// [`SETTLE_AT_MOST`]: after a million entries the storage engine's background writes and the
-/// allocator handing memory back went on for seconds, and reads timed beside them measured
-/// that (`balance` at 1,000 entries read 64–158 µs from one run to the next, with 30 timed
+/// [`SETTLE_AT_MOST`]: after a million entries, work the fill left running (the storage
+/// engine's, the allocator's: not pinned down) went on for seconds, and reads timed beside it
+/// measured that (`balance` at 1,000 entries read 64–158 µs from one run to the next, with 30 timed
 /// calls right after the fill). Measured with the process's CPU clock.
 async fn settle() {
     let cpu = || {
