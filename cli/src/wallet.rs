@@ -180,7 +180,32 @@ pub async fn fate(
             scrip_ledger::Fate::Cancelled => "cancelling the order",
             scrip_ledger::Fate::Expired => "refunding the expired order",
         };
-        anyhow!("{what} failed: {err}; nothing was signed")
+        match plain_fate_refusal(&err) {
+            Some(meaning) => anyhow!("{what} failed: {meaning} ({err}); nothing was signed"),
+            None => anyhow!("{what} failed: {err}; nothing was signed"),
+        }
+    })
+}
+
+/// What a definitive fate refusal means for the person who asked, by its code (`notary.md`
+/// §3a); `None` for any other failure (its own text says it).
+fn plain_fate_refusal(err: &scrip_notary::Error) -> Option<&'static str> {
+    let scrip_notary::Error::Refused { refusal, .. } = err else {
+        return None;
+    };
+    let scrip_notary::Refusal::Fate { code, .. } = refusal.as_ref() else {
+        return None;
+    };
+    Some(match code.as_str() {
+        "order-voided" => {
+            "the payer has taken this order back (cancelled it, or had it refunded after it expired)"
+        }
+        "order-claimed" => "its receiver has already claimed it, to accept it",
+        "order-expired" => "it expires too soon to be claimed safely, and goes back to the payer",
+        "not-expired" => {
+            "it has not expired yet (a refund is possible from clock_skew after its expiry)"
+        }
+        _ => return None,
     })
 }
 
@@ -346,4 +371,39 @@ pub async fn abandon(ctx: &Context) -> Result<String> {
         },
         kept.display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each fate refusal a person can meet is said in plain words; anything else keeps its
+    /// own text.
+    #[test]
+    fn fate_refusals_are_explained_in_plain_words() {
+        let refused = |code: &str| scrip_notary::Error::Refused {
+            refusal: Box::new(scrip_notary::Refusal::Fate {
+                code: code.into(),
+                reason: "the notary's reason".into(),
+            }),
+            count: 2,
+        };
+        for (code, words) in [
+            ("order-voided", "the payer has taken this order back"),
+            ("order-claimed", "already claimed it"),
+            ("order-expired", "expires too soon"),
+            ("not-expired", "has not expired yet"),
+        ] {
+            let said = plain_fate_refusal(&refused(code));
+            assert!(said.is_some_and(|s| s.contains(words)), "{code}: {said:?}");
+        }
+        assert_eq!(plain_fate_refusal(&refused("missing-preimage")), None);
+        let unavailable = scrip_notary::Error::Refused {
+            refusal: Box::new(scrip_notary::Refusal::Unavailable {
+                reason: "busy".into(),
+            }),
+            count: 2,
+        };
+        assert_eq!(plain_fate_refusal(&unavailable), None);
+    }
 }

@@ -39,6 +39,7 @@ fn the_demo_prints_a_summary_whose_checks_all_pass() {
         "alice: cancelled: order %",
         "20.00 EUR back from escrow",
         "carol accepts the cancelled order: refused:",
+        "the payer has taken this order back",
         "voided for its sender",
         "alice's daemon refunded the expired order by itself: 30.00 EUR",
         "overspend (carol pays 10000.00 EUR): refused:",
