@@ -15,9 +15,9 @@
 //! Certificates travel as the `scrip/certificate` attachment of their entry; the node must run
 //! with [`CertificateCheck`] as its attachment check so that only valid ones are kept.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use scrip_feed::bounded::FifoMap;
 use scrip_feed::{Entry, FeedId, Seq, Store};
 use scrip_ledger::certificate::CERTIFICATE_KIND;
 use scrip_ledger::content::wallet_notaries;
@@ -93,31 +93,6 @@ async fn replicate_known_wallets<N: Network>(node: &NodeLink<N>, notary: &Notary
 /// store is remembered, not one from a batch the store may still refuse.
 pub const FIRST_ENTRIES_REMEMBERED: usize = 1024;
 
-/// The verdicts [`FIRST_ENTRIES_REMEMBERED`] bounds.
-#[derive(Default)]
-struct FirstEntries {
-    order: VecDeque<FeedId>,
-    verdicts: HashMap<FeedId, Option<NotarySet>>,
-}
-
-impl FirstEntries {
-    fn get(&self, author: &FeedId) -> Option<Option<NotarySet>> {
-        self.verdicts.get(author).cloned()
-    }
-
-    fn insert(&mut self, author: FeedId, verdict: Option<NotarySet>) {
-        if self.verdicts.insert(author, verdict).is_some() {
-            return;
-        }
-        self.order.push_back(author);
-        while self.order.len() > FIRST_ENTRIES_REMEMBERED {
-            if let Some(oldest) = self.order.pop_front() {
-                self.verdicts.remove(&oldest);
-            }
-        }
-    }
-}
-
 /// Keeps a `scrip/certificate` attachment only if it certifies its entry under the wallet's
 /// notary set (from the wallet's genesis in the store); other kinds are kept as they are.
 #[derive(Clone)]
@@ -127,7 +102,7 @@ pub struct CertificateCheck {
     /// wallet client beside the node, so that it does not check them again when cited).
     seen: Option<Arc<Mutex<Seen>>>,
     /// What the first entries of recently received feeds say ([`FIRST_ENTRIES_REMEMBERED`]).
-    first: Arc<Mutex<FirstEntries>>,
+    first: Arc<Mutex<FifoMap<FeedId, Option<NotarySet>>>>,
 }
 
 impl std::fmt::Debug for CertificateCheck {
@@ -142,7 +117,7 @@ impl CertificateCheck {
         CertificateCheck {
             store,
             seen: None,
-            first: Arc::default(),
+            first: Arc::new(Mutex::new(FifoMap::new(FIRST_ENTRIES_REMEMBERED))),
         }
     }
 
@@ -173,7 +148,7 @@ impl CertificateCheck {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         };
         if let Some(verdict) = first().get(&author) {
-            return verdict;
+            return verdict.clone();
         }
         if let Ok(Some(stored)) = self.store.get(&author, Seq::FIRST) {
             let verdict = wallet_notaries(&stored);
@@ -298,7 +273,7 @@ mod tests {
         wallet.mint(&eur, 100);
         let (genesis, minted) = (wallet.log[0].entry.clone(), wallet.log[1].entry.clone());
         let check = CertificateCheck::new(Arc::clone(&store) as Arc<dyn Store>);
-        let remembered = || check.first.lock().unwrap().verdicts.len();
+        let remembered = || check.first.lock().unwrap().len();
 
         assert_eq!(check.required(&social[1], &social), None);
         let batch = [genesis.clone(), minted.clone()];
@@ -317,18 +292,18 @@ mod tests {
         assert_eq!(check.required(&minted, &[]), Some(CERTIFICATE_KIND));
         assert_eq!(remembered(), 2);
 
-        let mut first = FirstEntries::default();
+        // The bound: past it the oldest feeds' verdicts are forgotten (read again if needed).
         let feed = |i: usize| {
             let mut bytes = [0; 32];
             bytes[..8].copy_from_slice(&(i as u64).to_le_bytes());
             FeedId::from_bytes(bytes)
         };
         for i in 0..FIRST_ENTRIES_REMEMBERED + 10 {
-            first.insert(feed(i), None);
+            check.first.lock().unwrap().insert(feed(i), None);
         }
-        assert_eq!(first.verdicts.len(), FIRST_ENTRIES_REMEMBERED);
-        assert_eq!(first.order.len(), FIRST_ENTRIES_REMEMBERED);
+        let first = check.first.lock().unwrap();
+        assert_eq!(first.len(), FIRST_ENTRIES_REMEMBERED);
         assert_eq!(first.get(&feed(9)), None, "the oldest are forgotten");
-        assert_eq!(first.get(&feed(10)), Some(None));
+        assert_eq!(first.get(&feed(10)), Some(&None));
     }
 }

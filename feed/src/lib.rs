@@ -36,6 +36,7 @@
 //! `docs/protocol/vectors/feed.json`.
 
 pub mod bench;
+pub mod bounded;
 pub mod codec;
 pub mod content;
 pub mod entry;

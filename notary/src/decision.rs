@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 
 use scrip_feed::Timestamp;
+use scrip_feed::bounded::FifoMap;
 use scrip_feed::validate::validate_payload;
 use scrip_feed::{Entry, EntryId, FeedId, Seq};
 use scrip_ledger::certificate::{ROUND_ZERO, VOTE_DOMAIN};
@@ -268,10 +269,17 @@ pub const MAX_OWN_VOTES: usize = 65_536;
 /// such a vote is compared with what it signed instead of verified. Any other bytes under its
 /// name are verified like every vote. Bounded, first in first out: what falls out is verified
 /// again.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct OwnVotes {
-    order: std::collections::VecDeque<scrip_feed::Hash>,
-    signatures: std::collections::HashMap<scrip_feed::Hash, scrip_feed::Signature>,
+    signatures: FifoMap<scrip_feed::Hash, scrip_feed::Signature>,
+}
+
+impl Default for OwnVotes {
+    fn default() -> Self {
+        OwnVotes {
+            signatures: FifoMap::new(MAX_OWN_VOTES),
+        }
+    }
 }
 
 impl OwnVotes {
@@ -281,15 +289,7 @@ impl OwnVotes {
     }
 
     fn insert(&mut self, key: scrip_feed::Hash, signature: scrip_feed::Signature) {
-        if self.signatures.insert(key, signature).is_some() {
-            return;
-        }
-        self.order.push_back(key);
-        while self.order.len() > MAX_OWN_VOTES {
-            if let Some(old) = self.order.pop_front() {
-                self.signatures.remove(&old);
-            }
-        }
+        self.signatures.insert(key, signature);
     }
 
     fn signed(&self, key: &scrip_feed::Hash, signature: &scrip_feed::Signature) -> bool {
@@ -298,12 +298,12 @@ impl OwnVotes {
 
     /// How many are remembered.
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.signatures.len()
     }
 
     /// True if none is.
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.signatures.is_empty()
     }
 }
 
