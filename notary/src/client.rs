@@ -74,23 +74,24 @@ const INVALID_FATE: &str = "invalid-fate";
 /// listener, which lets a few in at a time).
 #[derive(Clone, Copy, Debug)]
 pub struct Backoff {
-    next: Duration,
+    pauses: u32,
     longest: Duration,
 }
 
 impl Backoff {
     /// Pauses up to `longest`.
     pub fn new(longest: Duration) -> Backoff {
-        Backoff {
-            next: FIRST_RETRY.min(longest),
-            longest,
-        }
+        Backoff { pauses: 0, longest }
     }
 
     /// The next pause.
     pub fn pause(&mut self) -> Duration {
-        let pause = self.next;
-        self.next = self.next.saturating_mul(2).min(self.longest);
+        let pause = scrip_replicate::peers::doubling(
+            FIRST_RETRY.min(self.longest),
+            self.longest,
+            self.pauses,
+        );
+        self.pauses = self.pauses.saturating_add(1);
         pause
     }
 }
@@ -661,19 +662,21 @@ impl<N: Network> WalletClient<N> {
     /// gathered again counting only votes that verify, and the entry, citing it, signed and
     /// proposed once more.
     pub async fn propose(&mut self, content: &WalletEntry) -> Result<CertifiedEntry> {
-        match self.propose_once(content).await {
-            Err(Error::Refused { refusal, count }) if matches!(&*refusal, Refusal::Rules { code, .. } if code == INVALID_FATE) => {
-                match self.with_checked_fate(content).await? {
-                    Some(repaired) => {
-                        tracing::warn!(
-                            "a notary sent a fate vote that does not verify: gathered again"
-                        );
-                        self.propose_once(&repaired).await
-                    }
-                    None => Err(Error::Refused { refusal, count }),
-                }
+        let first = self.propose_once(content).await;
+        let cites_a_bad_fate = matches!(
+            &first,
+            Err(Error::Refused { refusal, .. })
+                if matches!(&**refusal, Refusal::Rules { code, .. } if code == INVALID_FATE)
+        );
+        if !cites_a_bad_fate {
+            return first;
+        }
+        match self.with_checked_fate(content).await? {
+            Some(repaired) => {
+                tracing::warn!("a notary sent a fate vote that does not verify: gathered again");
+                self.propose_once(&repaired).await
             }
-            other => other,
+            None => first,
         }
     }
 
