@@ -24,6 +24,7 @@
 //! - [`limits`]: every size bound, as named constants.
 //! - [`rng`]: [`rng::SplitMix64`], the seeded generator protocol logic and tests draw from.
 //! - [`bench`]: the macro benchmarks (`cargo bench`, `scrip bench`).
+//! - [`bounded`]: [`bounded::FifoMap`], the map that forgets its oldest keys (bounded memories).
 //!
 //! # Purity
 //!
