@@ -74,24 +74,23 @@ const INVALID_FATE: &str = "invalid-fate";
 /// listener, which lets a few in at a time).
 #[derive(Clone, Copy, Debug)]
 pub struct Backoff {
-    pauses: u32,
+    next: Duration,
     longest: Duration,
 }
 
 impl Backoff {
     /// Pauses up to `longest`.
     pub fn new(longest: Duration) -> Backoff {
-        Backoff { pauses: 0, longest }
+        Backoff {
+            next: FIRST_RETRY.min(longest),
+            longest,
+        }
     }
 
     /// The next pause.
     pub fn pause(&mut self) -> Duration {
-        let pause = scrip_replicate::peers::doubling(
-            FIRST_RETRY.min(self.longest),
-            self.longest,
-            self.pauses,
-        );
-        self.pauses = self.pauses.saturating_add(1);
+        let pause = self.next;
+        self.next = self.next.saturating_mul(2).min(self.longest);
         pause
     }
 }

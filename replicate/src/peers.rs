@@ -19,15 +19,12 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// from the node's seeded generator) so that peers do not retry in step. The one backoff of the
 /// node: dials, and store reads that failed.
 pub fn backoff(failures: u32, jitter: u64) -> Duration {
-    let base = doubling(BACKOFF_MIN, BACKOFF_MAX, failures.saturating_sub(1));
+    let exponent = failures.saturating_sub(1).min(16);
+    let base = BACKOFF_MIN
+        .saturating_mul(1u32 << exponent)
+        .min(BACKOFF_MAX);
     base.mul_f64(1.0 + (jitter % 1000) as f64 / 2000.0)
         .min(BACKOFF_MAX)
-}
-
-/// `first` doubled `steps` times (at most 16), and at most `longest`: how every backoff grows
-/// (the node's here, a wallet client's retries in the notary crate).
-pub fn doubling(first: Duration, longest: Duration, steps: u32) -> Duration {
-    first.saturating_mul(1u32 << steps.min(16)).min(longest)
 }
 
 /// Where an address came from.
