@@ -14,6 +14,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, anyhow};
 use scrip_feed::{Content, Seq, Store};
 use scrip_notary::{LogVoteStore, Notary, NotaryConfig, NotaryHandle};
+use scrip_replicate::background::NodeRuntime;
 use scrip_replicate::transport::Tcp;
 use scrip_replicate::{Node, NodeConfig, NodeHandle};
 
@@ -57,6 +58,8 @@ pub struct Ready {
 /// A running daemon.
 pub struct Daemon {
     node: NodeHandle<Tcp>,
+    /// What the node runs on when it is not the daemon's runtime (a notary's: lower priority).
+    node_runtime: Option<NodeRuntime>,
     notary: Option<NotaryHandle>,
     bridge: Option<JoinHandle<()>>,
     api: JoinHandle<()>,
@@ -90,7 +93,7 @@ impl Daemon {
         // What the node's certificate checks verified, for the wallet client (not checked twice).
         let seen = Arc::default();
         let started = start_parts(&home, &options, &config, &identity, &metrics, &seen).await;
-        let (node, notary, bridge, store) = match started {
+        let (node, node_runtime, notary, bridge, store) = match started {
             Ok(parts) => parts,
             Err(err) => {
                 api::unbind(&socket);
@@ -131,6 +134,7 @@ impl Daemon {
         let invites = tokio::spawn(tend_invites(Arc::clone(&ctx)));
         let daemon = Daemon {
             node,
+            node_runtime,
             notary,
             bridge,
             api,
@@ -189,6 +193,7 @@ impl Daemon {
             bridge.abort();
         }
         self.node.shutdown().await;
+        drop(self.node_runtime);
     }
 }
 
@@ -290,6 +295,7 @@ async fn publish_address(ctx: &Context, address: String) -> Result<()> {
 
 type Parts = (
     NodeHandle<Tcp>,
+    Option<NodeRuntime>,
     Option<NotaryHandle>,
     Option<JoinHandle<()>>,
     Arc<dyn Store>,
@@ -323,15 +329,24 @@ async fn start_parts(
         seek_own_feed: home.restored(),
         ..NodeConfig::default()
     };
-    let node = Node::spawn_with(
+    let check = CertificateCheck::new(Arc::clone(&store)).remembering(Arc::clone(seen));
+    let spawn = Node::spawn_with(
         Arc::clone(identity),
         Arc::clone(&store),
         Tcp,
         node_config,
-        Arc::new(CertificateCheck::new(Arc::clone(&store)).remembering(Arc::clone(seen))),
-    )
-    .await
-    .context("starting the node")?;
+        Arc::new(check),
+    );
+    // A notary's node runs on threads of lower priority, so that the notary's decisions come
+    // first when the cores are busy (`background::NodeRuntime`, scrip bench load).
+    let (node, node_runtime) = if options.notary {
+        let runtime = NodeRuntime::start().context("starting the node")?;
+        let node = runtime.run(spawn).await.context("starting the node")?;
+        (node, Some(runtime))
+    } else {
+        (spawn.await, None)
+    };
+    let node = node.context("starting the node")?;
     let (notary, bridge) = if options.notary {
         let votes = match LogVoteStore::open(&home.votes()) {
             Ok(votes) => Arc::new(crate::metrics::CountedVotes::new(
@@ -373,7 +388,7 @@ async fn start_parts(
     } else {
         (None, None)
     };
-    Ok((node, notary, bridge, store))
+    Ok((node, node_runtime, notary, bridge, store))
 }
 
 /// Runs the daemon until Ctrl-C or SIGTERM.

@@ -18,7 +18,8 @@
 //!   rotate, what a change of scope tells each session. Unit-tested on their own.
 //! - [`peer`]: the thin async driver of one session (reader, writer, ingest worker).
 //! - [`node`]: the gossip node actor and its [`NodeHandle`].
-//! - [`background`]: the lower-priority thread a node may check and store received entries on.
+//! - [`background`]: the lower-priority thread a node may check and store received entries on,
+//!   and the lower-priority runtime a whole node may run on beside latency-sensitive work.
 //! - [`limits`]: every bound, as a named constant.
 //! - [`bench`]: the replication macro benchmark (`cargo bench`, `scrip bench`).
 //!

@@ -11,6 +11,7 @@ use scrip_feed::bench::Figure;
 use scrip_feed::store::VerifiedBatch;
 use scrip_feed::{Keypair, SledOptions, SledStore, Store};
 use scrip_notary::bench::{Rig, percentile, propose};
+use scrip_replicate::background::NodeRuntime;
 use scrip_replicate::transport::Tcp;
 use scrip_replicate::{Node, NodeConfig, NodeHandle};
 
@@ -162,7 +163,8 @@ impl SourcePeer {
 /// into its store, against its idle latency. The wallet's group is 4 notaries of which 3 stay
 /// up, so that every certificate waits for the loaded notary's vote. The loaded notary runs as
 /// `scrip serve --notary` runs it: a replicate node on the notary's feed store (certificates
-/// checked), bridged to the notary service, so that every stored batch of the social feed
+/// checked) on a runtime of lower priority ([`NodeRuntime`]), bridged to the notary service,
+/// so that every stored batch of the social feed
 /// reaches the notary as something to learn from. One wallet proposes orders one after
 /// another in both phases; the loaded phase lasts until the notary holds the whole feed. All
 /// of it shares this machine's cores and disk (the other notaries and the wallet too; the peer
@@ -205,22 +207,25 @@ pub async fn proposals_under_replication(dir: &Path, run: LoadRun) -> Result<Loa
     let began = Instant::now();
     let mut nodes: Vec<NodeHandle<Tcp>> = Vec::new();
     let mut bridges = Vec::new();
+    // As `scrip serve --notary` runs its node: on threads of lower priority.
+    let node_runtime = NodeRuntime::start()?;
     for ((key, store), notary) in rig.parts.iter().zip(&rig.notaries).take(LOADED_NOTARIES) {
-        let node = Node::spawn_with(
-            Arc::clone(key),
-            Arc::clone(store),
-            Tcp,
-            NodeConfig {
-                listen: None,
-                peers: vec![(address.clone(), Some(source_id))],
-                explicit: [author].into(),
-                // As `scrip serve --notary` runs its node.
-                background_ingest: true,
-                ..NodeConfig::default()
-            },
-            Arc::new(CertificateCheck::new(Arc::clone(store))),
-        )
-        .await?;
+        let node = node_runtime
+            .run(Node::spawn_with(
+                Arc::clone(key),
+                Arc::clone(store),
+                Tcp,
+                NodeConfig {
+                    listen: None,
+                    peers: vec![(address.clone(), Some(source_id))],
+                    explicit: [author].into(),
+                    // As `scrip serve --notary` runs its node.
+                    background_ingest: true,
+                    ..NodeConfig::default()
+                },
+                Arc::new(CertificateCheck::new(Arc::clone(store))),
+            ))
+            .await??;
         bridges.push(crate::bridge::bridge(node.link(), notary));
         nodes.push(node);
     }
@@ -252,6 +257,7 @@ pub async fn proposals_under_replication(dir: &Path, run: LoadRun) -> Result<Loa
     for node in nodes {
         node.shutdown().await;
     }
+    drop(node_runtime);
     source.stop();
     // Idle again (nothing replicates any more): the ceiling is measured on both sides of the
     // loaded phase.
