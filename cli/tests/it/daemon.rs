@@ -111,3 +111,72 @@ fn block_and_unblock_are_published_on_the_feed() {
         "{feed}"
     );
 }
+
+/// The scheduling policy of every thread of process `pid`, by thread name.
+#[cfg(target_os = "linux")]
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let path = task.unwrap().path();
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("stat")),
+        ) else {
+            continue; // a thread that ended meanwhile
+        };
+        // Fields after the command's closing parenthesis start at field 3; the policy is 41.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let policy = rest.split(' ').nth(41 - 3).unwrap().parse().unwrap();
+        threads.push((name.trim().to_owned(), policy));
+    }
+    threads
+}
+
+/// A notary daemon runs its replicate node on threads of its own under `SCHED_IDLE`
+/// (`background::NodeRuntime`), so that its decisions come first when the cores are busy; the
+/// rest of it (the notary, the control socket) stays at normal priority. A daemon that is no
+/// notary runs its node on the daemon's runtime.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_notary_daemon_runs_its_node_at_idle_priority_and_its_notary_at_normal_priority() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_IDLE: u32 = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let notary = TestHome::init(dir.path(), "notary");
+    let daemon = notary.serve(&["--notary"]);
+    // The runtime starts its workers as it starts; they may still be naming themselves.
+    let mut threads = Vec::new();
+    common::wait_until(
+        "the node's threads",
+        std::time::Duration::from_secs(10),
+        || {
+            threads = thread_policies(daemon.pid());
+            threads.iter().any(|(name, _)| name == "scrip-node")
+        },
+    );
+    let policy_of = |wanted: &str| -> Vec<u32> {
+        threads
+            .iter()
+            .filter(|(name, _)| name.starts_with(wanted))
+            .map(|&(_, policy)| policy)
+            .collect()
+    };
+    let node = policy_of("scrip-node");
+    assert!(node.iter().all(|&p| p == SCHED_IDLE), "{threads:?}");
+    let daemon_workers = policy_of("tokio");
+    assert!(!daemon_workers.is_empty(), "{threads:?}");
+    assert!(
+        daemon_workers.iter().all(|&p| p == SCHED_OTHER),
+        "{threads:?}"
+    );
+    assert_eq!(daemon.stop(), 0);
+
+    let plain = TestHome::init(dir.path(), "plain");
+    let daemon = plain.serve(&[]);
+    let threads = thread_policies(daemon.pid());
+    assert!(
+        !threads.iter().any(|(name, _)| name == "scrip-node"),
+        "{threads:?}"
+    );
+    assert_eq!(daemon.stop(), 0);
+}
