@@ -70,7 +70,7 @@ impl Content {
     /// Encodes the content as a payload.
     ///
     /// Errors: a field breaks its rule ([`Error::InvalidContent`]); the payload would exceed
-    /// [`MAX_PAYLOAD_BYTES`] ([`Error::TooLarge`]).
+    /// [`MAX_PAYLOAD_BYTES`](crate::limits::MAX_PAYLOAD_BYTES) ([`Error::TooLarge`]).
     pub fn encode(&self) -> Result<Vec<u8>> {
         self.check_fields()?;
         let bytes = codec::encode("payload", &(PAYLOAD_FORMAT_VERSION, self))?;
@@ -80,8 +80,9 @@ impl Content {
 
     /// Decodes a payload.
     ///
-    /// Rules: size at most [`MAX_PAYLOAD_BYTES`] ([`Error::TooLarge`]); first byte is
-    /// [`PAYLOAD_FORMAT_VERSION`] ([`Error::UnsupportedVersion`]); canonical encoding
+    /// Rules: size at most [`MAX_PAYLOAD_BYTES`](crate::limits::MAX_PAYLOAD_BYTES)
+    /// ([`Error::TooLarge`]); first byte is [`PAYLOAD_FORMAT_VERSION`]
+    /// ([`Error::UnsupportedVersion`]); canonical encoding
     /// ([`Error::Malformed`], [`Error::NonCanonical`]); field rules ([`Error::InvalidContent`]).
     pub fn decode(bytes: &[u8]) -> Result<Content> {
         validate_payload_size(bytes.len())?;
