@@ -23,7 +23,7 @@
 //!   and the daemon's round that follows joiners and forms groups.
 //! - [`payee`]: the checks on a payment's receiver, made before anything is signed.
 //! - [`demo`]: `scrip demo`, a whole network on loopback.
-//! - [`bench`]: `scrip bench`, every layer's macro benchmark with its ceiling.
+//! - [`bench`](mod@bench): `scrip bench`, every layer's macro benchmark with its ceiling.
 //! - [`progress`]: progress bars on a terminal only.
 //! - [`wallet`]: the wallet's lifecycle around the notary client: entries left pending,
 //!   checks before a wallet is created or abandoned.

@@ -1,4 +1,4 @@
-//! Hashes: [`Hash`] (blake3 of anything) and [`EntryId`] (blake3 of a signed entry header).
+//! Hashes: [`Hash`](struct@Hash) (blake3 of anything) and [`EntryId`] (blake3 of a signed entry header).
 
 use std::fmt;
 use std::str::FromStr;

@@ -11,7 +11,7 @@
 //!   redacted `Debug`), [`Signature`], and the one canonical signature check
 //!   [`verify_signature`] that every component uses, and its batch form `verify_batch` (ed25519
 //!   under ZIP-215's rules, feed.md §4).
-//! - [`hash`]: [`Hash`] (blake3) and [`EntryId`] (blake3 of a signed header, text form `%<base58>`).
+//! - [`hash`]: [`Hash`](struct@Hash) (blake3) and [`EntryId`] (blake3 of a signed header, text form `%<base58>`).
 //! - [`entry`]: the signed entry header, [`Entry`] (header bytes exactly as received, plus an
 //!   optional detached payload), and entry creation.
 //! - [`content`]: the plain-feed payload types ([`Content`]), versioned and canonically encoded.
@@ -23,7 +23,7 @@
 //! - [`keyfile`]: the versioned secret key file.
 //! - [`limits`]: every size bound, as named constants.
 //! - [`rng`]: [`rng::SplitMix64`], the seeded generator protocol logic and tests draw from.
-//! - [`bench`]: the macro benchmarks (`cargo bench`, `scrip bench`).
+//! - [`bench`](mod@bench): the macro benchmarks (`cargo bench`, `scrip bench`).
 //! - [`bounded`]: [`bounded::FifoMap`], the map that forgets its oldest keys (bounded memories).
 //!
 //! # Purity

@@ -19,7 +19,7 @@
 //! - [`state`]: the fold ([`fold`], [`LedgerState`]): balances, orders, supply, conservation,
 //!   a canonical state hash.
 //! - [`audit`](mod@audit): replaying one wallet's log into a step-by-step report.
-//! - [`bench`]: the ledger's macro benchmarks.
+//! - [`bench`](mod@bench): the ledger's macro benchmarks.
 //!
 //! The format and rules are specified in `docs/protocol/ledger.md`.
 

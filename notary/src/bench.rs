@@ -140,7 +140,7 @@ pub struct CheckSteps {
     /// The order certified (its signature at each notary, the previous certificate, the
     /// client's check of the votes).
     pub order: f64,
-    /// The receiver taking in the order (replication, as [`deliver`] does it).
+    /// The receiver taking in the order (replication, as `deliver` does it).
     pub delivery: f64,
     /// The claim (the request at each notary, the order's certificate, the client's check).
     pub claim: f64,

@@ -51,8 +51,8 @@ pub fn certified_log(store: &dyn Store, wallet: &FeedId) -> Result<Vec<Certified
 }
 
 /// Copies the certified entries of `wallet` that `to` lacks from `from`, each certificate
-/// checked under the wallet's notary set as replication's [`CertificateCheck`] would (what a
-/// running node receives by gossip; used by tests and the benchmark). Stops at the first entry
+/// checked under the wallet's notary set as replication's `CertificateCheck` (in the CLI)
+/// would (what a running node receives by gossip; used by tests and the benchmark). Stops at the first entry
 /// without a valid certificate. Each entry copied is remembered in `seen` as the daemon's
 /// certificate check remembers it (its signature is checked when `to` stores it; the entry is
 /// copied only if that succeeds).

@@ -15,7 +15,7 @@
 //!   requests finishing at a quorum, safe restore.
 //! - [`certified`]: certified entries in a feed store (certificates as attachments), citations.
 //! - [`pending`]: the client's pending-proposal file.
-//! - [`bench`]: the end-to-end transfer benchmark.
+//! - [`bench`](mod@bench): the end-to-end transfer benchmark.
 //!
 //! The protocol is specified in `docs/protocol/notary.md`.
 

@@ -21,7 +21,7 @@
 //! - [`background`]: the lower-priority thread a node may check and store received entries on,
 //!   and the lower-priority runtime a whole node may run on beside latency-sensitive work.
 //! - [`limits`]: every bound, as a named constant.
-//! - [`bench`]: the replication macro benchmark (`cargo bench`, `scrip bench`).
+//! - [`bench`](mod@bench): the replication macro benchmark (`cargo bench`, `scrip bench`).
 //!
 //! The crate moves signed entries (validated by `scrip-feed` before they are stored) and opaque
 //! attachments; it never decides ledger validity.

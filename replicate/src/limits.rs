@@ -1,5 +1,5 @@
 //! Every bound of the transport, the replication protocol and the node, as named constants.
-//! Defaults of the configurable ones live in [`crate::TransportConfig`] and
+//! Defaults of the configurable ones live in [`crate::transport::TransportConfig`] and
 //! [`crate::NodeConfig`].
 
 use std::time::Duration;

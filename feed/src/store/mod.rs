@@ -2,7 +2,7 @@
 //!
 //! [`Store`] is implemented by [`SledStore`] (durable, on disk) and [`MemoryStore`] (the simple
 //! reference the sled store is tested against). Both decide what to store with the same planner
-//! ([`plan`]): only their tables differ.
+//! (the private `plan` module): only their tables differ.
 //!
 //! # Durability contract
 //!
