@@ -69,6 +69,11 @@ pub const FIRST_RETRY: Duration = Duration::from_millis(10);
 /// verify: the refusal after which [`WalletClient::propose`] checks the votes it cited.
 const INVALID_FATE: &str = "invalid-fate";
 
+/// Whether `refusal` is [`INVALID_FATE`]'s.
+fn is_invalid_fate(refusal: &Refusal) -> bool {
+    matches!(refusal, Refusal::Rules { code, .. } if code == INVALID_FATE)
+}
+
 /// The pauses between the attempts of one request: [`FIRST_RETRY`], then doubling up to the
 /// configured longest pause (no randomness: attempts that collide once are spread by the
 /// listener, which lets a few in at a time).
@@ -662,11 +667,8 @@ impl<N: Network> WalletClient<N> {
     /// proposed once more.
     pub async fn propose(&mut self, content: &WalletEntry) -> Result<CertifiedEntry> {
         let first = self.propose_once(content).await;
-        let cites_a_bad_fate = matches!(
-            &first,
-            Err(Error::Refused { refusal, .. })
-                if matches!(&**refusal, Refusal::Rules { code, .. } if code == INVALID_FATE)
-        );
+        let cites_a_bad_fate =
+            matches!(&first, Err(Error::Refused { refusal, .. }) if is_invalid_fate(refusal));
         if !cites_a_bad_fate {
             return first;
         }
@@ -824,7 +826,9 @@ impl<N: Network> WalletClient<N> {
     /// was pending, [`Earlier::Finished`] once it is certified and stored, or
     /// [`Earlier::Dropped`] if it can never be certified (f + 1 notaries refused it, or its
     /// slot holds another certified entry of this wallet). Any other failure (no quorum yet)
-    /// is an error, and the entry stays pending.
+    /// is an error, and the entry stays pending. An entry refused because a fate vote it cites
+    /// does not verify is repaired as [`WalletClient::propose`] repairs one: finished, the
+    /// certified entry is the one signed anew (same slot, same content but the fate).
     pub async fn resume(&mut self) -> Result<Option<Earlier>> {
         if self.pending_clear {
             return Ok(None);
@@ -837,6 +841,32 @@ impl<N: Network> WalletClient<N> {
         }
         match self.certify(entry.clone()).await {
             Ok(certified) => Ok(Some(Earlier::Finished(certified))),
+            Err(Error::Refused { refusal, count }) if is_invalid_fate(&refusal) => {
+                // As `propose` does: the refusal freed the slot (and certify cleared the
+                // pending file); the same entry, citing its fate gathered again with every
+                // vote checked, is signed and proposed once more.
+                let reason = format!("refused by {count} notaries: {refusal}");
+                let content = entry
+                    .payload()
+                    .and_then(|payload| WalletEntry::from_payload(payload).ok());
+                let repaired = match content {
+                    Some(content) => self.with_checked_fate(&content).await?,
+                    None => None,
+                };
+                match repaired {
+                    Some(repaired) => {
+                        tracing::warn!(
+                            entry = %entry.id(),
+                            "a pending entry cited a fate vote that does not verify: gathered \
+                             again and signed anew"
+                        );
+                        self.propose_once(&repaired)
+                            .await
+                            .map(|certified| Some(Earlier::Finished(certified)))
+                    }
+                    None => Ok(Some(Earlier::Dropped { entry, reason })),
+                }
+            }
             Err(Error::Refused { refusal, count }) => {
                 // No honest notary voted for it (certify cleared the pending file). If the slot
                 // is certified with another entry, fetch that one before anything new.

@@ -286,6 +286,65 @@ async fn an_entry_citing_a_bad_fate_vote_is_refused_then_gathered_again_and_cert
     assert_eq!(issuer.balance(&eur).await, 100_000 - 700);
 }
 
+/// The same repair when the entry citing a bad fate vote was left pending by an earlier
+/// process (signed and saved, then no quorum before it ended): the next one's `resume` gets it
+/// refused (`invalid-fate`), gathers the fate again and certifies the accept re-signed — it
+/// is not dropped, and the user does not have to accept again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_entry_citing_a_bad_fate_vote_is_repaired_on_resume_not_dropped() {
+    let cluster = Cluster::start(4, 100).await;
+    let (mut issuer, alice, eur) = issuer_and_alice(&cluster).await;
+    let order = issuer.pay(&alice, &eur, 700).await.unwrap();
+    let citation = alice.cite(&issuer, order.entry.seq());
+    let claim = alice
+        .client
+        .fate(&citation, Fate::Claimed, None)
+        .await
+        .unwrap();
+    let content = WalletEntry::Accept(Accept {
+        order: citation,
+        preimage: None,
+        claim: Some(with_a_broken_vote(claim)),
+    });
+    // What an earlier process left: the accept signed and saved, not certified.
+    let head = alice.store.head(&alice.id()).unwrap();
+    let pending = Entry::create(
+        &common::key(2),
+        head,
+        scrip_feed::Timestamp::now(),
+        content.to_payload().unwrap(),
+    )
+    .unwrap();
+    let path = alice.dir.path().join("pending");
+    PendingFile::new(&path).save(&pending).unwrap();
+    let mut restarted = scrip_notary::WalletClient::new(
+        common::key(2),
+        Arc::clone(&alice.store),
+        PendingFile::new(&path),
+        cluster.addrs(),
+        scrip_replicate::transport::Tcp,
+        common::client_config(),
+    )
+    .unwrap();
+
+    let earlier = restarted.prepare().await.unwrap();
+    let Some(scrip_notary::client::Earlier::Finished(accepted)) = earlier else {
+        panic!("the pending accept was not finished: {earlier:?}");
+    };
+    assert_eq!(accepted.entry.seq(), pending.seq());
+    assert_ne!(accepted.entry.id(), pending.id(), "signed anew");
+    cites_only_good_fate_votes(
+        &accepted,
+        FateSubject {
+            wallet: issuer.id(),
+            order: order.entry.id(),
+            fate: Fate::Claimed,
+        },
+    );
+    assert_eq!(PendingFile::new(&path).load().unwrap(), None);
+    assert_eq!(alice.balance(&eur).await, 700);
+}
+
 /// A signature check that refuses everything: what reaches it was not remembered.
 struct NothingVerifies;
 
