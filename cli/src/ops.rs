@@ -428,6 +428,22 @@ pub fn address(wallet: FeedId) -> String {
     scrip_ledger::WalletAddress::of(wallet).to_string()
 }
 
+/// Wallet `wallet` as a message names it: its name (`wallet_names`) with its address
+/// (`bob (+…)`), or the address alone.
+pub async fn named_address(ctx: &Context, wallet: FeedId) -> String {
+    let name = match ctx.wallet_names().await {
+        Ok(names) => names.get(&wallet).cloned(),
+        Err(err) => {
+            tracing::debug!("wallet names: {err:#}");
+            None
+        }
+    };
+    match name {
+        Some(name) => format!("{name} ({})", address(wallet)),
+        None => address(wallet),
+    }
+}
+
 /// A feed named as typed: a wallet address (`+…`, checksum checked) or a feed id (`@…`).
 pub fn parse_feed_or_address(text: &str) -> Result<FeedId> {
     if text
@@ -1541,7 +1557,7 @@ async fn pay(
             submitted.certified.entry.id(),
             amount.display(currency.decimals),
             currency.code.as_str(),
-            address(to),
+            named_address(ctx, to).await,
             crate::output::when(expiry.as_millis()),
             if condition.is_some() {
                 " (hash-locked: only the holder of the secret can accept it)"
@@ -1789,7 +1805,10 @@ async fn resolve(ctx: &Context, order: &str, answer: Resolve) -> Result<Output> 
                 .await?;
             certified_output(
                 &submitted,
-                format!("accepted {amount} from {}", address(sender)),
+                format!(
+                    "accepted {amount} from {}",
+                    named_address(ctx, sender).await
+                ),
             )
         }
         Resolve::Reject(reason) => {
@@ -1803,7 +1822,7 @@ async fn resolve(ctx: &Context, order: &str, answer: Resolve) -> Result<Output> 
                 &submitted,
                 format!(
                     "rejected {amount} from {}; they can reclaim it",
-                    address(sender)
+                    named_address(ctx, sender).await
                 ),
             )
         }

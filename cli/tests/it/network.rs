@@ -507,7 +507,18 @@ fn orders_expire_cancel_and_unlock_as_documented() {
 
     // A cancelled order cannot be accepted afterwards (paid by name: bob is a contact).
     alice.run(&["contact", "add", "bob", &bob_wallet]).ok();
-    let cancelled = order_of(alice.run(&["--json", "pay", "Bob", "4.00", "EUR"]));
+    let paid = alice
+        .run(&["--json", "pay", "Bob", "4.00", "EUR"])
+        .ok()
+        .json();
+    assert!(
+        paid["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("to bob ({bob_wallet})")),
+        "the payment names its receiver as the contact: {paid}"
+    );
+    let cancelled = paid["id"].as_str().unwrap().to_owned();
     let named = alice.json(&["orders", "--outgoing"]);
     assert!(
         named["orders"]
