@@ -211,6 +211,28 @@ fn with_a_broken_vote(mut certificate: FateCertificate) -> FateCertificate {
     certificate
 }
 
+/// An order of 700 from `issuer` to `alice`, and alice's accept of it citing its claim with
+/// one vote broken ([`with_a_broken_vote`]).
+async fn an_accept_citing_a_broken_claim(
+    issuer: &mut Wallet,
+    alice: &Wallet,
+    eur: &Currency,
+) -> (scrip_ledger::CertifiedEntry, WalletEntry) {
+    let order = issuer.pay(alice, eur, 700).await.unwrap();
+    let citation = alice.cite(issuer, order.entry.seq());
+    let claim = alice
+        .client
+        .fate(&citation, Fate::Claimed, None)
+        .await
+        .unwrap();
+    let content = WalletEntry::Accept(Accept {
+        order: citation,
+        preimage: None,
+        claim: Some(with_a_broken_vote(claim)),
+    });
+    (order, content)
+}
+
 /// Every vote of the fate certificate `entry` cites verifies (`notary.md` §5).
 fn cites_only_good_fate_votes(entry: &scrip_ledger::CertifiedEntry, order: FateSubject) {
     let cited = match WalletEntry::from_payload(entry.entry.payload().unwrap()).unwrap() {
@@ -235,18 +257,7 @@ async fn an_entry_citing_a_bad_fate_vote_is_refused_then_gathered_again_and_cert
     let cluster = Cluster::start(4, 100).await;
     let (mut issuer, mut alice, eur) = issuer_and_alice(&cluster).await;
 
-    let order = issuer.pay(&alice, &eur, 700).await.unwrap();
-    let citation = alice.cite(&issuer, order.entry.seq());
-    let claim = alice
-        .client
-        .fate(&citation, Fate::Claimed, None)
-        .await
-        .unwrap();
-    let content = WalletEntry::Accept(Accept {
-        order: citation,
-        preimage: None,
-        claim: Some(with_a_broken_vote(claim)),
-    });
+    let (order, content) = an_accept_citing_a_broken_claim(&mut issuer, &alice, &eur).await;
     // Had the notaries certified it as it is, the accept would cite the broken vote.
     let accepted = alice.client.submit(&content).await.unwrap();
     let subject = FateSubject {
@@ -294,18 +305,7 @@ async fn an_entry_citing_a_bad_fate_vote_is_refused_then_gathered_again_and_cert
 async fn a_pending_entry_citing_a_bad_fate_vote_is_repaired_on_resume_not_dropped() {
     let cluster = Cluster::start(4, 100).await;
     let (mut issuer, alice, eur) = issuer_and_alice(&cluster).await;
-    let order = issuer.pay(&alice, &eur, 700).await.unwrap();
-    let citation = alice.cite(&issuer, order.entry.seq());
-    let claim = alice
-        .client
-        .fate(&citation, Fate::Claimed, None)
-        .await
-        .unwrap();
-    let content = WalletEntry::Accept(Accept {
-        order: citation,
-        preimage: None,
-        claim: Some(with_a_broken_vote(claim)),
-    });
+    let (order, content) = an_accept_citing_a_broken_claim(&mut issuer, &alice, &eur).await;
     // What an earlier process left: the accept signed and saved, not certified.
     let head = alice.store.head(&alice.id()).unwrap();
     let pending = Entry::create(
