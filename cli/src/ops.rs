@@ -2050,6 +2050,7 @@ async fn balance(ctx: &Context) -> Result<Output> {
         currency: currency.to_string(),
         amount: amount.display(currency.decimals),
         issuer_name: names.get(&currency.issuer).cloned(),
+        issued_here: currency.issuer == state.wallet,
     };
     let balances = state
         .balances

@@ -101,6 +101,9 @@ pub struct BalanceLine {
     /// The issuer's name, if it has one here (a contact, or `~NICK`: `docs/cli.md` §5).
     #[serde(default)]
     pub issuer_name: Option<String>,
+    /// Whether this wallet is the currency's issuer (its own money, shown as issued by you).
+    #[serde(default)]
+    pub issued_here: bool,
 }
 
 /// An entry an earlier command left pending, settled before this command's own entry.
@@ -559,10 +562,11 @@ impl Output {
                     let _ = writeln!(out, "  no money yet");
                 }
                 for b in balances {
-                    let issuer = b
-                        .issuer_name
-                        .as_ref()
-                        .map_or(String::new(), |n| format!("  (issued by {n})"));
+                    let issuer = match (&b.issuer_name, b.issued_here) {
+                        (_, true) => "  (issued by you)".to_owned(),
+                        (Some(name), false) => format!("  (issued by {name})"),
+                        (None, false) => String::new(),
+                    };
                     let _ = writeln!(
                         out,
                         "  {:>14} {}{issuer}",
@@ -703,6 +707,7 @@ pub fn json_examples() -> serde_json::Value {
         currency: eur.clone(),
         amount: "63.75".into(),
         issuer_name: Some("~carol".into()),
+        issued_here: false,
     };
     let certified = |kind: &str, seq: u64, summary: &str| Output::Certified {
         kind: kind.into(),
@@ -1043,6 +1048,33 @@ mod tests {
             frozen == text,
             "the JSON output changed; if on purpose, regenerate {path} with SCRIP_REGEN_VECTORS=1 and document it:\n{text}"
         );
+    }
+
+    /// A balance names its currency's issuer: you for your own money, else the issuer's name
+    /// here, else nothing.
+    #[test]
+    fn a_balance_says_who_issued_each_currency() {
+        let line = |issuer_name: Option<&str>, issued_here| BalanceLine {
+            currency: "EUR@8Q1muYT7NAhx".into(),
+            amount: "1.00".into(),
+            issuer_name: issuer_name.map(str::to_owned),
+            issued_here,
+        };
+        let text = Output::Balance {
+            wallet: "+me".into(),
+            balances: vec![
+                line(Some("~alice"), true),
+                line(Some("~carol"), false),
+                line(None, false),
+            ],
+            escrow: Vec::new(),
+            pending: None,
+        }
+        .text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].ends_with("(issued by you)"), "{text}");
+        assert!(lines[2].ends_with("(issued by ~carol)"), "{text}");
+        assert!(!lines[3].contains("issued by"), "{text}");
     }
 
     #[test]
