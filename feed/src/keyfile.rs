@@ -78,9 +78,28 @@ pub fn decode(path: &str, text: &str) -> Result<Keypair> {
 }
 
 /// Writes a new key file at `path` (which must not exist), readable only by its owner, and
-/// flushes it to disk.
+/// flushes it to disk. The key appears at `path` whole or not at all: it is written and
+/// flushed beside it first ([`staging`]), then linked to `path` — which fails if `path` exists,
+/// so a key is never overwritten — and the staging name removed. A reader (`scrip id` while
+/// the daemon creates the wallet) never sees a file half written, and a crash in the middle
+/// leaves no file at `path` that could never be read (only the staging file, replaced by the
+/// next write). Where the file system has no hard links, the staged file is renamed to `path`
+/// after checking that `path` does not exist.
 pub fn write(path: &Path, keypair: &Keypair) -> Result<()> {
     let shown = path.display().to_string();
+    let exists = || {
+        Error::io(
+            format!("creating key file {shown}"),
+            &std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        )
+    };
+    if path.exists() {
+        return Err(exists());
+    }
+    let staged = staging(path);
+    // Left by a write cut short (or being written by a racing writer, whose link then fails:
+    // only one key ever lands at `path`).
+    let _ = fs::remove_file(&staged);
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -89,18 +108,38 @@ pub fn write(path: &Path, keypair: &Keypair) -> Result<()> {
         options.mode(0o600);
     }
     let mut file = options
-        .open(path)
+        .open(&staged)
         .map_err(|e| Error::io(format!("creating key file {shown}"), &e))?;
     let text = encode(keypair);
-    file.write_all(text.as_bytes())
+    let written = file
+        .write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(format!("writing key file {shown}"), &e))?;
+        .map_err(|e| Error::io(format!("writing key file {shown}"), &e));
+    drop(file);
+    let placed = written.and_then(|()| match fs::hard_link(&staged, path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(exists()),
+        // No hard links here (some file systems): rename, having checked above and again.
+        Err(_) if !path.exists() => fs::rename(&staged, path)
+            .map_err(|e| Error::io(format!("creating key file {shown}"), &e)),
+        Err(e) => Err(Error::io(format!("creating key file {shown}"), &e)),
+    });
+    let _ = fs::remove_file(&staged);
+    placed?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| Error::io(format!("syncing directory of {shown}"), &e))?;
     }
     Ok(())
+}
+
+/// Where [`write`] prepares the key file at `path` before it appears there: the same name with
+/// `.new` appended, in the same directory.
+fn staging(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".new");
+    path.with_file_name(name)
 }
 
 /// Reads the key file at `path`, refusing one that others can read.
@@ -145,6 +184,67 @@ mod tests {
         assert_eq!(read(&path).unwrap().id(), key.id());
         // Never overwrites.
         assert!(write(&path, &key).is_err());
+    }
+
+    /// A reader never sees a key file half written: at its path there is no file, or the
+    /// whole key (a daemon writes the wallet key while `scrip id` reads it; a crash in the
+    /// middle of the write must not leave a file that can never be read). Reads race writes
+    /// of `SCRIP_KEYFILE_RACES` keys (default 300).
+    #[test]
+    fn a_key_file_is_never_read_half_written() {
+        let rounds: usize = std::env::var("SCRIP_KEYFILE_RACES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(300);
+        let dir = tempfile::tempdir().unwrap();
+        let key = Keypair::from_seed(&[8; 32]);
+        let paths: Vec<_> = (0..rounds)
+            .map(|i| dir.path().join(format!("k{i}")))
+            .collect();
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let mut torn = Vec::new();
+                for path in &paths {
+                    loop {
+                        match read(path) {
+                            Ok(read) => {
+                                assert_eq!(read.id(), key.id());
+                                break;
+                            }
+                            Err(Error::Io {
+                                kind: std::io::ErrorKind::NotFound,
+                                ..
+                            }) => {}
+                            Err(err) => torn.push(err.to_string()),
+                        }
+                    }
+                }
+                torn
+            });
+            for path in &paths {
+                write(path, &key).unwrap();
+            }
+            let torn = reader.join().unwrap();
+            assert!(
+                torn.is_empty(),
+                "{} torn reads: {:?}",
+                torn.len(),
+                torn.first()
+            );
+        });
+    }
+
+    /// What a crash in the middle of a write leaves beside the key's path does not stop the
+    /// next write, and is gone after it.
+    #[test]
+    fn a_write_cut_short_does_not_block_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        fs::write(staging(&path), b"scrip-secret-key v1\nfee").unwrap();
+        let key = Keypair::from_seed(&[8; 32]);
+        write(&path, &key).unwrap();
+        assert_eq!(read(&path).unwrap().id(), key.id());
+        assert!(!staging(&path).exists());
     }
 
     #[cfg(unix)]
