@@ -627,8 +627,6 @@ impl Home {
     /// without its vote store (`notary.md` §4), so it is backed up whole, daemon stopped.
     /// Returns the names of the files saved.
     pub fn backup(&self, file: &Path) -> Result<Vec<String>> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         self.require()?;
         if self.votes().exists() {
             bail!(
@@ -654,20 +652,13 @@ impl Home {
             format: BACKUP_FORMAT.into(),
             files: files.clone(),
         })?;
-        let mut out = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(file)
-            .with_context(|| {
-                format!(
-                    "creating {} (an existing file is never overwritten)",
-                    file.display()
-                )
-            })?;
-        out.write_all(text.as_bytes())
-            .and_then(|()| out.sync_all())
-            .with_context(|| format!("writing {}", file.display()))?;
+        // Whole or not at all: a backup cut short must not be left looking like one.
+        scrip_feed::keyfile::create_secret_file(file, text.as_bytes()).with_context(|| {
+            format!(
+                "writing {} (an existing file is never overwritten)",
+                file.display()
+            )
+        })?;
         Ok(files.into_keys().collect())
     }
 
@@ -779,7 +770,11 @@ mod tests {
             })
             .unwrap();
         let file = dir.path().join("alice.backup");
+        // What a backup cut short by a crash left beside it: replaced, then gone.
+        let staged = dir.path().join("alice.backup.new");
+        fs::write(&staged, "format = ").unwrap();
         let saved = alice.backup(&file).unwrap();
+        assert!(!staged.exists());
         assert!(saved.contains(&"wallet.key".to_owned()), "{saved:?}");
         let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

@@ -77,28 +77,31 @@ pub fn decode(path: &str, text: &str) -> Result<Keypair> {
     Ok(keypair)
 }
 
-/// Writes a new key file at `path` (which must not exist), readable only by its owner, and
-/// flushes it to disk. The key appears at `path` whole or not at all: it is written and
-/// flushed beside it first ([`staging`]), then linked to `path` — which fails if `path` exists,
-/// so a key is never overwritten — and the staging name removed. A reader (`scrip id` while
-/// the daemon creates the wallet) never sees a file half written, and a crash in the middle
-/// leaves no file at `path` that could never be read (only the staging file, replaced by the
-/// next write). Where the file system has no hard links, the staged file is renamed to `path`
-/// after checking that `path` does not exist.
+/// Writes a new key file at `path` (which must not exist) with [`create_secret_file`]:
+/// readable only by its owner, flushed to disk, whole or not at all.
 pub fn write(path: &Path, keypair: &Keypair) -> Result<()> {
-    let shown = path.display().to_string();
-    let exists = || {
-        Error::io(
-            format!("creating key file {shown}"),
-            &std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-        )
-    };
+    create_secret_file(path, encode(keypair).as_bytes())
+        .map_err(|e| Error::io(format!("writing key file {}", path.display()), &e))
+}
+
+/// Creates the file `path` (which must not exist: [`std::io::ErrorKind::AlreadyExists`])
+/// holding `bytes`, readable only by its owner, flushed to disk with its directory — whole or
+/// not at all, for files that hold secrets (key files, backups). It is written and flushed
+/// beside `path` first ([`staging`]), then linked to `path`, which fails if `path` exists (so
+/// nothing is ever overwritten), and the staging name is removed. A reader (`scrip id` while
+/// the daemon creates the wallet) never sees a file half written, and a crash in the middle
+/// leaves nothing at `path` — no key file that could never be read, no backup that looks whole
+/// and is not — only the staging file, replaced by the next write. Where the file system has
+/// no hard links, the staged file is renamed to `path` after checking that `path` does not
+/// exist.
+pub fn create_secret_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let exists = || std::io::Error::from(std::io::ErrorKind::AlreadyExists);
     if path.exists() {
         return Err(exists());
     }
     let staged = staging(path);
     // Left by a write cut short (or being written by a racing writer, whose link then fails:
-    // only one key ever lands at `path`).
+    // only one file ever lands at `path`).
     let _ = fs::remove_file(&staged);
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -107,34 +110,25 @@ pub fn write(path: &Path, keypair: &Keypair) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options
-        .open(&staged)
-        .map_err(|e| Error::io(format!("creating key file {shown}"), &e))?;
-    let text = encode(keypair);
-    let written = file
-        .write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(format!("writing key file {shown}"), &e));
+    let mut file = options.open(&staged)?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
     drop(file);
     let placed = written.and_then(|()| match fs::hard_link(&staged, path) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(exists()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
         // No hard links here (some file systems): rename, having checked above and again.
-        Err(_) if !path.exists() => fs::rename(&staged, path)
-            .map_err(|e| Error::io(format!("creating key file {shown}"), &e)),
-        Err(e) => Err(Error::io(format!("creating key file {shown}"), &e)),
+        Err(_) if !path.exists() => fs::rename(&staged, path),
+        Err(e) => Err(e),
     });
     let _ = fs::remove_file(&staged);
     placed?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(format!("syncing directory of {shown}"), &e))?;
+        fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
 }
 
-/// Where [`write`] prepares the key file at `path` before it appears there: the same name with
+/// Where [`create_secret_file`] prepares the file `path` before it appears there: the same name with
 /// `.new` appended, in the same directory.
 fn staging(path: &Path) -> std::path::PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
