@@ -393,7 +393,17 @@ async fn start_parts(
 
 /// Runs the daemon until Ctrl-C or SIGTERM.
 pub async fn serve(home: Home, options: ServeOptions, json: bool) -> Result<()> {
-    let daemon = Daemon::start(home, options).await?;
+    // Listening before anything starts: a SIGTERM sent the moment the daemon says it is ready
+    // (a supervisor may) stops it cleanly instead of killing it.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
+    let daemon = tokio::select! {
+        started = Daemon::start(home, options) => started?,
+        // Still starting (waiting for the store, say): stop here, as a kill would.
+        _ = interrupt.recv() => return Ok(()),
+        _ = terminate.recv() => return Ok(()),
+    };
     let ready = daemon.ready().clone();
     if json {
         crate::say(&format!("{}\n", serde_json::to_string(&ready)?))?;
@@ -414,10 +424,8 @@ pub async fn serve(home: Home, options: ServeOptions, json: bool) -> Result<()> 
             ))?;
         }
     }
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("listening for SIGTERM")?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
     daemon.stop().await;

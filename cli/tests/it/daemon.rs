@@ -180,3 +180,16 @@ fn a_notary_daemon_runs_its_node_at_idle_priority_and_its_notary_at_normal_prior
     );
     assert_eq!(daemon.stop(), 0);
 }
+
+/// A daemon stops cleanly (exit 0, "stopped") on SIGTERM sent the moment it says it is ready:
+/// a supervisor may do that. (It listened for the signal only after printing that line, so a
+/// SIGTERM right after it killed the process outright.)
+#[test]
+fn a_daemon_stops_cleanly_on_sigterm_sent_as_soon_as_it_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome::init(dir.path(), "alice");
+    for _ in 0..5 {
+        let daemon = home.serve(&[]);
+        assert_eq!(daemon.stop(), 0, "killed instead of stopped");
+    }
+}
