@@ -376,7 +376,17 @@ async fn start_world(dir: &Path, n: &mut Narrator) -> Result<World> {
             }
         }
     }
-    n.say("started alice, bob, carol, mallory and an observer; they follow each other");
+    // Each names themself: the others, who follow them, show their wallets as `~name`.
+    for user in &users {
+        user.run(Op::Nick {
+            name: user.name.to_owned(),
+        })
+        .await?;
+    }
+    n.say(
+        "started alice, bob, carol, mallory and an observer; they follow each other and each \
+         publishes a nickname",
+    );
     Ok(World {
         notaries,
         users,
@@ -432,6 +442,23 @@ async fn create_wallets(world: &World, n: &mut Narrator) -> Result<()> {
                 })
                 .await??;
                 Ok(held.then_some(()))
+            }
+        })
+        .await?;
+    }
+    // And everyone knows the others' wallets by their nicknames (`~bob`) before anyone pays,
+    // so that every answer below names them the same way in every run.
+    for user in users {
+        let others: Vec<FeedId> = users
+            .iter()
+            .filter(|other| other.name != user.name)
+            .map(Peer::wallet)
+            .collect::<Result<_>>()?;
+        wait_for("the nicknames to replicate", || {
+            let others = others.clone();
+            async move {
+                let names = user.ctx().wallet_names().await?;
+                Ok(others.iter().all(|w| names.contains_key(w)).then_some(()))
             }
         })
         .await?;

@@ -1899,7 +1899,7 @@ async fn reclaim(ctx: &Context, order: &str) -> Result<Output> {
                     "reclaimed {} {} (rejected by {})",
                     order.amount.display(order.currency.decimals),
                     order.currency.code.as_str(),
-                    address(receiver)
+                    named_address(ctx, receiver).await
                 ),
             )
         }

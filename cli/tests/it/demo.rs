@@ -31,9 +31,11 @@ fn the_demo_prints_a_summary_whose_checks_all_pass() {
     for needle in [
         "started 4 notaries (n = 4, f = 1, quorum 3)",
         "alice: minted 1000.00 EUR (certified by 3 notaries)",
-        "bob: accepted 250.00 EUR",
-        "carol: rejected 100.00 EUR",
-        "alice: reclaimed 100.00 EUR",
+        // Wallets named as their owners published them (followed people's nicknames).
+        "sent: 250.00 EUR to ~bob (+",
+        "bob: accepted 250.00 EUR from ~alice (+",
+        "carol: rejected 100.00 EUR from ~alice (+",
+        "alice: reclaimed 100.00 EUR (rejected by ~carol (+",
         // Orders that end without their receiver: a cancel (and the receiver's accept of it
         // refused), an expired order refunded by the payer's daemon by itself.
         "alice: cancelled: order %",
