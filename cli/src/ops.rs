@@ -217,9 +217,10 @@ pub enum Op {
         #[arg(long)]
         retry: bool,
     },
-    /// List orders to and from your wallet.
+    /// List orders to and from your wallet, oldest first: your payment history.
     ///
     /// Example: `scrip orders --incoming --pending`
+    #[command(visible_alias = "history")]
     Orders {
         /// Only orders to you.
         #[arg(long)]

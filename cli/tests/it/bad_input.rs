@@ -259,6 +259,21 @@ fn commands_on_a_missing_home_say_how_to_start() {
     assert!(!home.path.exists());
 }
 
+/// `scrip history` is `scrip orders` (what a first-time user looking for their payments types).
+#[test]
+fn history_is_the_orders_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome::init(dir.path(), "alice");
+    let orders = home.run(&["--json", "orders"]);
+    let history = home.run(&["--json", "history"]);
+    assert_eq!(history.code, orders.code);
+    assert_eq!(history.stdout, orders.stdout);
+    assert!(
+        history.stdout.contains("wallet"),
+        "no wallet yet, said the same way: {history:?}"
+    );
+}
+
 /// `address` with one character changed.
 fn mistype(address: &str) -> String {
     let mut chars: Vec<char> = address.chars().collect();
