@@ -9,7 +9,9 @@
 //! ```
 //!
 //! The `feed` line lets a reader check that the seed is the key it expects. On Unix the file is
-//! created with mode `0600`, and reading refuses a file that group or others can read.
+//! created with mode `0600`, and reading refuses a file that group or others can read. It is
+//! created whole or not at all, never over an existing file ([`create_secret_file`], which
+//! backups use too).
 
 use std::fs;
 use std::io::Write;

@@ -20,7 +20,8 @@
 //! - [`fork`]: [`ForkProof`], two distinct signed headers by one author at one seq.
 //! - [`store`]: the [`Store`] trait, its sled implementation ([`SledStore`]) and the in-memory
 //!   reference implementation ([`MemoryStore`]).
-//! - [`keyfile`]: the versioned secret key file.
+//! - [`keyfile`]: the versioned secret key file, and how any file holding secrets is created
+//!   (owner-only, whole or not at all, never over an existing one).
 //! - [`limits`]: every size bound, as named constants.
 //! - [`rng`]: [`rng::SplitMix64`], the seeded generator protocol logic and tests draw from.
 //! - [`bench`](mod@bench): the macro benchmarks (`cargo bench`, `scrip bench`).
