@@ -771,10 +771,14 @@ mod tests {
             .unwrap();
         let file = dir.path().join("alice.backup");
         // What a backup cut short by a crash left beside it: replaced, then gone.
-        let staged = dir.path().join("alice.backup.new");
+        let staged = dir.path().join(".alice.backup.scrip-partial");
         fs::write(&staged, "format = ").unwrap();
+        // A file of the user's that merely looks like a draft of it is not touched.
+        let theirs = dir.path().join("alice.backup.new");
+        fs::write(&theirs, "mine").unwrap();
         let saved = alice.backup(&file).unwrap();
         assert!(!staged.exists());
+        assert_eq!(fs::read_to_string(&theirs).unwrap(), "mine");
         assert!(saved.contains(&"wallet.key".to_owned()), "{saved:?}");
         let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

@@ -89,7 +89,7 @@ pub fn write(path: &Path, keypair: &Keypair) -> Result<()> {
 /// Creates the file `path` (which must not exist: [`std::io::ErrorKind::AlreadyExists`])
 /// holding `bytes`, readable only by its owner, flushed to disk with its directory — whole or
 /// not at all, for files that hold secrets (key files, backups). It is written and flushed
-/// beside `path` first ([`staging`]), then linked to `path`, which fails if `path` exists (so
+/// beside `path` first (a hidden `.NAME.scrip-partial`), then linked to `path`, which fails if `path` exists (so
 /// nothing is ever overwritten), and the staging name is removed. A reader (`scrip id` while
 /// the daemon creates the wallet) never sees a file half written, and a crash in the middle
 /// leaves nothing at `path` — no key file that could never be read, no backup that looks whole
@@ -130,11 +130,14 @@ pub fn create_secret_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Where [`create_secret_file`] prepares the file `path` before it appears there: the same name with
-/// `.new` appended, in the same directory.
+/// Where [`create_secret_file`] prepares the file `path` before it appears there: in the same
+/// directory, `.NAME.scrip-partial` — hidden and scrip's by its name, because a leftover one is
+/// removed before writing (a backup's `path` is the user's choice: a file of theirs named
+/// `NAME.new` must never be taken for ours).
 fn staging(path: &Path) -> std::path::PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".new");
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(".scrip-partial");
     path.with_file_name(name)
 }
 
