@@ -11,7 +11,7 @@
 //! - Before its first proposal, the client asks the notaries how far the wallet is certified and
 //!   fetches what it lacks (a restored backup, a second device): it refuses to propose behind.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -237,6 +237,11 @@ pub struct WalletClient<N: Network> {
     /// The certified entries this wallet verified (its own checks, and the replication beside
     /// it when shared: [`WalletClient::remembering`]), not verified again when cited.
     seen: Arc<std::sync::Mutex<Seen>>,
+    /// Notaries that sent this client a fate vote that did not verify: their fate votes are
+    /// checked before they are counted from then on, so that a faulty notary costs one refused
+    /// proposal, not one per accept. At most one per notary this client knows (only the
+    /// notaries it asks are ever put here).
+    suspects: BTreeSet<FeedId>,
 }
 
 impl<N: Network> std::fmt::Debug for WalletClient<N> {
@@ -395,6 +400,7 @@ impl<N: Network> WalletClient<N> {
             config,
             synced: false,
             pending_clear: false,
+            suspects: BTreeSet::new(),
             notaries: None,
             last_certified: None,
             seen: Arc::default(),
@@ -571,7 +577,8 @@ impl<N: Network> WalletClient<N> {
             deadline,
             &tasks,
             |vote| {
-                !check_votes || scrip_ledger::fate::verify_fate_votes(&[*vote], &subject).is_ok()
+                let check = check_votes || self.suspects.contains(&vote.notary);
+                !check || scrip_ledger::fate::verify_fate_votes(&[*vote], &subject).is_ok()
             },
         )
         .await;
@@ -684,7 +691,7 @@ impl<N: Network> WalletClient<N> {
     /// `content` citing its fate certificate gathered again with every vote checked, if the
     /// one it cites holds a vote that does not verify; `None` if it cites none, or every vote
     /// in it verifies (then something else is wrong with it, and gathering again cannot help).
-    async fn with_checked_fate(&self, content: &WalletEntry) -> Result<Option<WalletEntry>> {
+    async fn with_checked_fate(&mut self, content: &WalletEntry) -> Result<Option<WalletEntry>> {
         let (certificate, order, preimage) = match content {
             WalletEntry::Accept(accept) => match &accept.claim {
                 Some(claim) => (claim, accept.order.clone(), accept.preimage.clone()),
@@ -702,12 +709,20 @@ impl<N: Network> WalletClient<N> {
             _ => return Ok(None),
         };
         let (subject, _) = self.fate_subject(&order, certificate.fate)?;
-        if certificate
+        let culprits: Vec<FeedId> = certificate
             .votes
             .iter()
-            .all(|vote| scrip_ledger::fate::verify_fate_votes(&[*vote], &subject).is_ok())
-        {
+            .filter(|vote| scrip_ledger::fate::verify_fate_votes(&[**vote], &subject).is_err())
+            .map(|vote| vote.notary)
+            .collect();
+        if culprits.is_empty() {
             return Ok(None);
+        }
+        for culprit in culprits {
+            if self.conns.iter().any(|c| c.notary.id == culprit) {
+                tracing::warn!(notary = %culprit, "sent a fate vote that does not verify");
+                self.suspects.insert(culprit);
+            }
         }
         let checked = self
             .gather_fate(&order, certificate.fate, preimage, true)

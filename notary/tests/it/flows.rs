@@ -4,6 +4,7 @@
 
 use crate::common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use common::{Cluster, Wallet, wallet, wallet_with};
@@ -343,6 +344,110 @@ async fn a_pending_entry_citing_a_bad_fate_vote_is_repaired_on_resume_not_droppe
     );
     assert_eq!(PendingFile::new(&path).load().unwrap(), None);
     assert_eq!(alice.balance(&eur).await, 700);
+}
+
+/// Entries proposed to a notary, by wallet and seq: a slot proposed twice with different
+/// bytes is an entry refused and signed anew.
+type Proposed =
+    Arc<std::sync::Mutex<BTreeMap<(scrip_feed::FeedId, u64), BTreeSet<scrip_feed::EntryId>>>>;
+
+/// A faulty notary: in front of `real` (an honest notary service with key `key`), it answers
+/// every fate request at once with a vote under its name that does not verify, forwards every
+/// other request to `real`, and notes the entries proposed to it. Returns its address.
+async fn a_notary_lying_about_fates(
+    real: scrip_notary::NotaryHandle,
+    key: Arc<scrip_feed::Keypair>,
+    proposed: Proposed,
+) -> String {
+    use scrip_notary::wire::{self, Request, Response};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let identity =
+        Arc::new(scrip_replicate::transport::LocalIdentity::new(Arc::clone(&key)).unwrap());
+    let real = Arc::new(real);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (identity, real, key, proposed) = (
+                Arc::clone(&identity),
+                Arc::clone(&real),
+                Arc::clone(&key),
+                Arc::clone(&proposed),
+            );
+            tokio::spawn(async move {
+                let transport = common::transport();
+                let Ok(mut stream) =
+                    scrip_replicate::transport::accept(tcp, &identity, &transport).await
+                else {
+                    return;
+                };
+                while let Ok(Some(bytes)) = stream.recv().await {
+                    let request: Request = wire::decode(&bytes).unwrap();
+                    let response = match request {
+                        Request::Fate(_) => Response::Vote(scrip_ledger::Vote {
+                            notary: key.id(),
+                            signature: scrip_feed::Signature::from_bytes([7; 64]),
+                        }),
+                        Request::Propose(ref proposal) => {
+                            let entry = proposal.entry.decode().unwrap();
+                            proposed
+                                .lock()
+                                .unwrap()
+                                .entry((entry.author(), entry.seq().get()))
+                                .or_default()
+                                .insert(entry.id());
+                            real.ask(request).await.unwrap()
+                        }
+                        other => real.ask(other).await.unwrap(),
+                    };
+                    if stream
+                        .send(&wire::encode(&response).unwrap())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+/// A faulty notary whose fate votes never verify costs its wallets one refused proposal, not
+/// one per accept: the client remembers it after the first refusal (`invalid-fate`) and checks
+/// its fate votes before counting them from then on. With n = 4 and q = 3 the three honest
+/// notaries carry every fate and every entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notary_that_sent_a_bad_fate_vote_is_checked_from_then_on() {
+    let mut cluster = Cluster::start(4, 100).await;
+    let proposed: Proposed = Arc::default();
+    let real = cluster.notaries[3].take().unwrap();
+    cluster.addresses[3] =
+        a_notary_lying_about_fates(real, Arc::clone(&cluster.keys[3]), Arc::clone(&proposed)).await;
+    let (mut issuer, mut alice, eur) = issuer_and_alice(&cluster).await;
+    let accepts: usize = 5;
+    for amount in 10..10 + accepts as u64 {
+        let order = issuer.pay(&alice, &eur, amount).await.unwrap();
+        alice.accept(&issuer, order.entry.seq()).await.unwrap();
+    }
+    assert_eq!(
+        alice.balance(&eur).await,
+        (10..10 + accepts as u64).sum::<u64>()
+    );
+    let proposed = proposed.lock().unwrap();
+    let accepted_slots: Vec<_> = proposed
+        .iter()
+        .filter(|((wallet, seq), _)| *wallet == alice.id() && *seq > 1)
+        .collect();
+    assert_eq!(accepted_slots.len(), accepts, "{proposed:?}");
+    let signed_again = accepted_slots
+        .iter()
+        .filter(|(_, entries)| entries.len() > 1)
+        .count();
+    assert!(
+        signed_again <= 1,
+        "{signed_again} of {accepts} accepts were refused for the liar's vote: {proposed:?}"
+    );
 }
 
 /// A signature check that refuses everything: what reaches it was not remembered.
