@@ -782,6 +782,31 @@ mod name_tests {
         assert_eq!(names.get(&carol_w).map(String::as_str), Some("my carol"));
         assert_eq!(names.get(&my_w), None, "I do not follow myself");
     }
+
+    /// A feed shows an identity's wallet link as the wallet's address, another application's
+    /// entry by its kind and size.
+    #[test]
+    fn a_wallet_link_reads_as_the_wallet_address() {
+        let key = Keypair::from_seed(&[1; 32]);
+        let entry = |payload: Vec<u8>| {
+            Entry::create(&key, None, scrip_feed::Timestamp::from_millis(1), payload).unwrap()
+        };
+        let wallet = id(2);
+        let link = entry(scrip_ledger::content::wallet_link_payload(wallet).unwrap());
+        assert_eq!(
+            describe(&link, &BTreeMap::new()),
+            ("wallet-link".to_owned(), address(wallet))
+        );
+        let other = Content::App {
+            kind: "someone/else".into(),
+            bytes: vec![1, 2, 3],
+        };
+        let other = entry(other.encode().unwrap());
+        assert_eq!(
+            describe(&other, &BTreeMap::new()),
+            ("app".to_owned(), "someone/else (3 bytes)".to_owned())
+        );
+    }
 }
 
 /// Most entries of one feed read per store call while reading what an identity says.
@@ -1306,7 +1331,11 @@ fn describe(entry: &Entry, nicks: &BTreeMap<FeedId, String>) -> (String, String)
         Ok(Content::Pub { address }) => ("pub".into(), address),
         Ok(Content::App { kind, bytes }) => match WalletEntry::from_payload(payload) {
             Ok(wallet) => ("wallet".into(), wallet.kind().into()),
-            Err(_) => ("app".into(), format!("{kind} ({} bytes)", bytes.len())),
+            Err(_) => match scrip_ledger::content::wallet_link(payload) {
+                // The identity names its wallet (`ledger.md` §1).
+                Some(wallet) => ("wallet-link".into(), address(wallet)),
+                None => ("app".into(), format!("{kind} ({} bytes)", bytes.len())),
+            },
         },
         Err(err) => ("invalid".into(), err.to_string()),
     }
