@@ -1902,11 +1902,11 @@ async fn reclaim(ctx: &Context, order: &str) -> Result<Output> {
                 .cloned())
         })
         .await?;
+    let receiver_named = named_address(ctx, receiver).await;
     match resolution {
-        Some(resolution) if resolution.accepted => bail!(
-            "{} accepted order {id}: there is nothing to reclaim",
-            address(receiver)
-        ),
+        Some(resolution) if resolution.accepted => {
+            bail!("{receiver_named} accepted order {id}: there is nothing to reclaim")
+        }
         Some(resolution) => {
             let rejection = ctx
                 .blocking(move |store| {
@@ -1929,7 +1929,7 @@ async fn reclaim(ctx: &Context, order: &str) -> Result<Output> {
                     "reclaimed {} {} (rejected by {})",
                     order.amount.display(order.currency.decimals),
                     order.currency.code.as_str(),
-                    named_address(ctx, receiver).await
+                    receiver_named
                 ),
             )
         }
@@ -1939,7 +1939,7 @@ async fn reclaim(ctx: &Context, order: &str) -> Result<Output> {
                     "{} has not rejected order {id} (as far as this node knows: follow them to \
                      replicate their wallet), and the order never expires (an old order): only \
                      its receiver's rejection returns it",
-                    address(receiver)
+                    receiver_named
                 );
             };
             let refundable = expiry
@@ -1951,7 +1951,7 @@ async fn reclaim(ctx: &Context, order: &str) -> Result<Output> {
                     "{} has not rejected order {id} (as far as this node knows: follow them to \
                      replicate their wallet), and it has not expired: it expires at {}, and \
                      can be refunded from {} (in {}){}; nothing was signed",
-                    address(receiver),
+                    receiver_named,
                     crate::output::when(expiry.as_millis()),
                     crate::output::when(refundable),
                     short_duration(refundable - now),
