@@ -770,8 +770,13 @@ mod tests {
             })
             .unwrap();
         let file = dir.path().join("alice.backup");
-        // What a backup cut short by a crash left beside it: replaced, then gone.
-        let staged = dir.path().join(".alice.backup.scrip-partial");
+        // What a backup cut short by a crash (its process ended) left beside it: gone.
+        let mut ended = std::process::Command::new("true").spawn().unwrap();
+        let ended_pid = ended.id();
+        ended.wait().unwrap();
+        let staged = dir
+            .path()
+            .join(format!(".alice.backup.{ended_pid}-0.scrip-partial"));
         fs::write(&staged, "format = ").unwrap();
         // A file of the user's that merely looks like a draft of it is not touched.
         let theirs = dir.path().join("alice.backup.new");

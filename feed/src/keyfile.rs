@@ -89,22 +89,21 @@ pub fn write(path: &Path, keypair: &Keypair) -> Result<()> {
 /// Creates the file `path` (which must not exist: [`std::io::ErrorKind::AlreadyExists`])
 /// holding `bytes`, readable only by its owner, flushed to disk with its directory — whole or
 /// not at all, for files that hold secrets (key files, backups). It is written and flushed
-/// beside `path` first (a hidden `.NAME.scrip-partial`), then linked to `path`, which fails if `path` exists (so
-/// nothing is ever overwritten), and the staging name is removed. A reader (`scrip id` while
-/// the daemon creates the wallet) never sees a file half written, and a crash in the middle
-/// leaves nothing at `path` — no key file that could never be read, no backup that looks whole
-/// and is not — only the staging file, replaced by the next write. Where the file system has
-/// no hard links, the staged file is renamed to `path` after checking that `path` does not
-/// exist.
+/// beside `path` first, under a hidden name of this call's own
+/// (`.NAME.<pid>-<n>.scrip-partial`), then linked to `path`, which fails if `path` exists (so
+/// nothing is ever overwritten), and the staging name is removed. A reader (`scrip id` while the daemon creates the wallet) never sees a file half
+/// written; of two writers racing for one `path` exactly one succeeds, and the file holds what
+/// that one wrote; a crash in the middle leaves nothing at `path` — no key file that could
+/// never be read, no backup that looks whole and is not — only its staging file, removed by a
+/// later write once the process that made it has ended. Where the file system has no hard
+/// links, the staged file is renamed to `path` after checking that `path` does not exist.
 pub fn create_secret_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let exists = || std::io::Error::from(std::io::ErrorKind::AlreadyExists);
     if path.exists() {
         return Err(exists());
     }
+    remove_stale_staging(path);
     let staged = staging(path);
-    // Left by a write cut short (or being written by a racing writer, whose link then fails:
-    // only one file ever lands at `path`).
-    let _ = fs::remove_file(&staged);
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -130,15 +129,66 @@ pub fn create_secret_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Where [`create_secret_file`] prepares the file `path` before it appears there: in the same
-/// directory, `.NAME.scrip-partial` — hidden and scrip's by its name, because a leftover one is
-/// removed before writing (a backup's `path` is the user's choice: a file of theirs named
-/// `NAME.new` must never be taken for ours).
+/// The end of every staging file's name.
+const STAGING_SUFFIX: &str = ".scrip-partial";
+
+/// Where one call of [`create_secret_file`] prepares `path`: in the same directory,
+/// `.NAME.<pid>-<n>.scrip-partial`, unique to this call (process id, and a counter within the
+/// process), so that no writer ever writes into, links or removes another's; hidden and
+/// scrip's by its name (a backup's `path` is the user's choice: none of their files is ever
+/// taken for a staging file).
 fn staging(path: &Path) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut name = std::ffi::OsString::from(".");
     name.push(path.file_name().unwrap_or_default());
-    name.push(".scrip-partial");
+    name.push(format!(".{}-{n}{STAGING_SUFFIX}", std::process::id()));
     path.with_file_name(name)
+}
+
+/// Removes the staging files of `path` ([`staging`]) whose process has ended: writes cut short
+/// by a crash. A running process's are left alone (it may be writing).
+fn remove_stale_staging(path: &Path) {
+    let (Some(name), Some(dir)) = (path.file_name().and_then(|n| n.to_str()), path.parent()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{name}.");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(tag) = file_name
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|f| f.strip_suffix(STAGING_SUFFIX))
+        else {
+            continue;
+        };
+        let Some((pid, n)) = tag.split_once('-') else {
+            continue;
+        };
+        let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), n.parse::<u64>()) else {
+            continue;
+        };
+        if pid != std::process::id() && !process_alive(pid) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` is running (where that cannot be told, it is taken to be).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
 }
 
 /// Reads the key file at `path`, refusing one that others can read.
@@ -233,17 +283,67 @@ mod tests {
         });
     }
 
-    /// What a crash in the middle of a write leaves beside the key's path does not stop the
-    /// next write, and is gone after it.
+    /// A process id that is not running: a child's, once it has exited.
+    fn ended_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    /// What a crash in the middle of a write left beside the key's path does not stop the
+    /// next write, and is gone after it; a staging file of a running process is left alone.
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_write_cut_short_does_not_block_the_next_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
-        fs::write(staging(&path), b"scrip-secret-key v1\nfee").unwrap();
+        let stale = dir
+            .path()
+            .join(format!(".secret.{}-0{STAGING_SUFFIX}", ended_pid()));
+        fs::write(&stale, b"scrip-secret-key v1\nfee").unwrap();
+        let running = dir
+            .path()
+            .join(format!(".other.{}-0{STAGING_SUFFIX}", std::process::id()));
+        fs::write(&running, b"being written").unwrap();
         let key = Keypair::from_seed(&[8; 32]);
         write(&path, &key).unwrap();
         assert_eq!(read(&path).unwrap().id(), key.id());
-        assert!(!staging(&path).exists());
+        assert!(!stale.exists());
+        assert!(running.exists());
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "only the key and the running one: {left:?}");
+    }
+
+    /// Writers racing for one path: exactly one succeeds, the others are told it exists, and
+    /// the file holds the key of the one that succeeded (with one staging name for all, a
+    /// writer could link another's file and take its own key for the one written).
+    #[test]
+    fn of_racing_writers_one_wins_and_the_file_holds_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..50 {
+            let path = dir.path().join(format!("k{round}"));
+            let winners: Vec<_> = std::thread::scope(|scope| {
+                let writers: Vec<_> = (0..4u8)
+                    .map(|i| {
+                        let path = &path;
+                        scope.spawn(move || {
+                            let key = Keypair::from_seed(&[i; 32]);
+                            write(path, &key).ok().map(|()| key.id())
+                        })
+                    })
+                    .collect();
+                writers
+                    .into_iter()
+                    .filter_map(|w| w.join().unwrap())
+                    .collect()
+            });
+            assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+            assert_eq!(read(&path).unwrap().id(), winners[0], "round {round}");
+        }
     }
 
     #[cfg(unix)]
