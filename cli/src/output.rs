@@ -470,7 +470,7 @@ impl Output {
                 let who = nick.as_ref().map_or(String::new(), |n| format!(" ({n})"));
                 let _ = writeln!(out, "{feed}{who}: {head} entries");
                 for e in entries {
-                    let _ = writeln!(out, "#{:<5} {:<8} {}", e.seq, e.kind, e.text);
+                    let _ = writeln!(out, "#{:<5} {:<11} {}", e.seq, e.kind, e.text);
                 }
             }
             Output::Synced { peer, stored } => {
