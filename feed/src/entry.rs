@@ -264,6 +264,30 @@ impl Entry {
         })
     }
 
+    /// Like [`Entry::decode`], with the id already known (a stored chunk's next entry names it
+    /// as its `prev`): nothing hashed. Debug builds hash the header and compare.
+    pub(crate) fn decode_with_id(
+        header_bytes: &[u8],
+        payload: Option<Vec<u8>>,
+        id: EntryId,
+    ) -> Result<Entry> {
+        let header = validate::validate_header_format(header_bytes)?;
+        if let Some(payload) = &payload {
+            validate::validate_payload_size(payload.len())?;
+        }
+        debug_assert_eq!(
+            id,
+            EntryId::of_header(header_bytes),
+            "a chunk's chain is broken"
+        );
+        Ok(Entry {
+            header,
+            id,
+            header_bytes: header_bytes.to_vec(),
+            payload,
+        })
+    }
+
     /// The decoded header.
     pub fn header(&self) -> &Header {
         &self.header

@@ -16,6 +16,7 @@
 
 use crate::entry::Entry;
 use crate::error::{Error, Result};
+use crate::hash::EntryId;
 use crate::limits::{MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES};
 
 /// The chunk layout version.
@@ -172,6 +173,34 @@ impl<'a> Chunk<'a> {
         };
         Entry::decode(header, payload)
     }
+
+    /// Entries `from..to`, decoded, with their payloads if `with_payload`. A chunk holds
+    /// consecutive entries of one feed, and each entry's `prev` is the id of the one before
+    /// it: so the ids of all but the last entry decoded are read from their successors instead
+    /// of hashed (a store serving a range hashes one header per chunk, not one per entry). The
+    /// chunk was validated when it was written (and its bytes are checked when read, see
+    /// [`super::values`]); debug builds hash every header and compare.
+    pub(crate) fn entries(&self, from: usize, to: usize, with_payload: bool) -> Result<Vec<Entry>> {
+        let to = to.min(self.count);
+        let mut entries = Vec::with_capacity(to.saturating_sub(from));
+        let mut next_prev: Option<EntryId> = None;
+        for i in (from..to).rev() {
+            let (header, payload) = self.record(i)?;
+            let payload = if with_payload {
+                payload.map(<[u8]>::to_vec)
+            } else {
+                None
+            };
+            let entry = match next_prev {
+                Some(id) => Entry::decode_with_id(header, payload, id)?,
+                None => Entry::decode(header, payload)?,
+            };
+            next_prev = entry.prev();
+            entries.push(entry);
+        }
+        entries.reverse();
+        Ok(entries)
+    }
 }
 
 #[cfg(test)]
@@ -210,6 +239,21 @@ mod tests {
             assert_eq!(chunk.entry(i, false).unwrap(), entry.without_payload());
         }
         assert!(chunk.record(10).is_err());
+        // A range takes its ids from the chain: the same entries, ids included, for every range
+        // (past the end included).
+        for from in 0..=10 {
+            for to in from..=12 {
+                let range = chunk.entries(from, to, true).unwrap();
+                let expected = &entries[from..to.min(10)];
+                assert_eq!(range, expected);
+                let ids = range.iter().map(Entry::id).collect::<Vec<_>>();
+                let hashed = expected
+                    .iter()
+                    .map(|e| EntryId::of_header(e.header_bytes()))
+                    .collect::<Vec<_>>();
+                assert_eq!(ids, hashed);
+            }
+        }
     }
 
     #[test]

@@ -803,15 +803,11 @@ impl Store for SledStore {
                 .map_err(|e| self.corrupt(format!("{author} chunk at #{first}: {e}")))?;
             let skip =
                 usize::try_from(from.get().saturating_sub(first.get())).unwrap_or(usize::MAX);
-            for i in skip..chunk.len() {
-                if entries.len() >= limit {
-                    break;
-                }
-                let entry = chunk
-                    .entry(i, true)
-                    .map_err(|e| self.corrupt(format!("{author} chunk at #{first}: {e}")))?;
-                entries.push(entry);
-            }
+            let to = skip.saturating_add(limit - entries.len());
+            let decoded = chunk
+                .entries(skip, to, true)
+                .map_err(|e| self.corrupt(format!("{author} chunk at #{first}: {e}")))?;
+            entries.extend(decoded);
         }
         Ok(entries)
     }
