@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow};
-use scrip_feed::{Content, Seq, Store};
+use scrip_feed::{Content, Store};
 use scrip_notary::{LogVoteStore, Notary, NotaryConfig, NotaryHandle};
 use scrip_replicate::background::NodeRuntime;
 use scrip_replicate::transport::Tcp;
@@ -277,13 +277,7 @@ async fn publish_address(ctx: &Context, address: String) -> Result<()> {
     let me = ctx.identity.id();
     let store = Arc::clone(&ctx.store);
     let latest = tokio::task::spawn_blocking(move || -> Result<Option<String>> {
-        let mut latest = None;
-        for entry in store.range(&me, Seq::FIRST, usize::MAX)? {
-            if let Some(Ok(Content::Pub { address })) = entry.payload().map(Content::decode) {
-                latest = Some(address);
-            }
-        }
-        Ok(latest)
+        Ok(crate::ops::read_person(store.as_ref(), &me)?.address)
     })
     .await
     .map_err(|e| anyhow!("{e}"))??;

@@ -732,16 +732,26 @@ pub struct LedgerCache {
 }
 
 /// What an identity says of itself on its feed: its latest nickname, the wallet it links to
-/// (`ledger.md` §1), and whom it follows; read up to `read`.
+/// (`ledger.md` §1), its latest replication address, and whom it follows; read up to `read`.
 #[derive(Clone, Debug, Default)]
 pub struct Person {
     /// Its latest `Nick`.
     pub nick: Option<String>,
     /// Its latest wallet link.
     pub wallet: Option<FeedId>,
+    /// Its latest `Pub` address.
+    pub address: Option<String>,
     /// The feeds it follows (follows minus later unfollows).
     pub follows: std::collections::BTreeSet<FeedId>,
     read: u64,
+}
+
+/// What `feed` says of itself, read from its start [`PERSON_READ_BATCH`] entries at a time: a
+/// feed of any length (a stranger's, replicated) costs one batch of memory, not the feed.
+pub fn read_person(store: &dyn Store, feed: &FeedId) -> Result<Person> {
+    let mut person = Person::default();
+    update_person(store, feed, &mut person)?;
+    Ok(person)
 }
 
 #[cfg(test)]
@@ -756,9 +766,65 @@ mod name_tests {
         Person {
             nick: Some(nick.into()),
             wallet: Some(wallet),
+            address: None,
             follows: follows.iter().copied().collect(),
             read: 1,
         }
+    }
+
+    /// What a long feed says of itself is read in batches, and the latest of each kind wins:
+    /// nickname, address and wallet link from any batch, follows minus later unfollows.
+    #[test]
+    fn a_long_feed_is_read_in_batches_and_its_latest_words_win() {
+        let store = scrip_feed::MemoryStore::new();
+        let key = Keypair::from_seed(&[1; 32]);
+        let (wallet, other_wallet, friend) = (id(11), id(12), id(13));
+        let post = |i: usize| Content::Post {
+            text: format!("post {i}"),
+        };
+        let batch = PERSON_READ_BATCH;
+        let encode = |content: Content| content.encode().unwrap();
+        let mut payloads = vec![
+            encode(Content::Nick {
+                name: "first".into(),
+            }),
+            encode(Content::Pub {
+                address: "127.0.0.1:1".into(),
+            }),
+            encode(Content::Follow { feed: friend }),
+            encode(Content::Follow { feed: other_wallet }),
+        ];
+        payloads.extend((0..batch).map(|i| encode(post(i))));
+        payloads.push(scrip_ledger::content::wallet_link_payload(wallet).unwrap());
+        payloads.push(encode(Content::Unfollow { feed: other_wallet }));
+        payloads.extend((0..batch).map(|i| encode(post(i))));
+        payloads.push(encode(Content::Nick {
+            name: "latest".into(),
+        }));
+        payloads.push(encode(Content::Pub {
+            address: "127.0.0.1:2".into(),
+        }));
+        for (t, payload) in (1..).zip(payloads) {
+            store
+                .publish(&key, Timestamp::from_millis(t), payload)
+                .unwrap();
+        }
+        let head = store.head(&key.id()).unwrap().unwrap().seq.get();
+        assert!(head > 2 * batch as u64 + 4, "three batches at least");
+        let person = read_person(&store, &key.id()).unwrap();
+        assert_eq!(person.nick.as_deref(), Some("latest"));
+        assert_eq!(person.address.as_deref(), Some("127.0.0.1:2"));
+        assert_eq!(person.wallet, Some(wallet));
+        assert_eq!(person.follows, [friend].into());
+        assert_eq!(person.read, head);
+        assert_eq!(
+            nick_of(&store, &key.id()).unwrap().as_deref(),
+            Some("latest")
+        );
+        assert_eq!(
+            crate::payee::linked_wallet(&store, &key.id()).unwrap(),
+            Some(wallet)
+        );
     }
 
     /// Names people publish count only from people I follow, lose to my contacts, and are
@@ -831,6 +897,7 @@ fn update_person(store: &dyn Store, feed: &FeedId, person: &mut Person) -> Resul
             }
             match Content::decode(payload) {
                 Ok(Content::Nick { name }) => person.nick = Some(name),
+                Ok(Content::Pub { address }) => person.address = Some(address),
                 Ok(Content::Follow { feed }) => {
                     person.follows.insert(feed);
                 }
@@ -1302,15 +1369,9 @@ async fn published(ctx: &Context, kind: &str, content: Content) -> Result<Output
     })
 }
 
-/// The latest nickname `feed` gave itself.
+/// The latest nickname `feed` gave itself ([`read_person`]).
 pub fn nick_of(store: &dyn Store, feed: &FeedId) -> Result<Option<String>> {
-    let mut nick = None;
-    for entry in store.range(feed, Seq::FIRST, usize::MAX)? {
-        if let Some(Ok(Content::Nick { name })) = entry.payload().map(Content::decode) {
-            nick = Some(name);
-        }
-    }
-    Ok(nick)
+    Ok(read_person(store, feed)?.nick)
 }
 
 fn describe(entry: &Entry, nicks: &BTreeMap<FeedId, String>) -> (String, String) {

@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
-use scrip_feed::{Content, FeedId, Seq, Store};
-use scrip_ledger::content::{wallet_link, wallet_notaries};
+use scrip_feed::{FeedId, Seq, Store};
+use scrip_ledger::content::wallet_notaries;
 use scrip_ledger::{NotarySet, WalletAddress, check_overlap};
 use scrip_notary::certified;
 
 use crate::net;
-use crate::ops::{Context, nick_of, parse_feed};
+use crate::ops::{Context, nick_of, parse_feed, read_person};
 
 /// How long `pay` waits for a receiver's wallet to arrive from peers when it is not held.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,33 +27,23 @@ enum Held {
 }
 
 /// The wallet an identity names as its own: its latest wallet link (`ledger.md` §1), else the
-/// one wallet it follows (what `scrip wallet create` did before links existed).
+/// one wallet it follows (what `scrip wallet create` did before links existed). Read in bounded
+/// batches ([`read_person`]).
 pub fn linked_wallet(store: &dyn Store, identity: &FeedId) -> Result<Option<FeedId>> {
-    let mut linked = None;
-    let mut followed = Vec::new();
-    for entry in store.range(identity, Seq::FIRST, usize::MAX)? {
-        let Some(payload) = entry.payload() else {
-            continue;
-        };
-        if let Some(wallet) = wallet_link(payload) {
-            linked = Some(wallet);
-        } else if let Ok(Content::Follow { feed }) = Content::decode(payload) {
-            followed.push(feed);
-        }
-    }
-    if linked.is_some() {
-        return Ok(linked);
+    let person = read_person(store, identity)?;
+    if person.wallet.is_some() {
+        return Ok(person.wallet);
     }
     let mut wallets = Vec::new();
-    for feed in followed {
-        if certified::notary_set(store, &feed)?.is_some() && !wallets.contains(&feed) {
+    for feed in person.follows {
+        if certified::notary_set(store, &feed)?.is_some() {
+            if !wallets.is_empty() {
+                return Ok(None);
+            }
             wallets.push(feed);
         }
     }
-    Ok(match wallets.as_slice() {
-        [one] => Some(*one),
-        _ => None,
-    })
+    Ok(wallets.pop())
 }
 
 fn held(store: &dyn Store, feed: &FeedId) -> Result<Held> {
