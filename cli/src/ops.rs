@@ -961,7 +961,12 @@ pub fn wallet_names(
     names
 }
 
-/// Applies to `cache` the certified entries of every wallet in `store` that it has not seen:
+/// Most entries of one wallet read per store call while the ledger cache catches up.
+const LEDGER_READ_BATCH: usize = 256;
+
+/// Applies to `cache` the certified entries of every wallet in `store` that it has not seen
+/// ([`LEDGER_READ_BATCH`] at a time, so a wallet that grew by a million entries since is not
+/// read into memory at once):
 /// per call, a look at the feeds written to since the last call (at every feed the first time,
 /// or when the store no longer remembers that far: see `Store::changes_since`), and the
 /// reading of what is new in them.
@@ -996,12 +1001,20 @@ pub fn update_ledger(store: &dyn Store, cache: &mut LedgerCache) -> Result<()> {
         if head <= seen {
             continue;
         }
-        for entry in certified::log(store, &wallet, seen + 1, usize::MAX)? {
-            if entry.certificate.is_none() {
+        let mut next = seen + 1;
+        'log: while next <= head {
+            let batch = certified::log(store, &wallet, next, LEDGER_READ_BATCH)?;
+            if batch.is_empty() {
                 break;
             }
-            // Signatures were checked when the entries were stored.
-            let _ = state.apply(&entry, &TrustSignatures);
+            for entry in batch {
+                if entry.certificate.is_none() {
+                    break 'log;
+                }
+                next = entry.entry.seq().get().saturating_add(1);
+                // Signatures were checked when the entries were stored.
+                let _ = state.apply(&entry, &TrustSignatures);
+            }
         }
     }
     // Only once everything changed before `now` was read: after an error the next call looks
@@ -2279,6 +2292,31 @@ mod tests {
             );
         }
         cache.state.check_conservation().unwrap();
+    }
+
+    /// A wallet that grew by more than two read batches since the ledger last looked is taken
+    /// in whole, batch after batch.
+    #[test]
+    fn the_ledger_takes_in_a_long_wallet_batch_after_batch() {
+        let store = scrip_feed::MemoryStore::new();
+        let set = notaries(30, 4);
+        let mut issuer = KitWallet::new(Arc::new(Keypair::from_seed(&[1; 32])), set.clone());
+        let payee = KitWallet::new(Arc::new(Keypair::from_seed(&[2; 32])), set);
+        let eur = issuer.currency("EUR", 2).unwrap();
+        issuer.mint(&eur, 1_000_000);
+        let mut cache = LedgerCache::default();
+        certified::store_certified(&store, &issuer.log).unwrap();
+        update_ledger(&store, &mut cache).unwrap();
+        let orders = 2 * LEDGER_READ_BATCH as u64 + 7;
+        for i in 0..orders {
+            issuer.order(payee.id(), &eur, 1 + i);
+        }
+        let have = usize::try_from(store.head(&issuer.id()).unwrap().unwrap().seq.get()).unwrap();
+        certified::store_certified(&store, &issuer.log[have..]).unwrap();
+        update_ledger(&store, &mut cache).unwrap();
+        let wallet = cache.state.wallet(&issuer.id()).unwrap();
+        assert_eq!(wallet.outcomes.len(), issuer.log.len());
+        assert_eq!(cache.state.hash(), ledger_of(&store).unwrap().hash());
     }
 
     /// A currency is named by its code, or CODE@ and its issuer's id, in full or the start of

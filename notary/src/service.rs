@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scrip_feed::store::VerifiedBatch;
-use scrip_feed::{Entry, EntryBytes, FeedId, Keypair, Store};
+use scrip_feed::{Entry, EntryBytes, FeedId, Keypair, Seq, Store};
 use scrip_ledger::verify::TrustSignatures;
 use scrip_ledger::{CertifiedEntry, FateSubject, Vote, VoteSubject};
 use scrip_replicate::transport::{
@@ -337,21 +337,33 @@ impl Drop for NotaryHandle {
     }
 }
 
+/// Wallet entries read per store call while rebuilding.
+const REBUILD_BATCH: usize = 256;
+
 /// Rebuilds a notary's state: the certified prefix of every wallet in its store (signatures
-/// were verified when stored), then its durable votes.
+/// were verified when stored), then its durable votes. A feed that is no wallet costs one read
+/// of its first entry (a notary's store holds the social feeds it replicates too), and a
+/// wallet's log is read [`REBUILD_BATCH`] entries at a time.
 fn rebuild(me: FeedId, store: &dyn Store, votes: &dyn VoteStore) -> Result<NotaryState> {
     let mut state = NotaryState::new(me);
     for author in store.authors()? {
-        let log = certified::certified_log(store, &author)?;
-        let is_wallet = log
-            .first()
-            .is_some_and(|e| scrip_ledger::content::wallet_notaries(&e.entry).is_some());
+        let is_wallet = store
+            .get(&author, Seq::FIRST)?
+            .is_some_and(|first| scrip_ledger::content::wallet_notaries(&first).is_some());
         if !is_wallet {
             continue;
         }
-        for entry in &log {
-            if state.learn(entry, &TrustSignatures).is_err() {
+        let mut next = 1;
+        'log: loop {
+            let batch = certified::log(store, &author, next, REBUILD_BATCH)?;
+            if batch.is_empty() {
                 break;
+            }
+            for entry in &batch {
+                if entry.certificate.is_none() || state.learn(entry, &TrustSignatures).is_err() {
+                    break 'log;
+                }
+                next = entry.entry.seq().get().saturating_add(1);
             }
         }
     }
