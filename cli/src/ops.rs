@@ -1966,14 +1966,13 @@ async fn own_order(ctx: &Context, order: &str) -> Result<(EntryId, Seq, Order)> 
 async fn reclaim(ctx: &Context, order: &str) -> Result<Output> {
     let (id, seq, order) = own_order(ctx, order).await?;
     let receiver = order.to;
+    // The ledger cache holds the receiver's log folded (read once, then only what is new).
     let resolution = ctx
-        .blocking(move |store| {
-            let log = certified::certified_log(store.as_ref(), &receiver)?;
-            let state = scrip_ledger::fold(log, &TrustSignatures);
-            Ok(state
+        .with_ledger(move |state| {
+            state
                 .wallet(&receiver)
                 .and_then(|w| w.resolved.get(&id))
-                .cloned())
+                .cloned()
         })
         .await?;
     let receiver_named = named_address(ctx, receiver).await;
