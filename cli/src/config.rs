@@ -19,6 +19,8 @@ pub const DEFAULT_COMMAND_TIMEOUT: u64 = 30;
 pub const DEFAULT_ORDER_EXPIRY: &str = "7d";
 /// Default bound on clock error, in seconds (the notaries' margin δ, `notary.md` §3a).
 pub const DEFAULT_CLOCK_SKEW: u64 = 30;
+/// Default bound on the wallets a notary takes on per hour (`notary.md` §2, "New wallets").
+pub const DEFAULT_NOTARY_NEW_WALLETS_PER_HOUR: u32 = 1000;
 
 /// A home's settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +30,8 @@ pub struct Config {
     pub listen: String,
     /// Where `scrip serve --notary` listens for wallets.
     pub notary_listen: String,
+    /// Most wallets `scrip serve --notary` takes on per hour.
+    pub notary_new_wallets_per_hour: u32,
     /// The network key ("default", or 64 hex digits): only peers with the same key connect.
     pub network_key: String,
     /// How far along the follow graph feeds are replicated (1 = only the feeds you follow).
@@ -51,6 +55,7 @@ impl Default for Config {
         Config {
             listen: DEFAULT_LISTEN.into(),
             notary_listen: DEFAULT_NOTARY_LISTEN.into(),
+            notary_new_wallets_per_hour: DEFAULT_NOTARY_NEW_WALLETS_PER_HOUR,
             network_key: "default".into(),
             hops: DEFAULT_HOPS,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
@@ -88,6 +93,9 @@ impl Config {
         }
         if config.clock_skew > 3600 {
             bail!("clock_skew must be at most 3600 seconds");
+        }
+        if !(1..=1_000_000).contains(&config.notary_new_wallets_per_hour) {
+            bail!("notary_new_wallets_per_hour must be 1 to 1000000");
         }
         config.order_expiry()?;
         config.web_listen()?;
@@ -143,6 +151,11 @@ impl Config {
              # Where `scrip serve --notary` listens for wallets (default \"{DEFAULT_NOTARY_LISTEN}\").\n\
              notary_listen = {notary:?}\n\
              \n\
+             # Most wallets `scrip serve --notary` takes on per hour: each wallet a notary serves\n\
+             # costs it memory and disk for good, and anyone can name any notary in a new wallet\n\
+             # (default {DEFAULT_NOTARY_NEW_WALLETS_PER_HOUR}; wallets it already serves are never refused).\n\
+             notary_new_wallets_per_hour = {new_wallets}\n\
+             \n\
              # Only peers with the same network key can connect: \"default\" (the public scrip\n\
              # network) or 64 hex digits for a private network (default \"default\").\n\
              network_key = {key:?}\n\
@@ -172,6 +185,7 @@ impl Config {
              web_listen = {web:?}\n",
             listen = self.listen,
             notary = self.notary_listen,
+            new_wallets = self.notary_new_wallets_per_hour,
             key = self.network_key,
             hops = self.hops,
             timeout = self.command_timeout,
@@ -215,6 +229,7 @@ mod tests {
         assert!(Config::parse("order_expiry = \"soon\"").is_err());
         assert!(Config::parse("order_expiry = \"0s\"").is_err());
         assert!(Config::parse("clock_skew = 99999").is_err());
+        assert!(Config::parse("notary_new_wallets_per_hour = 0").is_err());
         assert!(Config::parse("web_listen = \"localhost\"").is_err());
         assert!(Config::parse("web_listen = \"off\"").is_ok());
     }

@@ -364,6 +364,7 @@ async fn start_parts(
                     .unwrap_or(config.notary_listen.clone()),
                 transport: transport(config)?,
                 clock_skew: std::time::Duration::from_secs(config.clock_skew),
+                new_wallets_per_hour: Some(config.notary_new_wallets_per_hour),
                 ..NotaryConfig::default()
             },
             Arc::new(|_| {}),

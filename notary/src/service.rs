@@ -80,6 +80,11 @@ pub struct NotaryConfig {
     /// Added to the system clock when deciding fates, in milliseconds: 0 in use; tests and
     /// simulations set it to skew a notary's clock.
     pub clock_offset_ms: i64,
+    /// Most wallets this notary takes on per hour (a token bucket of an hour; `None`: no
+    /// bound). Each wallet it knows costs memory and vote-log space for good (its votes are
+    /// never forgotten), and anyone can make a wallet naming any notary, so a notary open to
+    /// strangers bounds how fast they can grow it (`notary.md` §2, "New wallets").
+    pub new_wallets_per_hour: Option<u32>,
 }
 
 impl Default for NotaryConfig {
@@ -93,9 +98,13 @@ impl Default for NotaryConfig {
             requests_per_sec: 2000,
             clock_skew: CLOCK_SKEW,
             clock_offset_ms: 0,
+            new_wallets_per_hour: None,
         }
     }
 }
+
+/// The period of [`NotaryConfig::new_wallets_per_hour`].
+pub const NEW_WALLETS_PERIOD: Duration = Duration::from_secs(3600);
 
 /// The default margin δ of the fate clock rule (`notary.md` §3a): notaries keep their clocks
 /// within this of true time (NTP keeps them within milliseconds).
@@ -219,6 +228,12 @@ impl Notary {
             learning: BTreeMap::new(),
             clock_skew: config.clock_skew,
             clock_offset_ms: config.clock_offset_ms,
+            new_wallets: config.new_wallets_per_hour.map(|per_hour| {
+                (
+                    per_hour,
+                    TokenBucket::per(u64::from(per_hour), NEW_WALLETS_PERIOD, Instant::now()),
+                )
+            }),
         };
         let actor = tokio::spawn(actor.run(jobs_rx));
         let accept = {
@@ -446,6 +461,8 @@ struct Actor {
     clock_skew: Duration,
     /// Added to the system clock for fate decisions (tests).
     clock_offset_ms: i64,
+    /// The bound on wallets taken on, and its bucket ([`NotaryConfig::new_wallets_per_hour`]).
+    new_wallets: Option<(u32, TokenBucket)>,
 }
 
 /// Work for the notary's feed-store writer.
@@ -578,20 +595,35 @@ impl Actor {
                     session,
                     reply,
                 } => match request {
-                    Request::Propose(_) => match self.propose(parsed, &mut learned) {
-                        Decided::Persist(record) => to_persist.push((record, reply)),
-                        Decided::Sign(signed) => to_sign.push((signed, reply)),
-                        Decided::Answer(response) => {
-                            let _ = reply.send(response);
+                    Request::Propose(_) => {
+                        let wallet = match &parsed {
+                            Some(Ok((entry, _))) => Some(entry.author()),
+                            _ => None,
+                        };
+                        let decided = self
+                            .for_new_wallet(wallet, |actor| actor.propose(parsed, &mut learned));
+                        match decided {
+                            Decided::Persist(record) => to_persist.push((record, reply)),
+                            Decided::Sign(signed) => to_sign.push((signed, reply)),
+                            Decided::Answer(response) => {
+                                let _ = reply.send(response);
+                            }
                         }
-                    },
-                    Request::Fate(request) => match self.fate(&request, session.as_ref()) {
-                        Decided::Persist(record) => to_persist.push((record, reply)),
-                        Decided::Sign(signed) => to_sign.push((signed, reply)),
-                        Decided::Answer(response) => {
-                            let _ = reply.send(response);
+                    }
+                    Request::Fate(request) => {
+                        let wallet = Entry::decode(&request.order.entry.bytes.header, None)
+                            .ok()
+                            .map(|order| order.author());
+                        let decided = self
+                            .for_new_wallet(wallet, |actor| actor.fate(&request, session.as_ref()));
+                        match decided {
+                            Decided::Persist(record) => to_persist.push((record, reply)),
+                            Decided::Sign(signed) => to_sign.push((signed, reply)),
+                            Decided::Answer(response) => {
+                                let _ = reply.send(response);
+                            }
                         }
-                    },
+                    }
                     Request::SlotQuery { wallet } => {
                         let info = self.slot_info(wallet).await;
                         let _ = reply.send(Response::SlotInfo(info));
@@ -762,6 +794,38 @@ impl Actor {
     }
 
     /// Decides a fate request with this notary's clock.
+    /// Runs `decide` on a request about `wallet` (a proposal's author, a fate request's order
+    /// wallet), within the bound on new wallets: a wallet this notary does not know yet is
+    /// taken on only while the bound allows one more (else `Unavailable`, before anything is
+    /// checked), and counts against it once the decision left state for it (a vote, a learned
+    /// entry, a fate). Wallets it knows are never refused here.
+    fn for_new_wallet(
+        &mut self,
+        wallet: Option<FeedId>,
+        decide: impl FnOnce(&mut Self) -> Decided,
+    ) -> Decided {
+        let new = wallet.filter(|w| self.state.wallet(w).is_none());
+        let Some((per_hour, bucket)) = self.new_wallets.as_mut().filter(|_| new.is_some()) else {
+            return decide(self);
+        };
+        let now = Instant::now();
+        if !bucket.holds(now, 1) {
+            return Decided::Answer(Response::Refusal(Refusal::Unavailable {
+                reason: format!(
+                    "this notary takes on at most {per_hour} new wallets an hour and has taken \
+                     its share: try again later"
+                ),
+            }));
+        }
+        let decided = decide(self);
+        let took = new.is_some_and(|w| self.state.wallet(&w).is_some())
+            || matches!(decided, Decided::Persist(VoteRecord::Fate(_)));
+        if took && let Some((_, bucket)) = self.new_wallets.as_mut() {
+            let _ = bucket.take(now, 1);
+        }
+        decided
+    }
+
     fn fate(&mut self, request: &FateRequest, session: Option<&FeedId>) -> Decided {
         let now = fate_clock(self.clock_offset_ms);
         let skew = u64::try_from(self.clock_skew.as_millis()).unwrap_or(u64::MAX);

@@ -701,6 +701,94 @@ async fn bogus_proposals_leave_no_state_behind() {
     assert!(matches!(notary.ask(real).await.unwrap(), Response::Vote(_)));
 }
 
+/// A notary bounded to 3 new wallets an hour votes for the geneses of 3 new keys, then answers
+/// `Unavailable` (not definitive: the entry stays pending) to the next ones, a bogus one
+/// included, before checking anything and without keeping state for them; a wallet it already
+/// serves is not refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notary_takes_on_new_wallets_within_its_bound() {
+    use scrip_notary::wire::{Proposal, Request, Response};
+    use scrip_notary::{Notary, NotaryConfig};
+    let setup = setup(4);
+    let store: Arc<dyn scrip_feed::Store> = Arc::new(scrip_feed::MemoryStore::new());
+    scrip_notary::certified::store_certified(store.as_ref(), &setup.log).unwrap();
+    let notary = Notary::spawn(
+        Arc::clone(&setup.notaries[0]),
+        store,
+        Arc::new(scrip_notary::MemoryVoteStore::new()),
+        scrip_replicate::transport::Tcp,
+        NotaryConfig {
+            new_wallets_per_hour: Some(3),
+            ..NotaryConfig::default()
+        },
+        Arc::new(|_| {}),
+    )
+    .await
+    .unwrap();
+    let known = notary.wallets().await.len();
+    let genesis = scrip_ledger::content::WalletEntry::Genesis(scrip_ledger::content::Genesis {
+        notaries: setup.notaries.iter().map(|k| k.id()).collect(),
+    })
+    .to_payload()
+    .unwrap();
+    let proposal = |seed: u8, broken: bool| {
+        let key = Keypair::from_seed(&[seed; 32]);
+        let entry = Entry::create(
+            &key,
+            None,
+            scrip_feed::Timestamp::from_millis(0),
+            genesis.clone(),
+        )
+        .unwrap();
+        let mut header = entry.header_bytes().to_vec();
+        if broken {
+            let last = header.len() - 1;
+            header[last] ^= 1;
+        }
+        Request::Propose(Proposal {
+            entry: scrip_feed::EntryBytes {
+                header,
+                payload: genesis.clone(),
+            },
+            prefix: vec![],
+        })
+    };
+    for seed in 200..203 {
+        let answer = notary.ask(proposal(seed, false)).await.unwrap();
+        assert!(
+            matches!(answer, Response::Vote(_)),
+            "new wallet {seed}: {answer:?}"
+        );
+    }
+    for (seed, broken) in [(203, false), (204, false), (205, true)] {
+        match notary.ask(proposal(seed, broken)).await.unwrap() {
+            Response::Refusal(refusal @ Refusal::Unavailable { .. }) => {
+                assert!(!refusal.is_definitive());
+                assert!(
+                    refusal
+                        .to_string()
+                        .contains("at most 3 new wallets an hour")
+                );
+            }
+            other => panic!("wallet {seed} over the bound got {other:?}"),
+        }
+    }
+    assert_eq!(notary.wallets().await.len(), known + 3);
+    // A wallet this notary serves goes on as before.
+    let order = setup.order(10);
+    let real = Request::Propose(Proposal {
+        entry: scrip_feed::EntryBytes::of(&order),
+        prefix: vec![],
+    });
+    assert!(matches!(notary.ask(real).await.unwrap(), Response::Vote(_)));
+    // A genesis it voted for is answered again, not refused (the wallet is known now).
+    assert!(matches!(
+        notary.ask(proposal(200, false)).await.unwrap(),
+        Response::Vote(_)
+    ));
+    notary.shutdown().await;
+}
+
 /// After a restart a notary's votes come back from its log unsigned. A vote it signs again
 /// (`Again`, the client retrying the same bytes) is remembered as its own like a new one: the
 /// certificate carrying it, in the next proposal's prefix, costs the other notaries' votes and

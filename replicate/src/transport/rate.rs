@@ -1,14 +1,19 @@
 //! The one token bucket: how much a connection may send us per second (bytes for replication,
-//! requests for the notary protocol). Pure: the time comes in as an argument.
+//! requests for the notary protocol), and how many new wallets a notary takes on per hour.
+//! Pure: the time comes in as an argument.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// A token bucket refilled at `rate` per second, holding at most one second's worth.
+/// A token bucket refilled at `rate` per second, holding at most one period's worth (a second,
+/// unless made with [`TokenBucket::per`]).
 #[derive(Clone, Debug)]
 pub struct TokenBucket {
+    /// Tokens added per second.
     rate: f64,
+    /// Most tokens held.
+    capacity: f64,
     tokens: f64,
     last: Instant,
 }
@@ -16,18 +21,32 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket of `per_sec` (at least 1) at `now`.
     pub fn new(per_sec: u64, now: Instant) -> TokenBucket {
-        let rate = per_sec.max(1) as f64;
+        TokenBucket::per(per_sec, Duration::from_secs(1), now)
+    }
+
+    /// A full bucket of `amount` (at least 1) tokens, refilled at `amount` per `period` (at
+    /// least a millisecond), at `now`.
+    pub fn per(amount: u64, period: Duration, now: Instant) -> TokenBucket {
+        let capacity = amount.max(1) as f64;
+        let period = period.max(Duration::from_millis(1)).as_secs_f64();
         TokenBucket {
-            rate,
-            tokens: rate,
+            rate: capacity / period,
+            capacity,
+            tokens: capacity,
             last: now,
         }
     }
 
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
         self.last = self.last.max(now);
+    }
+
+    /// True if the bucket holds `amount` now (nothing taken).
+    pub fn holds(&mut self, now: Instant, amount: u64) -> bool {
+        self.refill(now);
+        self.tokens >= amount as f64
     }
 
     /// Takes `amount` even if the bucket goes into debt, and returns how long to wait before
@@ -56,6 +75,27 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_hour_then_its_rate() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::per(60, Duration::from_secs(3600), t0);
+        for _ in 0..60 {
+            assert!(bucket.holds(t0, 1));
+            let _ = bucket.take(t0, 1);
+        }
+        assert!(!bucket.holds(t0, 1), "empty");
+        assert!(!bucket.holds(t0 + Duration::from_secs(59), 1));
+        assert!(
+            bucket.holds(t0 + Duration::from_secs(60), 1),
+            "one a minute"
+        );
+        assert!(!bucket.holds(t0 + Duration::from_secs(60), 2));
+        // Never more than its capacity, however long it waits.
+        let later = t0 + Duration::from_secs(100 * 3600);
+        assert!(bucket.holds(later, 60));
+        assert!(!bucket.holds(later, 61));
+    }
 
     #[test]
     fn a_full_second_then_the_rate() {
