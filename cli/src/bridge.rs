@@ -15,7 +15,8 @@
 //! Certificates travel as the `scrip/certificate` attachment of their entry; the node must run
 //! with [`CertificateCheck`] as its attachment check so that only valid ones are kept.
 
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, RwLock};
 
 use scrip_feed::bounded::FifoMap;
 use scrip_feed::{Entry, FeedId, Seq, Store};
@@ -70,6 +71,72 @@ pub fn bridge<N: Network>(node: NodeLink<N>, notary: &NotaryHandle) -> JoinHandl
                     Err(RecvError::Closed) => return,
                 },
             }
+        }
+    })
+}
+
+/// The wallets a notary daemon takes on whatever its bound on new wallets says (`notary.md`
+/// §2, "New wallets"): the ones its home's identity, or an identity it follows, links to
+/// (`ledger.md` §1) — the people its owner vouches for. Read by the notary from memory
+/// ([`Vouched::for_notary`]), kept up to date by [`keep_vouched`].
+#[derive(Clone, Debug, Default)]
+pub struct Vouched(Arc<RwLock<BTreeSet<FeedId>>>);
+
+impl Vouched {
+    /// What the notary asks.
+    pub fn for_notary(&self) -> scrip_notary::Vouched {
+        let set = Arc::clone(&self.0);
+        scrip_notary::Vouched(Arc::new(move |wallet| {
+            set.read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(wallet)
+        }))
+    }
+}
+
+/// Fills `vouched` from `store` now, then again whenever the node stores entries from a peer
+/// (the home's identity `me` and the identities it follows are read incrementally: only their
+/// new entries, [`crate::ops::update_people`]). It stops when the node shuts down.
+pub fn keep_vouched<N: Network>(
+    node: NodeLink<N>,
+    store: Arc<dyn Store>,
+    me: FeedId,
+    vouched: Vouched,
+) -> JoinHandle<()> {
+    let mut events = node.events();
+    tokio::spawn(async move {
+        let mut people = std::collections::BTreeMap::new();
+        loop {
+            let store = Arc::clone(&store);
+            let read = tokio::task::spawn_blocking(move || {
+                let read = crate::ops::update_people(store.as_ref(), &me, &mut people);
+                (read, people)
+            })
+            .await;
+            let Ok((read, read_people)) = read else {
+                return;
+            };
+            people = read_people;
+            match read {
+                Ok(()) => {
+                    let wallets = people.values().filter_map(|p| p.wallet).collect();
+                    *vouched
+                        .0
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = wallets;
+                }
+                Err(err) => tracing::warn!("reading whom this notary vouches for: {err:#}"),
+            }
+            // Until something is stored (the home's own entries too), then whatever else
+            // arrived meanwhile with it.
+            loop {
+                match events.recv().await {
+                    Ok(Event::Stored { .. }) | Err(RecvError::Lagged(_)) => break,
+                    Ok(_) => {}
+                    Err(RecvError::Closed) => return,
+                }
+            }
+            while events.try_recv().is_ok() {}
         }
     })
 }

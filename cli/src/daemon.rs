@@ -61,7 +61,8 @@ pub struct Daemon {
     /// What the node runs on when it is not the daemon's runtime (a notary's: lower priority).
     node_runtime: Option<NodeRuntime>,
     notary: Option<NotaryHandle>,
-    bridge: Option<JoinHandle<()>>,
+    /// A notary daemon's bridge and the task keeping whom it vouches for.
+    bridge: Vec<JoinHandle<()>>,
     api: JoinHandle<()>,
     refunder: Option<JoinHandle<()>>,
     invites: JoinHandle<()>,
@@ -189,8 +190,8 @@ impl Daemon {
         if let Some(notary) = self.notary {
             notary.shutdown().await;
         }
-        if let Some(bridge) = self.bridge {
-            bridge.abort();
+        for task in self.bridge {
+            task.abort();
         }
         self.node.shutdown().await;
         drop(self.node_runtime);
@@ -291,7 +292,7 @@ type Parts = (
     NodeHandle<Tcp>,
     Option<NodeRuntime>,
     Option<NotaryHandle>,
-    Option<JoinHandle<()>>,
+    Vec<JoinHandle<()>>,
     Arc<dyn Store>,
 );
 
@@ -352,6 +353,7 @@ async fn start_parts(
                 return Err(err).context("opening the vote store");
             }
         };
+        let vouched = crate::bridge::Vouched::default();
         let started = Notary::spawn(
             Arc::clone(identity),
             Arc::clone(&store),
@@ -365,6 +367,7 @@ async fn start_parts(
                 transport: transport(config)?,
                 clock_skew: std::time::Duration::from_secs(config.clock_skew),
                 new_wallets_per_hour: Some(config.notary_new_wallets_per_hour),
+                vouched: Some(vouched.for_notary()),
                 ..NotaryConfig::default()
             },
             Arc::new(|_| {}),
@@ -373,7 +376,13 @@ async fn start_parts(
         match started {
             Ok(notary) => {
                 let bridge = crate::bridge::bridge(node.link(), &notary);
-                (Some(notary), Some(bridge))
+                let keeper = crate::bridge::keep_vouched(
+                    node.link(),
+                    Arc::clone(&store),
+                    identity.id(),
+                    vouched,
+                );
+                (Some(notary), vec![bridge, keeper])
             }
             Err(err) => {
                 node.shutdown().await;
@@ -381,7 +390,7 @@ async fn start_parts(
             }
         }
     } else {
-        (None, None)
+        (None, Vec::new())
     };
     Ok((node, node_runtime, notary, bridge, store))
 }

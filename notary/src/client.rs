@@ -328,6 +328,9 @@ enum Answer {
     Refused(Refusal),
     /// The notary could not be reached (the connection failed); it is tried again.
     Unreachable(String),
+    /// The notary said "not now" (a refusal that is not definitive: `Unavailable`, `Behind`)
+    /// for this reason, new since its last answer; it is asked again.
+    NotNow(String),
     /// The notary answered (anything but a vote or a definitive refusal): it is reachable.
     Reached,
 }
@@ -1330,6 +1333,7 @@ async fn propose_to<N: Network>(
     let mut prefix = previous;
     let mut sent_from: Option<u64> = None;
     let mut unreachable = false;
+    let mut not_now = None;
     let mut backoff = Backoff::new(retry);
     loop {
         let proposal = Proposal {
@@ -1367,6 +1371,9 @@ async fn propose_to<N: Network>(
                 let _ = answers.send((notary, Answer::Refused(refusal))).await;
                 return;
             }
+            Ok(Response::Refusal(refusal)) => {
+                report_not_now(&refusal, &mut not_now, notary, &answers).await;
+            }
             Ok(_) | Err(_) => {}
         }
         tokio::time::sleep(backoff.pause()).await;
@@ -1384,6 +1391,7 @@ async fn ask_fate<N: Network>(
     let notary = conn.notary.id;
     let request = Request::Fate(Box::new(request));
     let mut unreachable = false;
+    let mut not_now = None;
     let mut backoff = Backoff::new(retry);
     loop {
         let answer = conn.ask(&request).await;
@@ -1397,6 +1405,9 @@ async fn ask_fate<N: Network>(
             Ok(Response::Refusal(refusal)) if refusal.is_definitive() => {
                 let _ = answers.send((notary, Answer::Refused(refusal))).await;
                 return;
+            }
+            Ok(Response::Refusal(refusal)) => {
+                report_not_now(&refusal, &mut not_now, notary, &answers).await;
             }
             Ok(_) | Err(_) => {}
         }
@@ -1435,6 +1446,21 @@ async fn gather(
         task.abort();
     }
     outcome
+}
+
+/// Tells `answers` a notary's "not now" (a refusal that is not definitive), when its reason
+/// differs from the last one told (`last`), so that a certification without a quorum can say why.
+async fn report_not_now(
+    refusal: &Refusal,
+    last: &mut Option<String>,
+    notary: FeedId,
+    answers: &mpsc::Sender<(FeedId, Answer)>,
+) {
+    let reason = refusal.to_string();
+    if last.as_deref() != Some(reason.as_str()) {
+        *last = Some(reason.clone());
+        let _ = answers.send((notary, Answer::NotNow(reason))).await;
+    }
 }
 
 /// Tells `answers` when a notary becomes unreachable (its connection failed) or reachable again
@@ -1476,6 +1502,8 @@ struct Tally {
     votes: BTreeMap<FeedId, Vote>,
     refusals: BTreeMap<String, (Refusal, usize)>,
     unreachable: BTreeMap<FeedId, String>,
+    /// Each notary's latest "not now", until it votes or refuses for good.
+    not_now: BTreeMap<FeedId, String>,
 }
 
 impl Tally {
@@ -1494,6 +1522,7 @@ impl Tally {
             votes: BTreeMap::new(),
             refusals: BTreeMap::new(),
             unreachable: BTreeMap::new(),
+            not_now: BTreeMap::new(),
         }
     }
 
@@ -1504,6 +1533,7 @@ impl Tally {
         match answer {
             Answer::Vote(vote) => {
                 self.unreachable.remove(&notary);
+                self.not_now.remove(&notary);
                 self.votes.insert(notary, vote);
                 if self.votes.len() >= self.quorum {
                     return Some(Ok(std::mem::take(&mut self.votes).into_values().collect()));
@@ -1511,6 +1541,7 @@ impl Tally {
             }
             Answer::Refused(refusal) => {
                 self.unreachable.remove(&notary);
+                self.not_now.remove(&notary);
                 let slot = self
                     .refusals
                     .entry(refusal.kind())
@@ -1529,6 +1560,10 @@ impl Tally {
             Answer::Reached => {
                 self.unreachable.remove(&notary);
             }
+            Answer::NotNow(reason) => {
+                self.unreachable.remove(&notary);
+                self.not_now.insert(notary, reason);
+            }
         }
         None
     }
@@ -1540,6 +1575,15 @@ impl Tally {
             .values()
             .map(|(r, n)| format!("{n}× {r}"))
             .collect();
+        let mut not_now: BTreeMap<&str, usize> = BTreeMap::new();
+        for reason in self.not_now.values() {
+            *not_now.entry(reason).or_default() += 1;
+        }
+        parts.extend(
+            not_now
+                .into_iter()
+                .map(|(reason, n)| format!("{n}× not now: {reason}")),
+        );
         if !self.unreachable.is_empty() {
             parts.push(format!(
                 "{} of {} notaries cannot be reached ({})",

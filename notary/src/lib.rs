@@ -33,5 +33,5 @@ pub use client::{ClientConfig, NotaryAddr, WalletClient};
 pub use decision::{Decision, NotaryState, Refusal};
 pub use error::{Error, Result};
 pub use pending::PendingFile;
-pub use service::{Notary, NotaryConfig, NotaryEvent, NotaryHandle, NotaryLink};
+pub use service::{Notary, NotaryConfig, NotaryEvent, NotaryHandle, NotaryLink, Vouched};
 pub use votes::{LogVoteStore, MemoryVoteStore, SledVoteStore, Step, VoteRecord, VoteStore};

@@ -85,6 +85,20 @@ pub struct NotaryConfig {
     /// never forgotten), and anyone can make a wallet naming any notary, so a notary open to
     /// strangers bounds how fast they can grow it (`notary.md` §2, "New wallets").
     pub new_wallets_per_hour: Option<u32>,
+    /// Wallets taken on whatever that bound says (those its owner vouches for; `None`: none).
+    pub vouched: Option<Vouched>,
+}
+
+/// Which wallets a notary takes on beyond [`NotaryConfig::new_wallets_per_hour`]: asked on the
+/// notary's actor for each request about a wallet it does not know yet, so it must answer at
+/// once (from memory, never from a store).
+#[derive(Clone)]
+pub struct Vouched(pub Arc<dyn Fn(&FeedId) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Vouched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Vouched(..)")
+    }
 }
 
 impl Default for NotaryConfig {
@@ -99,6 +113,7 @@ impl Default for NotaryConfig {
             clock_skew: CLOCK_SKEW,
             clock_offset_ms: 0,
             new_wallets_per_hour: None,
+            vouched: None,
         }
     }
 }
@@ -228,6 +243,7 @@ impl Notary {
             learning: BTreeMap::new(),
             clock_skew: config.clock_skew,
             clock_offset_ms: config.clock_offset_ms,
+            vouched: config.vouched.clone(),
             new_wallets: config.new_wallets_per_hour.map(|per_hour| {
                 (
                     per_hour,
@@ -463,6 +479,8 @@ struct Actor {
     clock_offset_ms: i64,
     /// The bound on wallets taken on, and its bucket ([`NotaryConfig::new_wallets_per_hour`]).
     new_wallets: Option<(u32, TokenBucket)>,
+    /// Wallets taken on beyond it ([`NotaryConfig::vouched`]).
+    vouched: Option<Vouched>,
 }
 
 /// Work for the notary's feed-store writer.
@@ -798,13 +816,15 @@ impl Actor {
     /// wallet), within the bound on new wallets: a wallet this notary does not know yet is
     /// taken on only while the bound allows one more (else `Unavailable`, before anything is
     /// checked), and counts against it once the decision left state for it (a vote, a learned
-    /// entry, a fate). Wallets it knows are never refused here.
+    /// entry, a fate). Wallets it knows, and wallets vouched for, are never refused here.
     fn for_new_wallet(
         &mut self,
         wallet: Option<FeedId>,
         decide: impl FnOnce(&mut Self) -> Decided,
     ) -> Decided {
-        let new = wallet.filter(|w| self.state.wallet(w).is_none());
+        let new = wallet.filter(|w| {
+            self.state.wallet(w).is_none() && !self.vouched.as_ref().is_some_and(|v| (v.0)(w))
+        });
         let Some((per_hour, bucket)) = self.new_wallets.as_mut().filter(|_| new.is_some()) else {
             return decide(self);
         };
@@ -812,8 +832,9 @@ impl Actor {
         if !bucket.holds(now, 1) {
             return Decided::Answer(Response::Refusal(Refusal::Unavailable {
                 reason: format!(
-                    "this notary takes on at most {per_hour} new wallets an hour and has taken \
-                     its share: try again later"
+                    "this notary takes on at most {per_hour} new wallet{} an hour and has taken \
+                     its share: try again later",
+                    if *per_hour == 1 { "" } else { "s" }
                 ),
             }));
         }

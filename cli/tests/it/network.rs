@@ -225,6 +225,43 @@ fn notary_group_with(
     (notaries, running, create)
 }
 
+/// Notaries bounded to one new wallet an hour: a stranger's wallet takes each notary's one,
+/// the next stranger's stays pending with the reason, and a person the notaries follow gets
+/// their wallet all the same (the notaries vouch for the wallet their identity links to).
+#[test]
+fn notaries_take_on_strangers_within_their_bound_and_the_people_they_follow_beyond_it() {
+    let _turn = common::whole_network();
+    let dir = tempfile::tempdir().unwrap();
+    let (notaries, running, create) =
+        notary_group_with(dir.path(), &[("notary_new_wallets_per_hour", "1")]);
+    let create: Vec<&str> = create.iter().map(String::as_str).collect();
+    let alice = TestHome::init(dir.path(), "alice");
+    let bob = TestHome::init(dir.path(), "bob");
+    let carol = TestHome::init(dir.path(), "carol");
+    let _alice_daemon = alice.serve(&[]);
+    let _bob_daemon = bob.serve(&[]);
+    let _carol_daemon = carol.serve(&[]);
+    // The notaries follow carol, and she peers with them: they hold what she publishes.
+    for (notary, daemon) in notaries.iter().zip(&running) {
+        let daemon = daemon.as_ref().unwrap();
+        notary.home.run(&["follow", &carol.identity()]).ok();
+        carol
+            .run(&["peer", "add", &daemon.listen(), &daemon.identity()])
+            .ok();
+    }
+    alice.run(&create).ok();
+    let refused = bob.run(&create);
+    assert_ne!(refused.code, 0, "{refused:?}");
+    let said = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(
+        said.contains("at most 1 new wallet an hour"),
+        "the reason is not given: {said}"
+    );
+    let created = carol.run(&create);
+    assert_eq!(created.code, 0, "{created:?}");
+    assert!(carol.wallet().starts_with('+'));
+}
+
 #[test]
 fn a_payment_without_a_quorum_stays_visible_and_the_next_command_reports_it() {
     let _turn = common::whole_network();

@@ -704,7 +704,7 @@ async fn bogus_proposals_leave_no_state_behind() {
 /// A notary bounded to 3 new wallets an hour votes for the geneses of 3 new keys, then answers
 /// `Unavailable` (not definitive: the entry stays pending) to the next ones, a bogus one
 /// included, before checking anything and without keeping state for them; a wallet it already
-/// serves is not refused.
+/// serves, or one it vouches for, is not refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notary_takes_on_new_wallets_within_its_bound() {
     use scrip_notary::wire::{Proposal, Request, Response};
@@ -712,6 +712,7 @@ async fn a_notary_takes_on_new_wallets_within_its_bound() {
     let setup = setup(4);
     let store: Arc<dyn scrip_feed::Store> = Arc::new(scrip_feed::MemoryStore::new());
     scrip_notary::certified::store_certified(store.as_ref(), &setup.log).unwrap();
+    let friend = Keypair::from_seed(&[206; 32]).id();
     let notary = Notary::spawn(
         Arc::clone(&setup.notaries[0]),
         store,
@@ -719,6 +720,7 @@ async fn a_notary_takes_on_new_wallets_within_its_bound() {
         scrip_replicate::transport::Tcp,
         NotaryConfig {
             new_wallets_per_hour: Some(3),
+            vouched: Some(scrip_notary::Vouched(Arc::new(move |w| *w == friend))),
             ..NotaryConfig::default()
         },
         Arc::new(|_| {}),
@@ -774,6 +776,11 @@ async fn a_notary_takes_on_new_wallets_within_its_bound() {
         }
     }
     assert_eq!(notary.wallets().await.len(), known + 3);
+    // A wallet it vouches for is taken on beyond the bound.
+    assert!(matches!(
+        notary.ask(proposal(206, false)).await.unwrap(),
+        Response::Vote(_)
+    ));
     // A wallet this notary serves goes on as before.
     let order = setup.order(10);
     let real = Request::Propose(Proposal {
