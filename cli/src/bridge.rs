@@ -94,9 +94,10 @@ impl Vouched {
     }
 }
 
-/// Fills `vouched` from `store` now, then again whenever the node stores entries from a peer
-/// (the home's identity `me` and the identities it follows are read incrementally: only their
-/// new entries, [`crate::ops::update_people`]). It stops when the node shuts down.
+/// Fills `vouched` from `store` now, then again whenever the node stores entries of the home's
+/// identity `me` or of an identity it follows (read incrementally: only their new entries,
+/// [`crate::ops::update_people`]; other feeds, however busy, cost nothing here). It stops when
+/// the node shuts down.
 pub fn keep_vouched<N: Network>(
     node: NodeLink<N>,
     store: Arc<dyn Store>,
@@ -127,11 +128,13 @@ pub fn keep_vouched<N: Network>(
                 }
                 Err(err) => tracing::warn!("reading whom this notary vouches for: {err:#}"),
             }
-            // Until something is stored (the home's own entries too), then whatever else
-            // arrived meanwhile with it.
+            // Until entries of one of these people are stored (the home's own too); whatever
+            // else arrived meanwhile is looked at with them.
+            let relevant = |event: &Event| matches!(event, Event::Stored { feed, .. } if people.contains_key(feed));
             loop {
                 match events.recv().await {
-                    Ok(Event::Stored { .. }) | Err(RecvError::Lagged(_)) => break,
+                    Ok(event) if relevant(&event) => break,
+                    Err(RecvError::Lagged(_)) => break,
                     Ok(_) => {}
                     Err(RecvError::Closed) => return,
                 }
