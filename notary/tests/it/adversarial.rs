@@ -605,6 +605,38 @@ async fn no_signed_answer_leaves_a_batch_before_its_votes_are_flushed() {
     );
 }
 
+/// A proposal of `key`'s wallet genesis naming `notaries`, its signature broken if `broken`.
+fn genesis_proposal(
+    key: &Keypair,
+    notaries: &[scrip_feed::FeedId],
+    broken: bool,
+) -> scrip_notary::wire::Request {
+    let genesis = scrip_ledger::content::WalletEntry::Genesis(scrip_ledger::content::Genesis {
+        notaries: notaries.to_vec(),
+    })
+    .to_payload()
+    .unwrap();
+    let entry = Entry::create(
+        key,
+        None,
+        scrip_feed::Timestamp::from_millis(0),
+        genesis.clone(),
+    )
+    .unwrap();
+    let mut header = entry.header_bytes().to_vec();
+    if broken {
+        let last = header.len() - 1;
+        header[last] ^= 1;
+    }
+    scrip_notary::wire::Request::Propose(scrip_notary::wire::Proposal {
+        entry: scrip_feed::EntryBytes {
+            header,
+            payload: genesis,
+        },
+        prefix: vec![],
+    })
+}
+
 /// Proposals that do not verify (`SCRIP_FLOOD_PROPOSALS` of them, default 20,000; the long run
 /// is 1,000,000), each by another author: every one is refused as malformed, the notary keeps
 /// no state for any of them, and it still votes for a real proposal.
@@ -635,33 +667,12 @@ async fn bogus_proposals_leave_no_state_behind() {
     let known = notary.wallets().await.len();
     let before = scrip_feed::bench::resident_bytes();
     // A genesis naming this notary, by a new author each time, its signature broken.
-    let genesis = scrip_ledger::content::WalletEntry::Genesis(scrip_ledger::content::Genesis {
-        notaries: setup.notaries.iter().map(|k| k.id()).collect(),
-    })
-    .to_payload()
-    .unwrap();
+    let notaries: Vec<_> = setup.notaries.iter().map(|k| k.id()).collect();
     let bogus = |i: usize| {
         let mut seed = [0u8; 32];
         seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
         seed[8] = 0xb0;
-        let key = scrip_feed::Keypair::from_seed(&seed);
-        let entry = Entry::create(
-            &key,
-            None,
-            scrip_feed::Timestamp::from_millis(0),
-            genesis.clone(),
-        )
-        .unwrap();
-        let mut header = entry.header_bytes().to_vec();
-        let last = header.len() - 1;
-        header[last] ^= 1;
-        Request::Propose(Proposal {
-            entry: scrip_feed::EntryBytes {
-                header,
-                payload: genesis.clone(),
-            },
-            prefix: vec![],
-        })
+        genesis_proposal(&scrip_feed::Keypair::from_seed(&seed), &notaries, true)
     };
     for chunk in (0..count).collect::<Vec<_>>().chunks(256) {
         let asks: Vec<_> = chunk
@@ -728,32 +739,9 @@ async fn a_notary_takes_on_new_wallets_within_its_bound() {
     .await
     .unwrap();
     let known = notary.wallets().await.len();
-    let genesis = scrip_ledger::content::WalletEntry::Genesis(scrip_ledger::content::Genesis {
-        notaries: setup.notaries.iter().map(|k| k.id()).collect(),
-    })
-    .to_payload()
-    .unwrap();
+    let notaries: Vec<_> = setup.notaries.iter().map(|k| k.id()).collect();
     let proposal = |seed: u8, broken: bool| {
-        let key = Keypair::from_seed(&[seed; 32]);
-        let entry = Entry::create(
-            &key,
-            None,
-            scrip_feed::Timestamp::from_millis(0),
-            genesis.clone(),
-        )
-        .unwrap();
-        let mut header = entry.header_bytes().to_vec();
-        if broken {
-            let last = header.len() - 1;
-            header[last] ^= 1;
-        }
-        Request::Propose(Proposal {
-            entry: scrip_feed::EntryBytes {
-                header,
-                payload: genesis.clone(),
-            },
-            prefix: vec![],
-        })
+        genesis_proposal(&Keypair::from_seed(&[seed; 32]), &notaries, broken)
     };
     for seed in 200..203 {
         let answer = notary.ask(proposal(seed, false)).await.unwrap();
