@@ -244,11 +244,10 @@ impl Notary {
             clock_skew: config.clock_skew,
             clock_offset_ms: config.clock_offset_ms,
             vouched: config.vouched.clone(),
-            new_wallets: config.new_wallets_per_hour.map(|per_hour| {
-                (
-                    per_hour,
-                    TokenBucket::per(u64::from(per_hour), NEW_WALLETS_PERIOD, Instant::now()),
-                )
+            new_wallets: config.new_wallets_per_hour.map(|per_hour| NewWallets {
+                per_hour,
+                bucket: TokenBucket::per(u64::from(per_hour), NEW_WALLETS_PERIOD, Instant::now()),
+                refusing: false,
             }),
         };
         let actor = tokio::spawn(actor.run(jobs_rx));
@@ -477,10 +476,18 @@ struct Actor {
     clock_skew: Duration,
     /// Added to the system clock for fate decisions (tests).
     clock_offset_ms: i64,
-    /// The bound on wallets taken on, and its bucket ([`NotaryConfig::new_wallets_per_hour`]).
-    new_wallets: Option<(u32, TokenBucket)>,
+    /// The bound on wallets taken on ([`NotaryConfig::new_wallets_per_hour`]).
+    new_wallets: Option<NewWallets>,
     /// Wallets taken on beyond it ([`NotaryConfig::vouched`]).
     vouched: Option<Vouched>,
+}
+
+/// The bound on new wallets, as the actor keeps it.
+struct NewWallets {
+    per_hour: u32,
+    bucket: TokenBucket,
+    /// Whether it is refusing now (said once in the log per run of refusals).
+    refusing: bool,
 }
 
 /// Work for the notary's feed-store writer.
@@ -825,24 +832,33 @@ impl Actor {
         let new = wallet.filter(|w| {
             self.state.wallet(w).is_none() && !self.vouched.as_ref().is_some_and(|v| (v.0)(w))
         });
-        let Some((per_hour, bucket)) = self.new_wallets.as_mut().filter(|_| new.is_some()) else {
+        let Some(bound) = self.new_wallets.as_mut().filter(|_| new.is_some()) else {
             return decide(self);
         };
         let now = Instant::now();
-        if !bucket.holds(now, 1) {
+        if !bound.bucket.holds(now, 1) {
+            let per_hour = bound.per_hour;
+            if !std::mem::replace(&mut bound.refusing, true) {
+                tracing::warn!(
+                    per_hour,
+                    "the bound on new wallets is reached: wallets this notary does not know \
+                     wait (notary_new_wallets_per_hour; the people it follows are not bound)"
+                );
+            }
             return Decided::Answer(Response::Refusal(Refusal::Unavailable {
                 reason: format!(
                     "this notary takes on at most {per_hour} new wallet{} an hour and has taken \
                      its share: try again later",
-                    if *per_hour == 1 { "" } else { "s" }
+                    if per_hour == 1 { "" } else { "s" }
                 ),
             }));
         }
+        bound.refusing = false;
         let decided = decide(self);
         let took = new.is_some_and(|w| self.state.wallet(&w).is_some())
             || matches!(decided, Decided::Persist(VoteRecord::Fate(_)));
-        if took && let Some((_, bucket)) = self.new_wallets.as_mut() {
-            let _ = bucket.take(now, 1);
+        if took && let Some(bound) = self.new_wallets.as_mut() {
+            let _ = bound.bucket.take(now, 1);
         }
         decided
     }
