@@ -636,9 +636,7 @@ impl Actor {
                         }
                     }
                     Request::Fate(request) => {
-                        let wallet = Entry::decode(&request.order.entry.bytes.header, None)
-                            .ok()
-                            .map(|order| order.author());
+                        let wallet = order_wallet(&request);
                         let decided = self
                             .for_new_wallet(wallet, |actor| actor.fate(&request, session.as_ref()));
                         match decided {
@@ -829,9 +827,7 @@ impl Actor {
         wallet: Option<FeedId>,
         decide: impl FnOnce(&mut Self) -> Decided,
     ) -> Decided {
-        let new = wallet.filter(|w| {
-            self.state.wallet(w).is_none() && !self.vouched.as_ref().is_some_and(|v| (v.0)(w))
-        });
+        let new = self.new_wallet(wallet);
         let Some(bound) = self.new_wallets.as_mut().filter(|_| new.is_some()) else {
             return decide(self);
         };
@@ -863,6 +859,24 @@ impl Actor {
         decided
     }
 
+    /// `wallet` if it is one the bound on new wallets applies to: not known here, not vouched
+    /// for.
+    fn new_wallet(&self, wallet: Option<FeedId>) -> Option<FeedId> {
+        wallet.filter(|w| {
+            self.state.wallet(w).is_none() && !self.vouched.as_ref().is_some_and(|v| (v.0)(w))
+        })
+    }
+
+    /// True if the bound on new wallets refuses a request about `wallet` now (so that nothing
+    /// of it is verified ahead: [`Actor::for_new_wallet`] refuses it before any check).
+    fn over_bound(&mut self, wallet: Option<FeedId>) -> bool {
+        let new = self.new_wallet(wallet);
+        match (self.new_wallets.as_mut(), new) {
+            (Some(bound), Some(_)) => !bound.bucket.holds(Instant::now(), 1),
+            _ => false,
+        }
+    }
+
     fn fate(&mut self, request: &FateRequest, session: Option<&FeedId>) -> Decided {
         let now = fate_clock(self.clock_offset_ms);
         let skew = u64::try_from(self.clock_skew.as_millis()).unwrap_or(u64::MAX);
@@ -886,7 +900,9 @@ impl Actor {
                     ..
                 } => {
                     let parsed = parse_proposal(proposal);
-                    if let Ok((entry, prefix)) = &parsed {
+                    if let Ok((entry, prefix)) = &parsed
+                        && !self.over_bound(Some(entry.author()))
+                    {
                         self.state.gather(entry, prefix, &gather);
                     }
                     Some(parsed)
@@ -896,8 +912,10 @@ impl Actor {
                     session,
                     ..
                 } => {
-                    self.state
-                        .gather_fate_on(request, session.as_ref(), &gather);
+                    if !self.over_bound(order_wallet(request)) {
+                        self.state
+                            .gather_fate_on(request, session.as_ref(), &gather);
+                    }
                     None
                 }
                 _ => None,
@@ -1027,6 +1045,13 @@ fn read_to_learn(store: &dyn Store, wallet: &FeedId, from: u64) -> Result<Option
 
 /// A proposal decoded: its entry and its certified prefix, or why it does not decode.
 type Parsed = std::result::Result<(Entry, Vec<CertifiedEntry>), String>;
+
+/// The wallet of the order a fate request cites, read from its header (not verified yet).
+fn order_wallet(request: &FateRequest) -> Option<FeedId> {
+    Entry::decode(&request.order.entry.bytes.header, None)
+        .ok()
+        .map(|order| order.author())
+}
 
 /// Decodes a proposal's entry and prefix.
 fn parse_proposal(proposal: &Proposal) -> Parsed {

@@ -784,6 +784,57 @@ async fn a_notary_takes_on_new_wallets_within_its_bound() {
     notary.shutdown().await;
 }
 
+/// Past the bound on new wallets, a stranger's proposal or fate request costs no signature
+/// check: it is refused before its batch is verified ahead. (Counted in a process of its own.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_bound_a_new_wallet_costs_no_signature_check() {
+    use scrip_notary::wire::Response;
+    use scrip_notary::{Notary, NotaryConfig};
+    if !scrip_feed::bench::run_alone(
+        "adversarial::over_the_bound_a_new_wallet_costs_no_signature_check",
+    ) {
+        return;
+    }
+    let setup = setup(4);
+    let notary = Notary::spawn(
+        Arc::clone(&setup.notaries[0]),
+        Arc::new(scrip_feed::MemoryStore::new()),
+        Arc::new(scrip_notary::MemoryVoteStore::new()),
+        scrip_replicate::transport::Tcp,
+        NotaryConfig {
+            new_wallets_per_hour: Some(1),
+            ..NotaryConfig::default()
+        },
+        Arc::new(|_| {}),
+    )
+    .await
+    .unwrap();
+    let notaries: Vec<_> = setup.notaries.iter().map(|k| k.id()).collect();
+    let first = genesis_proposal(&Keypair::from_seed(&[210; 32]), &notaries, false);
+    assert!(matches!(
+        notary.ask(first).await.unwrap(),
+        Response::Vote(_)
+    ));
+    let before = scrip_feed::identity::signature_checks();
+    for seed in 211..231 {
+        let answer = notary
+            .ask(genesis_proposal(
+                &Keypair::from_seed(&[seed; 32]),
+                &notaries,
+                false,
+            ))
+            .await
+            .unwrap();
+        assert!(
+            matches!(answer, Response::Refusal(Refusal::Unavailable { .. })),
+            "{answer:?}"
+        );
+    }
+    let checked = scrip_feed::identity::signature_checks() - before;
+    assert_eq!(checked, 0, "signatures checked for refused new wallets");
+    notary.shutdown().await;
+}
+
 /// After a restart a notary's votes come back from its log unsigned. A vote it signs again
 /// (`Again`, the client retrying the same bytes) is remembered as its own like a new one: the
 /// certificate carrying it, in the next proposal's prefix, costs the other notaries' votes and
