@@ -876,7 +876,7 @@ mod name_tests {
 }
 
 /// Most entries of one feed read per store call while reading what an identity says.
-const PERSON_READ_BATCH: usize = 256;
+pub const PERSON_READ_BATCH: usize = 256;
 
 /// Reads what `feed` (an identity) says of itself beyond what `person` holds.
 fn update_person(store: &dyn Store, feed: &FeedId, person: &mut Person) -> Result<()> {
@@ -962,7 +962,7 @@ pub fn wallet_names(
 }
 
 /// Most entries of one wallet read per store call while the ledger cache catches up.
-const LEDGER_READ_BATCH: usize = 256;
+pub const LEDGER_READ_BATCH: usize = 256;
 
 /// Applies to `cache` the certified entries of every wallet in `store` that it has not seen
 /// ([`LEDGER_READ_BATCH`] at a time, so a wallet that grew by a million entries since is not
