@@ -611,9 +611,9 @@ impl Actor {
         let mut to_sign: Vec<(Signed, oneshot::Sender<Response>)> = Vec::new();
         let mut learned: Vec<CertifiedEntry> = Vec::new();
         let mut fetches = Vec::new();
-        let mut parsed = self.verify_ahead(&batch).into_iter();
+        let mut ahead = self.verify_ahead(&batch).into_iter();
         for job in batch {
-            let parsed = parsed.next().flatten();
+            let (parsed, wallet) = ahead.next().unwrap_or((None, None));
             match job {
                 Job::Request {
                     request,
@@ -621,10 +621,6 @@ impl Actor {
                     reply,
                 } => match request {
                     Request::Propose(_) => {
-                        let wallet = match &parsed {
-                            Some(Ok((entry, _))) => Some(entry.author()),
-                            _ => None,
-                        };
                         let decided = self
                             .for_new_wallet(wallet, |actor| actor.propose(parsed, &mut learned));
                         match decided {
@@ -636,7 +632,6 @@ impl Actor {
                         }
                     }
                     Request::Fate(request) => {
-                        let wallet = order_wallet(&request);
                         let decided = self
                             .for_new_wallet(wallet, |actor| actor.fate(&request, session.as_ref()));
                         match decided {
@@ -827,7 +822,11 @@ impl Actor {
         wallet: Option<FeedId>,
         decide: impl FnOnce(&mut Self) -> Decided,
     ) -> Decided {
-        let new = self.new_wallet(wallet);
+        let new = if self.new_wallets.is_some() {
+            self.new_wallet(wallet)
+        } else {
+            None
+        };
         let Some(bound) = self.new_wallets.as_mut().filter(|_| new.is_some()) else {
             return decide(self);
         };
@@ -870,11 +869,12 @@ impl Actor {
     /// True if the bound on new wallets refuses a request about `wallet` now (so that nothing
     /// of it is verified ahead: [`Actor::for_new_wallet`] refuses it before any check).
     fn over_bound(&mut self, wallet: Option<FeedId>) -> bool {
-        let new = self.new_wallet(wallet);
-        match (self.new_wallets.as_mut(), new) {
-            (Some(bound), Some(_)) => !bound.bucket.holds(Instant::now(), 1),
-            _ => false,
+        if self.new_wallets.is_none() || self.new_wallet(wallet).is_none() {
+            return false;
         }
+        self.new_wallets
+            .as_mut()
+            .is_some_and(|bound| !bound.bucket.holds(Instant::now(), 1))
     }
 
     fn fate(&mut self, request: &FateRequest, session: Option<&FeedId>) -> Decided {
@@ -888,10 +888,13 @@ impl Actor {
     }
 
     /// Verifies ahead, as one batch, the signatures the batch's decisions will check
-    /// ([`NotaryState::gather`]: proposals, with their prefixes, and fate requests); returns each
-    /// job's proposal decoded (`None` for other jobs), in the batch's order.
-    fn verify_ahead(&mut self, batch: &[Job]) -> Vec<Option<Parsed>> {
+    /// ([`NotaryState::gather`]: proposals, with their prefixes, and fate requests); returns,
+    /// in the batch's order, each job's proposal decoded (`None` for other jobs) and the wallet
+    /// it concerns for the bound on new wallets (a proposal's author; a fate request's order
+    /// wallet, read only when a bound is set).
+    fn verify_ahead(&mut self, batch: &[Job]) -> Vec<(Option<Parsed>, Option<FeedId>)> {
         let gather = scrip_ledger::verify::Gather::default();
+        let bounded = self.new_wallets.is_some();
         let parsed = batch
             .iter()
             .map(|job| match job {
@@ -900,25 +903,28 @@ impl Actor {
                     ..
                 } => {
                     let parsed = parse_proposal(proposal);
+                    let wallet = parsed.as_ref().ok().map(|(entry, _)| entry.author());
                     if let Ok((entry, prefix)) = &parsed
-                        && !self.over_bound(Some(entry.author()))
+                        && !self.over_bound(wallet)
                     {
                         self.state.gather(entry, prefix, &gather);
                     }
-                    Some(parsed)
+                    (Some(parsed), wallet)
                 }
                 Job::Request {
                     request: Request::Fate(request),
                     session,
                     ..
                 } => {
-                    if !self.over_bound(order_wallet(request)) {
+                    // Read from the order's header only when a bound may need it.
+                    let wallet = if bounded { order_wallet(request) } else { None };
+                    if !self.over_bound(wallet) {
                         self.state
                             .gather_fate_on(request, session.as_ref(), &gather);
                     }
-                    None
+                    (None, wallet)
                 }
-                _ => None,
+                _ => (None, None),
             })
             .collect();
         if !gather.is_empty() {
