@@ -94,33 +94,24 @@ impl Vouched {
     }
 }
 
-/// Fills `vouched` from `store` now, then again whenever the node stores entries of the home's
-/// identity `me` or of an identity it follows (read incrementally: only their new entries,
-/// [`crate::ops::update_people`]; other feeds, however busy, cost nothing here). It stops when
-/// the node shuts down.
+/// Fills `vouched` now, then again whenever the node stores entries of the home's identity or
+/// of an identity it follows: the wallets they link to, from the names cache's people
+/// ([`Context::people_wallets`](crate::ops::Context::people_wallets), read incrementally: only
+/// their new entries; other feeds, however busy, cost nothing here). It stops when the node
+/// shuts down.
 pub fn keep_vouched<N: Network>(
     node: NodeLink<N>,
-    store: Arc<dyn Store>,
-    me: FeedId,
+    ctx: Arc<crate::ops::Context>,
     vouched: Vouched,
 ) -> JoinHandle<()> {
     let mut events = node.events();
     tokio::spawn(async move {
-        let mut people = std::collections::BTreeMap::new();
+        let mut people = BTreeSet::new();
         loop {
-            let store = Arc::clone(&store);
-            let read = tokio::task::spawn_blocking(move || {
-                let read = crate::ops::update_people(store.as_ref(), &me, &mut people);
-                (read, people)
-            })
-            .await;
-            let Ok((read, read_people)) = read else {
-                return;
-            };
-            people = read_people;
-            match read {
-                Ok(()) => {
-                    let wallets = people.values().filter_map(|p| p.wallet).collect();
+            match ctx.people_wallets().await {
+                Ok(read) => {
+                    people = read.keys().copied().collect();
+                    let wallets = read.into_values().flatten().collect();
                     *vouched
                         .0
                         .write()
@@ -130,7 +121,7 @@ pub fn keep_vouched<N: Network>(
             }
             // Until entries of one of these people are stored (the home's own too); whatever
             // else arrived meanwhile is looked at with them.
-            let relevant = |event: &Event| matches!(event, Event::Stored { feed, .. } if people.contains_key(feed));
+            let relevant = |event: &Event| matches!(event, Event::Stored { feed, .. } if people.contains(feed));
             loop {
                 match events.recv().await {
                     Ok(event) if relevant(&event) => break,

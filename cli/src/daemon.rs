@@ -94,7 +94,7 @@ impl Daemon {
         // What the node's certificate checks verified, for the wallet client (not checked twice).
         let seen = Arc::default();
         let started = start_parts(&home, &options, &config, &identity, &metrics, &seen).await;
-        let (node, node_runtime, notary, bridge, store) = match started {
+        let (node, node_runtime, notary, mut bridge, vouched, store) = match started {
             Ok(parts) => parts,
             Err(err) => {
                 api::unbind(&socket);
@@ -105,6 +105,13 @@ impl Daemon {
         ctx.seen = seen;
         let ctx = Arc::new(ctx);
         let _ = ctx.metrics.set(Arc::clone(&metrics));
+        if let Some(vouched) = vouched {
+            bridge.push(crate::bridge::keep_vouched(
+                node.link(),
+                Arc::clone(&ctx),
+                vouched,
+            ));
+        }
         let counter = count_stored(node.events(), metrics);
         let api = api::serve(listener, Arc::clone(&ctx));
         let web = match config.web_listen()? {
@@ -293,6 +300,7 @@ type Parts = (
     Option<NodeRuntime>,
     Option<NotaryHandle>,
     Vec<JoinHandle<()>>,
+    Option<crate::bridge::Vouched>,
     Arc<dyn Store>,
 );
 
@@ -342,7 +350,7 @@ async fn start_parts(
         (spawn.await, None)
     };
     let node = node.context("starting the node")?;
-    let (notary, bridge) = if options.notary {
+    let (notary, bridge, vouched) = if options.notary {
         let votes = match LogVoteStore::open(&home.votes()) {
             Ok(votes) => Arc::new(crate::metrics::CountedVotes::new(
                 Arc::new(votes),
@@ -376,13 +384,7 @@ async fn start_parts(
         match started {
             Ok(notary) => {
                 let bridge = crate::bridge::bridge(node.link(), &notary);
-                let keeper = crate::bridge::keep_vouched(
-                    node.link(),
-                    Arc::clone(&store),
-                    identity.id(),
-                    vouched,
-                );
-                (Some(notary), vec![bridge, keeper])
+                (Some(notary), vec![bridge], Some(vouched))
             }
             Err(err) => {
                 node.shutdown().await;
@@ -390,9 +392,9 @@ async fn start_parts(
             }
         }
     } else {
-        (None, Vec::new())
+        (None, Vec::new(), None)
     };
-    Ok((node, node_runtime, notary, bridge, store))
+    Ok((node, node_runtime, notary, bridge, vouched, store))
 }
 
 /// Runs the daemon until Ctrl-C or SIGTERM.

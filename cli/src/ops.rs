@@ -715,6 +715,21 @@ impl Context {
         })
         .await
     }
+
+    /// This home's identity and the identities it follows, each with the wallet it links to
+    /// (`ledger.md` §1): the names cache's people, read up to date (only what is new).
+    pub async fn people_wallets(&self) -> Result<BTreeMap<FeedId, Option<FeedId>>> {
+        let me = self.identity.id();
+        self.with_cache(move |cache, store| {
+            update_people(store, &me, &mut cache.people)?;
+            Ok(cache
+                .people
+                .iter()
+                .map(|(id, person)| (*id, person.wallet))
+                .collect())
+        })
+        .await
+    }
 }
 
 /// The ledger of the wallets in a store, as far as it was read, the feeds known not to be
