@@ -21,6 +21,9 @@ pub const DEFAULT_ORDER_EXPIRY: &str = "7d";
 pub const DEFAULT_CLOCK_SKEW: u64 = 30;
 /// Default bound on the wallets a notary takes on per hour (`notary.md` §2, "New wallets").
 pub const DEFAULT_NOTARY_NEW_WALLETS_PER_HOUR: u32 = 1000;
+/// Default bound on the entries a notary keeps per second for wallets it does not vouch for
+/// (`notary.md` §2, "Strangers' entries").
+pub const DEFAULT_NOTARY_STRANGER_ENTRIES_PER_SEC: u32 = 50;
 
 /// A home's settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +35,8 @@ pub struct Config {
     pub notary_listen: String,
     /// Most wallets `scrip serve --notary` takes on per hour.
     pub notary_new_wallets_per_hour: u32,
+    /// Most entries per second `scrip serve --notary` keeps for wallets it does not vouch for.
+    pub notary_stranger_entries_per_sec: u32,
     /// The network key ("default", or 64 hex digits): only peers with the same key connect.
     pub network_key: String,
     /// How far along the follow graph feeds are replicated (1 = only the feeds you follow).
@@ -56,6 +61,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.into(),
             notary_listen: DEFAULT_NOTARY_LISTEN.into(),
             notary_new_wallets_per_hour: DEFAULT_NOTARY_NEW_WALLETS_PER_HOUR,
+            notary_stranger_entries_per_sec: DEFAULT_NOTARY_STRANGER_ENTRIES_PER_SEC,
             network_key: "default".into(),
             hops: DEFAULT_HOPS,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
@@ -96,6 +102,9 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&config.notary_new_wallets_per_hour) {
             bail!("notary_new_wallets_per_hour must be 1 to 1000000");
+        }
+        if !(1..=100_000).contains(&config.notary_stranger_entries_per_sec) {
+            bail!("notary_stranger_entries_per_sec must be 1 to 100000");
         }
         config.order_expiry()?;
         config.web_listen()?;
@@ -156,6 +165,12 @@ impl Config {
              # (default {DEFAULT_NOTARY_NEW_WALLETS_PER_HOUR}; wallets it already serves are never refused).\n\
              notary_new_wallets_per_hour = {new_wallets}\n\
              \n\
+             # Most entries per second `scrip serve --notary` keeps for wallets it does not vouch\n\
+             # for (yours and those of the people you follow are not bound): its votes and what it\n\
+             # learns for them are kept for good, and a stranger could otherwise take all of its\n\
+             # work (default {DEFAULT_NOTARY_STRANGER_ENTRIES_PER_SEC}, ten seconds' worth at once).\n\
+             notary_stranger_entries_per_sec = {strangers}\n\
+             \n\
              # Only peers with the same network key can connect: \"default\" (the public scrip\n\
              # network) or 64 hex digits for a private network (default \"default\").\n\
              network_key = {key:?}\n\
@@ -186,6 +201,7 @@ impl Config {
             listen = self.listen,
             notary = self.notary_listen,
             new_wallets = self.notary_new_wallets_per_hour,
+            strangers = self.notary_stranger_entries_per_sec,
             key = self.network_key,
             hops = self.hops,
             timeout = self.command_timeout,
@@ -230,6 +246,8 @@ mod tests {
         assert!(Config::parse("order_expiry = \"0s\"").is_err());
         assert!(Config::parse("clock_skew = 99999").is_err());
         assert!(Config::parse("notary_new_wallets_per_hour = 0").is_err());
+        assert!(Config::parse("notary_stranger_entries_per_sec = 0").is_err());
+        assert!(Config::parse("notary_stranger_entries_per_sec = 100001").is_err());
         assert!(Config::parse("web_listen = \"localhost\"").is_err());
         assert!(Config::parse("web_listen = \"off\"").is_ok());
     }

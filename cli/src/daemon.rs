@@ -375,6 +375,7 @@ async fn start_parts(
                 transport: transport(config)?,
                 clock_skew: std::time::Duration::from_secs(config.clock_skew),
                 new_wallets_per_hour: Some(config.notary_new_wallets_per_hour),
+                stranger_entries_per_sec: Some(config.notary_stranger_entries_per_sec),
                 vouched: Some(vouched.for_notary()),
                 ..NotaryConfig::default()
             },

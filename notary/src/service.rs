@@ -85,13 +85,22 @@ pub struct NotaryConfig {
     /// never forgotten), and anyone can make a wallet naming any notary, so a notary open to
     /// strangers bounds how fast they can grow it (`notary.md` §2, "New wallets").
     pub new_wallets_per_hour: Option<u32>,
-    /// Wallets taken on whatever that bound says (those its owner vouches for; `None`: none).
+    /// Most entries per second this notary keeps for wallets it does not vouch for (a token
+    /// bucket of [`STRANGER_BURST`]; `None`: no bound): its votes about them (entry votes and
+    /// fate votes) and the certified entries it learns from their proposals. Each is kept for
+    /// good and costs signature checks, and a stranger can make a wallet whose other notaries
+    /// are its own keys and feed it certified entries as fast as it likes; a notary open to
+    /// strangers keeps its members' share of its work and its disk (`notary.md` §2,
+    /// "Strangers' entries"). With no [`NotaryConfig::vouched`], every wallet counts.
+    pub stranger_entries_per_sec: Option<u32>,
+    /// Wallets taken on whatever those bounds say (those its owner vouches for; `None`: none).
     pub vouched: Option<Vouched>,
 }
 
-/// Which wallets a notary takes on beyond [`NotaryConfig::new_wallets_per_hour`]: asked on the
-/// notary's actor for each request about a wallet it does not know yet, so it must answer at
-/// once (from memory, never from a store).
+/// Which wallets a notary takes on beyond [`NotaryConfig::new_wallets_per_hour`] and
+/// [`NotaryConfig::stranger_entries_per_sec`]: asked on the notary's actor for each request
+/// about a wallet (while one of those bounds is set), so it must answer at once (from memory,
+/// never from a store).
 #[derive(Clone)]
 pub struct Vouched(pub Arc<dyn Fn(&FeedId) -> bool + Send + Sync>);
 
@@ -113,6 +122,7 @@ impl Default for NotaryConfig {
             clock_skew: CLOCK_SKEW,
             clock_offset_ms: 0,
             new_wallets_per_hour: None,
+            stranger_entries_per_sec: None,
             vouched: None,
         }
     }
@@ -120,6 +130,10 @@ impl Default for NotaryConfig {
 
 /// The period of [`NotaryConfig::new_wallets_per_hour`].
 pub const NEW_WALLETS_PERIOD: Duration = Duration::from_secs(3600);
+
+/// How many seconds' worth of [`NotaryConfig::stranger_entries_per_sec`] strangers may use at
+/// once (the bucket's capacity): room for a wallet's short history learned in one go.
+pub const STRANGER_BURST: Duration = Duration::from_secs(10);
 
 /// The default margin δ of the fate clock rule (`notary.md` §3a): notaries keep their clocks
 /// within this of true time (NTP keeps them within milliseconds).
@@ -249,6 +263,17 @@ impl Notary {
                 bucket: TokenBucket::per(u64::from(per_hour), NEW_WALLETS_PERIOD, Instant::now()),
                 refusing: false,
             }),
+            strangers: config
+                .stranger_entries_per_sec
+                .map(|per_sec| StrangerShare {
+                    per_sec,
+                    bucket: TokenBucket::per(
+                        u64::from(per_sec).saturating_mul(STRANGER_BURST.as_secs()),
+                        STRANGER_BURST,
+                        Instant::now(),
+                    ),
+                    refusing: false,
+                }),
         };
         let actor = tokio::spawn(actor.run(jobs_rx));
         let accept = {
@@ -478,8 +503,26 @@ struct Actor {
     clock_offset_ms: i64,
     /// The bound on wallets taken on ([`NotaryConfig::new_wallets_per_hour`]).
     new_wallets: Option<NewWallets>,
-    /// Wallets taken on beyond it ([`NotaryConfig::vouched`]).
+    /// The bound on strangers' entries ([`NotaryConfig::stranger_entries_per_sec`]).
+    strangers: Option<StrangerShare>,
+    /// Wallets exempt from both ([`NotaryConfig::vouched`]).
     vouched: Option<Vouched>,
+}
+
+/// Which bound on strangers refuses a request.
+enum Exhausted {
+    /// [`NotaryConfig::new_wallets_per_hour`].
+    NewWallets,
+    /// [`NotaryConfig::stranger_entries_per_sec`].
+    Strangers,
+}
+
+/// The bound on strangers' entries, as the actor keeps it.
+struct StrangerShare {
+    per_sec: u32,
+    bucket: TokenBucket,
+    /// Whether it is refusing now (said once in the log per run of refusals).
+    refusing: bool,
 }
 
 /// The bound on new wallets, as the actor keeps it.
@@ -621,8 +664,8 @@ impl Actor {
                     reply,
                 } => match request {
                     Request::Propose(_) => {
-                        let decided = self
-                            .for_new_wallet(wallet, |actor| actor.propose(parsed, &mut learned));
+                        let decided =
+                            self.within_bounds(wallet, |actor| actor.propose(parsed, &mut learned));
                         match decided {
                             Decided::Persist(record) => to_persist.push((record, reply)),
                             Decided::Sign(signed) => to_sign.push((signed, reply)),
@@ -633,7 +676,7 @@ impl Actor {
                     }
                     Request::Fate(request) => {
                         let decided = self
-                            .for_new_wallet(wallet, |actor| actor.fate(&request, session.as_ref()));
+                            .within_bounds(wallet, |actor| actor.fate(&request, session.as_ref()));
                         match decided {
                             Decided::Persist(record) => to_persist.push((record, reply)),
                             Decided::Sign(signed) => to_sign.push((signed, reply)),
@@ -811,72 +854,130 @@ impl Actor {
         }
     }
 
-    /// Decides a fate request with this notary's clock.
     /// Runs `decide` on a request about `wallet` (a proposal's author, a fate request's order
-    /// wallet), within the bound on new wallets: a wallet this notary does not know yet is
-    /// taken on only while the bound allows one more (else `Unavailable`, before anything is
-    /// checked), and counts against it once the decision left state for it (a vote, a learned
-    /// entry, a fate). Wallets it knows, and wallets vouched for, are never refused here.
-    fn for_new_wallet(
+    /// wallet) within the bounds on strangers, the wallets not vouched for: a wallet this
+    /// notary does not know yet is taken on only while the bound on new wallets allows one
+    /// more, and a stranger's request is decided only while the strangers' share holds an
+    /// entry (else `Unavailable`, before anything is checked). Then a new wallet counts against
+    /// its bound once the decision left state for it (a vote, a learned entry, a fate vote),
+    /// and what the decision kept for a stranger (its vote, the entries it learned) is taken
+    /// from the share, into debt when a long prefix was learned at once. Vouched wallets are
+    /// never refused here, and wallets it knows never by the bound on new wallets.
+    fn within_bounds(
         &mut self,
         wallet: Option<FeedId>,
         decide: impl FnOnce(&mut Self) -> Decided,
     ) -> Decided {
-        let new = if self.new_wallets.is_some() {
-            self.new_wallet(wallet)
-        } else {
-            None
-        };
-        let Some(bound) = self.new_wallets.as_mut().filter(|_| new.is_some()) else {
+        let Some(stranger) = self.stranger(wallet) else {
             return decide(self);
         };
         let now = Instant::now();
-        if !bound.bucket.holds(now, 1) {
-            let per_hour = bound.per_hour;
-            if !std::mem::replace(&mut bound.refusing, true) {
-                tracing::warn!(
-                    per_hour,
-                    "the bound on new wallets is reached: wallets this notary does not know \
-                     wait (notary_new_wallets_per_hour; the people it follows are not bound)"
-                );
-            }
-            return Decided::Answer(Response::Refusal(Refusal::Unavailable {
-                reason: format!(
+        let new = self.new_wallets.is_some() && self.state.wallet(&stranger).is_none();
+        match self.exhausted(new, now) {
+            Some(Exhausted::NewWallets) => {
+                let bound = self.new_wallets.as_mut().expect("exhausted, so set");
+                let per_hour = bound.per_hour;
+                if !std::mem::replace(&mut bound.refusing, true) {
+                    tracing::warn!(
+                        per_hour,
+                        "the bound on new wallets is reached: wallets this notary does not know \
+                         wait (notary_new_wallets_per_hour; the people it follows are not bound)"
+                    );
+                }
+                return unavailable_because(format!(
                     "this notary takes on at most {per_hour} new wallet{} an hour and has taken \
                      its share: try again later",
                     if per_hour == 1 { "" } else { "s" }
-                ),
-            }));
+                ));
+            }
+            Some(Exhausted::Strangers) => {
+                let share = self.strangers.as_mut().expect("exhausted, so set");
+                let per_sec = share.per_sec;
+                if !std::mem::replace(&mut share.refusing, true) {
+                    tracing::warn!(
+                        per_sec,
+                        "the strangers' share is used up: wallets this notary does not vouch for \
+                         wait (notary_stranger_entries_per_sec; the people it follows are not \
+                         bound)"
+                    );
+                }
+                return unavailable_because(format!(
+                    "this notary keeps at most {per_sec} entr{} a second for wallets it does not \
+                     vouch for, and that share is in use: try again later",
+                    if per_sec == 1 { "y" } else { "ies" }
+                ));
+            }
+            None => {}
         }
-        bound.refusing = false;
+        if let Some(bound) = self.new_wallets.as_mut() {
+            bound.refusing = false;
+        }
+        if let Some(share) = self.strangers.as_mut() {
+            share.refusing = false;
+        }
+        let head = |actor: &Self| {
+            actor
+                .state
+                .wallet(&stranger)
+                .map_or(0, |w| w.certified_head())
+        };
+        let before = head(self);
         let decided = decide(self);
-        let took = new.is_some_and(|w| self.state.wallet(&w).is_some())
+        let learned = head(self).saturating_sub(before);
+        let voted = matches!(decided, Decided::Persist(_));
+        let took = self.state.wallet(&stranger).is_some()
             || matches!(decided, Decided::Persist(VoteRecord::Fate(_)));
-        if took && let Some(bound) = self.new_wallets.as_mut() {
+        if new
+            && took
+            && let Some(bound) = self.new_wallets.as_mut()
+        {
             let _ = bound.bucket.take(now, 1);
+        }
+        let kept = learned.saturating_add(u64::from(voted));
+        if kept > 0
+            && let Some(share) = self.strangers.as_mut()
+        {
+            let _ = share.bucket.take(now, kept);
         }
         decided
     }
 
-    /// `wallet` if it is one the bound on new wallets applies to: not known here, not vouched
-    /// for.
-    fn new_wallet(&self, wallet: Option<FeedId>) -> Option<FeedId> {
-        wallet.filter(|w| {
-            self.state.wallet(w).is_none() && !self.vouched.as_ref().is_some_and(|v| (v.0)(w))
-        })
-    }
-
-    /// True if the bound on new wallets refuses a request about `wallet` now (so that nothing
-    /// of it is verified ahead: [`Actor::for_new_wallet`] refuses it before any check).
-    fn over_bound(&mut self, wallet: Option<FeedId>) -> bool {
-        if self.new_wallets.is_none() || self.new_wallet(wallet).is_none() {
-            return false;
+    /// `wallet` if the bounds on strangers apply to it: one is set and it is not vouched for.
+    fn stranger(&self, wallet: Option<FeedId>) -> Option<FeedId> {
+        if self.new_wallets.is_none() && self.strangers.is_none() {
+            return None;
         }
-        self.new_wallets
-            .as_mut()
-            .is_some_and(|bound| !bound.bucket.holds(Instant::now(), 1))
+        wallet.filter(|w| !self.vouched.as_ref().is_some_and(|v| (v.0)(w)))
     }
 
+    /// Which bound on strangers refuses a request about a stranger's wallet now (`new`: one
+    /// this notary does not know yet), if one does.
+    fn exhausted(&mut self, new: bool, now: Instant) -> Option<Exhausted> {
+        if new
+            && self
+                .new_wallets
+                .as_mut()
+                .is_some_and(|bound| !bound.bucket.holds(now, 1))
+        {
+            return Some(Exhausted::NewWallets);
+        }
+        self.strangers
+            .as_mut()
+            .is_some_and(|share| !share.bucket.holds(now, 1))
+            .then_some(Exhausted::Strangers)
+    }
+
+    /// True if a bound on strangers refuses a request about `wallet` now (so that nothing of
+    /// it is verified ahead: [`Actor::within_bounds`] refuses it before any check).
+    fn over_bound(&mut self, wallet: Option<FeedId>) -> bool {
+        let Some(stranger) = self.stranger(wallet) else {
+            return false;
+        };
+        let new = self.new_wallets.is_some() && self.state.wallet(&stranger).is_none();
+        self.exhausted(new, Instant::now()).is_some()
+    }
+
+    /// Decides a fate request with this notary's clock.
     fn fate(&mut self, request: &FateRequest, session: Option<&FeedId>) -> Decided {
         let now = fate_clock(self.clock_offset_ms);
         let skew = u64::try_from(self.clock_skew.as_millis()).unwrap_or(u64::MAX);
@@ -894,7 +995,7 @@ impl Actor {
     /// wallet, read only when a bound is set).
     fn verify_ahead(&mut self, batch: &[Job]) -> Vec<(Option<Parsed>, Option<FeedId>)> {
         let gather = scrip_ledger::verify::Gather::default();
-        let bounded = self.new_wallets.is_some();
+        let bounded = self.new_wallets.is_some() || self.strangers.is_some();
         let parsed = batch
             .iter()
             .map(|job| match job {
@@ -1140,4 +1241,9 @@ fn unavailable(reason: &str) -> Response {
     Response::Refusal(Refusal::Unavailable {
         reason: format!("the vote store failed: {reason}"),
     })
+}
+
+/// `Unavailable` for `reason`: not definitive, the client asks again later.
+fn unavailable_because(reason: String) -> Decided {
+    Decided::Answer(Response::Refusal(Refusal::Unavailable { reason }))
 }

@@ -262,6 +262,47 @@ fn notaries_take_on_strangers_within_their_bound_and_the_people_they_follow_beyo
     assert!(carol.wallet().starts_with('+'));
 }
 
+/// Notaries keeping at most one stranger's entry a second (ten at once): a stranger minting as
+/// fast as it can soon uses up their share, and they say so in their logs; its mints are paced
+/// (each waits for the share to refill: "not now" is not definitive), not refused. That the
+/// people a notary follows are not bound is tested on the notary itself
+/// (`a_notary_keeps_strangers_entries_within_their_share`).
+#[test]
+fn notaries_pace_a_strangers_entries_to_their_share() {
+    let _turn = common::whole_network();
+    let dir = tempfile::tempdir().unwrap();
+    let (notaries, _running, create) =
+        notary_group_with(dir.path(), &[("notary_stranger_entries_per_sec", "1")]);
+    let create: Vec<&str> = create.iter().map(String::as_str).collect();
+    let alice = TestHome::init(dir.path(), "alice");
+    let _alice_daemon = alice.serve(&[]);
+    alice.run(&create).ok();
+    let said = || {
+        notaries.iter().any(|n| {
+            std::fs::read_to_string(n.home.log_path())
+                .unwrap_or_default()
+                .contains("the strangers' share is used up")
+        })
+    };
+    // Each mint costs a notary two of the share (its vote, and the entry before it learned).
+    let mut mints = 0;
+    while !said() {
+        assert!(mints < 40, "40 mints by a stranger and no notary paced it");
+        alice.run(&["mint", "1.00", "EUR"]).ok();
+        mints += 1;
+    }
+    // Paced, not refused: the next mints go through too.
+    for _ in 0..2 {
+        alice.run(&["mint", "1.00", "EUR"]).ok();
+    }
+    let balance = alice.json(&["balance"]);
+    assert_eq!(
+        balance["balances"][0]["amount"],
+        format!("{}.00", mints + 2),
+        "{balance}"
+    );
+}
+
 #[test]
 fn a_payment_without_a_quorum_stays_visible_and_the_next_command_reports_it() {
     let _turn = common::whole_network();

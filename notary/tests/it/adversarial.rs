@@ -835,6 +835,123 @@ async fn over_the_bound_a_new_wallet_costs_no_signature_check() {
     notary.shutdown().await;
 }
 
+/// A proposal of `wallet`'s next entry (an order) with its whole certified log as the prefix.
+fn proposal_with_log(wallet: &CertifiedWallet) -> scrip_notary::wire::Request {
+    scrip_notary::wire::Request::Propose(scrip_notary::wire::Proposal {
+        entry: scrip_feed::EntryBytes::of(&wallet.order(1)),
+        prefix: wallet
+            .log
+            .iter()
+            .map(|c| scrip_notary::certified::to_bytes(c).unwrap())
+            .collect(),
+    })
+}
+
+/// A notary spawned with no store content, bounded to `per_sec` strangers' entries a second and
+/// vouching for `friend`.
+async fn notary_with_strangers_share(
+    setup: &Setup,
+    per_sec: u32,
+    friend: Option<scrip_feed::FeedId>,
+) -> scrip_notary::NotaryHandle {
+    scrip_notary::Notary::spawn(
+        Arc::clone(&setup.notaries[0]),
+        Arc::new(scrip_feed::MemoryStore::new()),
+        Arc::new(scrip_notary::MemoryVoteStore::new()),
+        scrip_replicate::transport::Tcp,
+        scrip_notary::NotaryConfig {
+            stranger_entries_per_sec: Some(per_sec),
+            vouched: friend.map(|f| scrip_notary::Vouched(Arc::new(move |w| *w == f))),
+            ..scrip_notary::NotaryConfig::default()
+        },
+        Arc::new(|_| {}),
+    )
+    .await
+    .unwrap()
+}
+
+/// A stranger can make a wallet whose other notaries are its own keys (here: the test's) and
+/// feed a notary certified entries as fast as it likes. Bounded to 1 stranger's entry a second
+/// (10 at once), the notary still learns a 32-entry log shown at once and votes (the share goes
+/// into debt), then answers the stranger `Unavailable` (not definitive: the entry stays pending)
+/// and keeps nothing more; a wallet it vouches for is not bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notary_keeps_strangers_entries_within_their_share() {
+    use scrip_notary::wire::Response;
+    let mut stranger = setup(4);
+    for _ in 0..30 {
+        stranger.extend(1);
+    }
+    let mut friend = CertifiedWallet::new(key(3), stranger.notaries.clone());
+    friend.extend(1);
+    let notary = notary_with_strangers_share(&stranger, 1, Some(friend.id())).await;
+    assert!(matches!(
+        notary.ask(proposal_with_log(&stranger)).await.unwrap(),
+        Response::Vote(_)
+    ));
+    assert_eq!(notary.wallets().await, vec![stranger.id()]);
+    // In debt now: the stranger's next request is refused, not decided.
+    stranger.extend(1);
+    match notary.ask(proposal_with_log(&stranger)).await.unwrap() {
+        Response::Refusal(refusal @ Refusal::Unavailable { .. }) => {
+            assert!(!refusal.is_definitive());
+            assert!(
+                refusal
+                    .to_string()
+                    .contains("at most 1 entry a second for wallets it does not vouch for"),
+                "{refusal}"
+            );
+        }
+        other => panic!("a stranger over its share got {other:?}"),
+    }
+    // A wallet it vouches for is decided whatever the strangers did.
+    assert!(matches!(
+        notary.ask(proposal_with_log(&friend)).await.unwrap(),
+        Response::Vote(_)
+    ));
+    let mut wallets = notary.wallets().await;
+    wallets.sort();
+    let mut expected = vec![stranger.id(), friend.id()];
+    expected.sort();
+    assert_eq!(wallets, expected, "the refused request left state behind");
+    notary.shutdown().await;
+}
+
+/// Over the strangers' share, a stranger's proposal costs no signature check: it is refused
+/// before its batch is verified ahead. (Counted in a process of its own.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_strangers_share_a_proposal_costs_no_signature_check() {
+    use scrip_notary::wire::Response;
+    if !scrip_feed::bench::run_alone(
+        "adversarial::over_the_strangers_share_a_proposal_costs_no_signature_check",
+    ) {
+        return;
+    }
+    let mut stranger = setup(4);
+    for _ in 0..12 {
+        stranger.extend(1);
+    }
+    let notary = notary_with_strangers_share(&stranger, 1, None).await;
+    assert!(matches!(
+        notary.ask(proposal_with_log(&stranger)).await.unwrap(),
+        Response::Vote(_)
+    ));
+    let before = scrip_feed::identity::signature_checks();
+    for _ in 0..20 {
+        let answer = notary.ask(proposal_with_log(&stranger)).await.unwrap();
+        assert!(
+            matches!(answer, Response::Refusal(Refusal::Unavailable { .. })),
+            "{answer:?}"
+        );
+    }
+    let checked = scrip_feed::identity::signature_checks() - before;
+    assert_eq!(
+        checked, 0,
+        "signatures checked for a stranger over its share"
+    );
+    notary.shutdown().await;
+}
+
 /// After a restart a notary's votes come back from its log unsigned. A vote it signs again
 /// (`Again`, the client retrying the same bytes) is remembered as its own like a new one: the
 /// certificate carrying it, in the next proposal's prefix, costs the other notaries' votes and
