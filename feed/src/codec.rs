@@ -28,6 +28,23 @@ where
     Ok(value)
 }
 
+/// Decodes bytes this process checked with [`decode_canonical`] when it took them in and kept
+/// since (a store's own records): the same value, without the comparison with its encoding,
+/// which costs as much as the decoding. Trailing bytes are still refused ([`Error::Malformed`]).
+pub fn decode_checked_before<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok(_) => Err(Error::Malformed {
+            what,
+            detail: "trailing bytes".into(),
+        }),
+        Err(e) => Err(Error::Malformed {
+            what,
+            detail: e.to_string(),
+        }),
+    }
+}
+
 /// True iff `value` encodes to exactly `expected`. Compares while encoding, without allocating,
 /// and stops at the first difference.
 pub fn encodes_to<T: Serialize + ?Sized>(value: &T, expected: &[u8]) -> bool {
@@ -181,6 +198,24 @@ mod tests {
             decode_canonical::<u64>("n", &bytes),
             Err(Error::NonCanonical { what: "n" })
         );
+    }
+
+    #[test]
+    fn bytes_checked_before_decode_the_same_without_the_comparison() {
+        let bytes = encode("n", &(300u64, 7u8)).unwrap();
+        assert_eq!(
+            decode_checked_before::<(u64, u8)>("n", &bytes).unwrap(),
+            (300, 7)
+        );
+        // Only what `decode_canonical` checks beyond decoding is skipped.
+        assert_eq!(decode_checked_before::<u64>("n", &[0x85, 0x00]).unwrap(), 5);
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(matches!(
+            decode_checked_before::<(u64, u8)>("n", &trailing),
+            Err(Error::Malformed { .. })
+        ));
+        assert!(decode_checked_before::<(u64, u8)>("n", &bytes[..1]).is_err());
     }
 
     #[test]

@@ -264,17 +264,23 @@ impl Entry {
         })
     }
 
-    /// Like [`Entry::decode`], with the id already known (a stored chunk's next entry names it
-    /// as its `prev`): nothing hashed. Debug builds hash the header and compare.
-    pub(crate) fn decode_with_id(
+    /// Decodes a header its store validated ([`Entry::decode`]'s rules) when it wrote it: a
+    /// stored chunk's record, whose bytes are checked against damage when read (sled's records
+    /// carry checksums, and so do the value log's). Nothing is checked again: the comparison
+    /// with the canonical encoding costs as much as the decoding, and a store serving
+    /// replication decodes every entry it sends. `id` is the header's id when known (a chunk's
+    /// next entry names it as its `prev`: nothing hashed), else it is hashed. Debug builds apply
+    /// every rule (a header that breaks one is an error there), hash the header and compare.
+    pub(crate) fn decode_stored(
         header_bytes: &[u8],
         payload: Option<Vec<u8>>,
-        id: EntryId,
+        id: Option<EntryId>,
     ) -> Result<Entry> {
-        let header = validate::validate_header_format(header_bytes)?;
-        if let Some(payload) = &payload {
-            validate::validate_payload_size(payload.len())?;
+        let header: Header = codec::decode_checked_before("entry header", header_bytes)?;
+        if cfg!(debug_assertions) {
+            debug_assert_eq!(validate::validate_header_format(header_bytes)?, header);
         }
+        let id = id.unwrap_or_else(|| EntryId::of_header(header_bytes));
         debug_assert_eq!(
             id,
             EntryId::of_header(header_bytes),

@@ -171,7 +171,7 @@ impl<'a> Chunk<'a> {
         } else {
             None
         };
-        Entry::decode(header, payload)
+        Entry::decode_stored(header, payload, None)
     }
 
     /// Entries `from..to`, decoded, with their payloads if `with_payload`. A chunk holds
@@ -179,7 +179,8 @@ impl<'a> Chunk<'a> {
     /// it: so the ids of all but the last entry decoded are read from their successors instead
     /// of hashed (a store serving a range hashes one header per chunk, not one per entry). The
     /// chunk was validated when it was written (and its bytes are checked when read, see
-    /// [`super::values`]); debug builds hash every header and compare.
+    /// [`super::values`]): its headers are decoded without the format checks again
+    /// ([`Entry::decode_stored`]); debug builds apply them, hash every header and compare.
     pub(crate) fn entries(&self, from: usize, to: usize, with_payload: bool) -> Result<Vec<Entry>> {
         let to = to.min(self.count);
         let mut entries = Vec::with_capacity(to.saturating_sub(from));
@@ -191,10 +192,7 @@ impl<'a> Chunk<'a> {
             } else {
                 None
             };
-            let entry = match next_prev {
-                Some(id) => Entry::decode_with_id(header, payload, id)?,
-                None => Entry::decode(header, payload)?,
-            };
+            let entry = Entry::decode_stored(header, payload, next_prev)?;
             next_prev = entry.prev();
             entries.push(entry);
         }

@@ -297,7 +297,7 @@ impl SledStore {
     }
 
     /// Re-checks every stored byte: each feed is a contiguous chain from seq 1 to its head,
-    /// every header's signature and link verify, every payload matches its header, the id index
+    /// every header follows the format rules and its signature and link verify, every payload matches its header, the id index
     /// finds every entry and holds nothing else, and every fork proof verifies. Slow on big
     /// stores (one signature check per entry).
     pub fn verify_integrity(&self) -> Result<IntegrityReport> {
@@ -316,6 +316,9 @@ impl SledStore {
                 for i in 0..chunk.len() {
                     let entry = chunk
                         .entry(i, true)
+                        .map_err(|e| self.corrupt(format!("{author} chunk at #{first}: {e}")))?;
+                    // Read without the format rules (`Entry::decode_stored`): applied here.
+                    crate::validate::validate_header_format(entry.header_bytes())
                         .map_err(|e| self.corrupt(format!("{author} chunk at #{first}: {e}")))?;
                     let seq = entry.seq();
                     if Some(seq) != first.get().checked_add(i as u64).map(Seq::new) {
