@@ -252,16 +252,34 @@ impl Entry {
     /// Applies the format rules of [`validate::validate_header_format`]; does not check the
     /// signature, the payload or the link to the previous entry.
     pub fn decode(header_bytes: &[u8], payload: Option<Vec<u8>>) -> Result<Entry> {
-        let header = validate::validate_header_format(header_bytes)?;
-        if let Some(payload) = &payload {
-            validate::validate_payload_size(payload.len())?;
-        }
+        let header = Entry::decode_checks(header_bytes, payload.as_deref())?;
         Ok(Entry {
             header,
             id: EntryId::of_header(header_bytes),
             header_bytes: header_bytes.to_vec(),
             payload,
         })
+    }
+
+    /// [`Entry::decode`], keeping the header's bytes it is given instead of copying them (an
+    /// entry taken off the wire).
+    pub fn decode_owned(header_bytes: Vec<u8>, payload: Option<Vec<u8>>) -> Result<Entry> {
+        let header = Entry::decode_checks(&header_bytes, payload.as_deref())?;
+        Ok(Entry {
+            header,
+            id: EntryId::of_header(&header_bytes),
+            header_bytes,
+            payload,
+        })
+    }
+
+    /// The rules [`Entry::decode`] applies: the header's format, the payload's size.
+    fn decode_checks(header_bytes: &[u8], payload: Option<&[u8]>) -> Result<Header> {
+        let header = validate::validate_header_format(header_bytes)?;
+        if let Some(payload) = payload {
+            validate::validate_payload_size(payload.len())?;
+        }
+        Ok(header)
     }
 
     /// Decodes a header its store validated ([`Entry::decode`]'s rules) when it wrote it: a
@@ -347,6 +365,11 @@ impl Entry {
     /// The payload, if held.
     pub fn payload(&self) -> Option<&[u8]> {
         self.payload.as_deref()
+    }
+
+    /// The signed header's bytes and the payload, moved out (nothing copied).
+    pub fn into_bytes(self) -> (Vec<u8>, Option<Vec<u8>>) {
+        (self.header_bytes, self.payload)
     }
 
     /// Takes the payload out, leaving the header.

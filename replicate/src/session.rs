@@ -426,7 +426,7 @@ impl Session {
             attachments,
         } in entries.items
         {
-            let entry = match Entry::decode(&header, payload) {
+            let entry = match Entry::decode_owned(header, payload) {
                 Ok(entry) => entry,
                 Err(err) => {
                     self.refuse(feed, format!("an undecodable entry: {err}"));
@@ -610,10 +610,13 @@ impl Session {
         }
         let items = entries
             .into_iter()
-            .map(|(entry, attachments)| WireEntry {
-                header: entry.header_bytes().to_vec(),
-                payload: entry.payload().map(<[u8]>::to_vec),
-                attachments,
+            .map(|(entry, attachments)| {
+                let (header, payload) = entry.into_bytes();
+                WireEntry {
+                    header,
+                    payload,
+                    attachments,
+                }
             })
             .collect();
         self.actions
