@@ -758,7 +758,8 @@ impl Actor {
     }
 
     /// Records `to_persist`'s votes (with their entries) in one durable commit; the error's
-    /// text on failure.
+    /// text on failure. The actor waits for nothing else meanwhile, so the commit runs on its
+    /// own thread ([`Blocking::run_here`]): no hand-off to a pool thread and wake-up after.
     async fn persist(
         &self,
         to_persist: &[(VoteRecord, oneshot::Sender<Response>)],
@@ -771,7 +772,7 @@ impl Actor {
         let hook = Arc::clone(&self.hook);
         match self
             .calls
-            .run(move || votes.record(&records, hook.as_ref()))
+            .run_here(move || votes.record(&records, hook.as_ref()))
             .await
             .ok_or(Error::Shutdown)
         {

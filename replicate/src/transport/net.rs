@@ -65,6 +65,24 @@ impl Blocking {
             Blocking::Pool => tokio::task::spawn_blocking(call).await.ok(),
         }
     }
+
+    /// Runs `call` on the calling task's own thread, for a task that has nothing else to do
+    /// until it returns (no `select!`, no timeout around it): on a multi-thread runtime through
+    /// `block_in_place` (the runtime hands this worker's other tasks to another thread for the
+    /// while), which saves handing the call to a pool thread and waking the task afterwards;
+    /// elsewhere as [`Blocking::run`].
+    pub async fn run_here<T: Send + 'static>(
+        self,
+        call: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        match self {
+            Blocking::Pool if multi_thread => Some(tokio::task::block_in_place(call)),
+            _ => self.run(call).await,
+        }
+    }
 }
 
 /// Bounds on the connections a listener has not authenticated yet (`docs/protocol/transport.md`,
