@@ -1336,9 +1336,11 @@ async fn propose_to<N: Network>(
     let mut not_now = None;
     let mut backoff = Backoff::new(retry);
     loop {
+        // The prefix goes along on every try until the notary votes: a notary that said "not
+        // now" (busy, or a stranger's share in use) before deciding still lacks it.
         let proposal = Proposal {
             entry: EntryBytes::of(&entry),
-            prefix: std::mem::take(&mut prefix),
+            prefix: prefix.clone(),
         };
         let answer = conn.ask(&Request::Propose(proposal)).await;
         report_reach(&answer, &mut unreachable, notary, &answers).await;

@@ -87,10 +87,11 @@ pub struct NotaryConfig {
     pub new_wallets_per_hour: Option<u32>,
     /// Most entries per second this notary keeps for wallets it does not vouch for (a token
     /// bucket of [`STRANGER_BURST`]; `None`: no bound): its votes about them (entry votes and
-    /// fate votes) and the certified entries it learns from their proposals. Each is kept for
-    /// good and costs signature checks, and a stranger can make a wallet whose other notaries
-    /// are its own keys and feed it certified entries as fast as it likes; a notary open to
-    /// strangers keeps its members' share of its work and its disk (`notary.md` §2,
+    /// fate votes) and the certified entries it learns from their proposals, and at least one
+    /// per request about them it decides (a bogus one costs checks too). Each entry is kept
+    /// for good and costs signature checks, and a stranger can make a wallet whose other
+    /// notaries are its own keys and feed it certified entries as fast as it likes; a notary
+    /// open to strangers keeps its members' share of its work and its disk (`notary.md` §2,
     /// "Strangers' entries"). With no [`NotaryConfig::vouched`], every wallet counts.
     pub stranger_entries_per_sec: Option<u32>,
     /// Wallets taken on whatever those bounds say (those its owner vouches for; `None`: none).
@@ -861,7 +862,8 @@ impl Actor {
     /// more, and a stranger's request is decided only while the strangers' share holds an
     /// entry (else `Unavailable`, before anything is checked). Then a new wallet counts against
     /// its bound once the decision left state for it (a vote, a learned entry, a fate vote),
-    /// and what the decision kept for a stranger (its vote, the entries it learned) is taken
+    /// and what the decision kept for a stranger (its vote, the entries it learned; one token
+    /// for a request that kept nothing, a bogus one included: deciding it cost checks) is taken
     /// from the share, into debt when a long prefix was learned at once. Vouched wallets are
     /// never refused here, and wallets it knows never by the bound on new wallets.
     fn within_bounds(
@@ -934,10 +936,10 @@ impl Actor {
         {
             let _ = bound.bucket.take(now, 1);
         }
-        let kept = learned.saturating_add(u64::from(voted));
-        if kept > 0
-            && let Some(share) = self.strangers.as_mut()
-        {
+        // Every request decided costs its checks, kept or not (a bogus one too): one token at
+        // least.
+        let kept = learned.saturating_add(u64::from(voted)).max(1);
+        if let Some(share) = self.strangers.as_mut() {
             let _ = share.bucket.take(now, kept);
         }
         decided

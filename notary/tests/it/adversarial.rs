@@ -917,6 +917,41 @@ async fn a_notary_keeps_strangers_entries_within_their_share() {
     notary.shutdown().await;
 }
 
+/// Bogus proposals by strangers (a broken signature, by a new key each time: nothing is kept
+/// for them) still cost checks: each takes one of the strangers' share, so a flood of them is
+/// soon refused before any check instead of taking the notary's processor, while a wallet it
+/// vouches for is decided as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bogus_proposals_by_strangers_drain_their_share_not_the_notary() {
+    use scrip_notary::wire::Response;
+    let mut friend = setup(4);
+    friend.extend(1);
+    let notary = notary_with_strangers_share(&friend, 1, Some(friend.id())).await;
+    let notaries: Vec<_> = friend.notaries.iter().map(|k| k.id()).collect();
+    // Keys no test wallet or notary has (those are `key(1)`, `key(100..)`).
+    let bogus = |i: u8| genesis_proposal(&Keypair::from_seed(&[150 + i; 32]), &notaries, true);
+    // Ten seconds' worth at once: ten bogus proposals are decided (and refused as malformed).
+    for i in 0..10 {
+        let answer = notary.ask(bogus(i)).await.unwrap();
+        assert!(
+            matches!(answer, Response::Refusal(Refusal::Malformed { .. })),
+            "{answer:?}"
+        );
+    }
+    match notary.ask(bogus(10)).await.unwrap() {
+        Response::Refusal(refusal @ Refusal::Unavailable { .. }) => assert!(
+            refusal.to_string().contains("does not vouch for"),
+            "{refusal}"
+        ),
+        other => panic!("the eleventh bogus proposal got {other:?}"),
+    }
+    assert!(matches!(
+        notary.ask(proposal_with_log(&friend)).await.unwrap(),
+        Response::Vote(_)
+    ));
+    notary.shutdown().await;
+}
+
 /// Over the strangers' share, a stranger's proposal costs no signature check: it is refused
 /// before its batch is verified ahead. (Counted in a process of its own.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
