@@ -511,11 +511,46 @@ struct Actor {
 }
 
 /// Which bound on strangers refuses a request.
+#[derive(Clone, Copy)]
 enum Exhausted {
     /// [`NotaryConfig::new_wallets_per_hour`].
-    NewWallets,
+    NewWallets { per_hour: u32 },
     /// [`NotaryConfig::stranger_entries_per_sec`].
-    Strangers,
+    Strangers { per_sec: u32 },
+}
+
+impl Exhausted {
+    /// Said in the log once per run of refusals.
+    fn log(self) {
+        match self {
+            Exhausted::NewWallets { per_hour } => tracing::warn!(
+                per_hour,
+                "the bound on new wallets is reached: wallets this notary does not know wait \
+                 (notary_new_wallets_per_hour; the people it follows are not bound)"
+            ),
+            Exhausted::Strangers { per_sec } => tracing::warn!(
+                per_sec,
+                "the strangers' share is used up: wallets this notary does not vouch for wait \
+                 (notary_stranger_entries_per_sec; the people it follows are not bound)"
+            ),
+        }
+    }
+
+    /// The reason given with `Unavailable`.
+    fn reason(self) -> String {
+        match self {
+            Exhausted::NewWallets { per_hour } => format!(
+                "this notary takes on at most {per_hour} new wallet{} an hour and has taken its \
+                 share: try again later",
+                if per_hour == 1 { "" } else { "s" }
+            ),
+            Exhausted::Strangers { per_sec } => format!(
+                "this notary keeps at most {per_sec} entr{} a second for wallets it does not \
+                 vouch for, and that share is in use: try again later",
+                if per_sec == 1 { "y" } else { "ies" }
+            ),
+        }
+    }
 }
 
 /// The bound on strangers' entries, as the actor keeps it.
@@ -876,41 +911,17 @@ impl Actor {
         };
         let now = Instant::now();
         let new = self.new_wallets.is_some() && self.state.wallet(&stranger).is_none();
-        match self.exhausted(new, now) {
-            Some(Exhausted::NewWallets) => {
-                let bound = self.new_wallets.as_mut().expect("exhausted, so set");
-                let per_hour = bound.per_hour;
-                if !std::mem::replace(&mut bound.refusing, true) {
-                    tracing::warn!(
-                        per_hour,
-                        "the bound on new wallets is reached: wallets this notary does not know \
-                         wait (notary_new_wallets_per_hour; the people it follows are not bound)"
-                    );
-                }
-                return unavailable_because(format!(
-                    "this notary takes on at most {per_hour} new wallet{} an hour and has taken \
-                     its share: try again later",
-                    if per_hour == 1 { "" } else { "s" }
-                ));
+        if let Some(exhausted) = self.exhausted(new, now) {
+            let refusing = match exhausted {
+                Exhausted::NewWallets { .. } => self.new_wallets.as_mut().map(|b| &mut b.refusing),
+                Exhausted::Strangers { .. } => self.strangers.as_mut().map(|s| &mut s.refusing),
+            };
+            if let Some(refusing) = refusing
+                && !std::mem::replace(refusing, true)
+            {
+                exhausted.log();
             }
-            Some(Exhausted::Strangers) => {
-                let share = self.strangers.as_mut().expect("exhausted, so set");
-                let per_sec = share.per_sec;
-                if !std::mem::replace(&mut share.refusing, true) {
-                    tracing::warn!(
-                        per_sec,
-                        "the strangers' share is used up: wallets this notary does not vouch for \
-                         wait (notary_stranger_entries_per_sec; the people it follows are not \
-                         bound)"
-                    );
-                }
-                return unavailable_because(format!(
-                    "this notary keeps at most {per_sec} entr{} a second for wallets it does not \
-                     vouch for, and that share is in use: try again later",
-                    if per_sec == 1 { "y" } else { "ies" }
-                ));
-            }
-            None => {}
+            return unavailable_because(exhausted.reason());
         }
         if let Some(bound) = self.new_wallets.as_mut() {
             bound.refusing = false;
@@ -957,17 +968,17 @@ impl Actor {
     /// this notary does not know yet), if one does.
     fn exhausted(&mut self, new: bool, now: Instant) -> Option<Exhausted> {
         if new
-            && self
-                .new_wallets
-                .as_mut()
-                .is_some_and(|bound| !bound.bucket.holds(now, 1))
+            && let Some(bound) = self.new_wallets.as_mut()
+            && !bound.bucket.holds(now, 1)
         {
-            return Some(Exhausted::NewWallets);
+            return Some(Exhausted::NewWallets {
+                per_hour: bound.per_hour,
+            });
         }
-        self.strangers
-            .as_mut()
-            .is_some_and(|share| !share.bucket.holds(now, 1))
-            .then_some(Exhausted::Strangers)
+        let share = self.strangers.as_mut()?;
+        (!share.bucket.holds(now, 1)).then_some(Exhausted::Strangers {
+            per_sec: share.per_sec,
+        })
     }
 
     /// True if a bound on strangers refuses a request about `wallet` now (so that nothing of
