@@ -923,7 +923,8 @@ impl Actor {
             }
             return unavailable_because(exhausted.reason());
         }
-        if let Some(bound) = self.new_wallets.as_mut() {
+        // A run of refusals ends when a request of its kind passes.
+        if new && let Some(bound) = self.new_wallets.as_mut() {
             bound.refusing = false;
         }
         if let Some(share) = self.strangers.as_mut() {
