@@ -1338,11 +1338,14 @@ async fn propose_to<N: Network>(
     loop {
         // The prefix goes along on every try until the notary votes: a notary that said "not
         // now" (busy, or a stranger's share in use) before deciding still lacks it.
-        let proposal = Proposal {
+        let request = Request::Propose(Proposal {
             entry: EntryBytes::of(&entry),
-            prefix: prefix.clone(),
-        };
-        let answer = conn.ask(&Request::Propose(proposal)).await;
+            prefix: std::mem::take(&mut prefix),
+        });
+        let answer = conn.ask(&request).await;
+        if let Request::Propose(proposal) = request {
+            prefix = proposal.prefix;
+        }
         report_reach(&answer, &mut unreachable, notary, &answers).await;
         match answer {
             // Verified by `gather`, only while it still needs votes.
