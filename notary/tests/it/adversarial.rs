@@ -637,6 +637,34 @@ fn genesis_proposal(
     })
 }
 
+/// Notary 0 of `setup` on loopback with in-memory stores, holding `setup`'s log if
+/// `holding_log`, with `config`.
+async fn in_memory_notary(
+    setup: &Setup,
+    holding_log: bool,
+    config: scrip_notary::NotaryConfig,
+) -> scrip_notary::NotaryHandle {
+    let store: Arc<dyn scrip_feed::Store> = Arc::new(scrip_feed::MemoryStore::new());
+    if holding_log {
+        scrip_notary::certified::store_certified(store.as_ref(), &setup.log).unwrap();
+    }
+    scrip_notary::Notary::spawn(
+        Arc::clone(&setup.notaries[0]),
+        store,
+        Arc::new(scrip_notary::MemoryVoteStore::new()),
+        scrip_replicate::transport::Tcp,
+        config,
+        Arc::new(|_| {}),
+    )
+    .await
+    .unwrap()
+}
+
+/// A notary's vouching for `friend` alone.
+fn vouching_for(friend: scrip_feed::FeedId) -> Option<scrip_notary::Vouched> {
+    Some(scrip_notary::Vouched(Arc::new(move |w| *w == friend)))
+}
+
 /// Proposals that do not verify (`SCRIP_FLOOD_PROPOSALS` of them, default 20,000; the long run
 /// is 1,000,000), each by another author: every one is refused as malformed, the notary keeps
 /// no state for any of them, and it still votes for a real proposal.
@@ -646,24 +674,11 @@ async fn bogus_proposals_leave_no_state_behind() {
     if !scrip_feed::bench::run_alone("adversarial::bogus_proposals_leave_no_state_behind") {
         return;
     }
+    use scrip_notary::NotaryConfig;
     use scrip_notary::wire::{Proposal, Request, Response};
-    use scrip_notary::{Notary, NotaryConfig};
     let count = scrip_feed::bench::env_usize("SCRIP_FLOOD_PROPOSALS", 20_000);
     let setup = setup(4);
-    let store: Arc<dyn scrip_feed::Store> = Arc::new(scrip_feed::MemoryStore::new());
-    scrip_notary::certified::store_certified(store.as_ref(), &setup.log).unwrap();
-    let notary = Arc::new(
-        Notary::spawn(
-            Arc::clone(&setup.notaries[0]),
-            store,
-            Arc::new(scrip_notary::MemoryVoteStore::new()),
-            scrip_replicate::transport::Tcp,
-            NotaryConfig::default(),
-            Arc::new(|_| {}),
-        )
-        .await
-        .unwrap(),
-    );
+    let notary = Arc::new(in_memory_notary(&setup, true, NotaryConfig::default()).await);
     let known = notary.wallets().await.len();
     let before = scrip_feed::bench::resident_bytes();
     // A genesis naming this notary, by a new author each time, its signature broken.
@@ -718,26 +733,16 @@ async fn bogus_proposals_leave_no_state_behind() {
 /// serves, or one it vouches for, is not refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notary_takes_on_new_wallets_within_its_bound() {
+    use scrip_notary::NotaryConfig;
     use scrip_notary::wire::{Proposal, Request, Response};
-    use scrip_notary::{Notary, NotaryConfig};
     let setup = setup(4);
-    let store: Arc<dyn scrip_feed::Store> = Arc::new(scrip_feed::MemoryStore::new());
-    scrip_notary::certified::store_certified(store.as_ref(), &setup.log).unwrap();
     let friend = Keypair::from_seed(&[206; 32]).id();
-    let notary = Notary::spawn(
-        Arc::clone(&setup.notaries[0]),
-        store,
-        Arc::new(scrip_notary::MemoryVoteStore::new()),
-        scrip_replicate::transport::Tcp,
-        NotaryConfig {
-            new_wallets_per_hour: Some(3),
-            vouched: Some(scrip_notary::Vouched(Arc::new(move |w| *w == friend))),
-            ..NotaryConfig::default()
-        },
-        Arc::new(|_| {}),
-    )
-    .await
-    .unwrap();
+    let config = NotaryConfig {
+        new_wallets_per_hour: Some(3),
+        vouched: vouching_for(friend),
+        ..NotaryConfig::default()
+    };
+    let notary = in_memory_notary(&setup, true, config).await;
     let known = notary.wallets().await.len();
     let notaries: Vec<_> = setup.notaries.iter().map(|k| k.id()).collect();
     let proposal = |seed: u8, broken: bool| {
@@ -788,27 +793,19 @@ async fn a_notary_takes_on_new_wallets_within_its_bound() {
 /// check: it is refused before its batch is verified ahead. (Counted in a process of its own.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_bound_a_new_wallet_costs_no_signature_check() {
+    use scrip_notary::NotaryConfig;
     use scrip_notary::wire::Response;
-    use scrip_notary::{Notary, NotaryConfig};
     if !scrip_feed::bench::run_alone(
         "adversarial::over_the_bound_a_new_wallet_costs_no_signature_check",
     ) {
         return;
     }
     let setup = setup(4);
-    let notary = Notary::spawn(
-        Arc::clone(&setup.notaries[0]),
-        Arc::new(scrip_feed::MemoryStore::new()),
-        Arc::new(scrip_notary::MemoryVoteStore::new()),
-        scrip_replicate::transport::Tcp,
-        NotaryConfig {
-            new_wallets_per_hour: Some(1),
-            ..NotaryConfig::default()
-        },
-        Arc::new(|_| {}),
-    )
-    .await
-    .unwrap();
+    let config = NotaryConfig {
+        new_wallets_per_hour: Some(1),
+        ..NotaryConfig::default()
+    };
+    let notary = in_memory_notary(&setup, false, config).await;
     let notaries: Vec<_> = setup.notaries.iter().map(|k| k.id()).collect();
     let first = genesis_proposal(&Keypair::from_seed(&[210; 32]), &notaries, false);
     assert!(matches!(
@@ -847,27 +844,19 @@ fn proposal_with_log(wallet: &CertifiedWallet) -> scrip_notary::wire::Request {
     })
 }
 
-/// A notary spawned with no store content, bounded to `per_sec` strangers' entries a second and
-/// vouching for `friend`.
+/// A notary holding nothing yet, bounded to `per_sec` strangers' entries a second and vouching
+/// for `friend`.
 async fn notary_with_strangers_share(
     setup: &Setup,
     per_sec: u32,
     friend: Option<scrip_feed::FeedId>,
 ) -> scrip_notary::NotaryHandle {
-    scrip_notary::Notary::spawn(
-        Arc::clone(&setup.notaries[0]),
-        Arc::new(scrip_feed::MemoryStore::new()),
-        Arc::new(scrip_notary::MemoryVoteStore::new()),
-        scrip_replicate::transport::Tcp,
-        scrip_notary::NotaryConfig {
-            stranger_entries_per_sec: Some(per_sec),
-            vouched: friend.map(|f| scrip_notary::Vouched(Arc::new(move |w| *w == f))),
-            ..scrip_notary::NotaryConfig::default()
-        },
-        Arc::new(|_| {}),
-    )
-    .await
-    .unwrap()
+    let config = scrip_notary::NotaryConfig {
+        stranger_entries_per_sec: Some(per_sec),
+        vouched: friend.and_then(vouching_for),
+        ..scrip_notary::NotaryConfig::default()
+    };
+    in_memory_notary(setup, false, config).await
 }
 
 /// A stranger can make a wallet whose other notaries are its own keys (here: the test's) and
