@@ -91,12 +91,13 @@ pub fn write(path: &Path, keypair: &Keypair) -> Result<()> {
 /// not at all, for files that hold secrets (key files, backups). It is written and flushed
 /// beside `path` first, under a hidden name of this call's own
 /// (`.NAME.<pid>-<n>.scrip-partial`), then linked to `path`, which fails if `path` exists (so
-/// nothing is ever overwritten), and the staging name is removed. A reader (`scrip id` while the daemon creates the wallet) never sees a file half
-/// written; of two writers racing for one `path` exactly one succeeds, and the file holds what
-/// that one wrote; a crash in the middle leaves nothing at `path` — no key file that could
-/// never be read, no backup that looks whole and is not — only its staging file, removed by a
-/// later write once the process that made it has ended. Where the file system has no hard
-/// links, the staged file is renamed to `path` after checking that `path` does not exist.
+/// nothing is ever overwritten), and the staging name is removed. A reader (`scrip id` while
+/// the daemon creates the wallet) never sees a file half written; of two writers racing for
+/// one `path` exactly one succeeds, and the file holds what that one wrote; a crash in the
+/// middle leaves nothing at `path` — no key file that could never be read, no backup that
+/// looks whole and is not — only its staging file, removed by a later write once the process
+/// that made it has ended. Where the file system has no hard links, the staged file is renamed
+/// to `path` after checking that `path` does not exist.
 pub fn create_secret_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let exists = || std::io::Error::from(std::io::ErrorKind::AlreadyExists);
     if path.exists() {

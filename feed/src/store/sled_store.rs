@@ -297,9 +297,9 @@ impl SledStore {
     }
 
     /// Re-checks every stored byte: each feed is a contiguous chain from seq 1 to its head,
-    /// every header follows the format rules and its signature and link verify, every payload matches its header, the id index
-    /// finds every entry and holds nothing else, and every fork proof verifies. Slow on big
-    /// stores (one signature check per entry).
+    /// every header follows the format rules and its signature and link verify, every payload
+    /// matches its header, the id index finds every entry and holds nothing else, and every
+    /// fork proof verifies. Slow on big stores (one signature check per entry).
     pub fn verify_integrity(&self) -> Result<IntegrityReport> {
         let mut report = IntegrityReport::default();
         for author in self.authors()? {

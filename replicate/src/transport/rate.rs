@@ -1,6 +1,6 @@
 //! The one token bucket: how much a connection may send us per second (bytes for replication,
-//! requests for the notary protocol), and how many new wallets a notary takes on per hour.
-//! Pure: the time comes in as an argument.
+//! requests for the notary protocol), how many new wallets a notary takes on per hour, and how
+//! much it keeps for strangers' wallets. Pure: the time comes in as an argument.
 
 use std::time::Duration;
 
