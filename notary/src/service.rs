@@ -1006,8 +1006,9 @@ impl Actor {
     /// Verifies ahead, as one batch, the signatures the batch's decisions will check
     /// ([`NotaryState::gather`]: proposals, with their prefixes, and fate requests); returns,
     /// in the batch's order, each job's proposal decoded (`None` for other jobs) and the wallet
-    /// it concerns for the bound on new wallets (a proposal's author; a fate request's order
-    /// wallet, read only when a bound is set).
+    /// it concerns for the bounds on strangers (a proposal's author; a fate request's order
+    /// wallet, read only when a bound is set). A request those bounds refuse now gathers
+    /// nothing.
     fn verify_ahead(&mut self, batch: &[Job]) -> Vec<(Option<Parsed>, Option<FeedId>)> {
         let gather = scrip_ledger::verify::Gather::default();
         let bounded = self.new_wallets.is_some() || self.strangers.is_some();
