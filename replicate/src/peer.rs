@@ -8,7 +8,7 @@
 //! peers streaming to each other cannot deadlock; it stops reading input while ingests are
 //! queued, which pushes back on a fast sender through TCP.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +60,16 @@ pub trait AttachmentCheck: Send + Sync + 'static {
     /// counts.
     fn proof_counts(&self, _proof: &ForkProof, _first: &Entry) -> bool {
         true
+    }
+
+    /// Whether the node takes `entry` in from a peer at all (`Err`: why not), asked before
+    /// anything of it is checked: a feed's entries from the first one declined on are not
+    /// checked or stored, and the feed is no longer taken from that peer, with the reason
+    /// (`replication.md` §2, as for an invalid entry). For a node whose policy bounds what it
+    /// keeps of some feeds beyond their validity (a notary and its strangers' wallets).
+    /// `batch` as for `accept`. By default every entry is taken in.
+    fn admit(&self, _entry: &Entry, _batch: &[Entry]) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -544,7 +554,8 @@ async fn ingest_loop(
     let storing = tokio::spawn(store_loop(Arc::clone(&context), checked_rx, done));
     while let Some(first) = jobs.recv().await {
         let batch = take_batch(first, &mut jobs, context.ingest_batch);
-        let Ok(checked) = off_the_runtime(&context, move || check(batch)).await else {
+        let checking = Arc::clone(&context);
+        let Ok(checked) = off_the_runtime(&context, move || check(&checking, batch)).await else {
             break;
         };
         if checked_tx.send(checked).await.is_err() {
@@ -614,25 +625,57 @@ async fn store_loop(
 /// A batch of jobs whose entries' payloads and signatures are checked: what [`store_checked`]
 /// stores. Checking needs nothing stored, so it may run ahead of the batch before.
 struct Checked {
-    spans: Vec<(FeedId, std::ops::Range<usize>)>,
+    spans: Vec<Span>,
     batch: VerifiedBatch,
     attachments: Vec<(usize, Attachment)>,
 }
 
-/// Checks the entries of `jobs` on all cores.
-fn check(jobs: Vec<IngestJob>) -> Checked {
+/// One job's entries in a [`Checked`] batch.
+struct Span {
+    feed: FeedId,
+    entries: std::ops::Range<usize>,
+    /// Why the job's entries from one on were not taken in ([`AttachmentCheck::admit`]); those
+    /// are not in the batch.
+    declined: Option<String>,
+}
+
+/// Checks the entries of `jobs` on all cores, those the node takes in
+/// ([`AttachmentCheck::admit`]: a feed's entries from the first one declined on are left out).
+fn check(context: &PeerContext, jobs: Vec<IngestJob>) -> Checked {
     let mut spans = Vec::with_capacity(jobs.len());
     let mut entries = Vec::new();
     let mut attachments = Vec::new();
+    let mut declined_feeds: BTreeMap<FeedId, String> = BTreeMap::new();
     for IngestJob { feed, items } in jobs {
         let start = entries.len();
-        for (entry, atts) in items {
+        let (mut received, mut carried): (Vec<Entry>, Vec<Vec<Attachment>>) =
+            items.into_iter().unzip();
+        let declined = match declined_feeds.get(&feed) {
+            Some(reason) => Some((0, reason.clone())),
+            None => received.iter().enumerate().find_map(|(i, entry)| {
+                context
+                    .attachments
+                    .admit(entry, &received)
+                    .err()
+                    .map(|reason| (i, reason))
+            }),
+        };
+        if let Some((at, reason)) = &declined {
+            received.truncate(*at);
+            carried.truncate(*at);
+            declined_feeds.insert(feed, reason.clone());
+        }
+        for (entry, atts) in received.into_iter().zip(carried) {
             for attachment in atts {
                 attachments.push((entries.len(), attachment));
             }
             entries.push(entry);
         }
-        spans.push((feed, start..entries.len()));
+        spans.push(Span {
+            feed,
+            entries: start..entries.len(),
+            declined: declined.map(|(_, reason)| reason),
+        });
     }
     Checked {
         spans,
@@ -689,7 +732,12 @@ fn store_checked(context: &PeerContext, checked: Checked) -> Result<Vec<IngestDo
     // An attachment whose entry the store refused is refused with it: nothing to do.
     let (report, _attached) = store.ingest_with_attachments(batch, to_store)?;
     let mut results = Vec::with_capacity(spans.len());
-    for (feed, span) in spans {
+    for Span {
+        feed,
+        entries: span,
+        declined,
+    } in spans
+    {
         let outcomes = &report.outcomes[span];
         let head = store.head(&feed)?.map_or(0, |h| h.seq.get());
         let new = outcomes
@@ -699,9 +747,15 @@ fn store_checked(context: &PeerContext, checked: Checked) -> Result<Vec<IngestDo
         let forked = outcomes
             .iter()
             .any(|o| matches!(o, Err(scrip_feed::Error::Fork { .. })));
+        // What was taken in is stored; the rest was declined: no more of the feed from this
+        // peer (unless something it sent was wrong, which says more).
+        let result = match (IngestResult::from_outcomes(outcomes, head), declined) {
+            (IngestResult::Stored { .. }, Some(reason)) => IngestResult::Refused { reason },
+            (result, _) => result,
+        };
         results.push(IngestDone {
             feed,
-            result: IngestResult::from_outcomes(outcomes, head),
+            result,
             new,
             received: outcomes.len(),
             forked,

@@ -172,3 +172,91 @@ async fn a_peer_reading_from_a_relay_mid_write_never_gets_entries_without_their_
     relay.shutdown().await;
     source.shutdown().await;
 }
+
+/// Takes in entries up to `#upto` of every feed and declines the rest.
+struct UpTo {
+    upto: u64,
+    asked: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl scrip_replicate::AttachmentCheck for UpTo {
+    fn accept(&self, _entry: &Entry, _kind: &str, _bytes: &[u8], _batch: &[Entry]) -> bool {
+        true
+    }
+
+    fn admit(&self, entry: &Entry, _batch: &[Entry]) -> Result<(), String> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        if entry.seq().get() <= self.upto {
+            Ok(())
+        } else {
+            Err(format!("only up to #{} here", self.upto))
+        }
+    }
+}
+
+/// A node's policy may decline entries before they are checked (`AttachmentCheck::admit`): what
+/// it takes in is stored, the first declined entry and those after it are not, and the feed is
+/// no longer taken from that peer, with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_a_node_declines_are_not_stored_and_the_feed_is_no_longer_taken_from_that_peer() {
+    let author = Keypair::from_seed(&[9; 32]);
+    let feed = author.id();
+    let source_store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    write(source_store.as_ref(), &author, 1, 5);
+    let source = Node::spawn(
+        Arc::new(Keypair::from_seed(&[1; 32])),
+        Arc::clone(&source_store),
+        Tcp,
+        config(vec![], feed),
+    )
+    .await
+    .unwrap();
+    let sink_store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sink = Node::spawn_with(
+        Arc::new(Keypair::from_seed(&[2; 32])),
+        Arc::clone(&sink_store),
+        Tcp,
+        config(
+            vec![(
+                source.listen_address().unwrap().to_owned(),
+                Some(source.id()),
+            )],
+            feed,
+        ),
+        Arc::new(UpTo {
+            upto: 2,
+            asked: Arc::clone(&asked),
+        }),
+    )
+    .await
+    .unwrap();
+    let mut events = sink.events();
+    let reason = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Ok(scrip_replicate::Event::Refused {
+                feed: refused,
+                reason,
+                ..
+            }) = events.recv().await
+                && refused == feed
+            {
+                return reason;
+            }
+        }
+    })
+    .await
+    .expect("the sink never declined the feed");
+    assert_eq!(reason, "only up to #2 here");
+    assert_eq!(
+        sink_store.head(&feed).unwrap().map(|h| h.seq.get()),
+        Some(2)
+    );
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        3,
+        "asked about #1..#3: nothing after the first declined entry"
+    );
+    sink.shutdown().await;
+    source.shutdown().await;
+}
