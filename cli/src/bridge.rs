@@ -6,7 +6,9 @@
 //! - Node → notary: when the node stores entries of a feed received from a peer, the notary
 //!   learns the certified ones ([`NotaryHandle::learn`]). A notary that was down or partitioned
 //!   catches up from other notaries, wallets or any peer holding the wallet, with no client
-//!   involved; its amnesia guard lifts as soon as it holds what it heard of.
+//!   involved; its amnesia guard lifts as soon as it holds what it heard of. (Of a stranger's
+//!   wallet, a daemon's notary takes in this way only the entries it voted for: see
+//!   [`CertificateCheck::for_notary`].)
 //! - Notary → node: when the notary keeps entries of a wallet (certified ones learned from a
 //!   proposal, or the one it voted for), the node is asked to replicate that wallet and told of
 //!   the new entries, so that peers get them. At start, every wallet the notary knows is asked
@@ -24,6 +26,7 @@ use scrip_ledger::certificate::CERTIFICATE_KIND;
 use scrip_ledger::content::wallet_notaries;
 use scrip_ledger::verify::{Seen, VerifyAll, certify};
 use scrip_ledger::{Certificate, NotarySet};
+use scrip_notary::VoteStore;
 use scrip_notary::service::{NotaryEvent, NotaryHandle, NotaryLink};
 use scrip_replicate::transport::Network;
 use scrip_replicate::{AttachmentCheck, Event, NodeLink};
@@ -83,14 +86,23 @@ pub fn bridge<N: Network>(node: NodeLink<N>, notary: &NotaryHandle) -> JoinHandl
 pub struct Vouched(Arc<RwLock<BTreeSet<FeedId>>>);
 
 impl Vouched {
+    /// A set holding `wallets` (tests; a daemon's is kept by [`keep_vouched`]).
+    pub fn of(wallets: impl IntoIterator<Item = FeedId>) -> Vouched {
+        Vouched(Arc::new(RwLock::new(wallets.into_iter().collect())))
+    }
+
+    /// Whether the notary vouches for `wallet`.
+    pub fn holds(&self, wallet: &FeedId) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(wallet)
+    }
+
     /// What the notary asks.
     pub fn for_notary(&self) -> scrip_notary::Vouched {
-        let set = Arc::clone(&self.0);
-        scrip_notary::Vouched(Arc::new(move |wallet| {
-            set.read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .contains(wallet)
-        }))
+        let this = self.clone();
+        scrip_notary::Vouched(Arc::new(move |wallet| this.holds(wallet)))
     }
 }
 
@@ -164,6 +176,21 @@ pub struct CertificateCheck {
     seen: Option<Arc<Mutex<Seen>>>,
     /// What the first entries of recently received feeds say ([`FIRST_ENTRIES_REMEMBERED`]).
     first: Arc<Mutex<FifoMap<FeedId, Option<NotarySet>>>>,
+    /// A notary's node: what it takes in of strangers' wallets ([`StrangersVoted`]).
+    strangers: Option<StrangersVoted>,
+}
+
+/// What a notary's node takes in by gossip of a wallet that names the notary but that it does
+/// not vouch for: the entries it voted for, no more (`notary.md` §2, "Strangers' entries").
+/// Such a wallet names other notaries of its owner's choosing, which can certify entries as
+/// fast as they like, and gossip would store them all, unpaced; what this notary voted for is
+/// already within the strangers' share (each vote took a token). The rest of a stranger's log
+/// reaches the notary with the stranger's proposals, within the share.
+#[derive(Clone)]
+struct StrangersVoted {
+    notary: FeedId,
+    vouched: Vouched,
+    votes: Arc<dyn VoteStore>,
 }
 
 impl std::fmt::Debug for CertificateCheck {
@@ -179,7 +206,26 @@ impl CertificateCheck {
             store,
             seen: None,
             first: Arc::new(Mutex::new(FifoMap::new(FIRST_ENTRIES_REMEMBERED))),
+            strangers: None,
         }
+    }
+
+    /// The check of notary `notary`'s node: of a wallet that names it but that it does not
+    /// vouch for (`vouched`), only the entries it voted for (in `votes`) are taken in
+    /// ([`AttachmentCheck::admit`]).
+    #[must_use]
+    pub fn for_notary(
+        mut self,
+        notary: FeedId,
+        vouched: Vouched,
+        votes: Arc<dyn VoteStore>,
+    ) -> CertificateCheck {
+        self.strangers = Some(StrangersVoted {
+            notary,
+            vouched,
+            votes,
+        });
+        self
     }
 
     /// Also remembers each entry whose certificate verified in `seen` (the entry's signature
@@ -249,6 +295,32 @@ impl AttachmentCheck for CertificateCheck {
                 .insert(entry.id(), &certificate);
         }
         verified
+    }
+
+    /// A notary's node takes in, of a wallet that names it but that it does not vouch for, only
+    /// the entries it voted for ([`CertificateCheck::for_notary`]); everything else is taken
+    /// in (and checked).
+    fn admit(&self, entry: &Entry, batch: &[Entry]) -> Result<(), String> {
+        let Some(rule) = &self.strangers else {
+            return Ok(());
+        };
+        let wallet = entry.author();
+        if rule.vouched.holds(&wallet)
+            || !self
+                .wallet_set(entry, batch)
+                .is_some_and(|set| set.contains(&rule.notary))
+        {
+            return Ok(());
+        }
+        match rule.votes.voted_entry(&wallet, entry.seq()) {
+            Ok(Some(voted)) if voted.id() == entry.id() => Ok(()),
+            Ok(_) => Err(format!(
+                "#{} of a wallet this notary does not vouch for, which it did not vote for: \
+                 taken in only with the wallet's proposals",
+                entry.seq()
+            )),
+            Err(err) => Err(format!("reading the vote log: {err}")),
+        }
     }
 
     /// Every entry of a wallet (a feed whose first entry is a wallet genesis) needs its

@@ -332,7 +332,20 @@ async fn start_parts(
         seek_own_feed: home.restored(),
         ..NodeConfig::default()
     };
-    let check = CertificateCheck::new(Arc::clone(&store)).remembering(Arc::clone(seen));
+    // A notary's vote log and whom it vouches for come first: its node's check reads both.
+    let notary_parts = if options.notary {
+        let votes: Arc<dyn scrip_notary::VoteStore> = Arc::new(crate::metrics::CountedVotes::new(
+            Arc::new(LogVoteStore::open(&home.votes()).context("opening the vote store")?),
+            Arc::clone(metrics),
+        ));
+        Some((votes, crate::bridge::Vouched::default()))
+    } else {
+        None
+    };
+    let mut check = CertificateCheck::new(Arc::clone(&store)).remembering(Arc::clone(seen));
+    if let Some((votes, vouched)) = &notary_parts {
+        check = check.for_notary(identity.id(), vouched.clone(), Arc::clone(votes));
+    }
     let spawn = Node::spawn_with(
         Arc::clone(identity),
         Arc::clone(&store),
@@ -350,18 +363,7 @@ async fn start_parts(
         (spawn.await, None)
     };
     let node = node.context("starting the node")?;
-    let (notary, bridge, vouched) = if options.notary {
-        let votes = match LogVoteStore::open(&home.votes()) {
-            Ok(votes) => Arc::new(crate::metrics::CountedVotes::new(
-                Arc::new(votes),
-                Arc::clone(metrics),
-            )),
-            Err(err) => {
-                node.shutdown().await;
-                return Err(err).context("opening the vote store");
-            }
-        };
-        let vouched = crate::bridge::Vouched::default();
+    let (notary, bridge, vouched) = if let Some((votes, vouched)) = notary_parts {
         let started = Notary::spawn(
             Arc::clone(identity),
             Arc::clone(&store),

@@ -23,6 +23,8 @@ use scrip_replicate::{Node, NodeConfig, NodeHandle};
 /// One notary peer: a node and a notary service over one store, bridged.
 struct Peer {
     node: NodeHandle<Tcp>,
+    /// The node's events since it started.
+    events: tokio::sync::broadcast::Receiver<scrip_replicate::Event>,
     notary: NotaryHandle,
     bridge: tokio::task::JoinHandle<()>,
 }
@@ -36,6 +38,21 @@ struct Disk {
 }
 
 async fn start_peer(disk: &Disk, peers: Vec<(String, Option<FeedId>)>) -> (Peer, String) {
+    start_peer_vouching(disk, peers, None).await
+}
+
+/// [`start_peer`], as `scrip serve --notary` runs it when `vouched` is given: the bounds on
+/// strangers apply to every wallet outside `vouched`, and the node takes in of a stranger's
+/// wallet only what the notary voted for.
+async fn start_peer_vouching(
+    disk: &Disk,
+    peers: Vec<(String, Option<FeedId>)>,
+    vouched: Option<bridge::Vouched>,
+) -> (Peer, String) {
+    let mut check = CertificateCheck::new(Arc::clone(&disk.store));
+    if let Some(vouched) = &vouched {
+        check = check.for_notary(disk.key.id(), vouched.clone(), Arc::clone(&disk.votes));
+    }
     let node = Node::spawn_with(
         Arc::clone(&disk.key),
         Arc::clone(&disk.store),
@@ -47,10 +64,11 @@ async fn start_peer(disk: &Disk, peers: Vec<(String, Option<FeedId>)>) -> (Peer,
             tick: Duration::from_millis(50),
             ..NodeConfig::default()
         },
-        Arc::new(CertificateCheck::new(Arc::clone(&disk.store))),
+        Arc::new(check),
     )
     .await
     .unwrap();
+    let events = node.events();
     let notary = Notary::spawn(
         Arc::clone(&disk.key),
         Arc::clone(&disk.store),
@@ -59,6 +77,9 @@ async fn start_peer(disk: &Disk, peers: Vec<(String, Option<FeedId>)>) -> (Peer,
         NotaryConfig {
             listen: disk.notary_address.clone(),
             transport: transport(),
+            new_wallets_per_hour: vouched.as_ref().map(|_| 1000),
+            stranger_entries_per_sec: vouched.as_ref().map(|_| 1000),
+            vouched: vouched.as_ref().map(bridge::Vouched::for_notary),
             ..NotaryConfig::default()
         },
         Arc::new(|_| {}),
@@ -70,6 +91,7 @@ async fn start_peer(disk: &Disk, peers: Vec<(String, Option<FeedId>)>) -> (Peer,
     (
         Peer {
             node,
+            events,
             notary,
             bridge,
         },
@@ -167,6 +189,90 @@ async fn a_notary_that_was_down_catches_up_by_gossip_alone() {
         .submit(&common::Wallet::order_content(bob, &eur, 5))
         .await
         .unwrap();
+    for peer in peers.into_iter().flatten() {
+        stop_peer(peer).await;
+    }
+}
+
+/// A notary open to strangers takes in by gossip, of a stranger's wallet that names it, only the
+/// entries it voted for: such a wallet names other notaries of its owner's choosing, which
+/// could certify entries for gossip to store without end. Back after a stop, it catches up by
+/// gossip on the wallet it vouches for, and declines the stranger's entries it did not vote
+/// for (they come with the stranger's next proposal, within the strangers' share).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notary_takes_in_by_gossip_only_what_it_voted_for_of_a_strangers_wallet() {
+    let disks: Vec<Disk> = (0..4u8)
+        .map(|i| Disk {
+            key: key(70 + i),
+            store: Arc::new(MemoryStore::new()),
+            votes: Arc::new(MemoryVoteStore::new()),
+            notary_address: crate::common::fixed_port(),
+        })
+        .collect();
+    let addrs: Vec<NotaryAddr> = disks
+        .iter()
+        .map(|d| NotaryAddr {
+            id: d.key.id(),
+            address: d.notary_address.clone(),
+        })
+        .collect();
+    let mut alice = wallet(11, addrs.clone());
+    let mut stranger = wallet(12, addrs);
+    let vouched = bridge::Vouched::of([alice.id()]);
+    let mut peers: Vec<Option<Peer>> = Vec::new();
+    let mut node_addresses: Vec<(String, Option<FeedId>)> = Vec::new();
+    for (i, disk) in disks.iter().enumerate() {
+        let only = (i == 0).then(|| vouched.clone());
+        let (peer, address) = start_peer_vouching(disk, node_addresses.clone(), only).await;
+        node_addresses.push((address, Some(disk.key.id())));
+        peers.push(Some(peer));
+    }
+
+    alice.client.create().await.unwrap();
+    let eur = Currency::new(alice.id(), "EUR", 2).unwrap();
+    alice.mint(&eur, 100).await;
+    stranger.client.create().await.unwrap();
+    let xyz = Currency::new(stranger.id(), "XYZ", 0).unwrap();
+    stranger.mint(&xyz, 5).await;
+    stranger.mint(&xyz, 1).await;
+    // Each notary learned #1..#2 with the proposals and voted for #3.
+    wait_head(&disks[0].store, stranger.id(), 2).await;
+
+    // Notary 0 stops; both wallets go on with the other three, which learn up to #3 of each.
+    stop_peer(peers[0].take().unwrap()).await;
+    for amount in 1..=2 {
+        alice.mint(&eur, amount).await;
+        stranger.mint(&xyz, amount).await;
+    }
+    let (peer, _) =
+        start_peer_vouching(&disks[0], node_addresses[1..].to_vec(), Some(vouched)).await;
+    let mut peer = peer;
+    // Back, it catches up by gossip on the wallet it vouches for (#2, #3: it held #1)…
+    wait_head(&disks[0].store, alice.id(), 3).await;
+    // …and takes in the stranger's #3, which it voted for, and declines #4, which it did not.
+    let stranger_id = stranger.id();
+    let reason = wait_event(
+        &mut peer.events,
+        "the stranger's entries declined",
+        |event| match event {
+            scrip_replicate::Event::Refused { feed, reason, .. } if *feed == stranger_id => {
+                Some(reason.clone())
+            }
+            _ => None,
+        },
+    )
+    .await;
+    assert!(reason.contains("did not vote for"), "{reason}");
+    assert_eq!(
+        disks[0]
+            .store
+            .head(&stranger_id)
+            .unwrap()
+            .map(|h| h.seq.get()),
+        Some(3),
+        "the entry it voted for taken in, the one it did not declined"
+    );
+    peers[0] = Some(peer);
     for peer in peers.into_iter().flatten() {
         stop_peer(peer).await;
     }
