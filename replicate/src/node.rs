@@ -25,7 +25,7 @@ use crate::limits::{
 use crate::peer::{AcceptAll, AttachmentCheck, PeerCommand, PeerContext, PeerHandle, PeerReport};
 use crate::peers::{Origin, PeerTable};
 use crate::policy::ScopeChange;
-use crate::scheduler::{Change, DEFAULT_REQUEST_TIMEOUT, Scheduler};
+use crate::scheduler::{Change, DEFAULT_DECLINE_BACKOFF, DEFAULT_REQUEST_TIMEOUT, Scheduler};
 
 /// Default [`NodeConfig::idle_before_eviction`].
 pub const IDLE_BEFORE_EVICTION: Duration = Duration::from_secs(5);
@@ -68,6 +68,9 @@ pub struct NodeConfig {
     pub rotate_every: Option<Duration>,
     /// How long a peer may claim more of a feed without delivering it before another is asked.
     pub request_timeout: Duration,
+    /// How long a peer is not asked for a feed after the node's policy declined entries of it
+    /// that the peer sent (`AttachmentCheck::admit`).
+    pub decline_backoff: Duration,
     /// Cap on inbound bytes per second from one peer.
     pub peer_bytes_per_sec: u64,
     /// Entries ingested per store batch.
@@ -138,6 +141,7 @@ impl Default for NodeConfig {
             idle_before_eviction: IDLE_BEFORE_EVICTION,
             rotate_every: Some(Duration::from_secs(300)),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            decline_backoff: DEFAULT_DECLINE_BACKOFF,
             peer_bytes_per_sec: DEFAULT_PEER_BYTES_PER_SEC,
             ingest_batch: DEFAULT_INGEST_BATCH,
             tick: Duration::from_secs(1),
@@ -199,6 +203,16 @@ pub enum Event {
     },
     /// We stopped taking `feed` from `peer` because it sent something invalid.
     Refused {
+        /// The peer.
+        peer: FeedId,
+        /// The feed.
+        feed: FeedId,
+        /// Why.
+        reason: String,
+    },
+    /// We stopped taking `feed` from `peer` for [`NodeConfig::decline_backoff`]: our policy
+    /// declined entries of it that the peer sent (`AttachmentCheck::admit`).
+    Declined {
         /// The peer.
         peer: FeedId,
         /// The feed.
@@ -437,6 +451,7 @@ impl Node {
             },
         });
         let (request_timeout, seek_own_feed) = (config.request_timeout, config.seek_own_feed);
+        let decline_backoff = config.decline_backoff;
         let (max_incoming, idle_before_eviction) =
             (config.max_incoming, config.idle_before_eviction);
         let connections = Connections::new(
@@ -463,7 +478,7 @@ impl Node {
             heads,
             graph: FollowGraph::new(),
             scope: Scope::default(),
-            scheduler: Scheduler::new(request_timeout),
+            scheduler: Scheduler::with_backoff(request_timeout, decline_backoff),
             connections,
             memories: BTreeMap::new(),
             last_catch_up: (0, 0),
@@ -954,6 +969,11 @@ impl<N: Network> Actor<N> {
                 let changes = self.scheduler.refused(&peer, &feed, now);
                 self.apply(changes);
                 self.emit(Event::Refused { peer, feed, reason });
+            }
+            PeerReport::Declined { peer, feed, reason } => {
+                let changes = self.scheduler.declined(&peer, &feed, now);
+                self.apply(changes);
+                self.emit(Event::Declined { peer, feed, reason });
             }
             PeerReport::ForkProof { peer, bytes } => self.check_proof(Some(peer), bytes),
             PeerReport::Stored {

@@ -64,10 +64,11 @@ pub trait AttachmentCheck: Send + Sync + 'static {
 
     /// Whether the node takes `entry` in from a peer at all (`Err`: why not), asked before
     /// anything of it is checked: a feed's entries from the first one declined on are not
-    /// checked or stored, and the feed is no longer taken from that peer, with the reason
-    /// (`replication.md` §2, as for an invalid entry). For a node whose policy bounds what it
-    /// keeps of some feeds beyond their validity (a notary and its strangers' wallets).
-    /// `batch` as for `accept`. By default every entry is taken in.
+    /// checked or stored, and the feed is not asked of that peer for
+    /// [`NodeConfig::decline_backoff`](crate::NodeConfig::decline_backoff), with the reason
+    /// (`replication.md` §2.5, §4). For a node whose policy bounds what it keeps of some feeds
+    /// beyond their validity (a notary and its strangers' wallets). `batch` as for `accept`.
+    /// By default every entry is taken in.
     fn admit(&self, _entry: &Entry, _batch: &[Entry]) -> Result<(), String> {
         Ok(())
     }
@@ -168,6 +169,11 @@ pub(crate) enum PeerReport {
         note: Note,
     },
     Refused {
+        peer: FeedId,
+        feed: FeedId,
+        reason: String,
+    },
+    Declined {
         peer: FeedId,
         feed: FeedId,
         reason: String,
@@ -321,6 +327,10 @@ pub(crate) async fn run<S>(
                 Action::Refused { feed, reason } => {
                     tracing::debug!(%peer, %feed, %reason, "stopped taking a feed from a peer");
                     report(&context, PeerReport::Refused { peer, feed, reason }).await;
+                }
+                Action::Declined { feed, reason } => {
+                    tracing::debug!(%peer, %feed, %reason, "declined a feed from a peer for now");
+                    report(&context, PeerReport::Declined { peer, feed, reason }).await;
                 }
             }
         }
@@ -747,10 +757,12 @@ fn store_checked(context: &PeerContext, checked: Checked) -> Result<Vec<IngestDo
         let forked = outcomes
             .iter()
             .any(|o| matches!(o, Err(scrip_feed::Error::Fork { .. })));
-        // What was taken in is stored; the rest was declined: no more of the feed from this
-        // peer (unless something it sent was wrong, which says more).
+        // What was taken in is stored; the rest was declined: the feed is not taken from this
+        // peer for a while (unless something it sent was wrong, which says more).
         let result = match (IngestResult::from_outcomes(outcomes, head), declined) {
-            (IngestResult::Stored { .. }, Some(reason)) => IngestResult::Refused { reason },
+            (IngestResult::Stored { head }, Some(reason)) => {
+                IngestResult::Declined { head, reason }
+            }
             (result, _) => result,
         };
         results.push(IngestDone {

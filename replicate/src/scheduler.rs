@@ -9,7 +9,10 @@
 //! - a source that claims more but delivers nothing for `request_timeout` is replaced by another
 //!   peer that claims more;
 //! - a source that disconnects, or that sent something invalid for the feed (refused), is
-//!   replaced, and a refused peer is never asked for that feed again in this run.
+//!   replaced, and a refused peer is never asked for that feed again in this run;
+//! - a source whose entries of the feed our policy declined is replaced, and that peer is not
+//!   asked for that feed again for the decline backoff; a feed left without a source is given
+//!   one again at the next tick once a peer claiming more than we hold may be asked.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -19,6 +22,11 @@ use tokio::time::Instant;
 
 /// Default time a source may claim more than we hold without delivering it.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default time a peer is not asked for a feed after our policy declined entries of it that
+/// the peer sent (`AttachmentCheck::admit`): by then the policy may take them (a notary has
+/// voted for them, or learned them from the wallet's proposals).
+pub const DEFAULT_DECLINE_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Ask (`true`) or stop asking (`false`) `peer` for `feed`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,20 +57,31 @@ struct PeerView {
 #[derive(Clone, Debug)]
 pub struct Scheduler {
     request_timeout: Duration,
+    decline_backoff: Duration,
     feeds: BTreeMap<FeedId, Assignment>,
     peers: BTreeMap<FeedId, PeerView>,
     /// Refusals outlive connections.
     refused: BTreeSet<(FeedId, FeedId)>,
+    /// (peer, feed) declined, until when (at most one per connected peer and replicated
+    /// feed: expired ones are dropped at each tick, and those of a peer when it disconnects).
+    declined: BTreeMap<(FeedId, FeedId), Instant>,
 }
 
 impl Scheduler {
-    /// A scheduler with no feeds and no peers.
+    /// A scheduler with no feeds and no peers ([`DEFAULT_DECLINE_BACKOFF`]).
     pub fn new(request_timeout: Duration) -> Scheduler {
+        Scheduler::with_backoff(request_timeout, DEFAULT_DECLINE_BACKOFF)
+    }
+
+    /// A scheduler with no feeds and no peers, and this decline backoff.
+    pub fn with_backoff(request_timeout: Duration, decline_backoff: Duration) -> Scheduler {
         Scheduler {
             request_timeout,
+            decline_backoff,
             feeds: BTreeMap::new(),
             peers: BTreeMap::new(),
             refused: BTreeSet::new(),
+            declined: BTreeMap::new(),
         }
     }
 
@@ -131,7 +150,10 @@ impl Scheduler {
         let mut wanted = BTreeMap::new();
         for feed in feeds {
             let mut ask = false;
-            if self.source(&feed).is_none() && !self.refused.contains(&(peer, feed)) {
+            if self.source(&feed).is_none()
+                && !self.refused.contains(&(peer, feed))
+                && !self.declined.contains_key(&(peer, feed))
+            {
                 if let Some(a) = self.feeds.get_mut(&feed) {
                     a.source = Some(peer);
                     a.last_progress = now;
@@ -146,6 +168,7 @@ impl Scheduler {
     /// A peer disconnected; its feeds go to others.
     pub fn peer_disconnected(&mut self, peer: &FeedId, now: Instant) -> Vec<Change> {
         self.peers.remove(peer);
+        self.declined.retain(|(p, _), _| p != peer);
         let orphaned: Vec<FeedId> = self
             .feeds
             .iter_mut()
@@ -206,6 +229,23 @@ impl Scheduler {
         Vec::new()
     }
 
+    /// Our policy declined entries of `feed` that `peer` sent: it is not asked for the feed
+    /// again for the backoff, and another peer is.
+    pub fn declined(&mut self, peer: &FeedId, feed: &FeedId, now: Instant) -> Vec<Change> {
+        if !self.peers.contains_key(peer) || !self.feeds.contains_key(feed) {
+            return Vec::new();
+        }
+        self.declined
+            .insert((*peer, *feed), now + self.decline_backoff);
+        if self.source(feed) == Some(*peer) {
+            if let Some(a) = self.feeds.get_mut(feed) {
+                a.source = None;
+            }
+            return self.choose(feed, now);
+        }
+        Vec::new()
+    }
+
     /// Our store now holds `feed` up to `local`.
     pub fn progress(&mut self, feed: &FeedId, local: u64, now: Instant) {
         if let Some(a) = self.feeds.get_mut(feed)
@@ -216,8 +256,21 @@ impl Scheduler {
         }
     }
 
-    /// Replaces sources that claim more than we hold but delivered nothing for the timeout.
+    /// Replaces sources that claim more than we hold but delivered nothing for the timeout, and
+    /// gives a source to feeds without one that a peer claiming more may be asked for (a
+    /// decline's backoff ran out).
     pub fn tick(&mut self, now: Instant) -> Vec<Change> {
+        self.declined.retain(|_, until| *until > now);
+        let sourceless: Vec<FeedId> = self
+            .feeds
+            .iter()
+            .filter(|(feed, a)| a.source.is_none() && self.best_claim(feed) > a.local)
+            .map(|(feed, _)| *feed)
+            .collect();
+        let mut changes: Vec<Change> = sourceless
+            .iter()
+            .flat_map(|feed| self.choose(feed, now))
+            .collect();
         let stalled: Vec<FeedId> = self
             .feeds
             .iter()
@@ -228,7 +281,6 @@ impl Scheduler {
             })
             .map(|(feed, _)| *feed)
             .collect();
-        let mut changes = Vec::new();
         for feed in stalled {
             let Some(a) = self.feeds.get(&feed) else {
                 continue;
@@ -267,7 +319,9 @@ impl Scheduler {
         self.peers
             .iter()
             .filter(move |(peer, view)| {
-                !view.refused.contains(feed) && !self.refused.contains(&(**peer, *feed))
+                !view.refused.contains(feed)
+                    && !self.refused.contains(&(**peer, *feed))
+                    && !self.declined.contains_key(&(**peer, *feed))
             })
             .map(move |(peer, view)| (*peer, view.claims.get(feed).copied().unwrap_or(0)))
     }
@@ -363,6 +417,44 @@ mod tests {
                 ask: true
             }]
         );
+    }
+
+    /// A peer whose entries our policy declined is not asked for the feed for the backoff
+    /// (another peer is); once the backoff ran out, the next tick asks it again if nobody else
+    /// has more.
+    #[test]
+    fn a_declined_peer_is_asked_again_after_the_backoff() {
+        let now = Instant::now();
+        let backoff = Duration::from_secs(30);
+        let mut s = Scheduler::with_backoff(Duration::from_secs(10), backoff);
+        let f = id(1);
+        let (p, q) = (id(10), id(11));
+        s.set_scope(&BTreeMap::from([(f, 0)]), now);
+        s.peer_connected(p, 1, now);
+        s.peer_connected(q, 2, now);
+        s.peer_claims(&p, &f, 50, now);
+        s.peer_claims(&q, &f, 40, now);
+        assert_eq!(s.source(&f), Some(p));
+        let changes = s.declined(&p, &f, now);
+        assert_eq!(s.source(&f), Some(q), "{changes:?}");
+        // q declined too: nobody is asked.
+        s.declined(&q, &f, now);
+        assert_eq!(s.source(&f), None);
+        assert!(s.tick(now + backoff - Duration::from_secs(1)).is_empty());
+        assert_eq!(s.source(&f), None, "asked again before the backoff ran out");
+        let changes = s.tick(now + backoff);
+        assert_eq!(
+            changes,
+            vec![Change {
+                peer: p,
+                feed: f,
+                ask: true
+            }],
+            "the peer claiming the most is asked again"
+        );
+        // A refusal is for good, a decline is not.
+        s.refused(&p, &f, now + backoff);
+        assert_eq!(s.source(&f), Some(q));
     }
 
     #[test]

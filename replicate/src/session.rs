@@ -61,6 +61,15 @@ pub enum IngestResult {
         /// Why.
         reason: String,
     },
+    /// The node's policy declined an entry before checking it
+    /// (`AttachmentCheck::admit`): what came before it is stored, and the feed's head is now
+    /// `head`.
+    Declined {
+        /// The feed's latest seq.
+        head: u64,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl IngestResult {
@@ -132,6 +141,14 @@ pub enum Action {
         /// Why.
         reason: String,
     },
+    /// We stopped taking `feed` from this peer for now: our policy declined entries of it
+    /// ([`IngestResult::Declined`]). It may be asked for again ([`Session::set_wanted`]).
+    Declined {
+        /// The feed.
+        feed: FeedId,
+        /// Why.
+        reason: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +171,9 @@ pub struct Session {
     wanted: BTreeMap<FeedId, bool>,
     /// Feeds we never relay.
     blocked: BTreeSet<FeedId>,
+    /// Feeds whose entries our policy declined: not taken from this peer until the node asks
+    /// for them again.
+    declined: BTreeSet<FeedId>,
     /// Feeds we stopped taking from this peer.
     refused: BTreeSet<FeedId>,
     /// Feeds for which we asked the peer to resend from an earlier seq (to find a fork), with
@@ -202,6 +222,7 @@ impl Session {
             local,
             wanted,
             blocked,
+            declined: BTreeSet::new(),
             refused: BTreeSet::new(),
             rewound: BTreeMap::new(),
             ours: BTreeMap::new(),
@@ -279,7 +300,7 @@ impl Session {
                 let local = self.local.get(feed).copied().unwrap_or(0);
                 Note::At {
                     seq: self.rewound.get(feed).map_or(local, |&r| r.min(local)),
-                    send: ask && !self.refused.contains(feed),
+                    send: ask && !self.refused.contains(feed) && !self.declined.contains(feed),
                 }
             }
         }
@@ -404,6 +425,12 @@ impl Session {
 
     fn on_entries(&mut self, entries: Entries) -> Result<()> {
         let feed = entries.feed;
+        if self.declined.contains(&feed) {
+            // Sent before our note saying we stopped reached the peer: dropped, not held
+            // against it (a decline is our policy, not its fault; what it may still send is
+            // bounded by its bytes per second).
+            return Ok(());
+        }
         let asked = matches!(self.ours.get(&feed), Some(Note::At { .. }))
             && !self.refused.contains(&feed)
             && !self.blocked.contains(&feed);
@@ -475,6 +502,20 @@ impl Session {
         self.actions.push_back(Action::Refused { feed, reason });
     }
 
+    /// Stops taking `feed` from this peer for now (our policy declined entries of it): tells
+    /// it, and tells the node, which may ask for the feed again later ([`Session::set_wanted`]).
+    /// Entries of it still arriving (sent before our note reached the peer) are dropped.
+    pub fn decline(&mut self, feed: FeedId, reason: String) {
+        if !self.declined.insert(feed) {
+            return;
+        }
+        let note = self.note_for(&feed);
+        if self.ours.get(&feed) != Some(&note) {
+            self.send_notes(vec![(feed, note)]);
+        }
+        self.actions.push_back(Action::Declined { feed, reason });
+    }
+
     /// Reports the result of an [`Action::Ingest`].
     pub fn ingested(&mut self, feed: FeedId, result: IngestResult) {
         match result {
@@ -506,6 +547,10 @@ impl Session {
             }
             IngestResult::Forked => self.refuse(feed, "the feed forked; it is frozen".into()),
             IngestResult::Refused { reason } => self.refuse(feed, reason),
+            IngestResult::Declined { head, reason } => {
+                self.stored(feed, head);
+                self.decline(feed, reason);
+            }
         }
     }
 
@@ -541,6 +586,8 @@ impl Session {
     /// The node changed what we ask this peer for: `Some(true)` ask for `feed`, `Some(false)`
     /// replicate it but not from this peer, `None` stop replicating it.
     pub fn set_wanted(&mut self, feed: FeedId, wanted: Option<bool>) {
+        // Asked again (or not): what was declined may be taken again.
+        self.declined.remove(&feed);
         match wanted {
             Some(ask) => {
                 let newly = self.wanted.insert(feed, ask).is_none();

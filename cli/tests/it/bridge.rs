@@ -255,7 +255,7 @@ async fn a_notary_takes_in_by_gossip_only_what_it_voted_for_of_a_strangers_walle
         &mut peer.events,
         "the stranger's entries declined",
         |event| match event {
-            scrip_replicate::Event::Refused { feed, reason, .. } if *feed == stranger_id => {
+            scrip_replicate::Event::Declined { feed, reason, .. } if *feed == stranger_id => {
                 Some(reason.clone())
             }
             _ => None,

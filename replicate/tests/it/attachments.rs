@@ -175,7 +175,7 @@ async fn a_peer_reading_from_a_relay_mid_write_never_gets_entries_without_their_
 
 /// Takes in entries up to `#upto` of every feed and declines the rest.
 struct UpTo {
-    upto: u64,
+    upto: Arc<std::sync::atomic::AtomicU64>,
     asked: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -186,19 +186,21 @@ impl scrip_replicate::AttachmentCheck for UpTo {
 
     fn admit(&self, entry: &Entry, _batch: &[Entry]) -> Result<(), String> {
         self.asked.fetch_add(1, Ordering::SeqCst);
-        if entry.seq().get() <= self.upto {
+        let upto = self.upto.load(Ordering::SeqCst);
+        if entry.seq().get() <= upto {
             Ok(())
         } else {
-            Err(format!("only up to #{} here", self.upto))
+            Err(format!("only up to #{upto} here"))
         }
     }
 }
 
 /// A node's policy may decline entries before they are checked (`AttachmentCheck::admit`): what
-/// it takes in is stored, the first declined entry and those after it are not, and the feed is
-/// no longer taken from that peer, with the reason.
+/// it takes in is stored, the first declined entry and those after it are not checked or
+/// stored, and the feed is not taken from that peer for the decline backoff; then it is asked
+/// again, and what the policy now takes comes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn entries_a_node_declines_are_not_stored_and_the_feed_is_no_longer_taken_from_that_peer() {
+async fn entries_a_node_declines_are_not_stored_and_asked_for_again_after_a_while() {
     let author = Keypair::from_seed(&[9; 32]);
     let feed = author.id();
     let source_store: Arc<dyn Store> = Arc::new(MemoryStore::new());
@@ -212,20 +214,26 @@ async fn entries_a_node_declines_are_not_stored_and_the_feed_is_no_longer_taken_
     .await
     .unwrap();
     let sink_store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (upto, asked) = (
+        Arc::new(std::sync::atomic::AtomicU64::new(2)),
+        Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+    );
     let sink = Node::spawn_with(
         Arc::new(Keypair::from_seed(&[2; 32])),
         Arc::clone(&sink_store),
         Tcp,
-        config(
-            vec![(
-                source.listen_address().unwrap().to_owned(),
-                Some(source.id()),
-            )],
-            feed,
-        ),
+        NodeConfig {
+            decline_backoff: Duration::from_secs(1),
+            ..config(
+                vec![(
+                    source.listen_address().unwrap().to_owned(),
+                    Some(source.id()),
+                )],
+                feed,
+            )
+        },
         Arc::new(UpTo {
-            upto: 2,
+            upto: Arc::clone(&upto),
             asked: Arc::clone(&asked),
         }),
     )
@@ -234,12 +242,12 @@ async fn entries_a_node_declines_are_not_stored_and_the_feed_is_no_longer_taken_
     let mut events = sink.events();
     let reason = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            if let Ok(scrip_replicate::Event::Refused {
-                feed: refused,
+            if let Ok(scrip_replicate::Event::Declined {
+                feed: declined,
                 reason,
                 ..
             }) = events.recv().await
-                && refused == feed
+                && declined == feed
             {
                 return reason;
             }
@@ -257,6 +265,16 @@ async fn entries_a_node_declines_are_not_stored_and_the_feed_is_no_longer_taken_
         3,
         "asked about #1..#3: nothing after the first declined entry"
     );
+
+    // The policy now takes everything: after the backoff, the feed is asked for again.
+    upto.store(u64::MAX, Ordering::SeqCst);
+    wait_for_head(
+        sink_store.as_ref(),
+        &feed,
+        5,
+        "the feed was never asked for again",
+    )
+    .await;
     sink.shutdown().await;
     source.shutdown().await;
 }

@@ -240,7 +240,9 @@ impl Net {
                     self.broadcast_proof(me, bytes, Some(peer));
                 }
             }
-            Action::Refused { feed, reason } => self.nodes[me].refused.push((peer, feed, reason)),
+            Action::Refused { feed, reason } | Action::Declined { feed, reason } => {
+                self.nodes[me].refused.push((peer, feed, reason))
+            }
         }
     }
 
@@ -535,6 +537,52 @@ fn unsolicited_entries_are_dropped_and_a_flood_closes_the_session() {
     }
     assert!(result.is_err());
     assert!(net.feed(1, &carol.id()).is_empty());
+}
+
+/// Entries of a feed our policy declined (`Session::decline`) that the peer sent before our
+/// note reached it are dropped, and not held against it, however many; asked again, the feed is
+/// taken in again.
+#[test]
+fn a_declined_feed_is_noted_as_not_asked_and_its_late_entries_dropped() {
+    let mut net = Net::new(2);
+    let alice = key(1);
+    let entries = extend(&alice, None, 2, "a");
+    net.nodes[1].replicates.insert(alice.id());
+    net.link(0, 1, None);
+    net.pump();
+    let session = net.nodes[1].sessions.get_mut(&0).unwrap();
+    session.decline(alice.id(), "not now".into());
+    let mut said = Vec::new();
+    while let Some(action) = session.poll_action() {
+        said.push(action);
+    }
+    assert!(said.iter().any(|a| matches!(
+        a,
+        Action::Send(Message::Clock(notes))
+            if notes.contains(&(alice.id(), Note::At { seq: 0, send: false }))
+    )));
+    assert!(said.iter().any(|a| matches!(a, Action::Declined { .. })));
+    let message = Message::Entries(Entries {
+        feed: alice.id(),
+        items: vec![WireEntry {
+            header: entries[0].header_bytes().to_vec(),
+            payload: Some(entries[0].payload().unwrap().to_vec()),
+            attachments: vec![],
+        }],
+    });
+    for _ in 0..=2 * scrip_replicate::session::MAX_UNSOLICITED_MESSAGES {
+        session.handle(message.clone()).unwrap();
+        assert!(
+            !std::iter::from_fn(|| session.poll_action())
+                .any(|a| matches!(a, Action::Ingest { .. })),
+            "a declined feed's entries were taken in"
+        );
+    }
+    // Asked again: taken in.
+    session.set_wanted(alice.id(), Some(true));
+    net.append(0, &entries);
+    net.pump();
+    assert_eq!(net.feed(1, &alice.id()), entries);
 }
 
 #[test]
