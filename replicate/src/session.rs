@@ -495,11 +495,16 @@ impl Session {
         if !self.refused.insert(feed) {
             return;
         }
+        self.note_changed(feed);
+        self.actions.push_back(Action::Refused { feed, reason });
+    }
+
+    /// Tells the peer our note about `feed` if it is not the one it has.
+    fn note_changed(&mut self, feed: FeedId) {
         let note = self.note_for(&feed);
         if self.ours.get(&feed) != Some(&note) {
             self.send_notes(vec![(feed, note)]);
         }
-        self.actions.push_back(Action::Refused { feed, reason });
     }
 
     /// Stops taking `feed` from this peer for now (our policy declined entries of it): tells
@@ -509,10 +514,7 @@ impl Session {
         if !self.declined.insert(feed) {
             return;
         }
-        let note = self.note_for(&feed);
-        if self.ours.get(&feed) != Some(&note) {
-            self.send_notes(vec![(feed, note)]);
-        }
+        self.note_changed(feed);
         self.actions.push_back(Action::Declined { feed, reason });
     }
 

@@ -99,6 +99,17 @@ async fn start_peer_vouching(
     )
 }
 
+/// Where the notaries of `disks` answer.
+fn notary_addrs(disks: &[Disk]) -> Vec<NotaryAddr> {
+    disks
+        .iter()
+        .map(|d| NotaryAddr {
+            id: d.key.id(),
+            address: d.notary_address.clone(),
+        })
+        .collect()
+}
+
 async fn stop_peer(peer: Peer) {
     peer.notary.shutdown().await;
     peer.node.shutdown().await;
@@ -132,13 +143,7 @@ async fn a_notary_that_was_down_catches_up_by_gossip_alone() {
         node_addresses.push((address, Some(disk.key.id())));
         peers.push(Some(peer));
     }
-    let addrs: Vec<NotaryAddr> = disks
-        .iter()
-        .map(|d| NotaryAddr {
-            id: d.key.id(),
-            address: d.notary_address.clone(),
-        })
-        .collect();
+    let addrs = notary_addrs(&disks);
 
     let mut alice = wallet(1, addrs);
     alice.client.create().await.unwrap();
@@ -209,13 +214,7 @@ async fn a_notary_takes_in_by_gossip_only_what_it_voted_for_of_a_strangers_walle
             notary_address: crate::common::fixed_port(),
         })
         .collect();
-    let addrs: Vec<NotaryAddr> = disks
-        .iter()
-        .map(|d| NotaryAddr {
-            id: d.key.id(),
-            address: d.notary_address.clone(),
-        })
-        .collect();
+    let addrs = notary_addrs(&disks);
     let mut alice = wallet(11, addrs.clone());
     let mut stranger = wallet(12, addrs);
     let vouched = bridge::Vouched::of([alice.id()]);
