@@ -323,30 +323,28 @@ impl BatchRng {
     }
 }
 
-impl rand_core::RngCore for BatchRng {
-    fn next_u32(&mut self) -> u32 {
+impl rand_core::TryRng for BatchRng {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
         let mut bytes = [0u8; 4];
         self.0.fill(&mut bytes);
-        u32::from_le_bytes(bytes)
+        Ok(u32::from_le_bytes(bytes))
     }
 
-    fn next_u64(&mut self) -> u64 {
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
         let mut bytes = [0u8; 8];
         self.0.fill(&mut bytes);
-        u64::from_le_bytes(bytes)
+        Ok(u64::from_le_bytes(bytes))
     }
 
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        self.0.fill(dest);
-    }
-
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), Self::Error> {
         self.0.fill(dest);
         Ok(())
     }
 }
 
-impl rand_core::CryptoRng for BatchRng {}
+impl rand_core::TryCryptoRng for BatchRng {}
 
 /// Signature checks made by this process so far (every check goes through
 /// [`AuthorKey::verify_prepared`]). Benchmarks compare it with the checks a protocol step needs.
