@@ -62,6 +62,8 @@ fuzz_target!(|bytes: &[u8]| {
                     currency: currencies[c as usize % 2],
                     amount,
                     memo: String::new(),
+                    expiry: None,
+                    condition: None,
                 });
                 let seq = wallets[a].push(&content);
                 orders.push((a, seq, b));
@@ -76,7 +78,11 @@ fuzz_target!(|bytes: &[u8]| {
                 };
                 let order = wallets[sender].cite(seq);
                 if kind % 7 == 2 {
-                    wallets[by].push(&WalletEntry::Accept(Accept { order }));
+                    wallets[by].push(&WalletEntry::Accept(Accept {
+                        order,
+                        preimage: None,
+                        claim: None,
+                    }));
                 } else {
                     let at = wallets[by].push(&WalletEntry::Reject(Reject {
                         order,
@@ -106,6 +112,8 @@ fuzz_target!(|bytes: &[u8]| {
                     currency: currencies[0],
                     amount,
                     memo: String::new(),
+                    expiry: None,
+                    condition: None,
                 });
                 let entry = wallets[a].sign(&content);
                 wallets[a].push_raw(entry, None);
@@ -117,6 +125,8 @@ fuzz_target!(|bytes: &[u8]| {
                     currency: currencies[0],
                     amount,
                     memo: "fork".into(),
+                    expiry: None,
+                    condition: None,
                 });
                 let Ok(payload) = content.to_payload() else {
                     continue;
