@@ -220,13 +220,18 @@ impl Scheduler {
         if let Some(view) = self.peers.get_mut(peer) {
             view.refused.insert(*feed);
         }
-        if self.source(feed) == Some(*peer) {
-            if let Some(a) = self.feeds.get_mut(feed) {
-                a.source = None;
-            }
-            return self.choose(feed, now);
+        self.replace_source(peer, feed, now)
+    }
+
+    /// If `peer` is `feed`'s source, another one (the best candidate left) is chosen.
+    fn replace_source(&mut self, peer: &FeedId, feed: &FeedId, now: Instant) -> Vec<Change> {
+        if self.source(feed) != Some(*peer) {
+            return Vec::new();
         }
-        Vec::new()
+        if let Some(a) = self.feeds.get_mut(feed) {
+            a.source = None;
+        }
+        self.choose(feed, now)
     }
 
     /// Our policy declined entries of `feed` that `peer` sent: it is not asked for the feed
@@ -237,13 +242,7 @@ impl Scheduler {
         }
         self.declined
             .insert((*peer, *feed), now + self.decline_backoff);
-        if self.source(feed) == Some(*peer) {
-            if let Some(a) = self.feeds.get_mut(feed) {
-                a.source = None;
-            }
-            return self.choose(feed, now);
-        }
-        Vec::new()
+        self.replace_source(peer, feed, now)
     }
 
     /// Our store now holds `feed` up to `local`.
