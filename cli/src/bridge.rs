@@ -99,6 +99,19 @@ impl Vouched {
             .contains(wallet)
     }
 
+    /// The set as the store holds it now: the wallets that this home's identity (`me`) and the
+    /// identities it follows link to. A notary daemon reads it before its node and notary
+    /// start, so that their first decisions already know the members ([`keep_vouched`] keeps
+    /// it up to date from then on); an empty set there would decline members' wallets by
+    /// gossip, for a backoff, and count them against the strangers' bounds.
+    pub fn read(store: &dyn Store, me: &FeedId) -> anyhow::Result<Vouched> {
+        let mut people = std::collections::BTreeMap::new();
+        crate::ops::update_people(store, me, &mut people)?;
+        Ok(Vouched::of(
+            people.into_values().filter_map(|person| person.wallet),
+        ))
+    }
+
     /// What the notary asks.
     pub fn for_notary(&self) -> scrip_notary::Vouched {
         let this = self.clone();

@@ -338,7 +338,12 @@ async fn start_parts(
             Arc::new(LogVoteStore::open(&home.votes()).context("opening the vote store")?),
             Arc::clone(metrics),
         ));
-        Some((votes, crate::bridge::Vouched::default()))
+        let (store, me) = (Arc::clone(&store), identity.id());
+        let vouched =
+            tokio::task::spawn_blocking(move || crate::bridge::Vouched::read(store.as_ref(), &me))
+                .await?
+                .context("reading whom this notary vouches for")?;
+        Some((votes, vouched))
     } else {
         None
     };
@@ -442,4 +447,70 @@ pub async fn serve(home: Home, options: ServeOptions, json: bool) -> Result<()> 
         crate::say("scrip daemon stopped; everything is on disk\n")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use scrip_feed::{Keypair, Timestamp};
+
+    /// A notary daemon knows whom it vouches for when its node and notary start, not only once
+    /// a task has read it afterwards: the node's first gossip and the notary's first proposals
+    /// are judged with the members known (before, a member's wallet arriving by gossip in that
+    /// window was declined for a backoff, and its proposals counted as a stranger's).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_notary_daemon_knows_whom_it_vouches_for_when_it_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("notary"));
+        let config = crate::config::Config::default();
+        let identity = Arc::new(home.init(&config).unwrap());
+        let alice = Keypair::from_seed(&[7; 32]);
+        let alice_wallet = Keypair::from_seed(&[8; 32]).id();
+        let stranger_wallet = Keypair::from_seed(&[9; 32]).id();
+        {
+            // Alice's identity links her wallet, and this home follows her; a stranger's
+            // identity links one too, unfollowed.
+            let store = home.open_store().unwrap();
+            let link = scrip_ledger::content::wallet_link_payload;
+            let at = Timestamp::from_millis(1);
+            store
+                .publish(&alice, at, link(alice_wallet).unwrap())
+                .unwrap();
+            let stranger = Keypair::from_seed(&[10; 32]);
+            store
+                .publish(&stranger, at, link(stranger_wallet).unwrap())
+                .unwrap();
+            let follow = Content::Follow { feed: alice.id() }.encode().unwrap();
+            store.publish(&identity, at, follow).unwrap();
+        }
+        let options = ServeOptions {
+            listen: Some("127.0.0.1:0".into()),
+            notary: true,
+            notary_listen: Some("127.0.0.1:0".into()),
+        };
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let (node, runtime, notary, bridge, vouched, _store) = start_parts(
+            &home,
+            &options,
+            &config,
+            &identity,
+            &metrics,
+            &Arc::default(),
+        )
+        .await
+        .unwrap();
+        let vouched = vouched.unwrap();
+        assert!(vouched.holds(&alice_wallet), "a member's wallet");
+        assert!(!vouched.holds(&stranger_wallet), "a stranger's wallet");
+        for task in bridge {
+            task.abort();
+        }
+        if let Some(notary) = notary {
+            notary.shutdown().await;
+        }
+        node.shutdown().await;
+        drop(runtime);
+    }
 }
