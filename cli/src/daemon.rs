@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result};
 use scrip_feed::{Content, Store};
 use scrip_notary::{LogVoteStore, Notary, NotaryConfig, NotaryHandle};
 use scrip_replicate::background::NodeRuntime;
@@ -283,12 +283,12 @@ const PUBLISH_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60
 /// that peers who replicate this feed can dial it.
 async fn publish_address(ctx: &Context, address: String) -> Result<()> {
     let me = ctx.identity.id();
-    let store = Arc::clone(&ctx.store);
-    let latest = tokio::task::spawn_blocking(move || -> Result<Option<String>> {
-        Ok(crate::ops::read_person(store.as_ref(), &me)?.address)
-    })
-    .await
-    .map_err(|e| anyhow!("{e}"))??;
+    // From the names cache: the own feed is read once per daemon, then only what is new.
+    let latest = ctx
+        .with_people(move |people, store| {
+            Ok(crate::ops::own_person(people, store, &me)?.address.clone())
+        })
+        .await?;
     if latest.as_deref() != Some(address.as_str()) && !address.is_empty() {
         ctx.publish(Content::Pub { address }).await?;
     }

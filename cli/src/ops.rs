@@ -716,6 +716,28 @@ impl Context {
         .await
     }
 
+    /// Runs `read` on the names cache's people (this home's identity and the identities it
+    /// follows, each read as far as it was) with the store, without bringing the ledger up to
+    /// date: `read` reads on only the people it uses ([`own_person`], [`known_nicks`]).
+    pub async fn with_people<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&mut BTreeMap<FeedId, Person>, &dyn Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let cache = Arc::clone(&self.ledger);
+        self.blocking(move |store| {
+            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            read(&mut cache.people, store.as_ref())
+        })
+        .await
+    }
+
+    /// The nicknames `feeds` gave themselves, for showing them (`cli.md` §5, [`known_nicks`]).
+    pub async fn nicks(&self, feeds: Vec<FeedId>) -> Result<BTreeMap<FeedId, String>> {
+        let me = self.identity.id();
+        self.with_people(move |people, store| known_nicks(people, store, &me, feeds, NICK_LOOKBACK))
+            .await
+    }
+
     /// This home's identity and the identities it follows, each with the wallet it links to
     /// (`ledger.md` §1): the names cache's people, read up to date (only what is new).
     pub async fn people_wallets(&self) -> Result<BTreeMap<FeedId, Option<FeedId>>> {
@@ -833,12 +855,136 @@ mod name_tests {
         assert_eq!(person.follows, [friend].into());
         assert_eq!(person.read, head);
         assert_eq!(
-            nick_of(&store, &key.id()).unwrap().as_deref(),
+            recent_nick(&store, &key.id(), NICK_LOOKBACK)
+                .unwrap()
+                .as_deref(),
             Some("latest")
         );
         assert_eq!(
             crate::payee::linked_wallet(&store, &key.id()).unwrap(),
             Some(wallet)
+        );
+    }
+
+    /// Publishes `payloads` on `key`'s feed.
+    fn publish_all(store: &scrip_feed::MemoryStore, key: &Keypair, payloads: Vec<Vec<u8>>) {
+        let from = store.head(&key.id()).unwrap().map_or(0, |h| h.seq.get());
+        for (t, payload) in (from + 1..).zip(payloads) {
+            store
+                .publish(key, Timestamp::from_millis(t), payload)
+                .unwrap();
+        }
+    }
+
+    fn nick(name: &str) -> Vec<u8> {
+        Content::Nick { name: name.into() }.encode().unwrap()
+    }
+
+    fn posts(n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| {
+                Content::Post {
+                    text: format!("post {i}"),
+                }
+                .encode()
+                .unwrap()
+            })
+            .collect()
+    }
+
+    /// A stranger's nickname is looked for in its last `lookback` entries only, newest first,
+    /// across read batches: found at the oldest entry looked at, not one before it.
+    #[test]
+    fn a_recent_nick_is_found_within_the_lookback_and_not_before_it() {
+        let store = scrip_feed::MemoryStore::new();
+        let key = Keypair::from_seed(&[7; 32]);
+        assert_eq!(recent_nick(&store, &key.id(), 10).unwrap(), None, "no feed");
+        let batch = PERSON_READ_BATCH;
+        // #1 and #2 nicknames, then posts: the latest nickname is more than a batch back.
+        let mut payloads = vec![nick("first"), nick("second")];
+        payloads.extend(posts(batch + 3));
+        publish_all(&store, &key, payloads);
+        let head = store.head(&key.id()).unwrap().unwrap().seq.get();
+        assert_eq!(head, batch as u64 + 5);
+        // Looking back `head − 1` entries reaches #2, the latest nickname.
+        let reach = head - 1;
+        assert_eq!(
+            recent_nick(&store, &key.id(), reach).unwrap().as_deref(),
+            Some("second"),
+            "the oldest entry looked at is #2"
+        );
+        assert_eq!(
+            recent_nick(&store, &key.id(), reach - 1).unwrap(),
+            None,
+            "#2 is one entry too far back"
+        );
+        assert_eq!(
+            recent_nick(&store, &key.id(), u64::MAX).unwrap().as_deref(),
+            Some("second")
+        );
+        publish_all(&store, &key, vec![nick("third")]);
+        assert_eq!(
+            recent_nick(&store, &key.id(), 1).unwrap().as_deref(),
+            Some("third"),
+            "the latest, at the head"
+        );
+    }
+
+    /// The names shown on a feed: a followed person's nickname however far back it is (the
+    /// names cache reads the whole feed once), a stranger's only from its recent entries.
+    #[test]
+    fn shown_nicks_are_exact_for_people_followed_and_recent_for_strangers() {
+        let store = scrip_feed::MemoryStore::new();
+        let (me, friend, stranger) = (
+            Keypair::from_seed(&[1; 32]),
+            Keypair::from_seed(&[2; 32]),
+            Keypair::from_seed(&[3; 32]),
+        );
+        for key in [&friend, &stranger] {
+            let mut payloads = vec![nick(if key.id() == friend.id() {
+                "friend"
+            } else {
+                "stranger"
+            })];
+            payloads.extend(posts(40));
+            publish_all(&store, key, payloads);
+        }
+        publish_all(
+            &store,
+            &me,
+            vec![
+                nick("me"),
+                Content::Follow { feed: friend.id() }.encode().unwrap(),
+                Content::Block {
+                    feed: stranger.id(),
+                }
+                .encode()
+                .unwrap(),
+            ],
+        );
+        let mut people = BTreeMap::new();
+        let feeds = vec![me.id(), friend.id(), stranger.id()];
+        let shown = known_nicks(&mut people, &store, &me.id(), feeds.clone(), 10).unwrap();
+        assert_eq!(shown.get(&me.id()).map(String::as_str), Some("me"));
+        assert_eq!(shown.get(&friend.id()).map(String::as_str), Some("friend"));
+        assert_eq!(
+            shown.get(&stranger.id()),
+            None,
+            "41 entries back, beyond 10"
+        );
+        assert_eq!(
+            people.keys().copied().collect::<Vec<_>>(),
+            {
+                let mut read = vec![me.id(), friend.id()];
+                read.sort_unstable();
+                read
+            },
+            "only the people asked about are read on, no stranger is kept"
+        );
+        let shown = known_nicks(&mut people, &store, &me.id(), feeds, 41).unwrap();
+        assert_eq!(
+            shown.get(&stranger.id()).map(String::as_str),
+            Some("stranger")
         );
     }
 
@@ -892,6 +1038,70 @@ mod name_tests {
 
 /// Most entries of one feed read per store call while reading what an identity says.
 pub const PERSON_READ_BATCH: usize = 256;
+
+/// Most entries read back from the end of a feed that is neither this home's identity nor one
+/// it follows, looking for the nickname it gave itself last ([`Context::nicks`]).
+pub const NICK_LOOKBACK: u64 = 4096;
+
+/// What `me` says of itself, read on in `people` (only what is new since the last read).
+pub fn own_person<'a>(
+    people: &'a mut BTreeMap<FeedId, Person>,
+    store: &dyn Store,
+    me: &FeedId,
+) -> Result<&'a Person> {
+    let person = people.entry(*me).or_default();
+    update_person(store, me, person)?;
+    Ok(person)
+}
+
+/// The nicknames `feeds` gave themselves. `me`'s and those of the identities `me` follows are
+/// exact: their latest, read on in `people` (each entry once, only the feeds asked about).
+/// Any other feed's is the latest among its last `lookback` entries ([`recent_nick`]), so that
+/// a stranger's long feed costs a bounded read. Feeds without one are left out.
+pub fn known_nicks(
+    people: &mut BTreeMap<FeedId, Person>,
+    store: &dyn Store,
+    me: &FeedId,
+    feeds: Vec<FeedId>,
+    lookback: u64,
+) -> Result<BTreeMap<FeedId, String>> {
+    let follows = own_person(people, store, me)?.follows.clone();
+    let mut nicks = BTreeMap::new();
+    for feed in feeds {
+        let nick = if feed == *me || follows.contains(&feed) {
+            let person = people.entry(feed).or_default();
+            update_person(store, &feed, person)?;
+            person.nick.clone()
+        } else {
+            recent_nick(store, &feed, lookback)?
+        };
+        if let Some(nick) = nick {
+            nicks.insert(feed, nick);
+        }
+    }
+    Ok(nicks)
+}
+
+/// The latest nickname among the last `lookback` entries of `feed`, read from its end
+/// [`PERSON_READ_BATCH`] entries at a time, stopping at the first found.
+pub fn recent_nick(store: &dyn Store, feed: &FeedId, lookback: u64) -> Result<Option<String>> {
+    let head = store.head(feed)?.map_or(0, |h| h.seq.get());
+    let oldest = head.saturating_sub(lookback).saturating_add(1);
+    let batch = PERSON_READ_BATCH as u64;
+    let mut end = head;
+    while end >= oldest && end > 0 {
+        let from = end.saturating_sub(batch - 1).max(oldest);
+        let count = usize::try_from(end - from + 1).unwrap_or(PERSON_READ_BATCH);
+        let entries = store.range(feed, Seq::new(from), count)?;
+        for entry in entries.iter().rev() {
+            if let Some(Ok(Content::Nick { name })) = entry.payload().map(Content::decode) {
+                return Ok(Some(name));
+            }
+        }
+        end = from - 1;
+    }
+    Ok(None)
+}
 
 /// Reads what `feed` (an identity) says of itself beyond what `person` holds.
 fn update_person(store: &dyn Store, feed: &FeedId, person: &mut Person) -> Result<()> {
@@ -1283,7 +1493,7 @@ async fn run(ctx: &Context, op: Op) -> Result<Output> {
 async fn id(ctx: &Context) -> Result<Output> {
     let me = ctx.identity.id();
     let nick = ctx
-        .blocking(move |store| nick_of(store.as_ref(), &me))
+        .with_people(move |people, store| Ok(own_person(people, store, &me)?.nick.clone()))
         .await?;
     let wallet = ctx.wallet_id()?;
     let joining = ctx
@@ -1397,11 +1607,6 @@ async fn published(ctx: &Context, kind: &str, content: Content) -> Result<Output
     })
 }
 
-/// The latest nickname `feed` gave itself ([`read_person`]).
-pub fn nick_of(store: &dyn Store, feed: &FeedId) -> Result<Option<String>> {
-    Ok(read_person(store, feed)?.nick)
-}
-
 fn describe(entry: &Entry, nicks: &BTreeMap<FeedId, String>) -> (String, String) {
     let named = |feed: &FeedId| match nicks.get(feed) {
         Some(nick) => format!("{feed} ({nick})"),
@@ -1435,50 +1640,48 @@ async fn read_feed(ctx: &Context, feed: Option<String>, limit: usize) -> Result<
         Some(text) => parse_feed(&text)?,
         None => ctx.identity.id(),
     };
-    ctx.blocking(move |store| {
-        let head = store.head(&feed)?.map_or(0, |h| h.seq.get());
-        let from = head.saturating_sub(u64::try_from(limit).unwrap_or(u64::MAX)) + 1;
-        let entries = store.range(&feed, Seq::new(from), limit)?;
-        // Nicknames of the feed and of the feeds it mentions.
-        let mut nicks = BTreeMap::new();
-        let mut mentioned = vec![feed];
-        for entry in &entries {
-            if let Some(Ok(
-                Content::Follow { feed }
-                | Content::Unfollow { feed }
-                | Content::Block { feed }
-                | Content::Unblock { feed },
-            )) = entry.payload().map(Content::decode)
-            {
-                mentioned.push(feed);
-            }
-        }
-        for id in mentioned {
-            if let Some(nick) = nick_of(store.as_ref(), &id)? {
-                nicks.insert(id, nick);
-            }
-        }
-        let lines = entries
-            .iter()
-            .rev()
-            .map(|entry| {
-                let (kind, text) = describe(entry, &nicks);
-                FeedLine {
-                    seq: entry.seq().get(),
-                    timestamp_ms: entry.header().fields.timestamp.as_millis(),
-                    kind,
-                    text,
-                }
-            })
-            .collect();
-        Ok(Output::Feed {
-            feed: feed.to_string(),
-            nick: nicks.get(&feed).cloned(),
-            head,
-            entries: lines,
+    let (head, entries) = ctx
+        .blocking(move |store| {
+            let head = store.head(&feed)?.map_or(0, |h| h.seq.get());
+            let from = head.saturating_sub(u64::try_from(limit).unwrap_or(u64::MAX)) + 1;
+            Ok((head, store.range(&feed, Seq::new(from), limit)?))
         })
+        .await?;
+    // Nicknames of the feed and of the feeds it mentions.
+    let mut mentioned = vec![feed];
+    for entry in &entries {
+        if let Some(Ok(
+            Content::Follow { feed }
+            | Content::Unfollow { feed }
+            | Content::Block { feed }
+            | Content::Unblock { feed },
+        )) = entry.payload().map(Content::decode)
+        {
+            mentioned.push(feed);
+        }
+    }
+    mentioned.sort_unstable();
+    mentioned.dedup();
+    let nicks = ctx.nicks(mentioned).await?;
+    let lines = entries
+        .iter()
+        .rev()
+        .map(|entry| {
+            let (kind, text) = describe(entry, &nicks);
+            FeedLine {
+                seq: entry.seq().get(),
+                timestamp_ms: entry.header().fields.timestamp.as_millis(),
+                kind,
+                text,
+            }
+        })
+        .collect();
+    Ok(Output::Feed {
+        feed: feed.to_string(),
+        nick: nicks.get(&feed).cloned(),
+        head,
+        entries: lines,
     })
-    .await
 }
 
 async fn sync(ctx: &Context, addr: String, id: Option<String>, timeout: u64) -> Result<Output> {

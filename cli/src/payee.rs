@@ -11,7 +11,7 @@ use scrip_ledger::{NotarySet, WalletAddress, check_overlap};
 use scrip_notary::certified;
 
 use crate::net;
-use crate::ops::{Context, nick_of, parse_feed, read_person};
+use crate::ops::{Context, parse_feed, read_person};
 
 /// How long `pay` waits for a receiver's wallet to arrive from peers when it is not held.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -81,9 +81,10 @@ pub async fn check(ctx: &Context, typed: &str, payer: FeedId) -> Result<FeedId> 
         match held_after_fetch(ctx, feed).await? {
             Held::Wallet => feed,
             Held::Identity(linked) => {
-                let store = std::sync::Arc::clone(&ctx.store);
-                let nick = tokio::task::spawn_blocking(move || nick_of(store.as_ref(), &feed))
-                    .await??
+                let nick = ctx
+                    .nicks(vec![feed])
+                    .await?
+                    .remove(&feed)
                     .map_or(String::new(), |n| format!(" ({n})"));
                 match linked {
                     Some(wallet) => bail!(
