@@ -2400,6 +2400,43 @@ async fn balance(ctx: &Context) -> Result<Output> {
     })
 }
 
+/// Certified entries of a wallet read and replayed at a time by `scrip audit`.
+pub const AUDIT_READ_BATCH: usize = 4096;
+
+/// The audit of `wallet`'s certified log as this store holds it (up to its first entry without
+/// a certificate), read and replayed [`AUDIT_READ_BATCH`] entries at a time: memory for the
+/// report and one batch, not the log. `None` if not even its genesis is held certified.
+pub fn audit_held(store: &dyn Store, wallet: &FeedId) -> Result<Option<scrip_ledger::AuditReport>> {
+    audit_held_in(store, wallet, AUDIT_READ_BATCH)
+}
+
+/// [`audit_held`], reading `batch` entries at a time.
+fn audit_held_in(
+    store: &dyn Store,
+    wallet: &FeedId,
+    batch: usize,
+) -> Result<Option<scrip_ledger::AuditReport>> {
+    let mut auditor = scrip_ledger::Auditor::new(*wallet);
+    let mut from = 1;
+    loop {
+        let mut part = certified::log(store, wallet, from, batch)?;
+        let read = part.len();
+        let certified = part
+            .iter()
+            .position(|e| e.certificate.is_none())
+            .unwrap_or(read);
+        part.truncate(certified);
+        if from == 1 && part.is_empty() {
+            return Ok(None);
+        }
+        if read == 0 || !auditor.push(&part) || certified < read {
+            break;
+        }
+        from += read as u64;
+    }
+    Ok(Some(auditor.finish()))
+}
+
 async fn audit(ctx: &Context, wallet: &str, timeout: u64) -> Result<Output> {
     let wallet = parse_feed_or_address(wallet)?;
     let held = ctx
@@ -2420,17 +2457,14 @@ async fn audit(ctx: &Context, wallet: &str, timeout: u64) -> Result<Output> {
         )
         .await?;
     }
-    let log = ctx
-        .blocking(move |store| Ok(certified::certified_log(store.as_ref(), &wallet)?))
-        .await?;
-    if log.is_empty() {
-        bail!("{wallet} is not a wallet this node could fetch (no certified genesis)");
-    }
     let spinner = crate::progress::spinner(ctx.progress, "verifying every signature");
-    let report = tokio::task::spawn_blocking(move || scrip_ledger::audit(&wallet, &log))
-        .await
-        .map_err(|e| anyhow!("the audit failed: {e}"))?;
+    let report = ctx
+        .blocking(move |store| audit_held(store.as_ref(), &wallet))
+        .await;
     spinner.finish_and_clear();
+    let Some(report) = report? else {
+        bail!("{wallet} is not a wallet this node could fetch (no certified genesis)");
+    };
     let known: BTreeMap<String, String> = ctx
         .wallet_names()
         .await?
@@ -2466,6 +2500,51 @@ mod tests {
 
     use super::*;
     use scrip_ledger::kit::{KitWallet, notaries};
+
+    /// `scrip audit` reads the held log in batches and gives the report of the whole certified
+    /// log: every batch size, a tail without certificates left out, a wallet not held `None`.
+    #[test]
+    fn the_audit_of_a_held_wallet_read_in_batches_is_the_whole_logs() {
+        let store = scrip_feed::MemoryStore::new();
+        let set = notaries(30, 4);
+        let mut issuer = KitWallet::new(Arc::new(Keypair::from_seed(&[1; 32])), set.clone());
+        let mut payee = KitWallet::new(Arc::new(Keypair::from_seed(&[2; 32])), set);
+        assert_eq!(audit_held(&store, &issuer.id()).unwrap(), None, "not held");
+        let eur = issuer.currency("EUR", 2).unwrap();
+        issuer.mint(&eur, 1_000);
+        for amount in 1..=4 {
+            let order = issuer.order(payee.id(), &eur, amount);
+            payee.accept(&issuer, order);
+        }
+        certified::store_certified(&store, &issuer.log).unwrap();
+        let whole = scrip_ledger::audit(&issuer.id(), &issuer.log);
+        assert!(whole.is_sound(), "{:?}", whole.verdict);
+        assert_eq!(whole.entries, 6);
+        for batch in 1..=7 {
+            assert_eq!(
+                audit_held_in(&store, &issuer.id(), batch).unwrap().as_ref(),
+                Some(&whole),
+                "batches of {batch}"
+            );
+        }
+        // An entry held without its certificate yet ends the certified log.
+        let order = issuer.order(payee.id(), &eur, 5);
+        let bare = scrip_ledger::CertifiedEntry {
+            entry: issuer.log[usize::try_from(order.get()).unwrap() - 1]
+                .entry
+                .clone(),
+            certificate: None,
+        };
+        certified::store_certified(&store, &[bare]).unwrap();
+        assert_eq!(store.head(&issuer.id()).unwrap().unwrap().seq.get(), 7);
+        for batch in [1, 3, 6, 7, 100] {
+            assert_eq!(
+                audit_held_in(&store, &issuer.id(), batch).unwrap().as_ref(),
+                Some(&whole),
+                "batches of {batch}, uncertified tail"
+            );
+        }
+    }
 
     /// The ledger kept up to date entry by entry equals the one built from nothing, and each
     /// update reads only what is new.

@@ -4,6 +4,8 @@
 //!
 //! Signatures are checked first, in parallel on all cores ([`precompute`]); the replay itself
 //! is sequential and uses those results (anything not precomputed is checked on the spot).
+//! A log too long to hold is fed to an [`Auditor`] in parts, each part's signatures checked
+//! the same way: the same report, holding the wallet's state and the steps but no entries.
 
 use std::thread;
 
@@ -116,58 +118,116 @@ pub fn audit_with(
     check: &dyn SignatureCheck,
 ) -> AuditReport {
     let mut sorted: Vec<&CertifiedEntry> = log.iter().collect();
-    sorted.sort_by_key(|e| e.entry.seq());
-    let mut state = WalletState::new(*wallet);
-    let mut steps = Vec::with_capacity(sorted.len());
-    let mut verdict = Verdict::Sound;
-    if sorted.is_empty() {
-        verdict = violation(1, &Rejection::MissingGenesis);
-    }
-    for certified in sorted {
-        let entry = &certified.entry;
-        let seq = entry.seq().get();
-        let decision = state.evaluate(entry, certified.certificate.as_ref(), true, check);
-        state.commit(entry, &decision);
-        match decision {
-            Ok(effect) => steps.push(step(entry, &effect, &state)),
-            Err(rejection) => {
-                steps.push(AuditStep {
-                    seq,
-                    entry: entry.id().to_string(),
-                    kind: kind_of(entry),
-                    counterparty: None,
-                    order: None,
-                    currency: None,
-                    amount: None,
-                    direction: None,
-                    balance_after: None,
-                    expiry: None,
-                    condition: None,
-                    preimage: None,
-                });
-                verdict = violation(seq, &rejection);
-                break;
-            }
+    sorted.sort_by_key(|e| e.entry.seq().get());
+    let mut auditor = Auditor::new(*wallet);
+    auditor.replay(sorted, check);
+    auditor.finish()
+}
+
+/// An audit fed a wallet's log in parts ([`Auditor::push`]), for a log too long to hold: it
+/// keeps the wallet's state and the report's steps, not the entries. Pushing the whole log in
+/// parts of any sizes, in seq order, gives exactly [`audit`]'s report.
+#[derive(Debug)]
+pub struct Auditor {
+    wallet: FeedId,
+    state: WalletState,
+    steps: Vec<AuditStep>,
+    verdict: Option<Verdict>,
+}
+
+impl Auditor {
+    /// An audit of `wallet` that has replayed nothing yet.
+    pub fn new(wallet: FeedId) -> Auditor {
+        Auditor {
+            wallet,
+            state: WalletState::new(wallet),
+            steps: Vec::new(),
+            verdict: None,
         }
     }
-    let notaries = state.notaries.as_ref();
-    AuditReport {
-        wallet: wallet.to_string(),
-        entries: steps.len() as u64,
-        notaries: notaries
-            .map(|set| set.members().iter().map(ToString::to_string).collect())
-            .unwrap_or_default(),
-        quorum: notaries.map_or(0, NotarySet::quorum),
-        steps,
-        balances: state
-            .balances
-            .iter()
-            .map(|(currency, amount)| BalanceLine {
-                currency: currency.to_string(),
-                amount: amount.display(currency.decimals),
-            })
-            .collect(),
-        verdict,
+
+    /// Replays `part`, the entries that follow those pushed before, in seq order, its
+    /// signatures checked first in parallel on all cores. Returns false once the audit has
+    /// stopped at a violation: nothing pushed after it is looked at.
+    pub fn push(&mut self, part: &[CertifiedEntry]) -> bool {
+        let set = self.state.notaries.clone().or_else(|| genesis_set(part));
+        let precomputed = precompute_with(part, set.as_ref());
+        self.replay(part, &precomputed)
+    }
+
+    /// [`Auditor::push`] with signatures checked by `check`.
+    pub fn push_with(&mut self, part: &[CertifiedEntry], check: &dyn SignatureCheck) -> bool {
+        self.replay(part, check)
+    }
+
+    fn replay<'a>(
+        &mut self,
+        part: impl IntoIterator<Item = &'a CertifiedEntry>,
+        check: &dyn SignatureCheck,
+    ) -> bool {
+        if self.verdict.is_some() {
+            return false;
+        }
+        for certified in part {
+            let entry = &certified.entry;
+            let decision = self
+                .state
+                .evaluate(entry, certified.certificate.as_ref(), true, check);
+            self.state.commit(entry, &decision);
+            match decision {
+                Ok(effect) => self.steps.push(step(entry, &effect, &self.state)),
+                Err(rejection) => {
+                    let seq = entry.seq().get();
+                    self.steps.push(AuditStep {
+                        seq,
+                        entry: entry.id().to_string(),
+                        kind: kind_of(entry),
+                        counterparty: None,
+                        order: None,
+                        currency: None,
+                        amount: None,
+                        direction: None,
+                        balance_after: None,
+                        expiry: None,
+                        condition: None,
+                        preimage: None,
+                    });
+                    self.verdict = Some(violation(seq, &rejection));
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// The report: sound if every entry pushed checked out (a log with no entry has no
+    /// genesis: a violation at seq 1), else the first violation.
+    pub fn finish(self) -> AuditReport {
+        let verdict = match self.verdict {
+            Some(verdict) => verdict,
+            None if self.steps.is_empty() => violation(1, &Rejection::MissingGenesis),
+            None => Verdict::Sound,
+        };
+        let notaries = self.state.notaries.as_ref();
+        AuditReport {
+            wallet: self.wallet.to_string(),
+            entries: self.steps.len() as u64,
+            notaries: notaries
+                .map(|set| set.members().iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+            quorum: notaries.map_or(0, NotarySet::quorum),
+            steps: self.steps,
+            balances: self
+                .state
+                .balances
+                .iter()
+                .map(|(currency, amount)| BalanceLine {
+                    currency: currency.to_string(),
+                    amount: amount.display(currency.decimals),
+                })
+                .collect(),
+            verdict,
+        }
     }
 }
 
@@ -266,16 +326,19 @@ fn step(entry: &Entry, effect: &Effect, state: &WalletState) -> AuditStep {
 /// Checks every signature of a log (entries, their certificates, and everything their
 /// citations embed) in parallel on all cores, for a later sequential replay.
 pub fn precompute(log: &[CertifiedEntry]) -> Precomputed {
-    let set = log
-        .iter()
+    precompute_with(log, genesis_set(log).as_ref())
+}
+
+/// The notary set named by the genesis among `log`, if it holds one that names a valid set.
+fn genesis_set(log: &[CertifiedEntry]) -> Option<NotarySet> {
+    log.iter()
         .find(|e| e.entry.seq().get() == 1)
         .and_then(|e| e.entry.payload())
         .and_then(|p| WalletEntry::from_payload(p).ok())
         .and_then(|c| match c {
             WalletEntry::Genesis(g) => NotarySet::new(&g.notaries).ok(),
             _ => None,
-        });
-    precompute_with(log, set.as_ref())
+        })
 }
 
 /// [`precompute`] for a part of a wallet's log (its genesis not among it), whose notary set is

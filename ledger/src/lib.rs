@@ -38,7 +38,7 @@ pub mod wallet;
 
 pub use address::WalletAddress;
 pub use amount::{Amount, Currency, CurrencyCode, short_currency};
-pub use audit::{AuditReport, AuditStep, Verdict, audit};
+pub use audit::{AuditReport, AuditStep, Auditor, Verdict, audit};
 pub use certificate::{Certificate, NotarySet, Vote, VoteSubject, check_overlap, overlap_required};
 pub use content::{CertifiedBytes, Citation, WalletEntry};
 pub use error::{CertificateError, Error, Rejection};

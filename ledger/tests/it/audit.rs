@@ -251,3 +251,86 @@ fn a_forged_citation_beside_the_genuine_one_gets_its_own_answer() {
         }
     }
 }
+
+/// Alice's log and its damaged variants (each as the tests above damage it), sorted by seq.
+fn logs_sound_and_damaged() -> Vec<(scrip_feed::FeedId, Vec<scrip_ledger::CertifiedEntry>)> {
+    let (issuer, alice, _) = alices_log();
+    let mut logs = vec![
+        (issuer.id(), issuer.log.clone()),
+        (alice.id(), alice.log.clone()),
+    ];
+    let mut tampered = alice.log.clone();
+    let entry = &tampered[2].entry;
+    let mut payload = entry.payload().unwrap().to_vec();
+    let last = payload.len() - 1;
+    payload[last] ^= 1;
+    tampered[2].entry = Entry::decode(entry.header_bytes(), Some(payload)).unwrap();
+    logs.push((alice.id(), tampered));
+    let mut uncertified = alice.log.clone();
+    uncertified[1].certificate = None;
+    logs.push((alice.id(), uncertified));
+    let mut forged = alice.log.clone();
+    let certificate = forged[3].certificate.as_mut().unwrap();
+    let mut bytes = *certificate.votes[0].signature.as_bytes();
+    bytes[0] ^= 1;
+    certificate.votes[0].signature = scrip_feed::Signature::from_bytes(bytes);
+    logs.push((alice.id(), forged));
+    let mut gap = alice.log.clone();
+    gap.remove(1);
+    logs.push((alice.id(), gap));
+    let mut headless = alice.log.clone();
+    headless.remove(0);
+    logs.push((alice.id(), headless));
+    logs.push((alice.id(), Vec::new()));
+    logs
+}
+
+/// An audit fed the log in parts of every size (one entry at a time up to all at once), each
+/// part's signatures checked in parallel or one by one, gives exactly the whole log's report,
+/// sound or at its first violation.
+#[test]
+fn an_audit_fed_in_parts_gives_the_whole_logs_report() {
+    use scrip_ledger::Auditor;
+    let logs = logs_sound_and_damaged();
+    let mut violations = 0;
+    for (wallet, log) in &logs {
+        let whole = audit(wallet, log);
+        violations += usize::from(!whole.is_sound());
+        for size in 1..=log.len().max(1) {
+            let mut parallel = Auditor::new(*wallet);
+            let mut single = Auditor::new(*wallet);
+            for part in log.chunks(size) {
+                parallel.push(part);
+                single.push_with(part, &VerifyAll);
+            }
+            assert_eq!(parallel.finish(), whole, "parts of {size}");
+            assert_eq!(
+                single.finish(),
+                whole,
+                "parts of {size}, checked one by one"
+            );
+        }
+    }
+    assert_eq!(violations, logs.len() - 2, "every damaged log is caught");
+}
+
+/// Once an audit stops at a violation, what is pushed after it is not looked at.
+#[test]
+fn an_audit_fed_in_parts_stops_at_the_first_violation() {
+    use scrip_ledger::Auditor;
+    let (_, mut alice, _) = alices_log();
+    alice.log[1].certificate = None;
+    let mut auditor = Auditor::new(alice.id());
+    assert!(auditor.push(&alice.log[..1]), "the genesis is sound");
+    assert!(
+        !auditor.push(&alice.log[1..2]),
+        "the uncertified accept stops it"
+    );
+    assert!(
+        !auditor.push(&alice.log[2..]),
+        "nothing after it is looked at"
+    );
+    let report = auditor.finish();
+    assert_eq!(violation(&report), (2, "not-certified".into()));
+    assert_eq!(report.steps.len(), 2);
+}
