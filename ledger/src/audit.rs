@@ -177,22 +177,8 @@ impl Auditor {
             match decision {
                 Ok(effect) => self.steps.push(step(entry, &effect, &self.state)),
                 Err(rejection) => {
-                    let seq = entry.seq().get();
-                    self.steps.push(AuditStep {
-                        seq,
-                        entry: entry.id().to_string(),
-                        kind: kind_of(entry),
-                        counterparty: None,
-                        order: None,
-                        currency: None,
-                        amount: None,
-                        direction: None,
-                        balance_after: None,
-                        expiry: None,
-                        condition: None,
-                        preimage: None,
-                    });
-                    self.verdict = Some(violation(seq, &rejection));
+                    self.steps.push(bare_step(entry));
+                    self.verdict = Some(violation(entry.seq().get(), &rejection));
                     return false;
                 }
             }
@@ -246,8 +232,9 @@ fn kind_of(entry: &Entry) -> String {
         .map_or_else(|| "unreadable".to_owned(), |c| c.kind().to_owned())
 }
 
-fn step(entry: &Entry, effect: &Effect, state: &WalletState) -> AuditStep {
-    let mut step = AuditStep {
+/// A step with only the entry's seq, id and kind (a violating entry's, or the start of one).
+fn bare_step(entry: &Entry) -> AuditStep {
+    AuditStep {
         seq: entry.seq().get(),
         entry: entry.id().to_string(),
         kind: kind_of(entry),
@@ -260,7 +247,11 @@ fn step(entry: &Entry, effect: &Effect, state: &WalletState) -> AuditStep {
         expiry: None,
         condition: None,
         preimage: None,
-    };
+    }
+}
+
+fn step(entry: &Entry, effect: &Effect, state: &WalletState) -> AuditStep {
+    let mut step = bare_step(entry);
     match effect {
         Effect::Genesis { .. } => {}
         Effect::Mint { .. } => {}
