@@ -39,7 +39,12 @@ pub async fn catch_up(
     require: bool,
 ) -> Result<u64> {
     match &ctx.node {
-        Some(node) => watch(node, &peers, &feeds, timeout, require, ctx.progress).await,
+        Some(node) => {
+            // A visit, not a request: once this command is done (or dropped), the daemon no
+            // longer replicates feeds nobody follows.
+            let _visit = Visit::begin(node, &feeds).await?;
+            watch(node, &peers, timeout, require, ctx.progress).await
+        }
         None => {
             let config = NodeConfig {
                 listen: None,
@@ -58,9 +63,46 @@ pub async fn catch_up(
                 Arc::new(CertificateCheck::new(Arc::clone(&ctx.store))),
             )
             .await?;
-            let result = watch(&node.link(), &peers, &feeds, timeout, require, ctx.progress).await;
+            let result = watch(&node.link(), &peers, timeout, require, ctx.progress).await;
             node.shutdown().await;
             result
+        }
+    }
+}
+
+/// Feeds a command visits through the daemon's node ([`NodeLink::visit_feed`]), left when it
+/// is dropped (the command finished, failed or was cancelled).
+struct Visit {
+    node: NodeLink<Tcp>,
+    feeds: Vec<FeedId>,
+}
+
+impl Visit {
+    async fn begin(node: &NodeLink<Tcp>, feeds: &[FeedId]) -> Result<Visit> {
+        let mut visit = Visit {
+            node: node.clone(),
+            feeds: Vec::with_capacity(feeds.len()),
+        };
+        for feed in feeds {
+            node.visit_feed(*feed).await?;
+            visit.feeds.push(*feed);
+        }
+        Ok(visit)
+    }
+}
+
+impl Drop for Visit {
+    fn drop(&mut self) {
+        let (node, feeds) = (self.node.clone(), std::mem::take(&mut self.feeds));
+        if feeds.is_empty() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for feed in feeds {
+                    let _ = node.leave_feed(feed).await;
+                }
+            });
         }
     }
 }
@@ -68,7 +110,6 @@ pub async fn catch_up(
 async fn watch(
     node: &NodeLink<Tcp>,
     peers: &[(String, Option<FeedId>)],
-    feeds: &[FeedId],
     timeout: Duration,
     require: bool,
     progress: bool,
@@ -83,9 +124,6 @@ async fn watch(
         .any(|p| targets.contains(&p.address.as_str()) || ids.contains(&p.peer));
     for (address, id) in peers {
         node.add_peer(address.clone(), *id).await?;
-    }
-    for feed in feeds {
-        node.request_feed(*feed).await?;
     }
     let bar = crate::progress::counter(progress, "catching up");
     let deadline = Instant::now() + timeout;

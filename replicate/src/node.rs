@@ -332,6 +332,8 @@ enum Command<S> {
         verdict: Verdict,
     },
     RequestFeed(FeedId, bool),
+    /// A visit to a feed begins (`true`) or ends (`false`): see [`NodeLink::visit_feed`].
+    Visit(FeedId, bool),
     AddPeer(String, Option<FeedId>),
     Status(oneshot::Sender<NodeStatus>),
     Shutdown(oneshot::Sender<()>),
@@ -484,6 +486,7 @@ impl Node {
             last_catch_up: (0, 0),
             scanning: BTreeSet::new(),
             scan_retries: crate::policy::Retries::default(),
+            visiting: BTreeMap::new(),
             unjudged: VecDeque::new(),
             accept_task,
             inbound: crate::transport::SlotTable::new(max_incoming, idle_before_eviction),
@@ -544,6 +547,20 @@ impl<N: Network> NodeLink<N> {
     /// Undoes [`NodeLink::request_feed`].
     pub async fn release_feed(&self, feed: FeedId) -> Result<()> {
         self.send(Command::RequestFeed(feed, false)).await
+    }
+
+    /// Replicates `feed` for a while, whatever the follow graph says, until a matching
+    /// [`NodeLink::leave_feed`]: for a command that fetches a feed once (`scrip audit`,
+    /// `scrip sync`), so that a feed nobody follows is not replicated for the rest of the
+    /// node's run. Visits are counted (two at once end with the second leave) and are apart
+    /// from [`NodeLink::request_feed`]: a visit's end never drops a requested or followed feed.
+    pub async fn visit_feed(&self, feed: FeedId) -> Result<()> {
+        self.send(Command::Visit(feed, true)).await
+    }
+
+    /// Ends a visit begun by [`NodeLink::visit_feed`].
+    pub async fn leave_feed(&self, feed: FeedId) -> Result<()> {
+        self.send(Command::Visit(feed, false)).await
     }
 
     /// Adds a peer address to dial (with the identity expected there, if known).
@@ -632,6 +649,16 @@ impl<N: Network> NodeHandle<N> {
         self.link().release_feed(feed).await
     }
 
+    /// See [`NodeLink::visit_feed`].
+    pub async fn visit_feed(&self, feed: FeedId) -> Result<()> {
+        self.link().visit_feed(feed).await
+    }
+
+    /// See [`NodeLink::leave_feed`].
+    pub async fn leave_feed(&self, feed: FeedId) -> Result<()> {
+        self.link().leave_feed(feed).await
+    }
+
     /// See [`NodeLink::add_peer`].
     pub async fn add_peer(&self, address: String, id: Option<FeedId>) -> Result<()> {
         self.link().add_peer(address, id).await
@@ -699,6 +726,8 @@ struct Actor<N: Network> {
     /// Feeds whose last read for the follow graph failed, and when to read them again: never at
     /// once, which would spin (and recurse, with store calls run inline).
     scan_retries: crate::policy::Retries,
+    /// Feeds visited for now ([`NodeLink::visit_feed`]), each with its number of visits.
+    visiting: BTreeMap<FeedId, usize>,
     /// Verified fork proofs about feeds whose first entry is not held yet, oldest first (at
     /// most [`MAX_UNJUDGED_PROOFS`], one per author): judged when the feed's entries arrive.
     unjudged: VecDeque<(Option<FeedId>, Box<ForkProof>)>,
@@ -832,6 +861,11 @@ impl<N: Network> Actor<N> {
                     self.config.explicit.remove(&feed)
                 };
                 if changed {
+                    self.recompute_scope();
+                }
+            }
+            Command::Visit(feed, begins) => {
+                if crate::policy::count_visit(&mut self.visiting, feed, begins) {
                     self.recompute_scope();
                 }
             }
@@ -1214,9 +1248,14 @@ impl<N: Network> Actor<N> {
     }
 
     fn recompute_scope(&mut self) {
-        let scope = self
-            .graph
-            .scope(&self.id, self.config.hops, &self.config.explicit);
+        let scope = if self.visiting.is_empty() {
+            self.graph
+                .scope(&self.id, self.config.hops, &self.config.explicit)
+        } else {
+            let mut wanted = self.config.explicit.clone();
+            wanted.extend(self.visiting.keys().copied());
+            self.graph.scope(&self.id, self.config.hops, &wanted)
+        };
         if scope == self.scope {
             return;
         }

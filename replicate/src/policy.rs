@@ -106,6 +106,28 @@ pub fn to_scan(old: &Scope, new: &Scope, held: impl Fn(&FeedId) -> bool) -> Vec<
         .collect()
 }
 
+/// A visit to `feed` begins (`begins`) or ends, in `visiting` (visits per feed, see
+/// `NodeLink::visit_feed`): returns whether the set of visited feeds changed (the first visit
+/// began or the last ended). An end without a visit changes nothing.
+pub fn count_visit(visiting: &mut BTreeMap<FeedId, usize>, feed: FeedId, begins: bool) -> bool {
+    if begins {
+        let visits = visiting.entry(feed).or_insert(0);
+        *visits = visits.saturating_add(1);
+        return *visits == 1;
+    }
+    match visiting.get_mut(&feed) {
+        Some(visits) if *visits > 1 => {
+            *visits -= 1;
+            false
+        }
+        Some(_) => {
+            visiting.remove(&feed);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Reads of the store that failed, per feed, and when each may be tried again: never at once
 /// (that would spin), after [`crate::peers::backoff`] growing with each consecutive failure.
 #[derive(Clone, Debug, Default)]
@@ -155,6 +177,29 @@ mod tests {
 
     fn id(n: u8) -> FeedId {
         Keypair::from_seed(&[n; 32]).id()
+    }
+
+    /// Visits are counted: the visited set changes at the first begin and the last end only,
+    /// and an end without a visit (a stray, or one too many) changes nothing.
+    #[test]
+    fn visits_are_counted_and_only_the_first_and_the_last_change_the_set() {
+        let mut visiting = BTreeMap::new();
+        let (a, b) = (id(1), id(2));
+        assert!(!count_visit(&mut visiting, a, false), "no visit to end");
+        assert!(count_visit(&mut visiting, a, true), "the first visit");
+        assert!(!count_visit(&mut visiting, a, true), "a second one at once");
+        assert!(count_visit(&mut visiting, b, true));
+        assert!(
+            !count_visit(&mut visiting, a, false),
+            "one visit of a still stands"
+        );
+        assert_eq!(visiting.keys().copied().collect::<Vec<_>>().len(), 2);
+        assert!(
+            count_visit(&mut visiting, a, false),
+            "the last visit of a ends"
+        );
+        assert!(!count_visit(&mut visiting, a, false), "one end too many");
+        assert_eq!(visiting.keys().copied().collect::<Vec<_>>(), vec![b]);
     }
 
     #[test]

@@ -247,3 +247,68 @@ async fn a_restarted_node_resumes_from_disk_without_re_downloading() {
     node.shutdown().await;
     hub.shutdown().await;
 }
+
+/// A visited feed (`scrip audit`, `scrip sync` in a daemon) is replicated while a visit
+/// stands, is dropped from the scope when the last visit ends, and a visit's end never drops a
+/// feed the application requested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visited_feed_is_replicated_until_the_last_visit_ends() {
+    init_logs();
+    let keys: Vec<Arc<Keypair>> = (1..=3).map(key).collect();
+    let stranger = keys[2].id();
+    let hub_store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    seed_feed(hub_store.as_ref(), &keys[0], &keys[..1], 0);
+    seed_feed(hub_store.as_ref(), &keys[2], &keys[..1], 20);
+    let hub = Node::spawn(
+        Arc::clone(&keys[0]),
+        Arc::clone(&hub_store),
+        Tcp,
+        config(vec![], 1),
+    )
+    .await
+    .unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let node = Node::spawn(
+        Arc::clone(&keys[1]),
+        Arc::clone(&store),
+        Tcp,
+        config(
+            vec![(hub.listen_address().unwrap().to_string(), Some(hub.id()))],
+            2,
+        ),
+    )
+    .await
+    .unwrap();
+    let in_scope = |status: scrip_replicate::NodeStatus| status.scope.contains_key(&stranger);
+    assert!(!in_scope(node.status().await.unwrap()), "nobody follows it");
+    node.visit_feed(stranger).await.unwrap();
+    node.visit_feed(stranger).await.unwrap();
+    assert!(in_scope(node.status().await.unwrap()), "visited");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while store.head(&stranger).unwrap().map(|h| h.seq.get()) != Some(21) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the visited feed never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.leave_feed(stranger).await.unwrap();
+    assert!(
+        in_scope(node.status().await.unwrap()),
+        "one visit still stands"
+    );
+    node.leave_feed(stranger).await.unwrap();
+    assert!(
+        !in_scope(node.status().await.unwrap()),
+        "the last visit ended"
+    );
+    node.request_feed(stranger).await.unwrap();
+    node.visit_feed(stranger).await.unwrap();
+    node.leave_feed(stranger).await.unwrap();
+    assert!(
+        in_scope(node.status().await.unwrap()),
+        "still requested by the application"
+    );
+    node.shutdown().await;
+    hub.shutdown().await;
+}
